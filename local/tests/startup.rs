@@ -1,0 +1,71 @@
+//! The `cwsync-local` binary as a person starts it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use cwsync_tests::TestDb;
+use secrecy::ExposeSecret;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cwsync-local");
+
+#[test]
+fn a_malformed_database_url_stops_start_up_with_one_line() {
+    let output = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://user:hunter2@db/x")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("DATABASE_URL is malformed"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_line() {
+    let output = Command::new(BIN)
+        .arg("migrate")
+        // Port 1 on loopback: nothing listens there.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/cwsync")
+        .env("DATABASE_ACQUIRE_TIMEOUT_SECS", "2")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("could not reach Postgres"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_migrates_answers_health_and_stops_on_ctrl_c() {
+    let db = TestDb::empty().await;
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", db.config.url.expose_secret())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    let response = reqwest::get(format!("{url}/health")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(applied >= 1);
+
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

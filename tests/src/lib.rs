@@ -1,0 +1,24 @@
+//! cwsync's test harness, in the spirit of zero2prod's `spawn_app`:
+//!
+//! - [`TestDb`]: a freshly created and migrated database per test on the server at
+//!   `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), so tests run
+//!   in parallel and never see each other's rows; dropped again when the test ends.
+//! - [`sqs_emulator`]: moto's SQS-compatible server, started once per test process on a
+//!   free loopback port.
+//! - [`spawn_app`]: the API router served on a free loopback port over a fresh database.
+
+mod app;
+mod db;
+mod sqs;
+
+pub use app::{TestApp, spawn_app};
+pub use db::{TEST_DB_PREFIX, TestDb, eventually};
+pub use sqs::{SqsEmulator, sqs_emulator};
+
+/// The workspace's root folder (where `Cargo.toml` and `.venv` live).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits inside the workspace")
+        .to_path_buf()
+}

@@ -1,0 +1,110 @@
+//! moto's SQS-compatible server, started once per test process.
+//!
+//! The server is a child of a thread that lives as long as the process and asks the
+//! kernel to kill the child when that thread dies (`PR_SET_PDEATHSIG`), so a test run
+//! that ends, fails or is killed leaves no server behind.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running moto server.
+pub struct SqsEmulator {
+    /// `http://127.0.0.1:<port>`, for `endpoint_url` / `AWS_ENDPOINT_URL`.
+    pub endpoint: String,
+}
+
+impl SqsEmulator {
+    /// The region the tests use with the emulator (moto accepts any).
+    pub const REGION: &'static str = "us-east-1";
+}
+
+/// The emulator of this test process, started on first use.
+pub fn sqs_emulator() -> &'static SqsEmulator {
+    static EMULATOR: OnceLock<SqsEmulator> = OnceLock::new();
+    EMULATOR.get_or_init(start)
+}
+
+/// Where moto's server is: `MOTO_SERVER`, else the venv of `scripts/test`
+/// (`CWSYNC_VENV`, default `.venv`), else `moto_server` on the PATH.
+fn moto_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return path.into();
+    }
+    let venv = std::env::var_os("CWSYNC_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join(".venv"));
+    let in_venv = venv.join("bin").join("moto_server");
+    if in_venv.exists() {
+        in_venv
+    } else {
+        "moto_server".into()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn start() -> SqsEmulator {
+    let binary = moto_binary();
+    let port = free_port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawn_binary = binary.clone();
+    std::thread::Builder::new()
+        .name("moto-server".into())
+        .spawn(move || {
+            let mut command = Command::new(&spawn_binary);
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            match command.spawn() {
+                Ok(child) => {
+                    let _ = tx.send(Ok(()));
+                    // This thread must outlive the tests: its death kills the server.
+                    let _child = child;
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .expect("spawn the moto thread");
+    if let Err(e) = rx.recv().expect("the moto thread reports") {
+        panic!(
+            "could not start moto's server ({}): {e}; run scripts/test, which installs it",
+            binary.display()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto's server did not open port {port} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    SqsEmulator {
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}

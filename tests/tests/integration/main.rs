@@ -1,0 +1,5 @@
+//! One test binary for the cross-crate tests (one link instead of one per file).
+
+mod harness;
+mod health;
+mod schema;
