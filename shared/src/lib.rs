@@ -3,10 +3,17 @@
 //!
 //! - [`config`]: typed configuration from the environment.
 //! - [`db`]: the Postgres pool and the embedded migrations.
+//! - [`jobs`]: the job state machine, job types, starting, running, the dead-letter
+//!   consumer and the sweeper.
+//! - [`queue`]: the FIFO queues (SQS and embedded) and the local event source.
+//! - [`consumer`]: the FIFO batch runtime (skip-group-on-error).
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`telemetry`]: logging set-up.
 
 pub mod api;
 pub mod config;
+pub mod consumer;
 pub mod db;
+pub mod jobs;
+pub mod queue;
 pub mod telemetry;

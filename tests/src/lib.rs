@@ -13,7 +13,7 @@ mod sqs;
 
 pub use app::{TestApp, spawn_app};
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
-pub use sqs::{SqsEmulator, sqs_emulator};
+pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};
 
 /// The workspace's root folder (where `Cargo.toml` and `.venv` live).
 pub fn workspace_root() -> std::path::PathBuf {

@@ -108,3 +108,72 @@ fn start() -> SqsEmulator {
         endpoint: format!("http://127.0.0.1:{port}"),
     }
 }
+
+/// An SQS client for the emulator (moto accepts any credentials).
+pub fn sqs_client() -> aws_sdk_sqs::Client {
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(SqsEmulator::REGION))
+        .endpoint_url(&sqs_emulator().endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "cwsync-tests"))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// Creates cwsync's six FIFO queues under a prefix of their own (so tests never share
+/// queues), each work queue redriving to its dead-letter queue after `max_receive_count`
+/// receives, and returns them as [`cwsync::queue::SqsQueues`].
+pub async fn create_test_queues(
+    visibility_timeout_secs: u32,
+    max_receive_count: u32,
+) -> cwsync::queue::SqsQueues {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use cwsync::queue::QueueName;
+    let client = sqs_client();
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut urls = std::collections::HashMap::new();
+    for queue in QueueName::WORK {
+        let dlq = queue.dead_letter().expect("work queues have one");
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{prefix}-{dlq}.fifo"))
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .send()
+            .await
+            .expect("create a dead-letter queue in moto")
+            .queue_url
+            .expect("a queue URL");
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("the dead-letter queue's ARN")
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("an ARN");
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": max_receive_count.to_string(),
+        });
+        let url = client
+            .create_queue()
+            .queue_name(format!("{prefix}-{queue}.fifo"))
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout_secs.to_string(),
+            )
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .send()
+            .await
+            .expect("create a work queue in moto")
+            .queue_url
+            .expect("a queue URL");
+        urls.insert(queue, url);
+        urls.insert(dlq, dlq_url);
+    }
+    cwsync::queue::SqsQueues::new(client, urls)
+}

@@ -2,4 +2,5 @@
 
 mod harness;
 mod health;
+mod job_core;
 mod schema;

@@ -203,7 +203,8 @@ async fn job_items_belong_to_a_job_and_are_unique_per_key() {
     let db = TestDb::new().await;
     let code = sqlstate(
         sqlx::query(
-            "INSERT INTO job_items (job_id, item_key) VALUES (gen_random_uuid(), 'room-1')",
+            "INSERT INTO job_items (job_id, item_key, message, message_group)
+             VALUES (gen_random_uuid(), 'room-1', '{}', 'room-1')",
         )
         .execute(&db.pool)
         .await,
@@ -216,7 +217,8 @@ async fn job_items_belong_to_a_job_and_are_unique_per_key() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    let item = "INSERT INTO job_items (job_id, item_key) VALUES ($1, 'room-1')";
+    let item = "INSERT INTO job_items (job_id, item_key, message, message_group)
+                VALUES ($1, 'room-1', '{}', 'room-1')";
     sqlx::query(item).bind(job).execute(&db.pool).await.unwrap();
     let code = sqlstate(sqlx::query(item).bind(job).execute(&db.pool).await).await;
     assert_eq!(code, UNIQUE_VIOLATION);

@@ -1,0 +1,569 @@
+//! The SQL of jobs and items. Every state change is a single statement whose WHERE clause
+//! names the states it may leave, so it is atomic on its own and races resolve in the
+//! database. Statements that touch a job and one of its items lock the job row first.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{ErrorInfo, ItemRecord, ItemStatus, Job, JobStatus, JobType};
+
+/// A job and its items as they are first written.
+pub(crate) struct NewJob<'a> {
+    pub id: Uuid,
+    pub job_type: JobType,
+    pub payload: &'a serde_json::Value,
+    pub user_id: Option<&'a str>,
+    pub active_key: &'a str,
+    pub items: Vec<NewItem>,
+}
+
+pub(crate) struct NewItem {
+    pub key: String,
+    pub message: serde_json::Value,
+    pub group: String,
+}
+
+/// Writes a job and its items in one transaction. `None` when a job of the same type and
+/// active key is already queued or processing (nothing is written then).
+pub(crate) async fn insert(pool: &PgPool, new: NewJob<'_>) -> Result<Option<Job>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let count = new.items.len() as i32;
+    let job = sqlx::query_as!(
+        Job,
+        r#"INSERT INTO jobs (id, type, payload, user_id, active_key, total_items, open_items)
+           VALUES ($1, $2, $3, $4, $5, $6, $6)
+           ON CONFLICT (type, active_key)
+              WHERE status IN ('queued', 'processing') AND active_key IS NOT NULL
+           DO NOTHING
+           RETURNING id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
+                     result, error, user_id, started_at, finished_at, created_at, updated_at,
+                     active_key, total_items, open_items"#,
+        new.id,
+        new.job_type as JobType,
+        new.payload,
+        new.user_id,
+        new.active_key,
+        count,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(job) = job else {
+        return Ok(None);
+    };
+    let (keys, (messages, groups)): (Vec<String>, (Vec<serde_json::Value>, Vec<String>)) = new
+        .items
+        .into_iter()
+        .map(|i| (i.key, (i.message, i.group)))
+        .unzip();
+    sqlx::query!(
+        r#"INSERT INTO job_items (job_id, item_key, message, message_group)
+           SELECT $1, key, message, message_group
+             FROM UNNEST($2::text[], $3::jsonb[], $4::text[]) AS t(key, message, message_group)"#,
+        job.id,
+        &keys,
+        &messages,
+        &groups,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(job))
+}
+
+/// The queued or processing job of a type with an active key.
+pub(crate) async fn find_active(
+    pool: &PgPool,
+    job_type: JobType,
+    active_key: &str,
+) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        r#"SELECT id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
+                  result, error, user_id, started_at, finished_at, created_at, updated_at,
+                  active_key, total_items, open_items
+             FROM jobs
+            WHERE type = $1 AND active_key = $2 AND status IN ('queued', 'processing')"#,
+        job_type as JobType,
+        active_key,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Marks pending items of a job as handed to the queue.
+pub(crate) async fn mark_sent(
+    pool: &PgPool,
+    job_id: Uuid,
+    sent: &[String],
+) -> Result<u64, sqlx::Error> {
+    if sent.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query!(
+        r#"UPDATE job_items SET status = 'queued', sent_at = now(), updated_at = now()
+            WHERE job_id = $1 AND status = 'pending' AND item_key = ANY($2)"#,
+        job_id,
+        sent,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A job by id.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        r#"SELECT id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
+                  result, error, user_id, started_at, finished_at, created_at, updated_at,
+                  active_key, total_items, open_items
+             FROM jobs WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Which jobs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub job_type: Option<JobType>,
+    pub status: Option<JobStatus>,
+    /// Only the jobs this user started.
+    pub user_id: Option<String>,
+    pub limit: i64,
+}
+
+pub async fn list(pool: &PgPool, filter: &JobFilter) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        r#"SELECT id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
+                  result, error, user_id, started_at, finished_at, created_at, updated_at,
+                  active_key, total_items, open_items
+             FROM jobs
+            WHERE ($1::job_type IS NULL OR type = $1)
+              AND ($2::job_status IS NULL OR status = $2)
+              AND ($3::text IS NULL OR user_id = $3)
+            ORDER BY created_at DESC, id DESC
+            LIMIT $4"#,
+        filter.job_type as Option<JobType>,
+        filter.status as Option<JobStatus>,
+        filter.user_id,
+        filter.limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A job's items, in key order.
+pub async fn items(pool: &PgPool, job_id: Uuid) -> Result<Vec<ItemRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        ItemRecord,
+        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error, attempts, message
+             FROM job_items WHERE job_id = $1 ORDER BY item_key"#,
+        job_id,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// How far a job has come, counted from its items.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub total: i64,
+    /// Items in a terminal state.
+    pub finished: i64,
+    pub completed: i64,
+    pub unchanged: i64,
+    pub failed: i64,
+    pub canceled: i64,
+    pub fetched: i64,
+}
+
+pub async fn progress(pool: &PgPool, job_id: Uuid) -> Result<Progress, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "total!",
+                  count(*) FILTER (WHERE status IN ('completed', 'unchanged', 'failed', 'canceled')) AS "finished!",
+                  count(*) FILTER (WHERE status = 'completed') AS "completed!",
+                  count(*) FILTER (WHERE status = 'unchanged') AS "unchanged!",
+                  count(*) FILTER (WHERE status = 'failed') AS "failed!",
+                  count(*) FILTER (WHERE status = 'canceled') AS "canceled!",
+                  coalesce(sum(fetched), 0)::bigint AS "fetched!"
+             FROM job_items WHERE job_id = $1"#,
+        job_id,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Progress {
+        total: row.total,
+        finished: row.finished,
+        completed: row.completed,
+        unchanged: row.unchanged,
+        failed: row.failed,
+        canceled: row.canceled,
+        fetched: row.fetched,
+    })
+}
+
+/// What the start of an item's delivery found.
+#[derive(Debug)]
+pub(crate) enum Begin {
+    /// Work on it: the job is now processing and so is the item.
+    Run {
+        job_type: JobType,
+        payload: serde_json::Value,
+        user_id: Option<String>,
+        job_created_at: DateTime<Utc>,
+        attempt: i32,
+    },
+    /// Acknowledge without work: the job is finished or canceled, or the item already ended.
+    Done { why: &'static str },
+    /// No such job (removed by retention) or no such item in it.
+    Unknown { why: &'static str },
+}
+
+/// Starts an item's delivery: the job becomes processing and the item processing (another
+/// attempt), both only from open states. An item of a job that ended is closed as
+/// canceled.
+pub(crate) async fn begin_item(
+    pool: &PgPool,
+    job_id: Uuid,
+    item_key: &str,
+) -> Result<Begin, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH job AS (
+               UPDATE jobs
+                  SET status = 'processing', started_at = coalesce(started_at, now()), updated_at = now()
+                WHERE id = $1 AND status IN ('queued', 'processing')
+            RETURNING id
+           ), item AS (
+               UPDATE job_items
+                  SET status = 'processing', attempts = attempts + 1,
+                      started_at = coalesce(started_at, now()), updated_at = now()
+                WHERE job_id = $1 AND item_key = $2
+                  AND status IN ('pending', 'queued', 'processing')
+                  AND EXISTS (SELECT 1 FROM job)
+            RETURNING attempts
+           ), closed AS (
+               UPDATE job_items
+                  SET status = 'canceled', finished_at = now(), updated_at = now()
+                WHERE job_id = $1 AND item_key = $2
+                  AND status IN ('pending', 'queued', 'processing')
+                  AND NOT EXISTS (SELECT 1 FROM job)
+            RETURNING 1
+           )
+           SELECT j.type AS "job_type: JobType", j.payload, j.user_id, j.created_at,
+                  EXISTS (SELECT 1 FROM job) AS "job_open!",
+                  (SELECT attempts FROM item) AS attempts,
+                  EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = $1 AND i.item_key = $2) AS "item_exists!",
+                  (SELECT count(*) FROM closed) AS "closed!"
+             FROM jobs j WHERE j.id = $1"#,
+        job_id,
+        item_key,
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Begin::Unknown { why: "no such job" });
+    };
+    if !row.item_exists {
+        return Ok(Begin::Unknown {
+            why: "the job has no such item",
+        });
+    }
+    if !row.job_open {
+        return Ok(Begin::Done {
+            why: "the job is already finished or canceled",
+        });
+    }
+    match row.attempts {
+        Some(attempt) => Ok(Begin::Run {
+            job_type: row.job_type,
+            payload: row.payload,
+            user_id: row.user_id,
+            job_created_at: row.created_at,
+            attempt,
+        }),
+        None => Ok(Begin::Done {
+            why: "the item already ended",
+        }),
+    }
+}
+
+/// How an item end went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ended {
+    /// How many items this call ended (0: they had already ended).
+    pub ended: i64,
+    /// The job's open items afterwards, and its status, when anything ended.
+    pub open_items: Option<i32>,
+    pub job_status: Option<JobStatus>,
+}
+
+impl Ended {
+    /// Whether this call must finish the job: it ended the job's last open item, or the
+    /// job was canceled and its result must take this item in.
+    pub fn job_needs_finishing(&self) -> bool {
+        self.ended > 0
+            && (self.open_items == Some(0) || self.job_status == Some(JobStatus::Canceled))
+    }
+}
+
+/// Ends open items of a job in a terminal state, decrementing the job's open count in the
+/// same statement under the job row's lock. Items that already ended are left alone, so
+/// a repeated call changes nothing.
+pub(crate) async fn end_items(
+    pool: &PgPool,
+    job_id: Uuid,
+    keys: &[String],
+    status: ItemStatus,
+    fetched: i32,
+    result: Option<&serde_json::Value>,
+    error: Option<&ErrorInfo>,
+) -> Result<Ended, sqlx::Error> {
+    debug_assert!(status.is_terminal());
+    let error = error.map(ErrorInfo::to_json);
+    let row = sqlx::query!(
+        r#"WITH locked AS (
+               SELECT id FROM jobs WHERE id = $1 FOR UPDATE
+           ), ended AS (
+               UPDATE job_items
+                  SET status = $3::job_item_status, fetched = $4, result = $5,
+                      -- A failure without its own error keeps the last retry's.
+                      error = CASE WHEN $3::job_item_status = 'failed' THEN coalesce($6, error) ELSE $6 END,
+                      finished_at = now(), updated_at = now()
+                WHERE job_id = (SELECT id FROM locked) AND item_key = ANY($2)
+                  AND status IN ('pending', 'queued', 'processing')
+            RETURNING 1
+           ), job AS (
+               UPDATE jobs
+                  SET open_items = open_items - (SELECT count(*) FROM ended)::int, updated_at = now()
+                WHERE id = $1 AND EXISTS (SELECT 1 FROM ended)
+            RETURNING open_items, status
+           )
+           SELECT (SELECT count(*) FROM ended) AS "ended!",
+                  (SELECT open_items FROM job) AS open_items,
+                  (SELECT status FROM job) AS "job_status: JobStatus""#,
+        job_id,
+        keys,
+        status as ItemStatus,
+        fetched,
+        result,
+        error,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Ended {
+        ended: row.ended,
+        open_items: row.open_items,
+        job_status: row.job_status,
+    })
+}
+
+/// Keeps the last error of an item that will be retried, for the dead-letter consumer.
+pub(crate) async fn record_retry_error(
+    pool: &PgPool,
+    job_id: Uuid,
+    item_key: &str,
+    error: &ErrorInfo,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE job_items SET error = $3, updated_at = now()
+            WHERE job_id = $1 AND item_key = $2 AND status = 'processing'"#,
+        job_id,
+        item_key,
+        error.to_json(),
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The item of a job whose queue message is `message` (compared as JSON values).
+pub(crate) async fn item_by_message(
+    pool: &PgPool,
+    job_id: Uuid,
+    message: &serde_json::Value,
+) -> Result<Option<ItemRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        ItemRecord,
+        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error, attempts, message
+             FROM job_items WHERE job_id = $1 AND message = $2"#,
+        job_id,
+        message,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+pub(crate) async fn is_canceled(pool: &PgPool, job_id: Uuid) -> Result<bool, sqlx::Error> {
+    let status = sqlx::query_scalar!(
+        r#"SELECT status AS "status: JobStatus" FROM jobs WHERE id = $1"#,
+        job_id
+    )
+    .fetch_optional(pool)
+    .await?;
+    // A job that is gone has nobody waiting for it: stop as if canceled.
+    Ok(status.is_none_or(|s| s == JobStatus::Canceled))
+}
+
+/// Finishes a job whose items have all ended: `failed` when every item failed (the error
+/// is the first item's), else `completed`; its result derived from the items by
+/// `summarize`. For a canceled job, brings the result up to date with its items. Safe to
+/// call any number of times and from racing callers: only a job with no open items
+/// changes state, once.
+pub async fn finalize(
+    pool: &PgPool,
+    job_id: Uuid,
+    summarize: &(dyn Fn(JobType, &[ItemRecord]) -> serde_json::Value + Sync),
+) -> Result<Option<JobStatus>, sqlx::Error> {
+    let Some(job) = get(pool, job_id).await? else {
+        return Ok(None);
+    };
+    let items = items(pool, job_id).await?;
+    let result = summarize(job.job_type, &items);
+    if job.status == JobStatus::Canceled {
+        sqlx::query!(
+            r#"UPDATE jobs
+                  SET result = $2, updated_at = now(),
+                      open_items = (SELECT count(*) FROM job_items
+                                     WHERE job_id = $1 AND status IN ('pending', 'queued', 'processing'))::int
+                WHERE id = $1 AND status = 'canceled'"#,
+            job_id,
+            result,
+        )
+        .execute(pool)
+        .await?;
+        return Ok(Some(JobStatus::Canceled));
+    }
+    if job.status.is_terminal() || job.open_items != 0 {
+        return Ok(None);
+    }
+    let failed: Vec<&ItemRecord> = items
+        .iter()
+        .filter(|i| i.status == ItemStatus::Failed)
+        .collect();
+    let all_failed = !items.is_empty() && failed.len() == items.len();
+    let (status, error) = if all_failed {
+        let error = failed[0]
+            .error
+            .clone()
+            .unwrap_or_else(|| ErrorInfo::new("ItemFailed", "every item failed").to_json());
+        (JobStatus::Failed, Some(error))
+    } else {
+        (JobStatus::Completed, None)
+    };
+    let finished = sqlx::query_scalar!(
+        r#"UPDATE jobs
+              SET status = $2, result = $3, error = $4, started_at = coalesce(started_at, now()),
+                  finished_at = now(), updated_at = now()
+            WHERE id = $1 AND status IN ('queued', 'processing') AND open_items = 0
+        RETURNING status AS "status: JobStatus""#,
+        job_id,
+        status as JobStatus,
+        result,
+        error,
+    )
+    .fetch_optional(pool)
+    .await?;
+    if let Some(status) = finished {
+        metrics::counter!("jobs_finished", "type" => job.job_type.as_str(), "status" => status.as_str())
+            .increment(1);
+        tracing::info!(job_id = %job_id, job_type = job.job_type.as_str(), status = status.as_str(), "job finished");
+    }
+    Ok(finished)
+}
+
+/// Fails an open job with `error`: its open items end failed with it, and its result is
+/// derived from what the items did.
+pub(crate) async fn fail_job(
+    pool: &PgPool,
+    job_id: Uuid,
+    error: &ErrorInfo,
+    summarize: &(dyn Fn(JobType, &[ItemRecord]) -> serde_json::Value + Sync),
+) -> Result<bool, sqlx::Error> {
+    let open: Vec<String> = sqlx::query_scalar!(
+        r#"SELECT item_key FROM job_items
+            WHERE job_id = $1 AND status IN ('pending', 'queued', 'processing')"#,
+        job_id
+    )
+    .fetch_all(pool)
+    .await?;
+    end_items(
+        pool,
+        job_id,
+        &open,
+        ItemStatus::Failed,
+        0,
+        None,
+        Some(error),
+    )
+    .await?;
+    let Some(job) = get(pool, job_id).await? else {
+        return Ok(false);
+    };
+    let items = items(pool, job_id).await?;
+    let result = summarize(job.job_type, &items);
+    let failed = sqlx::query!(
+        r#"UPDATE jobs
+              SET status = 'failed', result = $2, error = $3, finished_at = now(), updated_at = now()
+            WHERE id = $1 AND status IN ('queued', 'processing')"#,
+        job_id,
+        result,
+        error.to_json(),
+    )
+    .execute(pool)
+    .await?;
+    let failed = failed.rows_affected() == 1;
+    if failed {
+        metrics::counter!("jobs_finished", "type" => job.job_type.as_str(), "status" => "failed")
+            .increment(1);
+        tracing::warn!(job_id = %job_id, job_type = job.job_type.as_str(), error = %error.message, "job failed");
+    }
+    Ok(failed)
+}
+
+/// How a cancel request went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    Canceled(Box<Job>),
+    NotFound,
+    /// The job is neither queued nor processing.
+    NotCancelable(JobStatus),
+}
+
+/// Cancels a queued or processing job. Its items that have not started are canceled with
+/// it; items in progress stop at their handler's next cancellation check.
+pub async fn cancel(pool: &PgPool, job_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
+    let canceled = sqlx::query!(
+        r#"WITH job AS (
+               UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now()
+                WHERE id = $1 AND status IN ('queued', 'processing')
+            RETURNING id, type
+           ), items AS (
+               UPDATE job_items SET status = 'canceled', finished_at = now(), updated_at = now()
+                WHERE job_id = (SELECT id FROM job) AND status IN ('pending', 'queued')
+            RETURNING 1
+           )
+           SELECT (SELECT type FROM job) AS "job_type: JobType", (SELECT count(*) FROM items) AS "items!""#,
+        job_id,
+    )
+    .fetch_one(pool)
+    .await?;
+    match canceled.job_type {
+        Some(job_type) => {
+            metrics::counter!("jobs_finished", "type" => job_type.as_str(), "status" => "canceled")
+                .increment(1);
+            finalize(pool, job_id, &super::kinds::summarize).await?;
+            let job = get(pool, job_id).await?.expect("a canceled job exists");
+            Ok(CancelOutcome::Canceled(Box::new(job)))
+        }
+        None => Ok(match get(pool, job_id).await? {
+            None => CancelOutcome::NotFound,
+            Some(job) => CancelOutcome::NotCancelable(job.status),
+        }),
+    }
+}

@@ -1,0 +1,6 @@
+//! The job core: queues, the consumer runtime, jobs, the dead-letter consumer and the
+//! sweeper, each scenario over the embedded queue and over moto's SQS.
+
+mod jobs;
+mod probe;
+mod queues;

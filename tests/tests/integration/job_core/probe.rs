@@ -1,0 +1,351 @@
+//! A job type made for tests, and a rig that runs it over either queue implementation.
+//!
+//! `Probe` is an ordinary `JobKind`: its items store messages of a room in the real
+//! `messages` table (idempotently, as real handlers must), and each room can be told how
+//! to behave: succeed, fail for a while, fail for good, crash after its write, wait for a
+//! cancel, or meet another item at a barrier.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cwsync::jobs::{
+    self, DeadLetterConsumer, ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, Job,
+    JobConsumer, JobKind, JobType, PlannedItem, Started,
+};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
+use cwsync_tests::{TestDb, create_test_queues};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+pub struct Probe;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbePayload {
+    pub key: String,
+    pub rooms: Vec<i64>,
+    /// Message group of every item instead of `room-<id>` (to make sends fail).
+    #[serde(default)]
+    pub group_override: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeMessage {
+    pub room_id: i64,
+}
+
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Store this many messages of the room.
+    Store(u32),
+    /// A retryable error every time.
+    FailAlways,
+    /// A retryable error on the first `n` attempts, then store.
+    FailTimes(i32, u32),
+    /// Store, then fail the first attempt as if the process died before ending the item.
+    WriteThenCrash(u32),
+    /// The item can never succeed.
+    Permanent,
+    /// Store half, then wait (checking between steps) until the job is canceled.
+    WaitForCancel(u32),
+    /// Store, then wait at the barrier before ending the item.
+    Barrier(u32, Arc<tokio::sync::Barrier>),
+}
+
+#[derive(Default)]
+pub struct ProbeContext {
+    behaviour: Mutex<HashMap<i64, Behaviour>>,
+    /// Every handler run: (room, attempt).
+    pub runs: Mutex<Vec<(i64, i32)>>,
+}
+
+impl ProbeContext {
+    pub fn set(&self, room: i64, behaviour: Behaviour) {
+        self.behaviour.lock().unwrap().insert(room, behaviour);
+    }
+
+    pub fn runs_of(&self, room: i64) -> usize {
+        self.runs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| *r == room)
+            .count()
+    }
+
+    pub fn total_runs(&self) -> usize {
+        self.runs.lock().unwrap().len()
+    }
+}
+
+/// Stores `count` messages of `room` the way a sync does: one statement, duplicates ignored.
+async fn store_messages(
+    pool: &PgPool,
+    room: i64,
+    from: u32,
+    count: u32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO messages (chatwork_room_id, room_id, message_id, account_id, account_name, body, send_time)
+         SELECT r.id, r.room_id, g::text, 1, 'probe', 'message ' || g, now()
+           FROM chatwork_rooms r, generate_series($2::int, $3::int) g
+          WHERE r.room_id = $1
+         ON CONFLICT (room_id, message_id) DO NOTHING",
+    )
+    .bind(room)
+    .bind(from as i32 + 1)
+    .bind((from + count) as i32)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn stored(count: u32) -> Result<ItemOutcome, ItemError> {
+    Ok(ItemOutcome::Completed {
+        fetched: count as i32,
+        result: serde_json::json!({ "fetched": count }),
+    })
+}
+
+impl JobKind for Probe {
+    const TYPE: JobType = JobType::ChatworkMessagesSync;
+    type Payload = ProbePayload;
+    type Message = ProbeMessage;
+    type Context = ProbeContext;
+
+    fn active_key(payload: &ProbePayload) -> String {
+        payload.key.clone()
+    }
+
+    fn item_key(message: &ProbeMessage) -> String {
+        format!("room-{}", message.room_id)
+    }
+
+    async fn plan(
+        _pool: &PgPool,
+        payload: &ProbePayload,
+    ) -> Result<Vec<PlannedItem<ProbeMessage>>, sqlx::Error> {
+        Ok(payload
+            .rooms
+            .iter()
+            .map(|&room_id| PlannedItem {
+                message: ProbeMessage { room_id },
+                group_id: payload
+                    .group_override
+                    .clone()
+                    .unwrap_or_else(|| format!("room-{room_id}")),
+            })
+            .collect())
+    }
+
+    async fn run(
+        context: &ProbeContext,
+        item: &ItemRun,
+        message: ProbeMessage,
+    ) -> Result<ItemOutcome, ItemError> {
+        let room = message.room_id;
+        context.runs.lock().unwrap().push((room, item.attempt));
+        let behaviour = context
+            .behaviour
+            .lock()
+            .unwrap()
+            .get(&room)
+            .cloned()
+            .unwrap_or(Behaviour::Store(3));
+        match behaviour {
+            Behaviour::Store(n) => {
+                store_messages(&item.pool, room, 0, n).await?;
+                stored(n)
+            }
+            Behaviour::FailAlways => Err(ItemError::Retry(anyhow::anyhow!("upstream 503"))),
+            Behaviour::FailTimes(times, n) => {
+                if item.attempt <= times {
+                    return Err(ItemError::Retry(anyhow::anyhow!(
+                        "upstream 503, attempt {}",
+                        item.attempt
+                    )));
+                }
+                store_messages(&item.pool, room, 0, n).await?;
+                stored(n)
+            }
+            Behaviour::WriteThenCrash(n) => {
+                store_messages(&item.pool, room, 0, n).await?;
+                if item.attempt == 1 {
+                    return Err(ItemError::Retry(anyhow::anyhow!(
+                        "process died after its write"
+                    )));
+                }
+                stored(n)
+            }
+            Behaviour::Permanent => {
+                Err(ItemError::Fail(ErrorInfo::new("NotFound", "room is gone")))
+            }
+            Behaviour::WaitForCancel(n) => {
+                store_messages(&item.pool, room, 0, n / 2).await?;
+                for _ in 0..1500 {
+                    if item.is_canceled().await? {
+                        return Ok(ItemOutcome::Canceled);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(ItemError::Retry(anyhow::anyhow!("never canceled")))
+            }
+            Behaviour::Barrier(n, barrier) => {
+                store_messages(&item.pool, room, 0, n).await?;
+                barrier.wait().await;
+                stored(n)
+            }
+        }
+    }
+
+    fn summarize(items: &[ItemRecord]) -> serde_json::Value {
+        jobs::kinds::item_tally(items)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Sqs,
+}
+
+/// Receives before a message moves to its dead-letter queue.
+pub const MAX_RECEIVES: u32 = 4;
+
+/// A database, the queues of one backend, and the probe's consumers.
+pub struct Rig {
+    pub db: TestDb,
+    pub backend: Backend,
+    pub queues: Arc<dyn Queues>,
+    pub context: Arc<ProbeContext>,
+    pub consumer: JobConsumer<Probe>,
+    pub dead_letters: DeadLetterConsumer,
+}
+
+impl Rig {
+    pub async fn new(backend: Backend) -> Self {
+        let db = TestDb::new().await;
+        let queues: Arc<dyn Queues> = match backend {
+            Backend::Embedded => Arc::new(EmbeddedQueues::new(EmbeddedSettings {
+                visibility_timeout: Duration::from_millis(300),
+                max_receive_count: MAX_RECEIVES,
+                deduplication_window: Duration::from_secs(300),
+            })),
+            Backend::Sqs => Arc::new(create_test_queues(1, MAX_RECEIVES).await),
+        };
+        let context = Arc::new(ProbeContext::default());
+        Self {
+            consumer: JobConsumer::new(db.pool.clone(), context.clone()),
+            dead_letters: DeadLetterConsumer::new(db.pool.clone(), MAX_RECEIVES),
+            db,
+            backend,
+            queues,
+            context,
+        }
+    }
+
+    pub fn source(&self, queue: QueueName) -> EventSource {
+        let mut source = EventSource::new(self.queues.clone(), queue);
+        source.wait = Duration::from_millis(match self.backend {
+            Backend::Embedded => 50,
+            // moto long-polls in whole seconds; 0 answers at once.
+            Backend::Sqs => 0,
+        });
+        source.batch_timeout = Duration::from_secs(30);
+        source
+    }
+
+    /// Rooms the probe can store messages for.
+    pub async fn rooms(&self, ids: &[i64]) {
+        for id in ids {
+            sqlx::query("INSERT INTO chatwork_rooms (room_id, name, room_type) VALUES ($1, 'room', 'group')")
+                .bind(id)
+                .execute(&self.db.pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn start(&self, key: &str, rooms: &[i64]) -> Started {
+        let payload = ProbePayload {
+            key: key.into(),
+            rooms: rooms.to_vec(),
+            group_override: None,
+        };
+        jobs::start::<Probe>(
+            &self.db.pool,
+            self.queues.as_ref(),
+            &payload,
+            Some("user-1"),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn job(&self, id: uuid::Uuid) -> Job {
+        jobs::get(&self.db.pool, id).await.unwrap().unwrap()
+    }
+
+    /// Feeds the work queue to the probe's consumer and the dead-letter queue to the
+    /// dead-letter consumer until `done` holds for the job.
+    pub async fn run_until(&self, id: uuid::Uuid, what: &str, done: impl Fn(&Job) -> bool) -> Job {
+        let work = self.source(QueueName::MessagesSync);
+        let dead = self.source(QueueName::MessagesSyncDlq);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.job(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; job is {job:?}"
+            );
+            let a = work.poll_once(&self.consumer).await.unwrap();
+            let b = dead.poll_once(&self.dead_letters).await.unwrap();
+            if a + b == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Runs the job until it is finished.
+    pub async fn run_to_end(&self, id: uuid::Uuid) -> Job {
+        self.run_until(id, "the job to finish", |j| j.status.is_terminal())
+            .await
+    }
+
+    /// Every stored message as (room, message id, body), for comparing database states.
+    pub async fn stored_messages(&self) -> Vec<(i64, String, String)> {
+        sqlx::query_as(
+            "SELECT room_id, message_id, body FROM messages ORDER BY room_id, message_seq",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn items(&self, id: uuid::Uuid) -> Vec<ItemRecord> {
+        jobs::items(&self.db.pool, id).await.unwrap()
+    }
+}
+
+/// Declares a test that runs once per queue backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn embedded() {
+                super::$name(Backend::Embedded).await;
+            }
+            #[tokio::test]
+            async fn sqs() {
+                super::$name(Backend::Sqs).await;
+            }
+        }
+    };
+}
