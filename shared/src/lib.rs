@@ -7,6 +7,7 @@
 //!   consumer and the sweeper.
 //! - [`queue`]: the FIFO queues (SQS and embedded) and the local event source.
 //! - [`consumer`]: the FIFO batch runtime (skip-group-on-error).
+//! - [`sync`], [`summary`]: the job types.
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`telemetry`]: logging set-up.
 
@@ -16,4 +17,6 @@ pub mod consumer;
 pub mod db;
 pub mod jobs;
 pub mod queue;
+pub mod summary;
+pub mod sync;
 pub mod telemetry;

@@ -1,34 +1,16 @@
 //! The job types by their `job_type` value, for the code that handles jobs of any type
-//! (the dead-letter consumer, the sweeper). Each type's line names its [`JobKind`].
+//! (the dead-letter consumer, the sweeper, cancellation). Each type's line names its spec.
 
-use super::{ItemRecord, ItemStatus, JobType};
+use super::{ItemRecord, JobSpec, JobType};
+use crate::summary::SummaryDraft;
+use crate::sync::messages::MessagesSync;
+use crate::sync::rooms::RoomsSync;
 
 /// The result of a job of `job_type`, derived from its items.
 pub fn summarize(job_type: JobType, items: &[ItemRecord]) -> serde_json::Value {
     match job_type {
-        // Until a type has its own kind, its result is the generic item tally.
-        JobType::ChatworkRoomsSync | JobType::ChatworkMessagesSync | JobType::SummaryDraft => {
-            item_tally(items)
-        }
+        JobType::ChatworkRoomsSync => RoomsSync::summarize(items),
+        JobType::ChatworkMessagesSync => MessagesSync::summarize(items),
+        JobType::SummaryDraft => SummaryDraft::summarize(items),
     }
-}
-
-/// Counts of items by outcome, and each item's own result or error: a result any job
-/// type can fall back on.
-pub fn item_tally(items: &[ItemRecord]) -> serde_json::Value {
-    let count = |status: ItemStatus| items.iter().filter(|i| i.status == status).count();
-    serde_json::json!({
-        "totalItems": items.len(),
-        "completed": count(ItemStatus::Completed),
-        "unchanged": count(ItemStatus::Unchanged),
-        "failed": count(ItemStatus::Failed),
-        "canceled": count(ItemStatus::Canceled),
-        "items": items.iter().map(|i| serde_json::json!({
-            "key": i.item_key,
-            "status": i.status,
-            "fetched": i.fetched,
-            "result": i.result,
-            "error": i.error,
-        })).collect::<Vec<_>>(),
-    })
 }

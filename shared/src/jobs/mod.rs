@@ -11,10 +11,11 @@
 //! zero and finishes the job, whose result is then derived from all its items, so a
 //! redelivered message can neither count twice nor end the job twice.
 //!
-//! A job type is a [`JobKind`]: its payload, its queue message, how it plans its items and
-//! how it runs one. Adding a job type means a module implementing `JobKind`, a value of
-//! the `job_type` enum (a migration and [`JobType`]), its line in [`kinds`], and its queue
-//! in the template.
+//! A job type is a [`JobSpec`] (its payload, its queue message, how it plans its items
+//! and derives its result: all that starting a job needs) and a [`JobKind`] (how one item
+//! runs, and what that needs). Adding a job type means a module implementing both, a value
+//! of the `job_type` enum (a migration and [`JobType`]), its line in [`kinds`], and its
+//! queue in the template.
 
 mod dead_letter;
 pub mod kinds;
@@ -296,16 +297,16 @@ impl ItemRun {
     }
 }
 
-/// A job type. See the module documentation.
-pub trait JobKind: Send + Sync + Sized + 'static {
+/// What a job type is: its payload, its queue message, and how a job plans its items and
+/// derives its result. Enough to start jobs (the API, the scheduler); running them takes
+/// [`JobKind`].
+pub trait JobSpec: Send + Sync + Sized + 'static {
     /// Its value of the `job_type` enum.
     const TYPE: JobType;
     /// What a request to start the job carries (stored as `jobs.payload`).
     type Payload: Serialize + DeserializeOwned + Send + Sync;
     /// The item's part of a queue message (inside an [`Envelope`]).
     type Message: Serialize + DeserializeOwned + Send + Sync;
-    /// What the handler needs besides the database (a Chatwork client, a summarizer, ...).
-    type Context: Send + Sync + 'static;
 
     /// Names the work a job does; while one job of this type with this key is queued or
     /// processing, a request for another gets that one back.
@@ -320,6 +321,15 @@ pub trait JobKind: Send + Sync + Sized + 'static {
         payload: &Self::Payload,
     ) -> impl Future<Output = Result<Vec<PlannedItem<Self::Message>>, sqlx::Error>> + Send;
 
+    /// The job's result, derived from all its items.
+    fn summarize(items: &[ItemRecord]) -> serde_json::Value;
+}
+
+/// How a job type's items run. See the module documentation.
+pub trait JobKind: JobSpec {
+    /// What the handler needs besides the database (a Chatwork client, a summarizer, ...).
+    type Context: Send + Sync + 'static;
+
     /// Does one item's work. It must be idempotent: after a crash anywhere in it, running
     /// it again leaves the database as one run would.
     fn run(
@@ -327,9 +337,6 @@ pub trait JobKind: Send + Sync + Sized + 'static {
         item: &ItemRun,
         message: Self::Message,
     ) -> impl Future<Output = Result<ItemOutcome, ItemError>> + Send;
-
-    /// The job's result, derived from all its items.
-    fn summarize(items: &[ItemRecord]) -> serde_json::Value;
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::store::{self, NewItem, NewJob};
-use super::{Envelope, ErrorInfo, ItemRecord, ItemStatus, Job, JobKind, JobType, MESSAGE_VERSION};
+use super::{Envelope, ErrorInfo, ItemRecord, ItemStatus, Job, JobSpec, JobType, MESSAGE_VERSION};
 use crate::queue::{OutgoingMessage, Queues};
 
 /// The longest item key: `<job uuid>:<key>` must fit SQS's 128-character
@@ -49,7 +49,7 @@ pub(crate) fn outgoing(
 
 /// Starts a job of kind `K` for `user_id` (`None`: the scheduler), or returns the job of
 /// the same kind and active key that is already queued or processing.
-pub async fn start<K: JobKind>(
+pub async fn start<K: JobSpec>(
     pool: &PgPool,
     queues: &dyn Queues,
     payload: &K::Payload,

@@ -24,7 +24,7 @@ async fn a_job_runs_to_completion(backend: Backend) {
     assert!(job.started_at.is_some() && job.finished_at.is_some());
     assert_eq!(job.open_items, 0);
     let result = job.result.unwrap();
-    assert_eq!(result["completed"], 3);
+    assert_eq!(result["processedRooms"], 3);
     let progress = jobs::progress(&rig.db.pool, job.id).await.unwrap();
     assert_eq!(
         (progress.total, progress.finished, progress.fetched),
@@ -186,7 +186,15 @@ async fn the_redrive_fails_the_item_with_the_reason(backend: Backend) {
     assert_eq!(rig.context.runs_of(1), 4, "the first try and three retries");
     // One room failed, one succeeded: the job completes and reports the failure.
     assert_eq!(job.status, JobStatus::Completed);
-    assert_eq!(job.result.as_ref().unwrap()["failed"], 1);
+    let result = job.result.as_ref().unwrap();
+    assert_eq!(
+        (
+            result["totalRooms"].as_i64(),
+            result["processedRooms"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(result["errors"][0]["roomId"], 1);
     let items = rig.items(job.id).await;
     let failed = items.iter().find(|i| i.item_key == "room-1").unwrap();
     assert_eq!(failed.status, ItemStatus::Failed);
@@ -297,7 +305,7 @@ async fn two_last_items_ending_at_once_end_the_job_once(backend: Backend) {
         two.await.unwrap();
         let job = rig.job(started.job.id).await;
         assert_eq!(job.status, JobStatus::Completed, "round {round}");
-        assert_eq!(job.result.as_ref().unwrap()["completed"], 2);
+        assert_eq!(job.result.as_ref().unwrap()["processedRooms"], 2);
     }
     let finishes: Vec<(Uuid, JobStatus)> =
         sqlx::query_as("SELECT job_id, status FROM job_finishes")
@@ -330,7 +338,7 @@ async fn cancel_while_queued(backend: Backend) {
     );
     let job = rig.job(job.id).await;
     assert_eq!(job.status, JobStatus::Canceled);
-    assert_eq!(job.result.unwrap()["canceled"], 3);
+    assert_eq!(job.result.unwrap()["canceledRooms"], 3);
     assert!(
         rig.items(job.id)
             .await
@@ -378,7 +386,7 @@ async fn cancel_while_processing(backend: Backend) {
     let item = &rig.items(job.id).await[0];
     assert_eq!(item.status, ItemStatus::Canceled);
     assert_eq!(
-        job.result.unwrap()["canceled"],
+        job.result.unwrap()["canceledRooms"],
         1,
         "the result includes the stopped item"
     );

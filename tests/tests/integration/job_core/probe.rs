@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cwsync::jobs::{
     self, DeadLetterConsumer, ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, Job,
-    JobConsumer, JobKind, JobType, PlannedItem, Started,
+    JobConsumer, JobKind, JobSpec, JobType, PlannedItem, Started,
 };
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
 use cwsync_tests::{TestDb, create_test_queues};
@@ -109,11 +109,10 @@ fn stored(count: u32) -> Result<ItemOutcome, ItemError> {
     })
 }
 
-impl JobKind for Probe {
+impl JobSpec for Probe {
     const TYPE: JobType = JobType::ChatworkMessagesSync;
     type Payload = ProbePayload;
     type Message = ProbeMessage;
-    type Context = ProbeContext;
 
     fn active_key(payload: &ProbePayload) -> String {
         payload.key.clone()
@@ -139,6 +138,15 @@ impl JobKind for Probe {
             })
             .collect())
     }
+
+    /// As the type it claims to be, so every path that finishes a job agrees.
+    fn summarize(items: &[ItemRecord]) -> serde_json::Value {
+        jobs::kinds::summarize(Self::TYPE, items)
+    }
+}
+
+impl JobKind for Probe {
+    type Context = ProbeContext;
 
     async fn run(
         context: &ProbeContext,
@@ -198,10 +206,6 @@ impl JobKind for Probe {
                 stored(n)
             }
         }
-    }
-
-    fn summarize(items: &[ItemRecord]) -> serde_json::Value {
-        jobs::kinds::item_tally(items)
     }
 }
 
