@@ -71,6 +71,23 @@ ensure_venv() {
   cp "$ROOT/scripts/requirements.txt" "$stamp"
 }
 
+# The Rust target of the Lambda functions (arm64, built with cargo-lambda's zig).
+ensure_arm64_target() {
+  if command -v rustup >/dev/null && ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; then
+    say "installing the Rust target aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+  fi
+}
+
+# The function crates (functions/*, but for the shared glue crate).
+function_packages() {
+  local dir
+  for dir in "$ROOT"/functions/*/; do
+    [ "$(basename "$dir")" = common ] && continue
+    sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1
+  done
+}
+
 SQLX_CLI_VERSION=0.9.0
 
 # sqlx-cli, to check that the committed query data (.sqlx/) matches the code.

@@ -52,6 +52,14 @@ impl Env {
         }
     }
 
+    /// The same variables with `name` set to `value` (secrets fetched at start-up join
+    /// the environment this way, so one loader validates both).
+    pub fn with(&self, name: &str, value: impl Into<String>) -> Self {
+        let mut vars = self.vars.clone();
+        vars.insert(name.to_owned(), value.into());
+        Self { vars }
+    }
+
     /// The value of `name`; an empty or blank value counts as unset, as most shells and
     /// templates produce one when they mean "no value".
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -8,6 +8,7 @@
 //! - [`queue`]: the FIFO queues (SQS and embedded) and the local event source.
 //! - [`consumer`]: the FIFO batch runtime (skip-group-on-error).
 //! - [`sync`], [`summary`]: the job types.
+//! - [`schedule`]: the scheduled tasks (syncs, sweeper, retention).
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`telemetry`]: logging set-up.
 
@@ -17,6 +18,7 @@ pub mod consumer;
 pub mod db;
 pub mod jobs;
 pub mod queue;
+pub mod schedule;
 pub mod summary;
 pub mod sync;
 pub mod telemetry;

@@ -6,13 +6,17 @@
 //! - [`sqs_emulator`]: moto's SQS-compatible server, started once per test process on a
 //!   free loopback port.
 //! - [`spawn_app`]: the API router served on a free loopback port over a fresh database.
+//! - [`LambdaEmulator`]: `cargo lambda watch`, to invoke the function binaries with real
+//!   events.
 
 mod app;
 mod db;
+mod lambda;
 mod sqs;
 
 pub use app::{TestApp, spawn_app};
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
+pub use lambda::LambdaEmulator;
 pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};
 
 /// The workspace's root folder (where `Cargo.toml` and `.venv` live).

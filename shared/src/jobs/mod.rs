@@ -19,6 +19,7 @@
 
 mod dead_letter;
 pub mod kinds;
+mod retention;
 mod runner;
 mod start;
 mod store;
@@ -37,6 +38,7 @@ use uuid::Uuid;
 use crate::queue::QueueName;
 
 pub use dead_letter::DeadLetterConsumer;
+pub use retention::delete_finished_jobs;
 pub use runner::JobConsumer;
 pub use start::{StartError, Started, start};
 pub use store::{CancelOutcome, JobFilter, cancel, finalize, get, items, list, progress};

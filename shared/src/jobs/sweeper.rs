@@ -111,6 +111,7 @@ pub async fn sweep(
             ),
         );
         if store::fail_job(pool, id, &error, &kinds::summarize).await? {
+            metrics::counter!("jobs_failed_stale").increment(1);
             report.failed_stale += 1;
         }
     }

@@ -1,0 +1,89 @@
+//! What every cwsync Lambda function does alike, so that each `functions/*` binary is a
+//! few lines: logging and metrics at cold start, configuration with secrets from Secrets
+//! Manager (read once per cold start), and the adapter from an SQS event to a consumer.
+
+mod secrets;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use cwsync::queue::BatchConsumer;
+pub use lambda_runtime::{Context, Error, LambdaEvent, service_fn};
+use metrics_cloudwatch_embedded::Collector;
+
+pub use secrets::{SecretError, Secrets};
+
+/// The CloudWatch namespace of cwsync's metrics (`METRICS_NAMESPACE` overrides it).
+pub const DEFAULT_NAMESPACE: &str = "cwsync";
+
+/// Time kept back from a Lambda's deadline so that a handler can end its item and the
+/// runtime can answer before the function is cut off.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Starts logging (the runtime's own set-up: JSON when the function's `LoggingConfig`
+/// says so, level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`) and the metrics collector
+/// (CloudWatch Embedded Metric Format on stdout, flushed after each invocation, with the
+/// function as the only dimension and the request id as a property).
+pub fn init(function: &'static str) -> &'static Collector {
+    lambda_runtime::tracing::init_default_subscriber();
+    let namespace =
+        std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_owned());
+    match metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(namespace)
+        .with_dimension("function", function)
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("requestId")
+        .init()
+    {
+        Ok(collector) => collector,
+        Err(e) => exit_on_startup_error(function, e),
+    }
+}
+
+/// Prints one line naming what is wrong and exits: Lambda reports the failed start, and
+/// the next invocation tries again.
+pub fn exit_on_startup_error(function: &str, error: impl std::fmt::Display) -> ! {
+    eprintln!("cwsync {function}: cannot start: {error}");
+    std::process::exit(1)
+}
+
+/// When an invocation's time is up, less [`DEADLINE_MARGIN`], as a tokio instant.
+pub fn deadline_of(context: &Context) -> tokio::time::Instant {
+    let remaining = context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
+}
+
+/// Runs an SQS-triggered function: each invocation's records go to `consumer`, and its
+/// report of failed records goes back to the event source mapping
+/// (`ReportBatchItemFailures`).
+pub async fn run_sqs<C: BatchConsumer + 'static>(
+    metrics: &'static Collector,
+    consumer: C,
+) -> Result<(), Error> {
+    let consumer = Arc::new(consumer);
+    let handler = service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let consumer = consumer.clone();
+        async move {
+            let deadline = deadline_of(&event.context);
+            let response: SqsBatchResponse =
+                consumer.consume(event.payload.records, deadline).await;
+            Ok::<_, Error>(response)
+        }
+    });
+    metrics_cloudwatch_embedded::lambda::service::run(metrics, handler).await
+}
+
+/// Runs a function of any event type with the tracing and metrics layers.
+pub async fn metrics_run<A, R, F, Fut>(metrics: &'static Collector, handler: F) -> Result<(), Error>
+where
+    F: FnMut(LambdaEvent<A>) -> Fut,
+    Fut: std::future::Future<Output = Result<R, Error>>,
+    A: for<'de> serde::Deserialize<'de>,
+    R: serde::Serialize,
+{
+    metrics_cloudwatch_embedded::lambda::handler::run(metrics, handler).await
+}

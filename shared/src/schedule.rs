@@ -1,0 +1,159 @@
+//! The scheduled tasks (EventBridge schedules in AWS, a timer in the local runner): the
+//! incremental syncs, the sweeper, and the retention cleanup.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::config::{ConfigError, Env};
+use crate::jobs::{self, StartError, SweepSettings};
+use crate::queue::Queues;
+use crate::sync::messages::{MessagesSync, MessagesSyncPayload};
+use crate::sync::rooms::{RoomsSync, RoomsSyncPayload};
+
+/// One scheduled task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// Start a rooms sync (new rooms, renamed rooms, rooms left).
+    RoomsSync,
+    /// Start an incremental messages sync of every active room.
+    MessagesSync,
+    /// Repair what crashes leave (see [`jobs::sweep`]).
+    Sweep,
+    /// Delete finished jobs past the retention period.
+    Retention,
+    /// Apply pending database migrations (an operator runs it after a deploy).
+    Migrate,
+}
+
+/// What a task did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "task")]
+pub enum TaskReport {
+    #[serde(rename = "rooms-sync", rename_all = "camelCase")]
+    RoomsSync { job_id: uuid::Uuid, created: bool },
+    #[serde(rename = "messages-sync", rename_all = "camelCase")]
+    MessagesSync { job_id: uuid::Uuid, created: bool },
+    #[serde(rename = "sweep")]
+    Sweep(jobs::SweepReport),
+    #[serde(rename = "retention", rename_all = "camelCase")]
+    Retention { deleted_jobs: u64 },
+    #[serde(rename = "migrate", rename_all = "camelCase")]
+    Migrate { applied_migrations: usize },
+}
+
+/// The knobs of the scheduled tasks.
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    pub sweep: SweepSettings,
+    /// `RETENTION_DAYS` (default 30): finished jobs older than this are deleted.
+    pub retention: Duration,
+}
+
+impl ScheduleSettings {
+    /// `RETENTION_DAYS`, `SWEEP_RESEND_AFTER_SECS` and `JOB_STALE_AFTER_SECS`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = SweepSettings::default();
+        let days: u64 = env
+            .parse("RETENTION_DAYS", "a whole number of days")?
+            .unwrap_or(30);
+        let resend: Option<u64> =
+            env.parse("SWEEP_RESEND_AFTER_SECS", "a whole number of seconds")?;
+        let stale: Option<u64> = env.parse("JOB_STALE_AFTER_SECS", "a whole number of seconds")?;
+        Ok(Self {
+            sweep: SweepSettings {
+                resend_after: resend.map_or(defaults.resend_after, Duration::from_secs),
+                stale_after: stale.map_or(defaults.stale_after, Duration::from_secs),
+                ..defaults
+            },
+            retention: Duration::from_secs(days * 24 * 60 * 60),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Runs one task.
+pub async fn run(
+    pool: &PgPool,
+    queues: &dyn Queues,
+    task: Task,
+    settings: &ScheduleSettings,
+) -> Result<TaskReport, TaskError> {
+    let report = match task {
+        Task::RoomsSync => {
+            let started =
+                jobs::start::<RoomsSync>(pool, queues, &RoomsSyncPayload {}, None).await?;
+            TaskReport::RoomsSync {
+                job_id: started.job.id,
+                created: started.created,
+            }
+        }
+        Task::MessagesSync => {
+            let payload = MessagesSyncPayload { room_id: None };
+            let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
+            TaskReport::MessagesSync {
+                job_id: started.job.id,
+                created: started.created,
+            }
+        }
+        Task::Sweep => TaskReport::Sweep(jobs::sweep(pool, queues, &settings.sweep).await?),
+        Task::Retention => TaskReport::Retention {
+            deleted_jobs: jobs::delete_finished_jobs(pool, settings.retention).await?,
+        },
+        Task::Migrate => {
+            crate::db::migrate(pool).await?;
+            TaskReport::Migrate {
+                applied_migrations: crate::db::MIGRATOR.iter().count(),
+            }
+        }
+    };
+    tracing::info!(?report, "scheduled task done");
+    Ok(report)
+}
+
+/// The task a scheduled event names: `{"task": "sweep"}` (a schedule's constant input),
+/// or an EventBridge event whose `detail` is that.
+pub fn task_of(event: &serde_json::Value) -> Option<Task> {
+    let task = event
+        .get("task")
+        .or_else(|| event.get("detail").and_then(|d| d.get("task")))?;
+    serde_json::from_value(task.clone()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_come_from_the_input_or_the_detail() {
+        let input = serde_json::json!({"task": "sweep"});
+        assert_eq!(task_of(&input), Some(Task::Sweep));
+        let event = serde_json::json!({
+            "version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+            "detail": {"task": "messages-sync"}
+        });
+        assert_eq!(task_of(&event), Some(Task::MessagesSync));
+        assert_eq!(task_of(&serde_json::json!({"task": "nap"})), None);
+        assert_eq!(task_of(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn settings_read_the_environment() {
+        let env = Env::from_pairs([("RETENTION_DAYS", "7"), ("JOB_STALE_AFTER_SECS", "600")]);
+        let settings = ScheduleSettings::from_env(&env).unwrap();
+        assert_eq!(settings.retention, Duration::from_secs(7 * 86400));
+        assert_eq!(settings.sweep.stale_after, Duration::from_secs(600));
+        assert!(ScheduleSettings::from_env(&Env::from_pairs([("RETENTION_DAYS", "-1")])).is_err());
+    }
+}

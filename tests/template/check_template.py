@@ -1,0 +1,155 @@
+"""The key facts of template.yaml, which cfn-lint cannot check (it does not look inside a
+SAM `Events: SQS` block, nor at what our queues and policies must be).
+
+Run with the venv of scripts/test: `$CWSYNC_VENV/bin/python tests/template/check_template.py`.
+Exits non-zero, naming every broken fact.
+"""
+
+import pathlib
+import sys
+import tomllib
+
+from cfnlint.decode import decode
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+failures = []
+
+
+def fact(ok, what):
+    if not ok:
+        failures.append(what)
+
+
+template, matches = decode(str(ROOT / "template.yaml"))
+if matches:
+    sys.exit(f"template.yaml does not parse: {matches}")
+resources = template["Resources"]
+params = template["Parameters"]
+mappings = template["Mappings"]
+functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+queues = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
+alarms = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::CloudWatch::Alarm"]
+work_queues = {k: v for k, v in queues.items() if not k.endswith("Dlq")}
+dead_letter_queues = {k: v for k, v in queues.items() if k.endswith("Dlq")}
+
+# Queues: three work queues and three dead-letter queues, all FIFO and encrypted.
+fact(len(work_queues) == 3 and len(dead_letter_queues) == 3, "three work queues and three DLQs")
+for name, queue in queues.items():
+    props = queue["Properties"]
+    fact(props.get("FifoQueue") is True, f"{name} is FIFO")
+    fact(props.get("SqsManagedSseEnabled") is True, f"{name} has SQS-managed encryption")
+    fact(str(props.get("QueueName", {}).get("Fn::Sub", "")).endswith(".fifo"), f"{name}'s name ends in .fifo")
+
+# The redrive: after the first try and three retries, by a parameter defaulting to 4.
+fact(params["MaxReceiveCount"]["Default"] == 4, "MaxReceiveCount defaults to 4")
+for name, queue in work_queues.items():
+    redrive = queue["Properties"]["RedrivePolicy"]
+    fact(redrive["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}, f"{name} redrives after MaxReceiveCount")
+    fact(redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [name.replace("Queue", "Dlq"), "Arn"]},
+         f"{name} redrives to its own DLQ")
+    fact(queue["Properties"]["VisibilityTimeout"]
+         == {"Fn::FindInMap": ["ConsumerTimeouts", {"Ref": "ConsumerTimeout"}, "VisibilityTimeout"]},
+         f"{name}'s visibility timeout follows the consumer timeout")
+
+# Visibility timeout at least six times the consumer's timeout; the timeout outlasts a
+# whole rate-limit window (300 s); the duration alarm is at 90 %.
+for timeout in params["ConsumerTimeout"]["AllowedValues"]:
+    row = mappings["ConsumerTimeouts"][timeout]
+    fact(row["VisibilityTimeout"] >= 6 * int(timeout), f"visibility >= 6 x {timeout}")
+    fact(int(timeout) > 300, f"consumer timeout {timeout} outlasts a 300 s rate-limit window")
+    fact(row["DurationAlarmMs"] == int(timeout) * 900, f"duration alarm at 90 % of {timeout}")
+
+# Functions: arm64, provided.al2023, built by cargo-lambda, default 128 MB.
+glob = template["Globals"]["Function"]
+fact(glob["Runtime"] == "provided.al2023", "runtime provided.al2023")
+fact(glob["Architectures"] == ["arm64"], "arm64")
+fact(params["FunctionMemory"]["Default"] == 128, "128 MB by default")
+expected_binaries = {"api", "rooms-sync", "messages-sync", "summary-draft", "dlq", "scheduler"}
+binaries = set()
+for name, function in functions.items():
+    meta = function.get("Metadata", {})
+    fact(meta.get("BuildMethod") == "rust-cargolambda", f"{name} is built by cargo-lambda")
+    binary = meta.get("BuildProperties", {}).get("Binary")
+    binaries.add(binary)
+    fact((ROOT / function["Properties"]["CodeUri"] / "Cargo.toml").exists(), f"{name}'s CodeUri is a crate")
+    fact(function["Properties"].get("LoggingConfig", {}).get("LogFormat") == "JSON", f"{name} logs JSON")
+fact(binaries == expected_binaries, f"functions are {expected_binaries}, not {binaries}")
+
+# Every SQS event source: partial batch failures, a batch size and a concurrency cap.
+sqs_events = 0
+for name, function in functions.items():
+    for event_name, event in function["Properties"].get("Events", {}).items():
+        if event["Type"] != "SQS":
+            continue
+        sqs_events += 1
+        props = event["Properties"]
+        where = f"{name}.{event_name}"
+        fact(props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], f"{where} reports batch item failures")
+        fact("BatchSize" in props, f"{where} sets a batch size")
+        fact("MaximumConcurrency" in props.get("ScalingConfig", {}), f"{where} caps concurrency")
+fact(sqs_events == 6, f"six SQS event sources (three queues, three DLQs), found {sqs_events}")
+for name in ("RoomsSyncFunction", "MessagesSyncFunction", "SummaryDraftFunction"):
+    cap = functions[name]["Properties"]["Events"]["Queue"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+    fact(cap == {"Ref": "ConsumerMaximumConcurrency"}, f"{name}'s concurrency cap is a parameter")
+
+# Least privilege: no wildcard resource or action in any function's policy; the API
+# may only send to the three work queues.
+for name, function in functions.items():
+    for policy in function["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resource = statement["Resource"]
+            resources_list = resource if isinstance(resource, list) else [resource]
+            fact(all("*" not in a for a in actions), f"{name}: no wildcard action in {actions}")
+            fact(all(r != "*" and "*" not in str(r) for r in resources_list), f"{name}: no wildcard resource")
+api_sqs = [s for p in functions["ApiFunction"]["Properties"]["Policies"] for s in p["Statement"]
+           if any(a.startswith("sqs:") for a in s["Action"])]
+fact(len(api_sqs) == 1 and set(api_sqs[0]["Action"]) == {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+     "the API may only send to (and check) the queues")
+fact({r["Fn::GetAtt"][0] for r in api_sqs[0]["Resource"]} == set(work_queues),
+     "the API sends only to the three work queues")
+
+# The HTTP API's JWT authorizer takes issuer and audience from parameters.
+jwt = resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
+fact(jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}, "JWT issuer and audience")
+
+# Schedules: incremental messages sync every N minutes, the sweeper, the retention cleanup.
+schedules = {e["Properties"]["Input"] for e in functions["SchedulerFunction"]["Properties"]["Events"].values()}
+for task in ("messages-sync", "sweep", "retention", "rooms-sync"):
+    fact(f'{{"task": "{task}"}}' in schedules, f"a schedule runs {task}")
+
+# Alarms: DLQ depth >= 1, oldest message over 5 minutes, errors, throttles, duration, API 5xx.
+for name in dead_letter_queues:
+    found = [a for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+             and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [name, "QueueName"]}]
+    fact(len(found) == 1 and found[0]["Threshold"] == 1
+         and found[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", f"DLQ depth alarm on {name}")
+for name in work_queues:
+    found = [a for a in alarms if a["MetricName"] == "ApproximateAgeOfOldestMessage"
+             and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [name, "QueueName"]}]
+    fact(len(found) == 1 and found[0]["Threshold"] == 300, f"oldest-message alarm on {name}")
+for name in functions:
+    for metric in ("Errors", "Throttles", "Duration"):
+        found = [a for a in alarms if a["MetricName"] == metric and a["Dimensions"][0]["Value"] == {"Ref": name}]
+        fact(len(found) == 1, f"{metric} alarm on {name}")
+fact(any(a["MetricName"] == "5xx" and a["Namespace"] == "AWS/ApiGateway" for a in alarms), "API 5xx alarm")
+fact(all(a.get("AlarmActions") == [{"Ref": "AlarmTopic"}] for a in alarms), "every alarm notifies the topic")
+fact(resources["AlarmSubscription"]["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}, "alarm e-mail parameter")
+fact("Dashboard" in resources, "a dashboard")
+
+# Log retention per environment.
+fact(mappings["Environments"]["staging"]["LogRetentionDays"] == 7, "staging keeps logs 7 days")
+fact(mappings["Environments"]["production"]["LogRetentionDays"] == 30, "production keeps logs 30 days")
+log_groups = [v for v in resources.values() if v["Type"] == "AWS::Logs::LogGroup"]
+fact(len(log_groups) == len(functions) + 1, "a log group per function and one for API access logs")
+
+# samconfig.toml: both environments.
+samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
+for env in ("staging", "production"):
+    deploy = samconfig.get(env, {}).get("deploy", {}).get("parameters", {})
+    fact(f"Environment={env}" in deploy.get("parameter_overrides", []), f"samconfig has {env}")
+
+if failures:
+    print("template.yaml: broken facts:\n  - " + "\n  - ".join(failures))
+    sys.exit(1)
+print(f"template.yaml: all facts hold ({len(functions)} functions, {len(queues)} queues, {len(alarms)} alarms)")
