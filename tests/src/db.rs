@@ -47,7 +47,11 @@ impl TestDb {
             .await
             .expect("create the test database");
         admin.close().await.ok();
-        let config = server.with_database(&name);
+        let mut config = server.with_database(&name);
+        // Many tests (and test processes) share one server of 100 connections: keep each
+        // test's pool small, and let idle connections go quickly.
+        config.max_connections = config.max_connections.min(4);
+        config.idle_timeout = std::time::Duration::from_secs(5);
         let pool = cwsync::db::pool(&config).expect("pool options");
         Self {
             pool,
