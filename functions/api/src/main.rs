@@ -2,6 +2,7 @@
 //! and its JWT authorizer. Everything slow or fallible is built once per cold start; a
 //! setting that is missing or malformed stops start-up with one line naming it.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use cwsync::api::{self, AppState, AuthConfig};
@@ -10,18 +11,22 @@ use cwsync::db;
 use cwsync::queue::SqsQueues;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> ExitCode {
     lambda_http::tracing::init_default_subscriber();
-    let env = Env::from_process();
-    let state = match state(&env).await {
+    let state = match state(&Env::from_process()).await {
         Ok(state) => state,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("api: {e}");
-            return Err(e.into());
+            return ExitCode::FAILURE;
         }
     };
-    lambda_http::run(api::router(state)).await
+    match lambda_http::run(api::router(state)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("api: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn state(env: &Env) -> Result<AppState, ConfigError> {

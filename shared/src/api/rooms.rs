@@ -23,8 +23,9 @@ use super::{ApiError, AppState, Limit};
 
 /// A registered Chatwork room with its sync state and last error.
 //
-// One field per column of `chatwork_rooms`: a column added there is one line here and
-// one in `rooms_where`'s SELECT (and the OpenAPI document follows).
+// One field per column of `chatwork_rooms`, which `rooms_where` selects with `r.*`: a
+// column added there is one line here (the build fails until it is), and the OpenAPI
+// document follows.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
@@ -76,10 +77,7 @@ pub(crate) async fn rooms_where(
 ) -> Result<Vec<Room>, sqlx::Error> {
     sqlx::query_as!(
         Room,
-        r#"SELECT r.id, r.room_id, r.name, r.description, r.room_type, r.icon_path,
-                  r.chatwork_updated_at, r.message_count, r.is_active, r.last_sync_at,
-                  r.last_message_id, r.last_error_at, r.last_error_message, r.last_error_status,
-                  r.created_at, r.updated_at,
+        r#"SELECT r.*,
                   ARRAY(SELECT l.company_id FROM company_room_links l
                          WHERE l.chatwork_room_id = r.id ORDER BY l.company_id) AS "company_ids!",
                   (SELECT l.created_at FROM company_room_links l
