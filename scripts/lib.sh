@@ -109,6 +109,10 @@ fresh_database() {
   echo "$url"
 }
 
+drop_database() {
+  psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -q -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
 # Drops the databases of earlier test runs that were killed before they could clean up.
 drop_stale_test_databases() {
   local name

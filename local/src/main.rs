@@ -1,12 +1,18 @@
 //! `cwsync-local`: the whole of cwsync in one process on a developer's machine.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use cwsync::api::{AuthConfig, Role};
 use cwsync::config::{ConfigError, DatabaseConfig, Env, LocalConfig};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings};
 use cwsync::{api, db, telemetry};
+use secrecy::SecretString;
 
 /// The database the runner uses when `DATABASE_URL` is unset; it is created if missing.
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cwsync";
@@ -75,9 +81,37 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("could not listen on {addr}"))?;
             let addr = listener.local_addr()?;
-            println!("cwsync-local is serving the API at http://{addr}/api");
-            println!("  health: curl -s http://{addr}/api/health");
-            let app = api::router(api::AppState { pool });
+            // Without LOCAL_JWT_SECRET, a secret for this run only, and a token for it.
+            let (secret, generated) = match &local.jwt_secret {
+                Some(secret) => (secret.clone(), false),
+                None => {
+                    let random = format!(
+                        "{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    (SecretString::from(random), true)
+                }
+            };
+            let auth = AuthConfig::local_jwt(env, &secret)?;
+            let mut banner = format!(
+                "cwsync-local is serving the API at http://{addr}/api\n  health: curl -s http://{addr}/api/health\n"
+            );
+            if generated {
+                let token = auth.mint_local_token(
+                    "local-admin",
+                    Role::Admin,
+                    Duration::from_secs(12 * 3600),
+                )?;
+                banner.push_str(&format!(
+                    "  admin token (valid 12 h, this run only): {token}\n"
+                ));
+            }
+            // Whoever started us may stop reading stdout; that is no reason to stop serving.
+            let _ = std::io::stdout().write_all(banner.as_bytes());
+            let _ = std::io::stdout().flush();
+            let queues = Arc::new(EmbeddedQueues::new(EmbeddedSettings::default()));
+            let app = api::router(api::AppState::new(pool, queues, auth));
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;

@@ -5,7 +5,9 @@
 //!   in parallel and never see each other's rows; dropped again when the test ends.
 //! - [`sqs_emulator`]: moto's SQS-compatible server, started once per test process on a
 //!   free loopback port.
-//! - [`spawn_app`]: the API router served on a free loopback port over a fresh database.
+//! - [`spawn_app`]: the API router served on a free loopback port over a fresh database
+//!   and embedded queues, with bearer tokens; [`gateway_app`]: the same router behind
+//!   `lambda_http`'s adapter, fed API Gateway v2 events with JWT authorizer claims.
 //! - [`LambdaEmulator`]: `cargo lambda watch`, to invoke the function binaries with real
 //!   events.
 
@@ -14,7 +16,10 @@ mod db;
 mod lambda;
 mod sqs;
 
-pub use app::{TestApp, spawn_app};
+pub use app::{
+    ApiResponse, Body, GatewayApp, TEST_JWT_SECRET, TestApp, Who, gateway_app, gateway_app_with,
+    gateway_claims, gateway_event, response_of, spawn_app, spawn_app_with,
+};
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
 pub use lambda::LambdaEmulator;
 pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};

@@ -87,3 +87,16 @@ where
 {
     metrics_cloudwatch_embedded::lambda::handler::run(metrics, handler).await
 }
+
+/// Runs the HTTP API function: `router` behind `lambda_http`'s adapter, with the tracing
+/// and metrics layers.
+pub async fn run_http<S>(metrics: &'static Collector, router: S) -> Result<(), Error>
+where
+    S: lambda_http::tower::Service<lambda_http::Request, Error = std::convert::Infallible>
+        + Send
+        + 'static,
+    S::Response: lambda_http::IntoResponse,
+    S::Future: Send + 'static,
+{
+    metrics_cloudwatch_embedded::lambda::service::run_http(metrics, router).await
+}

@@ -1,11 +1,14 @@
-//! `GET /api/health`: whether the database answers. No secrets, no identity needed.
+//! `GET /api/health`: whether the database and the queues answer. No secrets, no
+//! identity needed.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::db;
@@ -13,30 +16,54 @@ use crate::db;
 /// How long a dependency may take to answer before it counts as unreachable.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Serialize)]
-pub(crate) struct Health {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` when every check is, else `unavailable`.
+    #[schema(example = "ok")]
     status: &'static str,
     checks: Checks,
 }
 
-#[derive(Debug, Serialize)]
-struct Checks {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checks {
+    /// `ok` or `unreachable`.
     database: &'static str,
+    /// `ok` or `unreachable`.
+    queue: &'static str,
 }
 
-pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let database = match tokio::time::timeout(CHECK_TIMEOUT, db::ping(&state.pool)).await {
+async fn check<E: std::fmt::Display>(
+    what: &str,
+    probe: impl Future<Output = Result<(), E>>,
+) -> &'static str {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
         Ok(Ok(())) => "ok",
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health: database unreachable");
+            tracing::warn!(error = %e, "health: {what} unreachable");
             "unreachable"
         }
         Err(_) => {
-            tracing::warn!("health: database did not answer in time");
+            tracing::warn!("health: {what} did not answer in time");
             "unreachable"
         }
-    };
-    let healthy = database == "ok";
+    }
+}
+
+/// Whether the database and the queues answer.
+#[utoipa::path(
+    get, path = "/api/health", operation_id = "health", tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Everything answers", body = Health),
+        (status = 503, description = "The database or the queues do not answer", body = Health),
+    )
+)]
+pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let (database, queue) = tokio::join!(
+        check("database", db::ping(&state.pool)),
+        check("queue", state.queues.ping()),
+    );
+    let healthy = database == "ok" && queue == "ok";
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -44,7 +71,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
     };
     let body = Health {
         status: if healthy { "ok" } else { "unavailable" },
-        checks: Checks { database },
+        checks: Checks { database, queue },
     };
     (status, Json(body))
 }

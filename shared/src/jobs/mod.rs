@@ -41,7 +41,7 @@ pub use dead_letter::DeadLetterConsumer;
 pub use retention::delete_finished_jobs;
 pub use runner::JobConsumer;
 pub use start::{StartError, Started, start};
-pub use store::{CancelOutcome, JobFilter, cancel, finalize, get, items, list, progress};
+pub use store::{CancelOutcome, JobFilter, Progress, cancel, finalize, get, items, list, progress};
 pub use sweeper::{SweepReport, SweepSettings, recover_unfinished, sweep};
 
 /// The version of the queue message bodies this code writes and reads.
@@ -49,7 +49,18 @@ pub const MESSAGE_VERSION: u32 = 1;
 
 /// The `job_type` enum.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
 )]
 #[sqlx(type_name = "job_type", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -85,7 +96,9 @@ impl JobType {
 }
 
 /// The `job_status` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "job_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {

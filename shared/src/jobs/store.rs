@@ -170,7 +170,7 @@ pub async fn items(pool: &PgPool, job_id: Uuid) -> Result<Vec<ItemRecord>, sqlx:
 }
 
 /// How far a job has come, counted from its items.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub total: i64,

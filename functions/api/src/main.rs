@@ -1,0 +1,45 @@
+//! The API Lambda function: cwsync's router (`cwsync::api`) behind API Gateway's HTTP API
+//! and its JWT authorizer. Everything slow or fallible is built once per cold start; a
+//! setting that is missing or malformed stops start-up with one line naming it.
+
+use std::sync::Arc;
+
+use cwsync::api::{self, AppState, AuthConfig};
+use cwsync::config::{ConfigError, Env, QueueConfig};
+use cwsync::db;
+use cwsync::queue::SqsQueues;
+use cwsync_lambda::{Error, Secrets, exit_on_startup_error};
+
+const FUNCTION: &str = "api";
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let metrics = cwsync_lambda::init(FUNCTION);
+    let state = state(&Env::from_process())
+        .await
+        .unwrap_or_else(|e| exit_on_startup_error(FUNCTION, e));
+    cwsync_lambda::run_http(metrics, api::router(state)).await
+}
+
+async fn state(env: &Env) -> Result<AppState, Box<dyn std::error::Error>> {
+    let database = Secrets::new(env).await.database().await?;
+    let queues = QueueConfig::from_env(env)?;
+    for (name, url) in [
+        ("ROOMS_SYNC_QUEUE_URL", &queues.rooms_sync_url),
+        ("MESSAGES_SYNC_QUEUE_URL", &queues.messages_sync_url),
+        ("SUMMARY_DRAFT_QUEUE_URL", &queues.summary_draft_url),
+    ] {
+        if url.is_none() {
+            return Err(ConfigError::Missing {
+                name,
+                hint: "the API function sends jobs to SQS; set it to the queue's URL",
+            }
+            .into());
+        }
+    }
+    let auth = AuthConfig::api_gateway(env)?;
+    // The pool connects lazily: a cold start does not wait for the database.
+    let pool = db::pool(&database)?;
+    let queues = SqsQueues::from_config(&queues).await;
+    Ok(AppState::new(pool, Arc::new(queues), auth))
+}

@@ -1,0 +1,283 @@
+//! `/api/jobs`: list, read and cancel jobs, and the job JSON every job route answers with.
+//!
+//! A job that is not the caller's (and the caller is no admin) answers 404, exactly as a
+//! job that does not exist, so its existence is not revealed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::audit::{self, AuditEntry};
+use super::auth::Caller;
+use super::error::ErrorBody;
+use super::extract::{ApiPath, ApiQuery, RequestId};
+use super::{ApiError, AppState, Limit};
+use crate::jobs::{self, CancelOutcome, Job, JobFilter, JobSpec, JobStatus, JobType, Progress};
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub job_type: JobType,
+    pub status: JobStatus,
+    /// What the job was asked to do (`{roomId}`, `{companyId, periodStart, periodEnd}`, ...).
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Derived from the job's items; for the shapes see DESIGN section 3.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// `{name, message}`; admins also see `stack` when there is one.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+    /// The JWT `sub` of whoever started the job; null for scheduled jobs.
+    pub user_id: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Units of work (rooms of a messages sync; 1 for the other types).
+    pub total_items: i32,
+    /// Units not finished yet.
+    pub open_items: i32,
+    /// Counted from the job's items; in answers about one job, not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+impl JobView {
+    /// `job` as `caller` may see it.
+    pub fn new(job: Job, caller: &Caller, progress: Option<Progress>) -> Self {
+        let error = if caller.is_admin() {
+            job.error
+        } else {
+            job.error.map(|e| {
+                json!({
+                    "name": e.get("name").cloned().unwrap_or(Value::Null),
+                    "message": e.get("message").cloned().unwrap_or(Value::Null),
+                })
+            })
+        };
+        Self {
+            id: job.id,
+            job_type: job.job_type,
+            status: job.status,
+            payload: job.payload,
+            result: job.result,
+            error,
+            user_id: job.user_id,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            total_items: job.total_items,
+            open_items: job.open_items,
+            progress,
+        }
+    }
+
+    /// `job` with its progress, for answers about one job.
+    pub(crate) async fn with_progress(
+        state: &AppState,
+        job: Job,
+        caller: &Caller,
+    ) -> Result<Self, ApiError> {
+        let progress = jobs::progress(&state.pool, job.id).await?;
+        Ok(Self::new(job, caller, Some(progress)))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub items: Vec<JobView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct JobListQuery {
+    /// Only jobs of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type", inline)]
+    job_type: Option<JobType>,
+    /// Only jobs in this status.
+    #[param(inline)]
+    status: Option<JobStatus>,
+    /// How many jobs, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<Limit>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct JobPath {
+    /// The job's id.
+    id: Uuid,
+}
+
+/// Jobs, newest first; a non-admin sees only the jobs they started.
+#[utoipa::path(
+    get, path = "/api/jobs", operation_id = "listJobs", tag = "jobs",
+    params(JobListQuery),
+    responses(
+        (status = 200, description = "Jobs, newest first", body = JobList),
+        (status = 400, description = "A query parameter is unknown or invalid", body = ErrorBody),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "No role", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<JobListQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let filter = JobFilter {
+        job_type: query.job_type,
+        status: query.status,
+        user_id: (!caller.is_admin()).then(|| caller.user_id.clone()),
+        limit: query.limit.unwrap_or(Limit::DEFAULT).get(),
+    };
+    let items = jobs::list(&state.pool, &filter)
+        .await?
+        .into_iter()
+        .map(|job| JobView::new(job, &caller, None))
+        .collect();
+    Ok(Json(JobList { items }))
+}
+
+/// A job the caller may see, or 404.
+async fn visible_job(state: &AppState, caller: &Caller, id: Uuid) -> Result<Job, ApiError> {
+    match jobs::get(&state.pool, id).await? {
+        Some(job) if caller.may_see_job_of(job.user_id.as_deref()) => Ok(job),
+        _ => Err(job_not_found()),
+    }
+}
+
+fn job_not_found() -> ApiError {
+    ApiError::not_found("job_not_found", "There is no such job.")
+}
+
+/// One job with its progress (its starter or an admin).
+#[utoipa::path(
+    get, path = "/api/jobs/{id}", operation_id = "getJob", tag = "jobs",
+    params(JobPath),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "No role", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): ApiPath<JobPath>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = visible_job(&state, &caller, path.id).await?;
+    Ok(Json(JobView::with_progress(&state, job, &caller).await?))
+}
+
+/// Cancels a queued or processing job (its starter or an admin). Items not started are
+/// canceled; items in progress stop at their next cancellation check.
+#[utoipa::path(
+    post, path = "/api/jobs/{id}/cancel", operation_id = "cancelJob", tag = "jobs",
+    params(JobPath),
+    responses(
+        (status = 200, description = "The canceled job", body = JobView),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "No role", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+        (status = 409, description = "The job is neither queued nor processing", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    ApiPath(path): ApiPath<JobPath>,
+) -> Result<Json<JobView>, ApiError> {
+    let before = visible_job(&state, &caller, path.id).await?;
+    match jobs::cancel(&state.pool, path.id).await? {
+        CancelOutcome::Canceled(job) => {
+            // The cancel is its own statement in the job core; its record follows it.
+            audit::record(
+                &state.pool,
+                AuditEntry {
+                    caller: &caller,
+                    request_id: &request_id,
+                    action: "job.cancel",
+                    resource_type: "job",
+                    resource_id: job.id.to_string(),
+                    old_values: Some(json!({"status": before.status})),
+                    new_values: Some(json!({"status": job.status})),
+                },
+            )
+            .await?;
+            Ok(Json(JobView::with_progress(&state, *job, &caller).await?))
+        }
+        CancelOutcome::NotFound => Err(job_not_found()),
+        CancelOutcome::NotCancelable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_cancelable",
+            format!(
+                "The job is {}; only queued or processing jobs can be canceled.",
+                status.as_str()
+            ),
+        )),
+    }
+}
+
+/// Starts a job of kind `K` for `caller`: 202 with the new job, or 200 with the job of
+/// the same kind that is already queued or processing. Starting one is audited (a
+/// request answered with the active job changed nothing, so it is not).
+pub(crate) async fn start<K: JobSpec>(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    payload: &K::Payload,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let started = jobs::start::<K>(
+        &state.pool,
+        state.queues.as_ref(),
+        payload,
+        Some(&caller.user_id),
+    )
+    .await
+    .map_err(|e| ApiError::unexpected("could not start a job", e))?;
+    if !started.created {
+        let view = JobView::with_progress(state, started.job, caller).await?;
+        return Ok((StatusCode::OK, Json(view)));
+    }
+    let job = started.job;
+    // The job core writes the job in a transaction of its own and then sends its
+    // messages; the record follows.
+    audit::record(
+        &state.pool,
+        AuditEntry {
+            caller,
+            request_id,
+            action: &format!("{}.start", K::TYPE.as_str()),
+            resource_type: "job",
+            resource_id: job.id.to_string(),
+            old_values: None,
+            new_values: Some(json!({
+                "type": job.job_type,
+                "status": job.status,
+                "payload": job.payload,
+            })),
+        },
+    )
+    .await?;
+    let view = JobView::with_progress(state, job, caller).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}

@@ -1,0 +1,511 @@
+//! `/api/chatwork/rooms`: the registered rooms with their sync state, switching a room's
+//! sync on or off, and a room's stored messages.
+
+use std::fmt;
+use std::str::FromStr;
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use sqlx::PgExecutor;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::audit::{self, AuditEntry};
+use super::auth::Admin;
+use super::error::ErrorBody;
+use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
+use super::{ApiError, AppState, Limit};
+
+/// A registered Chatwork room with its sync state and last error.
+//
+// One field per column of `chatwork_rooms`, which `rooms_where` selects with `r.*`: a
+// column added there is one line here (the build fails until it is), and the OpenAPI
+// document follows.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    /// Our id of the room.
+    pub id: Uuid,
+    /// Chatwork's id of the room.
+    pub room_id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    /// `my`, `direct` or `group`.
+    pub room_type: String,
+    pub icon_path: Option<String>,
+    /// Chatwork's `last_update_time` as last seen.
+    pub chatwork_updated_at: Option<DateTime<Utc>>,
+    /// Chatwork's `message_num` as last seen.
+    pub message_count: i32,
+    /// Whether messages syncs include the room.
+    pub is_active: bool,
+    /// When the room's messages were last synced successfully.
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// The newest stored message id (a decimal string).
+    pub last_message_id: Option<String>,
+    /// When the last sync of the room failed; null once a sync succeeds.
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_error_message: Option<String>,
+    /// Chatwork's HTTP status of the last failure, when it had one.
+    pub last_error_status: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The companies the room is linked to.
+    pub company_ids: Vec<Uuid>,
+    /// When the room was linked to the company asked about (only in a company's rooms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linked_at: Option<DateTime<Utc>>,
+}
+
+/// Which rooms [`rooms_where`] returns; every condition given must hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RoomFilter {
+    pub id: Option<Uuid>,
+    /// Only rooms linked to this company (and `linked_at` is the link's time).
+    pub company_id: Option<Uuid>,
+}
+
+/// The one query that reads rooms for the API, ordered by name.
+pub(crate) async fn rooms_where(
+    executor: impl PgExecutor<'_>,
+    filter: RoomFilter,
+) -> Result<Vec<Room>, sqlx::Error> {
+    sqlx::query_as!(
+        Room,
+        r#"SELECT r.*,
+                  ARRAY(SELECT l.company_id FROM company_room_links l
+                         WHERE l.chatwork_room_id = r.id ORDER BY l.company_id) AS "company_ids!",
+                  (SELECT l.created_at FROM company_room_links l
+                    WHERE l.chatwork_room_id = r.id AND l.company_id = $2) AS linked_at
+             FROM chatwork_rooms r
+            WHERE ($1::uuid IS NULL OR r.id = $1)
+              AND ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM company_room_links l
+                                                WHERE l.chatwork_room_id = r.id AND l.company_id = $2))
+            ORDER BY r.name, r.room_id"#,
+        filter.id,
+        filter.company_id,
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Chatwork's id of a room: a positive whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct ChatworkRoomId(i64);
+
+impl ChatworkRoomId {
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for ChatworkRoomId {
+    type Error = String;
+
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        if value > 0 {
+            Ok(Self(value))
+        } else {
+            Err(format!(
+                "{value} is not a Chatwork room id (a positive whole number)"
+            ))
+        }
+    }
+}
+
+impl From<ChatworkRoomId> for i64 {
+    fn from(id: ChatworkRoomId) -> i64 {
+        id.0
+    }
+}
+
+/// A room named in a path: Chatwork's id (digits) or ours (a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomRef {
+    Chatwork(ChatworkRoomId),
+    Ours(Uuid),
+}
+
+impl FromStr for RoomRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) {
+            let n: i64 = s.parse().map_err(|_| format!("{s} is too large"))?;
+            return ChatworkRoomId::try_from(n).map(Self::Chatwork);
+        }
+        Uuid::parse_str(s).map(Self::Ours).map_err(|_| {
+            "expected Chatwork's room id (a positive whole number) or a room UUID".to_owned()
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for RoomRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Chatwork(id) => write!(f, "{}", id.get()),
+            Self::Ours(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+/// A stored room's two ids.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoomIds {
+    pub id: Uuid,
+    pub room_id: i64,
+}
+
+/// The room `room` names, or 404 `room_not_found`.
+pub(crate) async fn resolve_room(
+    executor: impl PgExecutor<'_>,
+    room: RoomRef,
+) -> Result<RoomIds, ApiError> {
+    let (ours, chatwork) = match room {
+        RoomRef::Ours(id) => (Some(id), None),
+        RoomRef::Chatwork(id) => (None, Some(id.get())),
+    };
+    sqlx::query_as!(
+        RoomIds,
+        "SELECT id, room_id FROM chatwork_rooms WHERE id = $1 OR room_id = $2",
+        ours,
+        chatwork,
+    )
+    .fetch_optional(executor)
+    .await?
+    .ok_or_else(|| room_not_found(room))
+}
+
+pub(crate) fn room_not_found(room: impl fmt::Display) -> ApiError {
+    ApiError::not_found("room_not_found", format!("There is no room {room}."))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomList {
+    /// Ordered by name.
+    pub items: Vec<Room>,
+}
+
+/// Every registered room with its sync state and last error.
+#[utoipa::path(
+    get, path = "/api/chatwork/rooms", operation_id = "listRooms", tag = "chatwork",
+    responses(
+        (status = 200, description = "The rooms, by name", body = RoomList),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<RoomList>, ApiError> {
+    let items = rooms_where(&state.pool, RoomFilter::default()).await?;
+    Ok(Json(RoomList { items }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct RoomPath {
+    /// Chatwork's id of the room (digits) or ours (a UUID).
+    #[param(value_type = String)]
+    id: RoomRef,
+}
+
+/// What a room update may change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoomUpdate {
+    /// Whether messages syncs include the room.
+    pub is_active: bool,
+}
+
+/// Switches a room's sync on or off.
+#[utoipa::path(
+    patch, path = "/api/chatwork/rooms/{id}", operation_id = "updateRoom", tag = "chatwork",
+    params(RoomPath),
+    request_body = RoomUpdate,
+    responses(
+        (status = 200, description = "The room as updated", body = Room),
+        (status = 400, description = "Malformed id or JSON", body = ErrorBody),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such room", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "A field is missing, unknown or invalid", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    request_id: RequestId,
+    ApiPath(path): ApiPath<RoomPath>,
+    ApiJson(update): ApiJson<RoomUpdate>,
+) -> Result<Json<Room>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let room = resolve_room(&mut *tx, path.id).await?;
+    let was_active = sqlx::query_scalar!(
+        "SELECT is_active FROM chatwork_rooms WHERE id = $1 FOR UPDATE",
+        room.id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        r#"UPDATE chatwork_rooms SET is_active = $2, updated_at = now()
+            WHERE id = $1 AND is_active <> $2"#,
+        room.id,
+        update.is_active,
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        AuditEntry {
+            caller: &caller,
+            request_id: &request_id,
+            action: "chatwork_room.update",
+            resource_type: "chatwork_room",
+            resource_id: room.id.to_string(),
+            old_values: Some(json!({"roomId": room.room_id, "isActive": was_active})),
+            new_values: Some(json!({"roomId": room.room_id, "isActive": update.is_active})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let room = rooms_where(
+        &state.pool,
+        RoomFilter {
+            id: Some(room.id),
+            ..RoomFilter::default()
+        },
+    )
+    .await?
+    .pop()
+    .ok_or_else(|| room_not_found(path.id))?;
+    Ok(Json(room))
+}
+
+/// A stored message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// Chatwork's id of the message: a decimal string that may exceed 64 bits.
+    pub message_id: String,
+    /// Chatwork's id of the room.
+    pub room_id: i64,
+    /// Our id of the room.
+    pub chatwork_room_id: Uuid,
+    pub account_id: i64,
+    pub account_name: String,
+    pub account_avatar_url: Option<String>,
+    pub body: String,
+    pub send_time: DateTime<Utc>,
+    /// When the message was last edited; null if never.
+    pub update_time: Option<DateTime<Utc>>,
+    /// The company the message is assigned to.
+    pub company_id: Option<Uuid>,
+    /// When cwsync stored it.
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    /// Newest first.
+    pub items: Vec<Message>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Where a page of messages starts: after the message with this send time and id in
+/// newest-first order. Opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MessageCursor {
+    send_time: DateTime<Utc>,
+    message_id: String,
+}
+
+impl MessageCursor {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "v1:{}:{}",
+            self.send_time.timestamp_micros(),
+            self.message_id
+        ))
+    }
+}
+
+impl FromStr for MessageCursor {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const INVALID: &str = "not a cursor this API gave out";
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| INVALID)?;
+        let text = String::from_utf8(bytes).map_err(|_| INVALID)?;
+        let mut parts = text.splitn(3, ':');
+        let (Some("v1"), Some(micros), Some(message_id)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(INVALID);
+        };
+        let send_time = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or(INVALID)?;
+        let valid_id =
+            (1..=40).contains(&message_id.len()) && message_id.bytes().all(|b| b.is_ascii_digit());
+        if !valid_id {
+            return Err(INVALID);
+        }
+        Ok(Self {
+            send_time,
+            message_id: message_id.to_owned(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageCursor {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct MessageQuery {
+    /// How many messages, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<Limit>,
+    /// `nextCursor` of the previous page.
+    #[param(value_type = Option<String>)]
+    cursor: Option<MessageCursor>,
+}
+
+/// A room's stored messages, newest first (by send time, then message id), a page at a
+/// time.
+#[utoipa::path(
+    get, path = "/api/chatwork/rooms/{id}/messages", operation_id = "listRoomMessages", tag = "chatwork",
+    params(RoomPath, MessageQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = MessagePage),
+        (status = 400, description = "Malformed id, limit or cursor", body = ErrorBody),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such room", body = ErrorBody),
+    )
+)]
+pub(crate) async fn messages(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(path): ApiPath<RoomPath>,
+    ApiQuery(query): ApiQuery<MessageQuery>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let room = resolve_room(&state.pool, path.id).await?;
+    let limit = query.limit.unwrap_or(Limit::DEFAULT).get();
+    let (after_time, after_id) = match query.cursor {
+        Some(c) => (Some(c.send_time), Some(c.message_id)),
+        None => (None, None),
+    };
+    let mut items = sqlx::query_as!(
+        Message,
+        r#"SELECT message_id, room_id, chatwork_room_id, account_id, account_name,
+                  account_avatar_url, body, send_time, update_time, company_id, created_at
+             FROM messages
+            WHERE chatwork_room_id = $1
+              AND ($2::timestamptz IS NULL
+                   OR (send_time, message_seq) < ($2, $3::text::numeric))
+            ORDER BY send_time DESC, message_seq DESC
+            LIMIT $4"#,
+        room.id,
+        after_time,
+        after_id,
+        limit + 1,
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|m| {
+            MessageCursor {
+                send_time: m.send_time,
+                message_id: m.message_id.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(MessagePage { items, next_cursor }))
+}
+
+/// 404 unless the room exists; for routes that name a room by Chatwork's id in a body.
+pub(crate) async fn require_room(
+    state: &AppState,
+    room_id: ChatworkRoomId,
+) -> Result<RoomIds, ApiError> {
+    resolve_room(&state.pool, RoomRef::Chatwork(room_id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_refs_are_chatwork_ids_or_uuids() {
+        assert_eq!(
+            "42".parse::<RoomRef>().unwrap(),
+            RoomRef::Chatwork(ChatworkRoomId(42))
+        );
+        let id = Uuid::new_v4();
+        assert_eq!(
+            id.to_string().parse::<RoomRef>().unwrap(),
+            RoomRef::Ours(id)
+        );
+        for bad in [
+            "0",
+            "-1",
+            "abc",
+            "",
+            "1.5",
+            "99999999999999999999",
+            "1; DROP TABLE x",
+        ] {
+            assert!(bad.parse::<RoomRef>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = MessageCursor {
+            send_time: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            message_id: "1234567890123456789012".into(),
+        };
+        assert_eq!(cursor.encode().parse::<MessageCursor>().unwrap(), cursor);
+        for bad in [
+            "",
+            "!!",
+            "djE6eDox",
+            &URL_SAFE_NO_PAD.encode("v1:1:abc"),
+            &URL_SAFE_NO_PAD.encode("v2:1:1"),
+        ] {
+            assert!(bad.parse::<MessageCursor>().is_err(), "{bad}");
+        }
+    }
+}
