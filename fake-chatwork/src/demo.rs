@@ -228,8 +228,14 @@ fn my_chat(p: &People) -> Room {
 }
 
 fn direct_suzuki(p: &People) -> Room {
-    let mut s = Script::new(281_000_102, "鈴木 美咲", RoomType::Direct, "", START + 30 * MINUTE)
-        .role("admin");
+    let mut s = Script::new(
+        281_000_102,
+        "鈴木 美咲",
+        RoomType::Direct,
+        "",
+        START + 30 * MINUTE,
+    )
+    .role("admin");
     let (me, her) = (&p.sato, &p.suzuki);
     s.say(
         her,
@@ -261,7 +267,11 @@ fn direct_suzuki(p: &People) -> Room {
         "込みではないので +1人日 にします。ご指摘ありがとうございます！",
     );
     s.day(2, 18, 5);
-    s.say(her, 0, "今日もお疲れさまでした〜🍵 見積もり、先方OKでした！");
+    s.say(
+        her,
+        0,
+        "今日もお疲れさまでした〜🍵 見積もり、先方OKでした！",
+    );
     s.say(me, 20, "よかった！🎉 来週キックオフの日程を決めましょう");
     s.done()
 }
@@ -428,7 +438,7 @@ fn daily_reports(p: &People) -> Room {
                     "Daily report {month}/{date} ({weekday})\nDone:\n- {}\nNext:\n- {}\nBlockers: {}",
                     done_en[k % done_en.len()],
                     next_ja[(k + 1) % next_ja.len()],
-                    if k % 4 == 0 {
+                    if k.is_multiple_of(4) {
                         "waiting for review on PR #211 🙏"
                     } else {
                         "none"
@@ -602,21 +612,13 @@ fn partnership(p: &People) -> Room {
         q,
         "Good question. Events for one shipment are in order; across shipments there is no global order. Please de-duplicate by event_id 🙏",
     );
-    s.say(
-        &p.emily,
-        20,
-        "Got it. We'll key on event_id. 👍",
-    );
+    s.say(&p.emily, 20, "Got it. We'll key on event_id. 👍");
     s.say(
         &p.sato,
         1200,
         "[info][title]Pilot timeline[/title]Jun 16: sandbox access\nJul 1: pilot starts (3 warehouses)\nJul 31: review and go/no-go[/info]",
     );
-    let typo = s.say(
-        &p.takahashi,
-        15,
-        "I'll send the updated NDA by tomorow.",
-    );
+    let typo = s.say(&p.takahashi, 15, "I'll send the updated NDA by tomorow.");
     s.edit(typo, 2, "I'll send the updated NDA by tomorrow. 📄");
     s.say(
         &p.emily,
@@ -715,11 +717,7 @@ fn accounting(p: &People) -> Room {
         20,
         "確認しました、問題ありません。送付をお願いします🙏",
     );
-    s.say(
-        &p.nakamura,
-        5,
-        "送付しました。支払期日は 6/30 です。",
-    );
+    s.say(&p.nakamura, 5, "送付しました。支払期日は 6/30 です。");
     s.say(
         &p.nakamura,
         4 * 1440,
@@ -736,7 +734,11 @@ fn lunch(p: &People) -> Room {
         "なんでも雑談。ランチのお誘いもどうぞ！",
         START + 3 * 60 * MINUTE,
     );
-    s.say(&p.watanabe, 0, "今日ランチ行く人〜？🙋‍♀️ 駅前の新しいラーメン屋さん気になってます🍜");
+    s.say(
+        &p.watanabe,
+        0,
+        "今日ランチ行く人〜？🙋‍♀️ 駅前の新しいラーメン屋さん気になってます🍜",
+    );
     s.say(&p.takahashi, 3, "行きます！");
     s.say(&p.daniel, 4, "Me too! Is it tonkotsu? 🤤");
     s.say(&p.watanabe, 2, "醤油と塩みたいです！12:10にロビー集合で〜");
@@ -747,7 +749,11 @@ fn lunch(p: &People) -> Room {
         "京都のお土産を給湯室に置いてます🍵 八つ橋です、ご自由にどうぞ〜",
     );
     s.say(&p.suzuki, 6, "ありがとうございます！いただきます😋");
-    s.say(&p.daniel, 10, "First time trying yatsuhashi, it's delicious!");
+    s.say(
+        &p.daniel,
+        10,
+        "First time trying yatsuhashi, it's delicious!",
+    );
     s.done()
 }
 

@@ -8,7 +8,8 @@
 //! - Every answer to a known token carries `x-ratelimit-limit`, `x-ratelimit-remaining`
 //!   and `x-ratelimit-reset` (epoch seconds). Beyond the limit the answer is a 429, which
 //!   is not counted; [`FakeChatwork::rate_limited_count`] says how many were sent.
-//!   Windows are fixed: see [`WindowKind`] for the two layouts the fake can play.
+//!   Windows are fixed, not sliding: see [`WindowKind`] for the two layouts the fake can
+//!   play (Chatwork does not document its own).
 //! - `force`: without it a token gets only the messages it has not fetched yet (the
 //!   newest 100 of them); with `force=1` the newest 100. Nothing to answer is a 204 with
 //!   an empty body. Messages come oldest first.
@@ -35,8 +36,8 @@ use std::time::Duration;
 
 pub use demo::DemoData;
 pub use model::{
-    Account, Fault, FaultScope, Message, RateLimitState, RequestRecord, Room, RoomAccess,
-    RoomType, WindowKind,
+    Account, Fault, FaultScope, Message, RateLimitState, RequestRecord, Room, RoomAccess, RoomType,
+    WindowKind,
 };
 pub use state::MAX_MESSAGES;
 

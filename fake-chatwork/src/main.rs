@@ -29,10 +29,10 @@ struct Cli {
     /// Length of a rate-limit window in seconds.
     #[arg(long, default_value_t = 300)]
     window_secs: u64,
-    /// Start a window with the first request after the last one ended, instead of on a
-    /// fixed grid.
+    /// Lay windows on a fixed grid since the epoch, instead of starting one with the
+    /// first request after the last one ended.
     #[arg(long)]
-    window_from_first_request: bool,
+    aligned_windows: bool,
     /// Start without the demo rooms.
     #[arg(long)]
     empty: bool,
@@ -49,8 +49,8 @@ async fn main() -> ExitCode {
     settings = settings
         .with_token(cli.token)
         .with_rate_limit(cli.rate_limit, Duration::from_secs(cli.window_secs.max(1)));
-    if cli.window_from_first_request {
-        settings = settings.with_window_kind(WindowKind::FromFirstRequest);
+    if cli.aligned_windows {
+        settings = settings.with_window_kind(WindowKind::Aligned);
     }
     let rooms = settings.rooms.len();
     let fake = match FakeChatwork::start_on(settings, SocketAddr::new(cli.host, cli.port)).await {
@@ -70,7 +70,10 @@ async fn main() -> ExitCode {
         cli.window_secs
     );
     println!("  CHATWORK_API_BASE_URL={}", fake.base_url());
-    println!("  try: curl -s -H 'X-ChatWorkToken: <token>' {}/rooms", fake.base_url());
+    println!(
+        "  try: curl -s -H 'X-ChatWorkToken: <token>' {}/rooms",
+        fake.base_url()
+    );
     let _ = tokio::signal::ctrl_c().await;
     ExitCode::SUCCESS
 }

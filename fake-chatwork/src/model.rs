@@ -133,13 +133,15 @@ pub enum FaultScope {
 /// How the fake's rate-limit windows are laid out in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WindowKind {
-    /// Windows on a fixed grid of the window's length since the epoch; the reset is exact
-    /// (a whole second when the window is whole seconds).
-    #[default]
-    Aligned,
     /// A window starts with the first counted request after the previous one ended, and
-    /// ends the window's length later, rounded up to a whole second.
+    /// ends the window's length later, rounded up to a whole second (so a test that
+    /// starts a fake sees no reset for a whole window).
+    #[default]
     FromFirstRequest,
+    /// Windows on a fixed grid of the window's length since the epoch; the reset is exact
+    /// (a whole second when the window is whole seconds), and the allowed rate is exactly
+    /// the limit per window (benchmarks measure against it).
+    Aligned,
 }
 
 /// One request the fake received. The token itself is never recorded.

@@ -177,17 +177,17 @@ async fn list_rooms(AxumState(shared): AxumState<Shared>) -> Response {
     axum::Json(rooms).into_response()
 }
 
-fn parse_room_id(raw: &str) -> Result<i64, Response> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| errors(StatusCode::BAD_REQUEST, "Invalid room_id"))
+fn parse_room_id(raw: &str) -> Option<i64> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+fn invalid_room_id() -> Response {
+    errors(StatusCode::BAD_REQUEST, "Invalid room_id")
 }
 
 async fn get_room(AxumState(shared): AxumState<Shared>, Path(raw): Path<String>) -> Response {
-    let room_id = match parse_room_id(&raw) {
-        Ok(id) => id,
-        Err(response) => return response,
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
     };
     match lock(&shared).rooms.get(&room_id) {
         Some(stored) => axum::Json(room_json(&stored.room, true)).into_response(),
@@ -201,9 +201,8 @@ async fn list_messages(
     Query(query): Query<HashMap<String, String>>,
     axum::Extension(Token(token)): axum::Extension<Token>,
 ) -> Response {
-    let room_id = match parse_room_id(&raw) {
-        Ok(id) => id,
-        Err(response) => return response,
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
     };
     let force = match query.get("force").map(String::as_str) {
         None | Some("0") => false,

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    Account, Fault, FaultScope, Message, RateLimitState, RequestRecord, Room, RoomAccess, WindowKind,
+    Account, Fault, FaultScope, Message, RateLimitState, RequestRecord, Room, RoomAccess,
+    WindowKind,
 };
 
 /// Chatwork answers at most this many messages per request.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fake_chatwork::{
-    Account, DemoData, Fault, FaultScope, FakeChatwork, FakeSettings, MAX_MESSAGES, Room,
+    Account, DemoData, FakeChatwork, FakeSettings, Fault, FaultScope, MAX_MESSAGES, Room,
     RoomAccess, RoomType, WindowKind,
 };
 use serde_json::Value;
@@ -97,10 +97,17 @@ async fn rooms_have_chatworks_shapes_and_errors_are_chatworks() {
 
     let log = fake.requests();
     let last = log.last().unwrap();
-    assert_eq!((last.method.as_str(), last.path.as_str()), ("GET", "/v2/rooms"));
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("GET", "/v2/rooms")
+    );
     assert!(!last.token_valid);
     assert_eq!(last.status, Some(401));
-    assert!(log.iter().filter(|r| r.token_valid).all(|r| r.status.is_some()));
+    assert!(
+        log.iter()
+            .filter(|r| r.token_valid)
+            .all(|r| r.status.is_some())
+    );
 }
 
 #[tokio::test]
@@ -138,7 +145,10 @@ async fn force_and_the_per_token_read_position() {
     let b = fake.post_message(BIG_ROOM, &author, "two 🎉").unwrap();
     assert!(a.len() == 19 && b.len() == 19 && a < b);
     let (_, new) = messages(&fake, &token, BIG_ROOM, false).await;
-    let ids: Vec<&str> = new.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = new
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [a.as_str(), b.as_str()]);
 
     // force=1: the newest 100 again, whatever was read.
@@ -190,15 +200,17 @@ async fn posts_and_edits_move_the_room() {
     fake.post_message_with_id(5_000_001, long, &Account::new(7, "Bob"), "long id");
     let (_, forced) = messages(&fake, &token, 5_000_001, true).await;
     assert_eq!(forced.last().unwrap()["message_id"], long);
-    assert!(fake.post_message(999, &Account::new(7, "Bob"), "x").is_none());
+    assert!(
+        fake.post_message(999, &Account::new(7, "Bob"), "x")
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn the_rate_limit_counts_refuses_and_resets() {
-    let fake = FakeChatwork::start(
-        FakeSettings::default().with_rate_limit(3, Duration::from_secs(2)),
-    )
-    .await;
+    let fake =
+        FakeChatwork::start(FakeSettings::default().with_rate_limit(3, Duration::from_secs(2)))
+            .await;
     let first = get(&fake, "/rooms").await;
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "x-ratelimit-limit"), Some(3));
@@ -237,18 +249,29 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn windows_from_the_first_request_end_on_a_whole_second() {
-    let fake = FakeChatwork::start(
-        FakeSettings::default()
-            .with_rate_limit(5, Duration::from_secs(2))
-            .with_window_kind(WindowKind::FromFirstRequest),
-    )
-    .await;
+    let fake =
+        FakeChatwork::start(FakeSettings::default().with_rate_limit(5, Duration::from_secs(2)))
+            .await;
     let before = now_ms();
     let response = get(&fake, "/rooms").await;
     let reset = header(&response, "x-ratelimit-reset").unwrap();
     assert!(reset * 1000 >= before + 2000);
     assert!(reset * 1000 <= now_ms() + 3000);
     assert_eq!(fake.rate_limit_state(fake.token()).remaining, 4);
+}
+
+#[tokio::test]
+async fn aligned_windows_sit_on_a_grid() {
+    let fake = FakeChatwork::start(
+        FakeSettings::default()
+            .with_rate_limit(5, Duration::from_secs(2))
+            .with_window_kind(WindowKind::Aligned),
+    )
+    .await;
+    let response = get(&fake, "/rooms").await;
+    let reset = header(&response, "x-ratelimit-reset").unwrap();
+    assert_eq!(reset % 2, 0);
+    assert!(reset * 1000 > now_ms() - 100 && reset * 1000 <= now_ms() + 2000);
 }
 
 #[tokio::test]
