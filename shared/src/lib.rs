@@ -4,9 +4,11 @@
 //! - [`config`]: typed configuration from the environment.
 //! - [`db`]: the Postgres pool and the embedded migrations.
 //! - [`api`]: the HTTP API as an axum router.
+//! - [`chatwork`]: the Chatwork API client and the token's shared rate budget.
 //! - [`telemetry`]: logging set-up.
 
 pub mod api;
+pub mod chatwork;
 pub mod config;
 pub mod db;
 pub mod telemetry;
