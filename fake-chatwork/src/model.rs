@@ -130,18 +130,23 @@ pub enum FaultScope {
     Room(i64),
 }
 
-/// How the fake's rate-limit windows are laid out in time.
+/// How the fake's rate-limit windows are laid out in time. Chatwork documents only
+/// "300 requests per 5 minutes" and a reset in whole epoch seconds; these are the
+/// plausible readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WindowKind {
-    /// A window starts with the first counted request after the previous one ended, and
-    /// ends the window's length later, rounded up to a whole second (so a test that
-    /// starts a fake sees no reset for a whole window).
+    /// A window starts with the first counted request after the previous one ended (at
+    /// the start of that second) and lasts the window's length; the reset header is
+    /// exact. A test that starts a fake sees no reset for a whole window.
     #[default]
     FromFirstRequest,
-    /// Windows on a fixed grid of the window's length since the epoch; the reset is exact
-    /// (a whole second when the window is whole seconds), and the allowed rate is exactly
-    /// the limit per window (benchmarks measure against it).
+    /// Windows on a fixed grid of the window's length since the epoch; the reset header
+    /// is exact.
     Aligned,
+    /// A window starts with the first counted request and ends exactly the window's
+    /// length later, at a fraction of a second, while the reset header is rounded down:
+    /// the worst case for a client, which then has to wait past the reported reset.
+    Unrounded,
 }
 
 /// One request the fake received. The token itself is never recorded.

@@ -176,7 +176,16 @@ impl State {
         let len = self.window.as_millis().max(1) as u64;
         match self.window_kind {
             WindowKind::Aligned => (now_ms / len + 1) * len,
-            WindowKind::FromFirstRequest => (now_ms + len).div_ceil(1000) * 1000,
+            WindowKind::FromFirstRequest => (now_ms / 1000) * 1000 + len,
+            WindowKind::Unrounded => now_ms + len,
+        }
+    }
+
+    /// The `x-ratelimit-reset` of a window ending at `ends_ms`.
+    fn reset_header(&self, ends_ms: u64) -> i64 {
+        match self.window_kind {
+            WindowKind::Unrounded => (ends_ms / 1000) as i64,
+            _ => ends_ms.div_ceil(1000) as i64,
         }
     }
 
@@ -194,8 +203,10 @@ impl State {
                 ends_ms: end_if_new,
             }),
         };
-        let reset = window.ends_ms.div_ceil(1000) as i64;
-        if window.used >= limit {
+        let ends_ms = window.ends_ms;
+        let used = window.used;
+        let reset = self.reset_header(ends_ms);
+        if used >= limit {
             self.rate_limited += 1;
             return Admission::Limited(RateLimitState {
                 limit,
@@ -203,11 +214,13 @@ impl State {
                 reset,
             });
         }
-        window.used += 1;
+        if let Some(window) = self.tokens.get_mut(token).and_then(|t| t.window.as_mut()) {
+            window.used += 1;
+        }
         self.counted += 1;
         Admission::Counted(RateLimitState {
             limit,
-            remaining: limit - window.used,
+            remaining: limit - used - 1,
             reset,
         })
     }
@@ -219,12 +232,12 @@ impl State {
             Some(w) if now < w.ends_ms => RateLimitState {
                 limit: self.limit,
                 remaining: self.limit.saturating_sub(w.used),
-                reset: w.ends_ms.div_ceil(1000) as i64,
+                reset: self.reset_header(w.ends_ms),
             },
             _ => RateLimitState {
                 limit: self.limit,
                 remaining: self.limit,
-                reset: self.window_end(now).div_ceil(1000) as i64,
+                reset: self.reset_header(self.window_end(now)),
             },
         }
     }

@@ -255,9 +255,37 @@ async fn windows_from_the_first_request_end_on_a_whole_second() {
     let before = now_ms();
     let response = get(&fake, "/rooms").await;
     let reset = header(&response, "x-ratelimit-reset").unwrap();
-    assert!(reset * 1000 >= before + 2000);
-    assert!(reset * 1000 <= now_ms() + 3000);
+    assert!(reset * 1000 > before + 1000);
+    assert!(reset * 1000 <= now_ms() + 2000);
     assert_eq!(fake.rate_limit_state(fake.token()).remaining, 4);
+}
+
+#[tokio::test]
+async fn unrounded_windows_report_a_reset_before_the_true_one() {
+    let fake = FakeChatwork::start(
+        FakeSettings::default()
+            .with_rate_limit(1, Duration::from_millis(2500))
+            .with_window_kind(WindowKind::Unrounded),
+    )
+    .await;
+    // Start the window 300 ms into a second: it ends 800 ms into a later one, and the
+    // header reports the start of that second.
+    let into_second = now_ms() % 1000;
+    tokio::time::sleep(Duration::from_millis(((1300 - into_second) % 1000) as u64)).await;
+    let response = get(&fake, "/rooms").await;
+    let reset = header(&response, "x-ratelimit-reset").unwrap();
+    let wait = reset * 1000 + 100 - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    let early = get(&fake, "/rooms").await;
+    if now_ms() < reset * 1000 + 700 {
+        assert_eq!(
+            early.status(),
+            429,
+            "the window outlives its reported reset"
+        );
+    }
 }
 
 #[tokio::test]

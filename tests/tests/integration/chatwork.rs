@@ -445,6 +445,20 @@ async fn three_processes_get_no_429_with_requests_in_flight_at_each_reset() {
     three_processes_share_one_token(fake, Duration::ZERO, 5).await;
 }
 
+/// The worst plausible rounding on Chatwork's side: a window outlives its reported reset
+/// by up to a second. The default reset margin absorbs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_get_no_429_when_the_reset_header_is_rounded_down() {
+    let fake = FakeChatwork::start(
+        FakeSettings::demo()
+            .with_rate_limit(10, Duration::from_secs(2))
+            .with_window_kind(WindowKind::Unrounded),
+    )
+    .await;
+    fake.set_latency(Duration::from_millis(50));
+    three_processes_share_one_token(fake, Duration::from_secs(1), 5).await;
+}
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 

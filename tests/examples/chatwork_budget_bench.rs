@@ -1,0 +1,168 @@
+//! How much of Chatwork's allowed rate N processes sharing one token achieve through the
+//! shared budget, and how many 429s they get. Each "process" is a client with a Postgres
+//! pool of its own, running `--callers` concurrent loops of calls against the fake
+//! Chatwork with a scaled rate limit, as fast as the budget lets them.
+//!
+//! ```sh
+//! cargo run --release -p cwsync-tests --example chatwork_budget_bench -- --clients 3
+//! ```
+//!
+//! The measured span starts at the start of a Chatwork window and lasts `--windows`
+//! whole windows, so at most `windows x limit` requests fit in it: the ratio printed is
+//! the requests Chatwork counted in the span over that maximum.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings};
+use cwsync_tests::TestDb;
+use fake_chatwork::{FakeChatwork, FakeSettings, WindowKind};
+use secrecy::SecretString;
+use tokio::time::Instant;
+use url::Url;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Windows {
+    /// A window starts with the first request after the previous one ended.
+    FirstRequest,
+    /// Windows on a fixed grid.
+    Aligned,
+    /// Windows from the first request that end at a fraction of a second, with the reset
+    /// header rounded down.
+    Unrounded,
+}
+
+#[derive(Parser)]
+#[command(about = "Achieved / allowed Chatwork rate and 429s for N processes on one token")]
+struct Args {
+    /// Processes (clients with pools of their own) sharing the token.
+    #[arg(long, default_value_t = 3)]
+    clients: usize,
+    /// Concurrent callers per process.
+    #[arg(long, default_value_t = 2)]
+    callers: usize,
+    /// Requests allowed per window.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Window length in seconds.
+    #[arg(long, default_value_t = 30)]
+    window_secs: u64,
+    /// Whole windows measured.
+    #[arg(long, default_value_t = 3)]
+    windows: u32,
+    /// How the fake lays out its windows.
+    #[arg(long, value_enum, default_value_t = Windows::FirstRequest)]
+    window_kind: Windows,
+    /// The client's reset margin in milliseconds (default: the client's default).
+    #[arg(long)]
+    margin_ms: Option<u64>,
+    /// Added network latency per request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let window = Duration::from_secs(args.window_secs.max(1));
+    let kind = match args.window_kind {
+        Windows::FirstRequest => WindowKind::FromFirstRequest,
+        Windows::Aligned => WindowKind::Aligned,
+        Windows::Unrounded => WindowKind::Unrounded,
+    };
+    let fake = FakeChatwork::start(
+        FakeSettings::demo()
+            .with_rate_limit(args.limit, window)
+            .with_window_kind(kind),
+    )
+    .await;
+    fake.set_latency(Duration::from_millis(args.latency_ms));
+    let db = TestDb::new().await;
+
+    let mut settings = ClientSettings::new(
+        SecretString::from(fake.token().to_owned()),
+        Url::parse(&fake.base_url()).expect("the fake's URL"),
+    );
+    settings.assumed_window = window;
+    if let Some(ms) = args.margin_ms {
+        settings.reset_margin = Duration::from_millis(ms);
+    }
+    let margin = settings.reset_margin;
+
+    // Long enough for a window in progress at the start plus the measured ones.
+    let run = window * (args.windows + 2);
+    let end = Instant::now() + run;
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..args.clients {
+        let client = ChatworkClient::new(settings.clone(), db.another_pool()).expect("client");
+        for caller in 0..args.callers {
+            let client = client.clone();
+            callers.spawn(async move {
+                let mut i = caller;
+                while Instant::now() < end {
+                    let result = if i % 2 == 0 {
+                        client.list_rooms(end).await.map(|_| ())
+                    } else {
+                        client
+                            .list_messages(281_000_105, true, end)
+                            .await
+                            .map(|_| ())
+                    };
+                    match result {
+                        Ok(()) => {}
+                        // The run is over while waiting for the next window.
+                        Err(ChatworkError::RateLimited { .. } | ChatworkError::Deadline { .. }) => {
+                            break;
+                        }
+                        Err(e) => eprintln!("call failed: {e}"),
+                    }
+                    i += 1;
+                }
+            });
+        }
+    }
+    while callers.join_next().await.is_some() {}
+
+    let log = fake.requests();
+    let counted: Vec<u64> = log
+        .iter()
+        .filter(|r| r.token_valid && r.status.is_some_and(|s| s != 429))
+        .map(|r| epoch_ms(r.at))
+        .collect();
+    let first = counted.iter().copied().min().unwrap_or(0);
+    let window_ms = window.as_millis() as u64;
+    // The measured span starts at a window start: the first request's, or the grid's.
+    let start = match kind {
+        WindowKind::Aligned => (first / window_ms + 1) * window_ms,
+        _ => first,
+    };
+    let stop = start + window_ms * u64::from(args.windows);
+    let in_span = counted.iter().filter(|&&t| t >= start && t < stop).count() as u64;
+    let max = u64::from(args.limit) * u64::from(args.windows);
+    let allowed = f64::from(args.limit) / window.as_secs_f64();
+    let achieved = in_span as f64 / (window_ms * u64::from(args.windows)) as f64 * 1000.0;
+    println!(
+        "clients={} callers={} limit={}/{}s windows={} kind={} margin={}ms latency={}ms",
+        args.clients,
+        args.callers,
+        args.limit,
+        window.as_secs(),
+        args.windows,
+        match args.window_kind {
+            Windows::FirstRequest => "first-request",
+            Windows::Aligned => "aligned",
+            Windows::Unrounded => "unrounded",
+        },
+        margin.as_millis(),
+        args.latency_ms
+    );
+    println!(
+        "counted={in_span}/{max} achieved={achieved:.3}/s allowed={allowed:.3}/s ratio={:.3} 429s={}",
+        in_span as f64 / max as f64,
+        fake.rate_limited_count()
+    );
+}
