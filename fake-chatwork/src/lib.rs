@@ -36,8 +36,8 @@ use std::time::Duration;
 
 pub use demo::DemoData;
 pub use model::{
-    Account, Fault, FaultScope, Message, RateLimitState, RequestRecord, Room, RoomAccess, RoomType,
-    WindowKind,
+    Account, Fault, FaultScope, Message, RateLimitState, RateWindowRecord, RequestRecord, Room,
+    RoomAccess, RoomType, WindowKind,
 };
 pub use state::MAX_MESSAGES;
 
@@ -285,6 +285,12 @@ impl FakeChatwork {
     /// Uses up the rest of the current window of `token`, as another consumer would.
     pub fn use_up_rate_limit(&self, token: &str) {
         lock(&self.shared).use_up(token);
+    }
+
+    /// Every rate window of `token` so far (when it started and ended, what it counted),
+    /// oldest first.
+    pub fn rate_windows(&self, token: &str) -> Vec<RateWindowRecord> {
+        lock(&self.shared).windows(token)
     }
 
     /// The configured limit and window.

@@ -172,3 +172,15 @@ pub struct RateLimitState {
     /// Epoch seconds (`x-ratelimit-reset`).
     pub reset: i64,
 }
+
+/// One rate window of a token, as it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindowRecord {
+    pub start: SystemTime,
+    /// When the window really ended (or will end).
+    pub end: SystemTime,
+    /// The `x-ratelimit-reset` it reported.
+    pub reset: i64,
+    /// Requests it counted.
+    pub counted: u32,
+}

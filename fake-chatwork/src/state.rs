@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    Account, Fault, FaultScope, Message, RateLimitState, RequestRecord, Room, RoomAccess,
-    WindowKind,
+    Account, Fault, FaultScope, Message, RateLimitState, RateWindowRecord, RequestRecord, Room,
+    RoomAccess, WindowKind,
 };
 
 /// Chatwork answers at most this many messages per request.
@@ -40,6 +40,8 @@ pub(crate) struct RateWindow {
 #[derive(Debug, Default)]
 pub(crate) struct TokenState {
     window: Option<RateWindow>,
+    /// Every window so far, the current one last.
+    history: Vec<RateWindowRecord>,
     /// Per room, the key of the newest message this token has fetched.
     fetched: HashMap<i64, (usize, String)>,
 }
@@ -191,18 +193,28 @@ impl State {
 
     /// Counts a request against the token's window, or refuses it when the window is
     /// used up (a refused request is not counted).
+    /// The token's current window, a new one if the last has ended.
+    fn current_window(&mut self, token: &str, now: u64) -> &mut RateWindow {
+        let ends_ms = self.window_end(now);
+        let reset = self.reset_header(ends_ms);
+        let len = self.window.as_millis() as u64;
+        let entry = self.tokens.entry(token.to_owned()).or_default();
+        if entry.window.is_none_or(|w| now >= w.ends_ms) {
+            entry.history.push(RateWindowRecord {
+                start: UNIX_EPOCH + Duration::from_millis(ends_ms.saturating_sub(len)),
+                end: UNIX_EPOCH + Duration::from_millis(ends_ms),
+                reset,
+                counted: 0,
+            });
+            entry.window = Some(RateWindow { used: 0, ends_ms });
+        }
+        entry.window.as_mut().expect("set above")
+    }
+
     pub fn admit(&mut self, token: &str) -> Admission {
         let now = now_ms();
-        let end_if_new = self.window_end(now);
         let limit = self.limit;
-        let entry = self.tokens.entry(token.to_owned()).or_default();
-        let window = match entry.window {
-            Some(w) if now < w.ends_ms => entry.window.as_mut().expect("checked"),
-            _ => entry.window.insert(RateWindow {
-                used: 0,
-                ends_ms: end_if_new,
-            }),
-        };
+        let window = self.current_window(token, now);
         let ends_ms = window.ends_ms;
         let used = window.used;
         let reset = self.reset_header(ends_ms);
@@ -214,8 +226,13 @@ impl State {
                 reset,
             });
         }
-        if let Some(window) = self.tokens.get_mut(token).and_then(|t| t.window.as_mut()) {
-            window.used += 1;
+        if let Some(entry) = self.tokens.get_mut(token) {
+            if let Some(window) = entry.window.as_mut() {
+                window.used += 1;
+            }
+            if let Some(record) = entry.history.last_mut() {
+                record.counted += 1;
+            }
         }
         self.counted += 1;
         Admission::Counted(RateLimitState {
@@ -245,19 +262,16 @@ impl State {
     /// Uses up what is left of the token's current window, as another consumer of the
     /// same token would.
     pub fn use_up(&mut self, token: &str) {
-        let now = now_ms();
-        let end_if_new = self.window_end(now);
         let limit = self.limit;
-        let entry = self.tokens.entry(token.to_owned()).or_default();
-        match entry.window.as_mut() {
-            Some(w) if now < w.ends_ms => w.used = limit,
-            _ => {
-                entry.window = Some(RateWindow {
-                    used: limit,
-                    ends_ms: end_if_new,
-                })
-            }
-        }
+        self.current_window(token, now_ms()).used = limit;
+    }
+
+    /// Every rate window of `token` so far, oldest first.
+    pub fn windows(&self, token: &str) -> Vec<RateWindowRecord> {
+        self.tokens
+            .get(token)
+            .map(|t| t.history.clone())
+            .unwrap_or_default()
     }
 
     pub fn schedule(&mut self, scope: FaultScope, fault: Fault, times: Option<u32>) {

@@ -7,11 +7,13 @@
 //! cargo run --release -p cwsync-tests --example chatwork_budget_bench -- --clients 3
 //! ```
 //!
-//! The measured span starts at the start of a Chatwork window and lasts `--windows`
-//! whole windows, so at most `windows x limit` requests fit in it: the ratio printed is
-//! the requests Chatwork counted in the span over that maximum.
+//! The run lasts `--windows` + 2 windows. What is measured is the rate sustained over
+//! whole windows: the requests Chatwork counted in each window, over the time from the
+//! first measured window's start to the start of the window after the last one (a slow
+//! client makes those starts drift apart); the ratio printed is that rate over the
+//! allowed one (limit / window).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings};
@@ -47,7 +49,7 @@ struct Args {
     /// Window length in seconds.
     #[arg(long, default_value_t = 30)]
     window_secs: u64,
-    /// Whole windows measured.
+    /// Windows measured (the run lasts two more).
     #[arg(long, default_value_t = 3)]
     windows: u32,
     /// How the fake lays out its windows.
@@ -59,10 +61,6 @@ struct Args {
     /// Added network latency per request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-}
-
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 #[tokio::main]
@@ -127,24 +125,24 @@ async fn main() {
     }
     while callers.join_next().await.is_some() {}
 
-    let log = fake.requests();
-    let counted: Vec<u64> = log
-        .iter()
-        .filter(|r| r.token_valid && r.status.is_some_and(|s| s != 429))
-        .map(|r| epoch_ms(r.at))
-        .collect();
-    let first = counted.iter().copied().min().unwrap_or(0);
-    let window_ms = window.as_millis() as u64;
-    // The measured span starts at a window start: the first request's, or the grid's.
-    let start = match kind {
-        WindowKind::Aligned => (first / window_ms + 1) * window_ms,
-        _ => first,
+    // Each window's start to the next one's is one cycle of the shared budget: the rate
+    // the clients sustain is what the windows counted over the time they spanned. The
+    // last window is cut short by the end of the run; an aligned grid's first one began
+    // before it.
+    let windows = fake.rate_windows(fake.token());
+    let first = match kind {
+        WindowKind::Aligned => 1,
+        _ => 0,
     };
-    let stop = start + window_ms * u64::from(args.windows);
-    let in_span = counted.iter().filter(|&&t| t >= start && t < stop).count() as u64;
-    let max = u64::from(args.limit) * u64::from(args.windows);
+    let last = windows.len().saturating_sub(1);
+    let measured = &windows[first.min(last)..last];
+    let in_span: u64 = measured.iter().map(|w| u64::from(w.counted)).sum();
+    let span = match (measured.first(), windows.get(last)) {
+        (Some(a), Some(b)) => b.start.duration_since(a.start).unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
     let allowed = f64::from(args.limit) / window.as_secs_f64();
-    let achieved = in_span as f64 / (window_ms * u64::from(args.windows)) as f64 * 1000.0;
+    let achieved = in_span as f64 / span.as_secs_f64().max(f64::EPSILON);
     println!(
         "clients={} callers={} limit={}/{}s windows={} kind={} margin={}ms latency={}ms",
         args.clients,
@@ -161,8 +159,26 @@ async fn main() {
         args.latency_ms
     );
     println!(
-        "counted={in_span}/{max} achieved={achieved:.3}/s allowed={allowed:.3}/s ratio={:.3} 429s={}",
-        in_span as f64 / max as f64,
+        "windows={} counted={in_span} span={:.1}s achieved={achieved:.3}/s allowed={allowed:.3}/s ratio={:.3} 429s={}",
+        measured.len(),
+        span.as_secs_f64(),
+        achieved / allowed,
         fake.rate_limited_count()
     );
+    let per_window: Vec<String> = windows
+        .iter()
+        .map(|w| {
+            let secs = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            };
+            format!(
+                "{:.2}+{}",
+                secs(w.start) - secs(windows[0].start),
+                w.counted
+            )
+        })
+        .collect();
+    println!("per window (start s + counted): {}", per_window.join(" "));
 }

@@ -28,11 +28,15 @@
 //! `window_id` says which of our windows it belongs to; Chatwork's `x-ratelimit-reset`
 //! says which of Chatwork's windows counted it:
 //! - `adopt`: the first response of a window (or of the probe): take Chatwork's limit
-//!   and reset, and `remaining = reported - (other reservations in flight) - carried`.
-//! - `same`: a response of the current window: `reset_at` moves earlier if this
-//!   response's estimate is tighter; `remaining` only ever goes down, and only when
-//!   Chatwork reports less than we think is left (someone else uses the token, or a
-//!   crash lost reservations), then to `reported - in flight - carried`.
+//!   and reset; the probe takes `remaining` from the header too.
+//! - `same`: a later response of the current window: `reset_at` moves earlier if this
+//!   response's estimate is tighter.
+//! - In both, `remaining` only ever goes down, and only when Chatwork reports less than
+//!   we think is left (someone else uses the token, our roll-over came too early, or a
+//!   crash lost reservations): then to `reported - (other reservations in flight) -
+//!   carried`. Otherwise our own count stands: it already holds every reservation,
+//!   while the header misses those still on their way, and subtracting those in flight
+//!   from it would count the ones that already arrived twice.
 //! - `advance`: Chatwork already counts in a later window than ours (a request landed
 //!   after Chatwork's reset but before our estimate of it): move to that window now;
 //!   our other reservations still in flight become `carried`.
@@ -281,8 +285,9 @@ impl RateBudget {
                     CASE k.kind
                         WHEN 'adopt' THEN LEAST(
                             GREATEST(i.lim, 1),
-                            GREATEST(i.rem - (b.in_flight - 1) - b.carried, 0),
-                            CASE WHEN b.limit_known THEN b.remaining ELSE i.lim END)
+                            CASE WHEN NOT b.limit_known OR i.rem < b.remaining
+                                 THEN GREATEST(i.rem - (b.in_flight - 1) - b.carried, 0)
+                                 ELSE b.remaining END)
                         WHEN 'advance' THEN LEAST(
                             GREATEST(i.lim, 1),
                             GREATEST(i.rem - (b.in_flight - 1), 0))
