@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings};
-use cwsync_tests::TestDb;
+use cwsync::config::{DatabaseConfig, Env};
+use cwsync::db;
 use fake_chatwork::{FakeChatwork, FakeSettings, WindowKind};
 use secrecy::SecretString;
 use tokio::time::Instant;
@@ -79,7 +80,23 @@ async fn main() {
     )
     .await;
     fake.set_latency(Duration::from_millis(args.latency_ms));
-    let db = TestDb::new().await;
+    // A database of its own, not named like the tests' (test runs drop those they find).
+    let server = DatabaseConfig::from_env_or(
+        &Env::from_process(),
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    )
+    .expect("DATABASE_URL");
+    let database = server.with_database(&format!("cwsync_bench_{}", std::process::id()));
+    db::create_database_if_missing(&database)
+        .await
+        .expect("create the benchmark database (is Postgres running?)");
+    let migrated = db::pool(&database).expect("pool options");
+    db::migrate(&migrated).await.expect("migrate");
+    // A fresh budget: no row left from an earlier run with the same process id.
+    sqlx::query("DELETE FROM chatwork_rate_budgets")
+        .execute(&migrated)
+        .await
+        .expect("clear the budget");
 
     let mut settings = ClientSettings::new(
         SecretString::from(fake.token().to_owned()),
@@ -96,7 +113,8 @@ async fn main() {
     let end = Instant::now() + run;
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..args.clients {
-        let client = ChatworkClient::new(settings.clone(), db.another_pool()).expect("client");
+        let pool = db::pool(&database).expect("pool options");
+        let client = ChatworkClient::new(settings.clone(), pool).expect("client");
         for caller in 0..args.callers {
             let client = client.clone();
             callers.spawn(async move {
@@ -116,7 +134,10 @@ async fn main() {
                         Err(ChatworkError::RateLimited { .. } | ChatworkError::Deadline { .. }) => {
                             break;
                         }
-                        Err(e) => eprintln!("call failed: {e}"),
+                        Err(e) => {
+                            eprintln!("call failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
                     i += 1;
                 }
@@ -165,6 +186,8 @@ async fn main() {
         achieved / allowed,
         fake.rate_limited_count()
     );
+    migrated.close().await;
+    drop_database(&server, &database).await;
     let per_window: Vec<String> = windows
         .iter()
         .map(|w| {
@@ -181,4 +204,18 @@ async fn main() {
         })
         .collect();
     println!("per window (start s + counted): {}", per_window.join(" "));
+}
+
+async fn drop_database(server: &DatabaseConfig, database: &DatabaseConfig) {
+    use secrecy::ExposeSecret;
+    use sqlx::{Connection, Executor};
+    let Ok(mut admin) = sqlx::PgConnection::connect(server.url.expose_secret()).await else {
+        return;
+    };
+    // The name is ours (a prefix and the process id), never input.
+    let sql = format!(
+        r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
+        database.database_name()
+    );
+    let _ = admin.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await;
 }
