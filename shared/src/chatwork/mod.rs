@@ -52,6 +52,17 @@
 //! - **Headers correct, they do not inflate**: within a window the row's `remaining`
 //!   only goes down (when Chatwork reports less left than we think, because someone else
 //!   uses the token), so reordered answers cannot hand out units twice.
+//!
+//! # Measured
+//!
+//! `cargo run --release -p cwsync-tests --example chatwork_budget_bench -- --clients N`
+//! (N processes with two callers each, as fast as the budget allows, against the fake
+//! with 100 requests per 30 s): zero 429s for N = 1, 3 and 5, in every variant tried;
+//! the rate sustained is 96.8 % of the allowed rate with the default 1 s margin (each
+//! window starts a margin after the last one's reset: 30 s of every 31 s), 100 % with
+//! no margin, 96.7 to 97.1 % when the reset header is rounded down (the case the margin
+//! exists for) and 96.8 % with 100 ms of latency. With Chatwork's real 5-minute window
+//! the margin costs 1 s in 301 s: 99.7 %.
 
 pub mod budget;
 mod client;
