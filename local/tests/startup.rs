@@ -50,7 +50,10 @@ async fn serve_migrates_answers_health_and_stops_on_ctrl_c() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    // Kept open until the child has stopped: it prints more after the URL, and a closed
+    // pipe would make that print fail.
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
     let url = first
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -68,4 +71,5 @@ async fn serve_migrates_answers_health_and_stops_on_ctrl_c() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    drop(lines);
 }

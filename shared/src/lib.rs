@@ -10,9 +10,11 @@
 //! - [`sync`], [`summary`]: the job types.
 //! - [`schedule`]: the scheduled tasks (syncs, sweeper, retention).
 //! - [`api`]: the HTTP API as an axum router.
+//! - [`chatwork`]: the Chatwork API client and the token's shared rate budget.
 //! - [`telemetry`]: logging set-up.
 
 pub mod api;
+pub mod chatwork;
 pub mod config;
 pub mod consumer;
 pub mod db;

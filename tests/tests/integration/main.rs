@@ -1,6 +1,7 @@
 //! One test binary for the cross-crate tests (one link instead of one per file).
 
 mod api;
+mod chatwork;
 mod harness;
 mod health;
 mod job_core;

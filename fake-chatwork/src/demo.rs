@@ -1,0 +1,802 @@
+//! The demo data set: a dozen rooms of a small Japanese software company (株式会社ニシカゼ)
+//! with its customers and an overseas partner. Japanese and English, emoji, and the
+//! Chatwork markup a reader has to cope with: `[To:]`, `[rp]` replies, `[qt]` quotes,
+//! `[info][title]` boxes, `[dtext:]` system texts and `[picon:]` icons. Ids look like
+//! Chatwork's (9-digit rooms, 19-digit messages) and everything is deterministic.
+//! One room (the daily reports) holds more than 100 messages, so that `force=1` cannot
+//! return all of it.
+
+use crate::model::{Account, Message, Room, RoomType};
+
+/// 2025-05-12 09:00 JST (a Monday), where the demo's history starts.
+const START: i64 = 1_747_008_000;
+const MINUTE: i64 = 60;
+const DAY: i64 = 24 * 60 * MINUTE;
+
+/// The demo rooms and the people in them.
+#[derive(Debug, Clone)]
+pub struct DemoData {
+    pub accounts: Vec<Account>,
+    pub rooms: Vec<Room>,
+}
+
+struct People {
+    sato: Account,
+    suzuki: Account,
+    takahashi: Account,
+    tanaka: Account,
+    emily: Account,
+    ito: Account,
+    watanabe: Account,
+    daniel: Account,
+    yamamoto: Account,
+    nakamura: Account,
+}
+
+impl People {
+    fn new() -> Self {
+        Self {
+            sato: Account::new(1_001_001, "佐藤 健一"),
+            suzuki: Account::new(1_001_002, "鈴木 美咲"),
+            takahashi: Account::new(1_001_003, "高橋 翔太"),
+            tanaka: Account::new(1_001_004, "田中 由美"),
+            emily: Account::new(1_001_005, "Emily Carter"),
+            ito: Account::new(1_001_006, "伊藤 大輔"),
+            watanabe: Account::new(1_001_007, "渡辺 さくら"),
+            daniel: Account::new(1_001_008, "Daniel Kim"),
+            yamamoto: Account::new(1_001_009, "山本 直樹"),
+            nakamura: Account::new(1_001_010, "中村 彩"),
+        }
+    }
+
+    fn all(&self) -> Vec<Account> {
+        vec![
+            self.sato.clone(),
+            self.suzuki.clone(),
+            self.takahashi.clone(),
+            self.tanaka.clone(),
+            self.emily.clone(),
+            self.ito.clone(),
+            self.watanabe.clone(),
+            self.daniel.clone(),
+            self.yamamoto.clone(),
+            self.nakamura.clone(),
+        ]
+    }
+}
+
+/// Writes one room's history in order, keeping the clock and the ids.
+struct Script {
+    room: Room,
+    clock: i64,
+}
+
+impl Script {
+    fn new(room_id: i64, name: &str, room_type: RoomType, description: &str, start: i64) -> Self {
+        let mut room = Room::new(room_id, name, room_type);
+        room.description = description.to_owned();
+        Self { room, clock: start }
+    }
+
+    fn role(mut self, role: &str) -> Self {
+        self.room.role = role.to_owned();
+        self
+    }
+
+    fn sticky(mut self) -> Self {
+        self.room.sticky = true;
+        self
+    }
+
+    /// Posts `body` as `who`, `minutes` after the previous message; returns its index.
+    fn say(&mut self, who: &Account, minutes: i64, body: &str) -> usize {
+        self.clock += minutes * MINUTE;
+        let index = self.room.messages.len();
+        // Chatwork-like 19-digit ids: they grow with time; the room and the position make
+        // them unique.
+        let id = self.clock as u128 * 1_000_000_000
+            + (self.room.room_id % 1000) as u128 * 1_000_000
+            + index as u128;
+        self.room.messages.push(Message {
+            message_id: id.to_string(),
+            account: who.clone(),
+            body: body.to_owned(),
+            send_time: self.clock,
+            update_time: 0,
+        });
+        self.room.last_update_time = self.room.last_update_time.max(self.clock);
+        index
+    }
+
+    /// A reply to message `to`, with the `[rp]` header Chatwork's reply button writes.
+    fn reply(&mut self, who: &Account, minutes: i64, to: usize, body: &str) -> usize {
+        let target = &self.room.messages[to];
+        let header = format!(
+            "[rp aid={} to={}-{}]{}さん\n",
+            target.account.account_id, self.room.room_id, target.message_id, target.account.name
+        );
+        self.say(who, minutes, &format!("{header}{body}"))
+    }
+
+    /// Message `index` as a `[qt]` quote, for the body of another message.
+    fn quote(&self, index: usize) -> String {
+        let m = &self.room.messages[index];
+        format!(
+            "[qt][qtmeta aid={} time={}]{}[/qt]",
+            m.account.account_id, m.send_time, m.body
+        )
+    }
+
+    /// Edits message `index` `minutes` after it was sent.
+    fn edit(&mut self, index: usize, minutes: i64, body: &str) {
+        let m = &mut self.room.messages[index];
+        m.body = body.to_owned();
+        m.update_time = m.send_time + minutes * MINUTE;
+        self.room.last_update_time = self.room.last_update_time.max(m.update_time);
+    }
+
+    /// Jumps the clock to `day` days after the start, at `hour`:`minute` JST.
+    fn day(&mut self, day: i64, hour: i64, minute: i64) {
+        let at = START + day * DAY + (hour - 9) * 60 * MINUTE + minute * MINUTE;
+        self.clock = self.clock.max(at);
+    }
+
+    fn done(self) -> Room {
+        self.room
+    }
+}
+
+impl DemoData {
+    /// The demo data set (the same every time).
+    pub fn build() -> Self {
+        let p = People::new();
+        let rooms = vec![
+            my_chat(&p),
+            direct_suzuki(&p),
+            direct_emily(&p),
+            direct_ito(&p),
+            daily_reports(&p),
+            minato_project(&p),
+            sakura_support(&p),
+            partnership(&p),
+            announcements(&p),
+            design_review(&p),
+            accounting(&p),
+            lunch(&p),
+        ];
+        Self {
+            accounts: p.all(),
+            rooms,
+        }
+    }
+
+    /// The account the demo token belongs to (its "my" room is its own).
+    pub fn owner(&self) -> &Account {
+        &self.accounts[0]
+    }
+}
+
+fn my_chat(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_101,
+        "マイチャット",
+        RoomType::My,
+        "自分用のメモ",
+        START,
+    )
+    .role("admin")
+    .sticky();
+    let me = &p.sato;
+    s.say(
+        me,
+        5,
+        "今週のTODO\n・ミナトロジスティクス様 CSV取込の見積もり\n・サクラ製作所様 月次レポート\n・経費精算（5/15締め）",
+    );
+    s.say(
+        me,
+        90,
+        "メモ：本番DBのメンテナンスは 5/18(日) 02:00〜04:00 JST",
+    );
+    s.say(
+        me,
+        240,
+        "Chatwork API のレート制限は 5分あたり300回。同じトークンを複数のジョブで使うなら共有の予算が必要 ✅",
+    );
+    s.day(3, 21, 10);
+    s.say(
+        me,
+        0,
+        "[info][title]読書メモ[/title]「チームトポロジー」より：ストリームアラインドチームを中心に置き、認知負荷を減らす。プラットフォームは\"薄く\"。[/info]",
+    );
+    let shopping = s.say(
+        me,
+        30,
+        "買うもの：名刺 / USB-Cケーブル / 🎁 田中さんの誕生日プレゼント",
+    );
+    s.edit(
+        shopping,
+        600,
+        "買うもの：名刺 / USB-Cケーブル×2 / 🎁 田中さんの誕生日プレゼント（済）",
+    );
+    s.day(10, 8, 40);
+    s.say(
+        me,
+        0,
+        "1on1で話すこと\n1. 渡辺さんのサポート当番の負荷\n2. Danielさんのオンボーディング振り返り\n3. 夏休みの調整 🏖️",
+    );
+    s.done()
+}
+
+fn direct_suzuki(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_102,
+        "鈴木 美咲",
+        RoomType::Direct,
+        "",
+        START + 30 * MINUTE,
+    )
+    .role("admin");
+    let (me, her) = (&p.sato, &p.suzuki);
+    s.say(
+        her,
+        0,
+        "佐藤さん、おはようございます！ミナト様の定例、明日10時から30分後ろ倒しできますか？先方の伊藤さんから相談がありました🙏",
+    );
+    s.say(me, 12, "おはようございます。10:30開始で大丈夫です！");
+    s.say(
+        her,
+        3,
+        "ありがとうございます、先方に返信しておきます。議事録テンプレートも更新しておきました📝",
+    );
+    let q = s.say(
+        me,
+        120,
+        "見積もりのドラフト、共有フォルダに置きました。工数は CSV取込 5人日、画面改修 3人日で見ています。",
+    );
+    let quoted = s.quote(q);
+    s.say(
+        her,
+        45,
+        &format!(
+            "{quoted}\n画面改修はデザイン確認込みですか？田中さんのレビュー時間も入れておきたいです。"
+        ),
+    );
+    s.say(
+        me,
+        8,
+        "込みではないので +1人日 にします。ご指摘ありがとうございます！",
+    );
+    s.day(2, 18, 5);
+    s.say(
+        her,
+        0,
+        "今日もお疲れさまでした〜🍵 見積もり、先方OKでした！",
+    );
+    s.say(me, 20, "よかった！🎉 来週キックオフの日程を決めましょう");
+    s.done()
+}
+
+fn direct_emily(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_103,
+        "Emily Carter",
+        RoomType::Direct,
+        "",
+        START + DAY + 7 * 60 * MINUTE,
+    )
+    .role("admin");
+    let (me, emily) = (&p.sato, &p.emily);
+    s.say(
+        emily,
+        0,
+        "Hi Kenichi! Quick one: could you share the API spec for the shipment webhook before our call on Thursday? 🙂",
+    );
+    s.say(
+        me,
+        25,
+        "Hi Emily, sure. I'll send the OpenAPI file tomorrow morning (JST). Rate limits are documented in section 4.",
+    );
+    s.say(
+        emily,
+        6,
+        "Perfect, thanks. Also, is 9am Pacific OK for you? I know that's 1am in Tokyo 😅",
+    );
+    s.say(
+        me,
+        14,
+        "Ha, that's a bit early for me. Could we do 5pm Pacific (9am JST Friday)?",
+    );
+    s.say(emily, 3, "Works for me. Sending the invite now 👍");
+    s.day(4, 9, 2);
+    s.say(
+        me,
+        0,
+        "Thanks for the call! Summary: 1) webhook retries with exponential backoff, 2) idempotency key per shipment, 3) pilot with 2 warehouses in July.",
+    );
+    s.say(
+        emily,
+        40,
+        "Great summary. One correction: it's 3 warehouses (Oakland was added). ありがとう！",
+    );
+    s.done()
+}
+
+fn direct_ito(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_104,
+        "伊藤 大輔（ミナトロジスティクス）",
+        RoomType::Direct,
+        "",
+        START + 2 * DAY + 4 * 60 * MINUTE,
+    )
+    .role("admin");
+    let (me, ito) = (&p.sato, &p.ito);
+    s.say(
+        ito,
+        0,
+        "佐藤様\nいつもお世話になっております。ミナトロジスティクスの伊藤です。\n先日のお見積もりの件、社内稟議が通りましたのでご連絡いたします。",
+    );
+    s.say(
+        me,
+        18,
+        "伊藤様\nご連絡ありがとうございます！承知いたしました。\nキックオフの候補日を3つほどお送りしますので、ご都合をお聞かせください。",
+    );
+    s.say(
+        me,
+        2,
+        "・5/20(火) 14:00〜\n・5/21(水) 10:00〜\n・5/22(木) 16:00〜",
+    );
+    s.say(
+        ito,
+        35,
+        "5/21(水) 10:00〜でお願いいたします。会議室は弊社の3階をご用意します。",
+    );
+    s.say(
+        me,
+        4,
+        "かしこまりました。当日は鈴木と2名で伺います。よろしくお願いいたします🙇",
+    );
+    s.done()
+}
+
+/// The room with more than 100 messages: five people's daily reports over five weeks,
+/// with a few replies.
+fn daily_reports(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_105,
+        "開発チーム 日報 / Daily reports",
+        RoomType::Group,
+        "[info][title]このチャットについて[/title]毎日18時までに日報を投稿してください。\nPlease post your daily report by 6pm JST.[/info]",
+        START,
+    )
+    .role("admin");
+    s.say(
+        &p.sato,
+        0,
+        "[dtext:chatroom_groupchat_created]\n[dtext:chatroom_chatname_is]開発チーム 日報 / Daily reports[dtext:chatroom_set]\n\n[dtext:chatroom_member_is][piconname:1001002][piconname:1001004][piconname:1001007][piconname:1001008][dtext:chatroom_added]",
+    );
+    let done_ja = [
+        "ミナト様 CSV取込のパーサー実装",
+        "サクラ様 月次レポートの集計SQL修正",
+        "配送ステータス画面のレビュー対応",
+        "CIのキャッシュ設定見直し（ビルド 12分→7分）",
+        "問い合わせ #482 の調査（タイムゾーンのずれ）",
+        "APIクライアントのリトライ処理追加",
+        "ステージング環境のDBマイグレーション",
+        "E2Eテストの不安定なケースを修正",
+        "請求書PDFのレイアウト調整",
+        "顧客向け操作マニュアルの更新",
+        "アラートの閾値チューニング",
+        "ログのJSON化とCloudWatchのダッシュボード作成",
+    ];
+    let next_ja = [
+        "CSV取込のエラー行レポート",
+        "レポートのグラフ表示",
+        "レビュー指摘の残り2件",
+        "依存ライブラリの更新",
+        "問い合わせ #482 の修正リリース",
+        "負荷試験の準備",
+        "本番リリース手順書の作成",
+        "デザインレビュー",
+    ];
+    let blockers = [
+        "特になし",
+        "特になし🙆",
+        "ステージングのDBが時々遅いです🐢",
+        "先方からのサンプルCSV待ち",
+        "特になし",
+        "レビューお願いします🙏",
+    ];
+    let done_en = [
+        "Implemented retry with backoff in the API client",
+        "Fixed flaky E2E test around date pickers",
+        "Reviewed Sato-san's PR on CSV import",
+        "Wrote migration for the shipments table",
+        "Pairing with Watanabe-san on support ticket #490",
+        "Benchmarked the report query (p95 1.8s → 420ms 🚀)",
+    ];
+    let weekdays = ["月", "火", "水", "木", "金"];
+    let members = [&p.sato, &p.suzuki, &p.tanaka, &p.daniel, &p.watanabe];
+    let mut day = 0;
+    let mut workday = 0;
+    while workday < 25 {
+        if day % 7 >= 5 {
+            day += 1;
+            continue;
+        }
+        let (month, date) = if 12 + day <= 31 {
+            (5, 12 + day)
+        } else {
+            (6, 12 + day - 31)
+        };
+        let weekday = weekdays[(day % 7) as usize];
+        s.day(day, 17, 20);
+        for (i, who) in members.iter().enumerate() {
+            let k = workday as usize * 7 + i * 3;
+            let body = if who.account_id == p.daniel.account_id {
+                format!(
+                    "Daily report {month}/{date} ({weekday})\nDone:\n- {}\nNext:\n- {}\nBlockers: {}",
+                    done_en[k % done_en.len()],
+                    next_ja[(k + 1) % next_ja.len()],
+                    if k.is_multiple_of(4) {
+                        "waiting for review on PR #211 🙏"
+                    } else {
+                        "none"
+                    }
+                )
+            } else {
+                format!(
+                    "【日報】{month}/{date}({weekday})\n■ 今日やったこと\n・{}\n・{}\n■ 明日やること\n・{}\n■ 困っていること\n{}",
+                    done_ja[k % done_ja.len()],
+                    done_ja[(k + 5) % done_ja.len()],
+                    next_ja[k % next_ja.len()],
+                    blockers[k % blockers.len()]
+                )
+            };
+            let posted = s.say(who, 4 + (k % 9) as i64, &body);
+            // Now and then the lead answers a report.
+            if (workday + i as i64) % 6 == 0 && who.account_id != p.sato.account_id {
+                let text = if who.account_id == p.daniel.account_id {
+                    "Thanks Daniel! I'll review #211 tomorrow morning 👍"
+                } else {
+                    "お疲れさまです！困っている点、明日の朝会で一緒に見ましょう🙌"
+                };
+                s.reply(&p.sato, 6, posted, text);
+            }
+        }
+        day += 1;
+        workday += 1;
+    }
+    s.done()
+}
+
+fn minato_project(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_106,
+        "【ミナトロジスティクス様】配送管理システム導入",
+        RoomType::Group,
+        "ミナトロジスティクス様と株式会社ニシカゼの導入プロジェクト用チャットです。\n定例：毎週水曜 10:30〜",
+        START + 9 * DAY + 60 * MINUTE,
+    );
+    s.say(
+        &p.ito,
+        0,
+        "皆さま、本日はキックオフありがとうございました。ミナトロジスティクスの伊藤です。今後ともよろしくお願いいたします。",
+    );
+    s.say(
+        &p.suzuki,
+        10,
+        "[To:1001006]伊藤様\nこちらこそありがとうございました！議事録を共有いたします。\n[info][title]キックオフ議事録（5/21）[/title]・本番稼働目標：8月末\n・CSV取込は現行の出荷データ形式（Shift_JIS）に対応\n・週次定例：水曜 10:30〜\n・次回までの宿題：サンプルCSVのご提供（伊藤様）[/info]",
+    );
+    let csv = s.say(
+        &p.ito,
+        1440,
+        "サンプルCSVをお送りします。出荷データ_202505.csv（約1.2万行）です。文字コードは Shift_JIS です。",
+    );
+    s.reply(
+        &p.sato,
+        25,
+        csv,
+        "ありがとうございます！確認しました。全角スペースを含む住所が一部あるので、取込時に正規化します。",
+    );
+    s.say(
+        &p.ito,
+        40,
+        "[To:1001001]佐藤様\n承知しました。ちなみに、お届け先の電話番号はハイフンあり・なしが混在しています…😓",
+    );
+    let reply = s.say(
+        &p.sato,
+        15,
+        "[To:1001006]伊藤様\n両方に対応しますのでご安心ください。取込後はハイフンなしに統一します。",
+    );
+    s.edit(
+        reply,
+        3,
+        "[To:1001006]伊藤様\n両方に対応しますのでご安心ください。取込後はハイフンなしで保存し、画面ではハイフン付きで表示します。",
+    );
+    s.say(
+        &p.suzuki,
+        2880,
+        "[info][title]進捗報告（5/28）[/title]・CSV取込：実装完了、テスト中（進捗 80%）\n・配送ステータス画面：デザイン確定\n・リスク：特になし[/info]",
+    );
+    s.say(
+        &p.ito,
+        30,
+        "ご報告ありがとうございます。順調で安心しました👏",
+    );
+    s.done()
+}
+
+fn sakura_support(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_107,
+        "【サクラ製作所様】保守サポート",
+        RoomType::Group,
+        "サクラ製作所様 生産管理システムの保守窓口です。緊急時は 03-0000-0000 までお電話ください。",
+        START + 3 * DAY,
+    );
+    let incident = s.say(
+        &p.yamamoto,
+        35,
+        "お世話になっております。サクラ製作所の山本です。\n今朝から月次レポートの画面がタイムアウトするようになりました。至急確認いただけますでしょうか。",
+    );
+    s.reply(
+        &p.watanabe,
+        7,
+        incident,
+        "ご連絡ありがとうございます。すぐに確認いたします。",
+    );
+    s.say(
+        &p.watanabe,
+        25,
+        "[info][title]障害報告（第1報）[/title]発生時刻：5/15 08:50頃\n影響：月次レポート画面の表示不可\n原因：集計クエリの実行計画の変化（調査中）\n対応：インデックスの追加を検討中[/info]",
+    );
+    s.say(
+        &p.sato,
+        40,
+        "[To:1001009]山本様\nインデックスを追加し、画面が表示されることを確認しました。お手数ですがご確認いただけますか？",
+    );
+    s.say(
+        &p.yamamoto,
+        10,
+        "表示されました！迅速なご対応ありがとうございます🙇‍♂️",
+    );
+    s.say(
+        &p.watanabe,
+        60,
+        "[info][title]障害報告（最終報）[/title]原因：データ量の増加により集計クエリがフルスキャンになっていた\n恒久対応：インデックス追加済み、クエリの監視アラートを設定\n再発防止：月次でスロークエリを確認します[/info]",
+    );
+    s.day(17, 14, 0);
+    let question = s.say(
+        &p.yamamoto,
+        0,
+        "別件ですが、CSV出力の日付形式を「2025/06/02」から「2025-06-02」に変更することは可能でしょうか？",
+    );
+    let quoted = s.quote(question);
+    s.say(
+        &p.watanabe,
+        50,
+        &format!(
+            "{quoted}\n可能です。設定画面から切り替えられるようにいたします。来週のリリースに含めます📦"
+        ),
+    );
+    s.done()
+}
+
+fn partnership(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_108,
+        "Acme Pacific × Nishikaze Partnership",
+        RoomType::Group,
+        "Shared room for the US pilot. Time zones: JST (UTC+9) and PT (UTC-7). Weekly sync on Fridays 9am JST.",
+        START + 5 * DAY,
+    );
+    s.say(
+        &p.emily,
+        0,
+        "Welcome everyone! This room is for the pilot with our Oakland, Reno and Fresno warehouses 📦",
+    );
+    s.say(
+        &p.takahashi,
+        30,
+        "Thanks Emily! I'm Shota from the sales team. Let me know if you need anything on the contract side.",
+    );
+    let q = s.say(
+        &p.emily,
+        600,
+        "[To:1001008]Daniel Are shipment events delivered in order, or should we sort them by timestamp?",
+    );
+    s.reply(
+        &p.daniel,
+        45,
+        q,
+        "Good question. Events for one shipment are in order; across shipments there is no global order. Please de-duplicate by event_id 🙏",
+    );
+    s.say(&p.emily, 20, "Got it. We'll key on event_id. 👍");
+    s.say(
+        &p.sato,
+        1200,
+        "[info][title]Pilot timeline[/title]Jun 16: sandbox access\nJul 1: pilot starts (3 warehouses)\nJul 31: review and go/no-go[/info]",
+    );
+    let typo = s.say(&p.takahashi, 15, "I'll send the updated NDA by tomorow.");
+    s.edit(typo, 2, "I'll send the updated NDA by tomorrow. 📄");
+    s.say(
+        &p.emily,
+        90,
+        "Received, thanks! Legal will review it this week. Have a great weekend everyone 🌉",
+    );
+    s.done()
+}
+
+fn announcements(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_109,
+        "全社連絡",
+        RoomType::Group,
+        "全社向けのお知らせ専用です。返信は不要です。",
+        START - 3 * DAY,
+    )
+    .role("readonly");
+    s.say(
+        &p.nakamura,
+        0,
+        "[info][title]経費精算の締め日について[/title]5月分の経費精算は 5/15(木) 18:00 締めです。領収書の画像添付をお忘れなく。[/info]",
+    );
+    s.say(
+        &p.suzuki,
+        4 * 1440,
+        "[info][title]オフィス移転のお知らせ[/title]7月より新オフィス（渋谷区神南）に移転します。\n引越し作業は 6/27(金) 午後を予定しています。詳細は追ってご連絡します🏢[/info]",
+    );
+    s.say(
+        &p.nakamura,
+        6 * 1440,
+        "[info][title]健康診断のご案内[/title]今年の健康診断は 6/10〜6/20 です。予約フォームから日時を選んでください。[/info]",
+    );
+    s.say(
+        &p.sato,
+        3 * 1440,
+        "[info][title]Welcome Daniel![/title]エンジニアの Daniel Kim さんが入社しました🎉 Please say hi! [picon:1001008][/info]",
+    );
+    s.done()
+}
+
+fn design_review(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_110,
+        "デザインレビュー",
+        RoomType::Group,
+        "画面デザインのレビュー依頼はこちらへ。Figma のリンクを添えてください。",
+        START + 6 * DAY + 2 * 60 * MINUTE,
+    );
+    let request = s.say(
+        &p.tanaka,
+        0,
+        "配送ステータス画面のデザイン案です！2案あります🎨\nA案：タイムライン表示\nB案：テーブル表示\nご意見ください。",
+    );
+    s.reply(
+        &p.suzuki,
+        30,
+        request,
+        "A案が分かりやすいです！ただ件数が多いとスクロールが長くなりそうなので、折りたたみがあると嬉しいです。",
+    );
+    let daniel = s.say(
+        &p.daniel,
+        12,
+        "I like A too. For accessibility, please check the color contrast of the \"delayed\" badge (orange on white).",
+    );
+    let quoted = s.quote(daniel);
+    s.say(
+        &p.tanaka,
+        45,
+        &format!("{quoted}\nありがとうございます！コントラスト比 4.5:1 以上になるよう調整します。"),
+    );
+    s.say(
+        &p.sato,
+        20,
+        "A案＋折りたたみで進めましょう。[To:1001004]田中さん、来週水曜までに修正版をお願いできますか？",
+    );
+    s.say(&p.tanaka, 5, "承知しました！👌");
+    s.done()
+}
+
+fn accounting(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_111,
+        "経理・請求",
+        RoomType::Group,
+        "請求書・支払い関連の連絡用",
+        START + 12 * DAY,
+    );
+    s.say(
+        &p.nakamura,
+        0,
+        "[To:1001003]高橋さん\nミナトロジスティクス様の5月分請求書、金額のご確認をお願いします。\n初期費用 1,200,000円（税別）です。",
+    );
+    s.say(
+        &p.takahashi,
+        20,
+        "確認しました、問題ありません。送付をお願いします🙏",
+    );
+    s.say(&p.nakamura, 5, "送付しました。支払期日は 6/30 です。");
+    s.say(
+        &p.nakamura,
+        4 * 1440,
+        "[info][title]入金確認[/title]サクラ製作所様 保守費用（5月分）入金を確認しました。[/info]",
+    );
+    s.done()
+}
+
+fn lunch(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_112,
+        "雑談・ランチ 🍜",
+        RoomType::Group,
+        "なんでも雑談。ランチのお誘いもどうぞ！",
+        START + 3 * 60 * MINUTE,
+    );
+    s.say(
+        &p.watanabe,
+        0,
+        "今日ランチ行く人〜？🙋‍♀️ 駅前の新しいラーメン屋さん気になってます🍜",
+    );
+    s.say(&p.takahashi, 3, "行きます！");
+    s.say(&p.daniel, 4, "Me too! Is it tonkotsu? 🤤");
+    s.say(&p.watanabe, 2, "醤油と塩みたいです！12:10にロビー集合で〜");
+    s.day(8, 15, 30);
+    s.say(
+        &p.tanaka,
+        0,
+        "京都のお土産を給湯室に置いてます🍵 八つ橋です、ご自由にどうぞ〜",
+    );
+    s.say(&p.suzuki, 6, "ありがとうございます！いただきます😋");
+    s.say(
+        &p.daniel,
+        10,
+        "First time trying yatsuhashi, it's delicious!",
+    );
+    s.done()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn demo_data_has_what_the_demo_and_the_tests_need() {
+        let data = DemoData::build();
+        assert_eq!(data.rooms.len(), 12);
+        let types: HashSet<RoomType> = data.rooms.iter().map(|r| r.room_type).collect();
+        assert_eq!(types.len(), 3);
+        assert!(data.rooms.iter().any(|r| r.messages.len() > 100));
+        let bodies: String = data
+            .rooms
+            .iter()
+            .flat_map(|r| r.messages.iter().map(|m| m.body.as_str()))
+            .collect();
+        for markup in [
+            "[To:", "[rp aid=", "[qt]", "[/qt]", "[info]", "[title]", "[dtext:", "[picon:",
+        ] {
+            assert!(bodies.contains(markup), "{markup}");
+        }
+        let mut ids = HashSet::new();
+        for room in &data.rooms {
+            assert!(room.last_update_time > 0);
+            let mut previous: Option<u128> = None;
+            for m in &room.messages {
+                assert_eq!(m.message_id.len(), 19, "{}", m.message_id);
+                let id: u128 = m.message_id.parse().unwrap();
+                assert!(previous.is_none_or(|p| p < id), "ids grow within a room");
+                previous = Some(id);
+                assert!(ids.insert(m.message_id.clone()), "ids are unique");
+                assert!(m.update_time == 0 || m.update_time > m.send_time);
+            }
+        }
+        assert!(
+            data.rooms
+                .iter()
+                .flat_map(|r| &r.messages)
+                .any(|m| m.update_time > 0)
+        );
+    }
+}

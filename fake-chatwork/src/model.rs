@@ -1,0 +1,186 @@
+//! The fake's data and the knobs a test turns: rooms, messages, accounts, faults, the
+//! request log.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// A Chatwork account as it appears on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub account_id: i64,
+    pub name: String,
+    pub avatar_image_url: String,
+}
+
+impl Account {
+    /// An account with Chatwork's default avatar.
+    pub fn new(account_id: i64, name: impl Into<String>) -> Self {
+        Self {
+            account_id,
+            name: name.into(),
+            avatar_image_url: format!(
+                "https://appdata.chatwork.com/avatar/ico_default_{}.png",
+                ["blue", "green", "orange", "purple", "red"][(account_id % 5) as usize]
+            ),
+        }
+    }
+}
+
+/// Chatwork's three kinds of room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomType {
+    /// The owner's private notes ("マイチャット").
+    My,
+    /// A one-to-one chat.
+    Direct,
+    /// A group chat.
+    Group,
+}
+
+/// Whether the token can still read a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoomAccess {
+    #[default]
+    Open,
+    /// The room was deleted or the token's account left it: every request about it is a
+    /// 404, and it is gone from `GET /rooms`.
+    Gone,
+    /// The account lost the right to read it: every request about it is a 403 (it stays
+    /// in `GET /rooms`).
+    Forbidden,
+}
+
+/// A message as the fake stores and serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// A decimal string (19 digits in the demo data; any length is served as given).
+    pub message_id: String,
+    pub account: Account,
+    pub body: String,
+    /// Epoch seconds.
+    pub send_time: i64,
+    /// Epoch seconds of the last edit; 0 when never edited.
+    pub update_time: i64,
+}
+
+/// A room as the fake stores and serves it, with its messages (oldest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    pub room_id: i64,
+    pub name: String,
+    pub room_type: RoomType,
+    /// `admin`, `member` or `readonly`.
+    pub role: String,
+    pub sticky: bool,
+    pub icon_path: String,
+    pub description: String,
+    /// Epoch seconds; moves when a message is posted or edited.
+    pub last_update_time: i64,
+    pub messages: Vec<Message>,
+}
+
+impl Room {
+    /// An empty room with the usual defaults for its type.
+    pub fn new(room_id: i64, name: impl Into<String>, room_type: RoomType) -> Self {
+        let icon = match room_type {
+            RoomType::My => "ico_my",
+            RoomType::Direct => "ico_direct",
+            RoomType::Group => "ico_group",
+        };
+        Self {
+            room_id,
+            name: name.into(),
+            room_type,
+            role: if room_type == RoomType::Group {
+                "member".into()
+            } else {
+                "admin".into()
+            },
+            sticky: false,
+            icon_path: format!("https://appdata.chatwork.com/icon/{icon}.png"),
+            description: String::new(),
+            last_update_time: 0,
+            messages: Vec::new(),
+        }
+    }
+}
+
+/// Something going wrong, as a test schedules it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a Chatwork error body. The request counts against the
+    /// rate limit, as a real server error after the limiter would.
+    Status(u16),
+    /// Hold the request this long after it was counted, then answer normally (a client
+    /// with a shorter timeout gives up first).
+    Hang(Duration),
+    /// Hold the request this long before it reaches the rate limiter (a slow network):
+    /// a request sent late in a window is counted in the next one.
+    Delay(Duration),
+}
+
+/// Which requests a scheduled fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultScope {
+    /// Any request with a valid token.
+    Any,
+    /// Requests about this room (`/rooms/{id}` and `/rooms/{id}/messages`).
+    Room(i64),
+}
+
+/// How the fake's rate-limit windows are laid out in time. Chatwork documents only
+/// "300 requests per 5 minutes" and a reset in whole epoch seconds; these are the
+/// plausible readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WindowKind {
+    /// A window starts with the first counted request after the previous one ended (at
+    /// the start of that second) and lasts the window's length; the reset header is
+    /// exact. A test that starts a fake sees no reset for a whole window.
+    #[default]
+    FromFirstRequest,
+    /// Windows on a fixed grid of the window's length since the epoch; the reset header
+    /// is exact.
+    Aligned,
+    /// A window starts with the first counted request and ends exactly the window's
+    /// length later, at a fraction of a second, while the reset header is rounded down:
+    /// the worst case for a client, which then has to wait past the reported reset.
+    Unrounded,
+}
+
+/// One request the fake received. The token itself is never recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Whether the request carried a token the fake accepts.
+    pub token_valid: bool,
+    /// The status answered; `None` while it is being handled, or when the client went
+    /// away first (a hang past its timeout).
+    pub status: Option<u16>,
+    /// When it arrived.
+    pub at: SystemTime,
+}
+
+/// The rate-limit state of one token, as the headers would report it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitState {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Epoch seconds (`x-ratelimit-reset`).
+    pub reset: i64,
+}
+
+/// One rate window of a token, as it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindowRecord {
+    pub start: SystemTime,
+    /// When the window really ended (or will end).
+    pub end: SystemTime,
+    /// The `x-ratelimit-reset` it reported.
+    pub reset: i64,
+    /// Requests it counted.
+    pub counted: u32,
+}

@@ -1,0 +1,234 @@
+//! The HTTP face of the fake: Chatwork's routes and JSON shapes, with every request passing
+//! a gate that does what Chatwork's front does (token, rate limit) and what a test asked
+//! for (latency, faults).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::model::{Fault, RateLimitState, RequestRecord, Room, RoomAccess};
+use crate::state::{Admission, State};
+
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave the state half-changed in a way that
+    // matters to a fake; keep serving.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The token a request was admitted with, for the handlers.
+#[derive(Clone)]
+struct Token(String);
+
+pub(crate) fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/v2/rooms", get(list_rooms))
+        .route("/v2/rooms/{room_id}", get(get_room))
+        .route("/v2/rooms/{room_id}/messages", get(list_messages))
+        .fallback(|| async { errors(StatusCode::NOT_FOUND, "Resource not found") })
+        .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        .with_state(shared)
+}
+
+fn errors(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "errors": [message] }))).into_response()
+}
+
+fn room_id_in(path: &str) -> Option<i64> {
+    let rest = path.strip_prefix("/v2/rooms/")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+fn set_rate_headers(headers: &mut HeaderMap, state: RateLimitState) {
+    for (name, value) in [
+        ("x-ratelimit-limit", i64::from(state.limit)),
+        ("x-ratelimit-remaining", i64::from(state.remaining)),
+        ("x-ratelimit-reset", state.reset),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+}
+
+async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let room_id = room_id_in(&path);
+    let token = req
+        .headers()
+        .get("x-chatworktoken")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (index, latency, fault) = {
+        let mut state = lock(&shared);
+        let token_valid = state.token_valid(token.as_deref());
+        let record = RequestRecord {
+            method: req.method().to_string(),
+            path: path.clone(),
+            query: req.uri().query().map(str::to_owned),
+            token_valid,
+            status: None,
+            at: SystemTime::now(),
+        };
+        state.arrive(record, room_id)
+    };
+    let finish = |status: StatusCode| lock(&shared).finish(index, status.as_u16());
+
+    // The way in: latency the test added, before anything is counted.
+    let mut delay = latency;
+    if let Some(Fault::Delay(extra)) = fault {
+        delay += extra;
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+
+    let token = match token {
+        Some(t) if lock(&shared).token_valid(Some(&t)) => t,
+        _ => {
+            // No window to report for a token the fake does not know.
+            finish(StatusCode::UNAUTHORIZED);
+            return errors(
+                StatusCode::UNAUTHORIZED,
+                "Invalid API token. Please check the value of X-ChatWorkToken.",
+            );
+        }
+    };
+
+    let admission = lock(&shared).admit(&token);
+    let rate = match admission {
+        Admission::Limited(rate) => {
+            let mut response = errors(
+                StatusCode::TOO_MANY_REQUESTS,
+                "You have exceeded the maximum number of API requests. Please try again later.",
+            );
+            set_rate_headers(response.headers_mut(), rate);
+            finish(StatusCode::TOO_MANY_REQUESTS);
+            return response;
+        }
+        Admission::Counted(rate) => rate,
+    };
+
+    let mut response = match fault {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            errors(status, "Injected fault")
+        }
+        _ => {
+            if let Some(Fault::Hang(hold)) = fault {
+                tokio::time::sleep(hold).await;
+            }
+            let access = room_id.and_then(|id| lock(&shared).rooms.get(&id).map(|r| r.access));
+            match access {
+                Some(RoomAccess::Gone) => errors(StatusCode::NOT_FOUND, "Room not found"),
+                Some(RoomAccess::Forbidden) => errors(
+                    StatusCode::FORBIDDEN,
+                    "You don't have permission to access this room",
+                ),
+                _ => {
+                    req.extensions_mut().insert(Token(token));
+                    next.run(req).await
+                }
+            }
+        }
+    };
+    set_rate_headers(response.headers_mut(), rate);
+    finish(response.status());
+    response
+}
+
+fn room_json(room: &Room, detail: bool) -> Value {
+    let mut value = json!({
+        "room_id": room.room_id,
+        "name": room.name,
+        "type": room.room_type,
+        "role": room.role,
+        "sticky": room.sticky,
+        "unread_num": 0,
+        "mention_num": 0,
+        "mytask_num": 0,
+        "message_num": room.messages.len(),
+        "file_num": 0,
+        "task_num": 0,
+        "icon_path": room.icon_path,
+        "last_update_time": room.last_update_time,
+    });
+    if detail {
+        value["description"] = json!(room.description);
+    }
+    value
+}
+
+async fn list_rooms(AxumState(shared): AxumState<Shared>) -> Response {
+    let state = lock(&shared);
+    let rooms: Vec<Value> = state
+        .rooms
+        .values()
+        .filter(|r| r.access != RoomAccess::Gone)
+        .map(|r| room_json(&r.room, false))
+        .collect();
+    axum::Json(rooms).into_response()
+}
+
+fn parse_room_id(raw: &str) -> Option<i64> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+fn invalid_room_id() -> Response {
+    errors(StatusCode::BAD_REQUEST, "Invalid room_id")
+}
+
+async fn get_room(AxumState(shared): AxumState<Shared>, Path(raw): Path<String>) -> Response {
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
+    };
+    match lock(&shared).rooms.get(&room_id) {
+        Some(stored) => axum::Json(room_json(&stored.room, true)).into_response(),
+        None => errors(StatusCode::NOT_FOUND, "Room not found"),
+    }
+}
+
+async fn list_messages(
+    AxumState(shared): AxumState<Shared>,
+    Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    axum::Extension(Token(token)): axum::Extension<Token>,
+) -> Response {
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
+    };
+    let force = match query.get("force").map(String::as_str) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return errors(StatusCode::BAD_REQUEST, "Invalid value for force"),
+    };
+    let mut state = lock(&shared);
+    if !state.rooms.contains_key(&room_id) {
+        return errors(StatusCode::NOT_FOUND, "Room not found");
+    }
+    let messages = state.fetch_messages(&token, room_id, force);
+    drop(state);
+    if messages.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let body: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "message_id": m.message_id,
+                "account": m.account,
+                "body": m.body,
+                "send_time": m.send_time,
+                "update_time": m.update_time,
+            })
+        })
+        .collect();
+    axum::Json(body).into_response()
+}

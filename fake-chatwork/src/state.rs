@@ -1,0 +1,389 @@
+//! The fake's state and rules, free of HTTP: tokens and their rate windows, rooms and
+//! the per-token read position behind `force`, faults, the request log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::model::{
+    Account, Fault, FaultScope, Message, RateLimitState, RateWindowRecord, RequestRecord, Room,
+    RoomAccess, WindowKind,
+};
+
+/// Chatwork answers at most this many messages per request.
+pub const MAX_MESSAGES: usize = 100;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_secs() -> i64 {
+    (now_ms() / 1000) as i64
+}
+
+/// The numeric value of a message id, for ordering. Ids are decimal strings; ids the fake
+/// makes fit easily, and a test that adds a longer one gets it ordered by length first.
+fn id_key(id: &str) -> (usize, String) {
+    let digits = id.trim_start_matches('0');
+    (digits.len(), digits.to_owned())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateWindow {
+    used: u32,
+    /// Epoch milliseconds at which the window ends (0: no window yet).
+    ends_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TokenState {
+    window: Option<RateWindow>,
+    /// Every window so far, the current one last.
+    history: Vec<RateWindowRecord>,
+    /// Per room, the key of the newest message this token has fetched.
+    fetched: HashMap<i64, (usize, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StoredRoom {
+    pub room: Room,
+    pub access: RoomAccess,
+}
+
+#[derive(Debug)]
+struct ScheduledFault {
+    scope: FaultScope,
+    fault: Fault,
+    /// `None`: until cleared.
+    times: Option<u32>,
+}
+
+/// What the rate limiter decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Counted(RateLimitState),
+    Limited(RateLimitState),
+}
+
+pub(crate) struct State {
+    pub limit: u32,
+    pub window: Duration,
+    pub window_kind: WindowKind,
+    pub tokens: HashMap<String, TokenState>,
+    pub rooms: BTreeMap<i64, StoredRoom>,
+    pub log: Vec<RequestRecord>,
+    pub rate_limited: u64,
+    /// Requests counted against a window (admitted, not refused).
+    pub counted: u64,
+    faults: Vec<ScheduledFault>,
+    error_rate: f64,
+    latency: Duration,
+    rng: fastrand::Rng,
+    last_id: u128,
+}
+
+impl State {
+    pub fn new(
+        token: String,
+        limit: u32,
+        window: Duration,
+        window_kind: WindowKind,
+        rooms: Vec<Room>,
+        seed: u64,
+    ) -> Self {
+        let mut state = Self {
+            limit: limit.max(1),
+            window: window.max(Duration::from_millis(1)),
+            window_kind,
+            tokens: HashMap::from([(token, TokenState::default())]),
+            rooms: BTreeMap::new(),
+            log: Vec::new(),
+            rate_limited: 0,
+            counted: 0,
+            faults: Vec::new(),
+            error_rate: 0.0,
+            latency: Duration::ZERO,
+            rng: fastrand::Rng::with_seed(seed),
+            last_id: 0,
+        };
+        for room in rooms {
+            state.put_room(room);
+        }
+        state
+    }
+
+    pub fn put_room(&mut self, mut room: Room) {
+        room.messages.sort_by_key(|m| id_key(&m.message_id));
+        for m in &room.messages {
+            if let Ok(id) = m.message_id.parse::<u128>() {
+                self.last_id = self.last_id.max(id);
+            }
+        }
+        self.rooms.insert(
+            room.room_id,
+            StoredRoom {
+                room,
+                access: RoomAccess::Open,
+            },
+        );
+    }
+
+    pub fn add_token(&mut self, token: String) {
+        self.tokens.entry(token).or_default();
+    }
+
+    pub fn token_valid(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| self.tokens.contains_key(t))
+    }
+
+    /// Logs a request's arrival and picks the fault it meets, if any.
+    pub fn arrive(
+        &mut self,
+        record: RequestRecord,
+        room_id: Option<i64>,
+    ) -> (usize, Duration, Option<Fault>) {
+        let index = self.log.len();
+        let valid = record.token_valid;
+        self.log.push(record);
+        let mut fault = None;
+        if valid {
+            if let Some(pos) = self.faults.iter().position(|f| match f.scope {
+                FaultScope::Any => true,
+                FaultScope::Room(id) => room_id == Some(id),
+            }) {
+                let scheduled = &mut self.faults[pos];
+                fault = Some(scheduled.fault);
+                if let Some(times) = scheduled.times.as_mut() {
+                    *times -= 1;
+                    if *times == 0 {
+                        self.faults.remove(pos);
+                    }
+                }
+            } else if self.error_rate > 0.0 && self.rng.f64() < self.error_rate {
+                fault = Some(Fault::Status([500, 502, 503][self.rng.usize(0..3)]));
+            }
+        }
+        (index, self.latency, fault)
+    }
+
+    pub fn finish(&mut self, index: usize, status: u16) {
+        if let Some(record) = self.log.get_mut(index) {
+            record.status = Some(status);
+        }
+    }
+
+    fn window_end(&self, now_ms: u64) -> u64 {
+        let len = self.window.as_millis().max(1) as u64;
+        match self.window_kind {
+            WindowKind::Aligned => (now_ms / len + 1) * len,
+            WindowKind::FromFirstRequest => (now_ms / 1000) * 1000 + len,
+            WindowKind::Unrounded => now_ms + len,
+        }
+    }
+
+    /// The `x-ratelimit-reset` of a window ending at `ends_ms`.
+    fn reset_header(&self, ends_ms: u64) -> i64 {
+        match self.window_kind {
+            WindowKind::Unrounded => (ends_ms / 1000) as i64,
+            _ => ends_ms.div_ceil(1000) as i64,
+        }
+    }
+
+    /// Counts a request against the token's window, or refuses it when the window is
+    /// used up (a refused request is not counted).
+    /// The token's current window, a new one if the last has ended.
+    fn current_window(&mut self, token: &str, now: u64) -> &mut RateWindow {
+        let ends_ms = self.window_end(now);
+        let reset = self.reset_header(ends_ms);
+        let len = self.window.as_millis() as u64;
+        let entry = self.tokens.entry(token.to_owned()).or_default();
+        if entry.window.is_none_or(|w| now >= w.ends_ms) {
+            entry.history.push(RateWindowRecord {
+                start: UNIX_EPOCH + Duration::from_millis(ends_ms.saturating_sub(len)),
+                end: UNIX_EPOCH + Duration::from_millis(ends_ms),
+                reset,
+                counted: 0,
+            });
+            entry.window = Some(RateWindow { used: 0, ends_ms });
+        }
+        entry.window.as_mut().expect("set above")
+    }
+
+    pub fn admit(&mut self, token: &str) -> Admission {
+        let now = now_ms();
+        let limit = self.limit;
+        let window = self.current_window(token, now);
+        let ends_ms = window.ends_ms;
+        let used = window.used;
+        let reset = self.reset_header(ends_ms);
+        if used >= limit {
+            self.rate_limited += 1;
+            return Admission::Limited(RateLimitState {
+                limit,
+                remaining: 0,
+                reset,
+            });
+        }
+        if let Some(entry) = self.tokens.get_mut(token) {
+            if let Some(window) = entry.window.as_mut() {
+                window.used += 1;
+            }
+            if let Some(record) = entry.history.last_mut() {
+                record.counted += 1;
+            }
+        }
+        self.counted += 1;
+        Admission::Counted(RateLimitState {
+            limit,
+            remaining: limit - used - 1,
+            reset,
+        })
+    }
+
+    /// The token's window as the headers would show it without counting a request.
+    pub fn rate_state(&self, token: &str) -> RateLimitState {
+        let now = now_ms();
+        match self.tokens.get(token).and_then(|t| t.window) {
+            Some(w) if now < w.ends_ms => RateLimitState {
+                limit: self.limit,
+                remaining: self.limit.saturating_sub(w.used),
+                reset: self.reset_header(w.ends_ms),
+            },
+            _ => RateLimitState {
+                limit: self.limit,
+                remaining: self.limit,
+                reset: self.reset_header(self.window_end(now)),
+            },
+        }
+    }
+
+    /// Uses up what is left of the token's current window, as another consumer of the
+    /// same token would.
+    pub fn use_up(&mut self, token: &str) {
+        let limit = self.limit;
+        self.current_window(token, now_ms()).used = limit;
+    }
+
+    /// Every rate window of `token` so far, oldest first.
+    pub fn windows(&self, token: &str) -> Vec<RateWindowRecord> {
+        self.tokens
+            .get(token)
+            .map(|t| t.history.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn schedule(&mut self, scope: FaultScope, fault: Fault, times: Option<u32>) {
+        if times == Some(0) {
+            return;
+        }
+        self.faults.push(ScheduledFault {
+            scope,
+            fault,
+            times,
+        });
+    }
+
+    pub fn set_error_rate(&mut self, share: f64) {
+        self.error_rate = share.clamp(0.0, 1.0);
+    }
+
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+        self.error_rate = 0.0;
+        self.latency = Duration::ZERO;
+    }
+
+    /// The next message id: above every id so far, and shaped like Chatwork's (19 digits
+    /// that grow with time).
+    fn next_id(&mut self) -> String {
+        let from_clock = (now_secs() as u128) * 1_000_000_000;
+        self.last_id = (self.last_id + 1).max(from_clock);
+        self.last_id.to_string()
+    }
+
+    pub fn post(
+        &mut self,
+        room_id: i64,
+        account: Account,
+        body: String,
+        id: Option<String>,
+    ) -> Option<String> {
+        let id = match id {
+            Some(id) => {
+                if let Ok(n) = id.parse::<u128>() {
+                    self.last_id = self.last_id.max(n);
+                }
+                id
+            }
+            None => self.next_id(),
+        };
+        let room = &mut self.rooms.get_mut(&room_id)?.room;
+        let now = now_secs();
+        let key = id_key(&id);
+        let at = room
+            .messages
+            .partition_point(|m| id_key(&m.message_id) < key);
+        room.messages.insert(
+            at,
+            Message {
+                message_id: id.clone(),
+                account,
+                body,
+                send_time: now,
+                update_time: 0,
+            },
+        );
+        room.last_update_time = room.last_update_time.max(now);
+        Some(id)
+    }
+
+    pub fn edit(&mut self, room_id: i64, message_id: &str, body: String) -> bool {
+        let Some(stored) = self.rooms.get_mut(&room_id) else {
+            return false;
+        };
+        let room = &mut stored.room;
+        let Some(message) = room
+            .messages
+            .iter_mut()
+            .find(|m| m.message_id == message_id)
+        else {
+            return false;
+        };
+        // A later second than any earlier edit or the send, so that a reader comparing
+        // update times always sees the edit as newer.
+        let at = now_secs()
+            .max(message.update_time + 1)
+            .max(message.send_time + 1);
+        message.body = body;
+        message.update_time = at;
+        room.last_update_time = room.last_update_time.max(at);
+        true
+    }
+
+    /// The messages `token` gets from `GET /rooms/{id}/messages`: with `force`, the
+    /// latest [`MAX_MESSAGES`]; without, the latest [`MAX_MESSAGES`] of those it has not
+    /// fetched yet (older unfetched ones are skipped, as Chatwork does). Either way the
+    /// room counts as fetched up to its newest message afterwards.
+    pub fn fetch_messages(&mut self, token: &str, room_id: i64, force: bool) -> Vec<Message> {
+        let Some(stored) = self.rooms.get(&room_id) else {
+            return Vec::new();
+        };
+        let messages = &stored.room.messages;
+        let entry = self.tokens.entry(token.to_owned()).or_default();
+        let unseen_from = match (force, entry.fetched.get(&room_id)) {
+            (false, Some(seen)) => messages.partition_point(|m| &id_key(&m.message_id) <= seen),
+            _ => 0,
+        };
+        let start = unseen_from.max(messages.len().saturating_sub(MAX_MESSAGES));
+        if let Some(newest) = messages.last() {
+            entry.fetched.insert(room_id, id_key(&newest.message_id));
+        }
+        messages[start..].to_vec()
+    }
+}

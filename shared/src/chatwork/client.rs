@@ -1,0 +1,514 @@
+//! The HTTP client: requests, retries, waiting for the shared budget, accounting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use tokio::time::Instant;
+use url::Url;
+
+use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, Reservation};
+use super::error::{self, ChatworkError, clip};
+use super::meter::RequestMeter;
+use super::models::{Message, Room, RoomDetail};
+use crate::config::ChatworkConfig;
+
+/// How the client talks to Chatwork.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The API token (sent only in the `X-ChatWorkToken` header).
+    pub token: SecretString,
+    /// `https://api.chatwork.com/v2` or a fake's.
+    pub base_url: Url,
+    /// The longest one request may take, body included.
+    pub request_timeout: Duration,
+    /// Attempts per call for 5xx, network errors and timeouts (the first included).
+    /// Waiting out a rate limit does not use attempts.
+    pub max_attempts: u32,
+    /// No retry starts later than this after the call's first attempt.
+    pub retry_max_elapsed: Duration,
+    /// The first retry's backoff; each next one doubles, up to `backoff_max`, and each
+    /// is jittered down to between half and all of it.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Safety margin added to Chatwork's reset time (see [`budget`](super::budget)).
+    pub reset_margin: Duration,
+    /// The rate window assumed before Chatwork reports one (Chatwork's is 5 minutes).
+    pub assumed_window: Duration,
+}
+
+impl ClientSettings {
+    /// The defaults: 10 s per request, 4 attempts within 30 s, backoff from 250 ms to
+    /// 4 s, a reset margin of 1 s, a 5-minute window.
+    pub fn new(token: SecretString, base_url: Url) -> Self {
+        Self {
+            token,
+            base_url,
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            retry_max_elapsed: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(4),
+            reset_margin: Duration::from_secs(1),
+            assumed_window: Duration::from_secs(300),
+        }
+    }
+
+    /// The settings of `config` (`CHATWORK_*` variables) with `token`, which comes from
+    /// the environment locally and from Secrets Manager in AWS.
+    pub fn from_config(config: &ChatworkConfig, token: SecretString) -> Self {
+        Self {
+            request_timeout: config.request_timeout,
+            max_attempts: config.max_attempts,
+            retry_max_elapsed: config.retry_max_elapsed,
+            reset_margin: config.rate_reset_margin,
+            ..Self::new(token, config.base_url.clone())
+        }
+    }
+}
+
+/// The Chatwork API client. Build one per process and share it: clones are cheap and
+/// share the connection pool and the token's rate budget.
+///
+/// Every call takes the caller's `deadline` (a Lambda's remaining time less a margin):
+/// waits for the budget, for a 429's reset or between retries never pass it.
+#[derive(Clone)]
+pub struct ChatworkClient {
+    inner: Arc<Inner>,
+    meters: Vec<RequestMeter>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// The base URL without a trailing slash.
+    base: String,
+    token_header: HeaderValue,
+    token: SecretString,
+    budget: RateBudget,
+    settings: ClientSettings,
+}
+
+impl std::fmt::Debug for ChatworkClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatworkClient")
+            .field("base_url", &self.inner.base)
+            .field("meters", &self.meters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One attempt's answer.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl ChatworkClient {
+    /// A client for `settings` whose rate budget lives in `pool`'s database.
+    pub fn new(settings: ClientSettings, pool: PgPool) -> Result<Self, ChatworkError> {
+        let setup = |message: String| ChatworkError::Setup { message };
+        let mut token_header = HeaderValue::from_str(settings.token.expose_secret())
+            .map_err(|_| setup("the token is not a valid HTTP header value".into()))?;
+        // Printed as "Sensitive" by every Debug, and kept out of HPACK tables.
+        token_header.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("cwsync/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the token header to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| setup(clip(&e.without_url().to_string(), 200)))?;
+        let budget = RateBudget::new(
+            pool,
+            &settings.token,
+            BudgetSettings {
+                lease: settings.request_timeout + Duration::from_secs(1),
+                assumed_window: settings.assumed_window,
+                reset_margin: settings.reset_margin,
+            },
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base: settings.base_url.as_str().trim_end_matches('/').to_owned(),
+                token_header,
+                token: settings.token.clone(),
+                budget,
+                settings,
+            }),
+            meters: Vec::new(),
+        })
+    }
+
+    /// A clone that also counts its own requests into a new [`RequestMeter`]: a handler
+    /// takes one per job and reports what the job cost, however many handlers share the
+    /// client. Meters stack: a clone of a metered client counts into both.
+    pub fn metered(&self) -> (ChatworkClient, RequestMeter) {
+        let meter = RequestMeter::default();
+        let mut client = self.clone();
+        client.meters.push(meter.clone());
+        (client, meter)
+    }
+
+    /// The token's shared budget.
+    pub fn budget(&self) -> &RateBudget {
+        &self.inner.budget
+    }
+
+    /// `GET /rooms`: every room of the token's account.
+    pub async fn list_rooms(&self, deadline: Instant) -> Result<Vec<Room>, ChatworkError> {
+        let answer = self.get("/rooms", None, deadline).await?;
+        self.decode_list("GET /rooms", answer)
+    }
+
+    /// `GET /rooms/{room_id}`: one room with its description.
+    pub async fn get_room(
+        &self,
+        room_id: i64,
+        deadline: Instant,
+    ) -> Result<RoomDetail, ChatworkError> {
+        let path = format!("/rooms/{room_id}");
+        let answer = self.get(&path, None, deadline).await?;
+        self.decode(&format!("GET {path}"), &answer.body)
+    }
+
+    /// `GET /rooms/{room_id}/messages`: without `force`, the messages this token has not
+    /// fetched yet (at most 100); with `force`, the latest 100. Nothing new (204) is an
+    /// empty list.
+    pub async fn list_messages(
+        &self,
+        room_id: i64,
+        force: bool,
+        deadline: Instant,
+    ) -> Result<Vec<Message>, ChatworkError> {
+        let path = format!("/rooms/{room_id}/messages");
+        let query = force.then_some(("force", "1"));
+        let answer = self.get(&path, query, deadline).await?;
+        let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
+        self.decode_list(&endpoint, answer)
+    }
+
+    fn decode_list<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        answer: Answer,
+    ) -> Result<Vec<T>, ChatworkError> {
+        if answer.status == 204 || answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Vec::new());
+        }
+        self.decode(endpoint, &answer.body)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, endpoint: &str, body: &[u8]) -> Result<T, ChatworkError> {
+        serde_json::from_slice(body).map_err(|e| {
+            let secret = self.inner.token.expose_secret();
+            ChatworkError::Decode {
+                endpoint: endpoint.to_owned(),
+                message: clip(&error::scrub(&e.to_string(), secret), 200),
+                body_excerpt: error::excerpt(body, secret),
+            }
+        })
+    }
+
+    /// One call: budget, send, record, retry. Returns a 2xx answer or the error.
+    async fn get(
+        &self,
+        path: &str,
+        query: Option<(&str, &str)>,
+        deadline: Instant,
+    ) -> Result<Answer, ChatworkError> {
+        let settings = &self.inner.settings;
+        let shown = match query {
+            Some((k, v)) => format!("{path}?{k}={v}"),
+            None => path.to_owned(),
+        };
+        let endpoint = format!("GET {shown}");
+        let url = format!("{}{path}", self.inner.base);
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut rate_limited_in_a_row = 0u32;
+        loop {
+            let grant = GrantGuard::new(self.acquire(&endpoint, deadline).await?, self.budget());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                grant.finish(None).await;
+                return Err(ChatworkError::Deadline { endpoint });
+            }
+            let timeout = settings.request_timeout.min(left);
+            attempts += 1;
+            let sent_at = Instant::now();
+            let (rate, outcome) = self.attempt(&url, query, timeout).await;
+            let elapsed_ms = sent_at.elapsed().as_millis() as u64;
+            grant.finish(rate).await;
+
+            let failure = match outcome {
+                Ok(answer) => {
+                    self.meter(|m| m.answered(answer.status));
+                    tracing::debug!(
+                        method = "GET",
+                        path = %shown,
+                        status = answer.status,
+                        attempt = attempts,
+                        elapsed_ms,
+                        "chatwork request"
+                    );
+                    if (200..300).contains(&answer.status) {
+                        return Ok(answer);
+                    }
+                    if answer.status == 429 {
+                        // Not a failed attempt: the budget now knows the window is spent,
+                        // and the next acquire waits for its reset (or gives up at the
+                        // deadline).
+                        attempts -= 1;
+                        rate_limited_in_a_row += 1;
+                        tracing::warn!(
+                            path = %shown,
+                            reset = rate.map(|r| r.reset),
+                            "Chatwork answered 429; waiting for the window to reset"
+                        );
+                        if rate.is_none() || rate_limited_in_a_row > 1 {
+                            // Without a reset to wait for (or when the budget did not
+                            // keep the next request out), back off on our own.
+                            let pause = self.backoff(rate_limited_in_a_row);
+                            if Instant::now() + pause > deadline {
+                                return Err(ChatworkError::RateLimited {
+                                    until: Utc::now() + pause,
+                                });
+                            }
+                            tokio::time::sleep(pause).await;
+                            self.meter(|m| m.waited(1, pause));
+                        }
+                        continue;
+                    }
+                    let secret = self.inner.token.expose_secret();
+                    ChatworkError::Status {
+                        status: answer.status,
+                        endpoint: endpoint.clone(),
+                        errors: error::chatwork_errors(&answer.body, secret),
+                        body_excerpt: error::excerpt(&answer.body, secret),
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    self.meter(RequestMeter::timed_out);
+                    tracing::debug!(
+                        method = "GET",
+                        path = %shown,
+                        attempt = attempts,
+                        elapsed_ms,
+                        error = "timeout",
+                        "chatwork request"
+                    );
+                    ChatworkError::Timeout {
+                        endpoint: endpoint.clone(),
+                        after: timeout,
+                        attempts,
+                    }
+                }
+                Err(e) => {
+                    self.meter(RequestMeter::failed);
+                    let message = clip(
+                        &error::scrub(
+                            &error_chain(&e.without_url()),
+                            self.inner.token.expose_secret(),
+                        ),
+                        200,
+                    );
+                    tracing::debug!(
+                        method = "GET",
+                        path = %shown,
+                        attempt = attempts,
+                        elapsed_ms,
+                        error = %message,
+                        "chatwork request"
+                    );
+                    ChatworkError::Network {
+                        endpoint: endpoint.clone(),
+                        message,
+                        attempts,
+                    }
+                }
+            };
+            rate_limited_in_a_row = 0;
+            if !failure.is_retryable() || attempts >= settings.max_attempts {
+                return Err(failure);
+            }
+            let pause = self.backoff(attempts);
+            if started.elapsed() + pause > settings.retry_max_elapsed
+                || Instant::now() + pause >= deadline
+            {
+                return Err(failure);
+            }
+            tracing::info!(
+                path = %shown,
+                attempt = attempts,
+                pause_ms = pause.as_millis() as u64,
+                error = %failure,
+                "retrying a Chatwork request"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Sends one request; returns the rate headers if an answer came, and the answer.
+    async fn attempt(
+        &self,
+        url: &str,
+        query: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
+        let mut request = self
+            .inner
+            .http
+            .get(url)
+            .header("X-ChatWorkToken", self.inner.token_header.clone())
+            .timeout(timeout);
+        if let Some(pair) = query {
+            request = request.query(&[pair]);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return (None, Err(e)),
+        };
+        let status = response.status().as_u16();
+        let rate = RateHeaders::from_headers(response.headers());
+        let body = response.bytes().await.map(|b| b.to_vec());
+        (rate, body.map(|body| Answer { status, body }))
+    }
+
+    /// Waits for a unit of the shared budget, never past `deadline`.
+    async fn acquire(&self, endpoint: &str, deadline: Instant) -> Result<Grant, ChatworkError> {
+        let mut waited = Duration::ZERO;
+        let mut announced = false;
+        let outcome = loop {
+            let reservation =
+                self.budget()
+                    .try_reserve()
+                    .await
+                    .map_err(|e| ChatworkError::Budget {
+                        message: clip(&e.to_string(), 200),
+                    });
+            match reservation {
+                Err(e) => break Err(e),
+                Ok(Reservation::Granted(grant)) => break Ok(grant),
+                Ok(Reservation::Exhausted { wait, unconfirmed }) => {
+                    let now = Instant::now();
+                    // An unconfirmed window (a probe in flight) may open any moment: poll
+                    // it until the deadline. A confirmed one opens at its reset: give up
+                    // now if that is past the deadline.
+                    if now >= deadline || (!unconfirmed && now + wait > deadline) {
+                        let until = Utc::now() + wait;
+                        tracing::info!(
+                            endpoint,
+                            until = %until,
+                            "the Chatwork rate budget is spent past the caller's deadline"
+                        );
+                        break Err(ChatworkError::RateLimited { until });
+                    }
+                    if !announced && !unconfirmed {
+                        announced = true;
+                        tracing::info!(
+                            endpoint,
+                            wait_ms = wait.as_millis() as u64,
+                            "waiting for the shared Chatwork rate budget"
+                        );
+                    }
+                    // Wake up now and then to notice a window that opens early (a
+                    // response reported Chatwork's reset), with a little jitter so that
+                    // waiting processes do not arrive together.
+                    let cap = if unconfirmed {
+                        Duration::from_millis(100)
+                    } else {
+                        Duration::from_secs(2)
+                    };
+                    let jitter = Duration::from_millis(fastrand::u64(0..20));
+                    let nap = (wait.min(cap) + jitter).min(deadline - now);
+                    tokio::time::sleep(nap).await;
+                    waited += nap;
+                }
+            }
+        };
+        if !waited.is_zero() {
+            self.meter(|m| m.waited(1, waited));
+        }
+        outcome
+    }
+
+    /// The pause before retry `n` (1-based): exponential, capped, jittered to between
+    /// half and all of it.
+    fn backoff(&self, n: u32) -> Duration {
+        let settings = &self.inner.settings;
+        let full = settings
+            .backoff_initial
+            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)))
+            .min(settings.backoff_max);
+        let half = full / 2;
+        half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
+    }
+
+    fn meter(&self, f: impl Fn(&RequestMeter)) {
+        for meter in &self.meters {
+            f(meter);
+        }
+    }
+}
+
+/// A reservation on its way to being recorded. If the call is dropped mid-request (the
+/// caller gave up), the reservation is still ended, from a task of its own.
+struct GrantGuard {
+    grant: Option<Grant>,
+    budget: RateBudget,
+}
+
+impl GrantGuard {
+    fn new(grant: Grant, budget: &RateBudget) -> Self {
+        Self {
+            grant: Some(grant),
+            budget: budget.clone(),
+        }
+    }
+
+    async fn finish(mut self, rate: Option<RateHeaders>) {
+        if let Some(grant) = self.grant.take()
+            && let Err(e) = self.budget.record(grant, rate).await
+        {
+            // The reservation stays counted as in flight until the window rolls over:
+            // the budget errs on the safe side.
+            tracing::warn!(error = %e, "could not record a Chatwork response in the rate budget");
+        }
+    }
+}
+
+impl Drop for GrantGuard {
+    fn drop(&mut self) {
+        if let Some(grant) = self.grant.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let budget = self.budget.clone();
+            runtime.spawn(async move {
+                let _ = budget.record(grant, None).await;
+            });
+        }
+    }
+}
+
+/// A reqwest error and its causes on one line, without the URL.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        let part = err.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        source = err.source();
+    }
+    text
+}

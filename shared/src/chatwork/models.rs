@@ -1,0 +1,257 @@
+//! Chatwork's JSON shapes (DESIGN section 5) as typed models, and the ordering of message
+//! ids.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The three kinds of room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomType {
+    My,
+    Direct,
+    Group,
+}
+
+impl RoomType {
+    /// The text stored in `chatwork_rooms.room_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomType::My => "my",
+            RoomType::Direct => "direct",
+            RoomType::Group => "group",
+        }
+    }
+}
+
+/// A room as `GET /rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    pub room_id: i64,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub room_type: RoomType,
+    /// `admin`, `member` or `readonly`.
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub sticky: bool,
+    #[serde(default)]
+    pub unread_num: i64,
+    #[serde(default)]
+    pub mention_num: i64,
+    #[serde(default)]
+    pub mytask_num: i64,
+    /// How many messages the room holds.
+    #[serde(default)]
+    pub message_num: i64,
+    #[serde(default)]
+    pub file_num: i64,
+    #[serde(default)]
+    pub task_num: i64,
+    #[serde(default)]
+    pub icon_path: String,
+    /// Epoch seconds of the room's last activity.
+    #[serde(default)]
+    pub last_update_time: i64,
+}
+
+impl Room {
+    /// `last_update_time` as a time; `None` for 0 (no activity reported).
+    pub fn last_updated_at(&self) -> Option<DateTime<Utc>> {
+        epoch_or_none(self.last_update_time)
+    }
+}
+
+/// A room as `GET /rooms/{id}` answers: the list fields and the description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomDetail {
+    #[serde(flatten)]
+    pub room: Room,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The author of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageAccount {
+    pub account_id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub avatar_image_url: String,
+}
+
+/// A message as `GET /rooms/{id}/messages` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// A decimal string of 19 digits or more: kept as text, ordered with
+    /// [`compare_message_ids`]. Decoding rejects anything but 1 to 40 digits.
+    #[serde(deserialize_with = "message_id")]
+    pub message_id: String,
+    pub account: MessageAccount,
+    pub body: String,
+    /// Epoch seconds.
+    pub send_time: i64,
+    /// Epoch seconds of the last edit; 0 when never edited.
+    #[serde(default)]
+    pub update_time: i64,
+}
+
+impl Message {
+    /// When it was sent. An impossible timestamp reads as the epoch rather than failing.
+    pub fn sent_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.send_time, 0).unwrap_or_default()
+    }
+
+    /// When it was last edited; `None` when never (Chatwork sends 0).
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        epoch_or_none(self.update_time)
+    }
+}
+
+fn epoch_or_none(secs: i64) -> Option<DateTime<Utc>> {
+    if secs <= 0 {
+        None
+    } else {
+        DateTime::from_timestamp(secs, 0)
+    }
+}
+
+/// Whether `id` has the form of a Chatwork message id (what the database accepts too).
+pub fn is_message_id(id: &str) -> bool {
+    (1..=40).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn message_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u64),
+    }
+    let id = match Raw::deserialize(deserializer)? {
+        Raw::Text(text) => text,
+        // Chatwork sends a string; a number is accepted for robustness.
+        Raw::Number(n) => n.to_string(),
+    };
+    if is_message_id(&id) {
+        Ok(id)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "message_id must be 1 to 40 decimal digits, got {:?}",
+            id.chars().take(45).collect::<String>()
+        )))
+    }
+}
+
+/// Orders two message ids by their numeric value, for decimal strings of any length
+/// ("99" < "100"; leading zeros do not count). Ids are never parsed into a machine
+/// integer: Chatwork's already have 19 digits and will outgrow `u64`. Strings that are
+/// not decimal digits are ordered by the same rule, which keeps the order total.
+pub fn compare_message_ids(a: &str, b: &str) -> Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// The numerically greatest id, or `None` when there are none.
+pub fn latest_message_id<'a, I>(ids: I) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    ids.into_iter().max_by(|a, b| compare_message_ids(a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_compare_as_numbers_of_any_length() {
+        assert_eq!(compare_message_ids("99", "100"), Ordering::Less);
+        assert_eq!(compare_message_ids("100", "99"), Ordering::Greater);
+        assert_eq!(compare_message_ids("0100", "100"), Ordering::Equal);
+        assert_eq!(compare_message_ids("0", "000"), Ordering::Equal);
+        let nineteen = "1234567890123456789";
+        let twenty = "12345678901234567890";
+        let twenty_five = "9999999999999999999999999";
+        assert_eq!(compare_message_ids(nineteen, twenty), Ordering::Less);
+        assert_eq!(compare_message_ids(twenty_five, twenty), Ordering::Greater);
+        // As text, "9..." > "1..."; as numbers, the longer id is later.
+        assert_eq!(
+            compare_message_ids("9223372036854775807", "18446744073709551616"),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn latest_message_id_picks_the_numeric_maximum() {
+        assert_eq!(latest_message_id(Vec::<&str>::new()), None);
+        assert_eq!(latest_message_id(["99", "100", "7"]), Some("100"));
+        let ids = [
+            "1747008000105000001".to_owned(),
+            "100000000000000000000".to_owned(),
+            "9999999999999999999".to_owned(),
+        ];
+        assert_eq!(
+            latest_message_id(ids.iter().map(String::as_str)),
+            Some("100000000000000000000")
+        );
+    }
+
+    #[test]
+    fn messages_decode_from_chatworks_json() {
+        let json = r#"{
+            "message_id": "1747008000105000001",
+            "account": {"account_id": 123, "name": "佐藤 健一", "avatar_image_url": "https://example.com/a.png"},
+            "body": "[To:1001002]鈴木さん\nよろしくお願いします🙏",
+            "send_time": 1747008000,
+            "update_time": 0
+        }"#;
+        let m: Message = serde_json::from_str(json).unwrap();
+        assert_eq!(m.message_id, "1747008000105000001");
+        assert_eq!(m.sent_at().timestamp(), 1_747_008_000);
+        assert_eq!(m.updated_at(), None);
+        let edited = Message {
+            update_time: 1_747_008_060,
+            ..m
+        };
+        assert_eq!(edited.updated_at().unwrap().timestamp(), 1_747_008_060);
+
+        let numeric: Message = serde_json::from_str(
+            r#"{"message_id": 5, "account": {"account_id": 1, "name": "a"}, "body": "", "send_time": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(numeric.message_id, "5");
+        for bad in [r#""12a""#, r#""""#, r#""-1""#] {
+            let json = format!(
+                r#"{{"message_id": {bad}, "account": {{"account_id": 1, "name": "a"}}, "body": "", "send_time": 1}}"#
+            );
+            assert!(serde_json::from_str::<Message>(&json).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rooms_decode_list_and_detail_shapes() {
+        let list = r#"[{"room_id": 281000105, "name": "開発", "type": "group", "role": "admin",
+            "sticky": false, "unread_num": 1, "mention_num": 0, "mytask_num": 0,
+            "message_num": 146, "file_num": 0, "task_num": 0,
+            "icon_path": "https://example.com/i.png", "last_update_time": 1747008000}]"#;
+        let rooms: Vec<Room> = serde_json::from_str(list).unwrap();
+        assert_eq!(rooms[0].room_type, RoomType::Group);
+        assert_eq!(rooms[0].room_type.as_str(), "group");
+        assert_eq!(
+            rooms[0].last_updated_at().unwrap().timestamp(),
+            1_747_008_000
+        );
+        let detail: RoomDetail = serde_json::from_str(
+            r#"{"room_id": 1, "name": "me", "type": "my", "last_update_time": 0, "description": "メモ"}"#,
+        )
+        .unwrap();
+        assert_eq!(detail.room.room_type, RoomType::My);
+        assert_eq!(detail.description, "メモ");
+        assert_eq!(detail.room.last_updated_at(), None);
+    }
+}

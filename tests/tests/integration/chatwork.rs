@@ -1,0 +1,778 @@
+//! The Chatwork client over real HTTP against the fake Chatwork, with its rate budget in
+//! a real Postgres.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cwsync::chatwork::budget::{BudgetSettings, RateBudget, RateHeaders, Reservation};
+use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings, latest_message_id};
+use cwsync_tests::TestDb;
+use fake_chatwork::{
+    FakeChatwork, FakeSettings, Fault, FaultScope, MAX_MESSAGES, RoomAccess, WindowKind,
+};
+use secrecy::SecretString;
+use tokio::time::Instant;
+use url::Url;
+
+const BIG_ROOM: i64 = 281_000_105;
+const DM_ROOM: i64 = 281_000_102;
+
+/// Client settings for `fake`, with short backoffs so that retries do not drag a test.
+fn settings(fake: &FakeChatwork) -> ClientSettings {
+    let mut settings = ClientSettings::new(
+        SecretString::from(fake.token().to_owned()),
+        Url::parse(&fake.base_url()).unwrap(),
+    );
+    settings.request_timeout = Duration::from_secs(5);
+    settings.backoff_initial = Duration::from_millis(20);
+    settings.backoff_max = Duration::from_millis(200);
+    settings.assumed_window = fake.rate_limit().1;
+    settings
+}
+
+fn client(fake: &FakeChatwork, db: &TestDb) -> ChatworkClient {
+    ChatworkClient::new(settings(fake), db.pool.clone()).unwrap()
+}
+
+fn in_secs(secs: u64) -> Instant {
+    Instant::now() + Duration::from_secs(secs)
+}
+
+fn statuses(fake: &FakeChatwork) -> Vec<Option<u16>> {
+    fake.requests().iter().map(|r| r.status).collect()
+}
+
+fn epoch_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn rooms_and_messages_are_read_and_a_204_is_an_empty_list() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let (client, meter) = client(&fake, &db).metered();
+
+    let rooms = client.list_rooms(in_secs(30)).await.unwrap();
+    assert_eq!(rooms.len(), 12);
+    let big = rooms.iter().find(|r| r.room_id == BIG_ROOM).unwrap();
+    assert!(big.message_num > 100);
+    assert!(big.last_updated_at().is_some());
+
+    let detail = client.get_room(BIG_ROOM, in_secs(30)).await.unwrap();
+    assert_eq!(detail.room.name, big.name);
+    assert!(detail.description.contains("日報"));
+
+    let first = client
+        .list_messages(BIG_ROOM, false, in_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), MAX_MESSAGES);
+    let newest = fake
+        .room(BIG_ROOM)
+        .unwrap()
+        .messages
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        latest_message_id(first.iter().map(|m| m.message_id.as_str())),
+        Some(newest.message_id.as_str())
+    );
+    assert!(first.iter().all(|m| m.message_id.len() == 19));
+
+    // Nothing new: Chatwork's 204 is an empty list, not an error.
+    let nothing = client
+        .list_messages(BIG_ROOM, false, in_secs(30))
+        .await
+        .unwrap();
+    assert!(nothing.is_empty());
+    assert_eq!(fake.requests().last().unwrap().status, Some(204));
+
+    // An edit shows with force, as an update time.
+    assert!(fake.edit_message(BIG_ROOM, &newest.message_id, "edited ✏️"));
+    let forced = client
+        .list_messages(BIG_ROOM, true, in_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(forced.len(), MAX_MESSAGES);
+    let edited = forced.last().unwrap();
+    assert_eq!(edited.body, "edited ✏️");
+    assert!(edited.updated_at().unwrap() > edited.sent_at());
+    assert_eq!(
+        fake.requests().last().unwrap().query.as_deref(),
+        Some("force=1")
+    );
+
+    let stats = meter.snapshot();
+    assert_eq!(stats.requests, 5);
+    assert_eq!(stats.status_count(200), 4);
+    assert_eq!(stats.status_count(204), 1);
+    assert_eq!(stats.rate_limit_waits, 0);
+
+    // The budget learned Chatwork's numbers and holds no reservation.
+    let state = client.budget().state().await.unwrap().unwrap();
+    assert!(state.limit_known);
+    assert_eq!(state.limit_count, 300);
+    assert_eq!(state.remaining, 300 - 5);
+    assert_eq!(state.in_flight, 0);
+}
+
+#[tokio::test]
+async fn meters_count_each_jobs_requests_on_a_shared_client() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let shared = client(&fake, &db);
+    let (job_a, meter_a) = shared.metered();
+    let (job_b, meter_b) = shared.metered();
+    let (outer, meter_outer) = shared.metered();
+    let (inner, meter_inner) = outer.metered();
+    fake.fail_next(1, 503);
+    let deadline = in_secs(30);
+    let ((), (), inner_result) = tokio::join!(
+        async {
+            for _ in 0..3 {
+                job_a.list_rooms(deadline).await.unwrap();
+            }
+        },
+        async {
+            for room in [DM_ROOM, BIG_ROOM] {
+                job_b.get_room(room, deadline).await.unwrap();
+            }
+        },
+        inner.list_rooms(deadline),
+    );
+    inner_result.unwrap();
+    let (a, b) = (meter_a.snapshot(), meter_b.snapshot());
+    // One of the six calls met the 503 and retried it: seven requests in all.
+    assert_eq!(a.requests + b.requests + meter_inner.snapshot().requests, 7);
+    assert_eq!(
+        a.status_count(200) + b.status_count(200) + meter_inner.snapshot().status_count(200),
+        6
+    );
+    assert_eq!(
+        meter_outer.snapshot(),
+        meter_inner.snapshot(),
+        "meters stack"
+    );
+    assert_eq!(fake.counted_requests(), 7);
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_and_the_call_then_succeeds() {
+    let fake =
+        FakeChatwork::start(FakeSettings::demo().with_rate_limit(5, Duration::from_secs(2))).await;
+    let db = TestDb::new().await;
+    let (client, meter) = client(&fake, &db).metered();
+    // Someone else spent this window of the token.
+    fake.use_up_rate_limit(fake.token());
+    let reset = fake.rate_limit_state(fake.token()).reset;
+
+    let rooms = client.list_rooms(in_secs(30)).await.unwrap();
+    assert_eq!(rooms.len(), 12);
+    assert_eq!(statuses(&fake), [Some(429), Some(200)]);
+    assert_eq!(fake.rate_limited_count(), 1);
+    let retried_at = fake.requests()[1]
+        .at
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(retried_at >= reset, "the retry waited for the reset");
+    let stats = meter.snapshot();
+    assert_eq!(stats.status_count(429), 1);
+    assert_eq!(stats.status_count(200), 1);
+    assert_eq!(stats.rate_limit_waits, 1);
+    assert!(stats.rate_limit_wait_ms > 0);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_one_succeeds() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let client = client(&fake, &db);
+    fake.fail_next(2, 503);
+    let detail = client.get_room(DM_ROOM, in_secs(30)).await.unwrap();
+    assert_eq!(detail.room.room_id, DM_ROOM);
+    assert_eq!(statuses(&fake), [Some(503), Some(503), Some(200)]);
+
+    // A share of random 5xx over many calls: every call still succeeds.
+    fake.set_error_rate(0.3);
+    for _ in 0..10 {
+        client.list_rooms(in_secs(30)).await.unwrap();
+    }
+    fake.clear_faults();
+    let state = client.budget().state().await.unwrap().unwrap();
+    assert_eq!(state.in_flight, 0);
+    assert_eq!(
+        state.remaining as u64,
+        300 - fake.counted_requests(),
+        "every attempt took a unit"
+    );
+}
+
+#[tokio::test]
+async fn exhausted_retries_give_the_typed_error() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let mut settings = settings(&fake);
+    settings.max_attempts = 3;
+    let client = ChatworkClient::new(settings, db.pool.clone()).unwrap();
+    fake.inject(FaultScope::Room(DM_ROOM), Fault::Status(502), None);
+    let err = client
+        .list_messages(DM_ROOM, false, in_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ChatworkError::Status { status: 502, errors, .. } if errors == &["Injected fault"]),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(err.status(), Some(502));
+    assert_eq!(
+        err.to_string(),
+        format!("Chatwork answered 502 to GET /rooms/{DM_ROOM}/messages: Injected fault")
+    );
+    assert_eq!(statuses(&fake), [Some(502); 3]);
+
+    // Retries also stop when the next one would start after the retry time bound.
+    let mut settings = self::settings(&fake);
+    settings.max_attempts = 10;
+    settings.backoff_initial = Duration::from_millis(400);
+    settings.backoff_max = Duration::from_millis(400);
+    settings.retry_max_elapsed = Duration::from_millis(500);
+    let bounded = ChatworkClient::new(settings, db.another_pool()).unwrap();
+    let before = fake.requests().len();
+    let err = bounded
+        .list_messages(DM_ROOM, false, in_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(502));
+    let attempts = fake.requests().len() - before;
+    assert!((1..=2).contains(&attempts), "{attempts} attempts");
+}
+
+#[tokio::test]
+async fn a_request_that_hangs_past_the_timeout_is_retried_then_reported() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let mut settings = settings(&fake);
+    settings.request_timeout = Duration::from_secs(1);
+    settings.max_attempts = 2;
+    let (client, meter) = ChatworkClient::new(settings, db.pool.clone())
+        .unwrap()
+        .metered();
+
+    fake.hang_next(1, Duration::from_secs(10));
+    let rooms = client.list_rooms(in_secs(30)).await.unwrap();
+    assert_eq!(rooms.len(), 12);
+    assert_eq!(statuses(&fake), [None, Some(200)]);
+
+    fake.inject(
+        FaultScope::Room(DM_ROOM),
+        Fault::Hang(Duration::from_secs(10)),
+        None,
+    );
+    let err = client.get_room(DM_ROOM, in_secs(30)).await.unwrap_err();
+    assert!(
+        matches!(err, ChatworkError::Timeout { attempts: 2, after, .. } if after == Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(err.status(), None);
+    let stats = meter.snapshot();
+    assert_eq!(stats.timeouts, 3);
+    assert_eq!(stats.requests, 4);
+}
+
+#[tokio::test]
+async fn a_request_never_outlives_the_callers_deadline() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let mut settings = settings(&fake);
+    settings.request_timeout = Duration::from_secs(20);
+    let client = ChatworkClient::new(settings, db.pool.clone()).unwrap();
+    fake.hang_next(1, Duration::from_secs(60));
+    let started = Instant::now();
+    let err = client
+        .list_rooms(Instant::now() + Duration::from_millis(1500))
+        .await
+        .unwrap_err();
+    // The request timeout (20 s) was cut to the time left, and no retry began past it.
+    assert!(matches!(err, ChatworkError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let err = client.list_rooms(Instant::now()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ChatworkError::Deadline { .. } | ChatworkError::RateLimited { .. }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let client = client(&fake, &db);
+
+    fake.set_room_access(DM_ROOM, RoomAccess::Forbidden);
+    let forbidden = client
+        .list_messages(DM_ROOM, false, in_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(forbidden.status(), Some(403));
+    fake.set_room_access(DM_ROOM, RoomAccess::Gone);
+    let gone = client.get_room(DM_ROOM, in_secs(30)).await.unwrap_err();
+    assert_eq!(gone.status(), Some(404));
+    let unknown = client.get_room(42, in_secs(30)).await.unwrap_err();
+    assert_eq!(unknown.status(), Some(404));
+    let invalid = client.get_room(0, in_secs(30)).await.unwrap_err();
+    assert_eq!(invalid.status(), Some(400));
+    for err in [&forbidden, &gone, &unknown, &invalid] {
+        assert!(!err.is_retryable(), "{err}");
+    }
+    assert!(gone.is_room_unavailable() && forbidden.is_room_unavailable());
+    assert!(gone.to_string().contains("Room not found"), "{gone}");
+    assert_eq!(fake.requests().len(), 4, "one request each");
+
+    let mut wrong = settings(&fake);
+    wrong.token = SecretString::from("not-the-token".to_owned());
+    let stranger = ChatworkClient::new(wrong, db.pool.clone()).unwrap();
+    let unauthorized = stranger.list_rooms(in_secs(30)).await.unwrap_err();
+    assert_eq!(unauthorized.status(), Some(401));
+    assert!(!unauthorized.is_retryable());
+    assert_eq!(fake.requests().len(), 5);
+    // Its budget is its own (another token) and gave the probe back.
+    let state = stranger.budget().state().await.unwrap().unwrap();
+    assert!(!state.limit_known);
+    assert_eq!((state.remaining, state.in_flight), (1, 0));
+}
+
+#[tokio::test]
+async fn a_budget_spent_past_the_deadline_returns_rate_limited_at_once() {
+    let fake =
+        FakeChatwork::start(FakeSettings::demo().with_rate_limit(5, Duration::from_secs(60))).await;
+    let db = TestDb::new().await;
+    let (client, meter) = client(&fake, &db).metered();
+    fake.use_up_rate_limit(fake.token());
+    let reset = fake.rate_limit_state(fake.token()).reset;
+
+    let started = Instant::now();
+    let err = client.list_rooms(in_secs(3)).await.unwrap_err();
+    let ChatworkError::RateLimited { until } = err else {
+        panic!("{err:?}");
+    };
+    // Far sooner than the minute the window has left: it did not wait for it.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(until.timestamp() >= reset, "{until} vs {reset}");
+    assert!(err.is_retryable());
+    assert_eq!(statuses(&fake), [Some(429)]);
+
+    // The budget now knows: the next call does not even send a request.
+    let err = client.get_room(DM_ROOM, in_secs(3)).await.unwrap_err();
+    assert!(matches!(err, ChatworkError::RateLimited { .. }), "{err:?}");
+    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(meter.snapshot().requests, 1);
+
+    // Another process on the same token learns it from the shared budget too.
+    let other = ChatworkClient::new(settings(&fake), db.another_pool()).unwrap();
+    let err = other.list_rooms(in_secs(3)).await.unwrap_err();
+    assert!(matches!(err, ChatworkError::RateLimited { .. }), "{err:?}");
+    assert_eq!(fake.requests().len(), 1);
+}
+
+/// Three "processes" (clients with pools of their own) with two concurrent callers
+/// each, all on one token, as fast as the budget lets them.
+async fn three_processes_share_one_token(fake: FakeChatwork, margin: Duration, per_caller: u64) {
+    let db = TestDb::new().await;
+    let deadline = in_secs(90);
+    let mut callers = tokio::task::JoinSet::new();
+    let mut meters = Vec::new();
+    for process in 0..3 {
+        let mut settings = settings(&fake);
+        settings.reset_margin = margin;
+        let client = ChatworkClient::new(settings, db.another_pool()).unwrap();
+        for caller in 0..2 {
+            let (client, meter) = client.metered();
+            meters.push(meter);
+            callers.spawn(async move {
+                for i in 0..per_caller {
+                    if (process + caller + i) % 2 == 0 {
+                        client.list_rooms(deadline).await?;
+                    } else {
+                        client.list_messages(BIG_ROOM, true, deadline).await?;
+                    }
+                }
+                Ok::<_, ChatworkError>(())
+            });
+        }
+    }
+    while let Some(done) = callers.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let total = 6 * per_caller;
+    assert_eq!(fake.rate_limited_count(), 0, "no 429 at all");
+    assert_eq!(fake.counted_requests(), total);
+    let sent: u64 = meters.iter().map(|m| m.snapshot().requests).sum();
+    assert_eq!(sent, total);
+    // The calls had to wait for later windows (the test would prove nothing otherwise).
+    let (limit, _) = fake.rate_limit();
+    assert!(total > 2 * u64::from(limit));
+    assert!(meters.iter().any(|m| m.snapshot().rate_limit_waits > 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_on_one_token_get_no_429() {
+    let fake = FakeChatwork::start(
+        FakeSettings::demo()
+            .with_rate_limit(10, Duration::from_secs(2))
+            .with_window_kind(WindowKind::Aligned),
+    )
+    .await;
+    // The default margin.
+    three_processes_share_one_token(fake, Duration::from_secs(1), 5).await;
+}
+
+/// The harder case: windows that start with the first request, requests that spend a
+/// while on the way (so some are in flight when a window ends), and no reset margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_get_no_429_with_requests_in_flight_at_each_reset() {
+    let fake =
+        FakeChatwork::start(FakeSettings::demo().with_rate_limit(10, Duration::from_secs(2))).await;
+    fake.set_latency(Duration::from_millis(150));
+    three_processes_share_one_token(fake, Duration::ZERO, 5).await;
+}
+
+/// The worst plausible rounding on Chatwork's side: a window outlives its reported reset
+/// by up to a second. The default reset margin absorbs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_get_no_429_when_the_reset_header_is_rounded_down() {
+    let fake = FakeChatwork::start(
+        FakeSettings::demo()
+            .with_rate_limit(10, Duration::from_secs(2))
+            .with_window_kind(WindowKind::Unrounded),
+    )
+    .await;
+    fake.set_latency(Duration::from_millis(50));
+    three_processes_share_one_token(fake, Duration::from_secs(1), 5).await;
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_token_never_shows_in_logs_errors_or_debug_output() {
+    const TOKEN: &str = "tok-SECRET-7f3a9c2e51d84b06";
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    // This test runs on one thread, so every task it starts logs here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeChatwork::start(
+        FakeSettings::demo()
+            .with_token(TOKEN)
+            .with_rate_limit(8, Duration::from_secs(2)),
+    )
+    .await;
+    let db = TestDb::new().await;
+    let mut settings = settings(&fake);
+    settings.request_timeout = Duration::from_secs(1);
+    let client = ChatworkClient::new(settings.clone(), db.pool.clone()).unwrap();
+    let mut failures: Vec<ChatworkError> = Vec::new();
+
+    client.list_rooms(in_secs(30)).await.unwrap();
+    fake.fail_next(1, 503);
+    client.get_room(DM_ROOM, in_secs(30)).await.unwrap();
+    fake.hang_next(1, Duration::from_secs(5));
+    client
+        .list_messages(BIG_ROOM, true, in_secs(30))
+        .await
+        .unwrap();
+    fake.set_room_access(DM_ROOM, RoomAccess::Gone);
+    failures.push(client.get_room(DM_ROOM, in_secs(30)).await.unwrap_err());
+    // A 429 waited out.
+    fake.use_up_rate_limit(TOKEN);
+    client.list_rooms(in_secs(30)).await.unwrap();
+    // A 429 with no time to wait it out (a long window, and a budget of its own).
+    let slow = FakeChatwork::start(
+        FakeSettings::demo()
+            .with_token(TOKEN)
+            .with_rate_limit(5, Duration::from_secs(60)),
+    )
+    .await;
+    slow.use_up_rate_limit(TOKEN);
+    let other_db = TestDb::new().await;
+    let mut slow_settings = settings.clone();
+    slow_settings.base_url = Url::parse(&slow.base_url()).unwrap();
+    let limited = ChatworkClient::new(slow_settings, other_db.pool.clone()).unwrap();
+    failures.push(limited.list_rooms(in_secs(3)).await.unwrap_err());
+    // A wrong token, a token that cannot be a header, and a server that is not there.
+    let mut wrong = settings.clone();
+    wrong.token = SecretString::from(format!("{TOKEN}-wrong"));
+    let stranger = ChatworkClient::new(wrong, db.pool.clone()).unwrap();
+    failures.push(stranger.list_rooms(in_secs(30)).await.unwrap_err());
+    let mut bad = settings.clone();
+    bad.token = SecretString::from(format!("{TOKEN}\n"));
+    failures.push(ChatworkClient::new(bad, db.pool.clone()).unwrap_err());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut nowhere = settings.clone();
+    nowhere.base_url = Url::parse(&format!("http://{}/v2", closed.local_addr().unwrap())).unwrap();
+    nowhere.max_attempts = 2;
+    drop(closed);
+    let lost = ChatworkClient::new(nowhere, db.another_pool()).unwrap();
+    failures.push(lost.list_rooms(in_secs(30)).await.unwrap_err());
+
+    assert!(matches!(failures[1], ChatworkError::RateLimited { .. }));
+    assert_eq!(failures[2].status(), Some(401));
+    assert!(matches!(failures[3], ChatworkError::Setup { .. }));
+    assert!(
+        matches!(failures[4], ChatworkError::Network { attempts: 2, .. }),
+        "{:?}",
+        failures[4]
+    );
+    let mut texts = vec![format!("{client:?}"), format!("{settings:?}")];
+    for failure in &failures {
+        texts.push(failure.to_string());
+        texts.push(format!("{failure:?}"));
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // The capture works: it holds the client's own events.
+    assert!(log.contains("chatwork request"), "{log}");
+    assert!(log.contains("429"), "{log}");
+    assert!(log.contains("retrying a Chatwork request"), "{log}");
+    texts.push(log);
+    for text in texts {
+        assert!(!text.contains(TOKEN), "the token leaked: {text}");
+    }
+}
+
+// ---- the budget itself, without HTTP ----
+
+fn budget_settings() -> BudgetSettings {
+    BudgetSettings {
+        lease: Duration::from_millis(300),
+        assumed_window: Duration::from_secs(300),
+        reset_margin: Duration::ZERO,
+    }
+}
+
+fn headers(limit: i32, remaining: i32, reset_in: i64) -> RateHeaders {
+    let now = epoch_secs();
+    RateHeaders {
+        limit,
+        remaining,
+        reset: now + reset_in,
+        date: Some(now),
+    }
+}
+
+async fn grant(budget: &RateBudget) -> cwsync::chatwork::budget::Grant {
+    match budget.try_reserve().await.unwrap() {
+        Reservation::Granted(grant) => grant,
+        other => panic!("expected a unit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_budget_starts_with_one_probe_and_takes_the_limit_from_its_answer() {
+    let db = TestDb::new().await;
+    let token = SecretString::from("t".to_owned());
+    let budget = RateBudget::new(db.pool.clone(), &token, budget_settings());
+    let probe = grant(&budget).await;
+    assert!(matches!(
+        budget.try_reserve().await.unwrap(),
+        Reservation::Exhausted {
+            unconfirmed: true,
+            ..
+        }
+    ));
+    budget
+        .record(probe, Some(headers(300, 299, 300)))
+        .await
+        .unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!(
+        (state.limit_count, state.remaining, state.in_flight),
+        (300, 299, 0)
+    );
+    let left = (state.reset_at - chrono::Utc::now()).num_seconds();
+    assert!((295..=300).contains(&left), "{left}");
+
+    // A probe that fails without an answer gives its unit back.
+    let other = RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("u".to_owned()),
+        budget_settings(),
+    );
+    let probe = grant(&other).await;
+    other.record(probe, None).await.unwrap();
+    let _again = grant(&other).await;
+}
+
+#[tokio::test]
+async fn the_reset_is_read_on_chatworks_clock() {
+    let db = TestDb::new().await;
+    let budget = RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("t".to_owned()),
+        budget_settings(),
+    );
+    let probe = grant(&budget).await;
+    // Chatwork's clock is 1000 s ahead of ours: its reset, 30 s from its now, is 30 s
+    // from ours too.
+    let now = epoch_secs();
+    budget
+        .record(
+            probe,
+            Some(RateHeaders {
+                limit: 300,
+                remaining: 0,
+                reset: now + 1030,
+                date: Some(now + 1000),
+            }),
+        )
+        .await
+        .unwrap();
+    let Reservation::Exhausted { wait, unconfirmed } = budget.try_reserve().await.unwrap() else {
+        panic!("the window is spent");
+    };
+    assert!(!unconfirmed);
+    assert!(
+        wait <= Duration::from_secs(31) && wait >= Duration::from_secs(25),
+        "{wait:?}"
+    );
+}
+
+#[tokio::test]
+async fn reservations_are_atomic_across_processes() {
+    let db = TestDb::new().await;
+    let token = SecretString::from("shared".to_owned());
+    let first = RateBudget::new(db.pool.clone(), &token, budget_settings());
+    let probe = grant(&first).await;
+    first
+        .record(probe, Some(headers(25, 25, 60)))
+        .await
+        .unwrap();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let budget = RateBudget::new(db.another_pool(), &token, budget_settings());
+        for _ in 0..15 {
+            let budget = budget.clone();
+            tasks.spawn(async move {
+                matches!(budget.try_reserve().await.unwrap(), Reservation::Granted(_))
+            });
+        }
+    }
+    let mut granted = 0;
+    while let Some(done) = tasks.join_next().await {
+        granted += u32::from(done.unwrap());
+    }
+    assert_eq!(granted, 25, "exactly the limit, never more");
+}
+
+#[tokio::test]
+async fn an_old_answer_never_overwrites_a_newer_window() {
+    let db = TestDb::new().await;
+    let budget = RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("t".to_owned()),
+        budget_settings(),
+    );
+    let probe = grant(&budget).await;
+    let first = headers(10, 9, 30);
+    budget.record(probe, Some(first)).await.unwrap();
+    let old_a = grant(&budget).await;
+    let old_b = grant(&budget).await;
+    let late = grant(&budget).await;
+    // `late` reached Chatwork after its reset: Chatwork reports a newer window.
+    let newer = headers(10, 9, 330);
+    budget.record(late, Some(newer)).await.unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!(state.server_reset, Some(newer.reset));
+    // The two still in flight may land in the new window: they count against it.
+    assert_eq!((state.remaining, state.carried, state.in_flight), (7, 2, 0));
+    // `old_a` was counted in the old window after all: its unit comes back.
+    budget.record(old_a, Some(first)).await.unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!((state.remaining, state.carried), (8, 1));
+    // `old_b` landed in the new window: its unit stays spent.
+    budget
+        .record(old_b, Some(headers(10, 0, 330)))
+        .await
+        .unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!((state.remaining, state.carried), (8, 0));
+    // An answer of the current window that reports an older reset (reordered on the way)
+    // neither moves the window back nor hands out units.
+    let current = grant(&budget).await;
+    budget.record(current, Some(first)).await.unwrap();
+    let after = budget.state().await.unwrap().unwrap();
+    assert_eq!((after.remaining, after.in_flight), (7, 0));
+    assert_eq!(after.server_reset, state.server_reset);
+    assert_eq!(after.reset_at, state.reset_at);
+
+    // An answer from two windows ago changes nothing at all.
+    let ancient = grant(&budget).await;
+    let next = grant(&budget).await;
+    budget
+        .record(next, Some(headers(10, 9, 630)))
+        .await
+        .unwrap();
+    let next = grant(&budget).await;
+    budget
+        .record(next, Some(headers(10, 9, 930)))
+        .await
+        .unwrap();
+    let before = budget.state().await.unwrap().unwrap();
+    assert_eq!(before.window_id, after.window_id + 2);
+    budget.record(ancient, Some(newer)).await.unwrap();
+    assert_eq!(budget.state().await.unwrap().unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_crashed_process_holds_no_budget_past_the_reset() {
+    let db = TestDb::new().await;
+    let token = SecretString::from("t".to_owned());
+    let budget = RateBudget::new(db.pool.clone(), &token, budget_settings());
+    let probe = grant(&budget).await;
+    budget.record(probe, Some(headers(4, 4, 2))).await.unwrap();
+    // A process takes every unit and dies without recording any answer.
+    for _ in 0..4 {
+        let _lost = grant(&budget).await;
+    }
+    let Reservation::Exhausted { wait, .. } = budget.try_reserve().await.unwrap() else {
+        panic!("spent");
+    };
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    // The window rolled over by itself; the lost reservations were granted longer ago
+    // than a request can take, so the new window is whole.
+    let _fresh = grant(&budget).await;
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!((state.remaining, state.carried, state.in_flight), (3, 0, 1));
+}
