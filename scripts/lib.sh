@@ -113,11 +113,14 @@ drop_database() {
   psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -q -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
 }
 
-# Drops the databases of earlier test runs that were killed before they could clean up.
+# Drops the databases of earlier test runs that were killed before they could clean up:
+# those created (the epoch seconds in their name) over three hours ago, so that a test
+# run still going next to this one keeps its databases.
 drop_stale_test_databases() {
-  local name
+  local name cutoff
+  cutoff=$(( $(date +%s) - 3 * 3600 ))
   for name in $(psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -Atq \
-      -c "SELECT datname FROM pg_database WHERE datname LIKE 'cwsync\_test\_%'"); do
-    psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -q -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null || true
+      -c "SELECT datname FROM pg_database WHERE datname ~ '^cwsync_test_[0-9]+_' AND split_part(datname, '_', 3)::bigint < $cutoff"); do
+    drop_database "$name"
   done
 }

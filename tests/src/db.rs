@@ -36,7 +36,16 @@ impl TestDb {
     pub async fn empty() -> Self {
         let server = DatabaseConfig::from_env_or(&Env::from_process(), DEFAULT_SERVER_URL)
             .expect("DATABASE_URL for the tests");
-        let name = format!("{TEST_DB_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        // The creation time in the name lets scripts/test drop leftovers of killed runs
+        // without touching the databases of a run still going.
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let name = format!(
+            "{TEST_DB_PREFIX}{created}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let mut admin = PgConnection::connect(server.url.expose_secret())
             .await
             .expect("the test Postgres server is reachable (is it running? see scripts/test)");
