@@ -118,7 +118,7 @@ pub async fn run(
             }
         }
     };
-    tracing::info!(?report, "scheduled task done");
+    tracing::debug!(?report, "scheduled task done");
     Ok(report)
 }
 

@@ -1,0 +1,192 @@
+//! The live view of jobs on the terminal: a line per running job (processed/total items,
+//! errors) that updates in place when the terminal allows it, and a one-line summary when
+//! each job ends. Without a terminal (piped output, tests) it prints a line when a job
+//! starts and when it ends.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use cwsync::jobs::{self, Job, JobFilter, JobStatus, JobType};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often the view looks at the jobs.
+const TICK: Duration = Duration::from_millis(400);
+
+/// Writes to stdout, ignoring a reader that went away (a pipe closed by whoever started
+/// us is no reason to stop).
+pub fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn kind(job_type: JobType) -> &'static str {
+    match job_type {
+        JobType::ChatworkRoomsSync => "rooms sync",
+        JobType::ChatworkMessagesSync => "messages sync",
+        JobType::SummaryDraft => "summary draft",
+    }
+}
+
+fn short(id: Uuid) -> String {
+    id.simple().to_string()[..8].to_owned()
+}
+
+/// The running line of a job.
+fn running_line(job: &Job, progress: &jobs::Progress) -> String {
+    let unit = if job.job_type == JobType::ChatworkMessagesSync {
+        "rooms"
+    } else {
+        "items"
+    };
+    let mut line = format!(
+        "{} {} {}: {}/{} {unit}",
+        kind(job.job_type),
+        short(job.id),
+        job.status.as_str(),
+        progress.finished,
+        progress.total
+    );
+    if progress.fetched > 0 {
+        line.push_str(&format!(", {} messages", progress.fetched));
+    }
+    if progress.failed > 0 {
+        line.push_str(&format!(", {} failed", progress.failed));
+    }
+    line
+}
+
+/// The one-line summary of a finished job.
+pub fn summary_line(job: &Job) -> String {
+    let took = match (job.started_at, job.finished_at) {
+        (Some(start), Some(end)) => format!(
+            " in {:.1} s",
+            (end - start).num_milliseconds() as f64 / 1000.0
+        ),
+        _ => String::new(),
+    };
+    let mark = match job.status {
+        JobStatus::Completed => "done",
+        JobStatus::Failed => "FAILED",
+        JobStatus::Canceled => "canceled",
+        _ => "?",
+    };
+    let result = job.result.clone().unwrap_or_default();
+    let n = |key: &str| result.get(key).and_then(|v| v.as_i64()).unwrap_or(0);
+    let detail = match job.job_type {
+        JobType::ChatworkRoomsSync => format!(
+            "{} rooms ({} new, {} changed)",
+            n("total"),
+            n("created"),
+            n("updated")
+        ),
+        JobType::ChatworkMessagesSync => {
+            let errors = result
+                .get("errors")
+                .and_then(|e| e.as_array())
+                .map_or(0, Vec::len);
+            let fetched: i64 = result
+                .get("rooms")
+                .and_then(|r| r.as_array())
+                .map(|rooms| {
+                    rooms
+                        .iter()
+                        .filter_map(|r| r.get("fetched")?.as_i64())
+                        .sum()
+                })
+                .unwrap_or(0);
+            format!(
+                "{}/{} rooms ({} unchanged), {fetched} messages fetched, {errors} errors",
+                n("processedRooms"),
+                n("totalRooms"),
+                n("unchangedRooms")
+            )
+        }
+        JobType::SummaryDraft => match result.pointer("/draft/id") {
+            Some(id) => format!("draft {}", id.as_str().unwrap_or_default()),
+            None => "no draft".into(),
+        },
+    };
+    let error = job
+        .error
+        .as_ref()
+        .and_then(|e| e.get("message"))
+        .and_then(|m| m.as_str())
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    format!(
+        "[{mark}] {} {}{took}: {detail}{error}\n",
+        kind(job.job_type),
+        short(job.id)
+    )
+}
+
+/// Watches the jobs until `stop` is cancelled.
+pub async fn watch(pool: PgPool, stop: CancellationToken) {
+    let interactive = std::io::stderr().is_terminal();
+    let bars = MultiProgress::with_draw_target(if interactive {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{spinner} {msg}")
+        .expect("a valid template")
+        .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ");
+    let mut shown: HashMap<Uuid, ProgressBar> = HashMap::new();
+    let mut reported: HashSet<Uuid> = HashSet::new();
+    let started = chrono::Utc::now();
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let filter = JobFilter {
+            limit: 50,
+            ..Default::default()
+        };
+        let Ok(recent) = jobs::list(&pool, &filter).await else {
+            continue;
+        };
+        for job in recent {
+            if reported.contains(&job.id) {
+                continue;
+            }
+            if !job.status.is_terminal() {
+                let progress = jobs::progress(&pool, job.id).await.unwrap_or_default();
+                let line = running_line(&job, &progress);
+                match shown.get(&job.id) {
+                    Some(bar) => bar.set_message(line),
+                    None => {
+                        let bar = bars.add(ProgressBar::new_spinner().with_style(style.clone()));
+                        bar.enable_steady_tick(Duration::from_millis(120));
+                        if !interactive {
+                            say(&format!("[started] {line}\n"));
+                        }
+                        bar.set_message(line);
+                        shown.insert(job.id, bar);
+                    }
+                }
+            } else if shown.contains_key(&job.id) || job.created_at >= started {
+                // Ended: while shown, or so fast that it was never shown.
+                if let Some(bar) = shown.remove(&job.id) {
+                    bar.finish_and_clear();
+                }
+                let line = summary_line(&job);
+                if interactive {
+                    let _ = bars.println(line.trim_end());
+                } else {
+                    say(&line);
+                }
+                reported.insert(job.id);
+            }
+        }
+    }
+    for bar in shown.values() {
+        bar.finish_and_clear();
+    }
+}

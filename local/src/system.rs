@@ -1,0 +1,190 @@
+//! The whole system in one process: the consumers of every queue (what Lambda's event
+//! source mappings and consumer functions do in AWS), the scheduled tasks, and the queues
+//! themselves (embedded, or SQS when the queue URLs are set).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cwsync::config::QueueConfig;
+use cwsync::jobs::{self, DeadLetterConsumer};
+use cwsync::queue::{
+    BatchConsumer, EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues, SqsQueues,
+};
+use cwsync::schedule::{self, ScheduleSettings, Task};
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long a batch may run, as the consumer functions' timeout (360 s) less its margin:
+/// long enough to wait out a whole Chatwork rate-limit window inside one batch.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(350);
+/// Concurrent pollers per work queue (the event source mappings' MaximumConcurrency).
+const POLLERS_PER_QUEUE: usize = 2;
+/// Longest wait for batches in flight at shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which queues carry the jobs.
+pub enum QueueBackend {
+    Embedded(EmbeddedQueues),
+    Sqs(SqsQueues),
+}
+
+impl QueueBackend {
+    /// SQS when all three queue URLs are set, the embedded queue when none is.
+    pub async fn from_config(config: &QueueConfig) -> anyhow::Result<Self> {
+        let set = [
+            &config.rooms_sync_url,
+            &config.messages_sync_url,
+            &config.summary_draft_url,
+        ]
+        .iter()
+        .filter(|u| u.is_some())
+        .count();
+        match set {
+            0 => Ok(Self::Embedded(EmbeddedQueues::new(EmbeddedSettings {
+                // Longer than a batch may take, so a batch still running is never
+                // delivered twice.
+                visibility_timeout: BATCH_TIMEOUT + Duration::from_secs(60),
+                ..EmbeddedSettings::default()
+            }))),
+            3 => Ok(Self::Sqs(SqsQueues::from_config(config).await)),
+            _ => anyhow::bail!(
+                "set all three of ROOMS_SYNC_QUEUE_URL, MESSAGES_SYNC_QUEUE_URL and SUMMARY_DRAFT_QUEUE_URL (SQS), or none (the embedded queue)"
+            ),
+        }
+    }
+
+    pub fn queues(&self) -> Arc<dyn Queues> {
+        match self {
+            Self::Embedded(q) => Arc::new(q.clone()),
+            Self::Sqs(q) => Arc::new(q.clone()),
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Embedded(_) => {
+                "embedded (in this process; set the three *_QUEUE_URL variables for SQS)"
+            }
+            Self::Sqs(_) => "SQS",
+        }
+    }
+}
+
+/// The background work of the local system; stopped with [`Workers::stop`].
+pub struct Workers {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Workers {
+    /// Starts pollers for every queue with its consumer.
+    pub fn start(
+        queues: Arc<dyn Queues>,
+        consumers: Vec<(QueueName, Arc<dyn BatchConsumer>)>,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for (queue, consumer) in consumers {
+            let pollers = if queue.is_dead_letter() {
+                1
+            } else {
+                POLLERS_PER_QUEUE
+            };
+            for _ in 0..pollers {
+                let mut source = EventSource::new(queues.clone(), queue);
+                source.batch_timeout = BATCH_TIMEOUT;
+                let (consumer, stop) = (consumer.clone(), stop.clone());
+                tasks.spawn(async move { source.run(consumer.as_ref(), stop).await });
+            }
+        }
+        Self { stop, tasks }
+    }
+
+    /// Adds a task that runs until the workers stop.
+    pub fn spawn<F>(&mut self, work: impl FnOnce(CancellationToken) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(work(self.stop.clone()));
+    }
+
+    /// Stops taking new work and waits (at most [`DRAIN_TIMEOUT`]) for batches in flight.
+    /// Returns whether everything finished in time.
+    pub async fn stop(mut self) -> bool {
+        self.stop.cancel();
+        tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok()
+    }
+}
+
+/// The dead-letter consumers, one per dead-letter queue.
+pub fn dead_letter_consumers(pool: &PgPool) -> Vec<(QueueName, Arc<dyn BatchConsumer>)> {
+    let consumer: Arc<dyn BatchConsumer> = Arc::new(DeadLetterConsumer::new(
+        pool.clone(),
+        EmbeddedSettings::default().max_receive_count,
+    ));
+    QueueName::WORK
+        .iter()
+        .filter_map(|q| q.dead_letter())
+        .map(|q| (q, consumer.clone()))
+        .collect()
+}
+
+/// How often the local schedule runs each task.
+#[derive(Debug, Clone)]
+pub struct Cadence {
+    pub sweep: Duration,
+    /// `None`: no scheduled messages sync.
+    pub messages_sync: Option<Duration>,
+    pub retention: Duration,
+}
+
+/// Runs the scheduled tasks on their cadence until `stop`.
+pub async fn run_schedule(
+    pool: PgPool,
+    queues: Arc<dyn Queues>,
+    settings: ScheduleSettings,
+    cadence: Cadence,
+    stop: CancellationToken,
+) {
+    let mut sweep = tokio::time::interval(cadence.sweep);
+    let mut retention = tokio::time::interval(cadence.retention);
+    let mut sync =
+        tokio::time::interval(cadence.messages_sync.unwrap_or(Duration::from_secs(86400)));
+    // The first tick of an interval is immediate; a sync should wait its first period.
+    sync.tick().await;
+    loop {
+        let task = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = sweep.tick() => Task::Sweep,
+            _ = retention.tick() => Task::Retention,
+            _ = sync.tick(), if cadence.messages_sync.is_some() => Task::MessagesSync,
+        };
+        if let Err(e) = schedule::run(&pool, queues.as_ref(), task, &settings).await {
+            tracing::warn!(?task, error = %e, "scheduled task failed; it runs again next time");
+        }
+    }
+}
+
+/// Sends again what the embedded queue lost when the last run stopped.
+pub async fn recover(pool: &PgPool, backend: &QueueBackend) -> anyhow::Result<usize> {
+    match backend {
+        QueueBackend::Embedded(queues) => Ok(jobs::recover_unfinished(pool, queues).await?),
+        // SQS kept them.
+        QueueBackend::Sqs(_) => Ok(0),
+    }
+}
+
+/// The consumers of the three work queues.
+pub async fn work_consumers(
+    _pool: &PgPool,
+    _chatwork: &cwsync::config::ChatworkConfig,
+    _env: &cwsync::config::Env,
+) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
+    // The sync and summary consumers join when their job kinds land.
+    Ok(Vec::new())
+}
