@@ -1,0 +1,210 @@
+//! A newcomer's first five minutes, as a test: start `cwsync-local` with nothing but
+//! Postgres, read the URL and the admin token it prints, run a rooms sync and a messages
+//! sync through the API with the printed commands' requests, wait for the jobs to
+//! complete, and find the rooms and messages in the database. Once over the embedded
+//! queue, once over moto's SQS.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cwsync::queue::QueueName;
+use cwsync_tests::{SqsEmulator, TestDb, create_test_queues, sqs_emulator};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cwsync-local");
+
+/// The running binary and what it printed so far.
+struct Runner {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+}
+
+impl Runner {
+    fn start(db: &TestDb, extra_env: &[(String, String)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", db.config.url.expose_secret())
+            .env("LOCAL_MESSAGES_SYNC_EVERY_MINUTES", "0")
+            .env_remove("CHATWORK_API_TOKEN")
+            .env_remove("LOCAL_JWT_SECRET")
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start cwsync-local");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Self { child, out }
+    }
+
+    /// Waits for a printed line that starts with `prefix` (after indentation).
+    fn printed(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(line) = self
+                .out
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.trim_start().starts_with(prefix))
+            {
+                return line.trim_start()[prefix.len()..].trim().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cwsync-local never printed {prefix:?}; it printed {:?}",
+                self.out.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(mut self) -> Vec<String> {
+        // SAFETY: signalling our own child, as Ctrl-C would.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("cwsync-local exits");
+        assert!(status.success(), "exit status {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        self.out.lock().unwrap().clone()
+    }
+}
+
+/// The API as the printed curl commands use it.
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        (response.status().as_u16(), response.json().await.expect("JSON"))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the API answers");
+        (response.status().as_u16(), response.json().await.expect("JSON"))
+    }
+
+    /// Polls the job until it is no longer queued or processing.
+    async fn wait_for(&self, job: &Value) -> Value {
+        let id = job["id"].as_str().expect("a job id");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, job) = self.get(&format!("/jobs/{id}")).await;
+            assert_eq!(status, 200, "{job}");
+            if !matches!(job["status"].as_str(), Some("queued" | "processing")) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job still running: {job}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn first_five_minutes(extra_env: Vec<(String, String)>) {
+    let db = TestDb::empty().await;
+    let runner = Runner::start(&db, &extra_env);
+    let base = runner.printed("cwsync-local is serving the API at");
+    let token = runner.printed("export TOKEN=");
+    let api = Api {
+        base,
+        token,
+        http: reqwest::Client::new(),
+    };
+
+    let (status, health) = api.get("/health").await;
+    assert_eq!((status, &health["status"]), (200, &Value::from("ok")), "{health}");
+
+    // The first printed command: a rooms sync.
+    let (status, job) = api.post("/chatwork/rooms/sync", None).await;
+    assert_eq!(status, 202, "{job}");
+    let job = api.wait_for(&job).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["result"]["total"], 12, "{job}");
+    let rooms: i64 = sqlx::query_scalar("SELECT count(*) FROM chatwork_rooms")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rooms, 12);
+
+    // The demo company gets linked to its two rooms once they exist.
+    cwsync_tests::eventually("the demo company's links", Duration::from_secs(20), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM company_room_links")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            == 2
+    })
+    .await;
+
+    // The second: a messages sync of every room.
+    let (status, job) = api.post("/chatwork/messages/sync", Some(serde_json::json!({}))).await;
+    assert_eq!(status, 202, "{job}");
+    let job = api.wait_for(&job).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["result"]["totalRooms"], 12, "{job}");
+    let (messages, with_company): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(company_id) FROM messages",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(messages > 100, "{messages} messages stored");
+    assert!(with_company > 0, "the demo company's rooms' messages carry it");
+
+    // The third: watching jobs.
+    let (status, jobs) = api.get("/jobs?limit=5").await;
+    assert_eq!(status, 200);
+    assert_eq!(jobs["items"].as_array().map(Vec::len), Some(2), "{jobs}");
+
+    let printed = runner.stop();
+    assert!(
+        printed.iter().any(|l| l.starts_with("[done] messages sync")),
+        "a summary line per job: {printed:?}"
+    );
+    assert!(printed.iter().any(|l| l == "Stopped."), "{printed:?}");
+}
+
+#[tokio::test]
+async fn over_the_embedded_queue() {
+    first_five_minutes(Vec::new()).await;
+}
+
+#[tokio::test]
+async fn over_sqs() {
+    let queues = create_test_queues(30, 4).await;
+    let url = |q| queues.url(q).unwrap().to_owned();
+    first_five_minutes(vec![
+        ("ROOMS_SYNC_QUEUE_URL".into(), url(QueueName::RoomsSync)),
+        ("MESSAGES_SYNC_QUEUE_URL".into(), url(QueueName::MessagesSync)),
+        ("SUMMARY_DRAFT_QUEUE_URL".into(), url(QueueName::SummaryDraft)),
+        ("AWS_ENDPOINT_URL".into(), sqs_emulator().endpoint.clone()),
+        ("AWS_REGION".into(), SqsEmulator::REGION.into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+    ])
+    .await;
+}
