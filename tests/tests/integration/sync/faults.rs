@@ -238,3 +238,35 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
     assert_eq!(rig.stored(2302).await.len(), 8);
     assert_eq!(job.result.unwrap()["storedMessages"], 8);
 }
+
+#[tokio::test]
+async fn a_spent_rate_budget_is_waited_out_inside_the_invocation() {
+    super::count_metrics();
+    // Three requests per two seconds: the rooms sync (its room list and one
+    // description) and the messages sync's room list spend the first window; its two
+    // rooms wait for the next one.
+    let rooms: Vec<_> = (1..=2).map(|i| room_with_history(2400 + i, 2)).collect();
+    let settings = fake_chatwork::FakeSettings::default()
+        .with_rooms(rooms)
+        .with_rate_limit(3, Duration::from_secs(2));
+    let rig = SyncRig::with_fake(Backend::Embedded, settings).await;
+    let job = rig.rooms_sync().await;
+    assert_eq!(job.status, JobStatus::Completed);
+    let waits_before = super::counter("chatwork_rate_limit_waits", &[]);
+
+    let job = rig.messages_sync(None).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    for item in rig.items(job.id).await {
+        assert_eq!(
+            (item.status, item.attempts),
+            (ItemStatus::Completed, 1),
+            "{item:?}"
+        );
+    }
+    assert_eq!(
+        rig.fake.rate_limited_count(),
+        0,
+        "no 429: the budget waited"
+    );
+    assert!(super::counter("chatwork_rate_limit_waits", &[]) > waits_before);
+}

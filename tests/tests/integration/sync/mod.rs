@@ -78,6 +78,7 @@ pub fn client_settings(fake: &FakeChatwork) -> ClientSettings {
     settings.request_timeout = Duration::from_secs(5);
     settings.backoff_initial = Duration::from_millis(20);
     settings.backoff_max = Duration::from_millis(200);
+    settings.assumed_window = fake.rate_limit().1;
     settings
 }
 
@@ -99,7 +100,11 @@ pub struct SyncRig {
 
 impl SyncRig {
     pub async fn new(backend: Backend, rooms: Vec<fake_chatwork::Room>) -> Self {
-        let fake = FakeChatwork::start(FakeSettings::default().with_rooms(rooms)).await;
+        Self::with_fake(backend, FakeSettings::default().with_rooms(rooms)).await
+    }
+
+    pub async fn with_fake(backend: Backend, settings: FakeSettings) -> Self {
+        let fake = FakeChatwork::start(settings).await;
         let db = TestDb::new().await;
         let queues: Arc<dyn Queues> = match backend {
             Backend::Embedded => Arc::new(EmbeddedQueues::new(EmbeddedSettings {
