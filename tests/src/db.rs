@@ -74,6 +74,41 @@ impl TestDb {
     pub fn another_pool(&self) -> PgPool {
         cwsync::db::pool(&self.config).expect("pool options")
     }
+
+    /// The address of the database server, for a [`TcpProxy`](crate::TcpProxy) in front
+    /// of it.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        use std::net::ToSocketAddrs;
+        let url = url::Url::parse(self.config.url.expose_secret()).expect("validated at load");
+        let host = url.host_str().expect("a host").to_owned();
+        (host.as_str(), url.port().unwrap_or(5432))
+            .to_socket_addrs()
+            .expect("the server's host resolves")
+            .next()
+            .expect("an address")
+    }
+
+    /// This database's settings with the server reached at `addr` instead (a proxy), in
+    /// plain TCP so that the proxy can read the protocol.
+    pub fn config_via(&self, addr: std::net::SocketAddr) -> DatabaseConfig {
+        let mut url = url::Url::parse(self.config.url.expose_secret()).expect("validated at load");
+        url.set_host(Some(&addr.ip().to_string()))
+            .expect("an IP host");
+        url.set_port(Some(addr.port())).expect("a port");
+        let query: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "sslmode")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(query)
+            .append_pair("sslmode", "disable");
+        DatabaseConfig {
+            url: secrecy::SecretString::from(url.to_string()),
+            ..self.config.clone()
+        }
+    }
 }
 
 impl Drop for TestDb {

@@ -10,10 +10,13 @@
 //!   `lambda_http`'s adapter, fed API Gateway v2 events with JWT authorizer claims.
 //! - [`LambdaEmulator`]: `cargo lambda watch`, to invoke the function binaries with real
 //!   events.
+//! - [`TcpProxy`]: a proxy a test can cut, to make Postgres unreachable for the code
+//!   under test.
 
 mod app;
 mod db;
 mod lambda;
+mod proxy;
 mod sqs;
 
 pub use app::{
@@ -22,6 +25,7 @@ pub use app::{
 };
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
 pub use lambda::LambdaEmulator;
+pub use proxy::{TcpProxy, WireCounts};
 pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};
 
 /// The workspace's root folder (where `Cargo.toml` and `.venv` live).

@@ -12,16 +12,38 @@ use cwsync::jobs::{self, ItemStatus, JobStatus};
 use cwsync::queue::{QueueName, Queues, SqsQueues};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};
 use cwsync_tests::{LambdaEmulator, SqsEmulator, TestDb, create_test_queues, sqs_emulator};
+use fake_chatwork::{Account, FakeChatwork, FakeSettings, RoomType};
 use secrecy::ExposeSecret;
 
 struct World {
     db: TestDb,
     queues: SqsQueues,
+    fake: FakeChatwork,
     emulator: LambdaEmulator,
+}
+
+/// Chatwork rooms 11 and 12 (which the scheduler's test registers too) and 13, with a
+/// few messages each.
+async fn fake_chatwork() -> FakeChatwork {
+    let fake = FakeChatwork::start(FakeSettings::default()).await;
+    let author = Account::new(7, "山田 太郎");
+    for room_id in [11, 12, 13] {
+        fake.add_room(fake_chatwork::Room::new(
+            room_id,
+            format!("room {room_id}"),
+            RoomType::Group,
+        ));
+        for i in 0..3 {
+            fake.post_message(room_id, &author, &format!("message {i}"))
+                .unwrap();
+        }
+    }
+    fake
 }
 
 async fn world() -> World {
     let db = TestDb::new().await;
+    let fake = fake_chatwork().await;
     let queues = create_test_queues(1, 4).await;
     let url = |q| queues.url(q).unwrap().to_owned();
     let env = BTreeMap::from([
@@ -46,11 +68,14 @@ async fn world() -> World {
         ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
         ("RUST_LOG".to_owned(), "info".to_owned()),
+        ("CHATWORK_API_TOKEN".to_owned(), fake.token().to_owned()),
+        ("CHATWORK_API_BASE_URL".to_owned(), fake.base_url()),
     ]);
     World {
         emulator: LambdaEmulator::start(&env),
         db,
         queues,
+        fake,
     }
 }
 
@@ -72,6 +97,88 @@ async fn function_binaries_answer_real_events() {
     let world = world().await;
     scheduler_runs_its_tasks(&world).await;
     dlq_fails_the_item_of_a_dead_lettered_message(&world).await;
+    sync_functions_run_their_jobs(&world).await;
+}
+
+/// Receives batches of `queue` and hands them to `function` until the job is finished,
+/// as the event source mapping would; every batch must be answered without failures.
+async fn feed_until_finished(
+    world: &World,
+    queue: QueueName,
+    function: &str,
+    job_id: uuid::Uuid,
+) -> cwsync::jobs::Job {
+    for _ in 0..10 {
+        let event = receive_batch(&world.queues, queue).await;
+        let (status, response) = world
+            .emulator
+            .invoke(function, &serde_json::to_value(&event).unwrap())
+            .await;
+        assert_eq!(status, 200, "{function}: {response}");
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "{function}: {response}"
+        );
+        let job = jobs::get(&world.db.pool, job_id).await.unwrap().unwrap();
+        if job.status.is_terminal() {
+            return job;
+        }
+    }
+    panic!("{function} did not finish job {job_id}");
+}
+
+async fn sync_functions_run_their_jobs(world: &World) {
+    let pool = &world.db.pool;
+    // The rooms sync: rooms 11 and 12 are registered already (by the scheduler's test),
+    // 13 is new. The queue still holds the message of the job the DLQ test failed,
+    // which the function acknowledges without work.
+    let started = jobs::start::<RoomsSync>(pool, &world.queues, &RoomsSyncPayload {}, None)
+        .await
+        .unwrap();
+    let job = feed_until_finished(world, QueueName::RoomsSync, "rooms-sync", started.job.id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let result = job.result.unwrap();
+    assert_eq!(
+        (&result["created"], &result["updated"], &result["total"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(2),
+            &serde_json::json!(3)
+        ),
+        "{result}"
+    );
+
+    // The messages sync the scheduler's test started for rooms 11 and 12.
+    let job = jobs::list(
+        pool,
+        &jobs::JobFilter {
+            job_type: Some(cwsync::jobs::JobType::ChatworkMessagesSync),
+            limit: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    let job = feed_until_finished(world, QueueName::MessagesSync, "messages-sync", job.id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let result = job.result.unwrap();
+    assert_eq!(result["processedRooms"], 2, "{result}");
+    assert_eq!(result["storedMessages"], 6, "{result}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE room_id IN (11, 12)")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 6);
+    // One room list and one messages request per room, besides the rooms sync's.
+    let messages_requests = world
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/messages"))
+        .count();
+    assert_eq!(messages_requests, 2);
 }
 
 async fn scheduler_runs_its_tasks(world: &World) {

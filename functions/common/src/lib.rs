@@ -50,11 +50,24 @@ pub fn exit_on_startup_error(function: &str, error: impl std::fmt::Display) -> !
 
 /// When an invocation's time is up, less [`DEADLINE_MARGIN`], as a tokio instant.
 pub fn deadline_of(context: &Context) -> tokio::time::Instant {
-    let remaining = context
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+    let remaining = remaining_time(context.deadline, SystemTime::now());
     tokio::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
+}
+
+/// Deadlines before this (2001-09-09, in epoch milliseconds) are no Lambda's.
+const EARLIEST_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+/// The time left before `deadline_ms` (Lambda's `Lambda-Runtime-Deadline-Ms`, epoch
+/// milliseconds). `cargo lambda watch`, the local emulator the tests run the functions
+/// under, sends its invocation timeout there instead (600000, ten minutes): a value that
+/// small is taken as the time left, not as a moment in 1970.
+fn remaining_time(deadline_ms: u64, now: SystemTime) -> Duration {
+    if deadline_ms < EARLIEST_DEADLINE_MS {
+        return Duration::from_millis(deadline_ms);
+    }
+    (SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms))
+        .duration_since(now)
+        .unwrap_or_default()
 }
 
 /// Runs an SQS-triggered function: each invocation's records go to `consumer`, and its
@@ -99,4 +112,19 @@ where
     S::Future: Send + 'static,
 {
     metrics_cloudwatch_embedded::lambda::service::run_http(metrics, router).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_left_comes_from_lambdas_deadline_or_the_emulators_timeout() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let in_a_minute = 1_795_000_060_000;
+        assert_eq!(remaining_time(in_a_minute, now), Duration::from_secs(60));
+        assert_eq!(remaining_time(1_794_999_000_000, now), Duration::ZERO);
+        // cargo lambda watch's constant.
+        assert_eq!(remaining_time(600_000, now), Duration::from_secs(600));
+    }
 }

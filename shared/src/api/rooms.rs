@@ -53,6 +53,23 @@ pub struct Room {
     pub last_error_message: Option<String>,
     /// Chatwork's HTTP status of the last failure, when it had one.
     pub last_error_status: Option<i32>,
+    /// When a rooms sync last found the room gone from the account's room list (the
+    /// account left it); null while it is listed. Messages syncs skip a left room; its
+    /// stored messages stay.
+    pub left_at: Option<DateTime<Utc>>,
+    /// When a sync last found that more messages arrived since the previous sync than one
+    /// request returns (100), so that some could not be fetched; null if never.
+    pub gap_detected_at: Option<DateTime<Utc>>,
+    /// How many messages that gap missed (an estimate, at least 1).
+    pub gap_missed_estimate: Option<i32>,
+    /// Sync bookkeeping, not shown: Chatwork's `last_update_time` and `message_num` as of
+    /// the last successful messages sync, and whether the description needs fetching.
+    #[serde(skip)]
+    pub synced_last_update_time: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub synced_message_num: Option<i32>,
+    #[serde(skip)]
+    pub description_stale: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The companies the room is linked to.

@@ -145,6 +145,15 @@ impl ChatworkClient {
         })
     }
 
+    /// A client for the `CHATWORK_*` settings of `config`, whose token must be set (the
+    /// consumer functions read it from the environment or Secrets Manager first).
+    pub fn from_config(config: &ChatworkConfig, pool: PgPool) -> Result<Self, ChatworkError> {
+        let token = config.token.clone().ok_or_else(|| ChatworkError::Setup {
+            message: "no Chatwork API token (CHATWORK_API_TOKEN)".into(),
+        })?;
+        Self::new(ClientSettings::from_config(config, token), pool)
+    }
+
     /// A clone that also counts its own requests into a new [`RequestMeter`]: a handler
     /// takes one per job and reports what the job cost, however many handlers share the
     /// client. Meters stack: a clone of a metered client counts into both.
@@ -249,6 +258,7 @@ impl ChatworkClient {
             let failure = match outcome {
                 Ok(answer) => {
                     self.meter(|m| m.answered(answer.status));
+                    count_request(status_label(answer.status));
                     tracing::debug!(
                         method = "GET",
                         path = %shown,
@@ -282,6 +292,7 @@ impl ChatworkClient {
                             }
                             tokio::time::sleep(pause).await;
                             self.meter(|m| m.waited(1, pause));
+                            count_wait(pause);
                         }
                         continue;
                     }
@@ -295,6 +306,7 @@ impl ChatworkClient {
                 }
                 Err(e) if e.is_timeout() => {
                     self.meter(RequestMeter::timed_out);
+                    count_request("timeout".into());
                     tracing::debug!(
                         method = "GET",
                         path = %shown,
@@ -311,6 +323,7 @@ impl ChatworkClient {
                 }
                 Err(e) => {
                     self.meter(RequestMeter::failed);
+                    count_request("network".into());
                     let message = clip(
                         &error::scrub(
                             &error_chain(&e.without_url()),
@@ -434,6 +447,7 @@ impl ChatworkClient {
         };
         if !waited.is_zero() {
             self.meter(|m| m.waited(1, waited));
+            count_wait(waited);
         }
         outcome
     }
@@ -494,6 +508,28 @@ impl Drop for GrantGuard {
             });
         }
     }
+}
+
+/// Counts one request in the process's metrics by what became of it: the HTTP status,
+/// or `timeout` / `network` when no answer came. Never a room or a path as a label:
+/// labels become CloudWatch dimensions, and each distinct value a metric of its own.
+fn count_request(status: std::borrow::Cow<'static, str>) {
+    metrics::counter!("chatwork_requests", "status" => status).increment(1);
+}
+
+fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    match status {
+        // The usual answers without an allocation each.
+        200 => "200".into(),
+        204 => "204".into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// Counts one wait for the rate budget (or a 429's reset) and how long it took.
+fn count_wait(waited: Duration) {
+    metrics::counter!("chatwork_rate_limit_waits").increment(1);
+    metrics::histogram!("chatwork_rate_limit_wait_ms").record(waited.as_secs_f64() * 1000.0);
 }
 
 /// A reqwest error and its causes on one line, without the URL.

@@ -53,6 +53,14 @@
 //!   only goes down (when Chatwork reports less left than we think, because someone else
 //!   uses the token), so reordered answers cannot hand out units twice.
 //!
+//! # Metrics
+//!
+//! `chatwork_requests` counts every request sent, labelled `status` with the HTTP status
+//! or `timeout` / `network` when no answer came; `chatwork_rate_limit_waits` counts the
+//! calls that waited for the budget (or a 429's reset) and `chatwork_rate_limit_wait_ms`
+//! records how long. Rooms are never labels (each label value would be a CloudWatch
+//! dimension of its own); they go in log fields.
+//!
 //! # Measured
 //!
 //! `cargo run --release -p cwsync-tests --example chatwork_budget_bench -- --clients N`

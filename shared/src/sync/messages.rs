@@ -1,9 +1,51 @@
 //! `chatwork_messages_sync`: one item per room, each storing the room's latest messages.
+//!
+//! An item, for one room:
+//!
+//! 1. One statement reads what the decision needs: whether the job was canceled, the
+//!    room's state at its last successful sync, the room's entry in the job's room-list
+//!    snapshot (see [`snapshot`](super::snapshot)), and whether an earlier delivery of
+//!    this item already stored its messages (then its result is returned as it was).
+//! 2. Without a snapshot yet, the item takes it or waits for the consumer that does, and
+//!    checks for cancellation again.
+//! 3. A room whose `last_update_time` in the snapshot is the one its last successful sync
+//!    saw ends `unchanged` without a request. A single-room sync always fetches; so does
+//!    an all-rooms sync for a room the snapshot does not list (only the request can say
+//!    whether it is gone or forbidden).
+//! 4. `GET /rooms/{id}/messages?force=1` (the latest 100).
+//! 5. One statement writes everything, unless the job was canceled meanwhile: new
+//!    messages inserted (with the company when the room is linked to exactly one),
+//!    identical ones ignored, edited ones (a later `update_time`) updated; the room's
+//!    `last_message_id` (numeric maximum), `last_sync_at`, errors cleared, the snapshot's
+//!    `last_update_time` and message count it was synced at, a gap when there was one;
+//!    and the item's result, which marks the room as done for a redelivery.
+//!
+//! A room's `last_update_time` has a resolution of one second: when the snapshot's is
+//! within [`SETTLE_SECS`] of the fetch, a message posted later in that same second would
+//! not move it, so the sync records none and the next sync fetches the room again.
+//!
+//! Statements per room: 3 for an unchanged room (the job core's start and end of the
+//! item, the read), 4 for a changed one (and the rate budget's two per Chatwork request);
+//! the item that takes the snapshot spends 3 more.
+
+use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sqlx::PgPool;
+use uuid::Uuid;
 
-use crate::jobs::{ItemRecord, ItemStatus, JobSpec, JobType, PlannedItem};
+use super::snapshot::{self, Entry, ListedRoom, SnapshotError};
+use super::{SyncContext, chatwork_failure};
+use crate::chatwork::{Message, compare_message_ids};
+use crate::jobs::{
+    ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, ItemStatus, JobKind, JobSpec,
+    JobStatus, JobType, PlannedItem,
+};
+
+/// The most messages one `GET /rooms/{id}/messages` returns: Chatwork has no paging into
+/// older history, so a room that got more than this since its last sync has a gap.
+pub const FETCH_LIMIT: usize = 100;
 
 /// The messages sync job type.
 pub struct MessagesSync;
@@ -44,6 +86,7 @@ impl JobSpec for MessagesSync {
         item_key(message.room_id)
     }
 
+    /// The one room asked for, or every active room the account has not left.
     async fn plan(
         pool: &PgPool,
         payload: &MessagesSyncPayload,
@@ -52,7 +95,9 @@ impl JobSpec for MessagesSync {
             Some(room_id) => vec![room_id],
             None => {
                 sqlx::query_scalar!(
-                    "SELECT room_id FROM chatwork_rooms WHERE is_active ORDER BY room_id"
+                    "SELECT room_id FROM chatwork_rooms
+                      WHERE is_active AND left_at IS NULL
+                      ORDER BY room_id"
                 )
                 .fetch_all(pool)
                 .await?
@@ -68,14 +113,32 @@ impl JobSpec for MessagesSync {
             .collect())
     }
 
-    /// `{totalRooms, processedRooms, rooms: [{roomId, fetched}], errors: [{roomId, message}],
-    /// unchangedRooms, canceledRooms}`.
+    /// `{totalRooms, processedRooms, rooms: [{roomId, fetched, status}], errors: [{roomId,
+    /// message}], unchangedRooms, canceledRooms, failedRooms, gaps: [{roomId,
+    /// missedEstimate}], storedMessages, editedMessages, requests}`. `processedRooms`
+    /// counts the completed and the unchanged rooms; `requests` the Chatwork requests of
+    /// the deliveries that ended the items.
     fn summarize(items: &[ItemRecord]) -> serde_json::Value {
         let room_of = |item: &ItemRecord| item.message.get("roomId").cloned().unwrap_or_default();
+        let number = |item: &ItemRecord, field: &str| {
+            item.result
+                .as_ref()
+                .and_then(|r| r.get(field))
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0)
+        };
+        let count = |status: ItemStatus| items.iter().filter(|i| i.status == status).count();
         let rooms: Vec<_> = items
             .iter()
             .filter(|i| matches!(i.status, ItemStatus::Completed | ItemStatus::Unchanged))
-            .map(|i| serde_json::json!({"roomId": room_of(i), "fetched": i.fetched}))
+            .map(|i| {
+                let status = if i.status == ItemStatus::Completed {
+                    "completed"
+                } else {
+                    "unchanged"
+                };
+                json!({"roomId": room_of(i), "fetched": i.fetched, "status": status})
+            })
             .collect();
         let errors: Vec<_> = items
             .iter()
@@ -87,16 +150,534 @@ impl JobSpec for MessagesSync {
                     .and_then(|e| e.get("message"))
                     .cloned()
                     .unwrap_or_else(|| "failed".into());
-                serde_json::json!({"roomId": room_of(i), "message": message})
+                json!({"roomId": room_of(i), "message": message})
             })
             .collect();
-        serde_json::json!({
+        let gaps: Vec<_> = items
+            .iter()
+            .filter_map(|i| {
+                let gap = i.result.as_ref()?.get("gap")?;
+                Some(json!({"roomId": room_of(i), "missedEstimate": gap.get("missedEstimate")}))
+            })
+            .collect();
+        json!({
             "totalRooms": items.len(),
             "processedRooms": rooms.len(),
-            "unchangedRooms": items.iter().filter(|i| i.status == ItemStatus::Unchanged).count(),
-            "canceledRooms": items.iter().filter(|i| i.status == ItemStatus::Canceled).count(),
+            "unchangedRooms": count(ItemStatus::Unchanged),
+            "canceledRooms": count(ItemStatus::Canceled),
+            "failedRooms": count(ItemStatus::Failed),
             "rooms": rooms,
             "errors": errors,
+            "gaps": gaps,
+            "storedMessages": items.iter().map(|i| number(i, "stored")).sum::<i64>(),
+            "editedMessages": items.iter().map(|i| number(i, "edited")).sum::<i64>(),
+            "requests": items.iter().map(|i| number(i, "requests")).sum::<i64>(),
         })
+    }
+}
+
+impl JobKind for MessagesSync {
+    type Context = SyncContext;
+
+    async fn run(
+        context: &SyncContext,
+        item: &ItemRun,
+        message: MessagesSyncMessage,
+    ) -> Result<ItemOutcome, ItemError> {
+        let room_id = message.room_id;
+        tracing::Span::current().record("room_id", room_id);
+        let payload: MessagesSyncPayload = item.payload()?;
+        let single_room = payload.room_id.is_some();
+        let pool = &item.pool;
+
+        let state = read_state(pool, item.job_id, &item.item_key, room_id).await?;
+        if state.job_canceled {
+            return Ok(ItemOutcome::Canceled);
+        }
+        if let Some(result) = state.written {
+            // An earlier delivery stored the messages and crashed before ending the item.
+            tracing::info!(room_id, "already stored by an earlier delivery");
+            let fetched = result.get("fetched").and_then(|f| f.as_i64()).unwrap_or(0);
+            return Ok(ItemOutcome::Completed {
+                fetched: fetched as i32,
+                result,
+            });
+        }
+        let Some(room) = state.room else {
+            return Err(ItemError::Fail(ErrorInfo::new(
+                "RoomNotFound",
+                format!("room {room_id} is not registered; run a rooms sync first"),
+            )));
+        };
+        if room.left_at.is_some() && !single_room {
+            return Ok(unchanged(room_id, 0, "left"));
+        }
+
+        let (client, meter) = context.chatwork.metered();
+        let requests = || meter.snapshot().requests;
+        let entry = match state.snapshot {
+            Some(entry) => entry,
+            None => {
+                let entry = snapshot::room_entry(
+                    pool,
+                    &client,
+                    &context.settings,
+                    item.job_id,
+                    room_id,
+                    item.deadline,
+                )
+                .await;
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(SnapshotError::Chatwork(e)) => {
+                        return Err(chatwork_failure(pool, Some(room.id), e).await);
+                    }
+                    Err(e) => return Err(ItemError::Retry(e.into())),
+                };
+                // Taking the snapshot (or waiting for it) took a while.
+                if item.is_canceled().await? {
+                    return Ok(ItemOutcome::Canceled);
+                }
+                entry
+            }
+        };
+        if !single_room && !room.changed(&entry) {
+            return Ok(unchanged(room_id, requests(), "unchanged"));
+        }
+
+        let fetched_at = chrono::Utc::now().timestamp();
+        let messages = match client.list_messages(room_id, true, item.deadline).await {
+            Ok(messages) => messages,
+            Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
+        };
+        let fetch = Fetch::analyse(messages, &room, &entry);
+        let listed = match entry {
+            Entry::Listed(listed) => Some(listed),
+            Entry::NotListed => None,
+        };
+        let synced_update_time =
+            listed.map(|l| settled_update_time(l.last_update_time, fetched_at));
+        let mut result = json!({
+            "roomId": room_id,
+            "fetched": fetch.messages.len(),
+            "requests": requests(),
+        });
+        if let Some(missed) = fetch.gap {
+            result["gap"] = json!({ "missedEstimate": missed });
+        }
+        let written = write(pool, item, &room, &fetch, synced_update_time, &result).await?;
+        let Some(result) = written else {
+            return Ok(ItemOutcome::Canceled);
+        };
+        if let Some(missed) = fetch.gap {
+            metrics::counter!("sync_gaps_detected").increment(1);
+            tracing::warn!(
+                room_id,
+                missed_estimate = missed,
+                "gap: more messages arrived since the last sync than one request returns"
+            );
+        }
+        tracing::info!(
+            room_id,
+            fetched = fetch.messages.len(),
+            stored = result.get("stored").and_then(|v| v.as_i64()),
+            edited = result.get("edited").and_then(|v| v.as_i64()),
+            "room synced"
+        );
+        Ok(ItemOutcome::Completed {
+            fetched: fetch.messages.len() as i32,
+            result,
+        })
+    }
+}
+
+fn unchanged(room_id: i64, requests: u64, reason: &str) -> ItemOutcome {
+    ItemOutcome::Unchanged {
+        result: json!({"roomId": room_id, "fetched": 0, "requests": requests, "reason": reason}),
+    }
+}
+
+/// The room as its last successful sync left it.
+#[derive(Debug, Clone)]
+struct RoomState {
+    id: Uuid,
+    left_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_message_id: Option<String>,
+    synced_last_update_time: Option<chrono::DateTime<chrono::Utc>>,
+    synced_message_num: Option<i32>,
+}
+
+impl RoomState {
+    /// Whether the room moved since its last successful sync, as far as the snapshot
+    /// tells. A room the snapshot does not list counts as changed: only a request can
+    /// tell what became of it.
+    fn changed(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Listed(listed) => {
+                let now = chrono::DateTime::from_timestamp(listed.last_update_time, 0)
+                    .filter(|_| listed.last_update_time > 0);
+                now != self.synced_last_update_time
+            }
+            Entry::NotListed => true,
+        }
+    }
+}
+
+/// What [`read_state`] found.
+struct ItemState {
+    job_canceled: bool,
+    room: Option<RoomState>,
+    /// The room's entry in the job's snapshot, once it is taken.
+    snapshot: Option<Entry>,
+    /// The result an earlier delivery wrote with the messages.
+    written: Option<serde_json::Value>,
+}
+
+/// Everything the item decides by, in one statement.
+async fn read_state(
+    pool: &PgPool,
+    job_id: Uuid,
+    item_key: &str,
+    room_id: i64,
+) -> Result<ItemState, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT (SELECT status FROM jobs WHERE id = $1) AS "job_status?: JobStatus",
+                  r.id AS "room_uuid?",
+                  r.left_at AS "left_at?",
+                  r.last_message_id AS "last_message_id?",
+                  r.synced_last_update_time AS "synced_last_update_time?",
+                  r.synced_message_num AS "synced_message_num?",
+                  s.taken_at IS NOT NULL AS "snapshot_taken!",
+                  s.rooms -> $2::text AS snapshot_entry,
+                  i.result AS "written?"
+             FROM (SELECT 1) AS one
+             LEFT JOIN chatwork_rooms r ON r.room_id = $3
+             LEFT JOIN job_room_snapshots s ON s.job_id = $1
+             LEFT JOIN job_items i ON i.job_id = $1 AND i.item_key = $4 AND i.status = 'processing'"#,
+        job_id,
+        room_id.to_string(),
+        room_id,
+        item_key,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(ItemState {
+        // A job that is gone has nobody waiting for it: stop as if canceled.
+        job_canceled: row.job_status.is_none_or(|s| s == JobStatus::Canceled),
+        room: row.room_uuid.map(|id| RoomState {
+            id,
+            left_at: row.left_at,
+            last_message_id: row.last_message_id,
+            synced_last_update_time: row.synced_last_update_time,
+            synced_message_num: row.synced_message_num,
+        }),
+        snapshot: row
+            .snapshot_taken
+            .then(|| Entry::from_stored(row.snapshot_entry)),
+        written: row.written,
+    })
+}
+
+/// One fetch of a room and what it tells.
+#[derive(Debug, Clone, PartialEq)]
+struct Fetch {
+    /// The messages returned, each id once.
+    messages: Vec<Message>,
+    /// The numerically greatest id returned.
+    newest_id: Option<String>,
+    /// How many messages the room had at this sync, as far as we know: the baseline that
+    /// the next sync compares `message_num` with. `None` without a snapshot entry.
+    message_num: Option<i64>,
+    /// The estimated number of messages that could not be fetched, when there is a gap.
+    gap: Option<i64>,
+}
+
+impl Fetch {
+    /// Detects a gap by two signs: every message returned is newer than the last one
+    /// stored and a full page came back (there may be more before them), or the room's
+    /// `message_num` grew by more than the new messages returned. The estimate is the
+    /// second sign's shortfall, or at least 1 when only the first sign shows.
+    fn analyse(mut messages: Vec<Message>, room: &RoomState, entry: &Entry) -> Fetch {
+        messages.sort_by(|a, b| compare_message_ids(&a.message_id, &b.message_id));
+        messages.dedup_by(|a, b| compare_message_ids(&a.message_id, &b.message_id).is_eq());
+        let newest_id = messages.last().map(|m| m.message_id.clone());
+        let last = room.last_message_id.as_deref();
+        let new_count = messages
+            .iter()
+            .filter(|m| {
+                last.is_none_or(|l| compare_message_ids(&m.message_id, l) == Ordering::Greater)
+            })
+            .count() as i64;
+        let full_page_all_new =
+            last.is_some() && messages.len() >= FETCH_LIMIT && new_count == messages.len() as i64;
+        let before = i64::from(room.synced_message_num.unwrap_or(0));
+        let (shortfall, message_num) = match entry {
+            Entry::Listed(ListedRoom { message_num, .. }) => (
+                Some(message_num - before - new_count).filter(|m| *m > 0),
+                // Messages posted between the snapshot and the fetch were fetched too.
+                Some((*message_num).max(before + new_count)),
+            ),
+            Entry::NotListed => (None, None),
+        };
+        let gap = match (shortfall, full_page_all_new) {
+            (Some(missed), _) => Some(missed),
+            (None, true) => Some(1),
+            (None, false) => None,
+        };
+        Fetch {
+            messages,
+            newest_id,
+            message_num,
+            gap,
+        }
+    }
+}
+
+/// Seconds between a room's `last_update_time` and our fetch below which more messages
+/// of that same second may have been posted after the fetch (Chatwork's times have a
+/// resolution of one second; a second more for the clocks' skew).
+const SETTLE_SECS: i64 = 2;
+
+/// The `last_update_time` to record as synced after fetching at `fetched_at` (epoch
+/// seconds): the snapshot's, unless it is so recent that a message posted in the same
+/// second after our fetch would leave it unchanged; then none, so that the next sync
+/// fetches the room again rather than miss that message.
+fn settled_update_time(
+    last_update_time: i64,
+    fetched_at: i64,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if last_update_time <= 0 || last_update_time > fetched_at - SETTLE_SECS {
+        return None;
+    }
+    chrono::DateTime::from_timestamp(last_update_time, 0)
+}
+
+/// Stores a fetch: messages, the room's state and the item's result, in one statement,
+/// only while the job is not canceled. `synced_update_time` is what to record as the
+/// `last_update_time` the room was synced at (`None` when the snapshot did not list it:
+/// the recorded one stays). Returns the item's result, or `None` when the job was
+/// canceled (nothing is written then).
+async fn write(
+    pool: &PgPool,
+    item: &ItemRun,
+    room: &RoomState,
+    fetch: &Fetch,
+    synced_update_time: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    result: &serde_json::Value,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    let n = fetch.messages.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut account_ids = Vec::with_capacity(n);
+    let mut account_names = Vec::with_capacity(n);
+    let mut avatars = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    let mut send_times = Vec::with_capacity(n);
+    let mut update_times = Vec::with_capacity(n);
+    for m in &fetch.messages {
+        ids.push(m.message_id.clone());
+        account_ids.push(m.account.account_id);
+        account_names.push(m.account.name.clone());
+        avatars.push(m.account.avatar_image_url.clone());
+        bodies.push(m.body.clone());
+        send_times.push(m.send_time);
+        update_times.push(m.update_time);
+    }
+    let message_num = fetch
+        .message_num
+        .map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
+    let gap = fetch.gap.map(|g| g.clamp(1, i64::from(i32::MAX)) as i32);
+    let row = sqlx::query!(
+        r#"WITH job AS (
+               SELECT 1 FROM jobs WHERE id = $1 AND status IN ('queued', 'processing')
+           ), room AS (
+               SELECT r.id, r.room_id,
+                      -- The company when the room is linked to exactly one.
+                      (SELECT (array_agg(l.company_id))[1] FROM company_room_links l
+                        WHERE l.chatwork_room_id = r.id HAVING count(*) = 1) AS company_id
+                 FROM chatwork_rooms r
+                WHERE r.id = $3 AND EXISTS (SELECT 1 FROM job)
+           ), written AS (
+               INSERT INTO messages AS m (chatwork_room_id, room_id, message_id, account_id,
+                                          account_name, account_avatar_url, body, send_time,
+                                          update_time, company_id)
+               SELECT room.id, room.room_id, t.message_id, t.account_id, t.account_name,
+                      nullif(t.avatar, ''), t.body, to_timestamp(t.send_time),
+                      CASE WHEN t.update_time > 0 THEN to_timestamp(t.update_time) END,
+                      room.company_id
+                 FROM room,
+                      UNNEST($4::text[], $5::int8[], $6::text[], $7::text[], $8::text[],
+                             $9::int8[], $10::int8[])
+                        AS t(message_id, account_id, account_name, avatar, body, send_time,
+                             update_time)
+               ON CONFLICT (room_id, message_id) DO UPDATE
+                  SET body = EXCLUDED.body, update_time = EXCLUDED.update_time
+                WHERE EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
+            RETURNING (xmax = 0) AS inserted
+           ), counts AS (
+               SELECT count(*) FILTER (WHERE inserted) AS stored,
+                      count(*) FILTER (WHERE NOT inserted) AS edited
+                 FROM written
+           ), synced AS (
+               UPDATE chatwork_rooms r
+                  SET last_message_id = CASE
+                          WHEN $11::text IS NULL THEN r.last_message_id
+                          WHEN r.last_message_id IS NULL
+                            OR $11::numeric > r.last_message_id::numeric THEN $11::text
+                          ELSE r.last_message_id END,
+                      last_sync_at = now(),
+                      last_error_at = NULL, last_error_message = NULL, last_error_status = NULL,
+                      synced_last_update_time = CASE WHEN $12 THEN $13 ELSE r.synced_last_update_time END,
+                      synced_message_num = coalesce($14, r.synced_message_num),
+                      gap_detected_at = CASE WHEN $15::int IS NULL THEN r.gap_detected_at ELSE now() END,
+                      gap_missed_estimate = coalesce($15::int, r.gap_missed_estimate),
+                      updated_at = now()
+                WHERE r.id = (SELECT id FROM room)
+            RETURNING 1
+           ), item AS (
+               UPDATE job_items i
+                  SET result = $16::jsonb || jsonb_build_object('stored', c.stored, 'edited', c.edited),
+                      updated_at = now()
+                 FROM counts c
+                WHERE i.job_id = $1 AND i.item_key = $2 AND i.status = 'processing'
+                  AND EXISTS (SELECT 1 FROM synced)
+            RETURNING i.result
+           )
+           SELECT EXISTS (SELECT 1 FROM job) AS "job_open!",
+                  (SELECT stored FROM counts) AS "stored!",
+                  (SELECT edited FROM counts) AS "edited!",
+                  (SELECT result FROM item) AS "result?""#,
+        item.job_id,
+        item.item_key,
+        room.id,
+        &ids,
+        &account_ids,
+        &account_names,
+        &avatars,
+        &bodies,
+        &send_times,
+        &update_times,
+        fetch.newest_id,
+        synced_update_time.is_some(),
+        synced_update_time.flatten(),
+        message_num,
+        gap,
+        result,
+    )
+    .fetch_one(pool)
+    .await?;
+    if !row.job_open {
+        return Ok(None);
+    }
+    // The item row is always there while this delivery runs; build the result anyway if
+    // it was not (a job removed by retention mid-run).
+    Ok(Some(row.result.unwrap_or_else(|| {
+        let mut result = result.clone();
+        result["stored"] = json!(row.stored);
+        result["edited"] = json!(row.edited);
+        result
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chatwork::MessageAccount;
+
+    fn message(id: &str) -> Message {
+        Message {
+            message_id: id.into(),
+            account: MessageAccount {
+                account_id: 1,
+                name: "a".into(),
+                avatar_image_url: String::new(),
+            },
+            body: "b".into(),
+            send_time: 1,
+            update_time: 0,
+        }
+    }
+
+    fn room(last: Option<&str>, synced_num: Option<i32>) -> RoomState {
+        RoomState {
+            id: Uuid::nil(),
+            left_at: None,
+            last_message_id: last.map(str::to_owned),
+            synced_last_update_time: None,
+            synced_message_num: synced_num,
+        }
+    }
+
+    fn listed(message_num: i64) -> Entry {
+        Entry::Listed(ListedRoom {
+            last_update_time: 1,
+            message_num,
+        })
+    }
+
+    fn ids(from: u64, count: u64) -> Vec<Message> {
+        (from..from + count)
+            .map(|i| message(&i.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_last_update_time_too_recent_to_be_settled_is_not_recorded() {
+        assert_eq!(settled_update_time(0, 1_000), None);
+        assert_eq!(settled_update_time(1_000, 1_000), None);
+        assert_eq!(settled_update_time(999, 1_000), None);
+        assert_eq!(
+            settled_update_time(998, 1_000).map(|t| t.timestamp()),
+            Some(998)
+        );
+    }
+
+    #[test]
+    fn the_newest_id_is_the_numeric_maximum() {
+        let fetch = Fetch::analyse(
+            vec![message("100"), message("99"), message("100")],
+            &room(None, None),
+            &listed(2),
+        );
+        assert_eq!(fetch.newest_id.as_deref(), Some("100"));
+        assert_eq!(fetch.messages.len(), 2, "duplicates dropped");
+        assert_eq!(fetch.gap, None);
+        // "99" was stored: "100" is newer although it sorts first as text.
+        let fetch = Fetch::analyse(vec![message("100")], &room(Some("99"), Some(1)), &listed(2));
+        assert_eq!(fetch.message_num, Some(2));
+        assert_eq!(fetch.gap, None);
+    }
+
+    #[test]
+    fn a_full_page_of_new_messages_is_a_gap() {
+        // 250 arrived after the stored last id 1000; the page holds the newest 100.
+        let page = ids(1151, 100);
+        let fetch = Fetch::analyse(page.clone(), &room(Some("1000"), Some(10)), &listed(260));
+        assert_eq!(fetch.gap, Some(150));
+        assert_eq!(fetch.message_num, Some(260));
+        // Without the room in the snapshot, only the first sign shows: at least one.
+        let fetch = Fetch::analyse(page, &room(Some("1000"), Some(10)), &Entry::NotListed);
+        assert_eq!(fetch.gap, Some(1));
+        assert_eq!(fetch.message_num, None);
+    }
+
+    #[test]
+    fn a_page_overlapping_what_is_stored_is_no_gap() {
+        // 40 new after 1059: the page of 100 reaches back into stored messages.
+        let fetch = Fetch::analyse(ids(1000, 100), &room(Some("1059"), Some(60)), &listed(100));
+        assert_eq!(fetch.gap, None);
+        assert_eq!(fetch.message_num, Some(100));
+    }
+
+    #[test]
+    fn message_num_growth_beyond_the_new_messages_is_a_gap() {
+        // The first sync of a room with 180 messages gets the latest 100.
+        let fetch = Fetch::analyse(ids(1, 100), &room(None, None), &listed(180));
+        assert_eq!(fetch.gap, Some(80));
+        // Messages posted between the snapshot and the fetch are no gap, now or at the
+        // next sync.
+        let fetch = Fetch::analyse(ids(1, 12), &room(None, None), &listed(10));
+        assert_eq!((fetch.gap, fetch.message_num), (None, Some(12)));
+        let next = Fetch::analyse(ids(1, 12), &room(Some("12"), Some(12)), &listed(12));
+        assert_eq!(next.gap, None);
     }
 }

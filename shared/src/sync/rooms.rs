@@ -1,9 +1,39 @@
 //! `chatwork_rooms_sync`: one `GET /rooms`, upserted into `chatwork_rooms`.
+//!
+//! The one item of a rooms sync:
+//!
+//! 1. `GET /rooms`.
+//! 2. Upserts the rooms by `room_id` in chunks of [`SyncSettings::rooms_per_chunk`],
+//!    checking for cancellation before each: name, type, icon, `last_update_time`,
+//!    `message_num`. A row is written only when one of those actually changed (or the
+//!    room comes back after the account had left it), so a second identical sync
+//!    changes nothing and counts nothing. New rooms are active.
+//! 3. Marks the rooms no longer listed as left (`left_at`); they and their messages
+//!    stay, and messages syncs skip them.
+//! 4. Fetches descriptions (`GET /rooms/{id}`) of the rooms that are new or changed
+//!    since their description was last fetched, within a share of the rate budget;
+//!    rooms left over wait for the next rooms sync.
+//!
+//! Each statement that counts adds its counts to the item's result in the same
+//! statement, so a delivery that runs again after a crash adds only what it changed
+//! itself: the result is that of one run.
+//!
+//! Result: `{created, updated, total, left, descriptions, requests}`: rooms inserted,
+//! rooms whose stored fields changed, rooms Chatwork listed, rooms marked left, and the
+//! descriptions and Chatwork requests of the delivery that ended the item.
+//!
+//! [`SyncSettings::rooms_per_chunk`]: super::SyncSettings::rooms_per_chunk
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sqlx::PgPool;
+use uuid::Uuid;
 
-use crate::jobs::{ItemRecord, JobSpec, JobType, PlannedItem};
+use super::{SyncContext, chatwork_failure};
+use crate::chatwork::{ChatworkClient, Room};
+use crate::jobs::{
+    ItemError, ItemOutcome, ItemRecord, ItemRun, JobKind, JobSpec, JobType, PlannedItem,
+};
 
 /// The rooms sync job type.
 pub struct RoomsSync;
@@ -18,6 +48,9 @@ pub struct RoomsSyncMessage {}
 
 /// The item key of a rooms sync's only item.
 pub const ITEM_KEY: &str = "rooms";
+
+/// Descriptions fetched between two cancellation checks (and written per statement).
+const DESCRIPTIONS_PER_CHUNK: usize = 20;
 
 impl JobSpec for RoomsSync {
     const TYPE: JobType = JobType::ChatworkRoomsSync;
@@ -42,11 +75,265 @@ impl JobSpec for RoomsSync {
         }])
     }
 
-    /// `{created, updated, total, ...}`: the item's own result (zeros before it ran).
+    /// `{created, updated, total, left, descriptions, requests}`: the item's own result
+    /// (zeros before it ran).
     fn summarize(items: &[ItemRecord]) -> serde_json::Value {
-        items
-            .iter()
-            .find_map(|i| i.result.clone())
-            .unwrap_or_else(|| serde_json::json!({"created": 0, "updated": 0, "total": 0}))
+        items.iter().find_map(|i| i.result.clone()).unwrap_or_else(|| {
+            json!({"created": 0, "updated": 0, "total": 0, "left": 0, "descriptions": 0, "requests": 0})
+        })
     }
+}
+
+impl JobKind for RoomsSync {
+    type Context = SyncContext;
+
+    async fn run(
+        context: &SyncContext,
+        item: &ItemRun,
+        _message: RoomsSyncMessage,
+    ) -> Result<ItemOutcome, ItemError> {
+        let pool = &item.pool;
+        let (client, meter) = context.chatwork.metered();
+        let mut rooms = match client.list_rooms(item.deadline).await {
+            Ok(rooms) => rooms,
+            Err(e) => return Err(chatwork_failure(pool, None, e).await),
+        };
+        rooms.sort_by_key(|r| r.room_id);
+        rooms.dedup_by_key(|r| r.room_id);
+        for chunk in rooms.chunks(context.settings.rooms_per_chunk.max(1)) {
+            if item.is_canceled().await? {
+                return Ok(ItemOutcome::Canceled);
+            }
+            upsert(pool, item.job_id, &item.item_key, chunk).await?;
+        }
+        if item.is_canceled().await? {
+            return Ok(ItemOutcome::Canceled);
+        }
+        let listed: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
+        if listed.is_empty() {
+            // Every account has at least its own "my chat": an empty list is not the
+            // account leaving every room, and marking them all left would hide them.
+            tracing::warn!("Chatwork listed no rooms at all; no room is marked left");
+        }
+        let mut result = mark_left(pool, item.job_id, &item.item_key, &listed).await?;
+
+        let Some(descriptions) = fetch_descriptions(context, &client, item, pool).await? else {
+            return Ok(ItemOutcome::Canceled);
+        };
+        result["total"] = json!(rooms.len());
+        result["descriptions"] = json!(descriptions);
+        result["requests"] = json!(meter.snapshot().requests);
+        tracing::info!(
+            created = result["created"].as_i64(),
+            updated = result["updated"].as_i64(),
+            left = result["left"].as_i64(),
+            total = rooms.len(),
+            descriptions,
+            "rooms synced"
+        );
+        Ok(ItemOutcome::Completed {
+            fetched: rooms.len() as i32,
+            result,
+        })
+    }
+}
+
+/// Upserts one chunk of rooms and adds what it created and changed to the item's result.
+async fn upsert(
+    pool: &PgPool,
+    job_id: Uuid,
+    item_key: &str,
+    rooms: &[Room],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
+    let names: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
+    let types: Vec<String> = rooms
+        .iter()
+        .map(|r| r.room_type.as_str().to_owned())
+        .collect();
+    let icons: Vec<String> = rooms.iter().map(|r| r.icon_path.clone()).collect();
+    let updated: Vec<i64> = rooms.iter().map(|r| r.last_update_time).collect();
+    let counts: Vec<i64> = rooms.iter().map(|r| r.message_num).collect();
+    sqlx::query!(
+        r#"WITH listed AS (
+               SELECT t.room_id, t.name, t.room_type, nullif(t.icon_path, '') AS icon_path,
+                      CASE WHEN t.updated > 0 THEN to_timestamp(t.updated) END AS chatwork_updated_at,
+                      least(greatest(t.message_num, 0), 2147483647)::int AS message_count
+                 FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[])
+                        AS t(room_id, name, room_type, icon_path, updated, message_num)
+           ), upserted AS (
+               INSERT INTO chatwork_rooms AS r (room_id, name, room_type, icon_path,
+                                                chatwork_updated_at, message_count,
+                                                description_stale)
+               SELECT room_id, name, room_type, icon_path, chatwork_updated_at, message_count, true
+                 FROM listed
+               ON CONFLICT (room_id) DO UPDATE
+                  SET name = EXCLUDED.name, room_type = EXCLUDED.room_type,
+                      icon_path = EXCLUDED.icon_path,
+                      chatwork_updated_at = EXCLUDED.chatwork_updated_at,
+                      message_count = EXCLUDED.message_count,
+                      left_at = NULL, description_stale = true, updated_at = now()
+                WHERE (r.name, r.room_type, r.icon_path, r.chatwork_updated_at, r.message_count,
+                       r.left_at IS NOT NULL)
+                      IS DISTINCT FROM
+                      (EXCLUDED.name, EXCLUDED.room_type, EXCLUDED.icon_path,
+                       EXCLUDED.chatwork_updated_at, EXCLUDED.message_count, false)
+            RETURNING (xmax = 0) AS created
+           ), counted AS (
+               SELECT count(*) FILTER (WHERE created) AS created,
+                      count(*) FILTER (WHERE NOT created) AS updated
+                 FROM upserted
+           )
+           UPDATE job_items i
+              SET result = coalesce(i.result, '{}'::jsonb) || jsonb_build_object(
+                      'created', coalesce((i.result ->> 'created')::int, 0) + c.created,
+                      'updated', coalesce((i.result ->> 'updated')::int, 0) + c.updated),
+                  updated_at = now()
+             FROM counted c
+            WHERE i.job_id = $1 AND i.item_key = $2 AND i.status = 'processing'"#,
+        job_id,
+        item_key,
+        &ids,
+        &names,
+        &types,
+        &icons,
+        &updated,
+        &counts,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Marks the rooms not in `listed` as left (an empty list marks none) and returns the
+/// item's counts so far: `{created, updated, left}`.
+async fn mark_left(
+    pool: &PgPool,
+    job_id: Uuid,
+    item_key: &str,
+    listed: &[i64],
+) -> Result<serde_json::Value, sqlx::Error> {
+    let result = sqlx::query_scalar!(
+        r#"WITH gone AS (
+               UPDATE chatwork_rooms
+                  SET left_at = now(), updated_at = now()
+                WHERE left_at IS NULL AND cardinality($3::int8[]) > 0
+                  AND room_id <> ALL($3::int8[])
+            RETURNING room_id
+           ), item AS (
+               UPDATE job_items i
+                  SET result = coalesce(i.result, '{}'::jsonb) || jsonb_build_object(
+                          'left', coalesce((i.result ->> 'left')::int, 0)
+                                  + (SELECT count(*) FROM gone)::int),
+                      updated_at = now()
+                WHERE i.job_id = $1 AND i.item_key = $2 AND i.status = 'processing'
+            RETURNING i.result
+           )
+           SELECT (SELECT result FROM item) AS "result?""#,
+        job_id,
+        item_key,
+        listed,
+    )
+    .fetch_one(pool)
+    .await?;
+    let mut counts = json!({"created": 0, "updated": 0, "left": 0});
+    if let Some(serde_json::Value::Object(stored)) = result {
+        for (key, value) in stored {
+            counts[key] = value;
+        }
+    }
+    Ok(counts)
+}
+
+/// Fetches and stores the descriptions of rooms marked stale, as many as the budget
+/// allows. Returns how many were stored, or `None` when the job was canceled.
+async fn fetch_descriptions(
+    context: &SyncContext,
+    client: &ChatworkClient,
+    item: &ItemRun,
+    pool: &PgPool,
+) -> Result<Option<usize>, ItemError> {
+    let allowance = description_allowance(client, context.settings.max_descriptions).await;
+    if allowance == 0 {
+        return Ok(Some(0));
+    }
+    let stale = sqlx::query_scalar!(
+        "SELECT room_id FROM chatwork_rooms
+          WHERE description_stale AND left_at IS NULL
+          ORDER BY room_id LIMIT $1",
+        allowance as i64,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut stored = 0;
+    for chunk in stale.chunks(DESCRIPTIONS_PER_CHUNK) {
+        if item.is_canceled().await? {
+            return Ok(None);
+        }
+        let mut ids = Vec::with_capacity(chunk.len());
+        let mut descriptions = Vec::with_capacity(chunk.len());
+        let mut stop = false;
+        for &room_id in chunk {
+            match client.get_room(room_id, item.deadline).await {
+                Ok(detail) => {
+                    ids.push(room_id);
+                    descriptions.push(detail.description);
+                }
+                // Gone or forbidden since the list: the next rooms sync marks it.
+                Err(e) if e.is_room_unavailable() => {
+                    tracing::info!(room_id, error = %e, "no description: the room is unavailable");
+                }
+                Err(e) => {
+                    // The room list is stored; descriptions can wait for the next sync.
+                    tracing::warn!(room_id, error = %e, "stopped fetching descriptions");
+                    stop = true;
+                    break;
+                }
+            }
+        }
+        stored += store_descriptions(pool, &ids, &descriptions).await?;
+        if stop {
+            break;
+        }
+    }
+    Ok(Some(stored))
+}
+
+/// How many descriptions this sync may fetch: at most `max`, and no more than would
+/// leave half of the current rate window to other work. Nothing when the budget cannot
+/// be read.
+async fn description_allowance(client: &ChatworkClient, max: usize) -> usize {
+    match client.budget().state().await {
+        Ok(Some(state)) if state.limit_known => {
+            let spare = state.remaining - state.limit_count / 2;
+            usize::try_from(spare).unwrap_or(0).min(max)
+        }
+        Ok(_) => 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the rate budget; no descriptions this time");
+            0
+        }
+    }
+}
+
+async fn store_descriptions(
+    pool: &PgPool,
+    ids: &[i64],
+    descriptions: &[String],
+) -> Result<usize, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query!(
+        r#"UPDATE chatwork_rooms r
+              SET description = nullif(t.description, ''), description_stale = false,
+                  updated_at = now()
+             FROM UNNEST($1::int8[], $2::text[]) AS t(room_id, description)
+            WHERE r.room_id = t.room_id"#,
+        ids,
+        descriptions,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() as usize)
 }

@@ -6,3 +6,4 @@ mod harness;
 mod health;
 mod job_core;
 mod schema;
+mod sync;
