@@ -5,12 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cwsync::chatwork::ChatworkClient;
 use cwsync::config::QueueConfig;
-use cwsync::jobs::{self, DeadLetterConsumer};
+use cwsync::jobs::{self, DeadLetterConsumer, JobConsumer};
 use cwsync::queue::{
     BatchConsumer, EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues, SqsQueues,
 };
 use cwsync::schedule::{self, ScheduleSettings, Task};
+use cwsync::sync::SyncContext;
+use cwsync::sync::messages::MessagesSync;
+use cwsync::sync::rooms::RoomsSync;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -179,12 +183,23 @@ pub async fn recover(pool: &PgPool, backend: &QueueBackend) -> anyhow::Result<us
     }
 }
 
-/// The consumers of the three work queues.
+/// The consumers of the work queues: the rooms and messages syncs share one Chatwork
+/// client (and so one rate budget).
 pub async fn work_consumers(
-    _pool: &PgPool,
-    _chatwork: &cwsync::config::ChatworkConfig,
+    pool: &PgPool,
+    chatwork: &cwsync::config::ChatworkConfig,
     _env: &cwsync::config::Env,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
-    // The sync and summary consumers join when their job kinds land.
-    Ok(Vec::new())
+    let client = ChatworkClient::from_config(chatwork, pool.clone())?;
+    let sync = Arc::new(SyncContext::new(client));
+    Ok(vec![
+        (
+            QueueName::RoomsSync,
+            Arc::new(JobConsumer::<RoomsSync>::new(pool.clone(), sync.clone())),
+        ),
+        (
+            QueueName::MessagesSync,
+            Arc::new(JobConsumer::<MessagesSync>::new(pool.clone(), sync)),
+        ),
+    ])
 }

@@ -28,6 +28,7 @@ impl Runner {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", db.config.url.expose_secret())
             .env("LOCAL_MESSAGES_SYNC_EVERY_MINUTES", "0")
+            .env("RUST_LOG", "warn")
             .env_remove("CHATWORK_API_TOKEN")
             .env_remove("LOCAL_JWT_SECRET")
             .envs(extra_env.iter().map(|(k, v)| (k, v)))
@@ -94,7 +95,10 @@ impl Api {
             request = request.json(&body);
         }
         let response = request.send().await.expect("the API answers");
-        (response.status().as_u16(), response.json().await.expect("JSON"))
+        (
+            response.status().as_u16(),
+            response.json().await.expect("JSON"),
+        )
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -105,7 +109,10 @@ impl Api {
             .send()
             .await
             .expect("the API answers");
-        (response.status().as_u16(), response.json().await.expect("JSON"))
+        (
+            response.status().as_u16(),
+            response.json().await.expect("JSON"),
+        )
     }
 
     /// Polls the job until it is no longer queued or processing.
@@ -136,7 +143,11 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     };
 
     let (status, health) = api.get("/health").await;
-    assert_eq!((status, &health["status"]), (200, &Value::from("ok")), "{health}");
+    assert_eq!(
+        (status, &health["status"]),
+        (200, &Value::from("ok")),
+        "{health}"
+    );
 
     // The first printed command: a rooms sync.
     let (status, job) = api.post("/chatwork/rooms/sync", None).await;
@@ -151,29 +162,37 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     assert_eq!(rooms, 12);
 
     // The demo company gets linked to its two rooms once they exist.
-    cwsync_tests::eventually("the demo company's links", Duration::from_secs(20), || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM company_room_links")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap()
-            == 2
-    })
+    cwsync_tests::eventually(
+        "the demo company's links",
+        Duration::from_secs(20),
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM company_room_links")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+                == 2
+        },
+    )
     .await;
 
     // The second: a messages sync of every room.
-    let (status, job) = api.post("/chatwork/messages/sync", Some(serde_json::json!({}))).await;
+    let (status, job) = api
+        .post("/chatwork/messages/sync", Some(serde_json::json!({})))
+        .await;
     assert_eq!(status, 202, "{job}");
     let job = api.wait_for(&job).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["result"]["totalRooms"], 12, "{job}");
-    let (messages, with_company): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(company_id) FROM messages",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let (messages, with_company): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(company_id) FROM messages")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert!(messages > 100, "{messages} messages stored");
-    assert!(with_company > 0, "the demo company's rooms' messages carry it");
+    assert!(
+        with_company > 0,
+        "the demo company's rooms' messages carry it"
+    );
 
     // The third: watching jobs.
     let (status, jobs) = api.get("/jobs?limit=5").await;
@@ -182,7 +201,9 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
 
     let printed = runner.stop();
     assert!(
-        printed.iter().any(|l| l.starts_with("[done] messages sync")),
+        printed
+            .iter()
+            .any(|l| l.starts_with("[done] messages sync")),
         "a summary line per job: {printed:?}"
     );
     assert!(printed.iter().any(|l| l == "Stopped."), "{printed:?}");
@@ -199,8 +220,14 @@ async fn over_sqs() {
     let url = |q| queues.url(q).unwrap().to_owned();
     first_five_minutes(vec![
         ("ROOMS_SYNC_QUEUE_URL".into(), url(QueueName::RoomsSync)),
-        ("MESSAGES_SYNC_QUEUE_URL".into(), url(QueueName::MessagesSync)),
-        ("SUMMARY_DRAFT_QUEUE_URL".into(), url(QueueName::SummaryDraft)),
+        (
+            "MESSAGES_SYNC_QUEUE_URL".into(),
+            url(QueueName::MessagesSync),
+        ),
+        (
+            "SUMMARY_DRAFT_QUEUE_URL".into(),
+            url(QueueName::SummaryDraft),
+        ),
         ("AWS_ENDPOINT_URL".into(), sqs_emulator().endpoint.clone()),
         ("AWS_REGION".into(), SqsEmulator::REGION.into()),
         ("AWS_ACCESS_KEY_ID".into(), "test".into()),
