@@ -141,15 +141,19 @@ pub async fn watch(pool: PgPool, stop: CancellationToken) {
     let started = chrono::Utc::now();
     let mut ticker = tokio::time::interval(TICK);
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
+        // A last look when stopping, so that a job that ended just before is reported.
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = ticker.tick() => false,
+        };
         let filter = JobFilter {
             limit: 50,
             ..Default::default()
         };
         let Ok(recent) = jobs::list(&pool, &filter).await else {
+            if stopping {
+                break;
+            }
             continue;
         };
         for job in recent {
@@ -184,6 +188,9 @@ pub async fn watch(pool: PgPool, stop: CancellationToken) {
                 }
                 reported.insert(job.id);
             }
+        }
+        if stopping {
+            break;
         }
     }
     for bar in shown.values() {
