@@ -269,6 +269,9 @@ impl JobKind for MessagesSync {
         let Some(result) = written else {
             return Ok(ItemOutcome::Canceled);
         };
+        let count = |key: &str| result.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+        metrics::counter!("messages_stored").increment(count("stored"));
+        metrics::counter!("messages_edited").increment(count("edited"));
         if let Some(missed) = fetch.gap {
             metrics::counter!("sync_gaps_detected").increment(1);
             tracing::warn!(

@@ -255,6 +255,7 @@ async fn a_gap_is_detected_recorded_reported_and_counted() {
             .unwrap();
     }
     let gaps_before = counter("sync_gaps_detected", &[]);
+    let stored_before = counter("messages_stored", &[]);
     let job = rig.messages_sync(None).await;
     let result = job.result.unwrap();
     assert_eq!(
@@ -266,6 +267,8 @@ async fn a_gap_is_detected_recorded_reported_and_counted() {
     assert!(room.gap);
     assert_eq!(room.gap_missed_estimate, Some(50));
     assert!(counter("sync_gaps_detected", &[]) > gaps_before);
+    // Other tests of this process sync too: the counter grew by at least this job's.
+    assert!(counter("messages_stored", &[]) >= stored_before + 100);
     assert!(counter("chatwork_requests", &[("status", "200")]) > 0);
 
     // The rooms API shows it.
