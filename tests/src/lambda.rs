@@ -14,6 +14,9 @@ pub struct LambdaEmulator {
     pub address: String,
     child: Child,
     _env_file: PathBuf,
+    /// Everything the functions wrote to stdout (their logs and metrics), as CloudWatch
+    /// Logs would receive it.
+    stdout_file: PathBuf,
 }
 
 /// Where `cargo-lambda` is: the venv of `scripts/test`, else the PATH.
@@ -40,6 +43,9 @@ impl LambdaEmulator {
             std::env::temp_dir().join(format!("cwsync-lambda-env-{}", uuid::Uuid::new_v4()));
         let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(&env_file, lines).expect("write the functions' environment");
+        let stdout_file =
+            std::env::temp_dir().join(format!("cwsync-lambda-stdout-{}", uuid::Uuid::new_v4()));
+        let stdout = std::fs::File::create(&stdout_file).expect("create the functions' log");
         let mut command = Command::new(cargo_lambda());
         command
             .args(["lambda", "watch", "--ignore-changes", "--quiet"])
@@ -53,7 +59,7 @@ impl LambdaEmulator {
             .arg(&env_file)
             .current_dir(crate::workspace_root())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(stdout))
             .stderr(Stdio::inherit())
             // Its own process group, so that dropping it stops the functions it started.
             .process_group(0);
@@ -72,7 +78,17 @@ impl LambdaEmulator {
             address: format!("http://127.0.0.1:{port}"),
             child,
             _env_file: env_file,
+            stdout_file,
         }
+    }
+
+    /// The lines the functions wrote to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.stdout_file)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Invokes `function` (its binary's name) with `event`; returns the HTTP status and
@@ -105,5 +121,6 @@ impl Drop for LambdaEmulator {
         unsafe { libc::killpg(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self._env_file);
+        let _ = std::fs::remove_file(&self.stdout_file);
     }
 }

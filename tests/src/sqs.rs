@@ -20,6 +20,31 @@ pub struct SqsEmulator {
 impl SqsEmulator {
     /// The region the tests use with the emulator (moto accepts any).
     pub const REGION: &'static str = "us-east-1";
+
+    /// Stores `value` as a new Secrets Manager secret in the emulator (moto serves every
+    /// AWS service on one port) and returns its ARN, for the functions' `*_SECRET_ARN`.
+    pub async fn create_secret(&self, name: &str, value: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(&self.endpoint)
+            .header("x-amz-target", "secretsmanager.CreateSecret")
+            .header("content-type", "application/x-amz-json-1.1")
+            // moto picks the service from the credential scope; it checks no signature.
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=test/20260101/{}/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+                    Self::REGION
+                ),
+            )
+            .json(&serde_json::json!({"Name": name, "SecretString": value}))
+            .send()
+            .await
+            .expect("the emulator answers");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("a JSON answer");
+        assert!(status.is_success(), "CreateSecret: {status} {body}");
+        body["ARN"].as_str().expect("an ARN").to_owned()
+    }
 }
 
 /// The emulator of this test process, started on first use.

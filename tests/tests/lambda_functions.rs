@@ -68,7 +68,18 @@ async fn world() -> World {
         ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
         ("RUST_LOG".to_owned(), "info".to_owned()),
-        ("CHATWORK_API_TOKEN".to_owned(), fake.token().to_owned()),
+        // What the template's LoggingConfig makes Lambda set.
+        ("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned()),
+        // The token as a deployed function gets it: from Secrets Manager, by ARN.
+        (
+            "CHATWORK_API_TOKEN_SECRET_ARN".to_owned(),
+            sqs_emulator()
+                .create_secret(
+                    &format!("cwsync-test-{}", uuid::Uuid::new_v4()),
+                    &serde_json::json!({"token": fake.token()}).to_string(),
+                )
+                .await,
+        ),
         ("CHATWORK_API_BASE_URL".to_owned(), fake.base_url()),
     ]);
     World {
@@ -96,8 +107,115 @@ async fn receive_batch(queues: &SqsQueues, queue: QueueName) -> SqsEvent {
 async fn function_binaries_answer_real_events() {
     let world = world().await;
     scheduler_runs_its_tasks(&world).await;
+    api_answers_an_http_api_event(&world).await;
     dlq_fails_the_item_of_a_dead_lettered_message(&world).await;
     sync_functions_run_their_jobs(&world).await;
+    logs_and_metrics_reach_stdout_as_cloudwatch_reads_them(&world);
+}
+
+/// An API Gateway HTTP API (payload v2) request, as recorded, with a JWT authorizer's
+/// claims naming an admin through `cognito:groups`.
+async fn api_answers_an_http_api_event(world: &World) {
+    let event: serde_json::Value = serde_json::from_str(include_str!(
+        "integration/api/fixtures/apigw-v2-rooms-cognito-admin.json"
+    ))
+    .unwrap();
+    let (status, response) = world.emulator.invoke("api", &event).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: serde_json::Value =
+        serde_json::from_str(response["body"].as_str().expect("a text body")).unwrap();
+    let rooms: Vec<i64> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["roomId"].as_i64().unwrap())
+        .collect();
+    // The rooms the scheduler's test registered.
+    assert_eq!(rooms.len(), 2, "{body}");
+    assert!(rooms.contains(&11) && rooms.contains(&12), "{body}");
+
+    // Without the authorizer's claims: a JSON 401, not a crash.
+    let mut anonymous = event.clone();
+    anonymous["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let (status, response) = world.emulator.invoke("api", &anonymous).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["statusCode"], 401, "{response}");
+}
+
+/// The functions' stdout is what CloudWatch Logs receives: JSON log lines that carry the
+/// Lambda request id, and inside a job the job and the room; and metrics in Embedded
+/// Metric Format with the function as the only dimension and room ids never one.
+fn logs_and_metrics_reach_stdout_as_cloudwatch_reads_them(world: &World) {
+    let lines: Vec<serde_json::Value> = world
+        .emulator
+        .stdout_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let metrics: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    let logs: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("_aws").is_none()).collect();
+    assert!(!logs.is_empty() && !metrics.is_empty(), "{lines:?}");
+
+    // Every log line written while a messages sync item ran names the request, the job
+    // and the room.
+    let synced: Vec<&&serde_json::Value> = logs
+        .iter()
+        .filter(|l| l.to_string().contains("room synced"))
+        .collect();
+    assert_eq!(synced.len(), 2, "{logs:?}");
+    for line in &synced {
+        let text = line.to_string();
+        for field in ["requestId", "job_id", "room_id"] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+    }
+
+    let names = |metric: &serde_json::Value| -> Vec<String> {
+        metric["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["Name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for metric in &metrics {
+        assert_eq!(
+            metric["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "cwsync"
+        );
+        let dimensions = &metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert!(
+            !dimensions.to_string().contains("room"),
+            "a room is never a dimension: {metric}"
+        );
+    }
+    let emitted: std::collections::BTreeSet<String> =
+        metrics.iter().flat_map(|m| names(m)).collect();
+    for expected in [
+        "jobs_started",
+        "jobs_finished",
+        "job_item_duration_ms",
+        "chatwork_requests",
+        "messages_stored",
+        "dead_lettered_messages",
+    ] {
+        assert!(
+            emitted.contains(expected),
+            "no {expected} metric in {emitted:?}"
+        );
+    }
+    let stored: f64 = metrics
+        .iter()
+        .filter_map(|m| m.get("messages_stored").and_then(|v| v.as_f64()))
+        .sum();
+    assert_eq!(stored, 6.0, "six messages stored, as the database says");
 }
 
 /// Receives batches of `queue` and hands them to `function` until the job is finished,
