@@ -131,11 +131,52 @@ impl Api {
     }
 }
 
+/// The `curl` commands the runner printed under "Try it:", in order.
+fn printed_commands(runner: &Runner) -> Vec<String> {
+    let out = runner.out.lock().unwrap();
+    out.iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("curl "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs a printed command as a person pasting it would: in a shell, with `TOKEN`
+/// exported; returns what it printed, as JSON.
+fn paste(command: &str, token: &str) -> Value {
+    let output = Command::new("bash")
+        .args(["-c", command])
+        .env("TOKEN", token)
+        .output()
+        .expect("run bash");
+    assert!(output.status.success(), "{command}: {output:?}");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{command} printed no JSON ({e}): {output:?}"))
+}
+
+/// The README's walkthrough shows the commands the runner prints (on its default port).
+fn the_readme_shows(commands: &[String], base: &str) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    for command in commands {
+        let as_documented = command.replace(base, "http://127.0.0.1:3000/api");
+        assert!(
+            readme.lines().any(|l| l.trim() == as_documented),
+            "README.md does not show the printed command {as_documented:?}"
+        );
+    }
+    assert!(readme.contains("scripts/run-local"));
+}
+
 async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     let db = TestDb::empty().await;
     let runner = Runner::start(&db, &extra_env);
     let base = runner.printed("cwsync-local is serving the API at");
     let token = runner.printed("export TOKEN=");
+    runner.printed("Jobs show here as they run.");
+    let commands = printed_commands(&runner);
+    assert_eq!(commands.len(), 3, "three commands to paste: {commands:?}");
+    the_readme_shows(&commands, &base);
     let api = Api {
         base,
         token,
@@ -150,8 +191,8 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     );
 
     // The first printed command: a rooms sync.
-    let (status, job) = api.post("/chatwork/rooms/sync", None).await;
-    assert_eq!(status, 202, "{job}");
+    let job = paste(&commands[0], &api.token);
+    assert_eq!(job["type"], "chatwork_rooms_sync", "{job}");
     let job = api.wait_for(&job).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["result"]["total"], 12, "{job}");
@@ -176,10 +217,8 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     .await;
 
     // The second: a messages sync of every room.
-    let (status, job) = api
-        .post("/chatwork/messages/sync", Some(serde_json::json!({})))
-        .await;
-    assert_eq!(status, 202, "{job}");
+    let job = paste(&commands[1], &api.token);
+    assert_eq!(job["type"], "chatwork_messages_sync", "{job}");
     let job = api.wait_for(&job).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["result"]["totalRooms"], 12, "{job}");
@@ -195,9 +234,17 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     );
 
     // The third: watching jobs.
-    let (status, jobs) = api.get("/jobs?limit=5").await;
-    assert_eq!(status, 200);
+    let jobs = paste(&commands[2], &api.token);
     assert_eq!(jobs["items"].as_array().map(Vec::len), Some(2), "{jobs}");
+
+    // As the README says: a second messages sync finds nothing moved.
+    let (status, job) = api
+        .post("/chatwork/messages/sync", Some(serde_json::json!({})))
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = api.wait_for(&job).await;
+    assert_eq!(job["result"]["unchangedRooms"], 12, "{job}");
+    assert_eq!(job["result"]["requests"], 1, "{job}");
 
     let printed = runner.stop();
     assert!(
