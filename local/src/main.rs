@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
-use cwsync::config::{ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig};
+use cwsync::config::{
+    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, SummaryConfig,
+};
 use cwsync::schedule::ScheduleSettings;
 use cwsync::{api, db, telemetry};
 use secrecy::{ExposeSecret, SecretString};
@@ -193,6 +195,8 @@ async fn serve(
         }
     };
 
+    let summary = cwsync::summary::SummaryContext::from_config(&SummaryConfig::from_env(env)?)?;
+
     let backend = QueueBackend::from_config(&QueueConfig::from_env(env)?).await?;
     let queues = backend.queues();
     let recovered = system::recover(&pool, &backend)
@@ -200,7 +204,7 @@ async fn serve(
         .context("re-sending unfinished work")?;
 
     let mut consumers = system::dead_letter_consumers(&pool);
-    consumers.extend(system::work_consumers(&pool, &chatwork, env).await?);
+    consumers.extend(system::work_consumers(&pool, &chatwork, &summary).await?);
     let mut workers = Workers::start(queues.clone(), consumers);
     let settings = ScheduleSettings::from_env(env)?;
     let cadence = Cadence {
@@ -235,6 +239,10 @@ async fn serve(
         None => banner.push_str(&format!("  Chatwork: {}\n", chatwork.base_url)),
     }
     banner.push_str(&format!("  queues: {}\n", backend.describe()));
+    banner.push_str(&match summary.describe() {
+        "extractive" => "  summaries: the built-in extractive summarizer (set SUMMARY_MODEL_BASE_URL and SUMMARY_MODEL for a model)\n".to_owned(),
+        model => format!("  summaries: model {model}\n"),
+    });
     if recovered > 0 {
         banner.push_str(&format!(
             "  re-sent {recovered} unfinished item(s) of earlier jobs\n"
