@@ -99,6 +99,11 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         return token(env, &local, sub, role, *hours);
     }
     let database = DatabaseConfig::from_env_or(env, DEFAULT_DATABASE_URL)?;
+    // Settings the server needs are checked before anything connects.
+    let summary = match &cli.command {
+        None | Some(Command::Serve { .. }) => Some(SummaryConfig::from_env(env)?),
+        _ => None,
+    };
     db::create_database_if_missing(&database)
         .await
         .with_context(|| {
@@ -124,7 +129,10 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             sync_every_minutes,
-        } => serve(env, &local, pool, listen, sync_every_minutes).await,
+        } => {
+            let summary = summary.expect("read for serve above");
+            serve(env, &local, &summary, pool, listen, sync_every_minutes).await
+        }
     }
 }
 
@@ -145,6 +153,7 @@ fn token(env: &Env, local: &LocalConfig, sub: &str, role: &str, hours: u64) -> a
 async fn serve(
     env: &Env,
     local: &LocalConfig,
+    summary: &SummaryConfig,
     pool: sqlx::PgPool,
     listen: Option<SocketAddr>,
     sync_every_minutes: u64,
@@ -195,7 +204,7 @@ async fn serve(
         }
     };
 
-    let summary = cwsync::summary::SummaryContext::from_config(&SummaryConfig::from_env(env)?)?;
+    let summary = cwsync::summary::SummaryContext::from_config(summary)?;
 
     let backend = QueueBackend::from_config(&QueueConfig::from_env(env)?).await?;
     let queues = backend.queues();
