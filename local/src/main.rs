@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
-use cwsync::config::{ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig};
+use cwsync::config::{
+    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, SummaryConfig,
+};
 use cwsync::schedule::ScheduleSettings;
 use cwsync::{api, db, telemetry};
 use secrecy::{ExposeSecret, SecretString};
@@ -97,6 +99,11 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         return token(env, &local, sub, role, *hours);
     }
     let database = DatabaseConfig::from_env_or(env, DEFAULT_DATABASE_URL)?;
+    // Settings the server needs are checked before anything connects.
+    let summary = match &cli.command {
+        None | Some(Command::Serve { .. }) => Some(SummaryConfig::from_env(env)?),
+        _ => None,
+    };
     db::create_database_if_missing(&database)
         .await
         .with_context(|| {
@@ -122,7 +129,10 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             sync_every_minutes,
-        } => serve(env, &local, pool, listen, sync_every_minutes).await,
+        } => {
+            let summary = summary.expect("read for serve above");
+            serve(env, &local, &summary, pool, listen, sync_every_minutes).await
+        }
     }
 }
 
@@ -143,6 +153,7 @@ fn token(env: &Env, local: &LocalConfig, sub: &str, role: &str, hours: u64) -> a
 async fn serve(
     env: &Env,
     local: &LocalConfig,
+    summary: &SummaryConfig,
     pool: sqlx::PgPool,
     listen: Option<SocketAddr>,
     sync_every_minutes: u64,
@@ -193,6 +204,8 @@ async fn serve(
         }
     };
 
+    let summary = cwsync::summary::SummaryContext::from_config(summary)?;
+
     let backend = QueueBackend::from_config(&QueueConfig::from_env(env)?).await?;
     let queues = backend.queues();
     let recovered = system::recover(&pool, &backend)
@@ -200,7 +213,7 @@ async fn serve(
         .context("re-sending unfinished work")?;
 
     let mut consumers = system::dead_letter_consumers(&pool);
-    consumers.extend(system::work_consumers(&pool, &chatwork, env).await?);
+    consumers.extend(system::work_consumers(&pool, &chatwork, &summary).await?);
     let mut workers = Workers::start(queues.clone(), consumers);
     let settings = ScheduleSettings::from_env(env)?;
     let cadence = Cadence {
@@ -235,6 +248,10 @@ async fn serve(
         None => banner.push_str(&format!("  Chatwork: {}\n", chatwork.base_url)),
     }
     banner.push_str(&format!("  queues: {}\n", backend.describe()));
+    banner.push_str(&match summary.describe() {
+        "extractive" => "  summaries: the built-in extractive summarizer (set SUMMARY_MODEL_BASE_URL and SUMMARY_MODEL for a model)\n".to_owned(),
+        model => format!("  summaries: model {model}\n"),
+    });
     if recovered > 0 {
         banner.push_str(&format!(
             "  re-sent {recovered} unfinished item(s) of earlier jobs\n"

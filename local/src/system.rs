@@ -12,6 +12,7 @@ use cwsync::queue::{
     BatchConsumer, EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues, SqsQueues,
 };
 use cwsync::schedule::{self, ScheduleSettings, Task};
+use cwsync::summary::{SummaryContext, SummaryDraft};
 use cwsync::sync::SyncContext;
 use cwsync::sync::messages::MessagesSync;
 use cwsync::sync::rooms::RoomsSync;
@@ -184,11 +185,12 @@ pub async fn recover(pool: &PgPool, backend: &QueueBackend) -> anyhow::Result<us
 }
 
 /// The consumers of the work queues: the rooms and messages syncs share one Chatwork
-/// client (and so one rate budget).
+/// client (and so one rate budget); summaries are drafted by `summary` (the extractive
+/// summarizer, or the model the `SUMMARY_MODEL*` settings name).
 pub async fn work_consumers(
     pool: &PgPool,
     chatwork: &cwsync::config::ChatworkConfig,
-    _env: &cwsync::config::Env,
+    summary: &SummaryContext,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
     let client = ChatworkClient::from_config(chatwork, pool.clone())?;
     let sync = Arc::new(SyncContext::new(client));
@@ -200,6 +202,13 @@ pub async fn work_consumers(
         (
             QueueName::MessagesSync,
             Arc::new(JobConsumer::<MessagesSync>::new(pool.clone(), sync)),
+        ),
+        (
+            QueueName::SummaryDraft,
+            Arc::new(JobConsumer::<SummaryDraft>::new(
+                pool.clone(),
+                Arc::new(summary.clone()),
+            )),
         ),
     ])
 }

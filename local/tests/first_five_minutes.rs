@@ -233,9 +233,47 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
         "the demo company's rooms' messages carry it"
     );
 
+    // A summary draft of the demo company's messages (the extractive summarizer: no
+    // model is configured), over the days they were posted.
+    let (company, first, last): (
+        uuid::Uuid,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "SELECT company_id, min(send_time), max(send_time) FROM messages
+              WHERE company_id IS NOT NULL GROUP BY company_id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let start = first.max(last - chrono::TimeDelta::days(365));
+    let (status, job) = api
+        .post(
+            &format!("/companies/{company}/summaries/draft"),
+            Some(serde_json::json!({
+                "periodStart": start.to_rfc3339(),
+                "periodEnd": (last + chrono::TimeDelta::seconds(1)).to_rfc3339(),
+            })),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = api.wait_for(&job).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let draft = &job["result"]["draft"];
+    assert_eq!(draft["model"], "extractive", "{job}");
+    assert!(
+        draft["sourceLinks"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
+        "{job}"
+    );
+    let (status, drafts) = api.get(&format!("/companies/{company}/summaries")).await;
+    assert_eq!(status, 200);
+    assert_eq!(drafts["items"][0]["id"], draft["id"], "{drafts}");
+
     // The third: watching jobs.
     let jobs = paste(&commands[2], &api.token);
-    assert_eq!(jobs["items"].as_array().map(Vec::len), Some(2), "{jobs}");
+    assert_eq!(jobs["items"].as_array().map(Vec::len), Some(3), "{jobs}");
 
     // As the README says: a second messages sync finds nothing moved.
     let (status, job) = api
@@ -252,6 +290,12 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
             .iter()
             .any(|l| l.starts_with("[done] messages sync")),
         "a summary line per job: {printed:?}"
+    );
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("[done] summary draft")),
+        "{printed:?}"
     );
     assert!(printed.iter().any(|l| l == "Stopped."), "{printed:?}");
 }

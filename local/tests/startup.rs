@@ -26,6 +26,28 @@ fn a_malformed_database_url_stops_start_up_with_one_line() {
 }
 
 #[test]
+fn a_malformed_summary_setting_stops_start_up_with_one_line() {
+    let output = Command::new(BIN)
+        .arg("serve")
+        // Nothing listens on port 1: the setting must be refused before any connection.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/cwsync")
+        .env("SUMMARY_MODEL_BASE_URL", "https://api.example.com/v1")
+        .env("SUMMARY_MODEL", "m")
+        .env("SUMMARY_MODEL_API_KEY", "sk-hunter2")
+        .env("SUMMARY_CONTEXT_TOKENS", "lots")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("SUMMARY_CONTEXT_TOKENS is malformed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sk-hunter2"), "{stderr}");
+}
+
+#[test]
 fn an_unreachable_database_is_one_clear_line() {
     let output = Command::new(BIN)
         .arg("migrate")

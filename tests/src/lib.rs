@@ -10,12 +10,14 @@
 //!   `lambda_http`'s adapter, fed API Gateway v2 events with JWT authorizer claims.
 //! - [`LambdaEmulator`]: `cargo lambda watch`, to invoke the function binaries with real
 //!   events.
+//! - [`FakeModel`]: a fake OpenAI-compatible chat-completions server, for summaries.
 //! - [`TcpProxy`]: a proxy a test can cut, to make Postgres unreachable for the code
 //!   under test.
 
 mod app;
 mod db;
 mod lambda;
+mod model;
 mod proxy;
 mod sqs;
 
@@ -25,6 +27,7 @@ pub use app::{
 };
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
 pub use lambda::LambdaEmulator;
+pub use model::{FakeModel, ModelReply, ModelRequest};
 pub use proxy::{TcpProxy, WireCounts};
 pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsEvent;
 use cwsync::jobs::{self, ItemStatus, JobStatus};
 use cwsync::queue::{QueueName, Queues, SqsQueues};
+use cwsync::summary::{SummaryDraft, SummaryDraftPayload};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};
 use cwsync_tests::{LambdaEmulator, SqsEmulator, TestDb, create_test_queues, sqs_emulator};
 use fake_chatwork::{Account, FakeChatwork, FakeSettings, RoomType};
@@ -110,6 +111,7 @@ async fn function_binaries_answer_real_events() {
     api_answers_an_http_api_event(&world).await;
     dlq_fails_the_item_of_a_dead_lettered_message(&world).await;
     sync_functions_run_their_jobs(&world).await;
+    summary_function_drafts_a_summary(&world).await;
     logs_and_metrics_reach_stdout_as_cloudwatch_reads_them(&world);
 }
 
@@ -402,4 +404,79 @@ async fn dlq_fails_the_item_of_a_dead_lettered_message(world: &World) {
             .unwrap()
             .starts_with("moved to the dead-letter queue after 4 receives")
     );
+}
+
+/// The summary consumer, with the environment's defaults (no model: the extractive
+/// summarizer), drafts the messages the sync functions stored in room 11 once the room
+/// is linked to a company, plus one that carries a decision and an e-mail address.
+async fn summary_function_drafts_a_summary(world: &World) {
+    let pool = &world.db.pool;
+    let company: uuid::Uuid =
+        sqlx::query_scalar("INSERT INTO companies (name) VALUES ('Acme') RETURNING id")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    sqlx::query(
+        "INSERT INTO company_room_links (company_id, chatwork_room_id)
+         SELECT $1, id FROM chatwork_rooms WHERE room_id = 11",
+    )
+    .bind(company)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE messages SET company_id = $1 WHERE room_id = 11")
+        .bind(company)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (chatwork_room_id, room_id, message_id, account_id, account_name,
+                               body, send_time, company_id)
+         SELECT id, room_id, '99', 7, '山田 太郎', $2, now(), $1 FROM chatwork_rooms WHERE room_id = 11",
+    )
+    .bind(company)
+    .bind("[To:8]佐藤さん\n来週の打ち合わせは火曜日に決定しました。連絡先は taro@example.jp です。")
+    .execute(pool)
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let started = jobs::start::<SummaryDraft>(
+        pool,
+        &world.queues,
+        &SummaryDraftPayload {
+            company_id: company,
+            period_start: now - chrono::TimeDelta::days(1),
+            period_end: now + chrono::TimeDelta::hours(1),
+        },
+        Some("writer-1"),
+    )
+    .await
+    .unwrap();
+    let job = feed_until_finished(
+        world,
+        QueueName::SummaryDraft,
+        "summary-draft",
+        started.job.id,
+    )
+    .await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let draft = &job.result.unwrap()["draft"];
+    assert_eq!(draft["model"], "extractive", "{draft}");
+    let content = draft["content"].as_str().unwrap();
+    assert!(content.contains("4 messages in 1 room"), "{content}");
+    assert!(
+        content.contains("来週の打ち合わせは火曜日に決定しました。連絡先は [email] です。 https://www.chatwork.com/#!rid11-99"),
+        "{content}"
+    );
+    assert!(!content.contains("taro@example.jp"));
+    assert_eq!(
+        draft["sourceLinks"],
+        serde_json::json!([{"url": "https://www.chatwork.com/#!rid11-99", "roomId": 11, "messageId": "99"}])
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM summary_drafts WHERE job_id = $1")
+        .bind(job.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
 }

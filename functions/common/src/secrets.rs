@@ -4,7 +4,7 @@
 //! ...); the environment wins when both are set.
 
 use aws_sdk_secretsmanager::Client;
-use cwsync::config::{ChatworkConfig, ConfigError, DatabaseConfig, Env};
+use cwsync::config::{ChatworkConfig, ConfigError, DatabaseConfig, Env, SummaryConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
@@ -142,6 +142,22 @@ impl Secrets {
         Ok(config)
     }
 
+    /// The summary settings. With a model configured and no `SUMMARY_MODEL_API_KEY`, the
+    /// key is the secret in `SUMMARY_MODEL_API_KEY_SECRET_ARN` (the key itself, or JSON
+    /// `{"apiKey"}`); without one, no key is sent (a local model server may need none).
+    /// Without a model, no secret is read.
+    pub async fn summary(&self) -> Result<SummaryConfig, SecretError> {
+        let mut config = SummaryConfig::from_env(&self.env)?;
+        if let Some(model) = &mut config.model
+            && model.api_key.is_none()
+        {
+            model.api_key = self
+                .optional("SUMMARY_MODEL_API_KEY", "SUMMARY_MODEL_API_KEY_SECRET_ARN")
+                .await?;
+        }
+        Ok(config)
+    }
+
     /// An optional secret: the variable itself, or the secret named by `<variable>_SECRET_ARN`.
     pub async fn optional(
         &self,
@@ -196,6 +212,33 @@ mod tests {
             .to_string();
         assert!(
             line.contains("CHATWORK_API_TOKEN") && line.contains("SECRET_ARN"),
+            "{line}"
+        );
+    }
+
+    #[tokio::test]
+    async fn summaries_need_no_secret_without_a_model() {
+        // An ARN alone, without a model, reads nothing (the template sets the variable
+        // empty or to a secret that only matters with a model).
+        let env = Env::from_pairs([("DATABASE_URL", "postgres://u@db/x")]);
+        let config = Secrets::new(&env).await.summary().await.unwrap();
+        assert!(config.model.is_none());
+        let env = Env::from_pairs([
+            ("SUMMARY_MODEL_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("SUMMARY_MODEL", "m"),
+            ("SUMMARY_MODEL_API_KEY", "sk-1"),
+        ]);
+        let config = Secrets::new(&env).await.summary().await.unwrap();
+        let model = config.model.unwrap();
+        assert_eq!(model.api_key.unwrap().expose_secret(), "sk-1");
+        let line = Secrets::new(&Env::from_pairs([("SUMMARY_MODEL", "m")]))
+            .await
+            .summary()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            line.starts_with("SUMMARY_MODEL_BASE_URL is not set"),
             "{line}"
         );
     }

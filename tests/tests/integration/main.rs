@@ -6,4 +6,5 @@ mod harness;
 mod health;
 mod job_core;
 mod schema;
+mod summary;
 mod sync;
