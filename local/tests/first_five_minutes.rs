@@ -326,3 +326,55 @@ async fn over_sqs() {
     ])
     .await;
 }
+
+/// Work that was queued when the runner stopped is done after the next start: the
+/// embedded queue lives in the process, but every job and item is in Postgres, and the
+/// runner re-sends the unfinished items when it starts.
+#[tokio::test]
+async fn work_queued_when_the_runner_stopped_is_done_after_the_next_start() {
+    let db = TestDb::empty().await;
+    let runner = Runner::start(&db, &[]);
+    let api = Api {
+        base: runner.printed("cwsync-local is serving the API at"),
+        token: runner.printed("export TOKEN="),
+        http: reqwest::Client::new(),
+    };
+    let (status, job) = api.post("/chatwork/rooms/sync", None).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(api.wait_for(&job).await["status"], "completed");
+    runner.stop();
+
+    // A messages sync whose messages went into a queue that is gone, as the embedded
+    // queue of a runner that stopped before handing them out.
+    let lost = cwsync::queue::EmbeddedQueues::new(cwsync::queue::EmbeddedSettings::default());
+    let started = cwsync::jobs::start::<cwsync::sync::messages::MessagesSync>(
+        &db.pool,
+        &lost,
+        &cwsync::sync::messages::MessagesSyncPayload { room_id: None },
+        Some("local-admin"),
+    )
+    .await
+    .expect("start a job");
+    drop(lost);
+    assert_eq!(started.job.total_items, 12);
+
+    let runner = Runner::start(&db, &[]);
+    let resent = runner.printed("re-sent");
+    assert!(resent.starts_with("12 unfinished item"), "{resent}");
+    let api = Api {
+        base: runner.printed("cwsync-local is serving the API at"),
+        token: runner.printed("export TOKEN="),
+        http: reqwest::Client::new(),
+    };
+    let job = api
+        .wait_for(&serde_json::json!({"id": started.job.id.to_string()}))
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["result"]["processedRooms"], 12, "{job}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(stored > 100, "{stored} messages stored");
+    runner.stop();
+}
