@@ -11,7 +11,7 @@
 //! - [`schedule`]: the scheduled tasks (syncs, sweeper, retention).
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`chatwork`]: the Chatwork API client and the token's shared rate budget.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging set-up; [`text`]: small helpers for messages.
 
 pub mod api;
 pub mod chatwork;
@@ -24,3 +24,4 @@ pub mod schedule;
 pub mod summary;
 pub mod sync;
 pub mod telemetry;
+pub mod text;

@@ -326,7 +326,7 @@ impl ChatworkClient {
                     count_request("network".into());
                     let message = clip(
                         &error::scrub(
-                            &error_chain(&e.without_url()),
+                            &crate::text::error_chain(&e.without_url()),
                             self.inner.token.expose_secret(),
                         ),
                         200,
@@ -530,21 +530,4 @@ fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
 fn count_wait(waited: Duration) {
     metrics::counter!("chatwork_rate_limit_waits").increment(1);
     metrics::histogram!("chatwork_rate_limit_wait_ms").record(waited.as_secs_f64() * 1000.0);
-}
-
-/// A reqwest error and its causes on one line, without the URL.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = source {
-        let part = err.to_string();
-        if !text.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-        source = err.source();
-    }
-    text
 }

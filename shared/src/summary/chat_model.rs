@@ -234,7 +234,10 @@ impl ChatModel {
                         "failed"
                     };
                     (
-                        format!("the request {kind}: {}", self.redact(&error_chain(&e))),
+                        format!(
+                            "the request {kind}: {}",
+                            self.redact(&crate::text::error_chain(&e))
+                        ),
                         None,
                     )
                 }
@@ -276,7 +279,7 @@ impl ChatModel {
         let bytes = response.bytes().await.map_err(|e| {
             SummarizeError::Retry(anyhow::anyhow!(
                 "reading the model's answer failed: {}",
-                self.redact(&error_chain(&e))
+                self.redact(&crate::text::error_chain(&e))
             ))
         })?;
         let parsed: ChatResponse = serde_json::from_slice(&bytes).map_err(|e| {
@@ -411,23 +414,6 @@ fn clip(text: &str, max: usize) -> String {
     } else {
         format!("{}…", one_line.chars().take(max).collect::<String>())
     }
-}
-
-/// A reqwest error and its causes on one line, without the URL.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = source {
-        let part = err.to_string();
-        if !text.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-        source = err.source();
-    }
-    text
 }
 
 /// Estimated tokens of `text` (see the module documentation).
