@@ -363,10 +363,10 @@ async fn main() -> anyhow::Result<()> {
                 "6",
                 format!("messages-sync, {} ({} records)", i.what, i.records),
                 format!(
-                    "{:.0} ms for {} messages; peak RSS so far {:.1} MiB",
+                    "{:.0} ms for {} messages; peak RSS so far {:.1} MB",
                     i.duration.as_secs_f64() * 1000.0,
                     i.messages,
-                    mib(i.peak_rss)
+                    i.peak_rss as f64 / 1e6
                 ),
                 if i.records == 10 && i.messages >= 1000 {
                     "≤ 32 MB"

@@ -588,7 +588,15 @@ pub async fn memory(
         );
         let result = job.result.unwrap_or_default();
         let number = |f: &str| result.get(f).and_then(|v| v.as_i64()).unwrap_or(0);
-        let peak_rss = process.as_ref().context("the function")?.peak_rss()?;
+        // VmHWM is updated lazily by the kernel: keep the highest reading.
+        let previous = invocations
+            .last()
+            .map_or(0, |i: &InvocationFigures| i.peak_rss);
+        let peak_rss = process
+            .as_ref()
+            .context("the function")?
+            .peak_rss()?
+            .max(previous);
         invocations.push(InvocationFigures {
             what: what.to_owned(),
             records: event.records.len(),

@@ -169,11 +169,17 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         s.first_poll.get_or_insert_with(Instant::now);
     });
     loop {
-        let event = shared.update(|s| {
-            let (id, body) = s.queued.pop_front()?;
-            s.handed.insert(id.clone(), Instant::now());
-            Some((id, body))
-        });
+        // Only a change wakes the waiters: an empty look changes nothing.
+        let event = {
+            let mut inner = shared.inner.lock().expect("the stub's state");
+            inner.queued.pop_front().map(|(id, body)| {
+                inner.handed.insert(id.clone(), Instant::now());
+                (id, body)
+            })
+        };
+        if event.is_some() {
+            shared.changed.send_modify(|v| *v += 1);
+        }
         if let Some((id, body)) = event {
             let deadline = SystemTime::now() + INVOCATION_TIMEOUT;
             let deadline_ms = deadline

@@ -68,7 +68,7 @@ pub const PRICES: Prices = Prices {
 };
 
 /// Where [`PRICES`] come from, printed with the cost.
-pub const PRICES_SOURCE: &str = "AWS public price pages (aws.amazon.com/lambda/pricing, aws.amazon.com/sqs/pricing), us-east-1, as of 2025; free tiers left out";
+pub const PRICES_SOURCE: &str = "AWS public price pages (aws.amazon.com/lambda/pricing, aws.amazon.com/sqs/pricing), us-east-1, as published through 2025 and 2026 (first tiers; free tiers left out)";
 
 /// SQS requests per queue message (one room of a messages sync): its share of a
 /// `SendMessageBatch` of ten, of a `ReceiveMessage` that returns ten (the event source

@@ -111,6 +111,10 @@ impl TcpProxy {
                     let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    // As the client and the server do: without it, Nagle's algorithm and
+                    // delayed acknowledgements stall the small messages of the protocol.
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
                     tokio::select! {
                         _ = token.cancelled() => {}
                         _ = forward(client, server, counts) => {}
