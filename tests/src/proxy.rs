@@ -33,6 +33,7 @@ struct Counters {
     executes: AtomicU64,
     syncs: AtomicU64,
     simple_queries: AtomicU64,
+    transactions: AtomicU64,
 }
 
 /// What clients sent through the proxy so far, read off Postgres's frontend messages
@@ -47,6 +48,9 @@ pub struct WireCounts {
     pub syncs: u64,
     /// Simple-protocol queries (`Query` messages), each a round trip of its own.
     pub simple_queries: u64,
+    /// Explicit transactions: `BEGIN` (or `START TRANSACTION`) queries, which sqlx sends
+    /// with the simple protocol. A statement outside one is a transaction of its own.
+    pub transactions: u64,
 }
 
 impl WireCounts {
@@ -66,6 +70,7 @@ impl std::ops::Sub for WireCounts {
             executes: self.executes - before.executes,
             syncs: self.syncs - before.syncs,
             simple_queries: self.simple_queries - before.simple_queries,
+            transactions: self.transactions - before.transactions,
         }
     }
 }
@@ -106,6 +111,10 @@ impl TcpProxy {
                     let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    // As the client and the server do: without it, Nagle's algorithm and
+                    // delayed acknowledgements stall the small messages of the protocol.
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
                     tokio::select! {
                         _ = token.cancelled() => {}
                         _ = forward(client, server, counts) => {}
@@ -145,6 +154,7 @@ impl TcpProxy {
             executes: self.counts.executes.load(Ordering::SeqCst),
             syncs: self.counts.syncs.load(Ordering::SeqCst),
             simple_queries: self.counts.simple_queries.load(Ordering::SeqCst),
+            transactions: self.counts.transactions.load(Ordering::SeqCst),
         }
     }
 }
@@ -209,7 +219,12 @@ impl FrontendParser {
                 match self.pending[0] {
                     b'E' => counts.executes.fetch_add(1, Ordering::SeqCst),
                     b'S' => counts.syncs.fetch_add(1, Ordering::SeqCst),
-                    b'Q' => counts.simple_queries.fetch_add(1, Ordering::SeqCst),
+                    b'Q' => {
+                        if begins_transaction(&self.pending[5..total]) {
+                            counts.transactions.fetch_add(1, Ordering::SeqCst);
+                        }
+                        counts.simple_queries.fetch_add(1, Ordering::SeqCst)
+                    }
                     _ => 0,
                 };
             } else {
@@ -219,5 +234,47 @@ impl FrontendParser {
             }
             self.pending.drain(..total);
         }
+    }
+}
+
+/// Whether a `Query` message's text opens a transaction.
+fn begins_transaction(query: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(query);
+    let text = text.trim_start().to_ascii_uppercase();
+    text.starts_with("BEGIN") || text.starts_with("START TRANSACTION")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A typed frontend message: type, length (itself included), payload.
+    fn message(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![kind];
+        bytes.extend_from_slice(&(payload.len() as u32 + 4).to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn the_parser_counts_statements_round_trips_and_transactions_across_reads() {
+        let counts = Counters::default();
+        let mut parser = FrontendParser::default();
+        // Startup: length 8, protocol 3.0.
+        let mut stream = vec![0, 0, 0, 8, 0, 3, 0, 0];
+        stream.extend(message(b'Q', b"BEGIN ISOLATION LEVEL READ COMMITTED\0"));
+        stream.extend(message(b'P', b"\0INSERT INTO t VALUES ($1)\0\0\0"));
+        stream.extend(message(b'E', b"\0\0\0\0\0"));
+        stream.extend(message(b'S', b""));
+        stream.extend(message(b'Q', b"COMMIT\0"));
+        stream.extend(message(b'Q', b" begin\0"));
+        // Fed in pieces that split messages, as TCP reads may.
+        for piece in stream.chunks(3) {
+            parser.feed(piece, &counts);
+        }
+        assert_eq!(counts.executes.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.syncs.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.simple_queries.load(Ordering::SeqCst), 3);
+        assert_eq!(counts.transactions.load(Ordering::SeqCst), 2);
     }
 }

@@ -1,0 +1,494 @@
+//! cwsync's benchmarks (issue 10): how close the system runs to Chatwork's rate limit,
+//! what a sync costs in Chatwork requests, SQS calls and database statements, how fast
+//! it stores, and the Lambda functions' cold start, memory and cost. Prints one table,
+//! every figure against its goal. Figures are printed, never asserted.
+//!
+//! Run it with `scripts/bench` (which builds the release binaries it needs, and starts
+//! Postgres and moto's SQS server's venv first).
+
+mod measure;
+mod runtime;
+mod sqs_wire;
+mod stats;
+mod world;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use measure::{Backend, Function};
+use stats::{Invocation, PRICES, PRICES_SOURCE, cost_per_million_messages, mib};
+
+#[derive(Parser)]
+#[command(about = "cwsync's benchmarks: one table of every figure of issue 10 against its goal")]
+struct Args {
+    /// Measurements to run (1 to 7; 7 needs 6). Default: all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u8>,
+    /// Rooms of the rate-limit benchmark (1).
+    #[arg(long, default_value_t = 150)]
+    rate_rooms: usize,
+    /// The fake Chatwork's scaled rate limit for (1): requests per window.
+    #[arg(long, default_value_t = 30)]
+    rate_limit: u32,
+    /// The window of (1), in seconds.
+    #[arg(long, default_value_t = 3)]
+    rate_window_secs: u64,
+    /// Runs per binary of the cold-start benchmark (5).
+    #[arg(long, default_value_t = 11)]
+    cold_start_runs: usize,
+    /// Where the release binaries are (default: next to this one).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Meets,
+    Misses,
+    /// A figure without a goal of its own.
+    Info,
+}
+
+struct Row {
+    id: &'static str,
+    what: String,
+    figure: String,
+    goal: String,
+    verdict: Verdict,
+}
+
+fn row(
+    id: &'static str,
+    what: impl Into<String>,
+    figure: impl Into<String>,
+    goal: impl Into<String>,
+    verdict: Verdict,
+) -> Row {
+    Row {
+        id,
+        what: what.into(),
+        figure: figure.into(),
+        goal: goal.into(),
+        verdict,
+    }
+}
+
+fn verdict(meets: bool) -> Verdict {
+    if meets {
+        Verdict::Meets
+    } else {
+        Verdict::Misses
+    }
+}
+
+fn say(line: impl AsRef<str>) {
+    eprintln!("==> {}", line.as_ref());
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let wanted = |n: u8| args.only.is_empty() || args.only.contains(&n);
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this binary's folder")?
+            .to_path_buf(),
+    };
+    let target_dir = bin_dir.parent().context("the target folder")?.to_path_buf();
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+
+    if wanted(1) {
+        let window = Duration::from_secs(args.rate_window_secs);
+        for consumers in [1, 3, 5] {
+            say(format!(
+                "1. rate limit: {consumers} consumer(s), {} rooms, {} per {} s",
+                args.rate_rooms,
+                args.rate_limit,
+                window.as_secs()
+            ));
+            let f =
+                measure::rate_limit(consumers, args.rate_rooms, args.rate_limit, window).await?;
+            rows.push(row(
+                "1",
+                format!(
+                    "rate-limit efficiency, {} consumer(s) on one token ({} per {} s, {} rooms)",
+                    f.consumers,
+                    args.rate_limit,
+                    window.as_secs(),
+                    args.rate_rooms
+                ),
+                format!(
+                    "{:.3} of allowed, {} 429s ({} requests, {} windows, {:.1} s)",
+                    f.ratio,
+                    f.rate_limited,
+                    f.requests,
+                    f.windows,
+                    f.took.as_secs_f64()
+                ),
+                "≥ 0.95, 0 429s",
+                verdict(f.ratio >= 0.95 && f.rate_limited == 0),
+            ));
+        }
+    }
+
+    if wanted(2) {
+        say("2. incremental cost: 100 rooms, 0, 5 and 50 changed");
+        for f in measure::incremental(100, &[0, 5, 50]).await? {
+            let ratio = f.requests as f64 / (1 + f.changed) as f64;
+            rows.push(row(
+                "2",
+                format!("incremental cost, {} rooms, {} changed", f.rooms, f.changed),
+                format!(
+                    "{ratio:.2} ({} Chatwork requests / (1 + {}))",
+                    f.requests, f.changed
+                ),
+                "1.00",
+                verdict((ratio - 1.0).abs() < 1e-9),
+            ));
+        }
+    }
+
+    if wanted(3) {
+        for backend in [Backend::Moto, Backend::Embedded] {
+            let name = match backend {
+                Backend::Moto => "moto SQS",
+                Backend::Embedded => "embedded queue",
+            };
+            say(format!("3. fan-out of 1,000 rooms, {name}"));
+            let f = measure::fan_out(backend, 1000).await?;
+            let batches = f.rooms.div_ceil(cwsync::queue::MAX_BATCH);
+            let (figure, meets) = match backend {
+                Backend::Moto => {
+                    let sends = f.sqs_calls.get("SendMessageBatch").copied().unwrap_or(0);
+                    let total: u64 = f.sqs_calls.values().sum();
+                    let calls: Vec<String> = f
+                        .sqs_calls
+                        .iter()
+                        .map(|(k, v)| format!("{v} {k}"))
+                        .collect();
+                    (
+                        format!(
+                            "{sends} batch sends, {total} SQS calls on the wire ({}); {} queued",
+                            calls.join(", "),
+                            f.queued
+                        ),
+                        sends == batches as u64 && total == sends,
+                    )
+                }
+                Backend::Embedded => (
+                    format!(
+                        "{} Queues::send call(s) for {} messages (in process, no wire); {} queued",
+                        f.trait_sends, f.rooms, f.queued
+                    ),
+                    f.trait_sends == 1,
+                ),
+            };
+            rows.push(row(
+                "3",
+                format!("fan-out of {} rooms, {name}: queue calls", f.rooms),
+                figure,
+                format!("⌈N/10⌉ = {batches} batch sends"),
+                verdict(meets),
+            ));
+            rows.push(row(
+                "3",
+                format!("fan-out of {} rooms, {name}: database", f.rooms),
+                format!(
+                    "{} statements, {} transaction(s) (BEGIN), {} round trips",
+                    f.wire.statements(),
+                    f.wire.transactions,
+                    f.wire.round_trips()
+                ),
+                "one transaction",
+                verdict(f.wire.transactions == 1),
+            ));
+            rows.push(row(
+                "3",
+                format!("fan-out of {} rooms, {name}: time", f.rooms),
+                format!("{:.0} ms", f.took.as_secs_f64() * 1000.0),
+                "(figure)",
+                Verdict::Info,
+            ));
+        }
+        notes.push(
+            "3: moto gets slower as a queue fills, so each fan-out sends to fresh queues; the 1,000 messages are left in them (moto is stopped at the end). The first statements on the pool's fresh connection include connecting and preparing.".to_owned(),
+        );
+    }
+
+    if wanted(4) {
+        say("4. storage: 100 rooms x 100 messages, then 10 edits + 10 new per room");
+        for r in measure::storage(100, 100, 10).await? {
+            let messages = r.stored + r.edited;
+            let per_room = |n: u64| n as f64 / r.rooms as f64;
+            rows.push(row(
+                "4",
+                format!("storage rate, {} ({} rooms, one consumer)", r.what, r.rooms),
+                format!(
+                    "{:.0} messages/s ({} stored + {} edited in {:.2} s)",
+                    messages as f64 / r.took.as_secs_f64(),
+                    r.stored,
+                    r.edited,
+                    r.took.as_secs_f64()
+                ),
+                "(figure)",
+                Verdict::Info,
+            ));
+            let trips = per_room(r.sync.round_trips());
+            rows.push(row(
+                "4",
+                format!("database round trips per room, {}", r.what),
+                format!(
+                    "{trips:.2} ({:.2} statements); + rate budget {:.2} round trips ({:.2} statements)",
+                    per_room(r.sync.statements()),
+                    per_room(r.budget.round_trips()),
+                    per_room(r.budget.statements()),
+                ),
+                "≤ 3",
+                verdict(trips <= 3.0),
+            ));
+        }
+    }
+
+    if wanted(5) {
+        let workspace = cwsync_tests::workspace_root();
+        let mut functions: Vec<Function> = Vec::new();
+        for name in measure::function_binaries(&workspace)? {
+            let path = bin_dir.join(&name);
+            if path.exists() {
+                functions.push(Function { name, path });
+            } else {
+                notes.push(format!(
+                    "5: {name} is not built in {}: skipped",
+                    bin_dir.display()
+                ));
+            }
+        }
+        functions.push(Function {
+            name: "hello-lambda".into(),
+            path: bin_dir.join("hello-lambda"),
+        });
+        say(format!(
+            "5. cold start: {} binaries x {} runs",
+            functions.len(),
+            args.cold_start_runs
+        ));
+        let env: BTreeMap<String, String> = [
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres",
+            ),
+            ("CHATWORK_API_TOKEN", "bench-token-0123456789abcdef"),
+            ("CHATWORK_API_BASE_URL", "http://127.0.0.1:9/v2"),
+            (
+                "ROOMS_SYNC_QUEUE_URL",
+                "http://127.0.0.1:9/123456789012/rooms-sync.fifo",
+            ),
+            (
+                "MESSAGES_SYNC_QUEUE_URL",
+                "http://127.0.0.1:9/123456789012/messages-sync.fifo",
+            ),
+            (
+                "SUMMARY_DRAFT_QUEUE_URL",
+                "http://127.0.0.1:9/123456789012/summary-draft.fifo",
+            ),
+            ("RUST_LOG", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let results =
+            measure::cold_starts(&functions, &target_dir, &env, args.cold_start_runs).await?;
+        let hello = results
+            .iter()
+            .find(|r| r.function == "hello-lambda")
+            .context("the hello-world baseline")?;
+        let hello_median = hello.median;
+        for r in &results {
+            let ms = r.median.as_secs_f64() * 1000.0;
+            if r.function == "hello-lambda" {
+                rows.push(row(
+                    "5",
+                    "cold start, hello-world lambda_runtime (baseline)",
+                    format!("{ms:.2} ms median of {}", r.runs.len()),
+                    "(baseline)",
+                    Verdict::Info,
+                ));
+            } else {
+                let ratio = r.median.as_secs_f64() / hello_median.as_secs_f64();
+                rows.push(row(
+                    "5",
+                    format!("cold start, {}", r.function),
+                    format!("{ms:.2} ms median of {} = {ratio:.2}x hello", r.runs.len()),
+                    "≤ 1.5x",
+                    verdict(ratio <= 1.5),
+                ));
+            }
+        }
+        for r in &results {
+            rows.push(row(
+                "5",
+                format!("binary size, {}", r.function),
+                format!(
+                    "x86_64 {:.1} MiB; arm64 {}",
+                    mib(r.size),
+                    r.arm64_size
+                        .map(|s| format!("{:.1} MiB", mib(s)))
+                        .unwrap_or_else(|| "not built".into())
+                ),
+                "(figure)",
+                Verdict::Info,
+            ));
+        }
+        notes.push(format!(
+            "5: x86_64 release binaries on this machine (stripped, as the release profile says); arm64 sizes are the bootstraps `cargo lambda build --release --arm64` left in {}/lambda, when present. Each run is a new process against a stub runtime API on loopback; the functions get every setting they need, and no network is touched before the first poll (pools connect lazily).",
+            target_dir.display()
+        ));
+    }
+
+    let mut invocations = Vec::new();
+    if wanted(6) || wanted(7) {
+        say("6. memory: messages-sync, 10 rooms x 100 messages of 2 KB, via the stub runtime API");
+        let f = measure::memory(&bin_dir.join("messages-sync"), 10, 100, 2048).await?;
+        for i in &f.invocations {
+            rows.push(row(
+                "6",
+                format!("messages-sync, {} ({} records)", i.what, i.records),
+                format!(
+                    "{:.0} ms for {} messages; peak RSS so far {:.1} MB",
+                    i.duration.as_secs_f64() * 1000.0,
+                    i.messages,
+                    i.peak_rss as f64 / 1e6
+                ),
+                if i.records == 10 && i.messages >= 1000 {
+                    "≤ 32 MB"
+                } else {
+                    "(figure)"
+                },
+                if i.messages >= 1000 {
+                    verdict(i.peak_rss <= 32 * 1_000_000)
+                } else {
+                    Verdict::Info
+                },
+            ));
+        }
+        rows.push(row(
+            "6",
+            "messages-sync, exec to first poll with an event waiting",
+            format!("{:.1} ms", f.init.as_secs_f64() * 1000.0),
+            "(figure)",
+            Verdict::Info,
+        ));
+        notes.push(format!(
+            "6: peak RSS is VmHWM of the function's process (/proc/<pid>/status) after each invocation; durations run from the stub handing out the event to the function's answer, against the fake Chatwork on loopback at zero latency. The function's log: {}",
+            f.log.display()
+        ));
+        invocations = f.invocations;
+    }
+
+    if wanted(7) {
+        let memory_mb = runtime::MEMORY_MB;
+        for i in invocations.iter().skip(1) {
+            let cost = cost_per_million_messages(
+                Invocation {
+                    duration: i.duration,
+                    messages: i.messages.max(1) as u64,
+                    records: i.records as u64,
+                },
+                memory_mb,
+                PRICES,
+            );
+            rows.push(row(
+                "7",
+                format!(
+                    "cost per 1 M synced messages, arm64 {memory_mb} MB, as in \"{}\"",
+                    i.what
+                ),
+                format!(
+                    "${:.4} (Lambda duration ${:.4} + requests ${:.4} + SQS ${:.4})",
+                    cost.total(),
+                    cost.lambda_duration,
+                    cost.lambda_requests,
+                    cost.sqs
+                ),
+                "≤ $0.20",
+                verdict(cost.total() <= 0.20),
+            ));
+        }
+        let per_100ms =
+            1e6 * 0.1 * f64::from(memory_mb) / 1024.0 * PRICES.lambda_arm64_per_gb_second;
+        notes.push(format!(
+            "7: prices: Lambda arm64 ${}/GB-s, ${:.2} per 1 M requests; SQS FIFO ${:.2} per 1 M requests (64 KB chunks); {:.1} SQS requests per queue message (send batch/10, receive/10, delete batch/10). Source: {PRICES_SOURCE}. Durations are x86_64 on this machine with Chatwork at zero latency: each 100 ms a real Chatwork request takes adds ${per_100ms:.3} per 1 M requests-per-message (e.g. 1 request per message when each room brings one message).",
+            PRICES.lambda_arm64_per_gb_second,
+            PRICES.lambda_per_million_requests,
+            PRICES.sqs_fifo_per_million_requests,
+            stats::SQS_REQUESTS_PER_QUEUE_MESSAGE,
+        ));
+    }
+
+    println!("{}", table(&rows));
+    for note in &notes {
+        println!("- {note}");
+    }
+    println!(
+        "- machine: {}; whole run {:.0} s",
+        machine(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The rows as a Markdown table (readable as text, pasteable into BENCHMARKS.md).
+fn table(rows: &[Row]) -> String {
+    let mut out =
+        String::from("| # | measurement | figure | goal | vs goal |\n|---|---|---|---|---|\n");
+    for r in rows {
+        let verdict = match r.verdict {
+            Verdict::Meets => "meets",
+            Verdict::Misses => "MISSES",
+            Verdict::Info => "",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.id, r.what, r.figure, r.goal, verdict
+        );
+    }
+    out
+}
+
+/// `nproc`, the CPU model and the memory, from /proc.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown CPU")
+        .to_owned();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    format!(
+        "{cpus} CPUs ({model}), {:.1} GiB memory, {} {}",
+        mem_kib as f64 / (1024.0 * 1024.0),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
