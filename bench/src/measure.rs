@@ -58,6 +58,7 @@ pub async fn rate_limit(
     rooms: usize,
     limit: u32,
     window: Duration,
+    reset_margin: Duration,
 ) -> anyhow::Result<RateFigures> {
     let rooms = (1..=rooms as i64)
         .map(|i| room(10_000 + i, 3, 200))
@@ -65,7 +66,8 @@ pub async fn rate_limit(
     let world = World::new(rooms, (limit, window)).await;
     world.fake.add_token(SETUP_TOKEN);
     world.rooms_sync(SETUP_TOKEN).await?;
-    let settings = client_settings(&world.fake, world.fake.token())?;
+    let mut settings = client_settings(&world.fake, world.fake.token())?;
+    settings.reset_margin = reset_margin;
     let list = (0..consumers)
         .map(|_| {
             messages_consumer(

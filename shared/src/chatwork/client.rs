@@ -42,6 +42,9 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
+    /// The margin added to Chatwork's reset time unless configured otherwise.
+    pub const DEFAULT_RESET_MARGIN: Duration = Duration::from_secs(1);
+
     /// The defaults: 10 s per request, 4 attempts within 30 s, backoff from 250 ms to
     /// 4 s, a reset margin of 1 s, a 5-minute window.
     pub fn new(token: SecretString, base_url: Url) -> Self {
@@ -53,7 +56,7 @@ impl ClientSettings {
             retry_max_elapsed: Duration::from_secs(30),
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(4),
-            reset_margin: Duration::from_secs(1),
+            reset_margin: Self::DEFAULT_RESET_MARGIN,
             assumed_window: Duration::from_secs(300),
         }
     }

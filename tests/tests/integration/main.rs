@@ -5,6 +5,7 @@ mod chatwork;
 mod harness;
 mod health;
 mod job_core;
+mod pool;
 mod schema;
 mod summary;
 mod sync;
