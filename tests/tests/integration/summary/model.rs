@@ -299,3 +299,46 @@ async fn summary_model_refusing_the_key_fails_the_job_without_showing_it() {
     assert!(!everything.contains("sk-test-key"), "{everything}");
     assert!(rig.drafts().await.is_empty());
 }
+
+#[tokio::test]
+async fn summary_model_that_hangs_then_fails_sends_the_record_back_and_a_redelivery_drafts() {
+    let fake = FakeModel::start().await;
+    // The first request hangs past the timeout, the retry gets a 503: the call's two
+    // attempts are spent.
+    fake.hold_next(1);
+    fake.script([ModelReply::status(503, "overloaded")]);
+    let mut settings = settings(&fake, 16_000);
+    settings.request_timeout = Duration::from_millis(300);
+    settings.max_attempts = 2;
+    let rig = SummaryRig::new(SummaryContext {
+        summarizer: Arc::new(ChatModel::new(settings).unwrap()),
+    })
+    .await;
+    fixture_conversation(&rig).await;
+    let (start, end) = period();
+    let job = rig.start(start, end).await;
+
+    // The first delivery gives up: the record fails (back to the queue), the item stays
+    // open with the reason, and nothing is stored.
+    let work = rig.source(QueueName::SummaryDraft);
+    let mut polled = 0;
+    while polled == 0 {
+        polled = work.poll_once(&rig.consumer).await.unwrap();
+    }
+    fake.release();
+    assert_eq!(fake.requests().len(), 2, "a timeout and a 503");
+    let item = &items(rig.pool(), job.id).await.unwrap()[0];
+    assert_eq!(item.status, ItemStatus::Processing, "{item:?}");
+    assert_eq!(item.error.as_ref().unwrap()["name"], "RetryableError");
+    let reason = item.error.as_ref().unwrap()["message"].as_str().unwrap();
+    assert!(reason.contains("503"), "{reason}");
+    assert!(rig.drafts().await.is_empty());
+
+    // The redelivery (after the visibility timeout) drafts once.
+    let job = rig.run_to_end(job.id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(rig.drafts().await.len(), 1);
+    assert_eq!(fake.requests().len(), 3);
+    let item = &items(rig.pool(), job.id).await.unwrap()[0];
+    assert_eq!(item.attempts, 2);
+}
