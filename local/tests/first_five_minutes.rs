@@ -378,3 +378,63 @@ async fn work_queued_when_the_runner_stopped_is_done_after_the_next_start() {
     assert!(stored > 100, "{stored} messages stored");
     runner.stop();
 }
+
+/// `cwsync-local token` mints a token for any user and role, signed with the running
+/// server's LOCAL_JWT_SECRET; the API gives each role what it may have.
+#[tokio::test]
+async fn the_token_subcommand_mints_tokens_the_server_accepts_with_their_role() {
+    const SECRET: &str = "a-local-secret-for-tests-0123456789";
+    let db = TestDb::empty().await;
+    let runner = Runner::start(&db, &[("LOCAL_JWT_SECRET".into(), SECRET.into())]);
+    let base = runner.printed("cwsync-local is serving the API at");
+    let mint = |sub: &str, role: &str| {
+        let output = Command::new(BIN)
+            .args(["token", "--sub", sub, "--role", role])
+            .env("LOCAL_JWT_SECRET", SECRET)
+            .output()
+            .expect("run cwsync-local token");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let as_user = |token: String| Api {
+        base: base.clone(),
+        token,
+        http: reqwest::Client::new(),
+    };
+
+    let reader = as_user(mint("alice", "reader"));
+    assert_eq!(reader.get("/companies").await.0, 200);
+    let (status, body) = reader.post("/chatwork/rooms/sync", None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &Value::from("forbidden"))
+    );
+
+    let admin = as_user(mint("carol", "admin"));
+    let (status, job) = admin.post("/chatwork/rooms/sync", None).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["userId"], "carol");
+
+    // Without the secret, or with a role that does not exist: one line, no token.
+    for (env, args, expected) in [
+        (
+            None,
+            ["token", "--role", "admin"],
+            "LOCAL_JWT_SECRET is not set",
+        ),
+        (Some(SECRET), ["token", "--role", "root"], "unknown role"),
+    ] {
+        let mut command = Command::new(BIN);
+        command.args(args).env_remove("LOCAL_JWT_SECRET");
+        if let Some(secret) = env {
+            command.env("LOCAL_JWT_SECRET", secret);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    runner.stop();
+}
