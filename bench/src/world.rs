@@ -4,7 +4,7 @@
 //! source mappings feed it).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cwsync::chatwork::{ChatworkClient, ClientSettings};
@@ -14,21 +14,14 @@ use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Qu
 use cwsync::sync::SyncContext;
 use cwsync::sync::messages::{MessagesSync, MessagesSyncPayload};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};
-use cwsync_tests::TestDb;
-use fake_chatwork::{Account, FakeChatwork, FakeSettings, RoomType};
+use cwsync_tests::{TestDb, settled_room};
+use fake_chatwork::{Account, FakeChatwork, FakeSettings};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use url::Url;
 
 /// A rate limit so high that the budget never waits (for benchmarks of other limits).
 pub const UNLIMITED: (u32, Duration) = (1_000_000, Duration::from_secs(300));
-
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64
-}
 
 /// A message body of about `bytes` bytes (Japanese and ASCII mixed, as chats are).
 pub fn body_of(bytes: usize, seed: usize) -> String {
@@ -45,28 +38,9 @@ pub fn body_of(bytes: usize, seed: usize) -> String {
     body
 }
 
-/// A group room with `count` messages of about `body_bytes` each, posted an hour ago
-/// (long settled), with 19-digit ids unique to the room.
+/// A group room with `count` settled messages of about `body_bytes` each.
 pub fn room(room_id: i64, count: usize, body_bytes: usize) -> fake_chatwork::Room {
-    let mut room = fake_chatwork::Room::new(room_id, format!("room {room_id}"), RoomType::Group);
-    let at = now_secs() - 3600;
-    let author = Account::new(1000 + room_id % 7, "佐藤 健一");
-    room.messages = (0..count)
-        .map(|i| fake_chatwork::Message {
-            message_id: format!(
-                "{}{:06}{:03}",
-                at - (count - i) as i64,
-                room_id % 1_000_000,
-                i % 1000
-            ),
-            account: author.clone(),
-            body: body_of(body_bytes, i),
-            send_time: at - (count - i) as i64,
-            update_time: 0,
-        })
-        .collect();
-    room.last_update_time = if count > 0 { at } else { 0 };
-    room
+    settled_room(room_id, count, |i| body_of(body_bytes, i))
 }
 
 pub fn poster() -> Account {

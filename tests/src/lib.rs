@@ -13,12 +13,14 @@
 //! - [`FakeModel`]: a fake OpenAI-compatible chat-completions server, for summaries.
 //! - [`TcpProxy`]: a proxy a test can cut, to make Postgres unreachable for the code
 //!   under test.
+//! - [`settled_room`]: a fake Chatwork room with a settled history.
 
 mod app;
 mod db;
 mod lambda;
 mod model;
 mod proxy;
+mod rooms;
 mod sqs;
 
 pub use app::{
@@ -29,6 +31,7 @@ pub use db::{TEST_DB_PREFIX, TestDb, eventually};
 pub use lambda::LambdaEmulator;
 pub use model::{FakeModel, ModelReply, ModelRequest};
 pub use proxy::{TcpProxy, WireCounts};
+pub use rooms::{now_secs, settled_room};
 pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};
 
 /// The workspace's root folder (where `Cargo.toml` and `.venv` live).

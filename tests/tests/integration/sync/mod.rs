@@ -9,7 +9,7 @@ mod rooms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cwsync::chatwork::{ChatworkClient, ClientSettings};
 use cwsync::jobs::{self, DeadLetterConsumer, ItemRecord, Job, JobConsumer};
@@ -17,8 +17,8 @@ use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Qu
 use cwsync::sync::SyncContext;
 use cwsync::sync::messages::{MessagesSync, MessagesSyncPayload};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};
-use cwsync_tests::{TestDb, create_test_queues};
-use fake_chatwork::{Account, FakeChatwork, FakeSettings, RequestRecord, RoomType};
+use cwsync_tests::{TestDb, create_test_queues, settled_room};
+use fake_chatwork::{Account, FakeChatwork, FakeSettings, RequestRecord};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use url::Url;
@@ -33,36 +33,11 @@ pub enum Backend {
 /// Receives before a message moves to its dead-letter queue.
 pub const MAX_RECEIVES: u32 = 4;
 
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub use cwsync_tests::now_secs;
 
-/// A group room whose `count` messages were posted an hour ago (so that their
-/// `last_update_time` is long settled), with 19-digit ids unique to the room.
+/// A group room of `count` settled messages (see [`settled_room`]).
 pub fn room_with_history(room_id: i64, count: usize) -> fake_chatwork::Room {
-    let mut room = fake_chatwork::Room::new(room_id, format!("room {room_id}"), RoomType::Group);
-    let at = now_secs() - 3600;
-    let author = Account::new(1000 + room_id % 7, "佐藤 健一");
-    room.messages = (0..count)
-        .map(|i| fake_chatwork::Message {
-            // 10 digits of time, 9 of room and sequence: a Chatwork-like 19-digit id.
-            message_id: format!(
-                "{}{:06}{:03}",
-                at - (count - i) as i64,
-                room_id % 1_000_000,
-                i % 1000
-            ),
-            account: author.clone(),
-            body: format!("message {i} of room {room_id}"),
-            send_time: at - (count - i) as i64,
-            update_time: 0,
-        })
-        .collect();
-    room.last_update_time = if count > 0 { at } else { 0 };
-    room
+    settled_room(room_id, count, |i| format!("message {i} of room {room_id}"))
 }
 
 pub fn poster() -> Account {
