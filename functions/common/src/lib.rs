@@ -41,6 +41,54 @@ pub fn init(function: &'static str) -> &'static Collector {
     }
 }
 
+/// What every consumer and the scheduler build first at cold start: logging and metrics,
+/// the environment, the secrets reader and the database pool (lazy: no connection yet).
+/// A setting that is missing or malformed stops the start with one line naming it.
+pub struct ColdStart {
+    pub function: &'static str,
+    pub metrics: &'static Collector,
+    pub env: cwsync::config::Env,
+    pub secrets: Secrets,
+    pub pool: sqlx::PgPool,
+}
+
+impl ColdStart {
+    pub async fn new(function: &'static str) -> Self {
+        let metrics = init(function);
+        let env = cwsync::config::Env::from_process();
+        let secrets = Secrets::new(&env).await;
+        let database = secrets
+            .database()
+            .await
+            .unwrap_or_else(|e| exit_on_startup_error(function, e));
+        let pool =
+            cwsync::db::pool(&database).unwrap_or_else(|e| exit_on_startup_error(function, e));
+        Self {
+            function,
+            metrics,
+            env,
+            secrets,
+            pool,
+        }
+    }
+
+    /// What the sync consumers run with: a Chatwork client (its token from the
+    /// environment or Secrets Manager) whose rate budget lives in the pool's database.
+    pub async fn sync_context(&self) -> Arc<cwsync::sync::SyncContext> {
+        let chatwork = self.or_exit(self.secrets.chatwork().await);
+        let client = self.or_exit(cwsync::chatwork::ChatworkClient::from_config(
+            &chatwork,
+            self.pool.clone(),
+        ));
+        Arc::new(cwsync::sync::SyncContext::new(client))
+    }
+
+    /// The value, or one line naming what is wrong and an exit.
+    pub fn or_exit<T, E: std::fmt::Display>(&self, result: Result<T, E>) -> T {
+        result.unwrap_or_else(|e| exit_on_startup_error(self.function, e))
+    }
+}
+
 /// Prints one line naming what is wrong and exits: Lambda reports the failed start, and
 /// the next invocation tries again.
 pub fn exit_on_startup_error(function: &str, error: impl std::fmt::Display) -> ! {

@@ -3,24 +3,18 @@
 
 use std::sync::Arc;
 
-use cwsync::config::{Env, QueueConfig};
+use cwsync::config::QueueConfig;
 use cwsync::queue::SqsQueues;
 use cwsync::schedule::{self, ScheduleSettings};
-use cwsync_lambda::{Error, LambdaEvent, Secrets, exit_on_startup_error};
-
-const FUNCTION: &str = "scheduler";
+use cwsync_lambda::{ColdStart, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let metrics = cwsync_lambda::init(FUNCTION);
-    let env = Env::from_process();
-    let fail = |e: &dyn std::fmt::Display| -> ! { exit_on_startup_error(FUNCTION, e) };
-    let settings = ScheduleSettings::from_env(&env).unwrap_or_else(|e| fail(&e));
-    let queue_config = QueueConfig::from_env(&env).unwrap_or_else(|e| fail(&e));
-    let secrets = Secrets::new(&env).await;
-    let database = secrets.database().await.unwrap_or_else(|e| fail(&e));
-    let pool = cwsync::db::pool(&database).unwrap_or_else(|e| fail(&e));
+    let start = ColdStart::new("scheduler").await;
+    let settings = start.or_exit(ScheduleSettings::from_env(&start.env));
+    let queue_config = start.or_exit(QueueConfig::from_env(&start.env));
     let queues = Arc::new(SqsQueues::from_config(&queue_config).await);
+    let pool = start.pool;
     let settings = Arc::new(settings);
     let handler = move |event: LambdaEvent<serde_json::Value>| {
         let (pool, queues, settings) = (pool.clone(), queues.clone(), settings.clone());
@@ -35,5 +29,5 @@ async fn main() -> Result<(), Error> {
             Ok(serde_json::to_value(report)?)
         }
     };
-    cwsync_lambda::metrics_run(metrics, handler).await
+    cwsync_lambda::metrics_run(start.metrics, handler).await
 }

@@ -5,32 +5,18 @@
 
 use std::sync::Arc;
 
-use cwsync::config::Env;
 use cwsync::jobs::JobConsumer;
 use cwsync::summary::{SummaryContext, SummaryDraft};
-use cwsync_lambda::{Error, Secrets, exit_on_startup_error, run_sqs};
-
-const FUNCTION: &str = "summary-draft";
+use cwsync_lambda::{ColdStart, Error, run_sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let metrics = cwsync_lambda::init(FUNCTION);
-    let env = Env::from_process();
-    let secrets = Secrets::new(&env).await;
-    let database = secrets
-        .database()
-        .await
-        .unwrap_or_else(|e| exit_on_startup_error(FUNCTION, e));
-    let summary = secrets
-        .summary()
-        .await
-        .unwrap_or_else(|e| exit_on_startup_error(FUNCTION, e));
-    let pool = cwsync::db::pool(&database).unwrap_or_else(|e| exit_on_startup_error(FUNCTION, e));
-    let context = SummaryContext::from_config(&summary)
-        .unwrap_or_else(|e| exit_on_startup_error(FUNCTION, e));
+    let start = ColdStart::new("summary-draft").await;
+    let summary = start.or_exit(start.secrets.summary().await);
+    let context = start.or_exit(SummaryContext::from_config(&summary));
     run_sqs(
-        metrics,
-        JobConsumer::<SummaryDraft>::new(pool, Arc::new(context)),
+        start.metrics,
+        JobConsumer::<SummaryDraft>::new(start.pool, Arc::new(context)),
     )
     .await
 }
