@@ -137,6 +137,17 @@ async fn api_answers_an_http_api_event(world: &World) {
     assert_eq!(rooms.len(), 2, "{body}");
     assert!(rooms.contains(&11) && rooms.contains(&12), "{body}");
 
+    // Health reaches the queues (moto): the SQS client the function builds on first
+    // use works.
+    let mut health = event.clone();
+    health["rawPath"] = "/api/health".into();
+    health["requestContext"]["http"]["path"] = "/api/health".into();
+    let (status, response) = world.emulator.invoke("api", &health).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["checks"]["queue"], "ok", "{body}");
+
     // Without the authorizer's claims: a JSON 401, not a crash.
     let mut anonymous = event.clone();
     anonymous["requestContext"]

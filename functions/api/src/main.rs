@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cwsync::api::{self, AppState, AuthConfig};
 use cwsync::config::{ConfigError, Env, QueueConfig};
 use cwsync::db;
-use cwsync::queue::SqsQueues;
+use cwsync::queue::LazySqsQueues;
 use cwsync_lambda::{Error, Secrets, exit_on_startup_error};
 
 const FUNCTION: &str = "api";
@@ -40,6 +40,7 @@ async fn state(env: &Env) -> Result<AppState, Box<dyn std::error::Error>> {
     let auth = AuthConfig::api_gateway(env)?;
     // The pool connects lazily: a cold start does not wait for the database.
     let pool = db::pool(&database)?;
-    let queues = SqsQueues::from_config(&queues).await;
+    // The SQS client is built by the first request that needs a queue: reads never do.
+    let queues = LazySqsQueues::new(queues);
     Ok(AppState::new(pool, Arc::new(queues), auth))
 }

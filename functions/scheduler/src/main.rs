@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cwsync::config::QueueConfig;
-use cwsync::queue::SqsQueues;
+use cwsync::queue::LazySqsQueues;
 use cwsync::schedule::{self, ScheduleSettings};
 use cwsync_lambda::{ColdStart, Error, LambdaEvent};
 
@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
     let start = ColdStart::new("scheduler").await;
     let settings = start.or_exit(ScheduleSettings::from_env(&start.env));
     let queue_config = start.or_exit(QueueConfig::from_env(&start.env));
-    let queues = Arc::new(SqsQueues::from_config(&queue_config).await);
+    // Built by the first task that needs a queue (retention and migrate never do).
+    let queues = Arc::new(LazySqsQueues::new(queue_config));
     let pool = start.pool;
     let settings = Arc::new(settings);
     let handler = move |event: LambdaEvent<serde_json::Value>| {

@@ -19,7 +19,7 @@ use aws_lambda_events::sqs::SqsMessage;
 
 pub use embedded::{EmbeddedQueues, EmbeddedSettings};
 pub use event_source::{BatchConsumer, EventSource};
-pub use sqs::SqsQueues;
+pub use sqs::{LazySqsQueues, SqsQueues};
 
 /// SQS accepts at most this many entries per batch call.
 pub const MAX_BATCH: usize = 10;

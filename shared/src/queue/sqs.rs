@@ -311,3 +311,55 @@ impl Queues for SqsQueues {
         Ok(())
     }
 }
+
+/// [`SqsQueues`] built when first used rather than at start: the SQS client's set-up
+/// (the AWS configuration, a TLS client with the system's trust store) is most of a
+/// cold start, and many invocations never touch a queue (the API's reads, the
+/// scheduler's retention task). Behaves as `SqsQueues::from_config(&config)` would.
+pub struct LazySqsQueues {
+    config: QueueConfig,
+    queues: tokio::sync::OnceCell<SqsQueues>,
+}
+
+impl LazySqsQueues {
+    pub fn new(config: QueueConfig) -> Self {
+        Self {
+            config,
+            queues: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn queues(&self) -> &SqsQueues {
+        self.queues
+            .get_or_init(|| SqsQueues::from_config(&self.config))
+            .await
+    }
+}
+
+#[async_trait]
+impl Queues for LazySqsQueues {
+    async fn send(&self, queue: QueueName, messages: &[OutgoingMessage]) -> Result<(), SendError> {
+        self.queues().await.send(queue, messages).await
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.queues().await.receive(queue, max, wait).await
+    }
+
+    async fn delete(&self, queue: QueueName, receipt_handles: &[String]) -> Result<(), QueueError> {
+        self.queues().await.delete(queue, receipt_handles).await
+    }
+
+    async fn depth(&self, queue: QueueName) -> Result<u64, QueueError> {
+        self.queues().await.depth(queue).await
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.queues().await.ping().await
+    }
+}
