@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
-use cwsync::jobs::{self, JobStatus};
+use cwsync::jobs::{self, JobSpec, JobStatus};
 use cwsync::queue::{
     Delivery, EmbeddedQueues, EmbeddedSettings, OutgoingMessage, QueueError, QueueName, Queues,
     SendError, SqsQueues,
@@ -222,9 +222,9 @@ pub async fn fan_out(backend: Backend, rooms: usize) -> anyhow::Result<FanOutFig
             let direct = create_test_queues(600, 4).await;
             let counter = SqsCallCounter::start(&sqs_emulator().endpoint).await?;
             let mut urls = HashMap::new();
-            for queue in QueueName::WORK {
+            for queue in cwsync::job_types::registry().work_queues() {
                 urls.insert(queue, direct.url(queue)?.to_owned());
-                let dlq = queue.dead_letter().context("a work queue's DLQ")?;
+                let dlq = queue.dead_letter();
                 urls.insert(dlq, direct.url(dlq)?.to_owned());
             }
             (
@@ -255,7 +255,7 @@ pub async fn fan_out(backend: Backend, rooms: usize) -> anyhow::Result<FanOutFig
         "the job was not queued whole: {:?}",
         started.job
     );
-    let queued = inner.depth(QueueName::MessagesSync).await?;
+    let queued = inner.depth(MessagesSync::QUEUE).await?;
     Ok(FanOutFigures {
         rooms,
         sqs_calls,
@@ -498,23 +498,22 @@ pub async fn memory(
     .await;
     world.rooms_sync(world.fake.token()).await?;
     let queues = create_test_queues(600, 4).await;
-    let url = |q| queues.url(q).map(str::to_owned);
-    let env: BTreeMap<String, String> = [
+    let mut env: BTreeMap<String, String> = [
         (
             "DATABASE_URL",
             world.db.config.url.expose_secret().to_owned(),
         ),
         ("CHATWORK_API_TOKEN", world.fake.token().to_owned()),
         ("CHATWORK_API_BASE_URL", world.fake.base_url()),
-        ("ROOMS_SYNC_QUEUE_URL", url(QueueName::RoomsSync)?),
-        ("MESSAGES_SYNC_QUEUE_URL", url(QueueName::MessagesSync)?),
-        ("SUMMARY_DRAFT_QUEUE_URL", url(QueueName::SummaryDraft)?),
         ("AWS_ENDPOINT_URL", sqs_emulator().endpoint.clone()),
         ("RUST_LOG", "info".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    for queue in cwsync::job_types::registry().work_queues() {
+        env.insert(queue.url_variable(), queues.url(queue)?.to_owned());
+    }
     let stub = StubRuntime::start().await?;
     let log = std::env::temp_dir().join(format!(
         "cwsync-bench-messages-sync-{}.log",
@@ -549,7 +548,7 @@ pub async fn memory(
             Some("bench"),
         )
         .await?;
-        let event = receive_event(&queues, QueueName::MessagesSync, rooms).await?;
+        let event = receive_event(&queues, MessagesSync::QUEUE, rooms).await?;
         let handles: Vec<String> = event
             .records
             .iter()
@@ -579,7 +578,7 @@ pub async fn memory(
             answer.body,
             log.display()
         );
-        queues.delete(QueueName::MessagesSync, &handles).await?;
+        queues.delete(MessagesSync::QUEUE, &handles).await?;
         let job = jobs::get(world.pool(), started.job.id)
             .await?
             .context("the job")?;

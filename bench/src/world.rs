@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use cwsync::chatwork::{ChatworkClient, ClientSettings};
 use cwsync::config::DatabaseConfig;
-use cwsync::jobs::{self, Job, JobConsumer};
+use cwsync::jobs::{self, Job, JobConsumer, JobSpec};
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
 use cwsync::sync::SyncContext;
 use cwsync::sync::messages::{MessagesSync, MessagesSyncPayload};
@@ -120,7 +120,7 @@ impl World {
             Some("bench"),
         )
         .await?;
-        let source = self.source(QueueName::RoomsSync);
+        let source = self.source(RoomsSync::QUEUE);
         let job = self
             .run_job(
                 started.job.id,
@@ -162,7 +162,7 @@ impl World {
         .await?;
         let pairs: Vec<_> = consumers
             .iter()
-            .map(|c| (self.source(QueueName::MessagesSync), c.clone()))
+            .map(|c| (self.source(MessagesSync::QUEUE), c.clone()))
             .collect();
         let job = self
             .run_job(started.job.id, pairs, Duration::from_secs(300))

@@ -72,15 +72,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Env::from_process();
     let serving = matches!(cli.command, None | Some(Command::Serve { .. }));
-    if serving
-        && env.get("RUST_LOG").is_none()
-        && std::io::IsTerminal::is_terminal(&std::io::stderr())
-    {
-        // On a terminal the live job view speaks; logs only when something is wrong.
-        // SAFETY: set before any other thread reads the environment.
-        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    if serving && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        // On a terminal the live job view speaks; logs only when something is wrong
+        // (unless RUST_LOG asks for more).
+        telemetry::init_local_with("warn");
+    } else {
+        telemetry::init_local();
     }
-    telemetry::init_local();
     match run(cli, &env).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -206,14 +204,16 @@ async fn serve(
 
     let summary = cwsync::summary::SummaryContext::from_config(summary)?;
 
-    let backend = QueueBackend::from_config(&QueueConfig::from_env(env)?).await?;
+    let registry = cwsync::job_types::registry();
+    let queue_config = QueueConfig::from_env(env, &registry.work_queues())?;
+    let backend = QueueBackend::from_config(&queue_config, &registry).await?;
     let queues = backend.queues();
-    let recovered = system::recover(&pool, &backend)
+    let recovered = system::recover(&pool, &backend, &registry)
         .await
         .context("re-sending unfinished work")?;
 
-    let mut consumers = system::dead_letter_consumers(&pool);
-    consumers.extend(system::work_consumers(&pool, &chatwork, &summary).await?);
+    let mut consumers = system::dead_letter_consumers(&pool, &registry);
+    consumers.extend(system::work_consumers(&pool, &registry, &chatwork, &summary).await?);
     let mut workers = Workers::start(queues.clone(), consumers);
     let settings = ScheduleSettings::from_env(env)?;
     let cadence = Cadence {
@@ -228,7 +228,8 @@ async fn serve(
     }
     {
         let pool = pool.clone();
-        workers.spawn(move |stop| progress::watch(pool, stop));
+        let registry = registry.clone();
+        workers.spawn(move |stop| progress::watch(pool, registry, stop));
     }
     if fake.is_some() {
         let company = demo::ensure_company(&pool)
@@ -268,7 +269,7 @@ async fn serve(
     ));
     say(&banner);
 
-    let app = api::router(api::AppState::new(pool.clone(), queues, auth));
+    let app = api::router(api::AppState::new(pool.clone(), queues, auth).with_registry(registry));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use cwsync::jobs::{self, Job, JobFilter, JobStatus, JobType};
+use cwsync::jobs::{self, Job, JobFilter, JobStatus, Registry};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -24,12 +24,11 @@ pub fn say(text: &str) {
     let _ = out.flush();
 }
 
-fn kind(job_type: JobType) -> &'static str {
-    match job_type {
-        JobType::ChatworkRoomsSync => "rooms sync",
-        JobType::ChatworkMessagesSync => "messages sync",
-        JobType::SummaryDraft => "summary draft",
-    }
+/// What people call a job of its type (`rooms sync`), or its `job_type` value.
+fn kind(registry: &Registry, job: &Job) -> &'static str {
+    registry
+        .get(job.job_type)
+        .map_or(job.job_type.as_str(), |t| t.label())
 }
 
 fn short(id: Uuid) -> String {
@@ -37,15 +36,11 @@ fn short(id: Uuid) -> String {
 }
 
 /// The running line of a job.
-fn running_line(job: &Job, progress: &jobs::Progress) -> String {
-    let unit = if job.job_type == JobType::ChatworkMessagesSync {
-        "rooms"
-    } else {
-        "items"
-    };
+fn running_line(registry: &Registry, job: &Job, progress: &jobs::Progress) -> String {
+    let unit = registry.get(job.job_type).map_or("items", |t| t.items());
     let mut line = format!(
         "{} {} {}: {}/{} {unit}",
-        kind(job.job_type),
+        kind(registry, job),
         short(job.id),
         job.status.as_str(),
         progress.finished,
@@ -61,7 +56,7 @@ fn running_line(job: &Job, progress: &jobs::Progress) -> String {
 }
 
 /// The one-line summary of a finished job.
-pub fn summary_line(job: &Job) -> String {
+pub fn summary_line(registry: &Registry, job: &Job) -> String {
     let took = match (job.started_at, job.finished_at) {
         (Some(start), Some(end)) => format!(
             " in {:.1} s",
@@ -75,58 +70,25 @@ pub fn summary_line(job: &Job) -> String {
         JobStatus::Canceled => "canceled",
         _ => "?",
     };
-    let result = job.result.clone().unwrap_or_default();
-    let n = |key: &str| result.get(key).and_then(|v| v.as_i64()).unwrap_or(0);
-    let detail = match job.job_type {
-        JobType::ChatworkRoomsSync => format!(
-            "{} rooms ({} new, {} changed)",
-            n("total"),
-            n("created"),
-            n("updated")
-        ),
-        JobType::ChatworkMessagesSync => {
-            let errors = result
-                .get("errors")
-                .and_then(|e| e.as_array())
-                .map_or(0, Vec::len);
-            let fetched: i64 = result
-                .get("rooms")
-                .and_then(|r| r.as_array())
-                .map(|rooms| {
-                    rooms
-                        .iter()
-                        .filter_map(|r| r.get("fetched")?.as_i64())
-                        .sum()
-                })
-                .unwrap_or(0);
-            format!(
-                "{}/{} rooms ({} unchanged), {fetched} messages fetched, {errors} errors",
-                n("processedRooms"),
-                n("totalRooms"),
-                n("unchangedRooms")
-            )
-        }
-        JobType::SummaryDraft => match result.pointer("/draft/id") {
-            Some(id) => format!("draft {}", id.as_str().unwrap_or_default()),
-            None => "no draft".into(),
-        },
-    };
+    let detail = job
+        .result
+        .as_ref()
+        .and_then(|result| registry.get(job.job_type)?.describe(result))
+        .unwrap_or_else(|| "no result".into());
     let error = job
         .error
         .as_ref()
-        .and_then(|e| e.get("message"))
-        .and_then(|m| m.as_str())
-        .map(|m| format!(": {m}"))
+        .map(|e| format!(": {}", e.message))
         .unwrap_or_default();
     format!(
         "[{mark}] {} {}{took}: {detail}{error}\n",
-        kind(job.job_type),
+        kind(registry, job),
         short(job.id)
     )
 }
 
 /// Watches the jobs until `stop` is cancelled.
-pub async fn watch(pool: PgPool, stop: CancellationToken) {
+pub async fn watch(pool: PgPool, registry: Registry, stop: CancellationToken) {
     let interactive = std::io::stderr().is_terminal();
     let bars = MultiProgress::with_draw_target(if interactive {
         ProgressDrawTarget::stderr()
@@ -162,7 +124,7 @@ pub async fn watch(pool: PgPool, stop: CancellationToken) {
             }
             if !job.status.is_terminal() {
                 let progress = jobs::progress(&pool, job.id).await.unwrap_or_default();
-                let line = running_line(&job, &progress);
+                let line = running_line(&registry, &job, &progress);
                 match shown.get(&job.id) {
                     Some(bar) => bar.set_message(line),
                     None => {
@@ -180,7 +142,7 @@ pub async fn watch(pool: PgPool, stop: CancellationToken) {
                 if let Some(bar) = shown.remove(&job.id) {
                     bar.finish_and_clear();
                 }
-                let line = summary_line(&job);
+                let line = summary_line(&registry, &job);
                 if interactive {
                     let _ = bars.println(line.trim_end());
                 } else {

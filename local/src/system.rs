@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use cwsync::chatwork::ChatworkClient;
 use cwsync::config::QueueConfig;
-use cwsync::jobs::{self, DeadLetterConsumer, JobConsumer};
+use cwsync::jobs::{self, Contexts, DeadLetterConsumer, Registry};
 use cwsync::queue::{
     BatchConsumer, EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues, SqsQueues,
 };
 use cwsync::schedule::{self, ScheduleSettings, Task};
-use cwsync::summary::{SummaryContext, SummaryDraft};
+use cwsync::summary::SummaryContext;
 use cwsync::sync::SyncContext;
-use cwsync::sync::messages::MessagesSync;
-use cwsync::sync::rooms::RoomsSync;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -35,28 +33,26 @@ pub enum QueueBackend {
 }
 
 impl QueueBackend {
-    /// SQS when all three queue URLs are set, the embedded queue when none is.
-    pub async fn from_config(config: &QueueConfig) -> anyhow::Result<Self> {
-        let set = [
-            &config.rooms_sync_url,
-            &config.messages_sync_url,
-            &config.summary_draft_url,
-        ]
-        .iter()
-        .filter(|u| u.is_some())
-        .count();
-        match set {
-            0 => Ok(Self::Embedded(EmbeddedQueues::new(EmbeddedSettings {
+    /// SQS when every work queue's URL is set, the embedded queue when none is.
+    pub async fn from_config(config: &QueueConfig, registry: &Registry) -> anyhow::Result<Self> {
+        let queues = registry.work_queues();
+        let missing = config.missing(&queues);
+        if missing.is_empty() {
+            return Ok(Self::Sqs(SqsQueues::from_config(config).await));
+        }
+        if missing.len() == queues.len() {
+            return Ok(Self::Embedded(EmbeddedQueues::new(EmbeddedSettings {
                 // Longer than a batch may take, so a batch still running is never
                 // delivered twice.
                 visibility_timeout: BATCH_TIMEOUT + Duration::from_secs(60),
                 ..EmbeddedSettings::default()
-            }))),
-            3 => Ok(Self::Sqs(SqsQueues::from_config(config).await)),
-            _ => anyhow::bail!(
-                "set all three of ROOMS_SYNC_QUEUE_URL, MESSAGES_SYNC_QUEUE_URL and SUMMARY_DRAFT_QUEUE_URL (SQS), or none (the embedded queue)"
-            ),
+            })));
         }
+        let names: Vec<String> = queues.iter().map(|q| q.url_variable()).collect();
+        anyhow::bail!(
+            "set all of {} (SQS), or none (the embedded queue)",
+            names.join(", ")
+        )
     }
 
     pub fn queues(&self) -> Arc<dyn Queues> {
@@ -69,7 +65,7 @@ impl QueueBackend {
     pub fn describe(&self) -> &'static str {
         match self {
             Self::Embedded(_) => {
-                "embedded (in this process; set the three *_QUEUE_URL variables for SQS)"
+                "embedded (in this process; set the *_QUEUE_URL variables for SQS)"
             }
             Self::Sqs(_) => "SQS",
         }
@@ -127,14 +123,18 @@ impl Workers {
 }
 
 /// The dead-letter consumers, one per dead-letter queue.
-pub fn dead_letter_consumers(pool: &PgPool) -> Vec<(QueueName, Arc<dyn BatchConsumer>)> {
+pub fn dead_letter_consumers(
+    pool: &PgPool,
+    registry: &Registry,
+) -> Vec<(QueueName, Arc<dyn BatchConsumer>)> {
     let consumer: Arc<dyn BatchConsumer> = Arc::new(DeadLetterConsumer::new(
         pool.clone(),
+        registry.clone(),
         EmbeddedSettings::default().max_receive_count,
     ));
-    QueueName::WORK
-        .iter()
-        .filter_map(|q| q.dead_letter())
+    registry
+        .dead_letter_queues()
+        .into_iter()
         .map(|q| (q, consumer.clone()))
         .collect()
 }
@@ -176,39 +176,32 @@ pub async fn run_schedule(
 }
 
 /// Sends again what the embedded queue lost when the last run stopped.
-pub async fn recover(pool: &PgPool, backend: &QueueBackend) -> anyhow::Result<usize> {
+pub async fn recover(
+    pool: &PgPool,
+    backend: &QueueBackend,
+    registry: &Registry,
+) -> anyhow::Result<usize> {
     match backend {
-        QueueBackend::Embedded(queues) => Ok(jobs::recover_unfinished(pool, queues).await?),
+        QueueBackend::Embedded(queues) => {
+            Ok(jobs::recover_unfinished(pool, queues, registry).await?)
+        }
         // SQS kept them.
         QueueBackend::Sqs(_) => Ok(0),
     }
 }
 
-/// The consumers of the work queues: the rooms and messages syncs share one Chatwork
-/// client (and so one rate budget); summaries are drafted by `summary` (the extractive
-/// summarizer, or the model the `SUMMARY_MODEL*` settings name).
+/// The consumers of the work queues, one per registered job type: the rooms and messages
+/// syncs share one Chatwork client (and so one rate budget); summaries are drafted by
+/// `summary` (the extractive summarizer, or the model the `SUMMARY_MODEL*` settings name).
 pub async fn work_consumers(
     pool: &PgPool,
+    registry: &Registry,
     chatwork: &cwsync::config::ChatworkConfig,
     summary: &SummaryContext,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
     let client = ChatworkClient::from_config(chatwork, pool.clone())?;
-    let sync = Arc::new(SyncContext::new(client));
-    Ok(vec![
-        (
-            QueueName::RoomsSync,
-            Arc::new(JobConsumer::<RoomsSync>::new(pool.clone(), sync.clone())),
-        ),
-        (
-            QueueName::MessagesSync,
-            Arc::new(JobConsumer::<MessagesSync>::new(pool.clone(), sync)),
-        ),
-        (
-            QueueName::SummaryDraft,
-            Arc::new(JobConsumer::<SummaryDraft>::new(
-                pool.clone(),
-                Arc::new(summary.clone()),
-            )),
-        ),
-    ])
+    let contexts = Contexts::new()
+        .with(Arc::new(SyncContext::new(client)))
+        .with(Arc::new(summary.clone()));
+    Ok(registry.consumers(pool, &contexts)?)
 }

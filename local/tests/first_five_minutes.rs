@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cwsync::queue::QueueName;
 use cwsync_tests::{SqsEmulator, TestDb, create_test_queues, sqs_emulator};
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -308,23 +307,18 @@ async fn over_the_embedded_queue() {
 #[tokio::test]
 async fn over_sqs() {
     let queues = create_test_queues(30, 4).await;
-    let url = |q| queues.url(q).unwrap().to_owned();
-    first_five_minutes(vec![
-        ("ROOMS_SYNC_QUEUE_URL".into(), url(QueueName::RoomsSync)),
-        (
-            "MESSAGES_SYNC_QUEUE_URL".into(),
-            url(QueueName::MessagesSync),
-        ),
-        (
-            "SUMMARY_DRAFT_QUEUE_URL".into(),
-            url(QueueName::SummaryDraft),
-        ),
+    let mut env: Vec<(String, String)> = cwsync::job_types::registry()
+        .work_queues()
+        .into_iter()
+        .map(|q| (q.url_variable(), queues.url(q).unwrap().to_owned()))
+        .collect();
+    env.extend([
         ("AWS_ENDPOINT_URL".into(), sqs_emulator().endpoint.clone()),
         ("AWS_REGION".into(), SqsEmulator::REGION.into()),
         ("AWS_ACCESS_KEY_ID".into(), "test".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-    ])
-    .await;
+    ]);
+    first_five_minutes(env).await;
 }
 
 /// Work that was queued when the runner stopped is done after the next start: the

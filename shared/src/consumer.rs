@@ -2,12 +2,16 @@
 //! the order of the batch, each inside its own tracing span. When a record fails, it and
 //! every later record of the same message group are reported failed (the later ones
 //! without being processed: order within a group is the point of FIFO), while the other
-//! groups go on. Powertools calls this skip-group-on-error.
+//! groups go on. Powertools calls this skip-group-on-error. A handler that panics fails
+//! its record like any failure (it is delivered again); the batch, and the poller or
+//! Lambda invocation running it, go on.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::queue::{Delivery, group_of, receive_count_of};
@@ -43,16 +47,31 @@ where
             response.batch_item_failures.push(failure(message_id));
             continue;
         }
-        match handle(record).instrument(span.clone()).await {
-            Ok(()) => {}
-            Err(reason) => {
-                span.in_scope(|| tracing::warn!(%reason, "record failed; it will be retried"));
-                failed_groups.insert(group);
-                response.batch_item_failures.push(failure(message_id));
+        let outcome = AssertUnwindSafe(handle(record).instrument(span.clone()))
+            .catch_unwind()
+            .await;
+        let reason = match outcome {
+            Ok(Ok(())) => continue,
+            Ok(Err(reason)) => reason.to_string(),
+            Err(panic) => {
+                metrics::counter!("record_handler_panics").increment(1);
+                format!("the handler panicked: {}", panic_message(panic.as_ref()))
             }
-        }
+        };
+        span.in_scope(|| tracing::warn!(%reason, "record failed; it will be retried"));
+        failed_groups.insert(group);
+        response.batch_item_failures.push(failure(message_id));
     }
     response
+}
+
+/// What a panic said, when it said it with a string.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 fn failure(message_id: String) -> BatchItemFailure {
@@ -98,6 +117,24 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, ["a1", "a2"]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_record_fails_like_an_error_and_the_batch_goes_on() {
+        let batch = vec![record("a1", "A"), record("a2", "A"), record("b1", "B")];
+        let response = process_fifo_batch(batch, |r| async move {
+            if r.body.as_deref() == Some("a1") {
+                panic!("handler bug");
+            }
+            Ok::<_, String>(())
+        })
+        .await;
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["a1", "a2"], "b1 was processed");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //!   consumer and the sweeper.
 //! - [`queue`]: the FIFO queues (SQS and embedded) and the local event source.
 //! - [`consumer`]: the FIFO batch runtime (skip-group-on-error).
-//! - [`sync`], [`summary`]: the job types.
+//! - [`sync`], [`summary`]: the job types; [`job_types`]: the one list of them.
 //! - [`schedule`]: the scheduled tasks (syncs, sweeper, retention).
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`chatwork`]: the Chatwork API client and the token's shared rate budget.
@@ -18,6 +18,7 @@ pub mod chatwork;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod job_types;
 pub mod jobs;
 pub mod queue;
 pub mod schedule;

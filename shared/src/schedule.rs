@@ -107,7 +107,9 @@ pub async fn run(
                 created: started.created,
             }
         }
-        Task::Sweep => TaskReport::Sweep(jobs::sweep(pool, queues, &settings.sweep).await?),
+        Task::Sweep => TaskReport::Sweep(
+            jobs::sweep(pool, queues, &crate::job_types::registry(), &settings.sweep).await?,
+        ),
         Task::Retention => TaskReport::Retention {
             deleted_jobs: jobs::delete_finished_jobs(pool, settings.retention).await?,
         },

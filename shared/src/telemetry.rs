@@ -12,8 +12,12 @@ pub const DEFAULT_FILTER: &str =
 /// Installs a subscriber that writes human-readable lines to stderr (JSON lines when
 /// `LOG_FORMAT=json`). Calling it twice is harmless.
 pub fn init_local() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    init_local_with(DEFAULT_FILTER);
+}
+
+/// [`init_local`] with `default` as the filter when `RUST_LOG` is unset.
+pub fn init_local_with(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

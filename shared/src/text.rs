@@ -1,4 +1,5 @@
-//! Small helpers for text meant for people and logs.
+//! Small helpers for text: errors on one line for people and logs, and names kept for
+//! the life of the process.
 
 /// An error and its causes on one line, each cause once (reqwest repeats its inner
 /// errors' messages in its own). A reqwest error names its URL: pass it through
@@ -17,6 +18,24 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = err.source();
     }
     text
+}
+
+/// `name` as a `&'static str`, kept once per distinct value for the life of the process.
+/// For the few names that are made at run time but live as long as the code's own
+/// constants (job type values read from the database, queue URL settings).
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(kept);
+    kept
 }
 
 #[cfg(test)]

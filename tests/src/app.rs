@@ -247,9 +247,19 @@ pub async fn spawn_app() -> TestApp {
 /// [`TestApp::queues`] holds.
 pub async fn spawn_app_with(api_queues: Arc<dyn Queues>, queues: EmbeddedQueues) -> TestApp {
     let db = TestDb::new().await;
+    spawn_app_on(db, cwsync::job_types::registry(), api_queues, queues).await
+}
+
+/// [`spawn_app_with`] over `db` (already migrated) for the job types of `registry`.
+pub async fn spawn_app_on(
+    db: TestDb,
+    registry: cwsync::jobs::Registry,
+    api_queues: Arc<dyn Queues>,
+    queues: EmbeddedQueues,
+) -> TestApp {
     let auth = AuthConfig::local_jwt(&Env::default(), &SecretString::from(TEST_JWT_SECRET))
         .expect("the test secret is long enough");
-    let state = AppState::new(db.pool.clone(), api_queues, auth);
+    let state = AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry);
     let auth = state.auth.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

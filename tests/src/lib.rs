@@ -25,7 +25,7 @@ mod sqs;
 
 pub use app::{
     ApiResponse, Body, GatewayApp, TEST_JWT_SECRET, TestApp, Who, gateway_app, gateway_app_with,
-    gateway_claims, gateway_event, response_of, spawn_app, spawn_app_with,
+    gateway_claims, gateway_event, response_of, spawn_app, spawn_app_on, spawn_app_with,
 };
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
 pub use lambda::LambdaEmulator;

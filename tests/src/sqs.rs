@@ -146,20 +146,34 @@ pub fn sqs_client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
-/// Creates cwsync's six FIFO queues under a prefix of their own (so tests never share
-/// queues), each work queue redriving to its dead-letter queue after `max_receive_count`
-/// receives, and returns them as [`cwsync::queue::SqsQueues`].
+/// Creates cwsync's FIFO queues (every job type's work queue and its dead-letter queue)
+/// under a prefix of their own (so tests never share queues), each work queue redriving
+/// to its dead-letter queue after `max_receive_count` receives, and returns them as
+/// [`cwsync::queue::SqsQueues`].
 pub async fn create_test_queues(
     visibility_timeout_secs: u32,
     max_receive_count: u32,
 ) -> cwsync::queue::SqsQueues {
+    create_queues_of(
+        &cwsync::job_types::registry(),
+        visibility_timeout_secs,
+        max_receive_count,
+    )
+    .await
+}
+
+/// [`create_test_queues`] for the job types of `registry`.
+pub async fn create_queues_of(
+    registry: &cwsync::jobs::Registry,
+    visibility_timeout_secs: u32,
+    max_receive_count: u32,
+) -> cwsync::queue::SqsQueues {
     use aws_sdk_sqs::types::QueueAttributeName;
-    use cwsync::queue::QueueName;
     let client = sqs_client();
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut urls = std::collections::HashMap::new();
-    for queue in QueueName::WORK {
-        let dlq = queue.dead_letter().expect("work queues have one");
+    for queue in registry.work_queues() {
+        let dlq = queue.dead_letter();
         let dlq_url = client
             .create_queue()
             .queue_name(format!("{prefix}-{dlq}.fifo"))

@@ -4,6 +4,9 @@
 //! One emulator serves every function of the workspace; the tests run one after another
 //! in one test so that each binary is built once.
 
+use cwsync::jobs::JobSpec as _;
+use cwsync::sync::messages::MessagesSync;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -52,14 +55,14 @@ async fn world() -> World {
             "DATABASE_URL".to_owned(),
             db.config.url.expose_secret().to_owned(),
         ),
-        ("ROOMS_SYNC_QUEUE_URL".to_owned(), url(QueueName::RoomsSync)),
+        ("ROOMS_SYNC_QUEUE_URL".to_owned(), url(RoomsSync::QUEUE)),
         (
             "MESSAGES_SYNC_QUEUE_URL".to_owned(),
-            url(QueueName::MessagesSync),
+            url(MessagesSync::QUEUE),
         ),
         (
             "SUMMARY_DRAFT_QUEUE_URL".to_owned(),
-            url(QueueName::SummaryDraft),
+            url(SummaryDraft::QUEUE),
         ),
         (
             "AWS_ENDPOINT_URL".to_owned(),
@@ -267,7 +270,7 @@ async fn sync_functions_run_their_jobs(world: &World) {
     let started = jobs::start::<RoomsSync>(pool, &world.queues, &RoomsSyncPayload {}, None)
         .await
         .unwrap();
-    let job = feed_until_finished(world, QueueName::RoomsSync, "rooms-sync", started.job.id).await;
+    let job = feed_until_finished(world, RoomsSync::QUEUE, "rooms-sync", started.job.id).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     let result = job.result.unwrap();
     assert_eq!(
@@ -284,7 +287,7 @@ async fn sync_functions_run_their_jobs(world: &World) {
     let job = jobs::list(
         pool,
         &jobs::JobFilter {
-            job_type: Some(cwsync::jobs::JobType::ChatworkMessagesSync),
+            job_type: Some(MessagesSync::TYPE),
             limit: 1,
             ..Default::default()
         },
@@ -292,7 +295,7 @@ async fn sync_functions_run_their_jobs(world: &World) {
     .await
     .unwrap()
     .remove(0);
-    let job = feed_until_finished(world, QueueName::MessagesSync, "messages-sync", job.id).await;
+    let job = feed_until_finished(world, MessagesSync::QUEUE, "messages-sync", job.id).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     let result = job.result.unwrap();
     assert_eq!(result["processedRooms"], 2, "{result}");
@@ -332,10 +335,7 @@ async fn scheduler_runs_its_tasks(world: &World) {
         (job.status, job.total_items, job.user_id),
         (JobStatus::Queued, 2, None)
     );
-    assert_eq!(
-        world.queues.depth(QueueName::MessagesSync).await.unwrap(),
-        2
-    );
+    assert_eq!(world.queues.depth(MessagesSync::QUEUE).await.unwrap(), 2);
 
     // An EventBridge event carrying the task in its detail.
     let scheduled = serde_json::json!({
@@ -385,7 +385,7 @@ async fn dlq_fails_the_item_of_a_dead_lettered_message(world: &World) {
     world
         .queues
         .send(
-            QueueName::RoomsSyncDlq,
+            RoomsSync::QUEUE.dead_letter(),
             &[cwsync::queue::OutgoingMessage {
                 group_id: "rooms".into(),
                 deduplication_id: format!("{}:rooms", started.job.id),
@@ -394,7 +394,7 @@ async fn dlq_fails_the_item_of_a_dead_lettered_message(world: &World) {
         )
         .await
         .unwrap();
-    let event = receive_batch(&world.queues, QueueName::RoomsSyncDlq).await;
+    let event = receive_batch(&world.queues, RoomsSync::QUEUE.dead_letter()).await;
     let (status, response) = world
         .emulator
         .invoke("dlq", &serde_json::to_value(&event).unwrap())
@@ -410,9 +410,10 @@ async fn dlq_fails_the_item_of_a_dead_lettered_message(world: &World) {
     let item = &jobs::items(pool, job.id).await.unwrap()[0];
     assert_eq!(item.status, ItemStatus::Failed);
     assert!(
-        item.error.as_ref().unwrap()["message"]
-            .as_str()
+        item.error
+            .as_ref()
             .unwrap()
+            .message
             .starts_with("moved to the dead-letter queue after 4 receives")
     );
 }
@@ -463,13 +464,8 @@ async fn summary_function_drafts_a_summary(world: &World) {
     )
     .await
     .unwrap();
-    let job = feed_until_finished(
-        world,
-        QueueName::SummaryDraft,
-        "summary-draft",
-        started.job.id,
-    )
-    .await;
+    let job =
+        feed_until_finished(world, SummaryDraft::QUEUE, "summary-draft", started.job.id).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     let draft = &job.result.unwrap()["draft"];
     assert_eq!(draft["model"], "extractive", "{draft}");

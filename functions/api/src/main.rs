@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use cwsync::api::{self, AppState, AuthConfig};
 use cwsync::config::{ConfigError, Env, QueueConfig};
-use cwsync::db;
 use cwsync::queue::LazySqsQueues;
+use cwsync::{db, job_types};
 use cwsync_lambda::{Error, Secrets, exit_on_startup_error};
 
 const FUNCTION: &str = "api";
@@ -23,19 +23,14 @@ async fn main() -> Result<(), Error> {
 
 async fn state(env: &Env) -> Result<AppState, Box<dyn std::error::Error>> {
     let database = Secrets::new(env).await.database().await?;
-    let queues = QueueConfig::from_env(env)?;
-    for (name, url) in [
-        ("ROOMS_SYNC_QUEUE_URL", &queues.rooms_sync_url),
-        ("MESSAGES_SYNC_QUEUE_URL", &queues.messages_sync_url),
-        ("SUMMARY_DRAFT_QUEUE_URL", &queues.summary_draft_url),
-    ] {
-        if url.is_none() {
-            return Err(ConfigError::Missing {
-                name,
-                hint: "the API function sends jobs to SQS; set it to the queue's URL",
-            }
-            .into());
+    let work_queues = job_types::registry().work_queues();
+    let queues = QueueConfig::from_env(env, &work_queues)?;
+    if let Some(queue) = queues.missing(&work_queues).first() {
+        return Err(ConfigError::Missing {
+            name: cwsync::text::intern(&queue.url_variable()),
+            hint: "the API function sends jobs to SQS; set it to the queue's URL",
         }
+        .into());
     }
     let auth = AuthConfig::api_gateway(env)?;
     // The pool connects lazily: a cold start does not wait for the database.

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
         .unwrap_or(4);
     run_sqs(
         start.metrics,
-        DeadLetterConsumer::new(start.pool, max_receive_count),
+        DeadLetterConsumer::new(start.pool, cwsync::job_types::registry(), max_receive_count),
     )
     .await
 }

@@ -12,7 +12,10 @@ use cwsync_lambda::{ColdStart, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     let start = ColdStart::new("scheduler").await;
     let settings = start.or_exit(ScheduleSettings::from_env(&start.env));
-    let queue_config = start.or_exit(QueueConfig::from_env(&start.env));
+    let queue_config = start.or_exit(QueueConfig::from_env(
+        &start.env,
+        &cwsync::job_types::registry().work_queues(),
+    ));
     // Built by the first task that needs a queue (retention and migrate never do).
     let queues = Arc::new(LazySqsQueues::new(queue_config));
     let pool = start.pool;

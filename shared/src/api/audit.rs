@@ -2,11 +2,13 @@
 //! the mutation's own transaction where it has one, so a change and its record stand or
 //! fall together.
 
+use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 
 use super::auth::Caller;
 use super::extract::RequestId;
+use crate::jobs::{Job, JobRecord};
 
 /// What an audit row says.
 #[derive(Debug, Clone)]
@@ -41,4 +43,33 @@ pub(crate) async fn record(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// The audit row of a job change, written by the job core in the change's transaction.
+pub(crate) struct JobAudit<'a> {
+    pub caller: &'a Caller,
+    pub request_id: &'a RequestId,
+    pub action: String,
+    pub old_values: Option<Value>,
+    /// The new values, from the job as the change left it.
+    pub new_values: fn(&Job) -> Value,
+}
+
+#[async_trait]
+impl JobRecord for JobAudit<'_> {
+    async fn write(&self, conn: &mut PgConnection, job: &Job) -> Result<(), sqlx::Error> {
+        record(
+            conn,
+            AuditEntry {
+                caller: self.caller,
+                request_id: self.request_id,
+                action: &self.action,
+                resource_type: "job",
+                resource_id: job.id.to_string(),
+                old_values: self.old_values.clone(),
+                new_values: Some((self.new_values)(job)),
+            },
+        )
+        .await
+    }
 }

@@ -12,12 +12,14 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::audit::{self, AuditEntry};
+use super::audit::JobAudit;
 use super::auth::Caller;
 use super::error::ErrorBody;
 use super::extract::{ApiPath, ApiQuery, RequestId};
 use super::{ApiError, AppState, Limit};
-use crate::jobs::{self, CancelOutcome, Job, JobFilter, JobSpec, JobStatus, JobType, Progress};
+use crate::jobs::{
+    self, CancelOutcome, ErrorInfo, Job, JobFilter, JobKind, JobStatus, JobType, Progress,
+};
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -25,17 +27,17 @@ use crate::jobs::{self, CancelOutcome, Job, JobFilter, JobSpec, JobStatus, JobTy
 pub struct JobView {
     pub id: Uuid,
     #[serde(rename = "type")]
+    #[schema(schema_with = job_type_schema)]
     pub job_type: JobType,
     pub status: JobStatus,
     /// What the job was asked to do (`{roomId}`, `{companyId, periodStart, periodEnd}`, ...).
     #[schema(value_type = Object)]
     pub payload: Value,
-    /// Derived from the job's items; for the shapes see DESIGN section 3.
-    #[schema(value_type = Option<Object>)]
+    /// Derived from the job's items; its shape is its type's. `null` until it has one.
+    #[schema(schema_with = result_schema)]
     pub result: Option<Value>,
     /// `{name, message}`; admins also see `stack` when there is one.
-    #[schema(value_type = Option<Object>)]
-    pub error: Option<Value>,
+    pub error: Option<ErrorInfo>,
     /// The JWT `sub` of whoever started the job; null for scheduled jobs.
     pub user_id: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
@@ -57,12 +59,7 @@ impl JobView {
         let error = if caller.is_admin() {
             job.error
         } else {
-            job.error.map(|e| {
-                json!({
-                    "name": e.get("name").cloned().unwrap_or(Value::Null),
-                    "message": e.get("message").cloned().unwrap_or(Value::Null),
-                })
-            })
+            job.error.as_ref().map(ErrorInfo::public)
         };
         Self {
             id: job.id,
@@ -93,6 +90,22 @@ impl JobView {
     }
 }
 
+/// `type` is one of the registered job types.
+fn job_type_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some("A job type."))
+        .enum_values(Some(
+            crate::job_types::names().into_iter().map(|t| t.as_str()),
+        ))
+        .build()
+}
+
+/// `result`: one of the job types' results, or `null`.
+fn result_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    crate::job_types::result_schema()
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobList {
     /// Newest first.
@@ -105,8 +118,8 @@ pub struct JobList {
 pub(crate) struct JobListQuery {
     /// Only jobs of this type.
     #[serde(rename = "type")]
-    #[param(rename = "type", inline)]
-    job_type: Option<JobType>,
+    #[param(rename = "type", schema_with = job_type_schema)]
+    job_type: Option<String>,
     /// Only jobs in this status.
     #[param(inline)]
     status: Option<JobStatus>,
@@ -139,8 +152,27 @@ pub(crate) async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
+    let job_type = match query.job_type.as_deref() {
+        None => None,
+        Some(name) => {
+            let known = state.registry.job_types();
+            let found = known.iter().copied().find(|t| t.as_str() == name);
+            Some(found.ok_or_else(|| {
+                let names: Vec<&str> = known.iter().map(|t| t.as_str()).collect();
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!(
+                        "type: unknown job type; expected one of {}",
+                        names.join(", ")
+                    ),
+                )
+                .with_field("type")
+            })?)
+        }
+    };
     let filter = JobFilter {
-        job_type: query.job_type,
+        job_type,
         status: query.status,
         user_id: (!caller.is_admin()).then(|| caller.user_id.clone()),
         limit: query.limit.unwrap_or(Limit::DEFAULT).get(),
@@ -207,22 +239,15 @@ pub(crate) async fn cancel(
     ApiPath(path): ApiPath<JobPath>,
 ) -> Result<Json<JobView>, ApiError> {
     let before = visible_job(&state, &caller, path.id).await?;
-    match jobs::cancel(&state.pool, path.id).await? {
+    let audit = JobAudit {
+        caller: &caller,
+        request_id: &request_id,
+        action: "job.cancel".into(),
+        old_values: Some(json!({"status": before.status})),
+        new_values: |job| json!({"status": job.status}),
+    };
+    match jobs::cancel_recorded(&state.pool, &state.registry, path.id, Some(&audit)).await? {
         CancelOutcome::Canceled(job) => {
-            // The cancel is its own statement in the job core; its record follows it.
-            audit::record(
-                &state.pool,
-                AuditEntry {
-                    caller: &caller,
-                    request_id: &request_id,
-                    action: "job.cancel",
-                    resource_type: "job",
-                    resource_id: job.id.to_string(),
-                    old_values: Some(json!({"status": before.status})),
-                    new_values: Some(json!({"status": job.status})),
-                },
-            )
-            .await?;
             Ok(Json(JobView::with_progress(&state, *job, &caller).await?))
         }
         CancelOutcome::NotFound => Err(job_not_found()),
@@ -238,46 +263,42 @@ pub(crate) async fn cancel(
 }
 
 /// Starts a job of kind `K` for `caller`: 202 with the new job, or 200 with the job of
-/// the same kind that is already queued or processing. Starting one is audited (a
-/// request answered with the active job changed nothing, so it is not).
-pub(crate) async fn start<K: JobSpec>(
+/// the same kind that is already queued or processing. Starting one is audited in the
+/// transaction that writes the job (a request answered with the active job changed
+/// nothing, so it is not).
+pub(crate) async fn start<K: JobKind>(
     state: &AppState,
     caller: &Caller,
     request_id: &RequestId,
     payload: &K::Payload,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let started = jobs::start::<K>(
+    let audit = JobAudit {
+        caller,
+        request_id,
+        action: format!("{}.start", K::TYPE.as_str()),
+        old_values: None,
+        new_values: |job| {
+            json!({
+                "type": job.job_type,
+                "status": job.status,
+                "payload": job.payload,
+            })
+        },
+    };
+    let started = jobs::start_recorded::<K>(
         &state.pool,
         state.queues.as_ref(),
         payload,
         Some(&caller.user_id),
+        Some(&audit),
     )
     .await
     .map_err(|e| ApiError::unexpected("could not start a job", e))?;
-    if !started.created {
-        let view = JobView::with_progress(state, started.job, caller).await?;
-        return Ok((StatusCode::OK, Json(view)));
-    }
-    let job = started.job;
-    // The job core writes the job in a transaction of its own and then sends its
-    // messages; the record follows.
-    audit::record(
-        &state.pool,
-        AuditEntry {
-            caller,
-            request_id,
-            action: &format!("{}.start", K::TYPE.as_str()),
-            resource_type: "job",
-            resource_id: job.id.to_string(),
-            old_values: None,
-            new_values: Some(json!({
-                "type": job.job_type,
-                "status": job.status,
-                "payload": job.payload,
-            })),
-        },
-    )
-    .await?;
-    let view = JobView::with_progress(state, job, caller).await?;
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    let status = if started.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let view = JobView::with_progress(state, started.job, caller).await?;
+    Ok((status, Json(view)))
 }

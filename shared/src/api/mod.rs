@@ -30,6 +30,7 @@ use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::jobs::Registry;
 use crate::queue::Queues;
 
 pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
@@ -44,15 +45,25 @@ pub struct AppState {
     pub pool: PgPool,
     pub queues: Arc<dyn Queues>,
     pub auth: Arc<AuthConfig>,
+    /// The job types the API starts, cancels and lists.
+    pub registry: Registry,
 }
 
 impl AppState {
+    /// The state of an API that serves every job type of cwsync.
     pub fn new(pool: PgPool, queues: Arc<dyn Queues>, auth: AuthConfig) -> Self {
         Self {
             pool,
             queues,
             auth: Arc::new(auth),
+            registry: crate::job_types::registry(),
         }
+    }
+
+    /// The same state serving the job types of `registry`.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::store;
-use super::{ErrorInfo, ItemStatus, kinds};
+use super::{ErrorInfo, ItemStatus, Registry};
 use crate::consumer::process_fifo_batch;
 use crate::queue::{BatchConsumer, Delivery};
 
@@ -20,6 +20,7 @@ use crate::queue::{BatchConsumer, Delivery};
 #[derive(Clone)]
 pub struct DeadLetterConsumer {
     pool: PgPool,
+    registry: Registry,
     /// Receives before a message moves to a dead-letter queue (the redrive policy's
     /// `maxReceiveCount`), for the reason given.
     max_receive_count: u32,
@@ -32,9 +33,10 @@ struct Header {
 }
 
 impl DeadLetterConsumer {
-    pub fn new(pool: PgPool, max_receive_count: u32) -> Self {
+    pub fn new(pool: PgPool, registry: Registry, max_receive_count: u32) -> Self {
         Self {
             pool,
+            registry,
             max_receive_count,
         }
     }
@@ -65,9 +67,7 @@ impl DeadLetterConsumer {
         let last = item
             .error
             .as_ref()
-            .and_then(|e| e.get("message"))
-            .and_then(|m| m.as_str())
-            .map(|m| format!("; last error: {m}"))
+            .map(|e| format!("; last error: {}", e.message))
             .unwrap_or_default();
         let error = ErrorInfo::new(
             "DeadLettered",
@@ -90,7 +90,7 @@ impl DeadLetterConsumer {
             tracing::warn!(item_key = %item.item_key, reason = %error.message, "item failed");
         }
         if ended.job_needs_finishing() {
-            store::finalize(&self.pool, header.job_id, &kinds::summarize).await?;
+            store::finalize(&self.pool, &self.registry, header.job_id).await?;
         }
         Ok(())
     }

@@ -11,20 +11,33 @@
 //! zero and finishes the job, whose result is then derived from all its items, so a
 //! redelivered message can neither count twice nor end the job twice.
 //!
-//! A job type is a [`JobSpec`] (its payload, its queue message, how it plans its items
-//! and derives its result: all that starting a job needs) and a [`JobKind`] (how one item
-//! runs, and what that needs). Adding a job type means a module implementing both, a value
-//! of the `job_type` enum (a migration and [`JobType`]), its line in [`kinds`], and its
-//! queue in the template.
+//! This module knows no job type. A job type is a [`JobSpec`] (its `job_type` value, its
+//! queue, its payload, queue message, item result and job result, each a type; how it
+//! plans its items and derives its result) and a [`JobKind`] (how one item runs, and
+//! what that needs). The [`Registry`] holds the types an application runs; the code that
+//! handles jobs of any type (the sweeper, the dead-letter consumer, cancel, finalize, the
+//! API, the local runner) reads it. Adding a job type touches exactly:
+//!
+//! 1. its module, implementing [`JobSpec`] and [`JobKind`];
+//! 2. a migration adding its value to the `job_type` enum;
+//! 3. its line in `cwsync::job_types::registry` (the one list of job types; queue names,
+//!    queue URL settings, queue set-up, the API function's check and the local runner's
+//!    consumers and job view are derived from it);
+//! 4. a function crate under `functions/` (its consumer Lambda);
+//! 5. `template.yaml`: its queue, dead-letter queue, function and alarms.
+//!
+//! `tests/tests/integration/job_core/extra_type.rs` adds a job type with steps 1 to 3 and
+//! runs it end to end over the embedded queue.
 
 mod dead_letter;
-pub mod kinds;
+mod registry;
 mod retention;
 mod runner;
 mod start;
 mod store;
 mod sweeper;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 
@@ -32,22 +45,96 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::queue::QueueName;
 
 pub use dead_letter::DeadLetterConsumer;
+pub use registry::{Contexts, MissingContext, RegisteredType, Registry};
 pub use retention::delete_finished_jobs;
-pub use runner::JobConsumer;
-pub use start::{StartError, Started, start};
-pub use store::{CancelOutcome, JobFilter, Progress, cancel, finalize, get, items, list, progress};
+pub use runner::{JobConsumer, RecordFailure};
+pub use start::{StartError, Started, start, start_recorded};
+pub use store::{
+    CancelOutcome, JobFilter, JobRecord, Progress, cancel, cancel_recorded, finalize, get, items,
+    list, progress,
+};
 pub use sweeper::{SweepReport, SweepSettings, recover_unfinished, sweep};
 
 /// The version of the queue message bodies this code writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
 
-/// The `job_type` enum.
+/// A value of the `job_type` enum: which job type a job is. Open, so that a job type is
+/// a module of its own and not a variant here; the values a database accepts are its
+/// enum's, and the ones an application runs are its [`Registry`]'s.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobType(&'static str);
+
+impl JobType {
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    /// A name read from the database or a request (interned: they are the enum's few
+    /// values).
+    pub fn from_name(name: &str) -> Self {
+        Self(crate::text::intern(name))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for JobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobType({})", self.0)
+    }
+}
+
+impl std::fmt::Display for JobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for JobType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(Self::from_name(&name))
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for JobType {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_name("job_type")
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for JobType {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl sqlx::Decode<'_, sqlx::Postgres> for JobType {
+    fn decode(value: PgValueRef<'_>) -> Result<Self, sqlx::error::BoxDynError> {
+        let name = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self::from_name(name))
+    }
+}
+
+/// The `job_status` enum.
 #[derive(
     Debug,
     Clone,
@@ -55,52 +142,15 @@ pub const MESSAGE_VERSION: u32 = 1;
     PartialEq,
     Eq,
     Hash,
-    PartialOrd,
-    Ord,
     Serialize,
     Deserialize,
     sqlx::Type,
     utoipa::ToSchema,
-)]
-#[sqlx(type_name = "job_type", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum JobType {
-    ChatworkRoomsSync,
-    ChatworkMessagesSync,
-    SummaryDraft,
-}
-
-impl JobType {
-    pub const ALL: [JobType; 3] = [
-        Self::ChatworkRoomsSync,
-        Self::ChatworkMessagesSync,
-        Self::SummaryDraft,
-    ];
-
-    /// The queue that carries this type's items.
-    pub fn queue(self) -> QueueName {
-        match self {
-            Self::ChatworkRoomsSync => QueueName::RoomsSync,
-            Self::ChatworkMessagesSync => QueueName::MessagesSync,
-            Self::SummaryDraft => QueueName::SummaryDraft,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ChatworkRoomsSync => "chatwork_rooms_sync",
-            Self::ChatworkMessagesSync => "chatwork_messages_sync",
-            Self::SummaryDraft => "summary_draft",
-        }
-    }
-}
-
-/// The `job_status` enum.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+    strum::IntoStaticStr,
 )]
 #[sqlx(type_name = "job_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobStatus {
     Queued,
     Processing,
@@ -129,21 +179,29 @@ impl JobStatus {
         )
     }
 
+    /// The enum value (`queued`, ...), as in the database and the API.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-        }
+        self.into()
     }
 }
 
 /// The `job_item_status` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+)]
 #[sqlx(type_name = "job_item_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ItemStatus {
     /// Written, not yet handed to the queue.
     Pending,
@@ -164,13 +222,21 @@ impl ItemStatus {
             Self::Completed | Self::Unchanged | Self::Failed | Self::Canceled
         )
     }
+
+    /// The enum value (`pending`, ...), as in the database.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// What went wrong, as stored in `jobs.error` and `job_items.error`: `{name, message, stack?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
+    /// What kind of failure (`RoomNotFound`, `DeadLettered`, `Stale`, ...).
     pub name: String,
+    /// What happened, for a person.
     pub message: String,
+    /// Details for operators; only admins see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
 }
@@ -184,12 +250,39 @@ impl ErrorInfo {
         }
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain strings serialize")
+    /// The error without its `stack`, as a non-admin may see it.
+    pub fn public(&self) -> Self {
+        Self::new(self.name.clone(), self.message.clone())
     }
 }
 
-/// A job as stored.
+// Stored as JSONB: the database keeps JSON, the code reads and writes this type.
+impl sqlx::Type<sqlx::Postgres> for ErrorInfo {
+    fn type_info() -> PgTypeInfo {
+        <sqlx::types::Json<Self> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for ErrorInfo {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <sqlx::types::Json<&Self> as sqlx::Encode<sqlx::Postgres>>::encode(
+            sqlx::types::Json(self),
+            buf,
+        )
+    }
+}
+
+impl sqlx::Decode<'_, sqlx::Postgres> for ErrorInfo {
+    fn decode(value: PgValueRef<'_>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(<sqlx::types::Json<Self> as sqlx::Decode<sqlx::Postgres>>::decode(value)?.0)
+    }
+}
+
+/// A job as stored. `payload` and `result` are kept as JSON here, where the job's type is
+/// not known; [`Job::payload_as`] and [`Job::result_as`] read them as their type's types.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
@@ -199,7 +292,7 @@ pub struct Job {
     pub status: JobStatus,
     pub payload: serde_json::Value,
     pub result: Option<serde_json::Value>,
-    pub error: Option<serde_json::Value>,
+    pub error: Option<ErrorInfo>,
     pub user_id: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -211,7 +304,24 @@ pub struct Job {
     pub open_items: i32,
 }
 
-/// One item as its job's result is derived from it.
+impl Job {
+    /// The payload as `K`'s type; `None` for a job of another type or one that does not
+    /// parse.
+    pub fn payload_as<K: JobSpec>(&self) -> Option<K::Payload> {
+        (self.job_type == K::TYPE)
+            .then(|| serde_json::from_value(self.payload.clone()).ok())
+            .flatten()
+    }
+
+    /// The result as `K`'s type; `None` before the job has one, or for another type.
+    pub fn result_as<K: JobSpec>(&self) -> Option<K::Result> {
+        (self.job_type == K::TYPE)
+            .then(|| serde_json::from_value(self.result.clone()?).ok())
+            .flatten()
+    }
+}
+
+/// One item as stored; its job's type reads it as a [`JobItem`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemRecord {
@@ -219,10 +329,54 @@ pub struct ItemRecord {
     pub status: ItemStatus,
     pub fetched: i32,
     pub result: Option<serde_json::Value>,
-    pub error: Option<serde_json::Value>,
+    pub error: Option<ErrorInfo>,
     pub attempts: i32,
     /// The item's queue message.
     pub message: serde_json::Value,
+}
+
+/// One item as its job type reads it: its queue message and result as that type's types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobItem<M, R> {
+    pub item_key: String,
+    pub status: ItemStatus,
+    pub fetched: i32,
+    /// `None` before it has one (or when a stored one no longer parses).
+    pub result: Option<R>,
+    pub error: Option<ErrorInfo>,
+    pub attempts: i32,
+    /// `None` when the stored message no longer parses.
+    pub message: Option<M>,
+}
+
+impl ItemRecord {
+    /// The item as job type `K` reads it. A stored result or message that no longer
+    /// parses (written by another version) reads as absent, with a warning, rather than
+    /// stopping the job from finishing.
+    pub fn typed<K: JobSpec>(&self) -> JobItem<K::Message, K::ItemResult> {
+        fn read<T: DeserializeOwned>(
+            what: &str,
+            key: &str,
+            value: &serde_json::Value,
+        ) -> Option<T> {
+            serde_json::from_value(value.clone())
+                .map_err(|e| tracing::warn!(item_key = key, error = %e, "a stored {what} does not parse"))
+                .ok()
+        }
+        JobItem {
+            item_key: self.item_key.clone(),
+            status: self.status,
+            fetched: self.fetched,
+            result: self
+                .result
+                .as_ref()
+                .and_then(|r| read("result", &self.item_key, r)),
+            error: self.error.clone(),
+            attempts: self.attempts,
+            message: read::<Envelope<K::Message>>("message", &self.item_key, &self.message)
+                .map(|e| e.item),
+        }
+    }
 }
 
 /// A queue message body: the version and the job, then the item's own fields
@@ -246,14 +400,14 @@ pub struct PlannedItem<M> {
 
 /// How one item ended, when it ended as its handler intended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ItemOutcome {
+pub enum ItemOutcome<R> {
     Completed {
         /// What the item fetched (messages of a room), for progress.
         fetched: i32,
-        result: serde_json::Value,
+        result: R,
     },
     /// There was nothing to do.
-    Unchanged { result: serde_json::Value },
+    Unchanged { result: R },
     /// The job was canceled; the handler stopped between steps.
     Canceled,
 }
@@ -312,16 +466,26 @@ impl ItemRun {
     }
 }
 
-/// What a job type is: its payload, its queue message, and how a job plans its items and
-/// derives its result. Enough to start jobs (the API, the scheduler); running them takes
-/// [`JobKind`].
+/// What a job type is: its `job_type` value and queue, its payload, queue message, item
+/// result and job result, and how a job plans its items and derives its result. Enough to
+/// start jobs (the API, the scheduler); running them takes [`JobKind`].
 pub trait JobSpec: Send + Sync + Sized + 'static {
     /// Its value of the `job_type` enum.
     const TYPE: JobType;
+    /// The work queue that carries its items (its dead-letter queue follows from it).
+    const QUEUE: QueueName;
+    /// What people call a job of this type (`rooms sync`), in logs and the local view.
+    const LABEL: &'static str;
+    /// What its items are, in progress lines (`3/12 rooms`).
+    const ITEMS: &'static str = "items";
     /// What a request to start the job carries (stored as `jobs.payload`).
     type Payload: Serialize + DeserializeOwned + Send + Sync;
     /// The item's part of a queue message (inside an [`Envelope`]).
     type Message: Serialize + DeserializeOwned + Send + Sync;
+    /// What one item's run yields (stored as `job_items.result`).
+    type ItemResult: Serialize + DeserializeOwned + Send + Sync;
+    /// The job's result, derived from its items (stored as `jobs.result`).
+    type Result: Serialize + DeserializeOwned + Send + Sync;
 
     /// Names the work a job does; while one job of this type with this key is queued or
     /// processing, a request for another gets that one back.
@@ -337,7 +501,11 @@ pub trait JobSpec: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Vec<PlannedItem<Self::Message>>, sqlx::Error>> + Send;
 
     /// The job's result, derived from all its items.
-    fn summarize(items: &[ItemRecord]) -> serde_json::Value;
+    fn summarize(items: &[JobItem<Self::Message, Self::ItemResult>]) -> Self::Result;
+
+    /// A finished job's result in a few words, for a terminal line
+    /// (`12 rooms (12 new, 0 changed)`).
+    fn describe(result: &Self::Result) -> String;
 }
 
 /// How a job type's items run. See the module documentation.
@@ -351,7 +519,7 @@ pub trait JobKind: JobSpec {
         context: &Self::Context,
         item: &ItemRun,
         message: Self::Message,
-    ) -> impl Future<Output = Result<ItemOutcome, ItemError>> + Send;
+    ) -> impl Future<Output = Result<ItemOutcome<Self::ItemResult>, ItemError>> + Send;
 }
 
 #[cfg(test)]

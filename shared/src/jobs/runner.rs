@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::store::{self, Begin};
 use super::{
-    Envelope, ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, ItemStatus, JobKind, JobType,
-    MESSAGE_VERSION,
+    Envelope, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobKind, MESSAGE_VERSION,
+    Registry,
 };
 use crate::consumer::process_fifo_batch;
 use crate::queue::{BatchConsumer, Delivery};
@@ -39,6 +39,8 @@ pub enum RecordFailure {
 pub struct JobConsumer<K: JobKind> {
     pool: PgPool,
     context: Arc<K::Context>,
+    /// `K` alone: the jobs this consumer finishes are its type's.
+    registry: Registry,
 }
 
 impl<K: JobKind> Clone for JobConsumer<K> {
@@ -46,17 +48,18 @@ impl<K: JobKind> Clone for JobConsumer<K> {
         Self {
             pool: self.pool.clone(),
             context: self.context.clone(),
+            registry: self.registry.clone(),
         }
     }
 }
 
 impl<K: JobKind> JobConsumer<K> {
     pub fn new(pool: PgPool, context: Arc<K::Context>) -> Self {
-        Self { pool, context }
-    }
-
-    pub fn context(&self) -> &K::Context {
-        &self.context
+        Self {
+            pool,
+            context,
+            registry: Registry::of::<K>(),
+        }
     }
 
     /// Processes a batch as a Lambda invocation would, reporting the records to retry.
@@ -66,10 +69,6 @@ impl<K: JobKind> JobConsumer<K> {
         deadline: Instant,
     ) -> SqsBatchResponse {
         process_fifo_batch(records, |record| self.handle(record, deadline)).await
-    }
-
-    fn summarize(_: JobType, items: &[ItemRecord]) -> serde_json::Value {
-        K::summarize(items)
     }
 
     /// Processes one record.
@@ -93,7 +92,7 @@ impl<K: JobKind> JobConsumer<K> {
                 tracing::info!(why, item_key, "acknowledged without work");
                 // A crash between ending the last item and finishing the job leaves it
                 // for the next delivery (or the sweeper) to finish.
-                store::finalize(&self.pool, job_id, &Self::summarize).await?;
+                store::finalize(&self.pool, &self.registry, job_id).await?;
                 return Ok(());
             }
             Begin::Run {
@@ -126,11 +125,21 @@ impl<K: JobKind> JobConsumer<K> {
         let outcome = K::run(&self.context, &item, envelope.item).await;
         metrics::histogram!("job_item_duration_ms", "type" => K::TYPE.as_str())
             .record(started.elapsed().as_secs_f64() * 1000.0);
+        let stored =
+            |result: K::ItemResult| serde_json::to_value(result).map_err(anyhow::Error::from);
         let (status, fetched, result, error) = match outcome {
-            Ok(ItemOutcome::Completed { fetched, result }) => {
-                (ItemStatus::Completed, fetched, Some(result), None)
-            }
-            Ok(ItemOutcome::Unchanged { result }) => (ItemStatus::Unchanged, 0, Some(result), None),
+            Ok(ItemOutcome::Completed { fetched, result }) => (
+                ItemStatus::Completed,
+                fetched,
+                Some(stored(result).map_err(RecordFailure::Retry)?),
+                None,
+            ),
+            Ok(ItemOutcome::Unchanged { result }) => (
+                ItemStatus::Unchanged,
+                0,
+                Some(stored(result).map_err(RecordFailure::Retry)?),
+                None,
+            ),
             Ok(ItemOutcome::Canceled) => (ItemStatus::Canceled, 0, None, None),
             Err(ItemError::Fail(error)) => (ItemStatus::Failed, 0, None, Some(error)),
             Err(ItemError::Retry(e)) => {
@@ -154,31 +163,14 @@ impl<K: JobKind> JobConsumer<K> {
         )
         .await?;
         if ended.ended > 0 {
-            metrics::counter!("job_items_ended", "type" => K::TYPE.as_str(), "status" => item_status_name(status))
+            metrics::counter!("job_items_ended", "type" => K::TYPE.as_str(), "status" => status.as_str())
                 .increment(1);
-            tracing::info!(
-                item_key,
-                status = item_status_name(status),
-                fetched,
-                "item ended"
-            );
+            tracing::info!(item_key, status = status.as_str(), fetched, "item ended");
         }
         if ended.job_needs_finishing() {
-            store::finalize(&self.pool, job_id, &Self::summarize).await?;
+            store::finalize(&self.pool, &self.registry, job_id).await?;
         }
         Ok(())
-    }
-}
-
-pub(crate) fn item_status_name(status: ItemStatus) -> &'static str {
-    match status {
-        ItemStatus::Pending => "pending",
-        ItemStatus::Queued => "queued",
-        ItemStatus::Processing => "processing",
-        ItemStatus::Completed => "completed",
-        ItemStatus::Unchanged => "unchanged",
-        ItemStatus::Failed => "failed",
-        ItemStatus::Canceled => "canceled",
     }
 }
 

@@ -7,9 +7,9 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::store::{self, NewItem, NewJob};
-use super::{Envelope, ErrorInfo, ItemRecord, ItemStatus, Job, JobSpec, JobType, MESSAGE_VERSION};
-use crate::queue::{OutgoingMessage, Queues};
+use super::store::{self, JobRecord, NewItem, NewJob};
+use super::{Envelope, ErrorInfo, ItemStatus, Job, JobKind, MESSAGE_VERSION, Registry};
+use crate::queue::{OutgoingMessage, QueueName, Queues};
 
 /// The longest item key: `<job uuid>:<key>` must fit SQS's 128-character
 /// deduplication id.
@@ -49,11 +49,23 @@ pub(crate) fn outgoing(
 
 /// Starts a job of kind `K` for `user_id` (`None`: the scheduler), or returns the job of
 /// the same kind and active key that is already queued or processing.
-pub async fn start<K: JobSpec>(
+pub async fn start<K: JobKind>(
     pool: &PgPool,
     queues: &dyn Queues,
     payload: &K::Payload,
     user_id: Option<&str>,
+) -> Result<Started, StartError> {
+    start_recorded::<K>(pool, queues, payload, user_id, None).await
+}
+
+/// [`start`], writing `record` in the transaction that writes the new job (nothing is
+/// written when the active job is returned instead).
+pub async fn start_recorded<K: JobKind>(
+    pool: &PgPool,
+    queues: &dyn Queues,
+    payload: &K::Payload,
+    user_id: Option<&str>,
+    record: Option<&dyn JobRecord>,
 ) -> Result<Started, StartError> {
     let payload_json = serde_json::to_value(payload)?;
     let active_key = K::active_key(payload);
@@ -92,12 +104,12 @@ pub async fn start<K: JobSpec>(
             .iter()
             .map(|i| outgoing(id, &i.key, &i.group, &i.message))
             .collect();
-        match store::insert(pool, new).await? {
+        match store::insert(pool, new, record).await? {
             Some(job) => {
                 metrics::counter!("jobs_started", "type" => K::TYPE.as_str()).increment(1);
                 tracing::info!(job_id = %job.id, job_type = K::TYPE.as_str(), items = job.total_items, "job started");
-                let summarize = |_: JobType, items: &[ItemRecord]| K::summarize(items);
-                let job = send(pool, queues, job, &outgoing_messages, &summarize).await?;
+                let registry = Registry::of::<K>();
+                let job = send(pool, queues, &registry, K::QUEUE, job, &outgoing_messages).await?;
                 return Ok(Started { job, created: true });
             }
             None => {
@@ -122,16 +134,17 @@ pub async fn start<K: JobSpec>(
 async fn send(
     pool: &PgPool,
     queues: &dyn Queues,
+    registry: &Registry,
+    queue: QueueName,
     job: Job,
     messages: &[OutgoingMessage],
-    summarize: &(dyn Fn(JobType, &[ItemRecord]) -> serde_json::Value + Sync),
 ) -> Result<Job, StartError> {
     if messages.is_empty() {
         // Nothing to do: the job is complete at once.
-        store::finalize(pool, job.id, summarize).await?;
+        store::finalize(pool, registry, job.id).await?;
         return Ok(store::get(pool, job.id).await?.unwrap_or(job));
     }
-    let unsent = match queues.send(job.job_type.queue(), messages).await {
+    let unsent = match queues.send(queue, messages).await {
         Ok(()) => Vec::new(),
         Err(e) => {
             tracing::error!(job_id = %job.id, error = %e, "could not queue the job's items");
@@ -160,7 +173,7 @@ async fn send(
                 "{} of {} item(s) could not be handed to the {} queue after retries: {reason}",
                 unsent.len(),
                 messages.len(),
-                job.job_type.queue()
+                queue
             ),
         );
         let ended = store::end_items(
@@ -174,7 +187,7 @@ async fn send(
         )
         .await?;
         if ended.job_needs_finishing() {
-            store::finalize(pool, job.id, summarize).await?;
+            store::finalize(pool, registry, job.id).await?;
         }
     }
     Ok(store::get(pool, job.id).await?.unwrap_or(job))

@@ -2,12 +2,21 @@
 //! names the states it may leave, so it is atomic on its own and races resolve in the
 //! database. Statements that touch a job and one of its items lock the job row first.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::{ErrorInfo, ItemRecord, ItemStatus, Job, JobStatus, JobType};
+use super::{ErrorInfo, ItemRecord, ItemStatus, Job, JobStatus, JobType, Registry};
+
+/// Something written in the transaction of a job change, so that the change and it stand
+/// or fall together (the API's audit record of a start or a cancel).
+#[async_trait]
+pub trait JobRecord: Send + Sync {
+    /// Writes it for `job` as the change left it.
+    async fn write(&self, conn: &mut PgConnection, job: &Job) -> Result<(), sqlx::Error>;
+}
 
 /// A job and its items as they are first written.
 pub(crate) struct NewJob<'a> {
@@ -25,21 +34,22 @@ pub(crate) struct NewItem {
     pub group: String,
 }
 
-/// Writes a job and its items in one transaction. `None` when a job of the same type and
-/// active key is already queued or processing (nothing is written then).
-pub(crate) async fn insert(pool: &PgPool, new: NewJob<'_>) -> Result<Option<Job>, sqlx::Error> {
+/// Writes a job, its items and `record` in one transaction. `None` when a job of the same
+/// type and active key is already queued or processing (nothing is written then).
+pub(crate) async fn insert(
+    pool: &PgPool,
+    new: NewJob<'_>,
+    record: Option<&dyn JobRecord>,
+) -> Result<Option<Job>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let count = new.items.len() as i32;
-    let job = sqlx::query_as!(
-        Job,
+    let inserted = sqlx::query_scalar!(
         r#"INSERT INTO jobs (id, type, payload, user_id, active_key, total_items, open_items)
            VALUES ($1, $2, $3, $4, $5, $6, $6)
            ON CONFLICT (type, active_key)
               WHERE status IN ('queued', 'processing') AND active_key IS NOT NULL
            DO NOTHING
-           RETURNING id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
-                     result, error, user_id, started_at, finished_at, created_at, updated_at,
-                     active_key, total_items, open_items"#,
+           RETURNING id"#,
         new.id,
         new.job_type as JobType,
         new.payload,
@@ -49,9 +59,10 @@ pub(crate) async fn insert(pool: &PgPool, new: NewJob<'_>) -> Result<Option<Job>
     )
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(job) = job else {
+    let Some(id) = inserted else {
         return Ok(None);
     };
+    let job = get(&mut *tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     let (keys, (messages, groups)): (Vec<String>, (Vec<serde_json::Value>, Vec<String>)) = new
         .items
         .into_iter()
@@ -68,6 +79,9 @@ pub(crate) async fn insert(pool: &PgPool, new: NewJob<'_>) -> Result<Option<Job>
     )
     .execute(&mut *tx)
     .await?;
+    if let Some(record) = record {
+        record.write(&mut tx, &job).await?;
+    }
     tx.commit().await?;
     Ok(Some(job))
 }
@@ -78,18 +92,13 @@ pub(crate) async fn find_active(
     job_type: JobType,
     active_key: &str,
 ) -> Result<Option<Job>, sqlx::Error> {
-    sqlx::query_as!(
-        Job,
-        r#"SELECT id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
-                  result, error, user_id, started_at, finished_at, created_at, updated_at,
-                  active_key, total_items, open_items
-             FROM jobs
-            WHERE type = $1 AND active_key = $2 AND status IN ('queued', 'processing')"#,
-        job_type as JobType,
-        active_key,
-    )
-    .fetch_optional(pool)
-    .await
+    let selection = Selection {
+        job_type: Some(job_type),
+        active_key: Some(active_key),
+        limit: 1,
+        ..Selection::default()
+    };
+    Ok(select(pool, &selection).await?.pop())
 }
 
 /// Marks pending items of a job as handed to the queue.
@@ -113,17 +122,13 @@ pub(crate) async fn mark_sent(
 }
 
 /// A job by id.
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
-    sqlx::query_as!(
-        Job,
-        r#"SELECT id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
-                  result, error, user_id, started_at, finished_at, created_at, updated_at,
-                  active_key, total_items, open_items
-             FROM jobs WHERE id = $1"#,
-        id,
-    )
-    .fetch_optional(pool)
-    .await
+pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
+    let selection = Selection {
+        id: Some(id),
+        limit: 1,
+        ..Selection::default()
+    };
+    Ok(select(executor, &selection).await?.pop())
 }
 
 /// Which jobs to list, newest first.
@@ -137,35 +142,71 @@ pub struct JobFilter {
 }
 
 pub async fn list(pool: &PgPool, filter: &JobFilter) -> Result<Vec<Job>, sqlx::Error> {
+    let selection = Selection {
+        job_type: filter.job_type,
+        status: filter.status,
+        user_id: filter.user_id.as_deref(),
+        limit: filter.limit,
+        ..Selection::default()
+    };
+    select(pool, &selection).await
+}
+
+/// What [`select`] reads: every condition that is set holds.
+#[derive(Default)]
+struct Selection<'a> {
+    id: Option<Uuid>,
+    job_type: Option<JobType>,
+    /// The open (queued or processing) job with this active key.
+    active_key: Option<&'a str>,
+    status: Option<JobStatus>,
+    user_id: Option<&'a str>,
+    limit: i64,
+}
+
+/// Jobs, newest first: the one statement that reads jobs, so their columns are listed
+/// once. Postgres plans each call for the conditions it sets (a lookup by id uses the
+/// primary key).
+async fn select(
+    executor: impl PgExecutor<'_>,
+    selection: &Selection<'_>,
+) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as!(
         Job,
         r#"SELECT id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
-                  result, error, user_id, started_at, finished_at, created_at, updated_at,
-                  active_key, total_items, open_items
+                  result, error AS "error: ErrorInfo", user_id, started_at, finished_at,
+                  created_at, updated_at, active_key, total_items, open_items
              FROM jobs
-            WHERE ($1::job_type IS NULL OR type = $1)
-              AND ($2::job_status IS NULL OR status = $2)
-              AND ($3::text IS NULL OR user_id = $3)
+            WHERE ($1::uuid IS NULL OR id = $1)
+              AND ($2::job_type IS NULL OR type = $2)
+              AND ($3::text IS NULL OR (active_key = $3 AND status IN ('queued', 'processing')))
+              AND ($4::job_status IS NULL OR status = $4)
+              AND ($5::text IS NULL OR user_id = $5)
             ORDER BY created_at DESC, id DESC
-            LIMIT $4"#,
-        filter.job_type as Option<JobType>,
-        filter.status as Option<JobStatus>,
-        filter.user_id,
-        filter.limit,
+            LIMIT $6"#,
+        selection.id,
+        selection.job_type as Option<JobType>,
+        selection.active_key,
+        selection.status as Option<JobStatus>,
+        selection.user_id,
+        selection.limit,
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await
 }
 
 /// A job's items, in key order.
-pub async fn items(pool: &PgPool, job_id: Uuid) -> Result<Vec<ItemRecord>, sqlx::Error> {
+pub async fn items(
+    executor: impl PgExecutor<'_>,
+    job_id: Uuid,
+) -> Result<Vec<ItemRecord>, sqlx::Error> {
     sqlx::query_as!(
         ItemRecord,
-        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error, attempts, message
+        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error AS "error: ErrorInfo", attempts, message
              FROM job_items WHERE job_id = $1 ORDER BY item_key"#,
         job_id,
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await
 }
 
@@ -325,7 +366,6 @@ pub(crate) async fn end_items(
     error: Option<&ErrorInfo>,
 ) -> Result<Ended, sqlx::Error> {
     debug_assert!(status.is_terminal());
-    let error = error.map(ErrorInfo::to_json);
     let row = sqlx::query!(
         r#"WITH locked AS (
                SELECT id FROM jobs WHERE id = $1 FOR UPDATE
@@ -352,7 +392,7 @@ pub(crate) async fn end_items(
         status as ItemStatus,
         fetched,
         result,
-        error,
+        error as Option<&ErrorInfo>,
     )
     .fetch_one(pool)
     .await?;
@@ -375,7 +415,7 @@ pub(crate) async fn record_retry_error(
             WHERE job_id = $1 AND item_key = $2 AND status = 'processing'"#,
         job_id,
         item_key,
-        error.to_json(),
+        error as &ErrorInfo,
     )
     .execute(pool)
     .await?;
@@ -390,7 +430,7 @@ pub(crate) async fn item_by_message(
 ) -> Result<Option<ItemRecord>, sqlx::Error> {
     sqlx::query_as!(
         ItemRecord,
-        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error, attempts, message
+        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error AS "error: ErrorInfo", attempts, message
              FROM job_items WHERE job_id = $1 AND message = $2"#,
         job_id,
         message,
@@ -411,20 +451,30 @@ pub(crate) async fn is_canceled(pool: &PgPool, job_id: Uuid) -> Result<bool, sql
 }
 
 /// Finishes a job whose items have all ended: `failed` when every item failed (the error
-/// is the first item's), else `completed`; its result derived from the items by
-/// `summarize`. For a canceled job, brings the result up to date with its items. Safe to
-/// call any number of times and from racing callers: only a job with no open items
-/// changes state, once.
+/// is the first item's), else `completed`; its result derived from the items by its type
+/// in `registry` (a type the registry does not hold keeps the result it has). For a
+/// canceled job, brings the result up to date with its items. Safe to call any number
+/// of times and from racing callers: only a job with no open items changes state, once.
 pub async fn finalize(
     pool: &PgPool,
+    registry: &Registry,
     job_id: Uuid,
-    summarize: &(dyn Fn(JobType, &[ItemRecord]) -> serde_json::Value + Sync),
 ) -> Result<Option<JobStatus>, sqlx::Error> {
-    let Some(job) = get(pool, job_id).await? else {
+    let mut conn = pool.acquire().await?;
+    finalize_on(&mut conn, registry, job_id).await
+}
+
+/// [`finalize`] on one connection (or in a transaction).
+async fn finalize_on(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    job_id: Uuid,
+) -> Result<Option<JobStatus>, sqlx::Error> {
+    let Some(job) = get(&mut *conn, job_id).await? else {
         return Ok(None);
     };
-    let items = items(pool, job_id).await?;
-    let result = summarize(job.job_type, &items);
+    let items = items(&mut *conn, job_id).await?;
+    let result = summarize(registry, &job, &items);
     if job.status == JobStatus::Canceled {
         sqlx::query!(
             r#"UPDATE jobs
@@ -435,7 +485,7 @@ pub async fn finalize(
             job_id,
             result,
         )
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
         return Ok(Some(JobStatus::Canceled));
     }
@@ -451,7 +501,7 @@ pub async fn finalize(
         let error = failed[0]
             .error
             .clone()
-            .unwrap_or_else(|| ErrorInfo::new("ItemFailed", "every item failed").to_json());
+            .unwrap_or_else(|| ErrorInfo::new("ItemFailed", "every item failed"));
         (JobStatus::Failed, Some(error))
     } else {
         (JobStatus::Completed, None)
@@ -465,9 +515,9 @@ pub async fn finalize(
         job_id,
         status as JobStatus,
         result,
-        error,
+        error as Option<ErrorInfo>,
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     if let Some(status) = finished {
         metrics::counter!("jobs_finished", "type" => job.job_type.as_str(), "status" => status.as_str())
@@ -481,9 +531,9 @@ pub async fn finalize(
 /// derived from what the items did.
 pub(crate) async fn fail_job(
     pool: &PgPool,
+    registry: &Registry,
     job_id: Uuid,
     error: &ErrorInfo,
-    summarize: &(dyn Fn(JobType, &[ItemRecord]) -> serde_json::Value + Sync),
 ) -> Result<bool, sqlx::Error> {
     let open: Vec<String> = sqlx::query_scalar!(
         r#"SELECT item_key FROM job_items
@@ -506,14 +556,14 @@ pub(crate) async fn fail_job(
         return Ok(false);
     };
     let items = items(pool, job_id).await?;
-    let result = summarize(job.job_type, &items);
+    let result = summarize(registry, &job, &items);
     let failed = sqlx::query!(
         r#"UPDATE jobs
               SET status = 'failed', result = $2, error = $3, finished_at = now(), updated_at = now()
             WHERE id = $1 AND status IN ('queued', 'processing')"#,
         job_id,
         result,
-        error.to_json(),
+        error as &ErrorInfo,
     )
     .execute(pool)
     .await?;
@@ -524,6 +574,18 @@ pub(crate) async fn fail_job(
         tracing::warn!(job_id = %job_id, job_type = job.job_type.as_str(), error = %error.message, "job failed");
     }
     Ok(failed)
+}
+
+/// The result of `job` derived from `items` by its type, or the one it has when the
+/// registry does not hold its type.
+fn summarize(registry: &Registry, job: &Job, items: &[ItemRecord]) -> Option<serde_json::Value> {
+    match registry.summarize(job.job_type, items) {
+        Some(result) => Some(result),
+        None => {
+            tracing::error!(job_id = %job.id, job_type = %job.job_type, "no registered job type derives this job's result");
+            job.result.clone()
+        }
+    }
 }
 
 /// How a cancel request went.
@@ -537,7 +599,22 @@ pub enum CancelOutcome {
 
 /// Cancels a queued or processing job. Its items that have not started are canceled with
 /// it; items in progress stop at their handler's next cancellation check.
-pub async fn cancel(pool: &PgPool, job_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
+pub async fn cancel(
+    pool: &PgPool,
+    registry: &Registry,
+    job_id: Uuid,
+) -> Result<CancelOutcome, sqlx::Error> {
+    cancel_recorded(pool, registry, job_id, None).await
+}
+
+/// [`cancel`], writing `record` in the cancel's transaction.
+pub async fn cancel_recorded(
+    pool: &PgPool,
+    registry: &Registry,
+    job_id: Uuid,
+    record: Option<&dyn JobRecord>,
+) -> Result<CancelOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let canceled = sqlx::query!(
         r#"WITH job AS (
                UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now()
@@ -551,19 +628,24 @@ pub async fn cancel(pool: &PgPool, job_id: Uuid) -> Result<CancelOutcome, sqlx::
            SELECT (SELECT type FROM job) AS "job_type: JobType", (SELECT count(*) FROM items) AS "items!""#,
         job_id,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    match canceled.job_type {
-        Some(job_type) => {
-            metrics::counter!("jobs_finished", "type" => job_type.as_str(), "status" => "canceled")
-                .increment(1);
-            finalize(pool, job_id, &super::kinds::summarize).await?;
-            let job = get(pool, job_id).await?.expect("a canceled job exists");
-            Ok(CancelOutcome::Canceled(Box::new(job)))
-        }
-        None => Ok(match get(pool, job_id).await? {
+    let Some(job_type) = canceled.job_type else {
+        drop(tx);
+        return Ok(match get(pool, job_id).await? {
             None => CancelOutcome::NotFound,
             Some(job) => CancelOutcome::NotCancelable(job.status),
-        }),
+        });
+    };
+    finalize_on(&mut tx, registry, job_id).await?;
+    let job = get(&mut *tx, job_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    if let Some(record) = record {
+        record.write(&mut tx, &job).await?;
     }
+    tx.commit().await?;
+    metrics::counter!("jobs_finished", "type" => job_type.as_str(), "status" => "canceled")
+        .increment(1);
+    Ok(CancelOutcome::Canceled(Box::new(job)))
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::start::outgoing;
 use super::store;
-use super::{ErrorInfo, JobType, kinds};
+use super::{ErrorInfo, JobType, Registry};
 use crate::queue::Queues;
 
 /// The sweeper's knobs.
@@ -61,6 +61,7 @@ struct Unsent {
 pub async fn sweep(
     pool: &PgPool,
     queues: &dyn Queues,
+    registry: &Registry,
     settings: &SweepSettings,
 ) -> Result<SweepReport, sqlx::Error> {
     let mut report = SweepReport::default();
@@ -78,7 +79,7 @@ pub async fn sweep(
     )
     .fetch_all(pool)
     .await?;
-    report.resent = resend(pool, queues, unsent).await?;
+    report.resent = resend(pool, queues, registry, unsent).await?;
 
     let finishable = sqlx::query_scalar!(
         r#"SELECT id FROM jobs WHERE status IN ('queued', 'processing') AND open_items = 0"#
@@ -86,10 +87,7 @@ pub async fn sweep(
     .fetch_all(pool)
     .await?;
     for id in finishable {
-        if store::finalize(pool, id, &kinds::summarize)
-            .await?
-            .is_some()
-        {
+        if store::finalize(pool, registry, id).await?.is_some() {
             report.finished += 1;
         }
     }
@@ -110,7 +108,7 @@ pub async fn sweep(
                 settings.stale_after.as_secs() / 60
             ),
         );
-        if store::fail_job(pool, id, &error, &kinds::summarize).await? {
+        if store::fail_job(pool, registry, id, &error).await? {
             metrics::counter!("jobs_failed_stale").increment(1);
             report.failed_stale += 1;
         }
@@ -125,7 +123,11 @@ pub async fn sweep(
 /// that lost its messages (the embedded queue across a restart). Items that were in fact
 /// delivered meanwhile are harmless: their consumer finds them ended, or runs them again,
 /// which handlers make idempotent.
-pub async fn recover_unfinished(pool: &PgPool, queues: &dyn Queues) -> Result<usize, sqlx::Error> {
+pub async fn recover_unfinished(
+    pool: &PgPool,
+    queues: &dyn Queues,
+    registry: &Registry,
+) -> Result<usize, sqlx::Error> {
     let unfinished = sqlx::query_as!(
         Unsent,
         r#"SELECT j.type AS "job_type: JobType", i.job_id, i.item_key, i.message, i.message_group
@@ -135,14 +137,16 @@ pub async fn recover_unfinished(pool: &PgPool, queues: &dyn Queues) -> Result<us
     )
     .fetch_all(pool)
     .await?;
-    resend(pool, queues, unfinished).await
+    resend(pool, queues, registry, unfinished).await
 }
 
 /// Sends items by their stored messages, grouped per queue, and marks the pending ones
-/// sent. What cannot be sent stays as it is for the next sweep.
+/// sent. What cannot be sent stays as it is for the next sweep, and so do the items of a
+/// type this registry does not hold (another application's, or a newer version's).
 async fn resend(
     pool: &PgPool,
     queues: &dyn Queues,
+    registry: &Registry,
     items: Vec<Unsent>,
 ) -> Result<usize, sqlx::Error> {
     let mut by_type: BTreeMap<(JobType, Uuid), Vec<Unsent>> = BTreeMap::new();
@@ -154,11 +158,15 @@ async fn resend(
     }
     let mut sent = 0;
     for ((job_type, job_id), items) in by_type {
+        let Some(queue) = registry.get(job_type).map(|t| t.queue()) else {
+            tracing::warn!(job_id = %job_id, %job_type, "no registered job type has this job's queue; left as it is");
+            continue;
+        };
         let messages: Vec<_> = items
             .iter()
             .map(|i| outgoing(i.job_id, &i.item_key, &i.message_group, &i.message))
             .collect();
-        let unsent: Vec<String> = match queues.send(job_type.queue(), &messages).await {
+        let unsent: Vec<String> = match queues.send(queue, &messages).await {
             Ok(()) => Vec::new(),
             Err(e) => {
                 tracing::warn!(job_id = %job_id, error = %e, "could not re-send items; the next sweep tries again");

@@ -54,8 +54,9 @@ pub struct EmbeddedQueues {
 
 struct Inner {
     settings: EmbeddedSettings,
+    /// Each queue comes into being on its first use, as every queue a job type names
+    /// exists in the template.
     state: Mutex<HashMap<QueueName, QueueState>>,
-    notify: HashMap<QueueName, Notify>,
 }
 
 #[derive(Default)]
@@ -65,6 +66,8 @@ struct QueueState {
     /// Deduplication id → when it may be used again.
     seen: HashMap<String, Instant>,
     next_sequence: u64,
+    /// Wakes the receivers waiting on the queue.
+    notify: Arc<Notify>,
 }
 
 struct Stored {
@@ -93,19 +96,10 @@ fn epoch_ms() -> u128 {
 
 impl EmbeddedQueues {
     pub fn new(settings: EmbeddedSettings) -> Self {
-        let all = [
-            QueueName::RoomsSync,
-            QueueName::MessagesSync,
-            QueueName::SummaryDraft,
-            QueueName::RoomsSyncDlq,
-            QueueName::MessagesSyncDlq,
-            QueueName::SummaryDraftDlq,
-        ];
         Self {
             inner: Arc::new(Inner {
                 settings,
-                state: Mutex::new(all.iter().map(|q| (*q, QueueState::default())).collect()),
-                notify: all.iter().map(|q| (*q, Notify::new())).collect(),
+                state: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -121,7 +115,11 @@ impl EmbeddedQueues {
     }
 
     fn wake(&self, queue: QueueName) {
-        self.inner.notify[&queue].notify_waiters();
+        self.notifier(queue).notify_waiters();
+    }
+
+    fn notifier(&self, queue: QueueName) -> Arc<Notify> {
+        self.lock().entry(queue).or_default().notify.clone()
     }
 
     /// Takes up to `max` deliverable messages. Returns them and, when none was
@@ -129,12 +127,12 @@ impl EmbeddedQueues {
     fn take(&self, queue: QueueName, max: usize) -> (Vec<Delivery>, Option<Instant>) {
         let now = Instant::now();
         let settings = &self.inner.settings;
-        let dead_letter = queue.dead_letter();
+        let dead_letter = (!queue.is_dead_letter()).then(|| queue.dead_letter());
         let mut state = self.lock();
         let mut moved: Vec<Stored> = Vec::new();
         let mut batch = Vec::new();
         let mut next_visible: Option<Instant> = None;
-        let queue_state = state.get_mut(&queue).expect("every queue exists");
+        let queue_state = state.entry(queue).or_default();
 
         let mut order: Vec<(u64, String)> = queue_state
             .groups
@@ -180,7 +178,7 @@ impl EmbeddedQueues {
             .retain(|_, messages| !messages.is_empty());
 
         if let Some(dlq) = dead_letter.filter(|_| !moved.is_empty()) {
-            let dlq_state = state.get_mut(&dlq).expect("every queue exists");
+            let dlq_state = state.entry(dlq).or_default();
             for mut message in moved {
                 tracing::warn!(
                     queue = %queue,
@@ -287,7 +285,7 @@ impl Queues for EmbeddedQueues {
         let window = self.inner.settings.deduplication_window;
         {
             let mut state = self.lock();
-            let queue_state = state.get_mut(&queue).expect("every queue exists");
+            let queue_state = state.entry(queue).or_default();
             queue_state.seen.retain(|_, until| *until > now);
             for message in messages {
                 if queue_state.seen.contains_key(&message.deduplication_id) {
@@ -328,7 +326,7 @@ impl Queues for EmbeddedQueues {
     ) -> Result<Vec<Delivery>, QueueError> {
         let max = max.clamp(1, super::MAX_BATCH);
         let deadline = Instant::now() + wait;
-        let notify = &self.inner.notify[&queue];
+        let notify = self.notifier(queue);
         loop {
             // Registered before looking, so a send between the look and the wait wakes us.
             let notified = notify.notified();
@@ -353,7 +351,7 @@ impl Queues for EmbeddedQueues {
     async fn delete(&self, queue: QueueName, receipt_handles: &[String]) -> Result<(), QueueError> {
         {
             let mut state = self.lock();
-            let queue_state = state.get_mut(&queue).expect("every queue exists");
+            let queue_state = state.entry(queue).or_default();
             for handle in receipt_handles {
                 let mut found = false;
                 for messages in queue_state.groups.values_mut() {
@@ -383,11 +381,12 @@ impl Queues for EmbeddedQueues {
 
     async fn depth(&self, queue: QueueName) -> Result<u64, QueueError> {
         let state = self.lock();
-        Ok(state[&queue]
-            .groups
-            .values()
-            .map(|messages| messages.len() as u64)
-            .sum())
+        Ok(state.get(&queue).map_or(0, |q| {
+            q.groups
+                .values()
+                .map(|messages| messages.len() as u64)
+                .sum()
+        }))
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

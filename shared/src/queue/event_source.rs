@@ -3,11 +3,13 @@
 //! `SqsEvent`'s records, and delete the records the consumer did not report failed.
 //! Failed records stay in the queue and come back after their visibility timeout.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsBatchResponse;
+use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -84,8 +86,21 @@ impl EventSource {
     pub async fn run(&self, consumer: &dyn BatchConsumer, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             // Not raced against the shutdown: a batch that was received is processed and
-            // acknowledged before the loop looks at the token again.
-            if let Err(e) = self.poll_once(consumer).await {
+            // acknowledged before the loop looks at the token again. A panic that escapes
+            // the consumer leaves its batch to come back after the visibility timeout;
+            // the poller goes on.
+            let polled = AssertUnwindSafe(self.poll_once(consumer))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    tracing::error!(
+                        queue = %self.queue,
+                        panic = crate::consumer::panic_message(panic.as_ref()),
+                        "a batch's consumer panicked; its records come back later"
+                    );
+                    Ok(0)
+                });
+            if let Err(e) = polled {
                 tracing::warn!(queue = %self.queue, error = %e, "polling failed; retrying shortly");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

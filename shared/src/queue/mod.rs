@@ -24,51 +24,64 @@ pub use sqs::{LazySqsQueues, SqsQueues};
 /// SQS accepts at most this many entries per batch call.
 pub const MAX_BATCH: usize = 10;
 
-/// One of cwsync's queues: a work queue per job type, each with its dead-letter queue.
+/// One of cwsync's queues: a job type's work queue, or its dead-letter queue. Job types
+/// name their work queue (`JobSpec::QUEUE`); everything else about it (its dead-letter
+/// queue, its name in the template, its URL setting) follows from that one name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum QueueName {
-    RoomsSync,
-    MessagesSync,
-    SummaryDraft,
-    RoomsSyncDlq,
-    MessagesSyncDlq,
-    SummaryDraftDlq,
+pub struct QueueName {
+    /// The work queue's base name, as in the template (`<base>.fifo`, `<base>-dlq.fifo`).
+    base: &'static str,
+    dead_letter: bool,
 }
 
 impl QueueName {
-    /// The three work queues.
-    pub const WORK: [QueueName; 3] = [Self::RoomsSync, Self::MessagesSync, Self::SummaryDraft];
-
-    /// The dead-letter queue of a work queue (a dead-letter queue has none).
-    pub fn dead_letter(self) -> Option<QueueName> {
-        match self {
-            Self::RoomsSync => Some(Self::RoomsSyncDlq),
-            Self::MessagesSync => Some(Self::MessagesSyncDlq),
-            Self::SummaryDraft => Some(Self::SummaryDraftDlq),
-            _ => None,
+    /// The work queue named `base` (`rooms-sync`).
+    pub const fn work(base: &'static str) -> Self {
+        Self {
+            base,
+            dead_letter: false,
         }
     }
 
-    pub fn is_dead_letter(self) -> bool {
-        self.dead_letter().is_none()
+    /// The dead-letter queue of this queue's work queue.
+    pub const fn dead_letter(self) -> QueueName {
+        Self {
+            base: self.base,
+            dead_letter: true,
+        }
     }
 
-    /// The queue's base name, as in the template (`<name>.fifo`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RoomsSync => "rooms-sync",
-            Self::MessagesSync => "messages-sync",
-            Self::SummaryDraft => "summary-draft",
-            Self::RoomsSyncDlq => "rooms-sync-dlq",
-            Self::MessagesSyncDlq => "messages-sync-dlq",
-            Self::SummaryDraftDlq => "summary-draft-dlq",
-        }
+    /// The work queue this queue belongs to (itself, for a work queue).
+    pub const fn work_queue(self) -> QueueName {
+        Self::work(self.base)
+    }
+
+    pub const fn is_dead_letter(self) -> bool {
+        self.dead_letter
+    }
+
+    /// The queue's name, as in the template without `.fifo` (`rooms-sync`,
+    /// `rooms-sync-dlq`).
+    pub fn name(self) -> String {
+        self.to_string()
+    }
+
+    /// The setting that holds the work queue's URL (`ROOMS_SYNC_QUEUE_URL`).
+    pub fn url_variable(self) -> String {
+        format!(
+            "{}_QUEUE_URL",
+            self.base.to_ascii_uppercase().replace('-', "_")
+        )
     }
 }
 
 impl fmt::Display for QueueName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.base)?;
+        if self.dead_letter {
+            f.write_str("-dlq")?;
+        }
+        Ok(())
     }
 }
 
@@ -166,11 +179,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_work_queue_has_a_dead_letter_queue() {
-        for queue in QueueName::WORK {
-            let dlq = queue.dead_letter().unwrap();
-            assert!(dlq.is_dead_letter());
-            assert_eq!(dlq.as_str(), format!("{queue}-dlq"));
-        }
+    fn a_work_queue_names_its_dead_letter_queue_and_its_setting() {
+        let queue = QueueName::work("rooms-sync");
+        let dlq = queue.dead_letter();
+        assert!(dlq.is_dead_letter() && !queue.is_dead_letter());
+        assert_eq!(dlq.name(), "rooms-sync-dlq");
+        assert_eq!(dlq.work_queue(), queue);
+        assert_eq!(queue.url_variable(), "ROOMS_SYNC_QUEUE_URL");
     }
 }

@@ -46,16 +46,10 @@ impl SqsQueues {
         let aws = aws_config::load_from_env().await;
         let client = Client::new(&aws);
         let mut urls = HashMap::new();
-        for (queue, url) in [
-            (QueueName::RoomsSync, &config.rooms_sync_url),
-            (QueueName::MessagesSync, &config.messages_sync_url),
-            (QueueName::SummaryDraft, &config.summary_draft_url),
-        ] {
-            if let Some(url) = url {
-                urls.insert(queue, url.clone());
-                if let (Some(dlq), Some(base)) = (queue.dead_letter(), url.strip_suffix(".fifo")) {
-                    urls.insert(dlq, format!("{base}-dlq.fifo"));
-                }
+        for (queue, url) in &config.urls {
+            urls.insert(*queue, url.clone());
+            if let Some(base) = url.strip_suffix(".fifo") {
+                urls.insert(queue.dead_letter(), format!("{base}-dlq.fifo"));
             }
         }
         Self::new(client, urls)
@@ -175,7 +169,8 @@ impl SqsQueues {
         delivery.aws_region = self.region.clone();
         // The URL ends in /<account>/<name>; the ARN is what Lambda would name.
         let mut parts = url.rsplit('/');
-        let name = parts.next().unwrap_or(queue.as_str());
+        let fallback = format!("{queue}.fifo");
+        let name = parts.next().unwrap_or(&fallback);
         let account = parts.next().unwrap_or("000000000000");
         delivery.event_source_arn = Some(format!(
             "arn:aws:sqs:{}:{account}:{name}",
@@ -297,8 +292,9 @@ impl Queues for SqsQueues {
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
-        for queue in QueueName::WORK {
-            if let Ok(url) = self.url(queue) {
+        for (queue, url) in self.urls.iter().filter(|(q, _)| !q.is_dead_letter()) {
+            let queue = *queue;
+            {
                 self.client
                     .get_queue_attributes()
                     .queue_url(url)

@@ -100,7 +100,7 @@ impl ChatModelSettings {
 }
 
 /// Tokens a draft used, summed over its requests (`tokenUsage` of a draft).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenUsage {
     pub prompt_tokens: u64,

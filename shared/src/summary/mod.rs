@@ -28,15 +28,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::SummaryConfig;
 use crate::jobs::{
-    ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, JobKind, JobSpec, JobType, PlannedItem,
+    ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec, JobType, PlannedItem,
 };
+use crate::queue::QueueName;
 use chat_model::{ChatModel, ChatModelSettings, ChatModelSetupError, TokenUsage};
 use transcript::{SourceLink, StoredMessage, Transcript};
 
@@ -59,10 +59,23 @@ pub struct SummaryDraftMessage {}
 /// The item key of a summary's only item.
 pub const ITEM_KEY: &str = "draft";
 
+/// The result of a summary draft (and of its one item): the draft, `null` until there is
+/// one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryDraftResult {
+    #[schema(required = true)]
+    pub draft: Option<DraftResult>,
+}
+
 impl JobSpec for SummaryDraft {
-    const TYPE: JobType = JobType::SummaryDraft;
+    const TYPE: JobType = JobType::new("summary_draft");
+    const QUEUE: QueueName = QueueName::work("summary-draft");
+    const LABEL: &'static str = "summary draft";
     type Payload = SummaryDraftPayload;
     type Message = SummaryDraftMessage;
+    type ItemResult = SummaryDraftResult;
+    type Result = SummaryDraftResult;
 
     /// One active draft per company and period.
     fn active_key(payload: &SummaryDraftPayload) -> String {
@@ -88,12 +101,19 @@ impl JobSpec for SummaryDraft {
         }])
     }
 
-    /// `{draft: {...}}`: the item's own result.
-    fn summarize(items: &[ItemRecord]) -> serde_json::Value {
+    /// The item's own result.
+    fn summarize(items: &[JobItem<SummaryDraftMessage, SummaryDraftResult>]) -> SummaryDraftResult {
         items
             .iter()
             .find_map(|i| i.result.clone())
-            .unwrap_or_else(|| serde_json::json!({"draft": null}))
+            .unwrap_or_default()
+    }
+
+    fn describe(result: &SummaryDraftResult) -> String {
+        match &result.draft {
+            Some(draft) => format!("draft {}", draft.id),
+            None => "no draft".into(),
+        }
     }
 }
 
@@ -190,15 +210,18 @@ impl SummaryContext {
 }
 
 /// A stored draft as the job's result shows it (DESIGN section 3).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DraftResult {
     pub id: Uuid,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub content: String,
+    #[schema(value_type = Vec<SourceLink>)]
     pub source_links: serde_json::Value,
     pub model: String,
+    /// `null` for the extractive summarizer.
+    #[schema(value_type = Option<TokenUsage>)]
     pub token_usage: Option<serde_json::Value>,
 }
 
@@ -209,7 +232,7 @@ impl JobKind for SummaryDraft {
         context: &SummaryContext,
         item: &ItemRun,
         _message: SummaryDraftMessage,
-    ) -> Result<ItemOutcome, ItemError> {
+    ) -> Result<ItemOutcome<SummaryDraftResult>, ItemError> {
         let payload: SummaryDraftPayload = item.payload()?;
         let pool = &item.pool;
         if let Some(draft) = stored_draft(pool, item.job_id).await? {
@@ -271,10 +294,10 @@ fn summarizer_kind(model: &str) -> &'static str {
     }
 }
 
-fn completed(draft: DraftResult, messages: usize) -> ItemOutcome {
+fn completed(draft: DraftResult, messages: usize) -> ItemOutcome<SummaryDraftResult> {
     ItemOutcome::Completed {
         fetched: i32::try_from(messages).unwrap_or(i32::MAX),
-        result: json!({ "draft": draft }),
+        result: SummaryDraftResult { draft: Some(draft) },
     }
 }
 

@@ -3,7 +3,7 @@
 //! ([`mask`](super::mask)). Nothing unmasked leaves this module.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::markup::{self, Cleaned};
 use super::mask::mask;
@@ -14,7 +14,7 @@ pub fn source_link(room_id: i64, message_id: &str) -> String {
 }
 
 /// A link to a message a draft's point comes from (`sourceLinks` of a draft).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceLink {
     pub url: String,

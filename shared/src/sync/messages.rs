@@ -31,7 +31,6 @@
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -39,9 +38,10 @@ use super::snapshot::{self, Entry, ListedRoom, SnapshotError};
 use super::{SyncContext, chatwork_failure};
 use crate::chatwork::{Message, compare_message_ids};
 use crate::jobs::{
-    ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, ItemStatus, JobKind, JobSpec,
-    JobStatus, JobType, PlannedItem,
+    ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobItem, JobKind, JobSpec, JobStatus,
+    JobType, PlannedItem,
 };
+use crate::queue::QueueName;
 
 /// The most messages one `GET /rooms/{id}/messages` returns: Chatwork has no paging into
 /// older history, so a room that got more than this since its last sync has a gap.
@@ -65,15 +65,93 @@ pub struct MessagesSyncMessage {
     pub room_id: i64,
 }
 
+/// What one room's item did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomFetch {
+    pub room_id: i64,
+    /// Messages the request returned.
+    pub fetched: i64,
+    /// Chatwork requests of the delivery that ended the item.
+    pub requests: i64,
+    /// Messages that could not be fetched, when there was a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<GapEstimate>,
+    /// Messages inserted and edited (set by the statement that writes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<i64>,
+    /// Why an unchanged room needed no request (`unchanged`, `left`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GapEstimate {
+    pub missed_estimate: i64,
+}
+
+/// The result of a messages sync, derived from its rooms' items.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesSyncResult {
+    pub total_rooms: i64,
+    /// The completed and the unchanged rooms.
+    pub processed_rooms: i64,
+    pub unchanged_rooms: i64,
+    pub canceled_rooms: i64,
+    pub failed_rooms: i64,
+    pub rooms: Vec<RoomOutcome>,
+    pub errors: Vec<RoomFailure>,
+    pub gaps: Vec<RoomGap>,
+    pub stored_messages: i64,
+    pub edited_messages: i64,
+    /// Chatwork requests of the deliveries that ended the items.
+    pub requests: i64,
+}
+
+/// A processed room of a messages sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomOutcome {
+    pub room_id: Option<i64>,
+    pub fetched: i32,
+    /// `completed` or `unchanged`.
+    pub status: ItemStatus,
+}
+
+/// A failed room of a messages sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomFailure {
+    pub room_id: Option<i64>,
+    pub message: String,
+}
+
+/// A room of a messages sync whose history has a gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomGap {
+    pub room_id: Option<i64>,
+    pub missed_estimate: i64,
+}
+
 /// The item key of a room.
 pub fn item_key(room_id: i64) -> String {
     format!("room-{room_id}")
 }
 
 impl JobSpec for MessagesSync {
-    const TYPE: JobType = JobType::ChatworkMessagesSync;
+    const TYPE: JobType = JobType::new("chatwork_messages_sync");
+    const QUEUE: QueueName = QueueName::work("messages-sync");
+    const LABEL: &'static str = "messages sync";
+    const ITEMS: &'static str = "rooms";
     type Payload = MessagesSyncPayload;
     type Message = MessagesSyncMessage;
+    type ItemResult = RoomFetch;
+    type Result = MessagesSyncResult;
 
     fn active_key(payload: &MessagesSyncPayload) -> String {
         match payload.room_id {
@@ -113,66 +191,74 @@ impl JobSpec for MessagesSync {
             .collect())
     }
 
-    /// `{totalRooms, processedRooms, rooms: [{roomId, fetched, status}], errors: [{roomId,
-    /// message}], unchangedRooms, canceledRooms, failedRooms, gaps: [{roomId,
-    /// missedEstimate}], storedMessages, editedMessages, requests}`. `processedRooms`
-    /// counts the completed and the unchanged rooms; `requests` the Chatwork requests of
-    /// the deliveries that ended the items.
-    fn summarize(items: &[ItemRecord]) -> serde_json::Value {
-        let room_of = |item: &ItemRecord| item.message.get("roomId").cloned().unwrap_or_default();
-        let number = |item: &ItemRecord, field: &str| {
-            item.result
-                .as_ref()
-                .and_then(|r| r.get(field))
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(0)
+    /// `processedRooms` counts the completed and the unchanged rooms; `requests` the
+    /// Chatwork requests of the deliveries that ended the items.
+    fn summarize(items: &[JobItem<MessagesSyncMessage, RoomFetch>]) -> MessagesSyncResult {
+        let room_of = |item: &JobItem<MessagesSyncMessage, RoomFetch>| {
+            item.message.as_ref().map(|m| m.room_id)
         };
-        let count = |status: ItemStatus| items.iter().filter(|i| i.status == status).count();
-        let rooms: Vec<_> = items
+        let sum = |field: fn(&RoomFetch) -> i64| {
+            items
+                .iter()
+                .filter_map(|i| i.result.as_ref())
+                .map(field)
+                .sum::<i64>()
+        };
+        let count = |status: ItemStatus| items.iter().filter(|i| i.status == status).count() as i64;
+        let rooms: Vec<RoomOutcome> = items
             .iter()
             .filter(|i| matches!(i.status, ItemStatus::Completed | ItemStatus::Unchanged))
-            .map(|i| {
-                let status = if i.status == ItemStatus::Completed {
-                    "completed"
-                } else {
-                    "unchanged"
-                };
-                json!({"roomId": room_of(i), "fetched": i.fetched, "status": status})
+            .map(|i| RoomOutcome {
+                room_id: room_of(i),
+                fetched: i.fetched,
+                status: i.status,
             })
             .collect();
-        let errors: Vec<_> = items
+        let errors = items
             .iter()
             .filter(|i| i.status == ItemStatus::Failed)
-            .map(|i| {
-                let message = i
+            .map(|i| RoomFailure {
+                room_id: room_of(i),
+                message: i
                     .error
                     .as_ref()
-                    .and_then(|e| e.get("message"))
-                    .cloned()
-                    .unwrap_or_else(|| "failed".into());
-                json!({"roomId": room_of(i), "message": message})
+                    .map_or_else(|| "failed".into(), |e| e.message.clone()),
             })
             .collect();
-        let gaps: Vec<_> = items
+        let gaps = items
             .iter()
             .filter_map(|i| {
-                let gap = i.result.as_ref()?.get("gap")?;
-                Some(json!({"roomId": room_of(i), "missedEstimate": gap.get("missedEstimate")}))
+                let gap = i.result.as_ref()?.gap?;
+                Some(RoomGap {
+                    room_id: room_of(i),
+                    missed_estimate: gap.missed_estimate,
+                })
             })
             .collect();
-        json!({
-            "totalRooms": items.len(),
-            "processedRooms": rooms.len(),
-            "unchangedRooms": count(ItemStatus::Unchanged),
-            "canceledRooms": count(ItemStatus::Canceled),
-            "failedRooms": count(ItemStatus::Failed),
-            "rooms": rooms,
-            "errors": errors,
-            "gaps": gaps,
-            "storedMessages": items.iter().map(|i| number(i, "stored")).sum::<i64>(),
-            "editedMessages": items.iter().map(|i| number(i, "edited")).sum::<i64>(),
-            "requests": items.iter().map(|i| number(i, "requests")).sum::<i64>(),
-        })
+        MessagesSyncResult {
+            total_rooms: items.len() as i64,
+            processed_rooms: rooms.len() as i64,
+            unchanged_rooms: count(ItemStatus::Unchanged),
+            canceled_rooms: count(ItemStatus::Canceled),
+            failed_rooms: count(ItemStatus::Failed),
+            rooms,
+            errors,
+            gaps,
+            stored_messages: sum(|r| r.stored.unwrap_or(0)),
+            edited_messages: sum(|r| r.edited.unwrap_or(0)),
+            requests: sum(|r| r.requests),
+        }
+    }
+
+    fn describe(result: &MessagesSyncResult) -> String {
+        let fetched: i64 = result.rooms.iter().map(|r| i64::from(r.fetched)).sum();
+        format!(
+            "{}/{} rooms ({} unchanged), {fetched} messages fetched, {} errors",
+            result.processed_rooms,
+            result.total_rooms,
+            result.unchanged_rooms,
+            result.errors.len()
+        )
     }
 }
 
@@ -183,7 +269,7 @@ impl JobKind for MessagesSync {
         context: &SyncContext,
         item: &ItemRun,
         message: MessagesSyncMessage,
-    ) -> Result<ItemOutcome, ItemError> {
+    ) -> Result<ItemOutcome<RoomFetch>, ItemError> {
         let room_id = message.room_id;
         tracing::Span::current().record("room_id", room_id);
         let payload: MessagesSyncPayload = item.payload()?;
@@ -197,9 +283,8 @@ impl JobKind for MessagesSync {
         if let Some(result) = state.written {
             // An earlier delivery stored the messages and crashed before ending the item.
             tracing::info!(room_id, "already stored by an earlier delivery");
-            let fetched = result.get("fetched").and_then(|f| f.as_i64()).unwrap_or(0);
             return Ok(ItemOutcome::Completed {
-                fetched: fetched as i32,
+                fetched: result.fetched as i32,
                 result,
             });
         }
@@ -257,21 +342,22 @@ impl JobKind for MessagesSync {
         };
         let synced_update_time =
             listed.map(|l| settled_update_time(l.last_update_time, fetched_at));
-        let mut result = json!({
-            "roomId": room_id,
-            "fetched": fetch.messages.len(),
-            "requests": requests(),
-        });
-        if let Some(missed) = fetch.gap {
-            result["gap"] = json!({ "missedEstimate": missed });
-        }
+        let result = RoomFetch {
+            room_id,
+            fetched: fetch.messages.len() as i64,
+            requests: requests() as i64,
+            gap: fetch
+                .gap
+                .map(|missed_estimate| GapEstimate { missed_estimate }),
+            ..RoomFetch::default()
+        };
         let written = write(pool, item, &room, &fetch, synced_update_time, &result).await?;
         let Some(result) = written else {
             return Ok(ItemOutcome::Canceled);
         };
-        let count = |key: &str| result.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
-        metrics::counter!("messages_stored").increment(count("stored"));
-        metrics::counter!("messages_edited").increment(count("edited"));
+        let count = |n: Option<i64>| u64::try_from(n.unwrap_or(0)).unwrap_or(0);
+        metrics::counter!("messages_stored").increment(count(result.stored));
+        metrics::counter!("messages_edited").increment(count(result.edited));
         if let Some(missed) = fetch.gap {
             metrics::counter!("sync_gaps_detected").increment(1);
             tracing::warn!(
@@ -283,8 +369,8 @@ impl JobKind for MessagesSync {
         tracing::info!(
             room_id,
             fetched = fetch.messages.len(),
-            stored = result.get("stored").and_then(|v| v.as_i64()),
-            edited = result.get("edited").and_then(|v| v.as_i64()),
+            stored = result.stored,
+            edited = result.edited,
             "room synced"
         );
         Ok(ItemOutcome::Completed {
@@ -294,9 +380,14 @@ impl JobKind for MessagesSync {
     }
 }
 
-fn unchanged(room_id: i64, requests: u64, reason: &str) -> ItemOutcome {
+fn unchanged(room_id: i64, requests: u64, reason: &str) -> ItemOutcome<RoomFetch> {
     ItemOutcome::Unchanged {
-        result: json!({"roomId": room_id, "fetched": 0, "requests": requests, "reason": reason}),
+        result: RoomFetch {
+            room_id,
+            requests: requests as i64,
+            reason: Some(reason.into()),
+            ..RoomFetch::default()
+        },
     }
 }
 
@@ -333,7 +424,7 @@ struct ItemState {
     /// The room's entry in the job's snapshot, once it is taken.
     snapshot: Option<Entry>,
     /// The result an earlier delivery wrote with the messages.
-    written: Option<serde_json::Value>,
+    written: Option<RoomFetch>,
 }
 
 /// Everything the item decides by, in one statement.
@@ -377,7 +468,7 @@ async fn read_state(
         snapshot: row
             .snapshot_taken
             .then(|| Entry::from_stored(row.snapshot_entry)),
-        written: row.written,
+        written: row.written.and_then(|w| serde_json::from_value(w).ok()),
     })
 }
 
@@ -466,8 +557,9 @@ async fn write(
     room: &RoomState,
     fetch: &Fetch,
     synced_update_time: Option<Option<chrono::DateTime<chrono::Utc>>>,
-    result: &serde_json::Value,
-) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    result: &RoomFetch,
+) -> Result<Option<RoomFetch>, sqlx::Error> {
+    let result_json = serde_json::to_value(result).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let n = fetch.messages.len();
     let mut ids = Vec::with_capacity(n);
     let mut account_ids = Vec::with_capacity(n);
@@ -564,7 +656,7 @@ async fn write(
         synced_update_time.flatten(),
         message_num,
         gap,
-        result,
+        result_json,
     )
     .fetch_one(pool)
     .await?;
@@ -573,11 +665,11 @@ async fn write(
     }
     // The item row is always there while this delivery runs; build the result anyway if
     // it was not (a job removed by retention mid-run).
-    Ok(Some(row.result.unwrap_or_else(|| {
-        let mut result = result.clone();
-        result["stored"] = json!(row.stored);
-        result["edited"] = json!(row.edited);
-        result
+    let stored = row.result.and_then(|r| serde_json::from_value(r).ok());
+    Ok(Some(stored.unwrap_or_else(|| RoomFetch {
+        stored: Some(row.stored),
+        edited: Some(row.edited),
+        ..result.clone()
     })))
 }
 

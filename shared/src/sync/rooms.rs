@@ -25,15 +25,15 @@
 //! [`SyncSettings::rooms_per_chunk`]: super::SyncSettings::rooms_per_chunk
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{SyncContext, chatwork_failure};
 use crate::chatwork::{ChatworkClient, Room};
 use crate::jobs::{
-    ItemError, ItemOutcome, ItemRecord, ItemRun, JobKind, JobSpec, JobType, PlannedItem,
+    ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec, JobType, PlannedItem,
 };
+use crate::queue::QueueName;
 
 /// The rooms sync job type.
 pub struct RoomsSync;
@@ -46,6 +46,20 @@ pub struct RoomsSyncPayload {}
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomsSyncMessage {}
 
+/// The result of a rooms sync (and of its one item): rooms inserted, rooms whose stored
+/// fields changed, rooms Chatwork listed, rooms marked left, and the descriptions and
+/// Chatwork requests of the delivery that ended the item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomsSyncResult {
+    pub created: i64,
+    pub updated: i64,
+    pub total: i64,
+    pub left: i64,
+    pub descriptions: i64,
+    pub requests: i64,
+}
+
 /// The item key of a rooms sync's only item.
 pub const ITEM_KEY: &str = "rooms";
 
@@ -53,9 +67,13 @@ pub const ITEM_KEY: &str = "rooms";
 const DESCRIPTIONS_PER_CHUNK: usize = 20;
 
 impl JobSpec for RoomsSync {
-    const TYPE: JobType = JobType::ChatworkRoomsSync;
+    const TYPE: JobType = JobType::new("chatwork_rooms_sync");
+    const QUEUE: QueueName = QueueName::work("rooms-sync");
+    const LABEL: &'static str = "rooms sync";
     type Payload = RoomsSyncPayload;
     type Message = RoomsSyncMessage;
+    type ItemResult = RoomsSyncResult;
+    type Result = RoomsSyncResult;
 
     fn active_key(_: &RoomsSyncPayload) -> String {
         "all".into()
@@ -75,12 +93,19 @@ impl JobSpec for RoomsSync {
         }])
     }
 
-    /// `{created, updated, total, left, descriptions, requests}`: the item's own result
-    /// (zeros before it ran).
-    fn summarize(items: &[ItemRecord]) -> serde_json::Value {
-        items.iter().find_map(|i| i.result.clone()).unwrap_or_else(|| {
-            json!({"created": 0, "updated": 0, "total": 0, "left": 0, "descriptions": 0, "requests": 0})
-        })
+    /// The item's own result (zeros before it ran).
+    fn summarize(items: &[JobItem<RoomsSyncMessage, RoomsSyncResult>]) -> RoomsSyncResult {
+        items
+            .iter()
+            .find_map(|i| i.result.clone())
+            .unwrap_or_default()
+    }
+
+    fn describe(result: &RoomsSyncResult) -> String {
+        format!(
+            "{} rooms ({} new, {} changed)",
+            result.total, result.created, result.updated
+        )
     }
 }
 
@@ -91,7 +116,7 @@ impl JobKind for RoomsSync {
         context: &SyncContext,
         item: &ItemRun,
         _message: RoomsSyncMessage,
-    ) -> Result<ItemOutcome, ItemError> {
+    ) -> Result<ItemOutcome<RoomsSyncResult>, ItemError> {
         let pool = &item.pool;
         let (client, meter) = context.chatwork.metered();
         let mut rooms = match client.list_rooms(item.deadline).await {
@@ -120,13 +145,13 @@ impl JobKind for RoomsSync {
         let Some(descriptions) = fetch_descriptions(context, &client, item, pool).await? else {
             return Ok(ItemOutcome::Canceled);
         };
-        result["total"] = json!(rooms.len());
-        result["descriptions"] = json!(descriptions);
-        result["requests"] = json!(meter.snapshot().requests);
+        result.total = rooms.len() as i64;
+        result.descriptions = descriptions as i64;
+        result.requests = meter.snapshot().requests as i64;
         tracing::info!(
-            created = result["created"].as_i64(),
-            updated = result["updated"].as_i64(),
-            left = result["left"].as_i64(),
+            created = result.created,
+            updated = result.updated,
+            left = result.left,
             total = rooms.len(),
             descriptions,
             "rooms synced"
@@ -206,13 +231,13 @@ async fn upsert(
 }
 
 /// Marks the rooms not in `listed` as left (an empty list marks none) and returns the
-/// item's counts so far: `{created, updated, left}`.
+/// item's counts so far (`created`, `updated`, `left`).
 async fn mark_left(
     pool: &PgPool,
     job_id: Uuid,
     item_key: &str,
     listed: &[i64],
-) -> Result<serde_json::Value, sqlx::Error> {
+) -> Result<RoomsSyncResult, sqlx::Error> {
     let result = sqlx::query_scalar!(
         r#"WITH gone AS (
                UPDATE chatwork_rooms
@@ -236,13 +261,25 @@ async fn mark_left(
     )
     .fetch_one(pool)
     .await?;
-    let mut counts = json!({"created": 0, "updated": 0, "left": 0});
-    if let Some(serde_json::Value::Object(stored)) = result {
-        for (key, value) in stored {
-            counts[key] = value;
-        }
-    }
-    Ok(counts)
+    // The statements that count store only their own counts: the others read as zero.
+    Ok(result
+        .and_then(|r| serde_json::from_value::<PartialCounts>(r).ok())
+        .map(|c| RoomsSyncResult {
+            created: c.created,
+            updated: c.updated,
+            left: c.left,
+            ..RoomsSyncResult::default()
+        })
+        .unwrap_or_default())
+}
+
+/// The counts the item's statements add up in `job_items.result` as they go.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PartialCounts {
+    created: i64,
+    updated: i64,
+    left: i64,
 }
 
 /// Fetches and stores the descriptions of rooms marked stale, as many as the budget

@@ -1,7 +1,9 @@
+use cwsync::jobs::JobSpec as _;
+use cwsync::sync::rooms::RoomsSync;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueName, SqsQueues};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, SqsQueues};
 use cwsync_tests::{create_test_queues, spawn_app, spawn_app_with, sqs_client, sqs_emulator};
 
 #[tokio::test]
@@ -37,7 +39,7 @@ async fn health_is_503_when_a_queue_is_gone() {
     );
     let queues = SqsQueues::new(
         sqs_client(),
-        HashMap::from([(QueueName::RoomsSync, missing.clone())]),
+        HashMap::from([(RoomsSync::QUEUE, missing.clone())]),
     );
     let app = spawn_app_with(
         Arc::new(queues),

@@ -1,6 +1,8 @@
 //! Every mutation writes one audit row (actor, role, action, resource, old and new values,
 //! request id), in the mutation's transaction where it has one.
 
+use cwsync::jobs::JobSpec as _;
+use cwsync::queue::Queues as _;
 use cwsync_tests::{ApiResponse, Who};
 use serde_json::{Value, json};
 
@@ -273,4 +275,84 @@ async fn a_change_and_its_audit_row_commit_together() {
         (0, 0),
         "the link and its backfill rolled back"
     );
+}
+
+/// Starting and canceling a job are audited in the job core's own transaction: when the
+/// audit row cannot be written, no job is started and no job is canceled, and the caller
+/// gets a 500 for a change that did not happen.
+#[tokio::test]
+async fn a_job_start_or_cancel_whose_audit_row_fails_does_not_happen() {
+    let app = cwsync_tests::spawn_app().await;
+    let pool = &app.db.pool;
+    let acme = seed::company(pool, "Acme").await;
+    let queued = seed::job(pool, &app.queues, acme, "writer-1", 1).await;
+    let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE audit_logs RENAME TO audit_logs_away")
+        .execute(pool)
+        .await
+        .unwrap();
+
+    let started = app
+        .call(&Who::admin(), "POST", "/api/chatwork/rooms/sync", None)
+        .await;
+    assert_eq!((started.status, started.code()), (500, "internal"));
+    let canceled = app
+        .call(
+            &Who::admin(),
+            "POST",
+            &format!("/api/jobs/{}/cancel", queued.id),
+            None,
+        )
+        .await;
+    assert_eq!((canceled.status, canceled.code()), (500, "internal"));
+    for leak in ["audit_logs", "relation", "INSERT"] {
+        assert!(!started.text.contains(leak), "{}", started.text);
+        assert!(!canceled.text.contains(leak), "{}", canceled.text);
+    }
+
+    sqlx::query("ALTER TABLE audit_logs_away RENAME TO audit_logs")
+        .execute(pool)
+        .await
+        .unwrap();
+    let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs_after, jobs_before, "no rooms sync was started");
+    let status: String = sqlx::query_scalar("SELECT status::text FROM jobs WHERE id = $1")
+        .bind(queued.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "queued", "the cancel rolled back");
+    assert_eq!(
+        app.queues
+            .depth(cwsync::sync::rooms::RoomsSync::QUEUE)
+            .await
+            .unwrap(),
+        0,
+        "nothing was sent for a job that was never written"
+    );
+
+    // With the audit log back, the same requests go through and are recorded.
+    app.call(&Who::admin(), "POST", "/api/chatwork/rooms/sync", None)
+        .await
+        .expect(202);
+    app.call(
+        &Who::admin(),
+        "POST",
+        &format!("/api/jobs/{}/cancel", queued.id),
+        None,
+    )
+    .await
+    .expect(200);
+    let actions: Vec<String> = seed::audit_rows(pool)
+        .await
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["chatwork_rooms_sync.start", "job.cancel"]);
 }

@@ -38,7 +38,9 @@ async fn job_lists_are_filtered_and_scoped_to_the_caller(app: &impl Api) {
             .await
             .unwrap();
     }
-    jobs::cancel(pool, w1.id).await.unwrap();
+    jobs::cancel(pool, &cwsync::job_types::registry(), w1.id)
+        .await
+        .unwrap();
 
     let mine = app.call(&Who::writer(), "GET", "/api/jobs", None).await;
     mine.expect(200);

@@ -1,9 +1,12 @@
 //! Summary drafts: requesting one starts a `summary_draft` job; drafts list newest first.
 
+use cwsync::jobs::JobSpec as _;
+use cwsync::summary::SummaryDraft;
+
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use cwsync::queue::{QueueName, Queues, group_of};
+use cwsync::queue::{Queues, group_of};
 use cwsync_tests::Who;
 use serde_json::json;
 use uuid::Uuid;
@@ -40,7 +43,7 @@ async fn a_draft_request_starts_a_job_grouped_by_company(app: &impl Api) {
     assert_eq!(again.body["id"], started.body["id"]);
     let sent = app
         .queues()
-        .receive(QueueName::SummaryDraft, 10, Duration::from_secs(1))
+        .receive(SummaryDraft::QUEUE, 10, Duration::from_secs(1))
         .await
         .unwrap();
     assert_eq!(sent.len(), 1);

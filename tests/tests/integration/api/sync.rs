@@ -1,6 +1,10 @@
 //! The sync routes start jobs: 202 with a new job, 200 with the one already active.
 
-use cwsync::queue::{QueueName, Queues};
+use cwsync::jobs::JobSpec as _;
+use cwsync::sync::messages::MessagesSync;
+use cwsync::sync::rooms::RoomsSync;
+
+use cwsync::queue::Queues;
 use cwsync_tests::{Body, Who};
 use serde_json::json;
 
@@ -20,7 +24,7 @@ async fn a_rooms_sync_starts_once_while_active(app: &impl Api) {
     assert_eq!(first.body["progress"]["total"], 1);
     assert_eq!(first.body["progress"]["finished"], 0);
     assert_eq!(
-        app.queues().depth(QueueName::RoomsSync).await.unwrap(),
+        app.queues().depth(RoomsSync::QUEUE).await.unwrap(),
         1,
         "one queue message"
     );
@@ -36,7 +40,7 @@ async fn a_rooms_sync_starts_once_while_active(app: &impl Api) {
         .await;
     again.expect(200);
     assert_eq!(again.body["id"], first.body["id"]);
-    assert_eq!(app.queues().depth(QueueName::RoomsSync).await.unwrap(), 1);
+    assert_eq!(app.queues().depth(RoomsSync::QUEUE).await.unwrap(), 1);
 }
 both_ways!(a_rooms_sync_starts_once_while_active);
 
@@ -57,10 +61,7 @@ async fn a_messages_sync_sends_one_message_per_room(app: &impl Api) {
     assert_eq!(all.body["type"], "chatwork_messages_sync");
     assert_eq!(all.body["totalItems"], 2, "the two active rooms");
     assert_eq!(all.body["progress"]["total"], 2);
-    assert_eq!(
-        app.queues().depth(QueueName::MessagesSync).await.unwrap(),
-        2
-    );
+    assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 2);
     // One room (an inactive one may be asked for by name).
     let one = app
         .call(
@@ -92,9 +93,6 @@ async fn a_messages_sync_sends_one_message_per_room(app: &impl Api) {
         )
         .await;
     assert_eq!((unknown.status, unknown.code()), (404, "room_not_found"));
-    assert_eq!(
-        app.queues().depth(QueueName::MessagesSync).await.unwrap(),
-        3
-    );
+    assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 3);
 }
 both_ways!(a_messages_sync_sends_one_message_per_room);

@@ -1,11 +1,14 @@
 //! Jobs end to end through the queues: completion, redelivery, crashes, races,
 //! cancellation, the dead-letter path, enqueue failures and the sweeper.
 
+use cwsync::jobs::JobSpec as _;
+use cwsync::sync::messages::MessagesSync;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use cwsync::jobs::{self, CancelOutcome, ItemStatus, JobStatus, SweepSettings};
-use cwsync::queue::{OutgoingMessage, QueueName, Queues, SqsQueues};
+use cwsync::queue::{OutgoingMessage, Queues, SqsQueues};
 use cwsync_tests::{eventually, sqs_client, sqs_emulator};
 use uuid::Uuid;
 
@@ -47,20 +50,20 @@ async fn duplicate_every_message(rig: &Rig, job: Uuid, extra: usize) {
             })
             .collect();
         rig.queues
-            .send(QueueName::MessagesSync, &messages)
+            .send(MessagesSync::QUEUE, &messages)
             .await
             .unwrap();
     }
 }
 
 async fn drain(rig: &Rig) {
-    let source = rig.source(QueueName::MessagesSync);
+    let source = rig.source(MessagesSync::QUEUE);
     eventually(
         "the work queue to drain",
         Duration::from_secs(30),
         || async {
             source.poll_once(&rig.consumer).await.unwrap();
-            rig.queues.depth(QueueName::MessagesSync).await.unwrap() == 0
+            rig.queues.depth(MessagesSync::QUEUE).await.unwrap() == 0
         },
     )
     .await;
@@ -114,7 +117,7 @@ async fn a_lost_acknowledgement_loses_and_duplicates_nothing(backend: Backend) {
         assert!(tokio::time::Instant::now() < deadline);
         batch.extend(
             rig.queues
-                .receive(QueueName::MessagesSync, 10, Duration::ZERO)
+                .receive(MessagesSync::QUEUE, 10, Duration::ZERO)
                 .await
                 .unwrap(),
         );
@@ -172,7 +175,7 @@ async fn a_permanent_failure_is_not_retried(backend: Backend) {
     let started = rig.start("all", &[1, 2]).await;
     let job = rig.run_to_end(started.job.id).await;
     assert_eq!(job.status, JobStatus::Failed, "every item failed");
-    assert_eq!(job.error.as_ref().unwrap()["name"], "NotFound");
+    assert_eq!(job.error.as_ref().unwrap().name, "NotFound");
     assert_eq!(rig.context.total_runs(), 2);
 }
 on_both_backends!(a_permanent_failure_is_not_retried);
@@ -199,15 +202,18 @@ async fn the_redrive_fails_the_item_with_the_reason(backend: Backend) {
     let failed = items.iter().find(|i| i.item_key == "room-1").unwrap();
     assert_eq!(failed.status, ItemStatus::Failed);
     let error = failed.error.as_ref().unwrap();
-    assert_eq!(error["name"], "DeadLettered");
-    let message = error["message"].as_str().unwrap();
+    assert_eq!(error.name, "DeadLettered");
+    let message = error.message.as_str();
     assert!(
         message.starts_with("moved to the dead-letter queue after 4 receives")
             && message.contains("upstream 503"),
         "{message}"
     );
     assert_eq!(
-        rig.queues.depth(QueueName::MessagesSyncDlq).await.unwrap(),
+        rig.queues
+            .depth(MessagesSync::QUEUE.dead_letter())
+            .await
+            .unwrap(),
         0
     );
 
@@ -219,13 +225,8 @@ async fn the_redrive_fails_the_item_with_the_reason(backend: Backend) {
     let job = rig.run_to_end(started.job.id).await;
     assert_eq!(job.status, JobStatus::Failed);
     let error = job.error.unwrap();
-    assert_eq!(error["name"], "DeadLettered");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("after 4 receives")
-    );
+    assert_eq!(error.name, "DeadLettered");
+    assert!(error.message.contains("after 4 receives"));
 }
 on_both_backends!(the_redrive_fails_the_item_with_the_reason);
 
@@ -236,12 +237,9 @@ async fn a_malformed_body_ends_in_the_dead_letter_queue(backend: Backend) {
         deduplication_id: "junk".into(),
         body: "{\"v\": 1, \"jobId\": \"not a uuid\"}".into(),
     };
-    rig.queues
-        .send(QueueName::MessagesSync, &[junk])
-        .await
-        .unwrap();
-    let work = rig.source(QueueName::MessagesSync);
-    let dead = rig.source(QueueName::MessagesSyncDlq);
+    rig.queues.send(MessagesSync::QUEUE, &[junk]).await.unwrap();
+    let work = rig.source(MessagesSync::QUEUE);
+    let dead = rig.source(MessagesSync::QUEUE.dead_letter());
     let dead_handled = std::sync::atomic::AtomicUsize::new(0);
     eventually(
         "the junk to pass through the dead-letter queue",
@@ -253,9 +251,12 @@ async fn a_malformed_body_ends_in_the_dead_letter_queue(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(rig.queues.depth(QueueName::MessagesSync).await.unwrap(), 0);
+    assert_eq!(rig.queues.depth(MessagesSync::QUEUE).await.unwrap(), 0);
     assert_eq!(
-        rig.queues.depth(QueueName::MessagesSyncDlq).await.unwrap(),
+        rig.queues
+            .depth(MessagesSync::QUEUE.dead_letter())
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(rig.context.total_runs(), 0);
@@ -289,7 +290,7 @@ async fn two_last_items_ending_at_once_end_the_job_once(backend: Backend) {
         rig.context.set(b, Behaviour::Barrier(2, barrier));
         let started = rig.start(&format!("round-{round}"), &[a, b]).await;
         // Two consumers, one item each, both ending the job's last items at once.
-        let mut source = rig.source(QueueName::MessagesSync);
+        let mut source = rig.source(MessagesSync::QUEUE);
         source.batch_size = 1;
         let work = |source: cwsync::queue::EventSource,
                     consumer: cwsync::jobs::JobConsumer<Probe>| async move {
@@ -324,7 +325,9 @@ async fn cancel_while_queued(backend: Backend) {
     let rig = Rig::new(backend).await;
     rig.rooms(&[1, 2, 3]).await;
     let started = rig.start("all", &[1, 2, 3]).await;
-    let CancelOutcome::Canceled(job) = jobs::cancel(&rig.db.pool, started.job.id).await.unwrap()
+    let CancelOutcome::Canceled(job) = jobs::cancel(&rig.db.pool, &rig.registry(), started.job.id)
+        .await
+        .unwrap()
     else {
         panic!("a queued job can be canceled");
     };
@@ -347,11 +350,15 @@ async fn cancel_while_queued(backend: Backend) {
     );
     // Canceling again, or canceling what does not exist, is refused.
     assert_eq!(
-        jobs::cancel(&rig.db.pool, job.id).await.unwrap(),
+        jobs::cancel(&rig.db.pool, &rig.registry(), job.id)
+            .await
+            .unwrap(),
         CancelOutcome::NotCancelable(JobStatus::Canceled)
     );
     assert_eq!(
-        jobs::cancel(&rig.db.pool, Uuid::new_v4()).await.unwrap(),
+        jobs::cancel(&rig.db.pool, &rig.registry(), Uuid::new_v4())
+            .await
+            .unwrap(),
         CancelOutcome::NotFound
     );
 }
@@ -362,7 +369,7 @@ async fn cancel_while_processing(backend: Backend) {
     rig.rooms(&[1]).await;
     rig.context.set(1, Behaviour::WaitForCancel(4));
     let started = rig.start("all", &[1]).await;
-    let source = rig.source(QueueName::MessagesSync);
+    let source = rig.source(MessagesSync::QUEUE);
     let consumer = rig.consumer.clone();
     let worker = tokio::spawn(async move {
         for _ in 0..200 {
@@ -378,7 +385,9 @@ async fn cancel_while_processing(backend: Backend) {
     })
     .await;
     assert_eq!(rig.job(started.job.id).await.status, JobStatus::Processing);
-    let outcome = jobs::cancel(&rig.db.pool, started.job.id).await.unwrap();
+    let outcome = jobs::cancel(&rig.db.pool, &rig.registry(), started.job.id)
+        .await
+        .unwrap();
     assert!(matches!(outcome, CancelOutcome::Canceled(_)), "{outcome:?}");
     worker.await.unwrap();
     let job = rig.job(started.job.id).await;
@@ -400,7 +409,9 @@ async fn cancel_while_processing(backend: Backend) {
     let again = rig.start("all", &[1]).await;
     let done = rig.run_to_end(again.job.id).await;
     assert_eq!(
-        jobs::cancel(&rig.db.pool, done.id).await.unwrap(),
+        jobs::cancel(&rig.db.pool, &rig.registry(), done.id)
+            .await
+            .unwrap(),
         CancelOutcome::NotCancelable(JobStatus::Completed)
     );
 }
@@ -463,7 +474,7 @@ async fn a_job_that_cannot_be_queued_fails_with_a_clear_error(backend: Backend) 
             );
             Arc::new(SqsQueues::new(
                 sqs_client(),
-                [(QueueName::MessagesSync, url)].into(),
+                [(MessagesSync::QUEUE, url)].into(),
             ))
         }
     };
@@ -477,13 +488,12 @@ async fn a_job_that_cannot_be_queued_fails_with_a_clear_error(backend: Backend) 
         .unwrap();
     assert_eq!(started.job.status, JobStatus::Failed);
     let error = started.job.error.unwrap();
-    assert_eq!(error["name"], "EnqueueFailed");
+    assert_eq!(error.name, "EnqueueFailed");
     assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
+        error
+            .message
             .contains("could not be handed to the messages-sync queue"),
-        "{error}"
+        "{error:?}"
     );
     // The failed job does not block the next request.
     let next = rig.start("all", &[1]).await;
@@ -540,9 +550,14 @@ async fn the_sweeper_repairs_what_crashes_leave(backend: Backend) {
     .await
     .unwrap();
 
-    let report = jobs::sweep(pool, rig.queues.as_ref(), &SweepSettings::default())
-        .await
-        .unwrap();
+    let report = jobs::sweep(
+        pool,
+        rig.queues.as_ref(),
+        &rig.registry(),
+        &SweepSettings::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (report.resent, report.finished, report.failed_stale),
         (2, 1, 1),
@@ -551,11 +566,12 @@ async fn the_sweeper_repairs_what_crashes_leave(backend: Backend) {
     assert_eq!(rig.job(finishable).await.status, JobStatus::Completed);
     let stale_job = rig.job(stale).await;
     assert_eq!(stale_job.status, JobStatus::Failed);
-    assert_eq!(stale_job.error.as_ref().unwrap()["name"], "Stale");
+    assert_eq!(stale_job.error.as_ref().unwrap().name, "Stale");
     assert!(
-        stale_job.error.unwrap()["message"]
-            .as_str()
+        stale_job
+            .error
             .unwrap()
+            .message
             .contains("no progress for 60 minutes")
     );
     assert_eq!(rig.items(stale).await[0].status, ItemStatus::Failed);
@@ -563,9 +579,14 @@ async fn the_sweeper_repairs_what_crashes_leave(backend: Backend) {
     let job = rig.run_to_end(unsent).await;
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(rig.stored_messages().await.len(), 6);
-    let report = jobs::sweep(pool, rig.queues.as_ref(), &SweepSettings::default())
-        .await
-        .unwrap();
+    let report = jobs::sweep(
+        pool,
+        rig.queues.as_ref(),
+        &rig.registry(),
+        &SweepSettings::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report, Default::default());
 }
 on_both_backends!(the_sweeper_repairs_what_crashes_leave);
@@ -577,13 +598,10 @@ async fn recovery_resends_every_unfinished_item() {
     rig.rooms(&[1, 2]).await;
     let started = rig.start("all", &[1, 2]).await;
     let fresh = Rig::new(Backend::Embedded).await;
-    let sent = jobs::recover_unfinished(&rig.db.pool, fresh.queues.as_ref())
+    let sent = jobs::recover_unfinished(&rig.db.pool, fresh.queues.as_ref(), &rig.registry())
         .await
         .unwrap();
     assert_eq!(sent, 2);
-    assert_eq!(
-        fresh.queues.depth(QueueName::MessagesSync).await.unwrap(),
-        2
-    );
+    assert_eq!(fresh.queues.depth(MessagesSync::QUEUE).await.unwrap(), 2);
     let _ = started;
 }

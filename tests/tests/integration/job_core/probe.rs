@@ -5,15 +5,18 @@
 //! to behave: succeed, fail for a while, fail for good, crash after its write, wait for a
 //! cancel, or meet another item at a barrier.
 
+use cwsync::sync::messages::MessagesSync;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cwsync::jobs::{
     self, DeadLetterConsumer, ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, Job,
-    JobConsumer, JobKind, JobSpec, JobType, PlannedItem, Started,
+    JobConsumer, JobItem, JobKind, JobSpec, JobType, PlannedItem, Registry, Started,
 };
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
+use cwsync::sync::messages::{MessagesSyncResult, RoomFetch};
 use cwsync_tests::{TestDb, create_test_queues};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -30,11 +33,8 @@ pub struct ProbePayload {
     pub group_override: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProbeMessage {
-    pub room_id: i64,
-}
+/// The messages sync's own message: the probe claims to be a messages sync.
+pub type ProbeMessage = cwsync::sync::messages::MessagesSyncMessage;
 
 #[derive(Clone)]
 pub enum Behaviour {
@@ -102,17 +102,24 @@ async fn store_messages(
     Ok(())
 }
 
-fn stored(count: u32) -> Result<ItemOutcome, ItemError> {
+fn stored(count: u32) -> Result<ItemOutcome<RoomFetch>, ItemError> {
     Ok(ItemOutcome::Completed {
         fetched: count as i32,
-        result: serde_json::json!({ "fetched": count }),
+        result: RoomFetch {
+            fetched: i64::from(count),
+            ..RoomFetch::default()
+        },
     })
 }
 
 impl JobSpec for Probe {
-    const TYPE: JobType = JobType::ChatworkMessagesSync;
+    const TYPE: JobType = MessagesSync::TYPE;
+    const QUEUE: cwsync::queue::QueueName = MessagesSync::QUEUE;
+    const LABEL: &'static str = "probe";
     type Payload = ProbePayload;
     type Message = ProbeMessage;
+    type ItemResult = RoomFetch;
+    type Result = MessagesSyncResult;
 
     fn active_key(payload: &ProbePayload) -> String {
         payload.key.clone()
@@ -139,9 +146,13 @@ impl JobSpec for Probe {
             .collect())
     }
 
-    /// As the type it claims to be, so every path that finishes a job agrees.
-    fn summarize(items: &[ItemRecord]) -> serde_json::Value {
-        jobs::kinds::summarize(Self::TYPE, items)
+    /// As the type it claims to be.
+    fn summarize(items: &[JobItem<ProbeMessage, RoomFetch>]) -> MessagesSyncResult {
+        MessagesSync::summarize(items)
+    }
+
+    fn describe(result: &MessagesSyncResult) -> String {
+        MessagesSync::describe(result)
     }
 }
 
@@ -152,7 +163,7 @@ impl JobKind for Probe {
         context: &ProbeContext,
         item: &ItemRun,
         message: ProbeMessage,
-    ) -> Result<ItemOutcome, ItemError> {
+    ) -> Result<ItemOutcome<RoomFetch>, ItemError> {
         let room = message.room_id;
         context.runs.lock().unwrap().push((room, item.attempt));
         let behaviour = context
@@ -242,12 +253,21 @@ impl Rig {
         let context = Arc::new(ProbeContext::default());
         Self {
             consumer: JobConsumer::new(db.pool.clone(), context.clone()),
-            dead_letters: DeadLetterConsumer::new(db.pool.clone(), MAX_RECEIVES),
+            dead_letters: DeadLetterConsumer::new(
+                db.pool.clone(),
+                Registry::of::<Probe>(),
+                MAX_RECEIVES,
+            ),
             db,
             backend,
             queues,
             context,
         }
+    }
+
+    /// The probe's registry: the job type the rig runs.
+    pub fn registry(&self) -> Registry {
+        Registry::of::<Probe>()
     }
 
     pub fn source(&self, queue: QueueName) -> EventSource {
@@ -295,8 +315,8 @@ impl Rig {
     /// Feeds the work queue to the probe's consumer and the dead-letter queue to the
     /// dead-letter consumer until `done` holds for the job.
     pub async fn run_until(&self, id: uuid::Uuid, what: &str, done: impl Fn(&Job) -> bool) -> Job {
-        let work = self.source(QueueName::MessagesSync);
-        let dead = self.source(QueueName::MessagesSyncDlq);
+        let work = self.source(MessagesSync::QUEUE);
+        let dead = self.source(MessagesSync::QUEUE.dead_letter());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let job = self.job(id).await;

@@ -1,6 +1,9 @@
 //! The queue contract, for both implementations: order within a group, one in-flight
 //! batch per group, deduplication, skip-group partial failure, and the redrive.
 
+use cwsync::jobs::JobSpec as _;
+use cwsync::sync::rooms::RoomsSync;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -64,12 +67,9 @@ async fn order_within_a_group_holds(backend: Backend) {
     let rig = Rig::new(backend).await;
     let sent = ["A1", "B1", "A2", "B2", "A3", "B3", "A4"];
     let messages: Vec<_> = sent.iter().map(|b| message(&b[..1], b)).collect();
-    rig.queues
-        .send(QueueName::RoomsSync, &messages)
-        .await
-        .unwrap();
+    rig.queues.send(RoomsSync::QUEUE, &messages).await.unwrap();
     let recorder = Recorder::default();
-    let mut source = rig.source(QueueName::RoomsSync);
+    let mut source = rig.source(RoomsSync::QUEUE);
     source.batch_size = 2;
     let deadline = Instant::now() + Duration::from_secs(30);
     while recorder.seen.lock().unwrap().len() < sent.len() {
@@ -88,23 +88,20 @@ async fn order_within_a_group_holds(backend: Backend) {
         assert_eq!(in_group, sorted, "group {group} out of order in {seen:?}");
     }
     assert_eq!(seen.len(), sent.len(), "each once: {seen:?}");
-    assert_eq!(rig.queues.depth(QueueName::RoomsSync).await.unwrap(), 0);
+    assert_eq!(rig.queues.depth(RoomsSync::QUEUE).await.unwrap(), 0);
 }
 on_both_backends!(order_within_a_group_holds);
 
 async fn a_group_in_flight_yields_nothing_more(backend: Backend) {
     let rig = Rig::new(backend).await;
     let messages = [message("A", "A1"), message("A", "A2"), message("B", "B1")];
-    rig.queues
-        .send(QueueName::RoomsSync, &messages)
-        .await
-        .unwrap();
-    let first = receive_all(&rig, QueueName::RoomsSync, 1).await;
+    rig.queues.send(RoomsSync::QUEUE, &messages).await.unwrap();
+    let first = receive_all(&rig, RoomsSync::QUEUE, 1).await;
     assert_eq!(first.len(), 1);
     let busy_group = group_of(&first[0]).to_owned();
     let rest = rig
         .queues
-        .receive(QueueName::RoomsSync, 10, Duration::ZERO)
+        .receive(RoomsSync::QUEUE, 10, Duration::ZERO)
         .await
         .unwrap();
     assert!(
@@ -121,15 +118,12 @@ async fn duplicates_within_the_window_are_dropped(backend: Backend) {
     let mut again = once.clone();
     again.body = "A1, sent again".into();
     rig.queues
-        .send(QueueName::RoomsSync, &[once.clone(), message("A", "A2")])
+        .send(RoomsSync::QUEUE, &[once.clone(), message("A", "A2")])
         .await
         .unwrap();
-    rig.queues
-        .send(QueueName::RoomsSync, &[again])
-        .await
-        .unwrap();
+    rig.queues.send(RoomsSync::QUEUE, &[again]).await.unwrap();
     let recorder = Recorder::default();
-    let source = rig.source(QueueName::RoomsSync);
+    let source = rig.source(RoomsSync::QUEUE);
     let deadline = Instant::now() + Duration::from_secs(10);
     while recorder.seen.lock().unwrap().len() < 2 {
         assert!(Instant::now() < deadline);
@@ -151,15 +145,12 @@ async fn a_failed_record_skips_the_rest_of_its_group(backend: Backend) {
         message("A", "A2"),
         message("B", "B2"),
     ];
-    rig.queues
-        .send(QueueName::RoomsSync, &messages)
-        .await
-        .unwrap();
+    rig.queues.send(RoomsSync::QUEUE, &messages).await.unwrap();
     let mut batch = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while batch.len() < 4 {
         assert!(Instant::now() < deadline, "received only {}", batch.len());
-        batch.extend(receive_all(&rig, QueueName::RoomsSync, 10).await);
+        batch.extend(receive_all(&rig, RoomsSync::QUEUE, 10).await);
     }
     // The batch in the order A, B, A, B, as the issue puts it.
     let order = ["A1", "B1", "A2", "B2"];
@@ -191,12 +182,9 @@ async fn a_failed_record_skips_the_rest_of_its_group(backend: Backend) {
         .filter(|d| d.body.as_deref().unwrap().starts_with('B'))
         .map(|d| d.receipt_handle.clone().unwrap())
         .collect();
-    rig.queues
-        .delete(QueueName::RoomsSync, &done)
-        .await
-        .unwrap();
+    rig.queues.delete(RoomsSync::QUEUE, &done).await.unwrap();
     let recorder = Recorder::default();
-    let source = rig.source(QueueName::RoomsSync);
+    let source = rig.source(RoomsSync::QUEUE);
     let deadline = Instant::now() + Duration::from_secs(15);
     while recorder.seen.lock().unwrap().len() < 2 {
         assert!(Instant::now() < deadline);
@@ -215,14 +203,14 @@ on_both_backends!(a_failed_record_skips_the_rest_of_its_group);
 async fn a_message_that_always_fails_is_received_four_times_then_dead_lettered(backend: Backend) {
     let rig = Rig::new(backend).await;
     rig.queues
-        .send(QueueName::RoomsSync, &[message("A", "doomed")])
+        .send(RoomsSync::QUEUE, &[message("A", "doomed")])
         .await
         .unwrap();
     let recorder = Recorder {
         fail: vec!["doomed".into()],
         ..Default::default()
     };
-    let source = rig.source(QueueName::RoomsSync);
+    let source = rig.source(RoomsSync::QUEUE);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut dead = Vec::new();
     while dead.is_empty() {
@@ -230,7 +218,7 @@ async fn a_message_that_always_fails_is_received_four_times_then_dead_lettered(b
         source.poll_once(&recorder).await.unwrap();
         dead = rig
             .queues
-            .receive(QueueName::RoomsSyncDlq, 10, Duration::ZERO)
+            .receive(RoomsSync::QUEUE.dead_letter(), 10, Duration::ZERO)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -240,6 +228,6 @@ async fn a_message_that_always_fails_is_received_four_times_then_dead_lettered(b
     assert_eq!(dead[0].body.as_deref(), Some("doomed"));
     assert_eq!(group_of(&dead[0]), "A");
     assert!(receive_count_of(&dead[0]) >= 1);
-    assert_eq!(rig.queues.depth(QueueName::RoomsSync).await.unwrap(), 0);
+    assert_eq!(rig.queues.depth(RoomsSync::QUEUE).await.unwrap(), 0);
 }
 on_both_backends!(a_message_that_always_fails_is_received_four_times_then_dead_lettered);

@@ -129,5 +129,5 @@ async fn summary_of_a_company_that_was_deleted_fails_without_retries() {
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     let item = &items(rig.pool(), job.id).await.unwrap()[0];
     assert_eq!(item.attempts, 1);
-    assert_eq!(item.error.as_ref().unwrap()["name"], "CompanyNotFound");
+    assert_eq!(item.error.as_ref().unwrap().name, "CompanyNotFound");
 }

@@ -2,6 +2,8 @@
 //! against a real Postgres: the extractive summarizer, and the OpenAI-compatible client
 //! against a fake chat-completions server on loopback.
 
+use cwsync::jobs::JobSpec as _;
+
 mod extractive;
 mod model;
 
@@ -48,7 +50,11 @@ impl SummaryRig {
                 .unwrap();
         Self {
             consumer: JobConsumer::new(db.pool.clone(), Arc::new(context)),
-            dead_letters: DeadLetterConsumer::new(db.pool.clone(), MAX_RECEIVES),
+            dead_letters: DeadLetterConsumer::new(
+                db.pool.clone(),
+                cwsync::job_types::registry(),
+                MAX_RECEIVES,
+            ),
             db,
             queues,
             company,
@@ -131,8 +137,8 @@ impl SummaryRig {
 
     /// Feeds the queue (and its dead-letter queue) to the consumers until the job ends.
     pub async fn run_to_end(&self, id: Uuid) -> Job {
-        let work = self.source(QueueName::SummaryDraft);
-        let dead = self.source(QueueName::SummaryDraftDlq);
+        let work = self.source(SummaryDraft::QUEUE);
+        let dead = self.source(SummaryDraft::QUEUE.dead_letter());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {
             let job = self.job(id).await;

@@ -1,10 +1,11 @@
 //! The OpenAI-compatible summarizer against a fake chat-completions server on loopback.
 
+use cwsync::jobs::JobSpec as _;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use cwsync::jobs::{ItemStatus, JobConsumer, JobStatus, items};
-use cwsync::queue::QueueName;
 use cwsync::summary::chat_model::{ChatModel, ChatModelSettings, estimate_tokens};
 use cwsync::summary::{SummaryContext, SummaryDraft};
 use cwsync_tests::{FakeModel, ModelReply, eventually};
@@ -209,7 +210,7 @@ async fn summary_canceled_between_chunks_stops_and_stores_nothing() {
     fake.hold_next(1);
     let job = rig.start(at(2025, 3, 1, 0, 0), at(2025, 3, 8, 0, 0)).await;
     let polling = {
-        let source = rig.source(QueueName::SummaryDraft);
+        let source = rig.source(SummaryDraft::QUEUE);
         let consumer = rig.consumer.clone();
         tokio::spawn(async move { source.poll_once(&consumer).await.unwrap() })
     };
@@ -219,7 +220,9 @@ async fn summary_canceled_between_chunks_stops_and_stores_nothing() {
         || async { fake.requests().len() == 1 },
     )
     .await;
-    cwsync::jobs::cancel(rig.pool(), job.id).await.unwrap();
+    cwsync::jobs::cancel(rig.pool(), &cwsync::job_types::registry(), job.id)
+        .await
+        .unwrap();
     fake.release();
     assert_eq!(polling.await.unwrap(), 1);
 
@@ -243,7 +246,7 @@ async fn summary_redelivered_while_drafting_stores_one_draft() {
     let (start, end) = period();
     let job = rig.start(start, end).await;
     let first = {
-        let source = rig.source(QueueName::SummaryDraft);
+        let source = rig.source(SummaryDraft::QUEUE);
         let consumer = rig.consumer.clone();
         tokio::spawn(async move { source.poll_once(&consumer).await.unwrap() })
     };
@@ -255,7 +258,7 @@ async fn summary_redelivered_while_drafting_stores_one_draft() {
     .await;
     let second: JobConsumer<SummaryDraft> =
         JobConsumer::new(rig.db.another_pool(), Arc::new(context));
-    let source = rig.source(QueueName::SummaryDraft);
+    let source = rig.source(SummaryDraft::QUEUE);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !rig.job(job.id).await.status.is_terminal() {
         assert!(
@@ -294,7 +297,7 @@ async fn summary_model_refusing_the_key_fails_the_job_without_showing_it() {
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(fake.requests().len(), 1, "a refused key is not retried");
     let item = &items(rig.pool(), job.id).await.unwrap()[0];
-    assert_eq!(item.error.as_ref().unwrap()["name"], "ModelUnauthorized");
+    assert_eq!(item.error.as_ref().unwrap().name, "ModelUnauthorized");
     let everything = format!("{:?} {:?}", job, item);
     assert!(!everything.contains("sk-test-key"), "{everything}");
     assert!(rig.drafts().await.is_empty());
@@ -320,7 +323,7 @@ async fn summary_model_that_hangs_then_fails_sends_the_record_back_and_a_redeliv
 
     // The first delivery gives up: the record fails (back to the queue), the item stays
     // open with the reason, and nothing is stored.
-    let work = rig.source(QueueName::SummaryDraft);
+    let work = rig.source(SummaryDraft::QUEUE);
     let mut polled = 0;
     while polled == 0 {
         polled = work.poll_once(&rig.consumer).await.unwrap();
@@ -329,8 +332,8 @@ async fn summary_model_that_hangs_then_fails_sends_the_record_back_and_a_redeliv
     assert_eq!(fake.requests().len(), 2, "a timeout and a 503");
     let item = &items(rig.pool(), job.id).await.unwrap()[0];
     assert_eq!(item.status, ItemStatus::Processing, "{item:?}");
-    assert_eq!(item.error.as_ref().unwrap()["name"], "RetryableError");
-    let reason = item.error.as_ref().unwrap()["message"].as_str().unwrap();
+    assert_eq!(item.error.as_ref().unwrap().name, "RetryableError");
+    let reason = item.error.as_ref().unwrap().message.as_str();
     assert!(reason.contains("503"), "{reason}");
     assert!(rig.drafts().await.is_empty());
 

@@ -1,10 +1,11 @@
 //! Messages sync when things go wrong: a room that is gone, a burst of server errors, the
 //! database going away in the middle of a room.
 
+use cwsync::jobs::JobSpec as _;
+
 use std::time::Duration;
 
 use cwsync::jobs::{ItemStatus, JobConsumer, JobStatus};
-use cwsync::queue::QueueName;
 use cwsync::sync::messages::MessagesSync;
 use cwsync_tests::{TcpProxy, eventually};
 use fake_chatwork::{FakeChatwork, Fault, FaultScope, RoomAccess};
@@ -55,7 +56,7 @@ async fn a_room_that_is_gone_records_its_error_and_is_not_retried() {
     );
     assert_eq!(rig.stored(2101).await.len(), 3, "stored messages stay");
     let error = job.error.unwrap();
-    assert!(error["name"].as_str().unwrap().starts_with("Chatwork"));
+    assert!(error.name.as_str().starts_with("Chatwork"));
 }
 
 #[tokio::test]
@@ -67,7 +68,7 @@ async fn a_burst_of_server_errors_is_retried_to_success() {
         .inject(FaultScope::Room(2201), Fault::Status(503), Some(6));
     let job = rig.start_messages_sync(None).await;
 
-    let mut source = rig.source(QueueName::MessagesSync);
+    let mut source = rig.source(MessagesSync::QUEUE);
     source.batch_size = 1;
     eventually("the first delivery", Duration::from_secs(30), || async {
         source.poll_once(&rig.messages).await.unwrap() > 0
@@ -122,7 +123,7 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
         Some(1),
     );
     let job = rig.start_messages_sync(Some(2301)).await;
-    let mut source = rig.source(QueueName::MessagesSync);
+    let mut source = rig.source(MessagesSync::QUEUE);
     source.batch_size = 1;
     let polled = {
         let (source, consumer) = (source.clone(), consumer.clone());

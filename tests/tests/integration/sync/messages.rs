@@ -1,10 +1,11 @@
 //! Messages sync: incremental by the job's room-list snapshot, stored once, edits,
 //! companies, gaps, numeric ids, cancellation.
 
+use cwsync::jobs::JobSpec as _;
+
 use std::time::Duration;
 
 use cwsync::jobs::{ItemStatus, JobConsumer, JobStatus};
-use cwsync::queue::QueueName;
 use cwsync::sync::messages::MessagesSync;
 use cwsync_tests::eventually;
 use fake_chatwork::{Fault, FaultScope};
@@ -135,7 +136,7 @@ async fn messages_are_stored_once_when_two_deliveries_run_the_same_room() {
     );
     let job = rig.start_messages_sync(None).await;
     let first = {
-        let source = rig.source(QueueName::MessagesSync);
+        let source = rig.source(MessagesSync::QUEUE);
         let consumer = rig.messages.clone();
         tokio::spawn(async move { source.poll_once(&consumer).await.unwrap() })
     };
@@ -147,7 +148,7 @@ async fn messages_are_stored_once_when_two_deliveries_run_the_same_room() {
     .await;
     let second_consumer: JobConsumer<MessagesSync> =
         JobConsumer::new(rig.db.another_pool(), sync_context(&rig.fake, rig.pool()));
-    let source = rig.source(QueueName::MessagesSync);
+    let source = rig.source(MessagesSync::QUEUE);
     eventually("the redelivery", Duration::from_secs(10), || async {
         source.poll_once(&second_consumer).await.unwrap() > 0
     })
@@ -343,7 +344,7 @@ async fn a_cancel_mid_job_stops_before_the_next_room() {
     );
     let job = rig.start_messages_sync(None).await;
     // One batch, in order: 1401, then 1402 (held), then 1403.
-    let source = rig.source(QueueName::MessagesSync);
+    let source = rig.source(MessagesSync::QUEUE);
     let consumer = rig.messages.clone();
     let polling = tokio::spawn(async move { source.poll_once(&consumer).await.unwrap() });
     eventually(
@@ -352,7 +353,9 @@ async fn a_cancel_mid_job_stops_before_the_next_room() {
         || async { messages_requests(&rig.fake.requests()).contains(&1402) },
     )
     .await;
-    cwsync::jobs::cancel(rig.pool(), job.id).await.unwrap();
+    cwsync::jobs::cancel(rig.pool(), &cwsync::job_types::registry(), job.id)
+        .await
+        .unwrap();
     assert_eq!(polling.await.unwrap(), 3);
 
     let job = rig.job(job.id).await;
@@ -400,7 +403,7 @@ async fn concurrent_consumers_of_one_job_share_one_room_list() {
     let job = rig.start_messages_sync(None).await;
     let mut pollers = Vec::new();
     for _ in 0..2 {
-        let mut source = rig.source(QueueName::MessagesSync);
+        let mut source = rig.source(MessagesSync::QUEUE);
         source.batch_size = 1;
         let consumer: JobConsumer<MessagesSync> =
             JobConsumer::new(rig.db.another_pool(), sync_context(&rig.fake, rig.pool()));

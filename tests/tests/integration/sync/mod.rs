@@ -1,6 +1,8 @@
 //! The two sync job types through the consumer runtime (job core, embedded queue or
 //! moto's SQS, event source) against the fake Chatwork and a real Postgres.
 
+use cwsync::jobs::JobSpec as _;
+
 mod cost;
 mod faults;
 mod messages;
@@ -93,7 +95,11 @@ impl SyncRig {
         Self {
             rooms: JobConsumer::new(db.pool.clone(), context.clone()),
             messages: JobConsumer::new(db.pool.clone(), context),
-            dead_letters: DeadLetterConsumer::new(db.pool.clone(), MAX_RECEIVES),
+            dead_letters: DeadLetterConsumer::new(
+                db.pool.clone(),
+                cwsync::job_types::registry(),
+                MAX_RECEIVES,
+            ),
             db,
             fake,
             backend,
@@ -164,11 +170,11 @@ impl SyncRig {
         what: &str,
         done: impl Fn(&Job) -> bool,
     ) -> Job {
-        let rooms = self.source(QueueName::RoomsSync);
-        let work = self.source(QueueName::MessagesSync);
+        let rooms = self.source(RoomsSync::QUEUE);
+        let work = self.source(MessagesSync::QUEUE);
         let dead = [
-            self.source(QueueName::RoomsSyncDlq),
-            self.source(QueueName::MessagesSyncDlq),
+            self.source(RoomsSync::QUEUE.dead_letter()),
+            self.source(MessagesSync::QUEUE.dead_letter()),
         ];
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {

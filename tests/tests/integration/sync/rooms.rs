@@ -1,10 +1,12 @@
 //! Rooms sync: created and updated counts, descriptions only for new or changed rooms,
 //! rooms the account left, cancellation.
 
+use cwsync::jobs::JobSpec as _;
+use cwsync::sync::rooms::RoomsSync;
+
 use std::time::Duration;
 
 use cwsync::jobs::{ItemStatus, JobStatus};
-use cwsync::queue::QueueName;
 use fake_chatwork::{Fault, FaultScope, RoomAccess};
 use serde_json::json;
 
@@ -129,7 +131,7 @@ async fn a_rooms_sync_canceled_while_chatwork_answers_writes_nothing() {
         Some(1),
     );
     let job = rig.start_rooms_sync().await;
-    let source = rig.source(QueueName::RoomsSync);
+    let source = rig.source(RoomsSync::QUEUE);
     let consumer = rig.rooms.clone();
     let polling = tokio::spawn(async move { source.poll_once(&consumer).await.unwrap() });
     // Cancel while GET /rooms is held.
@@ -137,7 +139,9 @@ async fn a_rooms_sync_canceled_while_chatwork_answers_writes_nothing() {
         rig.fake.requests().iter().any(|r| r.path == "/v2/rooms")
     })
     .await;
-    cwsync::jobs::cancel(rig.pool(), job.id).await.unwrap();
+    cwsync::jobs::cancel(rig.pool(), &cwsync::job_types::registry(), job.id)
+        .await
+        .unwrap();
     assert_eq!(polling.await.unwrap(), 1);
 
     let job = rig.job(job.id).await;
