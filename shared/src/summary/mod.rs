@@ -19,6 +19,7 @@
 
 pub mod chat_model;
 pub mod extractive;
+pub mod locale;
 pub mod markup;
 pub mod mask;
 pub mod transcript;
@@ -166,17 +167,24 @@ pub struct SummaryContext {
 }
 
 impl SummaryContext {
-    /// The built-in extractive summarizer.
+    /// The built-in extractive summarizer, drafting in the default style (the language
+    /// of the messages, times in Asia/Tokyo).
     pub fn extractive() -> Self {
+        Self::extractive_in(locale::DraftStyle::default())
+    }
+
+    /// The built-in extractive summarizer, drafting in `style`.
+    pub fn extractive_in(style: locale::DraftStyle) -> Self {
         Self {
-            summarizer: Arc::new(extractive::Extractive),
+            summarizer: Arc::new(extractive::Extractive { style }),
         }
     }
 
-    /// The model `config` names, else the extractive summarizer.
+    /// The model `config` names, else the extractive summarizer; either drafts in the
+    /// language and time zone `config` sets.
     pub fn from_config(config: &SummaryConfig) -> Result<Self, ChatModelSetupError> {
         match ChatModelSettings::from_config(config) {
-            None => Ok(Self::extractive()),
+            None => Ok(Self::extractive_in(config.style)),
             Some(settings) => Ok(Self {
                 summarizer: Arc::new(ChatModel::new(settings)?),
             }),
