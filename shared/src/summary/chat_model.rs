@@ -539,17 +539,22 @@ impl Wording {
     }
 
     fn reduce_request(&self, parts: &[String]) -> String {
-        let (intro, label) = match self.locale.language {
-            Language::Japanese => ("次の部分要約を、順にまとめて1つにしてください。", "第{}部"),
-            Language::English => (
-                "Combine these partial summaries, in order, into one.",
-                "Part {}",
-            ),
+        let japanese = self.locale.language == Language::Japanese;
+        let intro = if japanese {
+            "次の部分要約を、順にまとめて1つにしてください。"
+        } else {
+            "Combine these partial summaries, in order, into one."
         };
         let parts: Vec<String> = parts
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("### {}\n{p}", label.replace("{}", &(i + 1).to_string())))
+            .map(|(i, p)| {
+                if japanese {
+                    format!("### 第{}部\n{p}", i + 1)
+                } else {
+                    format!("### Part {}\n{p}", i + 1)
+                }
+            })
             .collect();
         format!("{intro}\n\n{}", parts.join("\n\n"))
     }

@@ -286,7 +286,8 @@ impl Locale {
         }
     }
 
-    /// `- 3/5(水) 19:00 Alice（期限：by Friday）：text url`
+    /// `- 3/5(水) 19:00 Alice（期限：by Friday）：text url`,
+    /// `- Wed Mar 5 19:00 Alice (due by Friday): text url`
     pub fn point(
         &self,
         at: DateTime<Utc>,
@@ -302,8 +303,12 @@ impl Locale {
                 format!("- {time} {author}（期限：{d}）：{text} {url}\n")
             }
             (Language::English, None) => format!("- {time} {author}: {text} {url}\n"),
+            // "by Friday" reads "due by Friday"; "due Mar 14" stays as it is.
+            (Language::English, Some(d)) if d.to_ascii_lowercase().starts_with("due") => {
+                format!("- {time} {author} ({d}): {text} {url}\n")
+            }
             (Language::English, Some(d)) => {
-                format!("- {time} {author} (deadline: {d}): {text} {url}\n")
+                format!("- {time} {author} (due {d}): {text} {url}\n")
             }
         }
     }
@@ -395,6 +400,19 @@ mod tests {
         assert_eq!(
             en.period(start, end),
             "Fri Feb 28, 2025 19:00 – Fri Mar 7, 2025 19:00 (America/New_York time)"
+        );
+        let due = |d| en.point(start, "Alice", Some(d), "t", "u");
+        assert_eq!(
+            due("by Friday"),
+            "- Fri Feb 28 19:00 Alice (due by Friday): t u\n"
+        );
+        assert_eq!(
+            due("due Mar 14"),
+            "- Fri Feb 28 19:00 Alice (due Mar 14): t u\n"
+        );
+        assert_eq!(
+            ja.point(start, "佐藤", Some("5/21まで"), "本文", "u"),
+            "- 3/1(土) 09:00 佐藤（期限：5/21まで）：本文 u\n"
         );
         let new_year = Utc.with_ymd_and_hms(2025, 12, 30, 0, 0, 0).unwrap();
         let next = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();

@@ -45,12 +45,12 @@ Participants: Alice (2), Bob (2), Carol (1)
 ### Decisions
 - Wed Mar 5 18:30 Bob: We decided to ship version 2.0 on March 14 after the final QA pass. https://www.chatwork.com/#!rid202-8000000000000000202
 ### Requests and deadlines
-- Wed Mar 5 19:00 Alice (deadline: by Friday): @Carol Could you send the updated invoice by Friday? Call me at [phone] if anything is unclear. https://www.chatwork.com/#!rid202-8000000000000000203
+- Wed Mar 5 19:00 Alice (due by Friday): @Carol Could you send the updated invoice by Friday? Call me at [phone] if anything is unclear. https://www.chatwork.com/#!rid202-8000000000000000203
 
 ## 営業チーム (room 101): 7 messages
 Participants: 佐藤 健一 (3), 山田 太郎 (2), 鈴木 花子 (2)
 ### Decisions
-- Mon Mar 3 11:00 佐藤 健一 (deadline: 前日まで): 来週の定例会議は3月11日(火)14:00からに決定しました。場所は本社の会議室、資料は前日までに共有します。 https://www.chatwork.com/#!rid101-9000000000000000103
+- Mon Mar 3 11:00 佐藤 健一 (due 前日まで): 来週の定例会議は3月11日(火)14:00からに決定しました。場所は本社の会議室、資料は前日までに共有します。 https://www.chatwork.com/#!rid101-9000000000000000103
 ### Requests and deadlines
 - Mon Mar 3 11:20 佐藤 健一: Re: @鈴木さん 10部お願いします。連絡先は [email] / [phone] です。 https://www.chatwork.com/#!rid101-9000000000000000105
 ### Open questions
@@ -207,9 +207,7 @@ async fn summary_language_auto_picks_english_for_an_english_conversation() {
         "{content}"
     );
     assert!(
-        content.contains(
-            "\n### Requests and deadlines\n- Wed Mar 5 19:00 Alice (deadline: by Friday): "
-        ),
+        content.contains("\n### Requests and deadlines\n- Wed Mar 5 19:00 Alice (due by Friday): "),
         "{content}"
     );
 }
