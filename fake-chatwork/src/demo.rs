@@ -2,16 +2,117 @@
 //! with its customers and an overseas partner. Japanese and English, emoji, and the
 //! Chatwork markup a reader has to cope with: `[To:]`, `[rp]` replies, `[qt]` quotes,
 //! `[info][title]` boxes, `[dtext:]` system texts and `[picon:]` icons. Ids look like
-//! Chatwork's (9-digit rooms, 19-digit messages) and everything is deterministic.
+//! Chatwork's (9-digit rooms, 19-digit messages).
 //! One room (the daily reports) holds more than 100 messages, so that `force=1` cannot
 //! return all of it.
+//!
+//! The history is dated relative to the day it is built ([`Calendar`]): it happens on the
+//! ten working days (Monday to Friday, in Tokyo) before that day, in office hours, so a
+//! summary of "the last 7 days" always has something to read; the dates the messages
+//! mention (「議事録（5/21）」, a report's date) are those days. Built twice on the same
+//! day, it is the same data, byte for byte.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Weekday};
 
 use crate::model::{Account, Message, Room, RoomType};
 
-/// 2025-05-12 09:00 JST (a Monday), where the demo's history starts.
-const START: i64 = 1_747_008_000;
 const MINUTE: i64 = 60;
-const DAY: i64 = 24 * 60 * MINUTE;
+/// Working days the history spans (two weeks).
+pub const WORKDAYS: usize = 10;
+
+/// The working days the demo's history happens on: the [`WORKDAYS`] weekdays before the
+/// day (in Tokyo) it is built, oldest first; day 0 is two weeks back, day 9 the last
+/// working day before today.
+#[derive(Debug, Clone)]
+pub struct Calendar {
+    days: Vec<NaiveDate>,
+}
+
+/// Japan has no daylight saving time: UTC+9 all year.
+fn tokyo() -> FixedOffset {
+    FixedOffset::east_opt(9 * 3600).expect("a valid offset")
+}
+
+const WEEKDAYS_JA: [&str; 7] = ["月", "火", "水", "木", "金", "土", "日"];
+
+impl Calendar {
+    /// The working days before the Tokyo day of `now` (seconds since the epoch).
+    pub fn before(now: i64) -> Self {
+        let today = tokyo()
+            .timestamp_opt(now, 0)
+            .single()
+            .expect("a valid time")
+            .date_naive();
+        let mut days = Vec::with_capacity(WORKDAYS);
+        let mut day = today;
+        while days.len() < WORKDAYS {
+            day -= Duration::days(1);
+            if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+                days.push(day);
+            }
+        }
+        days.reverse();
+        Self { days }
+    }
+
+    /// Working day `n` (0 to 9) at `hour`:`minute` in Tokyo, in seconds since the epoch.
+    pub fn at(&self, n: usize, hour: u32, minute: u32) -> i64 {
+        let time = self.days[n]
+            .and_hms_opt(hour, minute, 0)
+            .expect("a valid time of day");
+        tokyo()
+            .from_local_datetime(&time)
+            .single()
+            .expect("a fixed offset has no gaps")
+            .timestamp()
+    }
+
+    /// `5/21`
+    fn date(&self, n: usize) -> String {
+        format!("{}/{}", self.days[n].month(), self.days[n].day())
+    }
+
+    /// `5/21(水)`
+    fn date_weekday(&self, n: usize) -> String {
+        format!(
+            "{}({})",
+            self.date(n),
+            WEEKDAYS_JA[self.days[n].weekday().num_days_from_monday() as usize]
+        )
+    }
+
+    /// `Thursday`
+    fn weekday_en(&self, n: usize) -> String {
+        self.days[n].format("%A").to_string()
+    }
+
+    /// `5/26(月)`: the `k`-th working day after the history (1 is the next one).
+    fn ahead_weekday(&self, k: usize) -> String {
+        let mut day = *self.days.last().expect("ten days");
+        let mut left = k;
+        while left > 0 {
+            day += Duration::days(1);
+            if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+                left -= 1;
+            }
+        }
+        format!(
+            "{}/{}({})",
+            day.month(),
+            day.day(),
+            WEEKDAYS_JA[day.weekday().num_days_from_monday() as usize]
+        )
+    }
+
+    /// `Jun 16`: `days` calendar days after the history's last day.
+    fn ahead_en(&self, days: i64) -> String {
+        (*self.days.last().expect("ten days") + Duration::days(days))
+            .format("%b %-d")
+            .to_string()
+    }
+}
 
 /// The demo rooms and the people in them.
 #[derive(Debug, Clone)]
@@ -20,7 +121,9 @@ pub struct DemoData {
     pub rooms: Vec<Room>,
 }
 
+/// The people of the demo, and the days they talk on.
 struct People {
+    cal: Calendar,
     sato: Account,
     suzuki: Account,
     takahashi: Account,
@@ -34,8 +137,9 @@ struct People {
 }
 
 impl People {
-    fn new() -> Self {
+    fn new(cal: Calendar) -> Self {
         Self {
+            cal,
             sato: Account::new(1_001_001, "佐藤 健一"),
             suzuki: Account::new(1_001_002, "鈴木 美咲"),
             takahashi: Account::new(1_001_003, "高橋 翔太"),
@@ -135,10 +239,9 @@ impl Script {
         self.room.last_update_time = self.room.last_update_time.max(m.update_time);
     }
 
-    /// Jumps the clock to `day` days after the start, at `hour`:`minute` JST.
-    fn day(&mut self, day: i64, hour: i64, minute: i64) {
-        let at = START + day * DAY + (hour - 9) * 60 * MINUTE + minute * MINUTE;
-        self.clock = self.clock.max(at);
+    /// Jumps the clock to working day `day` of `cal`, at `hour`:`minute` JST.
+    fn day(&mut self, cal: &Calendar, day: usize, hour: u32, minute: u32) {
+        self.clock = self.clock.max(cal.at(day, hour, minute));
     }
 
     fn done(self) -> Room {
@@ -147,9 +250,18 @@ impl Script {
 }
 
 impl DemoData {
-    /// The demo data set (the same every time).
+    /// The demo data set, dated on the ten working days before today (Tokyo).
     pub fn build() -> Self {
-        let p = People::new();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Self::built_before(now)
+    }
+
+    /// The demo data set dated on the working days before the Tokyo day of `now`
+    /// (seconds since the epoch); the same for any `now` of one day.
+    pub fn built_before(now: i64) -> Self {
+        let p = People::new(Calendar::before(now));
         let rooms = vec![
             my_chat(&p),
             direct_suzuki(&p),
@@ -182,7 +294,7 @@ fn my_chat(p: &People) -> Room {
         "マイチャット",
         RoomType::My,
         "自分用のメモ",
-        START,
+        p.cal.at(0, 9, 0),
     )
     .role("admin")
     .sticky();
@@ -190,19 +302,22 @@ fn my_chat(p: &People) -> Room {
     s.say(
         me,
         5,
-        "今週のTODO\n・ミナトロジスティクス様 CSV取込の見積もり\n・サクラ製作所様 月次レポート\n・経費精算（5/15締め）",
+        &format!(
+            "今週のTODO\n・ミナトロジスティクス様 CSV取込の見積もり\n・サクラ製作所様 月次レポート\n・経費精算（{}締め）",
+            p.cal.date(4)
+        ),
     );
     s.say(
         me,
         90,
-        "メモ：本番DBのメンテナンスは 5/18(日) 02:00〜04:00 JST",
+        "メモ：本番DBのメンテナンスは 今週の日曜 02:00〜04:00 JST",
     );
     s.say(
         me,
         240,
         "Chatwork API のレート制限は 5分あたり300回。同じトークンを複数のジョブで使うなら共有の予算が必要 ✅",
     );
-    s.day(3, 21, 10);
+    s.day(&p.cal, 3, 17, 40);
     s.say(
         me,
         0,
@@ -218,7 +333,7 @@ fn my_chat(p: &People) -> Room {
         600,
         "買うもの：名刺 / USB-Cケーブル×2 / 🎁 田中さんの誕生日プレゼント（済）",
     );
-    s.day(10, 8, 40);
+    s.day(&p.cal, 8, 9, 40);
     s.say(
         me,
         0,
@@ -233,14 +348,14 @@ fn direct_suzuki(p: &People) -> Room {
         "鈴木 美咲",
         RoomType::Direct,
         "",
-        START + 30 * MINUTE,
+        p.cal.at(0, 9, 30),
     )
     .role("admin");
     let (me, her) = (&p.sato, &p.suzuki);
     s.say(
         her,
         0,
-        "佐藤さん、おはようございます！ミナト様の定例、明日10時から30分後ろ倒しできますか？先方の伊藤さんから相談がありました🙏",
+        "佐藤さん、おはようございます！ミナト様との打ち合わせ、明日10時から30分後ろ倒しできますか？先方の伊藤さんから相談がありました🙏",
     );
     s.say(me, 12, "おはようございます。10:30開始で大丈夫です！");
     s.say(
@@ -266,13 +381,13 @@ fn direct_suzuki(p: &People) -> Room {
         8,
         "込みではないので +1人日 にします。ご指摘ありがとうございます！",
     );
-    s.day(2, 18, 5);
+    s.day(&p.cal, 2, 17, 50);
     s.say(
         her,
         0,
         "今日もお疲れさまでした〜🍵 見積もり、先方OKでした！",
     );
-    s.say(me, 20, "よかった！🎉 来週キックオフの日程を決めましょう");
+    s.say(me, 20, "よかった！🎉 キックオフの日程を決めましょう");
     s.done()
 }
 
@@ -282,14 +397,17 @@ fn direct_emily(p: &People) -> Room {
         "Emily Carter",
         RoomType::Direct,
         "",
-        START + DAY + 7 * 60 * MINUTE,
+        p.cal.at(1, 16, 0),
     )
     .role("admin");
     let (me, emily) = (&p.sato, &p.emily);
     s.say(
         emily,
         0,
-        "Hi Kenichi! Quick one: could you share the API spec for the shipment webhook before our call on Thursday? 🙂",
+        &format!(
+            "Hi Kenichi! Quick one: could you share the API spec for the shipment webhook before our call on {}? 🙂",
+            p.cal.weekday_en(4)
+        ),
     );
     s.say(
         me,
@@ -304,10 +422,13 @@ fn direct_emily(p: &People) -> Room {
     s.say(
         me,
         14,
-        "Ha, that's a bit early for me. Could we do 5pm Pacific (9am JST Friday)?",
+        &format!(
+            "Ha, that's a bit early for me. Could we do 5pm Pacific (9am JST {})?",
+            p.cal.weekday_en(4)
+        ),
     );
     s.say(emily, 3, "Works for me. Sending the invite now 👍");
-    s.day(4, 9, 2);
+    s.day(&p.cal, 4, 9, 32);
     s.say(
         me,
         0,
@@ -327,7 +448,7 @@ fn direct_ito(p: &People) -> Room {
         "伊藤 大輔（ミナトロジスティクス）",
         RoomType::Direct,
         "",
-        START + 2 * DAY + 4 * 60 * MINUTE,
+        p.cal.at(3, 13, 0),
     )
     .role("admin");
     let (me, ito) = (&p.sato, &p.ito);
@@ -344,12 +465,20 @@ fn direct_ito(p: &People) -> Room {
     s.say(
         me,
         2,
-        "・5/20(火) 14:00〜\n・5/21(水) 10:00〜\n・5/22(木) 16:00〜",
+        &format!(
+            "・{} 14:00〜\n・{} 10:00〜\n・{} 16:00〜",
+            p.cal.date_weekday(5),
+            p.cal.date_weekday(6),
+            p.cal.date_weekday(7)
+        ),
     );
     s.say(
         ito,
         35,
-        "5/21(水) 10:00〜でお願いいたします。会議室は弊社の3階をご用意します。",
+        &format!(
+            "{} 10:00〜でお願いいたします。会議室は弊社の3階をご用意します。",
+            p.cal.date_weekday(6)
+        ),
     );
     s.say(
         me,
@@ -359,15 +488,15 @@ fn direct_ito(p: &People) -> Room {
     s.done()
 }
 
-/// The room with more than 100 messages: five people's daily reports over five weeks,
-/// with a few replies.
+/// The room with more than 100 messages: five people's morning plans and daily reports
+/// over two weeks, with a few replies.
 fn daily_reports(p: &People) -> Room {
     let mut s = Script::new(
         281_000_105,
         "開発チーム 日報 / Daily reports",
         RoomType::Group,
-        "[info][title]このチャットについて[/title]毎日18時までに日報を投稿してください。\nPlease post your daily report by 6pm JST.[/info]",
-        START,
+        "[info][title]このチャットについて[/title]朝10時までに今日の予定を、18時までに日報を投稿してください。\nPlease post your plan for the day by 10am and your daily report by 6pm JST.[/info]",
+        p.cal.at(0, 9, 0),
     )
     .role("admin");
     s.say(
@@ -415,27 +544,28 @@ fn daily_reports(p: &People) -> Room {
         "Pairing with Watanabe-san on support ticket #490",
         "Benchmarked the report query (p95 1.8s → 420ms 🚀)",
     ];
-    let weekdays = ["月", "火", "水", "木", "金"];
     let members = [&p.sato, &p.suzuki, &p.tanaka, &p.daniel, &p.watanabe];
-    let mut day = 0;
-    let mut workday = 0;
-    while workday < 25 {
-        if day % 7 >= 5 {
-            day += 1;
-            continue;
-        }
-        let (month, date) = if 12 + day <= 31 {
-            (5, 12 + day)
-        } else {
-            (6, 12 + day - 31)
-        };
-        let weekday = weekdays[(day % 7) as usize];
-        s.day(day, 17, 20);
+    for workday in 0..WORKDAYS {
+        let date = p.cal.date_weekday(workday);
+        s.day(&p.cal, workday, 9, 30);
         for (i, who) in members.iter().enumerate() {
-            let k = workday as usize * 7 + i * 3;
+            let k = workday * 7 + i * 3;
+            let body = if who.account_id == p.daniel.account_id {
+                format!("Morning! Plan for today: {}", next_ja[k % next_ja.len()])
+            } else {
+                format!(
+                    "おはようございます。今日は「{}」を進めます💪",
+                    next_ja[k % next_ja.len()]
+                )
+            };
+            s.say(who, 2 + (k % 4) as i64, &body);
+        }
+        s.day(&p.cal, workday, 17, 20);
+        for (i, who) in members.iter().enumerate() {
+            let k = workday * 7 + i * 3;
             let body = if who.account_id == p.daniel.account_id {
                 format!(
-                    "Daily report {month}/{date} ({weekday})\nDone:\n- {}\nNext:\n- {}\nBlockers: {}",
+                    "Daily report {date}\nDone:\n- {}\nNext:\n- {}\nBlockers: {}",
                     done_en[k % done_en.len()],
                     next_ja[(k + 1) % next_ja.len()],
                     if k.is_multiple_of(4) {
@@ -446,7 +576,7 @@ fn daily_reports(p: &People) -> Room {
                 )
             } else {
                 format!(
-                    "【日報】{month}/{date}({weekday})\n■ 今日やったこと\n・{}\n・{}\n■ 明日やること\n・{}\n■ 困っていること\n{}",
+                    "【日報】{date}\n■ 今日やったこと\n・{}\n・{}\n■ 明日やること\n・{}\n■ 困っていること\n{}",
                     done_ja[k % done_ja.len()],
                     done_ja[(k + 5) % done_ja.len()],
                     next_ja[k % next_ja.len()],
@@ -455,7 +585,7 @@ fn daily_reports(p: &People) -> Room {
             };
             let posted = s.say(who, 4 + (k % 9) as i64, &body);
             // Now and then the lead answers a report.
-            if (workday + i as i64) % 6 == 0 && who.account_id != p.sato.account_id {
+            if (workday + i) % 6 == 0 && who.account_id != p.sato.account_id {
                 let text = if who.account_id == p.daniel.account_id {
                     "Thanks Daniel! I'll review #211 tomorrow morning 👍"
                 } else {
@@ -464,8 +594,6 @@ fn daily_reports(p: &People) -> Room {
                 s.reply(&p.sato, 6, posted, text);
             }
         }
-        day += 1;
-        workday += 1;
     }
     s.done()
 }
@@ -475,8 +603,8 @@ fn minato_project(p: &People) -> Room {
         281_000_106,
         "【ミナトロジスティクス様】配送管理システム導入",
         RoomType::Group,
-        "ミナトロジスティクス様と株式会社ニシカゼの導入プロジェクト用チャットです。\n定例：毎週水曜 10:30〜",
-        START + 9 * DAY + 60 * MINUTE,
+        "ミナトロジスティクス様と株式会社ニシカゼの導入プロジェクト用チャットです。\n定例：週1回 10:30〜",
+        p.cal.at(6, 11, 0),
     );
     s.say(
         &p.ito,
@@ -486,12 +614,16 @@ fn minato_project(p: &People) -> Room {
     s.say(
         &p.suzuki,
         10,
-        "[To:1001006]伊藤様\nこちらこそありがとうございました！議事録を共有いたします。\n[info][title]キックオフ議事録（5/21）[/title]・本番稼働目標：8月末\n・CSV取込は現行の出荷データ形式（Shift_JIS）に対応\n・週次定例：水曜 10:30〜\n・次回までの宿題：サンプルCSVのご提供（伊藤様）[/info]",
+        &format!(
+            "[To:1001006]伊藤様\nこちらこそありがとうございました！議事録を共有いたします。\n[info][title]キックオフ議事録（{}）[/title]・本番稼働目標：3か月後\n・CSV取込は現行の出荷データ形式（Shift_JIS）に対応\n・週次定例：毎週 10:30〜\n・次回までの宿題：サンプルCSVのご提供（伊藤様）[/info]",
+            p.cal.date(6)
+        ),
     );
+    s.day(&p.cal, 7, 10, 15);
     let csv = s.say(
         &p.ito,
-        1440,
-        "サンプルCSVをお送りします。出荷データ_202505.csv（約1.2万行）です。文字コードは Shift_JIS です。",
+        0,
+        "サンプルCSVをお送りします。出荷データ_直近1か月.csv（約1.2万行）です。文字コードは Shift_JIS です。",
     );
     s.reply(
         &p.sato,
@@ -514,15 +646,32 @@ fn minato_project(p: &People) -> Room {
         3,
         "[To:1001006]伊藤様\n両方に対応しますのでご安心ください。取込後はハイフンなしで保存し、画面ではハイフン付きで表示します。",
     );
+    s.day(&p.cal, 9, 10, 30);
     s.say(
         &p.suzuki,
-        2880,
-        "[info][title]進捗報告（5/28）[/title]・CSV取込：実装完了、テスト中（進捗 80%）\n・配送ステータス画面：デザイン確定\n・リスク：特になし[/info]",
+        0,
+        &format!(
+            "[info][title]進捗報告（{}）[/title]・CSV取込：実装完了、テスト中（進捗 80%）\n・配送ステータス画面：デザイン確定\n・リスク：特になし[/info]",
+            p.cal.date(9)
+        ),
     );
     s.say(
         &p.ito,
         30,
         "ご報告ありがとうございます。順調で安心しました👏",
+    );
+    s.say(
+        &p.sato,
+        20,
+        &format!(
+            "[To:1001006]伊藤様\n受入テスト用に、直近1か月分の出荷データを{}までにご提供いただけますと幸いです。個人情報はマスキング済みのもので構いません。",
+            p.cal.ahead_weekday(3)
+        ),
+    );
+    s.say(
+        &p.ito,
+        25,
+        "[To:1001001]佐藤様\n承知しました、社内で確認します。ところで、配送ステータス画面は次回の定例で実際の画面を見せていただけますか？",
     );
     s.done()
 }
@@ -533,7 +682,7 @@ fn sakura_support(p: &People) -> Room {
         "【サクラ製作所様】保守サポート",
         RoomType::Group,
         "サクラ製作所様 生産管理システムの保守窓口です。緊急時は 03-0000-0000 までお電話ください。",
-        START + 3 * DAY,
+        p.cal.at(1, 9, 0),
     );
     let incident = s.say(
         &p.yamamoto,
@@ -549,7 +698,10 @@ fn sakura_support(p: &People) -> Room {
     s.say(
         &p.watanabe,
         25,
-        "[info][title]障害報告（第1報）[/title]発生時刻：5/15 08:50頃\n影響：月次レポート画面の表示不可\n原因：集計クエリの実行計画の変化（調査中）\n対応：インデックスの追加を検討中[/info]",
+        &format!(
+            "[info][title]障害報告（第1報）[/title]発生時刻：{} 08:50頃\n影響：月次レポート画面の表示不可\n原因：集計クエリの実行計画の変化（調査中）\n対応：インデックスの追加を検討中[/info]",
+            p.cal.date(1)
+        ),
     );
     s.say(
         &p.sato,
@@ -566,7 +718,7 @@ fn sakura_support(p: &People) -> Room {
         60,
         "[info][title]障害報告（最終報）[/title]原因：データ量の増加により集計クエリがフルスキャンになっていた\n恒久対応：インデックス追加済み、クエリの監視アラートを設定\n再発防止：月次でスロークエリを確認します[/info]",
     );
-    s.day(17, 14, 0);
+    s.day(&p.cal, 8, 14, 0);
     let question = s.say(
         &p.yamamoto,
         0,
@@ -588,8 +740,8 @@ fn partnership(p: &People) -> Room {
         281_000_108,
         "Acme Pacific × Nishikaze Partnership",
         RoomType::Group,
-        "Shared room for the US pilot. Time zones: JST (UTC+9) and PT (UTC-7). Weekly sync on Fridays 9am JST.",
-        START + 5 * DAY,
+        "Shared room for the US pilot. Time zones: JST (UTC+9) and PT (UTC-7). Weekly sync at 9am JST.",
+        p.cal.at(4, 10, 0),
     );
     s.say(
         &p.emily,
@@ -601,9 +753,10 @@ fn partnership(p: &People) -> Room {
         30,
         "Thanks Emily! I'm Shota from the sales team. Let me know if you need anything on the contract side.",
     );
+    s.day(&p.cal, 5, 9, 40);
     let q = s.say(
         &p.emily,
-        600,
+        0,
         "[To:1001008]Daniel Are shipment events delivered in order, or should we sort them by timestamp?",
     );
     s.reply(
@@ -613,17 +766,23 @@ fn partnership(p: &People) -> Room {
         "Good question. Events for one shipment are in order; across shipments there is no global order. Please de-duplicate by event_id 🙏",
     );
     s.say(&p.emily, 20, "Got it. We'll key on event_id. 👍");
+    s.day(&p.cal, 6, 11, 0);
     s.say(
         &p.sato,
-        1200,
-        "[info][title]Pilot timeline[/title]Jun 16: sandbox access\nJul 1: pilot starts (3 warehouses)\nJul 31: review and go/no-go[/info]",
+        0,
+        &format!(
+            "[info][title]Pilot timeline[/title]{}: sandbox access\n{}: pilot starts (3 warehouses)\n{}: review and go/no-go[/info]",
+            p.cal.ahead_en(17),
+            p.cal.ahead_en(31),
+            p.cal.ahead_en(61)
+        ),
     );
     let typo = s.say(&p.takahashi, 15, "I'll send the updated NDA by tomorow.");
     s.edit(typo, 2, "I'll send the updated NDA by tomorrow. 📄");
     s.say(
         &p.emily,
         90,
-        "Received, thanks! Legal will review it this week. Have a great weekend everyone 🌉",
+        "Received, thanks! Legal will review it this week. Have a good evening everyone 🌉",
     );
     s.done()
 }
@@ -634,27 +793,33 @@ fn announcements(p: &People) -> Room {
         "全社連絡",
         RoomType::Group,
         "全社向けのお知らせ専用です。返信は不要です。",
-        START - 3 * DAY,
+        p.cal.at(0, 9, 0),
     )
     .role("readonly");
     s.say(
         &p.nakamura,
         0,
-        "[info][title]経費精算の締め日について[/title]5月分の経費精算は 5/15(木) 18:00 締めです。領収書の画像添付をお忘れなく。[/info]",
+        &format!(
+            "[info][title]経費精算の締め日について[/title]今月分の経費精算は {} 18:00 締めです。領収書の画像添付をお忘れなく。[/info]",
+            p.cal.date_weekday(4)
+        ),
     );
+    s.day(&p.cal, 2, 10, 0);
     s.say(
         &p.suzuki,
-        4 * 1440,
-        "[info][title]オフィス移転のお知らせ[/title]7月より新オフィス（渋谷区神南）に移転します。\n引越し作業は 6/27(金) 午後を予定しています。詳細は追ってご連絡します🏢[/info]",
+        0,
+        "[info][title]オフィス移転のお知らせ[/title]再来月より新オフィス（渋谷区神南）に移転します。\n引越し作業の日程は追ってご連絡します🏢[/info]",
     );
+    s.day(&p.cal, 5, 13, 0);
     s.say(
         &p.nakamura,
-        6 * 1440,
-        "[info][title]健康診断のご案内[/title]今年の健康診断は 6/10〜6/20 です。予約フォームから日時を選んでください。[/info]",
+        0,
+        "[info][title]健康診断のご案内[/title]今年の健康診断の予約受付を始めました。予約フォームから日時を選んでください。[/info]",
     );
+    s.day(&p.cal, 7, 9, 15);
     s.say(
         &p.sato,
-        3 * 1440,
+        0,
         "[info][title]Welcome Daniel![/title]エンジニアの Daniel Kim さんが入社しました🎉 Please say hi! [picon:1001008][/info]",
     );
     s.done()
@@ -666,7 +831,7 @@ fn design_review(p: &People) -> Room {
         "デザインレビュー",
         RoomType::Group,
         "画面デザインのレビュー依頼はこちらへ。Figma のリンクを添えてください。",
-        START + 6 * DAY + 2 * 60 * MINUTE,
+        p.cal.at(4, 11, 0),
     );
     let request = s.say(
         &p.tanaka,
@@ -705,23 +870,24 @@ fn accounting(p: &People) -> Room {
         "経理・請求",
         RoomType::Group,
         "請求書・支払い関連の連絡用",
-        START + 12 * DAY,
+        p.cal.at(8, 10, 0),
     );
     s.say(
         &p.nakamura,
         0,
-        "[To:1001003]高橋さん\nミナトロジスティクス様の5月分請求書、金額のご確認をお願いします。\n初期費用 1,200,000円（税別）です。",
+        "[To:1001003]高橋さん\nミナトロジスティクス様の今月分請求書、金額のご確認をお願いします。\n初期費用 1,200,000円（税別）です。",
     );
     s.say(
         &p.takahashi,
         20,
         "確認しました、問題ありません。送付をお願いします🙏",
     );
-    s.say(&p.nakamura, 5, "送付しました。支払期日は 6/30 です。");
+    s.say(&p.nakamura, 5, "送付しました。支払期日は来月末です。");
+    s.day(&p.cal, 9, 15, 0);
     s.say(
         &p.nakamura,
-        4 * 1440,
-        "[info][title]入金確認[/title]サクラ製作所様 保守費用（5月分）入金を確認しました。[/info]",
+        0,
+        "[info][title]入金確認[/title]サクラ製作所様 保守費用（先月分）入金を確認しました。[/info]",
     );
     s.done()
 }
@@ -732,7 +898,7 @@ fn lunch(p: &People) -> Room {
         "雑談・ランチ 🍜",
         RoomType::Group,
         "なんでも雑談。ランチのお誘いもどうぞ！",
-        START + 3 * 60 * MINUTE,
+        p.cal.at(0, 12, 0),
     );
     s.say(
         &p.watanabe,
@@ -742,7 +908,7 @@ fn lunch(p: &People) -> Room {
     s.say(&p.takahashi, 3, "行きます！");
     s.say(&p.daniel, 4, "Me too! Is it tonkotsu? 🤤");
     s.say(&p.watanabe, 2, "醤油と塩みたいです！12:10にロビー集合で〜");
-    s.day(8, 15, 30);
+    s.day(&p.cal, 6, 15, 30);
     s.say(
         &p.tanaka,
         0,
@@ -765,6 +931,11 @@ mod tests {
     #[test]
     fn demo_data_has_what_the_demo_and_the_tests_need() {
         let data = DemoData::build();
+        assert!(
+            data.rooms[4].messages.len() > 100,
+            "the daily reports room: {}",
+            data.rooms[4].messages.len()
+        );
         assert_eq!(data.rooms.len(), 12);
         let types: HashSet<RoomType> = data.rooms.iter().map(|r| r.room_type).collect();
         assert_eq!(types.len(), 3);
@@ -797,6 +968,70 @@ mod tests {
                 .iter()
                 .flat_map(|r| &r.messages)
                 .any(|m| m.update_time > 0)
+        );
+    }
+
+    /// 2026-11-30 10:00 JST, a Monday.
+    const MONDAY_MORNING: i64 = 1_796_000_400;
+
+    #[test]
+    fn the_history_is_the_last_two_weeks_of_working_hours_in_tokyo() {
+        for now in [MONDAY_MORNING, MONDAY_MORNING + 2 * 86_400 + 5 * 3600] {
+            let data = DemoData::built_before(now);
+            let tokyo = tokyo();
+            let today = tokyo.timestamp_opt(now, 0).unwrap().date_naive();
+            for room in &data.rooms {
+                for m in &room.messages {
+                    let at = tokyo.timestamp_opt(m.send_time, 0).unwrap();
+                    let days_ago = (today - at.date_naive()).num_days();
+                    assert!((1..=14).contains(&days_ago), "{} {at}", room.name);
+                    assert!(
+                        !matches!(at.weekday(), Weekday::Sat | Weekday::Sun),
+                        "{} {at}",
+                        room.name
+                    );
+                    let hm = at.format("%H:%M").to_string();
+                    assert!(
+                        ("09:00".."18:31").contains(&hm.as_str()),
+                        "{} {at}",
+                        room.name
+                    );
+                }
+            }
+            // The demo company's project room talks in the last seven days.
+            let project = data
+                .rooms
+                .iter()
+                .find(|r| r.room_id == 281_000_106)
+                .unwrap();
+            let recent = project
+                .messages
+                .iter()
+                .filter(|m| m.send_time >= now - 7 * 86_400)
+                .count();
+            assert!(recent >= 5, "{recent} messages in the last 7 days");
+        }
+        // Any moment of one day builds the same data.
+        let morning = DemoData::built_before(MONDAY_MORNING);
+        let evening = DemoData::built_before(MONDAY_MORNING + 10 * 3600);
+        let ids = |d: &DemoData| -> Vec<String> {
+            d.rooms
+                .iter()
+                .flat_map(|r| r.messages.iter().map(|m| m.message_id.clone()))
+                .collect()
+        };
+        assert_eq!(ids(&morning), ids(&evening));
+        // The dates the messages mention are the days they were sent on.
+        let minato = &morning.rooms[5];
+        assert!(
+            minato.messages[1]
+                .body
+                .contains("キックオフ議事録（11/24）")
+        );
+        assert!(
+            morning.rooms[4].messages[1..]
+                .iter()
+                .any(|m| m.body.contains("【日報】11/27(金)"))
         );
     }
 }

@@ -167,6 +167,29 @@ fn the_readme_shows(commands: &[String], base: &str) {
     assert!(readme.contains("scripts/run-local"));
 }
 
+/// The README's two commands that find the demo company and ask for a summary draft of
+/// its last 7 days, as one script pointed at `base`.
+fn the_readme_asks_for_a_summary(base: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let line = |what: &str, test: &dyn Fn(&str) -> bool| -> String {
+        readme
+            .lines()
+            .map(str::trim)
+            .find(|l| test(l))
+            .unwrap_or_else(|| panic!("README.md does not show how to {what}"))
+            .replace("http://127.0.0.1:3000/api", base)
+    };
+    let company = line("find the demo company", &|l| {
+        l.starts_with("COMPANY=$(curl ")
+    });
+    let draft = line("ask for a summary draft", &|l| {
+        l.starts_with("curl ") && l.contains("/summaries/draft")
+    });
+    assert!(draft.contains("7 days ago"), "{draft}");
+    format!("set -e\n{company}\n{draft}")
+}
+
 async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     let db = TestDb::empty().await;
     let runner = Runner::start(&db, &extra_env);
@@ -232,40 +255,43 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
         "the demo company's rooms' messages carry it"
     );
 
-    // A summary draft of the demo company's messages (the extractive summarizer: no
-    // model is configured), over the days they were posted.
-    let (company, first, last): (
-        uuid::Uuid,
-        chrono::DateTime<chrono::Utc>,
-        chrono::DateTime<chrono::Utc>,
-    ) = sqlx::query_as(
-        "SELECT company_id, min(send_time), max(send_time) FROM messages
-              WHERE company_id IS NOT NULL GROUP BY company_id",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    let start = first.max(last - chrono::TimeDelta::days(365));
-    let (status, job) = api
-        .post(
-            &format!("/companies/{company}/summaries/draft"),
-            Some(serde_json::json!({
-                "periodStart": start.to_rfc3339(),
-                "periodEnd": (last + chrono::TimeDelta::seconds(1)).to_rfc3339(),
-            })),
-        )
-        .await;
-    assert_eq!(status, 202, "{job}");
+    // As the README says: a summary draft of the demo company's last 7 days (the
+    // extractive summarizer: no model is configured), with the README's command.
+    let command = the_readme_asks_for_a_summary(&api.base);
+    let job = paste(&command, &api.token);
+    assert_eq!(job["type"], "summary_draft", "{job}");
     let job = api.wait_for(&job).await;
     assert_eq!(job["status"], "completed", "{job}");
     let draft = &job["result"]["draft"];
     assert_eq!(draft["model"], "extractive", "{job}");
+    let seven_days = chrono::DateTime::parse_from_rfc3339(draft["periodEnd"].as_str().unwrap())
+        .unwrap()
+        - chrono::DateTime::parse_from_rfc3339(draft["periodStart"].as_str().unwrap()).unwrap();
+    assert_eq!(seven_days, chrono::TimeDelta::days(7), "{job}");
+    // The demo's messages are of the last two weeks: the last 7 days have the project's
+    // kickoff and progress, drafted in Japanese with Tokyo times.
+    let content = draft["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("要約案：ミナトロジスティクス株式会社 (Minato Logistics)\n期間："),
+        "{content}"
+    );
+    assert!(content.contains("（日本時間）\n"), "{content}");
+    for group in ["### 依頼・期限", "### 未回答の質問"] {
+        assert!(content.contains(group), "{group}: {content}");
+    }
     assert!(
         draft["sourceLinks"]
             .as_array()
             .is_some_and(|l| !l.is_empty()),
         "{job}"
     );
+    println!("The demo company's draft of the last 7 days:\n{content}");
+    let company: uuid::Uuid =
+        sqlx::query_scalar("SELECT company_id FROM summary_drafts WHERE id = $1")
+            .bind(draft["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     let (status, drafts) = api.get(&format!("/companies/{company}/summaries")).await;
     assert_eq!(status, 200);
     assert_eq!(drafts["items"][0]["id"], draft["id"], "{drafts}");

@@ -48,6 +48,23 @@ fn a_malformed_summary_setting_stops_start_up_with_one_line() {
 }
 
 #[test]
+fn a_time_zone_that_does_not_exist_stops_start_up_with_one_line() {
+    let output = Command::new(BIN)
+        .arg("serve")
+        // Nothing listens on port 1: the setting must be refused before any connection.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/cwsync")
+        .env("SUMMARY_TIME_ZONE", "Asia/Tokio")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "cwsync-local: SUMMARY_TIME_ZONE is malformed: expected an IANA time zone name such as Asia/Tokyo or UTC, got \"Asia/Tokio\"\n"
+    );
+}
+
+#[test]
 fn an_unreachable_database_is_one_clear_line() {
     let output = Command::new(BIN)
         .arg("migrate")

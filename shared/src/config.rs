@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::queue::QueueName;
+use crate::summary::locale::{DraftStyle, LanguageChoice};
 
 /// A setting that is missing or cannot be used. Its `Display` is the one line that start-up
 /// prints; it never contains a secret value.
@@ -333,6 +334,10 @@ pub struct SummaryConfig {
     /// window as cwsync budgets it; a period whose messages do not fit in one request is
     /// split into chunks that do, summarized one by one, then combined.
     pub context_tokens: u32,
+    /// `SUMMARY_LANGUAGE` (`auto`, `ja` or `en`; default `auto`: Japanese when most of
+    /// the period's text is) and `SUMMARY_TIME_ZONE` (an IANA name; default
+    /// `Asia/Tokyo`): the language drafts are written in and the zone of their times.
+    pub style: DraftStyle,
 }
 
 /// An OpenAI-compatible chat-completions API.
@@ -368,6 +373,15 @@ impl SummaryConfig {
                 ),
             });
         }
+        let language: LanguageChoice = env
+            .parse("SUMMARY_LANGUAGE", "auto, ja or en")?
+            .unwrap_or_default();
+        let time_zone: chrono_tz::Tz = env
+            .parse(
+                "SUMMARY_TIME_ZONE",
+                "an IANA time zone name such as Asia/Tokyo or UTC",
+            )?
+            .unwrap_or(chrono_tz::Asia::Tokyo);
         let timeout = seconds(env, "SUMMARY_MODEL_TIMEOUT_SECS", 120)?;
         if timeout.is_zero() {
             return Err(ConfigError::Invalid {
@@ -432,6 +446,10 @@ impl SummaryConfig {
         Ok(Self {
             model,
             context_tokens,
+            style: DraftStyle {
+                language,
+                time_zone,
+            },
         })
     }
 }
@@ -600,6 +618,9 @@ mod tests {
         let config = SummaryConfig::from_env(&Env::default()).unwrap();
         assert!(config.model.is_none());
         assert_eq!(config.context_tokens, 16_000);
+        assert_eq!(config.style, DraftStyle::default());
+        assert_eq!(config.style.language, LanguageChoice::Auto);
+        assert_eq!(config.style.time_zone, chrono_tz::Asia::Tokyo);
         let env = Env::from_pairs([
             ("SUMMARY_MODEL_BASE_URL", "http://127.0.0.1:8080/v1"),
             ("SUMMARY_MODEL", "local-model"),
@@ -654,6 +675,34 @@ mod tests {
             assert!(line.starts_with(name), "{line}");
             assert!(!line.contains('\n') && !line.contains("pw@"), "{line}");
         }
+    }
+
+    #[test]
+    fn the_summary_language_and_time_zone_are_read_and_checked_in_one_line() {
+        let env = Env::from_pairs([
+            ("SUMMARY_LANGUAGE", "en"),
+            ("SUMMARY_TIME_ZONE", "America/New_York"),
+        ]);
+        let config = SummaryConfig::from_env(&env).unwrap();
+        assert_eq!(
+            config.style.language,
+            LanguageChoice::Fixed(crate::summary::locale::Language::English)
+        );
+        assert_eq!(config.style.time_zone, chrono_tz::America::New_York);
+        let line = SummaryConfig::from_env(&Env::from_pairs([("SUMMARY_TIME_ZONE", "Tokyo")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            line,
+            "SUMMARY_TIME_ZONE is malformed: expected an IANA time zone name such as Asia/Tokyo or UTC, got \"Tokyo\""
+        );
+        let line = SummaryConfig::from_env(&Env::from_pairs([("SUMMARY_LANGUAGE", "fr")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            line,
+            "SUMMARY_LANGUAGE is malformed: expected auto, ja or en, got \"fr\""
+        );
     }
 
     #[test]

@@ -38,7 +38,8 @@ impl ModelRequest {
 
     /// Whether this request combines partial summaries (rather than reading messages).
     pub fn is_combine(&self) -> bool {
-        self.system().contains("combine partial summaries")
+        let system = self.system();
+        system.contains("combine partial summaries") || system.contains("部分要約をまとめ")
     }
 
     /// The `[#n]` numbers of the message lines it carries (map requests).

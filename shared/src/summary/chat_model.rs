@@ -3,19 +3,27 @@
 //!
 //! # Chunks
 //!
-//! Each message is one line, `[#n] time room / author: text`, numbered across the
-//! period. When the lines do not fit the context budget (`SUMMARY_CONTEXT_TOKENS`, less
+//! Each message is one line, `[#n] time room / author: text` (the time local to
+//! `SUMMARY_TIME_ZONE`), numbered across the period. When the lines do not fit the context budget (`SUMMARY_CONTEXT_TOKENS`, less
 //! the answer's share and the instructions), they are split into chunks that do; each
 //! chunk is summarized on its own (map), and the partial summaries are combined (reduce),
 //! in more than one round when even they do not fit. Tokens are estimated, not counted:
 //! a quarter token per ASCII character and one per other character, which overestimates
 //! English and is about right for Japanese. Cancellation is checked before every request.
 //!
+//! # Language and structure
+//!
+//! The instructions and requests are written in the draft's language (`SUMMARY_LANGUAGE`,
+//! or the language most of the period is written in), and ask the model to write in it,
+//! in the extractive draft's groups and order: decisions, requests and deadlines, open
+//! questions (no later message answers or quotes them), other notable points. The draft
+//! opens with the same heading as the extractive one (company, period, zone).
+//!
 //! # Citations
 //!
 //! The model is asked to cite the lines it used as `[#n]`. The draft renumbers the
 //! citations it finds in order of first use (`[1]`, `[2]`, ...), lists their links under
-//! "Sources", and stores them as the draft's `sourceLinks`; a citation of a line that
+//! "Sources" (「出典」), and stores them as the draft's `sourceLinks`; a citation of a line that
 //! does not exist is dropped.
 //!
 //! # Requests
@@ -44,6 +52,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use url::Url;
 
+use super::locale::{DraftStyle, Language, Locale};
 use super::transcript::{Line, SourceLink, Transcript};
 use super::{Checkpoint, SummarizeError, Summarizer, Summary};
 use crate::config::{SummaryConfig, SummaryModelConfig};
@@ -66,12 +75,14 @@ pub struct ChatModelSettings {
     pub backoff_max: Duration,
     /// The longest `retry-after` waited inside an invocation.
     pub max_retry_after: Duration,
+    /// The language and time zone of the drafts (and so of the instructions).
+    pub style: DraftStyle,
 }
 
 impl ChatModelSettings {
     /// The settings of `model` with 4 attempts, backoff from 1 s to 16 s, and waits for
     /// `retry-after` of up to 60 s.
-    pub fn new(model: &SummaryModelConfig, context_tokens: u32) -> Self {
+    pub fn new(model: &SummaryModelConfig, context_tokens: u32, style: DraftStyle) -> Self {
         Self {
             base_url: model.base_url.clone(),
             model: model.model.clone(),
@@ -82,6 +93,7 @@ impl ChatModelSettings {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(16),
             max_retry_after: Duration::from_secs(60),
+            style,
         }
     }
 
@@ -90,7 +102,7 @@ impl ChatModelSettings {
         config
             .model
             .as_ref()
-            .map(|m| Self::new(m, config.context_tokens))
+            .map(|m| Self::new(m, config.context_tokens, config.style))
     }
 
     /// Tokens of the answer to each request.
@@ -443,19 +455,110 @@ fn fit(text: &str, budget: usize) -> String {
     out
 }
 
-const MAP_INSTRUCTIONS: &str = "You draft summaries of business chat between our team and one customer company, \
-for a colleague who will review and edit the draft. Use the language most of the messages are written in. \
-Be factual and brief and invent nothing. Cover decisions, requests and tasks (with who owns them and any deadline), \
-open questions, problems and agreed next steps; leave out greetings and small talk. \
+const MAP_INSTRUCTIONS_EN: &str = "You draft summaries of business chat between our team and one customer company, \
+for a colleague who will review and edit the draft. Write in English. \
+Be factual and brief and invent nothing; leave out greetings and small talk. \
+Group the points under these headings, in this order, leaving out a heading with nothing under it: \
+\"### Decisions\", \"### Requests and deadlines\" (who asked whom for what, with the deadline when a message states one), \
+\"### Open questions\" (questions no later message answers or quotes), \"### Other notable messages\". \
 Each message is one line: [#n] time room / author: text. Lines starting with > inside a message quote an earlier message. \
 Cite the messages each point comes from right after it, as [#n] for each. \
 Personal data was replaced by [email] and [phone]; keep these placeholders as they are.";
 
-const REDUCE_INSTRUCTIONS: &str = "You combine partial summaries of consecutive parts of one period of business chat \
+const MAP_INSTRUCTIONS_JA: &str = "あなたは、当社のチームと顧客企業1社とのビジネスチャットの要約案を書きます。\
+読み手は、この案を確認して手直しする同僚です。日本語で、事実だけを簡潔に書き、推測で補わないでください。あいさつや雑談は省きます。\
+要点は次の見出しの順にまとめ、該当のない見出しは省いてください：\
+「### 決定事項」「### 依頼・期限」（誰が誰に何を依頼したか。メッセージに期限があればその期限も）\
+「### 未回答の質問」（後のメッセージで回答も引用もされていない質問）「### その他の注目メッセージ」。\
+メッセージは1行に1件、「[#n] 日時 ルーム / 発言者: 本文」の形です。本文中の > で始まる行は、以前のメッセージの引用です。\
+各要点の直後に、根拠となったメッセージを [#n] の形で挙げてください。\
+個人情報は [email] と [phone] に置き換えてあります。この表記はそのまま残してください。";
+
+/// The English reduce instructions; the fake model of the tests tells a combine request
+/// by its "combine partial summaries" (「部分要約をまとめ」 in Japanese).
+const REDUCE_INSTRUCTIONS_EN: &str = "You combine partial summaries of consecutive parts of one period of business chat \
 between our team and one customer company into one summary, for a colleague who will review and edit it. \
-Use the language the partial summaries are written in. Merge points that repeat, keep every decision, task, \
-open question and next step, and invent nothing. Keep the citations [#n] of every point you keep, exactly as written. \
+Write in English. Merge points that repeat, keep every decision, request, deadline, \
+open question and next step, and invent nothing. Keep the headings and their order: \
+\"### Decisions\", \"### Requests and deadlines\", \"### Open questions\", \"### Other notable messages\"; \
+a question that a later part answers is no longer open. \
+Keep the citations [#n] of every point you keep, exactly as written. \
 Keep the placeholders [email] and [phone] as they are.";
+
+const REDUCE_INSTRUCTIONS_JA: &str = "あなたは、当社のチームと顧客企業1社とのビジネスチャットについて、\
+1つの期間を順に区切った部分要約をまとめ、1つの要約にします。読み手は、これを確認して手直しする同僚です。\
+日本語で書き、重複する要点はまとめ、決定事項・依頼・期限・未回答の質問・次の対応はすべて残し、推測で補わないでください。\
+見出しとその順序「### 決定事項」「### 依頼・期限」「### 未回答の質問」「### その他の注目メッセージ」は保ってください。\
+後の部分で回答された質問は、未回答ではありません。\
+残す要点の [#n] の引用は、書かれたとおりに残してください。[email] と [phone] の表記もそのまま残してください。";
+
+/// What a draft's requests say, in its language.
+struct Wording {
+    locale: Locale,
+}
+
+impl Wording {
+    fn map_instructions(&self) -> &'static str {
+        match self.locale.language {
+            Language::Japanese => MAP_INSTRUCTIONS_JA,
+            Language::English => MAP_INSTRUCTIONS_EN,
+        }
+    }
+
+    fn reduce_instructions(&self) -> &'static str {
+        match self.locale.language {
+            Language::Japanese => REDUCE_INSTRUCTIONS_JA,
+            Language::English => REDUCE_INSTRUCTIONS_EN,
+        }
+    }
+
+    /// `Company: Acme. Period: ...` / `会社：Acme。期間：...。`
+    fn context(&self, transcript: &Transcript) -> String {
+        let period = self
+            .locale
+            .period(transcript.period_start, transcript.period_end);
+        match self.locale.language {
+            Language::Japanese => format!("会社：{}。期間：{period}。", transcript.company),
+            Language::English => format!("Company: {}. Period: {period}.", transcript.company),
+        }
+    }
+
+    fn map_request(&self, part: Option<(usize, usize)>, lines: &str) -> String {
+        match (self.locale.language, part) {
+            (Language::Japanese, None) => {
+                format!("次のメッセージを要約してください。\n\n{lines}")
+            }
+            (Language::Japanese, Some((i, n))) => {
+                format!("全{n}部のうち第{i}部です。次のメッセージを要約してください。\n\n{lines}")
+            }
+            (Language::English, None) => format!("Summarize these messages.\n\n{lines}"),
+            (Language::English, Some((i, n))) => {
+                format!("Part {i} of {n}. Summarize these messages.\n\n{lines}")
+            }
+        }
+    }
+
+    fn reduce_request(&self, parts: &[String]) -> String {
+        let japanese = self.locale.language == Language::Japanese;
+        let intro = if japanese {
+            "次の部分要約を、順にまとめて1つにしてください。"
+        } else {
+            "Combine these partial summaries, in order, into one."
+        };
+        let parts: Vec<String> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if japanese {
+                    format!("### 第{}部\n{p}", i + 1)
+                } else {
+                    format!("### Part {}\n{p}", i + 1)
+                }
+            })
+            .collect();
+        format!("{intro}\n\n{}", parts.join("\n\n"))
+    }
+}
 
 #[async_trait]
 impl Summarizer for ChatModel {
@@ -469,9 +572,15 @@ impl Summarizer for ChatModel {
         checkpoint: &dyn Checkpoint,
     ) -> Result<Summary, SummarizeError> {
         let mut usage = TokenUsage::default();
+        let locale = self.settings.style.locale(transcript.texts());
+        let wording = Wording { locale };
         if transcript.is_empty() {
             return Ok(Summary {
-                content: transcript.no_messages_content(),
+                content: locale.no_messages(
+                    &transcript.company,
+                    transcript.period_start,
+                    transcript.period_end,
+                ),
                 source_links: Vec::new(),
                 token_usage: Some(usage),
                 chunks: 0,
@@ -482,7 +591,7 @@ impl Summarizer for ChatModel {
             .iter()
             .flat_map(|room| room.lines.iter().map(move |l| (room.name.as_str(), l)))
             .collect();
-        let budget = self.chunk_budget(MAP_INSTRUCTIONS);
+        let budget = self.chunk_budget(wording.map_instructions());
         let rendered: Vec<String> = lines
             .iter()
             .enumerate()
@@ -492,7 +601,9 @@ impl Summarizer for ChatModel {
                     &format!(
                         "[#{}] {} {} / {}: {}",
                         i + 1,
-                        line.send_time.format("%Y-%m-%d %H:%M"),
+                        line.send_time
+                            .with_timezone(&locale.time_zone)
+                            .format("%Y-%m-%d %H:%M"),
                         room,
                         line.account_name,
                         text
@@ -502,31 +613,28 @@ impl Summarizer for ChatModel {
             })
             .collect();
         let chunks = pack(&rendered, budget, 1);
-        let period = format!(
-            "Company: {}. Period: {}.",
-            transcript.company,
-            transcript.period_label()
-        );
+        let context = wording.context(transcript);
         let mut partials = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
             if checkpoint.canceled().await? {
                 return Err(SummarizeError::Canceled);
             }
-            let part = if chunks.len() == 1 {
-                String::new()
-            } else {
-                format!(" Part {} of {}.", i + 1, chunks.len())
-            };
+            let part = (chunks.len() > 1).then_some((i + 1, chunks.len()));
             let user = format!(
-                "{period}{part} Summarize these messages.\n\n{}",
-                chunk.join("\n")
+                "{context}\n{}",
+                wording.map_request(part, &chunk.join("\n"))
             );
             partials.push(
-                self.complete(MAP_INSTRUCTIONS, &user, checkpoint.deadline(), &mut usage)
-                    .await?,
+                self.complete(
+                    wording.map_instructions(),
+                    &user,
+                    checkpoint.deadline(),
+                    &mut usage,
+                )
+                .await?,
             );
         }
-        let reduce_budget = self.chunk_budget(REDUCE_INSTRUCTIONS);
+        let reduce_budget = self.chunk_budget(wording.reduce_instructions());
         let mut rounds = 0;
         while partials.len() > 1 {
             rounds += 1;
@@ -546,18 +654,10 @@ impl Summarizer for ChatModel {
                 if checkpoint.canceled().await? {
                     return Err(SummarizeError::Canceled);
                 }
-                let parts: Vec<String> = group
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| format!("### Part {}\n{p}", i + 1))
-                    .collect();
-                let user = format!(
-                    "{period} Combine these partial summaries, in order, into one.\n\n{}",
-                    parts.join("\n\n")
-                );
+                let user = format!("{context}\n{}", wording.reduce_request(&group));
                 next.push(
                     self.complete(
-                        REDUCE_INSTRUCTIONS,
+                        wording.reduce_instructions(),
                         &user,
                         checkpoint.deadline(),
                         &mut usage,
@@ -570,13 +670,16 @@ impl Summarizer for ChatModel {
         let summary = partials.pop().unwrap_or_default();
         let (body, source_links) = resolve_citations(&summary, &lines);
         let mut content = format!(
-            "Summary draft: {}, {}\n\n{}\n",
-            transcript.company,
-            transcript.period_label(),
+            "{}\n{}\n",
+            locale.heading(
+                &transcript.company,
+                transcript.period_start,
+                transcript.period_end
+            ),
             body.trim()
         );
         if !source_links.is_empty() {
-            content.push_str("\nSources:\n");
+            content.push_str(&format!("\n{}\n", locale.sources()));
             for (i, link) in source_links.iter().enumerate() {
                 content.push_str(&format!("[{}] {}\n", i + 1, link.url));
             }
@@ -663,6 +766,7 @@ mod tests {
             text: "t".into(),
             mentions: 0,
             reply: false,
+            answers: Vec::new(),
         }
     }
 
@@ -737,6 +841,7 @@ mod tests {
             backoff_initial: Duration::from_millis(1),
             backoff_max: Duration::from_millis(1),
             max_retry_after: Duration::from_secs(1),
+            style: DraftStyle::default(),
         };
         let model = ChatModel::new(settings.clone()).unwrap();
         assert!(!format!("{model:?}").contains("sk-top-secret"));

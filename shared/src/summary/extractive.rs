@@ -12,19 +12,31 @@
 //! | addressed | 2 | `[To:]`, `[toall]`, `[rp]` | |
 //! | length | 1 from 40 characters, 2 from 120 | | |
 //!
-//! Greetings and thanks alone (了解です, ありがとうございます, thanks) score nothing. A
-//! room's key points are its (at most [`POINTS_PER_ROOM`]) messages with at least
-//! [`MIN_SCORE`] points, the highest first, ties going to the earlier message; they are
-//! listed in time order, each with its signals, author, time and link. Around them: the
-//! number of messages per room, and the most active participants per room and overall.
+//! A stated deadline (「5/21までに」「金曜まで」「期限：6月末」, "by Friday", "due Mar 14")
+//! makes a message a request too, and is shown with it. A question counts only while it
+//! is open: a later message of the room by someone else that replies to it (`[rp]`) or
+//! quotes it (`[qt]`) answers it. Greetings and thanks alone (了解です,
+//! ありがとうございます, thanks) score nothing.
+//!
+//! A room's key points are its (at most [`POINTS_PER_ROOM`]) messages with at least
+//! [`MIN_SCORE`] points, the highest first, ties going to the earlier message. They are
+//! grouped by what they are, in this order: decisions, requests and deadlines, open
+//! questions, other notable messages (a message goes to the first group it fits), each
+//! group in time order, each point with its author, local time, deadline and link. Around
+//! them: the number of messages per room, and the most active participants per room and
+//! overall. The words, times and zone are the draft's locale's ([`locale`](super::locale)).
 //! Everything is sorted by total orders (score, time, numeric message id; counts, then
 //! names), so two runs over the same messages give the same draft byte for byte.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use regex_lite::Regex;
 
+use super::locale::{DraftStyle, Locale, PointKind};
+use super::markup::Reference;
 use super::transcript::{Line, RoomLines, SourceLink, Transcript};
 use super::{Checkpoint, SummarizeError, Summarizer, Summary};
 use crate::chatwork::compare_message_ids;
@@ -44,7 +56,9 @@ pub const MODEL_NAME: &str = "extractive";
 
 /// See the module documentation.
 #[derive(Debug, Clone, Default)]
-pub struct Extractive;
+pub struct Extractive {
+    pub style: DraftStyle,
+}
 
 #[async_trait]
 impl Summarizer for Extractive {
@@ -57,19 +71,23 @@ impl Summarizer for Extractive {
         transcript: &Transcript,
         _checkpoint: &dyn Checkpoint,
     ) -> Result<Summary, SummarizeError> {
-        Ok(draft(transcript))
+        Ok(draft(transcript, &self.style))
     }
 }
 
 /// What made a message stand out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Signals {
     pub decision: bool,
     pub task: bool,
     pub question: bool,
+    /// A later message of the room by someone else replies to it or quotes it.
+    pub answered: bool,
     pub addressed: bool,
     /// 0, 1 or 2.
     pub length: u32,
+    /// The deadline as the message states it (「5/21まで」, "by Friday").
+    pub deadline: Option<String>,
 }
 
 impl Signals {
@@ -101,27 +119,30 @@ impl Signals {
             "let's go with",
             "we will go with",
         ]) || has_word("decision");
-        let task = has_any(&[
-            "お願いします",
-            "お願いいたします",
-            "お願い致します",
-            "してください",
-            "して下さい",
-            "対応",
-            "期限",
-            "締切",
-            "締め切り",
-            "までに",
-            "宿題",
-            "todo",
-            "could you",
-            "can you",
-            "action item",
-            "need to",
-            "follow up",
-        ]) || ["please", "deadline", "due", "asap"]
-            .iter()
-            .any(|w| has_word(w));
+        let deadline = deadline(&content);
+        let task = deadline.is_some()
+            || has_any(&[
+                "お願いします",
+                "お願いいたします",
+                "お願い致します",
+                "してください",
+                "して下さい",
+                "対応",
+                "期限",
+                "締切",
+                "締め切り",
+                "までに",
+                "宿題",
+                "todo",
+                "could you",
+                "can you",
+                "action item",
+                "need to",
+                "follow up",
+            ])
+            || ["please", "deadline", "due", "asap"]
+                .iter()
+                .any(|w| has_word(w));
         let trimmed = content.trim_end_matches(['。', '.', '!', '！', ' ', '\n']);
         let question = content.contains('?')
             || content.contains('？')
@@ -137,36 +158,90 @@ impl Signals {
             decision,
             task,
             question,
+            answered: false,
             addressed: line.mentions > 0 && chars > 0,
             length,
+            deadline,
         }
     }
 
+    /// An answered question no longer asks for anyone's attention.
     pub fn score(&self) -> u32 {
         3 * u32::from(self.decision)
             + 2 * u32::from(self.task)
-            + 2 * u32::from(self.question)
+            + 2 * u32::from(self.question && !self.answered)
             + 2 * u32::from(self.addressed)
             + self.length
     }
 
-    /// `decision, task`: the signals a point shows.
-    fn labels(&self) -> String {
-        let mut labels = Vec::new();
+    /// The group the point goes to: the first it fits.
+    pub fn kind(&self) -> PointKind {
         if self.decision {
-            labels.push("decision");
+            PointKind::Decision
+        } else if self.task {
+            PointKind::Request
+        } else if self.question && !self.answered {
+            PointKind::OpenQuestion
+        } else {
+            PointKind::Other
         }
-        if self.task {
-            labels.push("task");
-        }
-        if self.question {
-            labels.push("question");
-        }
-        if self.addressed {
-            labels.push("mention");
-        }
-        labels.join(", ")
     }
+}
+
+/// A date or time as Japanese business chat writes one before まで: 5/21, 5月21日,
+/// 6月末, 金曜(日), 明日, 今週, 月末, 前日, 17時, with an optional (水) and time of day.
+const JA_WHEN: &str = r"(?:(?:\d{4}年)?\d{1,2}月\d{1,2}日|\d{1,2}月(?:末|中|上旬|中旬|下旬)|\d{1,2}/\d{1,2}|[月火水木金土日]曜日?|明日|明後日|あさって|今日|本日|今週末|来週末|今週|来週|今月末|今月|来月|月末|週末|前日|当日|次回|午前中|\d{1,2}日|\d{1,2}時)(?:\s*[(（][月火水木金土日][)）])?(?:の?(?:\d{1,2}時(?:\d{1,2}分|半)?|\d{1,2}:\d{2}|午前|午後|朝|夕方|中))?";
+
+/// The same in English: Friday, next Monday, Mar 14, 14 March, 3/14, 2025-03-14, EOD,
+/// end of the week, tomorrow, 5pm.
+const EN_WHEN: &str = r"(?:(?:the\s+)?end\s+of\s+(?:the\s+)?(?:day|week|month)|eod|eow|cob|today|tonight|tomorrow(?:\s+(?:morning|noon|afternoon|evening))?|(?:this\s+|next\s+)?(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues|tue|wed|thurs|thu|fri)|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?|\d{1,2}(?:st|nd|rd|th)?\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{4}-\d{2}-\d{2}|noon|\d{1,2}(?::\d{2})?\s*(?:am|pm))\b";
+
+/// 「5/21までに」「今週中に」: the date and まで, or 中.
+static JA_BY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!("{JA_WHEN}(?:までに|まで|中に)")).expect("a valid pattern")
+});
+/// 「期限：5/21」「締切は月末」
+static JA_LABELED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        "(?:期限|締切|締め切り|〆切|納期)(?:は|：|:)\\s*({JA_WHEN})"
+    ))
+    .expect("a valid pattern")
+});
+/// "by Friday", "due Mar 14", "no later than 5pm".
+static EN_BY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"(?i)\b(?:by|due(?:\s+on|\s+by)?|before|until|no\s+later\s+than)\s+{EN_WHEN}"
+    ))
+    .expect("a valid pattern")
+});
+/// "deadline: Friday", "the deadline is Mar 14".
+static EN_LABELED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?i)\bdeadline(?:\s+is|:)\s*({EN_WHEN})")).expect("a valid pattern")
+});
+
+/// The deadline `text` states, as written: 「5/21まで」 (without the particle に),
+/// 「今週中」, "by Friday"; the first one when there are several.
+pub fn deadline(text: &str) -> Option<String> {
+    let found = [
+        JA_BY.find(text).map(|m| (m.start(), m.as_str())),
+        JA_LABELED
+            .captures(text)
+            .and_then(|c| Some((c.get(0)?.start(), c.get(1)?.as_str()))),
+        EN_BY.find(text).map(|m| (m.start(), m.as_str())),
+        EN_LABELED
+            .captures(text)
+            .and_then(|c| Some((c.get(0)?.start(), c.get(1)?.as_str()))),
+    ];
+    let (_, phrase) = found.into_iter().flatten().min_by_key(|(at, _)| *at)?;
+    let phrase = phrase.strip_suffix("中に").map_or_else(
+        || {
+            phrase
+                .strip_suffix("までに")
+                .map_or(phrase.to_owned(), |p| format!("{p}まで"))
+        },
+        |p| format!("{p}中"),
+    );
+    Some(phrase)
 }
 
 /// Greetings, thanks and acknowledgements say nothing a summary needs; a message made
@@ -201,34 +276,31 @@ fn strip_pleasantries(text: &str) -> String {
     if only_thanks { String::new() } else { out }
 }
 
-/// The draft of `transcript`.
-pub fn draft(transcript: &Transcript) -> Summary {
+/// The draft of `transcript` in the locale `style` gives it.
+pub fn draft(transcript: &Transcript, style: &DraftStyle) -> Summary {
+    let locale = style.locale(transcript.texts());
+    let (start, end) = (transcript.period_start, transcript.period_end);
     if transcript.is_empty() {
         return Summary {
-            content: transcript.no_messages_content(),
+            content: locale.no_messages(&transcript.company, start, end),
             source_links: Vec::new(),
             token_usage: None,
             chunks: 0,
         };
     }
-    let mut content = format!(
-        "Summary draft: {}, {}\n",
-        transcript.company,
-        transcript.period_label()
-    );
+    let mut content = locale.heading(&transcript.company, start, end);
     let all: Vec<&Line> = transcript.rooms.iter().flat_map(|r| &r.lines).collect();
     let people = participants(all.iter().copied());
-    content.push_str(&format!(
-        "{} in {} from {}. Most active: {}.\n",
-        plural(all.len(), "message"),
-        plural(transcript.rooms.len(), "room"),
-        plural(people.len(), "person"),
-        list_people(&people, TOP_PARTICIPANTS_OVERALL)
+    content.push_str(&locale.overview(
+        all.len(),
+        transcript.rooms.len(),
+        people.len(),
+        &locale.people(&people[..people.len().min(TOP_PARTICIPANTS_OVERALL)]),
     ));
     let mut links = Vec::new();
     for room in &transcript.rooms {
         content.push('\n');
-        room_section(room, &mut content, &mut links);
+        room_section(&locale, room, &mut content, &mut links);
     }
     Summary {
         content,
@@ -238,22 +310,32 @@ pub fn draft(transcript: &Transcript) -> Summary {
     }
 }
 
-fn room_section(room: &RoomLines, content: &mut String, links: &mut Vec<SourceLink>) {
-    content.push_str(&format!(
-        "## {} (room {}): {}\n",
-        room.name,
-        room.room_id,
-        plural(room.lines.len(), "message")
-    ));
-    let people = participants(room.lines.iter());
-    content.push_str(&format!(
-        "Participants: {}\n",
-        list_people(&people, TOP_PARTICIPANTS)
-    ));
+/// Whether a later line of the room, by someone else, replies to or quotes `lines[i]`.
+fn answered(lines: &[Line], i: usize) -> bool {
+    let asked = &lines[i];
+    lines[i + 1..].iter().any(|later| {
+        later.account_id != asked.account_id
+            && later.answers.iter().any(|a| match a {
+                Reference::Reply { message_id } => *message_id == asked.message_id,
+                Reference::Quote {
+                    account_id,
+                    send_time,
+                } => *account_id == asked.account_id && *send_time == asked.send_time.timestamp(),
+            })
+    })
+}
+
+/// A room's key points, grouped and ordered as the module documentation says.
+pub fn key_points(room: &RoomLines) -> Vec<(&Line, Signals)> {
     let mut scored: Vec<(&Line, Signals)> = room
         .lines
         .iter()
-        .map(|l| (l, Signals::of(l)))
+        .enumerate()
+        .map(|(i, l)| {
+            let mut signals = Signals::of(l);
+            signals.answered = signals.question && answered(&room.lines, i);
+            (l, signals)
+        })
         .filter(|(_, s)| s.score() >= MIN_SCORE)
         .collect();
     scored.sort_by(|(a, sa), (b, sb)| {
@@ -262,22 +344,39 @@ fn room_section(room: &RoomLines, content: &mut String, links: &mut Vec<SourceLi
             .then_with(|| in_time_order(a, b))
     });
     scored.truncate(POINTS_PER_ROOM);
-    scored.sort_by(|(a, _), (b, _)| in_time_order(a, b));
-    if scored.is_empty() {
-        content
-            .push_str("No key points: no decisions, requests, questions or mentions stood out.\n");
+    scored.sort_by(|(a, sa), (b, sb)| sa.kind().cmp(&sb.kind()).then_with(|| in_time_order(a, b)));
+    scored
+}
+
+fn room_section(
+    locale: &Locale,
+    room: &RoomLines,
+    content: &mut String,
+    links: &mut Vec<SourceLink>,
+) {
+    content.push_str(&locale.room_heading(&room.name, room.room_id, room.lines.len()));
+    let people = participants(room.lines.iter());
+    content.push_str(
+        &locale.participants(&locale.people(&people[..people.len().min(TOP_PARTICIPANTS)])),
+    );
+    let points = key_points(room);
+    if points.is_empty() {
+        content.push_str(locale.no_key_points());
         return;
     }
-    content.push_str("Key points:\n");
-    for (line, signals) in scored {
+    let mut group = None;
+    for (line, signals) in points {
+        if group != Some(signals.kind()) {
+            group = Some(signals.kind());
+            content.push_str(locale.group(signals.kind()));
+        }
         let link = line.link();
-        content.push_str(&format!(
-            "- {} {} [{}]: {} {}\n",
-            line.send_time.format("%Y-%m-%d %H:%M"),
-            line.account_name,
-            signals.labels(),
-            excerpt(&line.own_text()),
-            link.url
+        content.push_str(&locale.point(
+            line.send_time,
+            &line.account_name,
+            signals.deadline.as_deref(),
+            &excerpt(&line.own_text()),
+            &link.url,
         ));
         links.push(link);
     }
@@ -307,15 +406,6 @@ fn participants<'a>(lines: impl Iterator<Item = &'a Line>) -> Vec<(String, usize
         .collect()
 }
 
-fn list_people(people: &[(String, usize)], n: usize) -> String {
-    people
-        .iter()
-        .take(n)
-        .map(|(name, count)| format!("{name} ({count})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The message on one line, cut at [`EXCERPT_CHARS`].
 fn excerpt(text: &str) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -324,14 +414,6 @@ fn excerpt(text: &str) -> String {
     }
     let cut: String = one_line.chars().take(EXCERPT_CHARS - 1).collect();
     format!("{}…", cut.trim_end())
-}
-
-fn plural(n: usize, what: &str) -> String {
-    match (n, what) {
-        (1, _) => format!("1 {what}"),
-        (_, "person") => format!("{n} people"),
-        _ => format!("{n} {what}s"),
-    }
 }
 
 #[cfg(test)]
@@ -350,6 +432,7 @@ mod tests {
             text: text.into(),
             mentions,
             reply: false,
+            answers: Vec::new(),
         }
     }
 
@@ -380,6 +463,111 @@ mod tests {
     fn a_quoted_decision_is_not_a_new_one() {
         let s = signals("> 火曜日に決定しました\nありがとうございます");
         assert_eq!(s.score(), 0);
+    }
+
+    #[test]
+    fn deadlines_are_read_in_japanese_and_english_as_written() {
+        for (text, expected) in [
+            ("見積もりを5/21までにお送りください", Some("5/21まで")),
+            ("資料は5月21日(水)までに共有します", Some("5月21日(水)まで")),
+            ("金曜日の17時までにご確認ください", Some("金曜日の17時まで")),
+            ("今週中にご返信いただけますか", Some("今週中")),
+            ("期限：6月末です", Some("6月末")),
+            ("期限は月末です", Some("月末")),
+            ("Could you send the invoice by Friday?", Some("by Friday")),
+            ("The report is due Mar 14.", Some("due Mar 14")),
+            (
+                "Please reply by the end of the week",
+                Some("by the end of the week"),
+            ),
+            ("deadline: 3/14", Some("3/14")),
+            ("Please review it by next Monday 🙏", Some("by next Monday")),
+            ("We met by chance on Monday", None),
+            ("資料の確認をお願いします", None),
+        ] {
+            assert_eq!(deadline(text).as_deref(), expected, "{text}");
+        }
+        let s = signals("見積もりは5/21までに");
+        assert!(s.task, "a deadline is a request");
+        assert_eq!(s.deadline.as_deref(), Some("5/21まで"));
+    }
+
+    fn room(lines: Vec<Line>) -> RoomLines {
+        RoomLines {
+            room_id: 1,
+            name: "r".into(),
+            lines,
+        }
+    }
+
+    fn by(mut line: Line, account_id: i64, minutes: i64) -> Line {
+        line.account_id = account_id;
+        line.send_time += chrono::TimeDelta::minutes(minutes);
+        line
+    }
+
+    #[test]
+    fn a_question_replied_to_or_quoted_by_someone_else_is_no_longer_open() {
+        let question = by(line("10", "納期はいつ頃になりますか？", 0), 1, 0);
+        let asked_at = question.send_time.timestamp();
+        let mut reply = by(line("11", "Re: @a 来月上旬です", 1), 2, 5);
+        reply.answers = vec![Reference::Reply {
+            message_id: "10".into(),
+        }];
+        let mut quote = by(
+            line("11", "> 納期はいつ頃になりますか？\n来月上旬です", 0),
+            2,
+            5,
+        );
+        quote.answers = vec![Reference::Quote {
+            account_id: 1,
+            send_time: asked_at,
+        }];
+        let mut own_quote = quote.clone();
+        own_quote.account_id = 1;
+        let other = by(line("12", "Is the staging server still needed?", 0), 3, 9);
+
+        for answer in [reply, quote] {
+            let r = room(vec![question.clone(), answer, other.clone()]);
+            let points = key_points(&r);
+            let open: Vec<&str> = points
+                .iter()
+                .filter(|(_, s)| s.kind() == PointKind::OpenQuestion)
+                .map(|(l, _)| l.message_id.as_str())
+                .collect();
+            assert_eq!(open, ["12"], "answered, so only the later one is open");
+        }
+        // The asker quoting their own question (asking again) does not answer it.
+        let r = room(vec![question.clone(), own_quote, other.clone()]);
+        let open: Vec<&str> = key_points(&r)
+            .iter()
+            .filter(|(_, s)| s.kind() == PointKind::OpenQuestion)
+            .map(|(l, _)| l.message_id.as_str())
+            .collect();
+        assert_eq!(open, ["10", "12"]);
+    }
+
+    #[test]
+    fn points_are_grouped_decisions_requests_questions_then_the_rest() {
+        let r = room(vec![
+            by(line("1", "Is the budget final?", 0), 1, 0),
+            by(line("2", "Please send the invoice by Friday", 0), 1, 1),
+            by(line("3", "We decided to ship on Friday.", 0), 1, 2),
+            by(line("4", &"a long report ".repeat(12), 1), 1, 3),
+        ]);
+        let kinds: Vec<(&str, PointKind)> = key_points(&r)
+            .iter()
+            .map(|(l, s)| (l.message_id.as_str(), s.kind()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("3", PointKind::Decision),
+                ("2", PointKind::Request),
+                ("1", PointKind::OpenQuestion),
+                ("4", PointKind::Other),
+            ]
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! messages are made of `[dtext:...]` keys the client translates and `[picon:..]`
 //! avatars. A summary needs what people wrote: mentions become `@name`, quotes become
 //! `> ` lines, notices become `title: body`, and the system keys and avatars go.
-//! Anything that only looks like a tag stays as written.
+//! Anything that only looks like a tag stays as written. Which earlier messages a body
+//! replies to or quotes is kept ([`Reference`]): an answered question is not an open one.
 
 /// A body with its markup resolved, and what the markup said about it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,6 +17,16 @@ pub struct Cleaned {
     pub mentions: u32,
     /// Whether the message answers another one (`[rp]`).
     pub reply: bool,
+    /// The earlier messages it replies to or quotes (what makes a question answered).
+    pub answers: Vec<Reference>,
+}
+
+/// An earlier message a message answers: by `[rp ... to=room-message]`, or by a
+/// `[qt][qtmeta aid=.. time=..]` quote, which names the author and the send time only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    Reply { message_id: String },
+    Quote { account_id: i64, send_time: i64 },
 }
 
 impl Cleaned {
@@ -152,6 +163,13 @@ pub fn clean(body: &str) -> Cleaned {
                     cleaned.mentions += 1;
                     let who = if name == "rp" {
                         cleaned.reply = true;
+                        if let Some((_, message_id)) =
+                            attribute(arg, "to").and_then(|to| to.split_once('-'))
+                        {
+                            cleaned.answers.push(Reference::Reply {
+                                message_id: message_id.to_owned(),
+                            });
+                        }
                         top.text.push_str("Re: ");
                         attribute(arg, "aid").unwrap_or("")
                     } else {
@@ -181,7 +199,16 @@ pub fn clean(body: &str) -> Cleaned {
                         title: None,
                     });
                 }
-                // System keys, avatars, quote metadata, previews: nothing to read.
+                "qtmeta" => {
+                    let number = |name| attribute(arg, name).and_then(|v| v.parse().ok());
+                    if let (Some(account_id), Some(send_time)) = (number("aid"), number("time")) {
+                        cleaned.answers.push(Reference::Quote {
+                            account_id,
+                            send_time,
+                        });
+                    }
+                }
+                // System keys, avatars, previews: nothing to read.
                 _ => {}
             },
             Token::Tag {
@@ -332,6 +359,12 @@ mod tests {
     #[test]
     fn replies_name_who_they_answer() {
         let c = clean("[rp aid=123 to=101-1234567890123456789]鈴木さん\n了解です");
+        assert_eq!(
+            c.answers,
+            [Reference::Reply {
+                message_id: "1234567890123456789".into()
+            }]
+        );
         assert_eq!(c.text, "Re: @鈴木さん\n了解です");
         assert!(c.reply);
         assert_eq!(c.mentions, 1);
@@ -343,6 +376,13 @@ mod tests {
     fn quotes_become_quoted_lines() {
         let c = clean(
             "[qt][qtmeta aid=1 time=1700000000]見積もりは\n来週送ります[/qt]ありがとうございます",
+        );
+        assert_eq!(
+            c.answers,
+            [Reference::Quote {
+                account_id: 1,
+                send_time: 1_700_000_000
+            }]
         );
         assert_eq!(c.text, "> 見積もりは\n> 来週送ります\nありがとうございます");
         assert_eq!(c.own_text(), "ありがとうございます");

@@ -8,7 +8,8 @@
 //!    < periodEnd`), room by room in time order, and prepares them ([`transcript`]):
 //!    markup resolved ([`markup`]), e-mail addresses and phone numbers masked ([`mask`]);
 //! 3. hands them to the process's [`Summarizer`]: the built-in [`extractive`] one, or an
-//!    OpenAI-compatible model ([`chat_model`]) when one is configured. The summarizer asks
+//!    OpenAI-compatible model ([`chat_model`]) when one is configured. Either writes in
+//!    the language and time zone the settings give ([`locale`]). The summarizer asks
 //!    the [`Checkpoint`] whether the job was canceled between its chunks;
 //! 4. stores the draft in `summary_drafts` in one statement that writes only while the
 //!    job is open and at most one draft per job (a unique index on `job_id`), and
@@ -19,6 +20,7 @@
 
 pub mod chat_model;
 pub mod extractive;
+pub mod locale;
 pub mod markup;
 pub mod mask;
 pub mod transcript;
@@ -186,17 +188,24 @@ pub struct SummaryContext {
 }
 
 impl SummaryContext {
-    /// The built-in extractive summarizer.
+    /// The built-in extractive summarizer, drafting in the default style (the language
+    /// of the messages, times in Asia/Tokyo).
     pub fn extractive() -> Self {
+        Self::extractive_in(locale::DraftStyle::default())
+    }
+
+    /// The built-in extractive summarizer, drafting in `style`.
+    pub fn extractive_in(style: locale::DraftStyle) -> Self {
         Self {
-            summarizer: Arc::new(extractive::Extractive),
+            summarizer: Arc::new(extractive::Extractive { style }),
         }
     }
 
-    /// The model `config` names, else the extractive summarizer.
+    /// The model `config` names, else the extractive summarizer; either drafts in the
+    /// language and time zone `config` sets.
     pub fn from_config(config: &SummaryConfig) -> Result<Self, ChatModelSetupError> {
         match ChatModelSettings::from_config(config) {
-            None => Ok(Self::extractive()),
+            None => Ok(Self::extractive_in(config.style)),
             Some(settings) => Ok(Self {
                 summarizer: Arc::new(ChatModel::new(settings)?),
             }),

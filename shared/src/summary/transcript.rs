@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::markup::{self, Cleaned};
+use super::markup::{self, Cleaned, Reference};
 use super::mask::mask;
 
 /// Where a message can be read in Chatwork.
@@ -57,6 +57,8 @@ pub struct Line {
     pub text: String,
     pub mentions: u32,
     pub reply: bool,
+    /// The earlier messages it replies to or quotes.
+    pub answers: Vec<Reference>,
 }
 
 impl Line {
@@ -118,6 +120,7 @@ impl Transcript {
                 text,
                 mentions: cleaned.mentions,
                 reply: cleaned.reply,
+                answers: cleaned.answers,
             };
             match rooms.last_mut() {
                 Some(room) if room.room_id == m.room_id => room.lines.push(line),
@@ -144,23 +147,11 @@ impl Transcript {
         self.rooms.is_empty()
     }
 
-    /// `2025-03-01 00:00 – 2025-03-08 00:00 UTC`
-    pub fn period_label(&self) -> String {
-        format!(
-            "{} – {} UTC",
-            self.period_start.format("%Y-%m-%d %H:%M"),
-            self.period_end.format("%Y-%m-%d %H:%M")
-        )
-    }
-
-    /// The draft of a period without messages.
-    pub fn no_messages_content(&self) -> String {
-        format!(
-            "Summary draft: {}, {}\n\nNo messages with {} in this period: nothing to summarize.\n",
-            self.company,
-            self.period_label(),
-            self.company
-        )
+    /// Every message's text, for choosing the draft's language.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.rooms
+            .iter()
+            .flat_map(|r| r.lines.iter().map(|l| l.text.as_str()))
     }
 }
 

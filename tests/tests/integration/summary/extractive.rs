@@ -2,27 +2,61 @@
 
 use cwsync::jobs::{ItemStatus, JobStatus, items};
 use cwsync::summary::SummaryContext;
+use cwsync::summary::locale::{DraftStyle, Language, LanguageChoice};
 use serde_json::json;
 
-use super::{SummaryRig, at, fixture_conversation, period, urls};
+use super::{SummaryRig, at, english_conversation, fixture_conversation, period, urls};
 
+/// The fixture's draft with the default settings: `auto` finds it mostly Japanese; times
+/// in Tokyo (the messages were sent 01:00 to 11:00 UTC). The answered question
+/// (「資料は何部必要ですか？」, answered by a reply) is left out; the unanswered one is open.
 const EXPECTED: &str = "\
-Summary draft: Acme, 2025-03-01 00:00 – 2025-03-08 00:00 UTC
-11 messages in 2 rooms from 6 people. Most active: 佐藤 健一 (3), Alice (2), Bob (2), 鈴木 花子 (2), Carol (1).
+要約案：Acme
+期間：2025年3月1日(土) 09:00 〜 3月8日(土) 09:00（日本時間）
+2つのルームで12件のメッセージ、参加者6名。発言の多い人：佐藤 健一（3件）、Alice（2件）、Bob（2件）、山田 太郎（2件）、鈴木 花子（2件）
+
+## Project Alpha（ルーム 202）：5件
+参加者：Alice（2件）、Bob（2件）、Carol（1件）
+### 決定事項
+- 3/5(水) 18:30 Bob：We decided to ship version 2.0 on March 14 after the final QA pass. https://www.chatwork.com/#!rid202-8000000000000000202
+### 依頼・期限
+- 3/5(水) 19:00 Alice（期限：by Friday）：@Carol Could you send the updated invoice by Friday? Call me at [phone] if anything is unclear. https://www.chatwork.com/#!rid202-8000000000000000203
+
+## 営業チーム（ルーム 101）：7件
+参加者：佐藤 健一（3件）、山田 太郎（2件）、鈴木 花子（2件）
+### 決定事項
+- 3/3(月) 11:00 佐藤 健一（期限：前日まで）：来週の定例会議は3月11日(火)14:00からに決定しました。場所は本社の会議室、資料は前日までに共有します。 https://www.chatwork.com/#!rid101-9000000000000000103
+### 依頼・期限
+- 3/3(月) 11:20 佐藤 健一：Re: @鈴木さん 10部お願いします。連絡先は [email] / [phone] です。 https://www.chatwork.com/#!rid101-9000000000000000105
+### 未回答の質問
+- 3/4(火) 09:30 山田 太郎：来月分の請求書の送付先は、本社宛てのままでよろしいでしょうか？ https://www.chatwork.com/#!rid101-9000000000000000108
+### その他の注目メッセージ
+- 3/3(月) 10:00 佐藤 健一：@鈴木さん お疲れ様です。先日の見積もりの件、社内で確認しました。 https://www.chatwork.com/#!rid101-9000000000000000101
+";
+
+/// The same with `SUMMARY_LANGUAGE=en`: the same points, English words.
+const EXPECTED_EN: &str = "\
+Summary draft: Acme
+Period: Sat Mar 1, 2025 09:00 – Sat Mar 8, 2025 09:00 (Asia/Tokyo time)
+12 messages in 2 rooms from 6 people. Most active: 佐藤 健一 (3), Alice (2), Bob (2), 山田 太郎 (2), 鈴木 花子 (2).
 
 ## Project Alpha (room 202): 5 messages
 Participants: Alice (2), Bob (2), Carol (1)
-Key points:
-- 2025-03-05 09:30 Bob [decision]: We decided to ship version 2.0 on March 14 after the final QA pass. https://www.chatwork.com/#!rid202-8000000000000000202
-- 2025-03-05 10:00 Alice [task, question, mention]: @Carol Could you send the updated invoice by Friday? Call me at [phone] if anything is unclear. https://www.chatwork.com/#!rid202-8000000000000000203
+### Decisions
+- Wed Mar 5 18:30 Bob: We decided to ship version 2.0 on March 14 after the final QA pass. https://www.chatwork.com/#!rid202-8000000000000000202
+### Requests and deadlines
+- Wed Mar 5 19:00 Alice (due by Friday): @Carol Could you send the updated invoice by Friday? Call me at [phone] if anything is unclear. https://www.chatwork.com/#!rid202-8000000000000000203
 
-## 営業チーム (room 101): 6 messages
-Participants: 佐藤 健一 (3), 鈴木 花子 (2), 山田 太郎 (1)
-Key points:
-- 2025-03-03 01:00 佐藤 健一 [mention]: @鈴木さん お疲れ様です。先日の見積もりの件、社内で確認しました。 https://www.chatwork.com/#!rid101-9000000000000000101
-- 2025-03-03 02:00 佐藤 健一 [decision, task]: 来週の定例会議は3月11日(火)14:00からに決定しました。場所は本社の会議室、資料は前日までに共有します。 https://www.chatwork.com/#!rid101-9000000000000000103
-- 2025-03-03 02:10 鈴木 花子 [question]: 承知しました。資料は何部必要ですか？ https://www.chatwork.com/#!rid101-9000000000000000104
-- 2025-03-03 02:20 佐藤 健一 [task, mention]: Re: @鈴木さん 10部お願いします。連絡先は [email] / [phone] です。 https://www.chatwork.com/#!rid101-9000000000000000105
+## 営業チーム (room 101): 7 messages
+Participants: 佐藤 健一 (3), 山田 太郎 (2), 鈴木 花子 (2)
+### Decisions
+- Mon Mar 3 11:00 佐藤 健一 (due 前日まで): 来週の定例会議は3月11日(火)14:00からに決定しました。場所は本社の会議室、資料は前日までに共有します。 https://www.chatwork.com/#!rid101-9000000000000000103
+### Requests and deadlines
+- Mon Mar 3 11:20 佐藤 健一: Re: @鈴木さん 10部お願いします。連絡先は [email] / [phone] です。 https://www.chatwork.com/#!rid101-9000000000000000105
+### Open questions
+- Tue Mar 4 09:30 山田 太郎: 来月分の請求書の送付先は、本社宛てのままでよろしいでしょうか？ https://www.chatwork.com/#!rid101-9000000000000000108
+### Other notable messages
+- Mon Mar 3 10:00 佐藤 健一: @鈴木さん お疲れ様です。先日の見積もりの件、社内で確認しました。 https://www.chatwork.com/#!rid101-9000000000000000101
 ";
 
 #[tokio::test]
@@ -42,11 +76,12 @@ async fn summary_extractive_draft_names_the_key_points_with_their_links_every_ti
         [
             "https://www.chatwork.com/#!rid202-8000000000000000202",
             "https://www.chatwork.com/#!rid202-8000000000000000203",
-            "https://www.chatwork.com/#!rid101-9000000000000000101",
             "https://www.chatwork.com/#!rid101-9000000000000000103",
-            "https://www.chatwork.com/#!rid101-9000000000000000104",
             "https://www.chatwork.com/#!rid101-9000000000000000105",
-        ]
+            "https://www.chatwork.com/#!rid101-9000000000000000108",
+            "https://www.chatwork.com/#!rid101-9000000000000000101",
+        ],
+        "in the order the draft cites them"
     );
     assert_eq!(
         draft.source_links[0],
@@ -55,6 +90,10 @@ async fn summary_extractive_draft_names_the_key_points_with_their_links_every_ti
     assert_eq!(draft.model, "extractive");
     assert_eq!(draft.token_usage, None);
     assert_eq!(draft.job_id, Some(first.id));
+    assert!(
+        !draft.content.contains("何部必要ですか"),
+        "the answered question is not listed"
+    );
     // Nothing personal, nothing of another company or outside the period.
     for absent in [
         "sato@example.co.jp",
@@ -82,7 +121,7 @@ async fn summary_extractive_draft_names_the_key_points_with_their_links_every_ti
         }})
     );
     let item = &items(rig.pool(), first.id).await.unwrap()[0];
-    assert_eq!((item.status, item.fetched), (ItemStatus::Completed, 11));
+    assert_eq!((item.status, item.fetched), (ItemStatus::Completed, 12));
 
     // The same messages, another job: the same draft, byte for byte.
     let second = rig.draft(start, end).await;
@@ -104,7 +143,9 @@ async fn summary_of_an_empty_period_completes_with_a_draft_that_says_so() {
     assert_eq!(drafts.len(), 1);
     assert_eq!(
         drafts[0].content,
-        "Summary draft: Acme, 2025-04-01 00:00 – 2025-04-08 00:00 UTC\n\nNo messages with Acme in this period: nothing to summarize.\n"
+        "Summary draft: Acme\nPeriod: Tue Apr 1, 2025 09:00 – Tue Apr 8, 2025 09:00 (Asia/Tokyo time)\n\n\
+         No messages with Acme in this period: nothing to summarize.\n",
+        "no text to tell the language by: English"
     );
     assert_eq!(drafts[0].source_links, json!([]));
     let result = job.result.unwrap();
@@ -130,4 +171,43 @@ async fn summary_of_a_company_that_was_deleted_fails_without_retries() {
     let item = &items(rig.pool(), job.id).await.unwrap()[0];
     assert_eq!(item.attempts, 1);
     assert_eq!(item.error.as_ref().unwrap().name, "CompanyNotFound");
+}
+
+fn in_english() -> SummaryContext {
+    SummaryContext::extractive_in(DraftStyle {
+        language: LanguageChoice::Fixed(Language::English),
+        ..DraftStyle::default()
+    })
+}
+
+#[tokio::test]
+async fn summary_extractive_draft_in_english_has_the_same_points_in_english_words() {
+    let rig = SummaryRig::new(in_english()).await;
+    fixture_conversation(&rig).await;
+    let (start, end) = period();
+    let job = rig.draft(start, end).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let drafts = rig.drafts().await;
+    assert_eq!(drafts[0].content, EXPECTED_EN, "\n{}", drafts[0].content);
+}
+
+#[tokio::test]
+async fn summary_language_auto_picks_english_for_an_english_conversation() {
+    let rig = SummaryRig::new(SummaryContext::extractive()).await;
+    english_conversation(&rig).await;
+    let (start, end) = period();
+    let job = rig.draft(start, end).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let content = &rig.drafts().await[0].content;
+    assert!(
+        content.starts_with(
+            "Summary draft: Acme\nPeriod: Sat Mar 1, 2025 09:00 – Sat Mar 8, 2025 09:00 (Asia/Tokyo time)\n\
+             5 messages in 1 room from 3 people. Most active: Alice (2), Bob (2), Carol (1).\n"
+        ),
+        "{content}"
+    );
+    assert!(
+        content.contains("\n### Requests and deadlines\n- Wed Mar 5 19:00 Alice (due by Friday): "),
+        "{content}"
+    );
 }

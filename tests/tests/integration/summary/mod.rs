@@ -196,18 +196,20 @@ pub fn urls(links: &Value) -> Vec<String> {
         .collect()
 }
 
+const SATO: (i64, &str) = (1001, "佐藤 健一");
+const SUZUKI: (i64, &str) = (2002, "鈴木 花子");
+const YAMADA: (i64, &str) = (3003, "山田 太郎");
+const ALICE: (i64, &str) = (4004, "Alice");
+const BOB: (i64, &str) = (5005, "Bob");
+const CAROL: (i64, &str) = (6006, "Carol");
+
 /// The fixture conversation: a Japanese room and an English one linked to the rig's
 /// company, seven days of March 2025, with a message before the period, a system notice,
-/// a quoted decision, and a room of another company.
+/// a question answered by a reply and one nobody answered, a quoted decision, and a room
+/// of another company. Most of its text is Japanese.
 pub async fn fixture_conversation(rig: &SummaryRig) {
-    const SATO: (i64, &str) = (1001, "佐藤 健一");
-    const SUZUKI: (i64, &str) = (2002, "鈴木 花子");
-    const YAMADA: (i64, &str) = (3003, "山田 太郎");
-    const ALICE: (i64, &str) = (4004, "Alice");
-    const BOB: (i64, &str) = (5005, "Bob");
-    const CAROL: (i64, &str) = (6006, "Carol");
     rig.room(rig.company, 101, "営業チーム").await;
-    rig.room(rig.company, 202, "Project Alpha").await;
+    english_conversation(rig).await;
     let other: Uuid =
         sqlx::query_scalar("INSERT INTO companies (name) VALUES ('Other') RETURNING id")
             .fetch_one(rig.pool())
@@ -267,9 +269,29 @@ pub async fn fixture_conversation(rig: &SummaryRig) {
             "[info][title][dtext:chatroom_chat_edited][/title][dtext:chatroom_member_is][piconname:3003][dtext:chatroom_added][/info]",
             at(2025, 3, 4, 0, 1),
         ),
+        (
+            "9000000000000000108",
+            YAMADA,
+            "来月分の請求書の送付先は、本社宛てのままでよろしいでしょうか？",
+            at(2025, 3, 4, 0, 30),
+        ),
     ] {
         rig.message(101, id, who, body, time).await;
     }
+    // Another company's room, in the period.
+    rig.message(
+        303,
+        "7000000000000000301",
+        BOB,
+        "Other company: we decided everything.",
+        at(2025, 3, 5, 12, 0),
+    )
+    .await;
+}
+
+/// The English room of the fixture, with a message after the period.
+pub async fn english_conversation(rig: &SummaryRig) {
+    rig.room(rig.company, 202, "Project Alpha").await;
     for (id, who, body, time) in [
         (
             "8000000000000000201",
@@ -304,15 +326,6 @@ pub async fn fixture_conversation(rig: &SummaryRig) {
     ] {
         rig.message(202, id, who, body, time).await;
     }
-    // Another company's room, in the period.
-    rig.message(
-        303,
-        "7000000000000000301",
-        BOB,
-        "Other company: we decided everything.",
-        at(2025, 3, 5, 12, 0),
-    )
-    .await;
     // After the period (the end is exclusive).
     rig.message(
         202,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cwsync::jobs::{ItemStatus, JobConsumer, JobStatus, items};
 use cwsync::summary::chat_model::{ChatModel, ChatModelSettings, estimate_tokens};
+use cwsync::summary::locale::{DraftStyle, Language, LanguageChoice};
 use cwsync::summary::{SummaryContext, SummaryDraft};
 use cwsync_tests::{FakeModel, ModelReply, eventually};
 use secrecy::SecretString;
@@ -28,6 +29,7 @@ fn settings(fake: &FakeModel, context_tokens: u32) -> ChatModelSettings {
         backoff_initial: Duration::from_millis(10),
         backoff_max: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(5),
+        style: DraftStyle::default(),
     }
 }
 
@@ -89,17 +91,29 @@ async fn summary_model_gets_masked_messages_retries_429_and_503_and_records_usag
     assert_eq!(body["max_tokens"], 2048);
     assert_eq!(body["messages"][0]["role"], "system");
     assert_eq!(body["messages"][1]["role"], "user");
+    // Mostly Japanese: the instructions and the request are Japanese, times in Tokyo.
+    let system = requests[0].system();
+    assert!(system.contains("日本語で"), "{system}");
+    assert!(
+        system.contains(
+            "「### 決定事項」「### 依頼・期限」（誰が誰に何を依頼したか。メッセージに期限があればその期限も）\
+             「### 未回答の質問」（後のメッセージで回答も引用もされていない質問）「### その他の注目メッセージ」"
+        ),
+        "{system}"
+    );
+    assert!(system.contains("[#n] の形で挙げてください"), "{system}");
     let user = requests[0].user();
     assert!(
         user.starts_with(
-            "Company: Acme. Period: 2025-03-01 00:00 – 2025-03-08 00:00 UTC. Summarize these messages.\n\n\
-             [#1] 2025-03-05 09:00 Project Alpha / Alice: Hi all, quick update on the rollout.\n"
+            "会社：Acme。期間：2025年3月1日(土) 09:00 〜 3月8日(土) 09:00（日本時間）。\n\
+             次のメッセージを要約してください。\n\n\
+             [#1] 2025-03-05 18:00 Project Alpha / Alice: Hi all, quick update on the rollout.\n"
         ),
         "{user}"
     );
-    assert_eq!(requests[0].line_numbers(), (1..=11).collect::<Vec<_>>());
-    assert!(user.contains("[#11] 2025-03-04 00:00 営業チーム / 山田 太郎: 了解です"));
-    assert!(user.contains("[#10] 2025-03-03 02:20 営業チーム / 佐藤 健一: Re: @鈴木さん ⏎ 10部お願いします。連絡先は [email] / [phone] です。"), "{user}");
+    assert_eq!(requests[0].line_numbers(), (1..=12).collect::<Vec<_>>());
+    assert!(user.contains("[#11] 2025-03-04 09:00 営業チーム / 山田 太郎: 了解です"));
+    assert!(user.contains("[#10] 2025-03-03 11:20 営業チーム / 佐藤 健一: Re: @鈴木さん ⏎ 10部お願いします。連絡先は [email] / [phone] です。"), "{user}");
     assert!(
         user.contains("Call me at [phone] if anything is unclear."),
         "{user}"
@@ -125,22 +139,67 @@ async fn summary_model_gets_masked_messages_retries_429_and_503_and_records_usag
     );
     assert_eq!(
         draft.content,
-        "Summary draft: Acme, 2025-03-01 00:00 – 2025-03-08 00:00 UTC\n\n\
-         - part: messages #1 to #11 [1][2]\n\n\
-         Sources:\n\
+        "要約案：Acme\n期間：2025年3月1日(土) 09:00 〜 3月8日(土) 09:00（日本時間）\n\n\
+         - part: messages #1 to #12 [1][2]\n\n\
+         出典：\n\
          [1] https://www.chatwork.com/#!rid202-8000000000000000201\n\
-         [2] https://www.chatwork.com/#!rid101-9000000000000000106\n"
+         [2] https://www.chatwork.com/#!rid101-9000000000000000108\n"
     );
     assert_eq!(
         urls(&draft.source_links),
         [
             "https://www.chatwork.com/#!rid202-8000000000000000201",
-            "https://www.chatwork.com/#!rid101-9000000000000000106",
+            "https://www.chatwork.com/#!rid101-9000000000000000108",
         ]
     );
     assert_eq!(
         job.result.unwrap()["draft"]["tokenUsage"]["totalTokens"],
         120
+    );
+}
+
+#[tokio::test]
+async fn summary_model_is_asked_in_english_when_the_draft_is_english() {
+    let fake = FakeModel::start().await;
+    let mut settings = settings(&fake, 16_000);
+    settings.style = DraftStyle {
+        language: LanguageChoice::Fixed(Language::English),
+        time_zone: "UTC".parse().unwrap(),
+    };
+    let rig = SummaryRig::new(SummaryContext {
+        summarizer: Arc::new(ChatModel::new(settings).unwrap()),
+    })
+    .await;
+    fixture_conversation(&rig).await;
+    let (start, end) = period();
+    let job = rig.draft(start, end).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let requests = fake.requests();
+    let system = requests[0].system();
+    assert!(system.contains("Write in English."), "{system}");
+    assert!(
+        system.contains(
+            "\"### Decisions\", \"### Requests and deadlines\" (who asked whom for what, with the deadline when a message states one), \
+             \"### Open questions\" (questions no later message answers or quotes), \"### Other notable messages\""
+        ),
+        "{system}"
+    );
+    let user = requests[0].user();
+    assert!(
+        user.starts_with(
+            "Company: Acme. Period: Sat Mar 1, 2025 00:00 – Sat Mar 8, 2025 00:00 (UTC time).\n\
+             Summarize these messages.\n\n\
+             [#1] 2025-03-05 09:00 Project Alpha / Alice: Hi all, quick update on the rollout.\n"
+        ),
+        "{user}"
+    );
+    assert_eq!(
+        rig.drafts().await[0].content,
+        "Summary draft: Acme\nPeriod: Sat Mar 1, 2025 00:00 – Sat Mar 8, 2025 00:00 (UTC time)\n\n\
+         - part: messages #1 to #12 [1][2]\n\n\
+         Sources:\n\
+         [1] https://www.chatwork.com/#!rid202-8000000000000000201\n\
+         [2] https://www.chatwork.com/#!rid101-9000000000000000108\n"
     );
 }
 
@@ -198,7 +257,8 @@ async fn summary_model_reads_a_long_period_in_chunks_then_combines_them() {
     assert!(
         drafts[0]
             .content
-            .contains("\nSources:\n[1] https://www.chatwork.com/#!rid101-9000000000000000000\n")
+            .contains("\n出典：\n[1] https://www.chatwork.com/#!rid101-9000000000000000000\n"),
+        "a Japanese period: Japanese words"
     );
 }
 
