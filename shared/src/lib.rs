@@ -20,6 +20,7 @@ pub mod consumer;
 pub mod db;
 pub mod jobs;
 pub mod queue;
+pub mod retry;
 pub mod schedule;
 pub mod summary;
 pub mod sync;
