@@ -80,13 +80,12 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/cancel", post(jobs::cancel));
-    Router::new()
+    let router = Router::new()
         .nest("/api", api)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(scope::request_scope))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
+    scope::wrap(router).with_state(state)
 }
 
 /// How many items a list answers with: 1 to [`Limit::MAX`], default [`Limit::DEFAULT`].
