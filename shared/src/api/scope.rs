@@ -130,11 +130,24 @@ fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use axum::Router;
-    use axum::body::to_bytes;
+    use axum::body::{Bytes, to_bytes};
     use axum::routing::get;
     use tower::ServiceExt;
 
     use super::*;
+
+    /// `request` through `app` wrapped: the status, the `x-request-id` and the body.
+    async fn call(app: Router, request: Request) -> (u16, String, Bytes) {
+        let response = wrap(app).oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let id = response.headers()[REQUEST_ID_HEADER].to_str().unwrap();
+        let id = id.to_owned();
+        (
+            status,
+            id,
+            to_bytes(response.into_body(), 10_000).await.unwrap(),
+        )
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_a_json_500_with_the_request_id() {
@@ -147,16 +160,9 @@ mod tests {
                 "unreachable"
             }),
         );
-        let response = wrap(app)
-            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 500);
-        let id = response.headers()[REQUEST_ID_HEADER]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let body = to_bytes(response.into_body(), 10_000).await.unwrap();
+        let (status, id, body) =
+            call(app, Request::get("/boom").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 500);
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "internal");
         assert_eq!(body["error"]["requestId"], id);
@@ -165,27 +171,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_id_chosen_by_the_client_is_not_taken() {
-        let app = wrap(Router::new().route(
+        let app = Router::new().route(
             "/id",
             get(|id: RequestId| async move { id.as_str().to_owned() }),
-        ));
-        let response = app
-            .oneshot(
-                Request::get("/id")
-                    .header(REQUEST_ID_HEADER, "chosen-by-the-client")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let id = response.headers()[REQUEST_ID_HEADER]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        );
+        let request = Request::get("/id").header(REQUEST_ID_HEADER, "chosen-by-the-client");
+        let (status, id, body) = call(app, request.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 200);
         assert_ne!(id, "chosen-by-the-client");
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
-        let body = to_bytes(response.into_body(), 10_000).await.unwrap();
         assert_eq!(
             body,
             id.as_bytes(),
