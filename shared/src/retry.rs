@@ -8,7 +8,10 @@
 //! [`Backoff`] says how a loop retries; [`Backoff::start`] starts one call's
 //! [`Retries`], which hands out the pause before each retry and says when to stop: after
 //! `max_attempts` attempts, when the pause would end later than `max_elapsed` after the
-//! start, or when it would end at or after the caller's deadline.
+//! start, or when it would end at or after the caller's deadline. A loop that also backs
+//! off for another reason that costs no attempt (the Chatwork client's runs of 429s)
+//! starts a schedule of its own for each run: `Backoff::new(initial, max).start()` and
+//! [`Retries::next_delay`], which never runs out without `max_attempts`.
 
 use std::time::Duration;
 
