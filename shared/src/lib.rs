@@ -21,6 +21,7 @@ pub mod db;
 pub mod job_types;
 pub mod jobs;
 pub mod queue;
+pub mod retry;
 pub mod schedule;
 pub mod summary;
 pub mod sync;

@@ -1,4 +1,6 @@
-//! The OpenAPI document of the API, generated from the handlers and types by `utoipa`.
+//! The OpenAPI document of the API, generated from the handlers and types by `utoipa`:
+//! [`ApiDoc`] holds what is not about one route (info, security, tags); the operations
+//! come with the routes themselves ([`super::documented_routes`]).
 //! It is served at `/api/openapi.json` and committed as `openapi.json` at the repository
 //! root; a test fails when the committed file differs from what the code generates
 //! (`CWSYNC_UPDATE_OPENAPI=1 cargo test -p cwsync openapi` rewrites it).
@@ -10,7 +12,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{companies, error, health, jobs, rooms, summaries, sync};
+use super::error;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,25 +23,6 @@ use super::{companies, error, health, jobs, rooms, summaries, sync};
                        /api/health and /api/openapi.json needs a JWT whose role claim is \
                        admin, writer or reader. Errors are \
                        {\"error\": {\"code\", \"message\", \"field\"?, \"requestId\"}}.",
-    ),
-    paths(
-        health::health,
-        serve,
-        rooms::list,
-        rooms::update,
-        rooms::messages,
-        sync::rooms,
-        sync::messages,
-        companies::list,
-        companies::create,
-        companies::rooms,
-        companies::link,
-        companies::unlink,
-        summaries::draft,
-        summaries::list,
-        jobs::list,
-        jobs::get,
-        jobs::cancel,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&BearerAuth),
@@ -77,7 +60,8 @@ impl Modify for BearerAuth {
 
 /// The document as pretty JSON with a final newline, as committed.
 pub fn document() -> String {
-    let mut json = ApiDoc::openapi()
+    let mut json = super::documented_routes()
+        .into_openapi()
         .to_pretty_json()
         .expect("the OpenAPI document serializes");
     json.push('\n');
@@ -101,7 +85,117 @@ pub(crate) async fn serve() -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use axum::routing::{get, post};
+    use tower::ServiceExt;
+
     use super::*;
+    use crate::api::{AppState, AuthConfig};
+    use crate::config::Env;
+    use crate::queue::EmbeddedQueues;
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// The router of the API, with a state whose database and queues are never reached:
+    /// the probes below stop at routing.
+    fn app() -> Router {
+        let pool = sqlx::PgPool::connect_lazy("postgres://127.0.0.1:1/unused").unwrap();
+        let queues = Arc::new(EmbeddedQueues::new(Default::default()));
+        let auth = AuthConfig::api_gateway(&Env::default()).unwrap();
+        super::super::router(AppState::new(pool, queues, auth))
+    }
+
+    /// What `app` routes that the document does not say, or says otherwise: its paths
+    /// (read from the router's `Debug`, as axum lists no routes otherwise; the fallback's
+    /// answer 404 to anything) against the document's, and each path's methods (the
+    /// `Allow` header of its 405 to a method no route has) against the document's
+    /// operations.
+    async fn undocumented(app: Router) -> Vec<String> {
+        let document: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let documented = document["paths"].as_object().unwrap();
+        let shown = format!("{app:?}");
+        let route = regex_lite::Regex::new(r#"RouteId\(\d+\): "([^"]*)""#).unwrap();
+        let routed: BTreeSet<&str> = route
+            .captures_iter(&shown)
+            .map(|c| c.get(1).unwrap().as_str())
+            .collect();
+        assert!(
+            routed.contains("/api/health"),
+            "the router's paths could not be read from its Debug: {shown}"
+        );
+        let mut problems = Vec::new();
+        for path in routed {
+            let concrete = path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "1"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let probe = Request::builder()
+                .method(Method::from_bytes(b"PROBE").unwrap())
+                .uri(concrete)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(probe).await.unwrap();
+            if response.status() == 404 {
+                // The paths axum registers for the fallback, which answers every method.
+                continue;
+            }
+            let Some(item) = documented.get(path) else {
+                problems.push(format!("{path} is routed but not documented"));
+                continue;
+            };
+            assert_eq!(response.status(), 405, "{path} answered PROBE");
+            let allow = response.headers()["allow"].to_str().unwrap().to_lowercase();
+            let mut allowed: BTreeSet<&str> = allow.split(',').map(str::trim).collect();
+            // axum answers HEAD wherever GET is routed.
+            if allowed.contains("get") && !item.as_object().unwrap().contains_key("head") {
+                allowed.remove("head");
+            }
+            let operations: BTreeSet<&str> = METHODS
+                .into_iter()
+                .filter(|m| item.get(*m).is_some())
+                .collect();
+            if allowed != operations {
+                problems.push(format!(
+                    "{path} routes {allowed:?} but documents {operations:?}"
+                ));
+            }
+        }
+        problems
+    }
+
+    #[tokio::test]
+    async fn every_route_is_documented() {
+        assert_eq!(undocumented(app()).await, Vec::<String>::new());
+    }
+
+    /// The check above sees a new path and a new method on a documented path.
+    #[tokio::test]
+    async fn a_route_added_without_documentation_is_found() {
+        let app = app()
+            .route("/api/extra", get(|| async {}))
+            .route("/api/health", post(|| async {}));
+        assert_eq!(
+            undocumented(app).await,
+            [
+                "/api/extra is routed but not documented",
+                r#"/api/health routes {"get", "post"} but documents {"get"}"#,
+            ]
+        );
+    }
 
     /// The committed `openapi.json` is what the code generates. Set
     /// `CWSYNC_UPDATE_OPENAPI=1` to rewrite it after changing the API.

@@ -3,22 +3,28 @@
 //! The SDK retries throttling and transient errors of each call itself (its standard
 //! retry mode); on top of that, entries a batch call reports as failed by no fault of the
 //! sender are sent again with backoff, a few times, before the send counts as failed.
+//! Sends and deletes are both batch calls ([`BatchCall`]): one piece of code numbers the
+//! entries and reads back the ones SQS did not accept.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
 use super::{Delivery, MAX_BATCH, OutgoingMessage, QueueError, QueueName, Queues, SendError};
 use crate::config::QueueConfig;
+use crate::retry::Backoff;
 
-/// Attempts at the entries of one batch that SQS did not accept.
-const SEND_ATTEMPTS: u32 = 4;
+/// How the entries of one batch that SQS did not accept are sent again: 4 attempts in
+/// all, pausing 100-200 ms, then 200-400 ms, ...
+const SEND_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_millis(6400)).with_max_attempts(4);
 
 /// cwsync's queues on SQS: a client and the URL of each queue.
 #[derive(Clone)]
@@ -69,7 +75,7 @@ impl SqsQueues {
     fn service_error(queue: QueueName, error: impl std::error::Error) -> QueueError {
         QueueError::Service {
             queue,
-            message: aws_sdk_sqs::error::DisplayErrorContext(error).to_string(),
+            message: DisplayErrorContext(error).to_string(),
         }
     }
 
@@ -81,70 +87,43 @@ impl SqsQueues {
         chunk: &[OutgoingMessage],
     ) -> Result<(), (Vec<String>, String)> {
         let mut pending: Vec<&OutgoingMessage> = chunk.iter().collect();
-        let mut attempt = 0;
+        let mut retries = SEND_BACKOFF.start();
         loop {
-            attempt += 1;
-            let entries = pending
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_group_id(&m.group_id)
-                        .message_deduplication_id(&m.deduplication_id)
-                        .message_body(&m.body)
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect::<Vec<_>>();
-            let result = self
-                .client
-                .send_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            let failed: Vec<(usize, bool, String)> = match result {
-                Ok(output) => output
-                    .failed
-                    .iter()
-                    .map(|f| {
-                        let index = f.id.parse::<usize>().unwrap_or(usize::MAX);
-                        let reason = format!("{}: {}", f.code, f.message.as_deref().unwrap_or(""));
-                        (index, f.sender_fault, reason)
-                    })
-                    .collect(),
-                Err(e) if attempt < SEND_ATTEMPTS => {
-                    tracing::warn!(queue = %queue, attempt, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "send failed; retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-                Err(e) => {
-                    let reason = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                    return Err((
-                        pending.iter().map(|m| m.deduplication_id.clone()).collect(),
-                        reason,
-                    ));
-                }
+            let attempt = retries.attempts();
+            let rejected = match batch::<SendBatch>(&self.client, url, pending.iter().copied())
+                .await
+            {
+                Ok(rejected) => rejected,
+                Err(reason) => match retries.next_delay() {
+                    Some(pause) => {
+                        tracing::warn!(queue = %queue, attempt, error = %reason, "send failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    None => {
+                        let unsent = pending.iter().map(|m| m.deduplication_id.clone());
+                        return Err((unsent.collect(), reason));
+                    }
+                },
             };
-            if failed.is_empty() {
+            if rejected.is_empty() {
                 return Ok(());
             }
-            let give_up = attempt >= SEND_ATTEMPTS || failed.iter().any(|(_, sender, _)| *sender);
-            if give_up {
-                let reason = failed[0].2.clone();
-                let unsent = failed
-                    .iter()
-                    .filter_map(|(i, _, _)| pending.get(*i).map(|m| m.deduplication_id.clone()))
-                    .collect();
-                return Err((unsent, reason));
-            }
-            tracing::warn!(queue = %queue, attempt, failed = failed.len(), "some entries not accepted; retrying them");
-            pending = failed
+            let pause = if rejected.iter().any(|r| r.sender_fault) {
+                None
+            } else {
+                retries.next_delay()
+            };
+            let not_accepted = rejected
                 .iter()
-                .filter_map(|(i, _, _)| pending.get(*i).copied())
-                .collect();
-            tokio::time::sleep(backoff(attempt)).await;
+                .filter_map(|r| pending.get(r.index).copied());
+            let Some(pause) = pause else {
+                let unsent = not_accepted.map(|m| m.deduplication_id.clone()).collect();
+                return Err((unsent, rejected[0].reason.clone()));
+            };
+            tracing::warn!(queue = %queue, attempt, failed = rejected.len(), "some entries not accepted; retrying them");
+            pending = not_accepted.collect();
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -180,10 +159,104 @@ impl SqsQueues {
     }
 }
 
-/// Exponential backoff with full jitter: up to 100 ms, 200 ms, 400 ms, ...
-fn backoff(attempt: u32) -> Duration {
-    let cap_ms = 100u64 << attempt.min(6);
-    Duration::from_millis(fastrand::u64(cap_ms / 2..=cap_ms))
+/// A batch call of SQS: the entries of its request are numbered by their place in the
+/// batch, and SQS names each entry it did not accept by that number.
+trait BatchCall {
+    /// What one entry is made of.
+    type Item: ?Sized + Sync;
+    type Entry: Send;
+
+    /// The request entry for `item`, with `id`.
+    fn entry(id: String, item: &Self::Item) -> Self::Entry;
+
+    /// Makes the call.
+    fn call(
+        client: &Client,
+        url: &str,
+        entries: Vec<Self::Entry>,
+    ) -> impl Future<Output = BatchAnswer> + Send;
+}
+
+/// What a batch call answers: the entries SQS did not accept, or the SDK's error.
+type BatchAnswer =
+    Result<Vec<BatchResultErrorEntry>, Box<dyn std::error::Error + Send + Sync + 'static>>;
+
+/// `SendMessageBatch` of outgoing messages.
+struct SendBatch;
+
+impl BatchCall for SendBatch {
+    type Item = OutgoingMessage;
+    type Entry = SendMessageBatchRequestEntry;
+
+    fn entry(id: String, message: &OutgoingMessage) -> Self::Entry {
+        SendMessageBatchRequestEntry::builder()
+            .id(id)
+            .message_group_id(&message.group_id)
+            .message_deduplication_id(&message.deduplication_id)
+            .message_body(&message.body)
+            .build()
+            .expect("id and body are set")
+    }
+
+    async fn call(client: &Client, url: &str, entries: Vec<Self::Entry>) -> BatchAnswer {
+        let request = client.send_message_batch().queue_url(url);
+        Ok(request.set_entries(Some(entries)).send().await?.failed)
+    }
+}
+
+/// `DeleteMessageBatch` of receipt handles.
+struct DeleteBatch;
+
+impl BatchCall for DeleteBatch {
+    type Item = str;
+    type Entry = DeleteMessageBatchRequestEntry;
+
+    fn entry(id: String, receipt_handle: &str) -> Self::Entry {
+        let entry = DeleteMessageBatchRequestEntry::builder().id(id);
+        let entry = entry.receipt_handle(receipt_handle).build();
+        entry.expect("id and handle are set")
+    }
+
+    async fn call(client: &Client, url: &str, entries: Vec<Self::Entry>) -> BatchAnswer {
+        let request = client.delete_message_batch().queue_url(url);
+        Ok(request.set_entries(Some(entries)).send().await?.failed)
+    }
+}
+
+/// An entry of a batch call that SQS did not accept.
+struct Rejected {
+    /// Its place among the call's items.
+    index: usize,
+    /// Whether SQS blames the request (retrying it the same would fail the same).
+    sender_fault: bool,
+    reason: String,
+}
+
+/// One batch call over `items` (at most [`MAX_BATCH`]): the entries SQS did not accept, or
+/// why the call failed as a whole.
+async fn batch<'a, C: BatchCall>(
+    client: &Client,
+    url: &str,
+    items: impl Iterator<Item = &'a C::Item>,
+) -> Result<Vec<Rejected>, String>
+where
+    C::Item: 'a,
+{
+    let entries = items
+        .enumerate()
+        .map(|(i, item)| C::entry(i.to_string(), item))
+        .collect();
+    let failed = C::call(client, url, entries)
+        .await
+        .map_err(|e| DisplayErrorContext(&*e).to_string())?;
+    Ok(failed
+        .into_iter()
+        .map(|f| Rejected {
+            index: f.id.parse().unwrap_or(usize::MAX),
+            sender_fault: f.sender_fault,
+            reason: format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -244,29 +317,14 @@ impl Queues for SqsQueues {
     async fn delete(&self, queue: QueueName, receipt_handles: &[String]) -> Result<(), QueueError> {
         let url = self.url(queue)?;
         for chunk in receipt_handles.chunks(MAX_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, handle)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .build()
-                        .expect("id and handle are set")
-                })
-                .collect::<Vec<_>>();
-            let output = self
-                .client
-                .delete_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| Self::service_error(queue, e))?;
-            for failed in output.failed {
+            let rejected =
+                batch::<DeleteBatch>(&self.client, url, chunk.iter().map(String::as_str))
+                    .await
+                    .map_err(|message| QueueError::Service { queue, message })?;
+            for entry in rejected {
                 // An undeleted message comes back after its visibility timeout; the
                 // consumer then finds its item done and acknowledges it without work.
-                tracing::warn!(queue = %queue, code = %failed.code, message = ?failed.message, "delete not accepted");
+                tracing::warn!(queue = %queue, reason = %entry.reason, "delete not accepted");
             }
         }
         Ok(())

@@ -57,6 +57,7 @@ use super::transcript::{Line, SourceLink, Transcript};
 use super::{Checkpoint, SummarizeError, Summarizer, Summary};
 use crate::config::{SummaryConfig, SummaryModelConfig};
 use crate::jobs::ErrorInfo;
+use crate::retry::Backoff;
 
 /// How the client talks to the model.
 #[derive(Debug, Clone)]
@@ -95,6 +96,12 @@ impl ChatModelSettings {
             max_retry_after: Duration::from_secs(60),
             style,
         }
+    }
+
+    /// How a request is retried: [`Self::max_attempts`] attempts, backing off from
+    /// [`Self::backoff_initial`] to [`Self::backoff_max`].
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_initial, self.backoff_max).with_max_attempts(self.max_attempts)
     }
 
     /// The settings of a configuration that names a model.
@@ -205,9 +212,8 @@ impl ChatModel {
             "temperature": 0,
             "max_tokens": self.settings.answer_tokens(),
         });
-        let mut attempt = 0;
+        let mut retries = self.settings.backoff().start();
         loop {
-            attempt += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining < Duration::from_secs(1) {
                 return Err(SummarizeError::Retry(anyhow::anyhow!(
@@ -254,11 +260,12 @@ impl ChatModel {
                     )
                 }
             };
-            if attempt >= self.settings.max_attempts {
+            let attempt = retries.attempts();
+            let Some(backoff) = retries.next_delay() else {
                 return Err(SummarizeError::Retry(anyhow::anyhow!(
                     "{problem} (after {attempt} attempts)"
                 )));
-            }
+            };
             let wait = match asked_wait {
                 Some(wait) if wait > self.settings.max_retry_after => {
                     return Err(SummarizeError::Retry(anyhow::anyhow!(
@@ -267,7 +274,7 @@ impl ChatModel {
                     )));
                 }
                 Some(wait) => wait,
-                None => self.backoff(attempt),
+                None => backoff,
             };
             if Instant::now() + wait + Duration::from_secs(1) > deadline {
                 return Err(SummarizeError::Retry(anyhow::anyhow!(
@@ -319,18 +326,6 @@ impl ChatModel {
             return Err(bad("the answer has no text".into()));
         }
         Ok(content)
-    }
-
-    /// The pause before retry `n` (1-based): exponential, capped, jittered to between
-    /// half and all of it.
-    fn backoff(&self, n: u32) -> Duration {
-        let full = self
-            .settings
-            .backoff_initial
-            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)))
-            .min(self.settings.backoff_max);
-        let half = full / 2;
-        half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
     }
 
     /// `text` without the API key, should an answer or error echo it.

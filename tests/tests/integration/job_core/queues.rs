@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use cwsync::consumer::process_fifo_batch;
 use cwsync::queue::{
-    BatchConsumer, Delivery, OutgoingMessage, QueueName, group_of, receive_count_of,
+    BatchConsumer, Delivery, OutgoingMessage, QueueName, Queues, group_of, receive_count_of,
 };
 use tokio::time::Instant;
 
@@ -231,3 +231,56 @@ async fn a_message_that_always_fails_is_received_four_times_then_dead_lettered(b
     assert_eq!(rig.queues.depth(RoomsSync::QUEUE).await.unwrap(), 0);
 }
 on_both_backends!(a_message_that_always_fails_is_received_four_times_then_dead_lettered);
+
+/// SQS's batch calls, past one batch: twelve messages go out in two sends; deleting them
+/// with a receipt handle SQS does not know among them deletes the rest (SQS rejects only
+/// that entry, which is logged); a send SQS refuses as a whole is tried again, then fails
+/// naming every message, of every batch, as unsent.
+#[tokio::test]
+async fn sqs_batches_past_ten_send_and_delete_and_name_what_was_not_sent() {
+    let queues = cwsync_tests::create_test_queues(30, MAX_RECEIVES).await;
+    let messages: Vec<_> = (0..12)
+        .map(|i| message(&format!("G{i}"), &format!("M{i}")))
+        .collect();
+    queues.send(QueueName::RoomsSync, &messages).await.unwrap();
+    let mut handles = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while handles.len() < messages.len() {
+        assert!(Instant::now() < deadline, "only {} received", handles.len());
+        let got = queues
+            .receive(QueueName::RoomsSync, 10, Duration::ZERO)
+            .await
+            .unwrap();
+        handles.extend(got.into_iter().map(|d| d.receipt_handle.unwrap()));
+    }
+    handles.insert(3, "not-a-receipt-handle".into());
+    queues.delete(QueueName::RoomsSync, &handles).await.unwrap();
+    assert_eq!(queues.depth(QueueName::RoomsSync).await.unwrap(), 0);
+
+    let url = queues.url(QueueName::RoomsSync).unwrap().to_owned();
+    let gone = cwsync::queue::SqsQueues::new(
+        queues.client().clone(),
+        [(
+            QueueName::RoomsSync,
+            url.replace("-rooms", "-no-such-queue"),
+        )]
+        .into(),
+    );
+    let error = gone
+        .send(QueueName::RoomsSync, &messages)
+        .await
+        .unwrap_err();
+    let mut unsent = error.unsent.clone();
+    unsent.sort();
+    let mut all: Vec<_> = messages
+        .iter()
+        .map(|m| m.deduplication_id.clone())
+        .collect();
+    all.sort();
+    assert_eq!(unsent, all);
+    assert!(
+        error.reason.contains("NonExistentQueue") || error.reason.contains("QueueDoesNotExist"),
+        "{}",
+        error.reason
+    );
+}
