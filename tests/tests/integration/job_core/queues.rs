@@ -242,34 +242,27 @@ async fn sqs_batches_past_ten_send_and_delete_and_name_what_was_not_sent() {
     let messages: Vec<_> = (0..12)
         .map(|i| message(&format!("G{i}"), &format!("M{i}")))
         .collect();
-    queues.send(QueueName::RoomsSync, &messages).await.unwrap();
+    queues.send(RoomsSync::QUEUE, &messages).await.unwrap();
     let mut handles = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while handles.len() < messages.len() {
         assert!(Instant::now() < deadline, "only {} received", handles.len());
         let got = queues
-            .receive(QueueName::RoomsSync, 10, Duration::ZERO)
+            .receive(RoomsSync::QUEUE, 10, Duration::ZERO)
             .await
             .unwrap();
         handles.extend(got.into_iter().map(|d| d.receipt_handle.unwrap()));
     }
     handles.insert(3, "not-a-receipt-handle".into());
-    queues.delete(QueueName::RoomsSync, &handles).await.unwrap();
-    assert_eq!(queues.depth(QueueName::RoomsSync).await.unwrap(), 0);
+    queues.delete(RoomsSync::QUEUE, &handles).await.unwrap();
+    assert_eq!(queues.depth(RoomsSync::QUEUE).await.unwrap(), 0);
 
-    let url = queues.url(QueueName::RoomsSync).unwrap().to_owned();
+    let url = queues.url(RoomsSync::QUEUE).unwrap().to_owned();
     let gone = cwsync::queue::SqsQueues::new(
         queues.client().clone(),
-        [(
-            QueueName::RoomsSync,
-            url.replace("-rooms", "-no-such-queue"),
-        )]
-        .into(),
+        [(RoomsSync::QUEUE, url.replace("-rooms", "-no-such-queue"))].into(),
     );
-    let error = gone
-        .send(QueueName::RoomsSync, &messages)
-        .await
-        .unwrap_err();
+    let error = gone.send(RoomsSync::QUEUE, &messages).await.unwrap_err();
     let mut unsent = error.unsent.clone();
     unsent.sort();
     let mut all: Vec<_> = messages
