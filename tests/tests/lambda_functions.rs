@@ -470,7 +470,10 @@ async fn summary_function_drafts_a_summary(world: &World) {
     let draft = &job.result.unwrap()["draft"];
     assert_eq!(draft["model"], "extractive", "{draft}");
     let content = draft["content"].as_str().unwrap();
-    assert!(content.contains("4 messages in 1 room"), "{content}");
+    assert!(
+        content.contains("1つのルームで4件のメッセージ"),
+        "{content}"
+    );
     assert!(
         content.contains("来週の打ち合わせは火曜日に決定しました。連絡先は [email] です。 https://www.chatwork.com/#!rid11-99"),
         "{content}"
