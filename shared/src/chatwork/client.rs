@@ -244,8 +244,13 @@ impl ChatworkClient {
         let started = Instant::now();
         let mut attempts = 0u32;
         let mut rate_limited_in_a_row = 0u32;
+        // After a 429: no request before its reported reset.
+        let mut not_before: Option<Instant> = None;
         loop {
-            let grant = GrantGuard::new(self.acquire(&endpoint, deadline).await?, self.budget());
+            let grant = GrantGuard::new(
+                self.acquire(&endpoint, deadline, not_before.take()).await?,
+                self.budget(),
+            );
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 grant.finish(None).await;
@@ -274,29 +279,29 @@ impl ChatworkClient {
                         return Ok(answer);
                     }
                     if answer.status == 429 {
-                        // Not a failed attempt: the budget now knows the window is spent,
-                        // and the next acquire waits for its reset (or gives up at the
-                        // deadline).
+                        // Not a failed attempt: Chatwork says the window is spent (the
+                        // budget now holds it spent until the reported reset), so the
+                        // next attempt waits for that reset, or the call gives up at
+                        // once when it lies past the deadline. Only a 429 without a
+                        // reset to wait for backs off on its own.
                         attempts -= 1;
                         rate_limited_in_a_row += 1;
+                        let pause = match rate {
+                            Some(rate) => rate.reset_in() + settings.reset_margin,
+                            None => self.backoff(rate_limited_in_a_row),
+                        };
                         tracing::warn!(
                             path = %shown,
                             reset = rate.map(|r| r.reset),
+                            wait_ms = pause.as_millis() as u64,
                             "Chatwork answered 429; waiting for the window to reset"
                         );
-                        if rate.is_none() || rate_limited_in_a_row > 1 {
-                            // Without a reset to wait for (or when the budget did not
-                            // keep the next request out), back off on our own.
-                            let pause = self.backoff(rate_limited_in_a_row);
-                            if Instant::now() + pause > deadline {
-                                return Err(ChatworkError::RateLimited {
-                                    until: Utc::now() + pause,
-                                });
-                            }
-                            tokio::time::sleep(pause).await;
-                            self.meter(|m| m.waited(1, pause));
-                            count_wait(pause);
+                        if Instant::now() + pause > deadline {
+                            return Err(ChatworkError::RateLimited {
+                                until: Utc::now() + pause,
+                            });
                         }
+                        not_before = Some(Instant::now() + pause);
                         continue;
                     }
                     let secret = self.inner.token.expose_secret();
@@ -391,15 +396,26 @@ impl ChatworkClient {
             Err(e) => return (None, Err(e)),
         };
         let status = response.status().as_u16();
-        let rate = RateHeaders::from_headers(response.headers());
+        let rate = RateHeaders::from_headers(response.headers()).map(|r| r.answered_with(status));
         let body = response.bytes().await.map(|b| b.to_vec());
         (rate, body.map(|body| Answer { status, body }))
     }
 
-    /// Waits for a unit of the shared budget, never past `deadline`.
-    async fn acquire(&self, endpoint: &str, deadline: Instant) -> Result<Grant, ChatworkError> {
+    /// Waits for a unit of the shared budget, never past `deadline`, and not before
+    /// `not_before` (a 429's reset) either.
+    async fn acquire(
+        &self,
+        endpoint: &str,
+        deadline: Instant,
+        not_before: Option<Instant>,
+    ) -> Result<Grant, ChatworkError> {
         let mut waited = Duration::ZERO;
         let mut announced = false;
+        if let Some(at) = not_before {
+            let pause = at.saturating_duration_since(Instant::now());
+            tokio::time::sleep(pause).await;
+            waited += pause;
+        }
         let outcome = loop {
             let reservation =
                 self.budget()

@@ -15,8 +15,9 @@
 //! `min(request timeout, time left)`; then records the answer's `x-ratelimit-*` headers in
 //! the budget, whatever the outcome. 5xx answers, network errors and timeouts are retried
 //! with exponential backoff and jitter, bounded by attempts, by total time and by the
-//! deadline; 400/401/403/404 are not. A 429 is not an attempt: its headers mark the
-//! window spent and the next reservation waits for the reset. No wait ever passes the
+//! deadline; 400/401/403/404 are not. A 429 is not an attempt: it marks the shared
+//! window spent until the reset it reports, and the call waits for that reset before
+//! its next reservation (never a short backoff). No wait ever passes the
 //! deadline: a budget that opens only after it makes the call return
 //! [`ChatworkError::RateLimited`] `{ until }` at once, so the caller can hand the work back
 //! to its queue instead of failing it.
@@ -52,6 +53,12 @@
 //! - **Headers correct, they do not inflate**: within a window the row's `remaining`
 //!   only goes down (when Chatwork reports less left than we think, because someone else
 //!   uses the token), so reordered answers cannot hand out units twice.
+//! - **Chatwork's word over the row's belief**: a 429 sets the row spent until the
+//!   reset it reports, and a fresh answer (to a request of the row's current window)
+//!   that names another window, earlier or later, moves the row there; only late
+//!   answers to requests of an older window are ignored. A wrong belief (a window that
+//!   changed, another program on the token) costs at most one 429 per request in
+//!   flight, then none.
 //!
 //! # Metrics
 //!

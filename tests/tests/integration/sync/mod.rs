@@ -4,6 +4,7 @@
 mod cost;
 mod faults;
 mod messages;
+mod rate;
 mod rooms;
 
 use std::sync::Arc;
