@@ -119,6 +119,8 @@ impl ChatworkClient {
         // Printed as "Sensitive" by every Debug, and kept out of HPACK tables.
         token_header.set_sensitive(true);
         let http = reqwest::Client::builder()
+            // Compiled-in roots: no certificate files read at cold start (see `tls`).
+            .tls_backend_preconfigured(super::tls::client_config().map_err(setup)?)
             .user_agent(concat!("cwsync/", env!("CARGO_PKG_VERSION")))
             // A redirect would carry the token header to wherever it points.
             .redirect(reqwest::redirect::Policy::none())

@@ -84,6 +84,7 @@ mod client;
 mod error;
 mod meter;
 pub mod models;
+mod tls;
 
 pub use budget::{RateBudget, token_hash};
 pub use client::{ChatworkClient, ClientSettings};
