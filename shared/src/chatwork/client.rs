@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use url::Url;
 
+use super::breaker::{Admission, BreakerSettings, OutageBreaker};
 use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, Reservation};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
@@ -39,6 +40,9 @@ pub struct ClientSettings {
     pub reset_margin: Duration,
     /// The rate window assumed before Chatwork reports one (Chatwork's is 5 minutes).
     pub assumed_window: Duration,
+    /// When Chatwork counts as down, and how often it is probed then (see
+    /// [`breaker`](super::breaker)).
+    pub breaker: BreakerSettings,
 }
 
 impl ClientSettings {
@@ -58,6 +62,7 @@ impl ClientSettings {
             backoff_max: Duration::from_secs(4),
             reset_margin: Self::DEFAULT_RESET_MARGIN,
             assumed_window: Duration::from_secs(300),
+            breaker: BreakerSettings::default(),
         }
     }
 
@@ -92,6 +97,7 @@ struct Inner {
     token_header: HeaderValue,
     token: SecretString,
     budget: RateBudget,
+    breaker: OutageBreaker,
     settings: ClientSettings,
 }
 
@@ -129,7 +135,7 @@ impl ChatworkClient {
             .build()
             .map_err(|e| setup(clip(&e.without_url().to_string(), 200)))?;
         let budget = RateBudget::new(
-            pool,
+            pool.clone(),
             &settings.token,
             BudgetSettings {
                 lease: settings.request_timeout + Duration::from_secs(1),
@@ -137,6 +143,7 @@ impl ChatworkClient {
                 reset_margin: settings.reset_margin,
             },
         );
+        let breaker = OutageBreaker::new(pool, &settings.token, settings.breaker);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -144,6 +151,7 @@ impl ChatworkClient {
                 token_header,
                 token: settings.token.clone(),
                 budget,
+                breaker,
                 settings,
             }),
             meters: Vec::new(),
@@ -172,6 +180,11 @@ impl ChatworkClient {
     /// The token's shared budget.
     pub fn budget(&self) -> &RateBudget {
         &self.inner.budget
+    }
+
+    /// The token's outage breaker (shared with every process using the token).
+    pub fn breaker(&self) -> &OutageBreaker {
+        &self.inner.breaker
     }
 
     /// `GET /rooms`: every room of the token's account.
@@ -249,6 +262,20 @@ impl ChatworkClient {
         // After a 429: no request before its reported reset.
         let mut not_before: Option<Instant> = None;
         loop {
+            // A Chatwork that is down gets one probe per interval from all processes
+            // together; everything else fails fast, sending nothing.
+            let probe = match self.inner.breaker.admit().await {
+                Ok(Admission::Send { probe }) => probe,
+                Ok(Admission::Open { until }) => {
+                    metrics::counter!("chatwork_unavailable").increment(1);
+                    return Err(ChatworkError::Unavailable { until });
+                }
+                Err(e) => {
+                    // The breaker's database trouble never keeps a request back.
+                    tracing::warn!(error = %e, "could not read the Chatwork outage breaker");
+                    false
+                }
+            };
             let grant = GrantGuard::new(
                 self.acquire(&endpoint, deadline, not_before.take()).await?,
                 self.budget(),
@@ -264,6 +291,11 @@ impl ChatworkClient {
             let (rate, outcome) = self.attempt(&url, query, timeout).await;
             let elapsed_ms = sent_at.elapsed().as_millis() as u64;
             grant.finish(rate).await;
+            let down = match &outcome {
+                Ok(answer) => answer.status >= 500,
+                Err(_) => true,
+            };
+            let opened = self.breaker_outcome(down, probe).await;
 
             let failure = match outcome {
                 Ok(answer) => {
@@ -357,6 +389,16 @@ impl ChatworkClient {
                 }
             };
             rate_limited_in_a_row = 0;
+            if let Some(until) = opened {
+                tracing::warn!(
+                    path = %shown,
+                    error = %failure,
+                    until = %until,
+                    "Chatwork looks down: the outage breaker is open"
+                );
+                metrics::counter!("chatwork_unavailable").increment(1);
+                return Err(ChatworkError::Unavailable { until });
+            }
             if !failure.is_retryable() || attempts >= settings.max_attempts {
                 return Err(failure);
             }
@@ -401,6 +443,26 @@ impl ChatworkClient {
         let rate = RateHeaders::from_headers(response.headers()).map(|r| r.answered_with(status));
         let body = response.bytes().await.map(|b| b.to_vec());
         (rate, body.map(|body| Answer { status, body }))
+    }
+
+    /// Tells the outage breaker how an attempt went (`down`: a 5xx, a timeout or no
+    /// connection); returns when the next probe may go out if the breaker is open.
+    async fn breaker_outcome(&self, down: bool, probe: bool) -> Option<chrono::DateTime<Utc>> {
+        let breaker = &self.inner.breaker;
+        if down {
+            match breaker.failed().await {
+                Ok(open) => open,
+                Err(e) => {
+                    tracing::warn!(error = %e, probe, "could not count a Chatwork failure in the outage breaker");
+                    None
+                }
+            }
+        } else {
+            if let Err(e) = breaker.succeeded().await {
+                tracing::warn!(error = %e, "could not close the Chatwork outage breaker");
+            }
+            None
+        }
     }
 
     /// Waits for a unit of the shared budget, never past `deadline`, and not before

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cwsync::chatwork::budget::{BudgetSettings, RateBudget, RateHeaders, Reservation};
-use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings, latest_message_id};
+use cwsync::chatwork::{
+    BreakerSettings, ChatworkClient, ChatworkError, ClientSettings, latest_message_id,
+};
 use cwsync_tests::TestDb;
 use fake_chatwork::{
     FakeChatwork, FakeSettings, Fault, FaultScope, MAX_MESSAGES, RoomAccess, WindowKind,
@@ -554,6 +556,176 @@ async fn a_second_program_spending_the_token_costs_at_most_the_requests_in_fligh
     let windows = fake.rate_windows(fake.token());
     assert!(windows.len() > after, "the run went on in later windows");
     every_429_before(&fake, windows[after - 1].end);
+}
+
+// ---- the outage breaker ----
+
+/// The breaker at a scale where a test's seconds stand for an outage's hours: open after
+/// 4 failures, then one probe every 400 ms (Chatwork's real defaults: 8, every 30 s).
+fn scaled_breaker(threshold: u32) -> BreakerSettings {
+    BreakerSettings {
+        threshold,
+        failure_window: Duration::from_secs(10),
+        probe_interval: Duration::from_millis(400),
+    }
+}
+
+/// `processes` clients (pools of their own) on one token, `callers` each, that call
+/// Chatwork over and over for `outage` while it answers 503 to everything, as records
+/// redelivered by their queues would. Returns the requests Chatwork got meanwhile and
+/// how many calls failed fast as unavailable.
+async fn calls_through_an_outage(
+    fake: &FakeChatwork,
+    clients: &[ChatworkClient],
+    callers: usize,
+    outage: Duration,
+) -> (usize, u64) {
+    fake.inject(FaultScope::Any, Fault::Status(503), None);
+    let before = fake.requests().len();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        for _ in 0..callers {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let mut unavailable = 0u64;
+                while started.elapsed() < outage {
+                    match client.list_rooms(in_secs(30)).await {
+                        Ok(_) => panic!("Chatwork is down"),
+                        Err(ChatworkError::Unavailable { .. }) => unavailable += 1,
+                        Err(e) => assert_eq!(e.status(), Some(503), "{e}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                unavailable
+            });
+        }
+    }
+    let mut unavailable = 0;
+    while let Some(done) = tasks.join_next().await {
+        unavailable += done.unwrap();
+    }
+    fake.clear_faults();
+    (fake.requests().len() - before, unavailable)
+}
+
+fn clients_with_breaker(
+    fake: &FakeChatwork,
+    db: &TestDb,
+    processes: usize,
+    breaker: BreakerSettings,
+) -> Vec<ChatworkClient> {
+    (0..processes)
+        .map(|_| {
+            let mut settings = settings(fake);
+            settings.breaker = breaker;
+            ChatworkClient::new(settings, db.another_pool()).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_costs_the_failures_that_open_the_breaker_and_one_probe_per_interval() {
+    const PROCESSES: usize = 3;
+    const CALLERS: usize = 2;
+    let outage = Duration::from_secs(4);
+    let breaker = scaled_breaker(4);
+
+    // Without a breaker (it never opens), for comparison.
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let clients = clients_with_breaker(&fake, &db, PROCESSES, scaled_breaker(u32::MAX));
+    let (unguarded, _) = calls_through_an_outage(&fake, &clients, CALLERS, outage).await;
+
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let clients = clients_with_breaker(&fake, &db, PROCESSES, breaker);
+    // Healthy first: no breaker row, no statement.
+    clients[0].list_rooms(in_secs(30)).await.unwrap();
+    assert_eq!(clients[0].breaker().state().await.unwrap(), None);
+
+    let (sent, unavailable) = calls_through_an_outage(&fake, &clients, CALLERS, outage).await;
+    let probes = (outage.as_millis() / breaker.probe_interval.as_millis()) as usize + 1;
+    println!(
+        "outage of {outage:?} with {PROCESSES} processes x {CALLERS} callers: {sent} requests \
+         with the breaker ({unavailable} calls failed fast), {unguarded} without"
+    );
+    // The failures that opened it, one more per caller that had a request on its way or
+    // had not learned it yet, and one probe per interval.
+    let bound = breaker.threshold as usize + PROCESSES * CALLERS + probes;
+    assert!(sent <= bound, "{sent} requests while down, bound {bound}");
+    assert!(
+        sent < unguarded / 3,
+        "{sent} vs {unguarded} without the breaker"
+    );
+    assert!(unavailable > 0);
+    let state = clients[0].breaker().state().await.unwrap().unwrap();
+    assert!(state.opened_at.is_some(), "{state:?}");
+
+    // Chatwork is back: the next probe closes the breaker, and every process sends
+    // again within about one probe interval.
+    let back = Instant::now();
+    for client in &clients {
+        loop {
+            match client.list_rooms(in_secs(30)).await {
+                Ok(rooms) => {
+                    assert_eq!(rooms.len(), 12);
+                    break;
+                }
+                Err(ChatworkError::Unavailable { .. }) => {
+                    assert!(back.elapsed() < Duration::from_secs(5), "still unavailable");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let state = clients[0].breaker().state().await.unwrap().unwrap();
+    assert_eq!((state.failures, state.opened_at), (0, None));
+}
+
+#[tokio::test]
+async fn timeouts_open_the_breaker_and_a_failing_fast_call_says_why() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let mut settings = settings(&fake);
+    settings.request_timeout = Duration::from_millis(300);
+    settings.breaker = scaled_breaker(3);
+    settings.breaker.probe_interval = Duration::from_secs(60);
+    let client = ChatworkClient::new(settings, db.pool.clone()).unwrap();
+    fake.inject(FaultScope::Any, Fault::Hang(Duration::from_secs(5)), None);
+    // Four attempts allowed, but the third timeout opens the breaker.
+    let err = client.get_room(DM_ROOM, in_secs(30)).await.unwrap_err();
+    let ChatworkError::Unavailable { until } = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(fake.requests().len(), 3);
+    assert!(until > chrono::Utc::now() + chrono::Duration::seconds(50));
+    assert!(err.is_retryable());
+    assert!(err.to_string().starts_with("Chatwork unavailable"), "{err}");
+    // Failing fast sends nothing, in this process and in another one.
+    let again = client.list_rooms(in_secs(30)).await.unwrap_err();
+    assert!(
+        matches!(again, ChatworkError::Unavailable { .. }),
+        "{again:?}"
+    );
+    let mut other = self::settings(&fake);
+    other.breaker = client.breaker().settings();
+    other.request_timeout = Duration::from_millis(300);
+    let other = ChatworkClient::new(other, db.another_pool()).unwrap();
+    // The other process has not failed yet: it learns from its first failure.
+    let learned = other.list_rooms(in_secs(30)).await.unwrap_err();
+    assert!(
+        matches!(learned, ChatworkError::Unavailable { .. }),
+        "{learned:?}"
+    );
+    assert_eq!(fake.requests().len(), 4);
+    let again = other.list_rooms(in_secs(30)).await.unwrap_err();
+    assert!(
+        matches!(again, ChatworkError::Unavailable { .. }),
+        "{again:?}"
+    );
+    assert_eq!(fake.requests().len(), 4);
 }
 
 #[derive(Clone, Default)]

@@ -4,6 +4,7 @@
 mod cost;
 mod faults;
 mod messages;
+mod outage;
 mod rate;
 mod rooms;
 
