@@ -7,7 +7,10 @@
 //! - The token travels in `X-ChatWorkToken`; an unknown or missing token is a 401.
 //! - Every answer to a known token carries `x-ratelimit-limit`, `x-ratelimit-remaining`
 //!   and `x-ratelimit-reset` (epoch seconds). Beyond the limit the answer is a 429, which
-//!   is not counted; [`FakeChatwork::rate_limited_count`] says how many were sent.
+//!   is not counted; [`FakeChatwork::rate_limited_count`] says how many were sent. A
+//!   test can change the limit and window mid-run ([`FakeChatwork::set_rate_limit`]) or
+//!   spend a token's window as a second program would
+//!   ([`FakeChatwork::spend_rate_limit`]), to prove a client survives a wrong belief.
 //!   Windows are fixed, not sliding: see [`WindowKind`] for the two layouts the fake can
 //!   play (Chatwork does not document its own).
 //! - `force`: without it a token gets only the messages it has not fetched yet (the
@@ -285,6 +288,20 @@ impl FakeChatwork {
     /// Uses up the rest of the current window of `token`, as another consumer would.
     pub fn use_up_rate_limit(&self, token: &str) {
         lock(&self.shared).use_up(token);
+    }
+
+    /// Counts up to `n` requests against the current window of `token` without a request,
+    /// as a second program using the same token would behind the client's back; returns
+    /// how many fit before the limit.
+    pub fn spend_rate_limit(&self, token: &str, n: u32) -> u32 {
+        lock(&self.shared).spend(token, n)
+    }
+
+    /// Changes the limit and the window while the fake runs, as Chatwork might: every
+    /// token's current window ends now and the next request opens one of `window` with
+    /// `limit` requests. Keep `window` whole seconds (see [`FakeSettings::rate_window`]).
+    pub fn set_rate_limit(&self, limit: u32, window: Duration) {
+        lock(&self.shared).set_rate_limit(limit, window);
     }
 
     /// Every rate window of `token` so far (when it started and ended, what it counted),

@@ -191,8 +191,6 @@ impl State {
         }
     }
 
-    /// Counts a request against the token's window, or refuses it when the window is
-    /// used up (a refused request is not counted).
     /// The token's current window, a new one if the last has ended.
     fn current_window(&mut self, token: &str, now: u64) -> &mut RateWindow {
         let ends_ms = self.window_end(now);
@@ -211,6 +209,8 @@ impl State {
         entry.window.as_mut().expect("set above")
     }
 
+    /// Counts a request against the token's window, or refuses it when the window is
+    /// used up (a refused request is not counted).
     pub fn admit(&mut self, token: &str) -> Admission {
         let now = now_ms();
         let limit = self.limit;
@@ -264,6 +264,40 @@ impl State {
     pub fn use_up(&mut self, token: &str) {
         let limit = self.limit;
         self.current_window(token, now_ms()).used = limit;
+    }
+
+    /// Counts up to `n` requests against the token's current window, as another program
+    /// using the same token would; returns how many fit before the limit.
+    pub fn spend(&mut self, token: &str, n: u32) -> u32 {
+        let limit = self.limit;
+        let window = self.current_window(token, now_ms());
+        let spent = n.min(limit.saturating_sub(window.used));
+        window.used += spent;
+        if let Some(record) = self
+            .tokens
+            .get_mut(token)
+            .and_then(|t| t.history.last_mut())
+        {
+            record.counted += spent;
+        }
+        spent
+    }
+
+    /// From now on, `limit` requests per `window`. Every token's current window ends now
+    /// (what it counted is forgotten), so the next request opens one of the new length:
+    /// a client's belief about the old window is wrong from this moment on.
+    pub fn set_rate_limit(&mut self, limit: u32, window: Duration) {
+        self.limit = limit.max(1);
+        self.window = window.max(Duration::from_millis(1));
+        let now = now_ms();
+        for entry in self.tokens.values_mut() {
+            if let Some(current) = entry.window.take()
+                && current.ends_ms > now
+                && let Some(record) = entry.history.last_mut()
+            {
+                record.end = UNIX_EPOCH + Duration::from_millis(now);
+            }
+        }
     }
 
     /// Every rate window of `token` so far, oldest first.

@@ -240,6 +240,36 @@ async fn the_rate_limit_counts_refuses_and_resets() {
     assert_eq!(fake.rate_limited_count(), 1);
 }
 
+#[tokio::test]
+async fn the_limit_and_window_can_change_mid_run_and_a_second_program_can_spend() {
+    let fake = FakeChatwork::start(FakeSettings::default()).await;
+    let first = get(&fake, "/rooms").await;
+    assert_eq!(header(&first, "x-ratelimit-limit"), Some(300));
+    let old_reset = header(&first, "x-ratelimit-reset").unwrap();
+    assert!(old_reset * 1000 > now_ms() + 200_000);
+
+    fake.set_rate_limit(3, Duration::from_secs(2));
+    assert_eq!(fake.rate_limit(), (3, Duration::from_secs(2)));
+    let changed = get(&fake, "/rooms").await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(header(&changed, "x-ratelimit-limit"), Some(3));
+    assert_eq!(header(&changed, "x-ratelimit-remaining"), Some(2));
+    let reset = header(&changed, "x-ratelimit-reset").unwrap();
+    assert!(reset < old_reset && reset * 1000 <= now_ms() + 2000);
+    let windows = fake.rate_windows(fake.token());
+    assert_eq!(windows.len(), 2);
+    assert_eq!(windows[0].counted, 1);
+    assert!(windows[0].end < windows[1].start + Duration::from_secs(1));
+
+    // A second program spends what is left; more than that does not fit.
+    assert_eq!(fake.spend_rate_limit(fake.token(), 5), 2);
+    assert_eq!(fake.rate_limit_state(fake.token()).remaining, 0);
+    let refused = get(&fake, "/rooms").await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(fake.rate_windows(fake.token())[1].counted, 3);
+    assert_eq!(fake.counted_requests(), 2, "only requests over HTTP");
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -24,9 +24,26 @@
 //!   `reset_at` and waits (or gives up at its deadline).
 //!
 //! **Record** ([`RateBudget::record`], after every attempt, whatever its outcome) with the
-//! `x-ratelimit-*` headers and the `Date` header of the response. The reservation's
-//! `window_id` says which of our windows it belongs to; Chatwork's `x-ratelimit-reset`
-//! says which of Chatwork's windows counted it:
+//! `x-ratelimit-*` headers, the `Date` header and whether the answer was a 429. The
+//! reservation's `window_id` says which of our windows it belongs to; Chatwork's
+//! `x-ratelimit-reset` says which of Chatwork's windows counted it. Two rules come first,
+//! because the row is only a belief (another program may use the token, Chatwork may
+//! change or count its window differently from our model), while Chatwork's answers are
+//! facts:
+//!
+//! - **A 429 is the truth** (`spent`): whatever the row believes, it is spent until the
+//!   reset the 429 reports (converted with its `Date`, below), earlier or later than the
+//!   row's. Only a 429 that is a late answer to a request of an older window and reports
+//!   another Chatwork window than the row's is ignored (it says nothing about now).
+//! - **A fresh answer says when the window resets** (`move`): an answer to a request of
+//!   the row's current window (sent in it, answered now) whose reset names another
+//!   Chatwork window than the row's, later *or earlier*, moves the row to that window at
+//!   once: Chatwork's limit, `remaining = reported - (our other reservations in flight)`,
+//!   its reset. Our other reservations still in flight become `carried` in a new
+//!   `window_id`, so that their answers, which may still report the old window, are late
+//!   and cannot move the row back.
+//!
+//! Otherwise:
 //! - `adopt`: the first response of a window (or of the probe): take Chatwork's limit
 //!   and reset; the probe takes `remaining` from the header too.
 //! - `same`: a later response of the current window: `reset_at` moves earlier if this
@@ -37,13 +54,11 @@
 //!   carried`. Otherwise our own count stands: it already holds every reservation,
 //!   while the header misses those still on their way, and subtracting those in flight
 //!   from it would count the ones that already arrived twice.
-//! - `advance`: Chatwork already counts in a later window than ours (a request landed
-//!   after Chatwork's reset but before our estimate of it): move to that window now;
-//!   our other reservations still in flight become `carried`.
 //! - a late response of the previous window (`carried`): if Chatwork counted it in
-//!   that old window, its unit is given back to the current one.
-//! - a response older than that, or one reporting an older Chatwork window than we
-//!   know, changes nothing: an old response never overwrites a newer window's state.
+//!   that old window (its reset is the old window's), its unit is given back to the
+//!   current one.
+//! - a response older than that changes nothing: an old response never overwrites a
+//!   newer window's state.
 //! - an attempt without headers (network error, timeout) only ends its reservation
 //!   (and gives the unit back while probing, so the probe can be retried).
 //!
@@ -79,6 +94,8 @@ pub struct RateHeaders {
     pub reset: i64,
     /// The `Date` header, epoch seconds on Chatwork's clock.
     pub date: Option<i64>,
+    /// The answer was a 429: Chatwork refused the request because the window is spent.
+    pub rate_limited: bool,
 }
 
 impl RateHeaders {
@@ -102,7 +119,23 @@ impl RateHeaders {
             remaining: remaining.min(limit) as i32,
             reset,
             date,
+            rate_limited: false,
         })
+    }
+
+    /// The same headers of an answer with `status` (a 429 says the window is spent).
+    pub fn answered_with(self, status: u16) -> Self {
+        Self {
+            rate_limited: status == 429,
+            ..self
+        }
+    }
+
+    /// How long after the answer Chatwork's window resets, read on Chatwork's own clock
+    /// (`reset - Date`; against this process's clock when there is no `Date`).
+    pub fn reset_in(&self) -> Duration {
+        let now = self.date.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        Duration::from_secs(self.reset.saturating_sub(now).clamp(0, 86_400) as u64)
     }
 }
 
@@ -263,8 +296,10 @@ impl RateBudget {
             WITH input AS (
                 SELECT $2::int8 AS grant_window,
                        $3::int4 AS lim,
-                       $4::int4 AS rem,
+                       -- A 429 leaves nothing, whatever its header says.
+                       CASE WHEN $8::bool THEN 0 ELSE $4::int4 END AS rem,
                        $5::int8 AS reset,
+                       $8::bool AS refused,
                        -- When Chatwork's window ends, on the database's clock (module doc).
                        CASE WHEN $5::int8 IS NULL THEN NULL
                             WHEN $6::int8 IS NULL THEN to_timestamp($5::int8)
@@ -275,20 +310,25 @@ impl RateBudget {
             SET (window_id, prev_server_reset, server_reset, limit_count, limit_known,
                  remaining, reset_at, in_flight, carried, updated_at) = (
                 SELECT
-                    CASE k.kind WHEN 'advance' THEN b.window_id + 1 ELSE b.window_id END,
-                    CASE k.kind WHEN 'advance' THEN b.server_reset ELSE b.prev_server_reset END,
-                    CASE WHEN k.kind IN ('adopt', 'advance') THEN i.reset ELSE b.server_reset END,
-                    CASE WHEN k.kind IN ('adopt', 'advance', 'same') THEN GREATEST(i.lim, 1)
+                    CASE k.kind WHEN 'move' THEN b.window_id + 1 ELSE b.window_id END,
+                    CASE k.kind WHEN 'move' THEN b.server_reset ELSE b.prev_server_reset END,
+                    CASE WHEN k.kind IN ('adopt', 'move', 'spent') THEN i.reset
+                         ELSE b.server_reset END,
+                    CASE WHEN k.kind IN ('adopt', 'move', 'same', 'spent', 'spent_carried')
+                         THEN GREATEST(i.lim, 1)
                          ELSE b.limit_count END,
-                    CASE WHEN k.kind IN ('adopt', 'advance', 'same') THEN true
+                    CASE WHEN k.kind IN ('adopt', 'move', 'same', 'spent', 'spent_carried')
+                         THEN true
                          ELSE b.limit_known END,
                     CASE k.kind
+                        WHEN 'spent' THEN 0
+                        WHEN 'spent_carried' THEN 0
                         WHEN 'adopt' THEN LEAST(
                             GREATEST(i.lim, 1),
                             CASE WHEN NOT b.limit_known OR i.rem < b.remaining
                                  THEN GREATEST(i.rem - (b.in_flight - 1) - b.carried, 0)
                                  ELSE b.remaining END)
-                        WHEN 'advance' THEN LEAST(
+                        WHEN 'move' THEN LEAST(
                             GREATEST(i.lim, 1),
                             GREATEST(i.rem - (b.in_flight - 1), 0))
                         WHEN 'same' THEN LEAST(
@@ -298,32 +338,53 @@ impl RateBudget {
                                  ELSE b.remaining END)
                         WHEN 'blind' THEN CASE WHEN b.limit_known THEN b.remaining
                                                ELSE LEAST(b.remaining + 1, b.limit_count) END
-                        WHEN 'carried_old' THEN LEAST(b.remaining + 1, b.limit_count)
+                        -- Only a unit that was taken for it can come back.
+                        WHEN 'carried_old' THEN CASE WHEN b.carried > 0
+                            THEN LEAST(b.remaining + 1, b.limit_count)
+                            ELSE b.remaining END
                         ELSE b.remaining
                     END,
-                    CASE WHEN k.kind IN ('adopt', 'advance') THEN GREATEST(i.est, now())
+                    CASE WHEN k.kind IN ('adopt', 'move') THEN GREATEST(i.est, now())
                          WHEN k.kind = 'same' THEN LEAST(b.reset_at, GREATEST(i.est, now()))
+                         -- Spent until the reset the 429 reports: Chatwork's word over the
+                         -- row's, earlier or later, unless it confirms the row's window.
+                         WHEN k.kind IN ('spent', 'spent_carried') THEN CASE
+                             WHEN b.server_reset IS NOT NULL
+                                  AND abs(i.reset - b.server_reset) <= 1
+                             THEN LEAST(b.reset_at, GREATEST(i.est, now()))
+                             ELSE GREATEST(i.est, now()) END
                          ELSE b.reset_at END,
-                    CASE WHEN k.kind IN ('adopt', 'same', 'stale', 'blind')
+                    CASE WHEN k.kind IN ('adopt', 'same', 'spent', 'blind')
                               THEN GREATEST(b.in_flight - 1, 0)
-                         WHEN k.kind = 'advance' THEN 0
+                         WHEN k.kind = 'move' THEN 0
                          ELSE b.in_flight END,
-                    CASE WHEN k.kind = 'advance' THEN GREATEST(b.in_flight - 1, 0)
-                         WHEN k.kind IN ('carried', 'carried_old') THEN GREATEST(b.carried - 1, 0)
+                    -- As many as `remaining` was lowered for (none after a 429).
+                    CASE WHEN k.kind = 'move'
+                              THEN LEAST(GREATEST(b.in_flight - 1, 0), GREATEST(i.rem, 0))
+                         WHEN k.kind IN ('carried', 'carried_old', 'spent_carried')
+                              THEN GREATEST(b.carried - 1, 0)
                          ELSE b.carried END,
                     now()
                 FROM (SELECT CASE
+                    -- Fresh: sent in the row's current window and answered now.
                     WHEN i.grant_window = b.window_id THEN CASE
                         WHEN i.reset IS NULL OR i.lim IS NULL OR i.rem IS NULL THEN 'blind'
-                        WHEN b.server_reset IS NULL OR NOT b.limit_known THEN 'adopt'
                         -- One second of slack: a reset reported for the same window may be
                         -- rounded differently from one response to the next.
-                        WHEN i.reset > b.server_reset + 1 THEN 'advance'
-                        WHEN i.reset < b.server_reset - 1 THEN 'stale'
+                        WHEN i.refused AND (b.server_reset IS NULL
+                                            OR abs(i.reset - b.server_reset) <= 1) THEN 'spent'
+                        WHEN b.server_reset IS NULL OR NOT b.limit_known THEN 'adopt'
+                        -- Chatwork counts in another window than the row's, later or
+                        -- earlier (its window changed, or the row was wrong): move there.
+                        WHEN abs(i.reset - b.server_reset) > 1 THEN 'move'
                         ELSE 'same' END
+                    -- Late: a request of the previous window, still on its way at the
+                    -- roll-over. Only a 429 about the current window is news.
                     WHEN i.grant_window = b.window_id - 1 THEN CASE
+                        WHEN i.refused AND b.server_reset IS NOT NULL
+                             AND abs(i.reset - b.server_reset) <= 1 THEN 'spent_carried'
                         WHEN i.reset IS NOT NULL AND b.prev_server_reset IS NOT NULL
-                             AND i.reset <= b.prev_server_reset + 1 THEN 'carried_old'
+                             AND abs(i.reset - b.prev_server_reset) <= 1 THEN 'carried_old'
                         ELSE 'carried' END
                     ELSE 'old'
                 END AS kind) AS k
@@ -338,6 +399,7 @@ impl RateBudget {
             headers.map(|h| h.reset),
             headers.and_then(|h| h.date),
             margin,
+            headers.is_some_and(|h| h.rate_limited),
         )
         .execute(&self.pool)
         .await?;
@@ -391,8 +453,14 @@ mod tests {
                 remaining: 299,
                 reset: 1_747_008_300,
                 date: Some(1_747_008_000),
+                rate_limited: false,
             })
         );
+        let refused = RateHeaders::from_headers(&headers)
+            .unwrap()
+            .answered_with(429);
+        assert!(refused.rate_limited);
+        assert_eq!(refused.reset_in(), Duration::from_secs(300));
         headers.insert("x-ratelimit-limit", HeaderValue::from_static("zero"));
         assert_eq!(RateHeaders::from_headers(&headers), None);
     }

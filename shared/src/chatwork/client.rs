@@ -11,11 +11,13 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use url::Url;
 
+use super::breaker::{Admission, BreakerSettings, OutageBreaker};
 use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, Reservation};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
 use super::models::{Message, Room, RoomDetail};
 use crate::config::ChatworkConfig;
+use crate::retry::{Backoff, Retries};
 
 /// How the client talks to Chatwork.
 #[derive(Debug, Clone)]
@@ -39,11 +41,21 @@ pub struct ClientSettings {
     pub reset_margin: Duration,
     /// The rate window assumed before Chatwork reports one (Chatwork's is 5 minutes).
     pub assumed_window: Duration,
+    /// When Chatwork counts as down, and how often it is probed then (see
+    /// [`breaker`](super::breaker)).
+    pub breaker: BreakerSettings,
 }
 
 impl ClientSettings {
     /// The margin added to Chatwork's reset time unless configured otherwise.
     pub const DEFAULT_RESET_MARGIN: Duration = Duration::from_secs(1);
+
+    /// How a call retries 5xx, network errors and timeouts.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_initial, self.backoff_max)
+            .with_max_attempts(self.max_attempts)
+            .with_max_elapsed(self.retry_max_elapsed)
+    }
 
     /// The defaults: 10 s per request, 4 attempts within 30 s, backoff from 250 ms to
     /// 4 s, a reset margin of 1 s, a 5-minute window.
@@ -58,6 +70,7 @@ impl ClientSettings {
             backoff_max: Duration::from_secs(4),
             reset_margin: Self::DEFAULT_RESET_MARGIN,
             assumed_window: Duration::from_secs(300),
+            breaker: BreakerSettings::default(),
         }
     }
 
@@ -92,6 +105,7 @@ struct Inner {
     token_header: HeaderValue,
     token: SecretString,
     budget: RateBudget,
+    breaker: OutageBreaker,
     settings: ClientSettings,
 }
 
@@ -119,6 +133,8 @@ impl ChatworkClient {
         // Printed as "Sensitive" by every Debug, and kept out of HPACK tables.
         token_header.set_sensitive(true);
         let http = reqwest::Client::builder()
+            // Compiled-in roots: no certificate files read at cold start (see `tls`).
+            .tls_backend_preconfigured(super::tls::client_config().map_err(setup)?)
             .user_agent(concat!("cwsync/", env!("CARGO_PKG_VERSION")))
             // A redirect would carry the token header to wherever it points.
             .redirect(reqwest::redirect::Policy::none())
@@ -127,7 +143,7 @@ impl ChatworkClient {
             .build()
             .map_err(|e| setup(clip(&e.without_url().to_string(), 200)))?;
         let budget = RateBudget::new(
-            pool,
+            pool.clone(),
             &settings.token,
             BudgetSettings {
                 lease: settings.request_timeout + Duration::from_secs(1),
@@ -135,6 +151,7 @@ impl ChatworkClient {
                 reset_margin: settings.reset_margin,
             },
         );
+        let breaker = OutageBreaker::new(pool, &settings.token, settings.breaker);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -142,6 +159,7 @@ impl ChatworkClient {
                 token_header,
                 token: settings.token.clone(),
                 budget,
+                breaker,
                 settings,
             }),
             meters: Vec::new(),
@@ -170,6 +188,11 @@ impl ChatworkClient {
     /// The token's shared budget.
     pub fn budget(&self) -> &RateBudget {
         &self.inner.budget
+    }
+
+    /// The token's outage breaker (shared with every process using the token).
+    pub fn breaker(&self) -> &OutageBreaker {
+        &self.inner.breaker
     }
 
     /// `GET /rooms`: every room of the token's account.
@@ -241,11 +264,31 @@ impl ChatworkClient {
         };
         let endpoint = format!("GET {shown}");
         let url = format!("{}{path}", self.inner.base);
-        let started = Instant::now();
         let mut attempts = 0u32;
-        let mut rate_limited_in_a_row = 0u32;
+        let mut retries = settings.backoff().start();
+        // A run of 429s without a reset to wait for backs off on a schedule of its own.
+        let mut rate_limited: Option<Retries> = None;
+        // After a 429: no request before its reported reset.
+        let mut not_before: Option<Instant> = None;
         loop {
-            let grant = GrantGuard::new(self.acquire(&endpoint, deadline).await?, self.budget());
+            // A Chatwork that is down gets one probe per interval from all processes
+            // together; everything else fails fast, sending nothing.
+            let probe = match self.inner.breaker.admit().await {
+                Ok(Admission::Send { probe }) => probe,
+                Ok(Admission::Open { until }) => {
+                    metrics::counter!("chatwork_unavailable").increment(1);
+                    return Err(ChatworkError::Unavailable { until });
+                }
+                Err(e) => {
+                    // The breaker's database trouble never keeps a request back.
+                    tracing::warn!(error = %e, "could not read the Chatwork outage breaker");
+                    false
+                }
+            };
+            let grant = GrantGuard::new(
+                self.acquire(&endpoint, deadline, not_before.take()).await?,
+                self.budget(),
+            );
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 grant.finish(None).await;
@@ -257,6 +300,11 @@ impl ChatworkClient {
             let (rate, outcome) = self.attempt(&url, query, timeout).await;
             let elapsed_ms = sent_at.elapsed().as_millis() as u64;
             grant.finish(rate).await;
+            let down = match &outcome {
+                Ok(answer) => answer.status >= 500,
+                Err(_) => true,
+            };
+            let opened = self.breaker_outcome(down, probe).await;
 
             let failure = match outcome {
                 Ok(answer) => {
@@ -274,29 +322,34 @@ impl ChatworkClient {
                         return Ok(answer);
                     }
                     if answer.status == 429 {
-                        // Not a failed attempt: the budget now knows the window is spent,
-                        // and the next acquire waits for its reset (or gives up at the
-                        // deadline).
+                        // Not a failed attempt: Chatwork says the window is spent (the
+                        // budget now holds it spent until the reported reset), so the
+                        // next attempt waits for that reset, or the call gives up at
+                        // once when it lies past the deadline. Only a 429 without a
+                        // reset to wait for backs off on its own.
                         attempts -= 1;
-                        rate_limited_in_a_row += 1;
+                        let pause = match rate {
+                            Some(rate) => rate.reset_in() + settings.reset_margin,
+                            None => rate_limited
+                                .get_or_insert_with(|| {
+                                    Backoff::new(settings.backoff_initial, settings.backoff_max)
+                                        .start()
+                                })
+                                .next_delay()
+                                .unwrap_or(settings.backoff_max),
+                        };
                         tracing::warn!(
                             path = %shown,
                             reset = rate.map(|r| r.reset),
+                            wait_ms = pause.as_millis() as u64,
                             "Chatwork answered 429; waiting for the window to reset"
                         );
-                        if rate.is_none() || rate_limited_in_a_row > 1 {
-                            // Without a reset to wait for (or when the budget did not
-                            // keep the next request out), back off on our own.
-                            let pause = self.backoff(rate_limited_in_a_row);
-                            if Instant::now() + pause > deadline {
-                                return Err(ChatworkError::RateLimited {
-                                    until: Utc::now() + pause,
-                                });
-                            }
-                            tokio::time::sleep(pause).await;
-                            self.meter(|m| m.waited(1, pause));
-                            count_wait(pause);
+                        if Instant::now() + pause > deadline {
+                            return Err(ChatworkError::RateLimited {
+                                until: Utc::now() + pause,
+                            });
                         }
+                        not_before = Some(Instant::now() + pause);
                         continue;
                     }
                     let secret = self.inner.token.expose_secret();
@@ -349,16 +402,23 @@ impl ChatworkClient {
                     }
                 }
             };
-            rate_limited_in_a_row = 0;
-            if !failure.is_retryable() || attempts >= settings.max_attempts {
+            rate_limited = None;
+            if let Some(until) = opened {
+                tracing::warn!(
+                    path = %shown,
+                    error = %failure,
+                    until = %until,
+                    "Chatwork looks down: the outage breaker is open"
+                );
+                metrics::counter!("chatwork_unavailable").increment(1);
+                return Err(ChatworkError::Unavailable { until });
+            }
+            if !failure.is_retryable() {
                 return Err(failure);
             }
-            let pause = self.backoff(attempts);
-            if started.elapsed() + pause > settings.retry_max_elapsed
-                || Instant::now() + pause >= deadline
-            {
+            let Ok(pause) = retries.pause_before_next(deadline) else {
                 return Err(failure);
-            }
+            };
             tracing::info!(
                 path = %shown,
                 attempt = attempts,
@@ -391,15 +451,46 @@ impl ChatworkClient {
             Err(e) => return (None, Err(e)),
         };
         let status = response.status().as_u16();
-        let rate = RateHeaders::from_headers(response.headers());
+        let rate = RateHeaders::from_headers(response.headers()).map(|r| r.answered_with(status));
         let body = response.bytes().await.map(|b| b.to_vec());
         (rate, body.map(|body| Answer { status, body }))
     }
 
-    /// Waits for a unit of the shared budget, never past `deadline`.
-    async fn acquire(&self, endpoint: &str, deadline: Instant) -> Result<Grant, ChatworkError> {
+    /// Tells the outage breaker how an attempt went (`down`: a 5xx, a timeout or no
+    /// connection); returns when the next probe may go out if the breaker is open.
+    async fn breaker_outcome(&self, down: bool, probe: bool) -> Option<chrono::DateTime<Utc>> {
+        let breaker = &self.inner.breaker;
+        if down {
+            match breaker.failed().await {
+                Ok(open) => open,
+                Err(e) => {
+                    tracing::warn!(error = %e, probe, "could not count a Chatwork failure in the outage breaker");
+                    None
+                }
+            }
+        } else {
+            if let Err(e) = breaker.succeeded().await {
+                tracing::warn!(error = %e, "could not close the Chatwork outage breaker");
+            }
+            None
+        }
+    }
+
+    /// Waits for a unit of the shared budget, never past `deadline`, and not before
+    /// `not_before` (a 429's reset) either.
+    async fn acquire(
+        &self,
+        endpoint: &str,
+        deadline: Instant,
+        not_before: Option<Instant>,
+    ) -> Result<Grant, ChatworkError> {
         let mut waited = Duration::ZERO;
         let mut announced = false;
+        if let Some(at) = not_before {
+            let pause = at.saturating_duration_since(Instant::now());
+            tokio::time::sleep(pause).await;
+            waited += pause;
+        }
         let outcome = loop {
             let reservation =
                 self.budget()
@@ -453,18 +544,6 @@ impl ChatworkClient {
             count_wait(waited);
         }
         outcome
-    }
-
-    /// The pause before retry `n` (1-based): exponential, capped, jittered to between
-    /// half and all of it.
-    fn backoff(&self, n: u32) -> Duration {
-        let settings = &self.inner.settings;
-        let full = settings
-            .backoff_initial
-            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)))
-            .min(settings.backoff_max);
-        let half = full / 2;
-        half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
     }
 
     fn meter(&self, f: impl Fn(&RequestMeter)) {

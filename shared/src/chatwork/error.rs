@@ -52,13 +52,18 @@ pub enum ChatworkError {
     Deadline { endpoint: String },
     /// The shared rate budget in Postgres could not be used.
     Budget { message: String },
+    /// Chatwork is down (repeated 5xx, timeouts or no connection): the token's outage
+    /// breaker is open and no request goes out before `until` but one probe (see
+    /// [`breaker`](super::breaker)). Sent nothing; try again later.
+    Unavailable { until: DateTime<Utc> },
     /// The client could not be built (a token that is not a valid header value, TLS).
     Setup { message: String },
 }
 
 impl ChatworkError {
-    /// Whether trying again later can succeed: 5xx, 429, network failures, timeouts and
-    /// an unreachable budget are; 400, 401, 403, 404 and malformed answers are not.
+    /// Whether trying again later can succeed: 5xx, 429, network failures, timeouts, an
+    /// open outage breaker and an unreachable budget are; 400, 401, 403, 404 and
+    /// malformed answers are not.
     pub fn is_retryable(&self) -> bool {
         match self {
             ChatworkError::Status { status, .. } => *status >= 500 || *status == 429,
@@ -66,7 +71,8 @@ impl ChatworkError {
             | ChatworkError::Timeout { .. }
             | ChatworkError::Network { .. }
             | ChatworkError::Deadline { .. }
-            | ChatworkError::Budget { .. } => true,
+            | ChatworkError::Budget { .. }
+            | ChatworkError::Unavailable { .. } => true,
             ChatworkError::Decode { .. } | ChatworkError::Setup { .. } => false,
         }
     }
@@ -144,6 +150,12 @@ impl ChatworkError {
             ChatworkError::Setup { message } => {
                 write!(f, "the Chatwork client could not be built: {message}")
             }
+            ChatworkError::Unavailable { until } => write!(
+                f,
+                "Chatwork unavailable: repeated server errors or timeouts opened the outage \
+                 breaker; no request before {} but one probe",
+                until.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
         }
     }
 }
@@ -261,6 +273,15 @@ mod tests {
         };
         assert!(limited.is_retryable());
         assert_eq!(limited.status(), Some(429));
+        let down = ChatworkError::Unavailable {
+            until: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        };
+        assert!(down.is_retryable());
+        assert_eq!(down.status(), None);
+        assert!(
+            down.to_string().starts_with("Chatwork unavailable: "),
+            "{down}"
+        );
         assert_eq!(
             limited.to_string(),
             "Chatwork rate limit: no request allowed before 2027-01-15T08:00:00Z"

@@ -5,6 +5,9 @@
 //!   [`ClientSettings`] and a Postgres pool, and shared; [`ChatworkClient::metered`] gives
 //!   a handler a clone whose requests it can count ([`RequestMeter`]).
 //! - [`budget`]: the rate budget every process using the same token shares.
+//! - [`breaker`]: the outage breaker every process using the same token shares: after
+//!   repeated 5xx or timeouts, one probe per interval and every other call fails fast
+//!   with [`ChatworkError::Unavailable`].
 //!
 //! # A call
 //!
@@ -15,8 +18,9 @@
 //! `min(request timeout, time left)`; then records the answer's `x-ratelimit-*` headers in
 //! the budget, whatever the outcome. 5xx answers, network errors and timeouts are retried
 //! with exponential backoff and jitter, bounded by attempts, by total time and by the
-//! deadline; 400/401/403/404 are not. A 429 is not an attempt: its headers mark the
-//! window spent and the next reservation waits for the reset. No wait ever passes the
+//! deadline; 400/401/403/404 are not. A 429 is not an attempt: it marks the shared
+//! window spent until the reset it reports, and the call waits for that reset before
+//! its next reservation (never a short backoff). No wait ever passes the
 //! deadline: a budget that opens only after it makes the call return
 //! [`ChatworkError::RateLimited`] `{ until }` at once, so the caller can hand the work back
 //! to its queue instead of failing it.
@@ -52,13 +56,20 @@
 //! - **Headers correct, they do not inflate**: within a window the row's `remaining`
 //!   only goes down (when Chatwork reports less left than we think, because someone else
 //!   uses the token), so reordered answers cannot hand out units twice.
+//! - **Chatwork's word over the row's belief**: a 429 sets the row spent until the
+//!   reset it reports, and a fresh answer (to a request of the row's current window)
+//!   that names another window, earlier or later, moves the row there; only late
+//!   answers to requests of an older window are ignored. A wrong belief (a window that
+//!   changed, another program on the token) costs at most one 429 per request in
+//!   flight, then none.
 //!
 //! # Metrics
 //!
 //! `chatwork_requests` counts every request sent, labelled `status` with the HTTP status
 //! or `timeout` / `network` when no answer came; `chatwork_rate_limit_waits` counts the
 //! calls that waited for the budget (or a 429's reset) and `chatwork_rate_limit_wait_ms`
-//! records how long. Rooms are never labels (each label value would be a CloudWatch
+//! records how long; `chatwork_unavailable` counts the calls the open outage breaker
+//! failed fast. Rooms are never labels (each label value would be a CloudWatch
 //! dimension of its own); they go in log fields.
 //!
 //! # Measured
@@ -72,12 +83,15 @@
 //! exists for) and 96.8 % with 100 ms of latency. With Chatwork's real 5-minute window
 //! the margin costs 1 s in 301 s: 99.7 %.
 
+pub mod breaker;
 pub mod budget;
 mod client;
 mod error;
 mod meter;
 pub mod models;
+mod tls;
 
+pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
 pub use client::{ChatworkClient, ClientSettings};
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};

@@ -95,6 +95,14 @@ pub(crate) async fn chatwork_failure(
         ChatworkError::Deadline { .. } | ChatworkError::Budget { .. } => {
             return ItemError::Retry(anyhow::Error::new(error));
         }
+        // Not the room's fault, and nothing was sent: back to the queue, no room error.
+        ChatworkError::Unavailable { until } => {
+            tracing::warn!(
+                until = %until,
+                "Chatwork is unavailable (the outage breaker is open); the record goes back to the queue"
+            );
+            return ItemError::Retry(anyhow::Error::new(error));
+        }
         _ => {}
     }
     if let Some(room) = room

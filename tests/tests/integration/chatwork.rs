@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cwsync::chatwork::budget::{BudgetSettings, RateBudget, RateHeaders, Reservation};
-use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings, latest_message_id};
+use cwsync::chatwork::{
+    BreakerSettings, ChatworkClient, ChatworkError, ClientSettings, latest_message_id,
+};
 use cwsync_tests::TestDb;
 use fake_chatwork::{
     FakeChatwork, FakeSettings, Fault, FaultScope, MAX_MESSAGES, RoomAccess, WindowKind,
@@ -461,6 +463,271 @@ async fn three_processes_get_no_429_when_the_reset_header_is_rounded_down() {
     three_processes_share_one_token(fake, Duration::from_secs(1), 5).await;
 }
 
+/// `callers` concurrent callers of one client make `calls` calls each; once `after`
+/// requests reached the fake, `change` runs once (while requests are in flight). Returns
+/// how many rate windows the fake had seen just before and just after the change, and
+/// the number of 429s.
+async fn callers_through_a_change(
+    fake: &FakeChatwork,
+    client: &ChatworkClient,
+    callers: usize,
+    calls: usize,
+    after: usize,
+    change: impl FnOnce(),
+) -> (usize, usize, u64) {
+    let deadline = in_secs(90);
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..callers {
+        let client = client.clone();
+        tasks.spawn(async move {
+            for i in 0..calls {
+                if (caller + i) % 2 == 0 {
+                    client.list_rooms(deadline).await?;
+                } else {
+                    client.get_room(DM_ROOM, deadline).await?;
+                }
+            }
+            Ok::<_, ChatworkError>(())
+        });
+    }
+    while fake.requests().len() < after {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let before = fake.rate_windows(fake.token()).len();
+    change();
+    let after = fake.rate_windows(fake.token()).len();
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    (before, after, fake.rate_limited_count())
+}
+
+/// The 429s among the fake's requests arrived before `end`.
+fn every_429_before(fake: &FakeChatwork, end: SystemTime) {
+    for request in fake.requests() {
+        if request.status == Some(429) {
+            assert!(request.at < end, "a 429 after the window it was meant for");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_window_that_changes_mid_run_costs_at_most_the_requests_in_flight() {
+    const CALLERS: usize = 3;
+    let fake = FakeChatwork::demo().await;
+    fake.set_latency(Duration::from_millis(20));
+    let db = TestDb::new().await;
+    let client = client(&fake, &db);
+    // The budget believes in Chatwork's 300 per 5 minutes; then the window becomes 10
+    // per 2 s with requests on their way.
+    let (before, _, limited) = callers_through_a_change(&fake, &client, CALLERS, 16, 9, || {
+        fake.set_rate_limit(10, Duration::from_secs(2))
+    })
+    .await;
+    println!("window change with {CALLERS} callers: {limited} answers of 429");
+    assert!(limited <= CALLERS as u64, "{limited} 429s");
+    // `before` is the index of the first window of the new kind.
+    let windows = fake.rate_windows(fake.token());
+    assert!(
+        windows.len() >= before + 3,
+        "the run spanned the new windows"
+    );
+    // Then none: the first new window holds every 429 there was.
+    every_429_before(&fake, windows[before + 1].start);
+    let state = client.budget().state().await.unwrap().unwrap();
+    assert_eq!((state.limit_count, state.in_flight), (10, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_program_spending_the_token_costs_at_most_the_requests_in_flight() {
+    const CALLERS: usize = 3;
+    let fake =
+        FakeChatwork::start(FakeSettings::demo().with_rate_limit(20, Duration::from_secs(3))).await;
+    fake.set_latency(Duration::from_millis(20));
+    let db = TestDb::new().await;
+    let client = client(&fake, &db);
+    let (_, after, limited) = callers_through_a_change(&fake, &client, CALLERS, 16, 5, || {
+        fake.spend_rate_limit(fake.token(), 1000);
+    })
+    .await;
+    println!("a second program spent the window, {CALLERS} callers: {limited} answers of 429");
+    assert!(limited <= CALLERS as u64, "{limited} 429s");
+    // The window the second program spent is the last one before `after`.
+    let windows = fake.rate_windows(fake.token());
+    assert!(windows.len() > after, "the run went on in later windows");
+    every_429_before(&fake, windows[after - 1].end);
+}
+
+// ---- the outage breaker ----
+
+/// The breaker at a scale where a test's seconds stand for an outage's hours: open after
+/// 4 failures, then one probe every 400 ms (Chatwork's real defaults: 8, every 30 s).
+fn scaled_breaker(threshold: u32) -> BreakerSettings {
+    BreakerSettings {
+        threshold,
+        failure_window: Duration::from_secs(10),
+        probe_interval: Duration::from_millis(400),
+    }
+}
+
+/// `processes` clients (pools of their own) on one token, `callers` each, that call
+/// Chatwork over and over for `outage` while it answers 503 to everything, as records
+/// redelivered by their queues would. Returns the requests Chatwork got meanwhile and
+/// how many calls failed fast as unavailable.
+async fn calls_through_an_outage(
+    fake: &FakeChatwork,
+    clients: &[ChatworkClient],
+    callers: usize,
+    outage: Duration,
+) -> (usize, u64) {
+    fake.inject(FaultScope::Any, Fault::Status(503), None);
+    let before = fake.requests().len();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        for _ in 0..callers {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let mut unavailable = 0u64;
+                while started.elapsed() < outage {
+                    match client.list_rooms(in_secs(30)).await {
+                        Ok(_) => panic!("Chatwork is down"),
+                        Err(ChatworkError::Unavailable { .. }) => unavailable += 1,
+                        Err(e) => assert_eq!(e.status(), Some(503), "{e}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                unavailable
+            });
+        }
+    }
+    let mut unavailable = 0;
+    while let Some(done) = tasks.join_next().await {
+        unavailable += done.unwrap();
+    }
+    fake.clear_faults();
+    (fake.requests().len() - before, unavailable)
+}
+
+fn clients_with_breaker(
+    fake: &FakeChatwork,
+    db: &TestDb,
+    processes: usize,
+    breaker: BreakerSettings,
+) -> Vec<ChatworkClient> {
+    (0..processes)
+        .map(|_| {
+            let mut settings = settings(fake);
+            settings.breaker = breaker;
+            ChatworkClient::new(settings, db.another_pool()).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_costs_the_failures_that_open_the_breaker_and_one_probe_per_interval() {
+    const PROCESSES: usize = 3;
+    const CALLERS: usize = 2;
+    let outage = Duration::from_secs(4);
+    let breaker = scaled_breaker(4);
+
+    // Without a breaker (it never opens), for comparison.
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let clients = clients_with_breaker(&fake, &db, PROCESSES, scaled_breaker(u32::MAX));
+    let (unguarded, _) = calls_through_an_outage(&fake, &clients, CALLERS, outage).await;
+
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let clients = clients_with_breaker(&fake, &db, PROCESSES, breaker);
+    // Healthy first: no breaker row, no statement.
+    clients[0].list_rooms(in_secs(30)).await.unwrap();
+    assert_eq!(clients[0].breaker().state().await.unwrap(), None);
+
+    let (sent, unavailable) = calls_through_an_outage(&fake, &clients, CALLERS, outage).await;
+    let probes = (outage.as_millis() / breaker.probe_interval.as_millis()) as usize + 1;
+    println!(
+        "outage of {outage:?} with {PROCESSES} processes x {CALLERS} callers: {sent} requests \
+         with the breaker ({unavailable} calls failed fast), {unguarded} without"
+    );
+    // The failures that opened it, one more per caller that had a request on its way or
+    // had not learned it yet, and one probe per interval.
+    let bound = breaker.threshold as usize + PROCESSES * CALLERS + probes;
+    assert!(sent <= bound, "{sent} requests while down, bound {bound}");
+    assert!(
+        sent < unguarded / 3,
+        "{sent} vs {unguarded} without the breaker"
+    );
+    assert!(unavailable > 0);
+    let state = clients[0].breaker().state().await.unwrap().unwrap();
+    assert!(state.opened_at.is_some(), "{state:?}");
+
+    // Chatwork is back: the next probe closes the breaker, and every process sends
+    // again within about one probe interval.
+    let back = Instant::now();
+    for client in &clients {
+        loop {
+            match client.list_rooms(in_secs(30)).await {
+                Ok(rooms) => {
+                    assert_eq!(rooms.len(), 12);
+                    break;
+                }
+                Err(ChatworkError::Unavailable { .. }) => {
+                    assert!(back.elapsed() < Duration::from_secs(5), "still unavailable");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let state = clients[0].breaker().state().await.unwrap().unwrap();
+    assert_eq!((state.failures, state.opened_at), (0, None));
+}
+
+#[tokio::test]
+async fn timeouts_open_the_breaker_and_a_failing_fast_call_says_why() {
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let mut settings = settings(&fake);
+    settings.request_timeout = Duration::from_millis(300);
+    settings.breaker = scaled_breaker(3);
+    settings.breaker.probe_interval = Duration::from_secs(60);
+    let client = ChatworkClient::new(settings, db.pool.clone()).unwrap();
+    fake.inject(FaultScope::Any, Fault::Hang(Duration::from_secs(5)), None);
+    // Four attempts allowed, but the third timeout opens the breaker.
+    let err = client.get_room(DM_ROOM, in_secs(30)).await.unwrap_err();
+    let ChatworkError::Unavailable { until } = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(fake.requests().len(), 3);
+    assert!(until > chrono::Utc::now() + chrono::Duration::seconds(50));
+    assert!(err.is_retryable());
+    assert!(err.to_string().starts_with("Chatwork unavailable"), "{err}");
+    // Failing fast sends nothing, in this process and in another one.
+    let again = client.list_rooms(in_secs(30)).await.unwrap_err();
+    assert!(
+        matches!(again, ChatworkError::Unavailable { .. }),
+        "{again:?}"
+    );
+    let mut other = self::settings(&fake);
+    other.breaker = client.breaker().settings();
+    other.request_timeout = Duration::from_millis(300);
+    let other = ChatworkClient::new(other, db.another_pool()).unwrap();
+    // The other process has not failed yet: it learns from its first failure.
+    let learned = other.list_rooms(in_secs(30)).await.unwrap_err();
+    assert!(
+        matches!(learned, ChatworkError::Unavailable { .. }),
+        "{learned:?}"
+    );
+    assert_eq!(fake.requests().len(), 4);
+    let again = other.list_rooms(in_secs(30)).await.unwrap_err();
+    assert!(
+        matches!(again, ChatworkError::Unavailable { .. }),
+        "{again:?}"
+    );
+    assert_eq!(fake.requests().len(), 4);
+}
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -588,7 +855,13 @@ fn headers(limit: i32, remaining: i32, reset_in: i64) -> RateHeaders {
         remaining,
         reset: now + reset_in,
         date: Some(now),
+        rate_limited: false,
     }
+}
+
+/// The headers of a 429 whose window resets in `reset_in` seconds.
+fn refused(limit: i32, reset_in: i64) -> RateHeaders {
+    headers(limit, 0, reset_in).answered_with(429)
 }
 
 async fn grant(budget: &RateBudget) -> cwsync::chatwork::budget::Grant {
@@ -654,6 +927,7 @@ async fn the_reset_is_read_on_chatworks_clock() {
                 remaining: 0,
                 reset: now + 1030,
                 date: Some(now + 1000),
+                rate_limited: false,
             }),
         )
         .await
@@ -728,14 +1002,9 @@ async fn an_old_answer_never_overwrites_a_newer_window() {
         .unwrap();
     let state = budget.state().await.unwrap().unwrap();
     assert_eq!((state.remaining, state.carried), (8, 0));
-    // An answer of the current window that reports an older reset (reordered on the way)
-    // neither moves the window back nor hands out units.
-    let current = grant(&budget).await;
-    budget.record(current, Some(first)).await.unwrap();
+    // (An answer to a request of the current window is fresh, whatever reset it reports:
+    // see `a_fresh_answer_with_an_earlier_reset_moves_the_window_there`.)
     let after = budget.state().await.unwrap().unwrap();
-    assert_eq!((after.remaining, after.in_flight), (7, 0));
-    assert_eq!(after.server_reset, state.server_reset);
-    assert_eq!(after.reset_at, state.reset_at);
 
     // An answer from two windows ago changes nothing at all.
     let ancient = grant(&budget).await;
@@ -753,6 +1022,102 @@ async fn an_old_answer_never_overwrites_a_newer_window() {
     assert_eq!(before.window_id, after.window_id + 2);
     budget.record(ancient, Some(newer)).await.unwrap();
     assert_eq!(budget.state().await.unwrap().unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_429_spends_the_row_until_its_reset_whatever_the_row_believed() {
+    let db = TestDb::new().await;
+    let budget = RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("t".to_owned()),
+        budget_settings(),
+    );
+    let probe = grant(&budget).await;
+    budget
+        .record(probe, Some(headers(300, 299, 300)))
+        .await
+        .unwrap();
+    // The row believes in 298 more requests for five minutes; Chatwork says the window
+    // is spent and resets in 4 s.
+    let a = grant(&budget).await;
+    let b = grant(&budget).await;
+    budget.record(a, Some(refused(12, 4))).await.unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!((state.limit_count, state.remaining), (12, 0));
+    let left = (state.reset_at - chrono::Utc::now()).num_milliseconds();
+    assert!((2_000..=4_500).contains(&left), "{left} ms");
+    let Reservation::Exhausted { wait, unconfirmed } = budget.try_reserve().await.unwrap() else {
+        panic!("spent");
+    };
+    assert!(
+        !unconfirmed && wait <= Duration::from_millis(4_500),
+        "{wait:?}"
+    );
+    // Another answer of the same old belief (a request that was on its way) cannot
+    // bring the five minutes back.
+    budget
+        .record(b, Some(headers(300, 290, 300)))
+        .await
+        .unwrap();
+    let after = budget.state().await.unwrap().unwrap();
+    assert_eq!((after.limit_count, after.remaining), (12, 0));
+    assert_eq!(after.reset_at, state.reset_at);
+
+    // A 429 that reports a later reset than the row's makes the row wait longer too.
+    let other = RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("u".to_owned()),
+        budget_settings(),
+    );
+    let probe = grant(&other).await;
+    other.record(probe, Some(headers(10, 9, 2))).await.unwrap();
+    let c = grant(&other).await;
+    other.record(c, Some(refused(10, 60))).await.unwrap();
+    let state = other.state().await.unwrap().unwrap();
+    let left = (state.reset_at - chrono::Utc::now()).num_seconds();
+    assert!((55..=61).contains(&left), "{left} s");
+    assert_eq!(state.remaining, 0);
+}
+
+#[tokio::test]
+async fn a_fresh_answer_with_an_earlier_reset_moves_the_window_there() {
+    let db = TestDb::new().await;
+    let budget = RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("t".to_owned()),
+        budget_settings(),
+    );
+    let probe = grant(&budget).await;
+    budget
+        .record(probe, Some(headers(300, 299, 300)))
+        .await
+        .unwrap();
+    let on_the_way = grant(&budget).await;
+    let fresh = grant(&budget).await;
+    // Chatwork now counts 12 per 4 s: the fresh answer moves the row to that window,
+    // the other request in flight counted against it.
+    budget
+        .record(fresh, Some(headers(12, 11, 4)))
+        .await
+        .unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!(
+        (state.limit_count, state.remaining, state.carried),
+        (12, 10, 1)
+    );
+    assert!((state.reset_at - chrono::Utc::now()).num_seconds() <= 4);
+    // The request that was on its way was answered in the old window: late, its unit
+    // comes back, and the five minutes do not.
+    budget
+        .record(on_the_way, Some(headers(300, 297, 300)))
+        .await
+        .unwrap();
+    let after = budget.state().await.unwrap().unwrap();
+    assert_eq!(
+        (after.limit_count, after.remaining, after.carried),
+        (12, 11, 0)
+    );
+    assert_eq!(after.reset_at, state.reset_at);
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@ use cwsync::jobs::JobSpec as _;
 mod cost;
 mod faults;
 mod messages;
+mod outage;
+mod rate;
 mod rooms;
 
 use std::sync::Arc;
