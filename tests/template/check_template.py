@@ -118,7 +118,8 @@ schedules = {e["Properties"]["Input"] for e in functions["SchedulerFunction"]["P
 for task in ("messages-sync", "sweep", "retention", "rooms-sync"):
     fact(f'{{"task": "{task}"}}' in schedules, f"a schedule runs {task}")
 
-# Alarms: DLQ depth >= 1, oldest message over 5 minutes, errors, throttles, duration, API 5xx.
+# Alarms: DLQ depth >= 1, oldest message over 5 minutes, errors, throttles, duration, API 5xx,
+# Chatwork unavailable.
 for name in dead_letter_queues:
     found = [a for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
              and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [name, "QueueName"]}]
@@ -133,6 +134,11 @@ for name in functions:
         found = [a for a in alarms if a["MetricName"] == metric and a["Dimensions"][0]["Value"] == {"Ref": name}]
         fact(len(found) == 1, f"{metric} alarm on {name}")
 fact(any(a["MetricName"] == "5xx" and a["Namespace"] == "AWS/ApiGateway" for a in alarms), "API 5xx alarm")
+# Chatwork down: the outage breaker's fail-fast calls, for each sync consumer.
+for function in ("messages-sync", "rooms-sync"):
+    found = [a for a in alarms if a["MetricName"] == "chatwork_unavailable" and a["Namespace"] == "cwsync"
+             and a["Dimensions"] == [{"Name": "function", "Value": function}]]
+    fact(len(found) == 1 and found[0]["Threshold"] == 1, f"Chatwork-unavailable alarm on {function}")
 fact(all(a.get("AlarmActions") == [{"Ref": "AlarmTopic"}] for a in alarms), "every alarm notifies the topic")
 fact(resources["AlarmSubscription"]["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}, "alarm e-mail parameter")
 fact("Dashboard" in resources, "a dashboard")

@@ -631,13 +631,15 @@ async fn an_outage_costs_the_failures_that_open_the_breaker_and_one_probe_per_in
     let outage = Duration::from_secs(4);
     let breaker = scaled_breaker(4);
 
+    // A rate limit out of the way: the unguarded run may send more than 300.
+    let fake_settings = || FakeSettings::demo().with_rate_limit(100_000, Duration::from_secs(300));
     // Without a breaker (it never opens), for comparison.
-    let fake = FakeChatwork::demo().await;
+    let fake = FakeChatwork::start(fake_settings()).await;
     let db = TestDb::new().await;
     let clients = clients_with_breaker(&fake, &db, PROCESSES, scaled_breaker(u32::MAX));
     let (unguarded, _) = calls_through_an_outage(&fake, &clients, CALLERS, outage).await;
 
-    let fake = FakeChatwork::demo().await;
+    let fake = FakeChatwork::start(fake_settings()).await;
     let db = TestDb::new().await;
     let clients = clients_with_breaker(&fake, &db, PROCESSES, breaker);
     // Healthy first: no breaker row, no statement.
@@ -728,6 +730,72 @@ async fn timeouts_open_the_breaker_and_a_failing_fast_call_says_why() {
     assert_eq!(fake.requests().len(), 4);
 }
 
+#[tokio::test]
+async fn one_probe_per_interval_across_processes_and_the_first_success_closes() {
+    use cwsync::chatwork::OutageBreaker;
+    use cwsync::chatwork::breaker::Admission;
+    let db = TestDb::new().await;
+    let token = SecretString::from("t".to_owned());
+    let settings = BreakerSettings {
+        threshold: 3,
+        failure_window: Duration::from_secs(10),
+        probe_interval: Duration::from_millis(300),
+    };
+    let processes: Vec<OutageBreaker> = (0..5)
+        .map(|_| OutageBreaker::new(db.another_pool(), &token, settings))
+        .collect();
+    // Failures from different processes add up; the third opens the breaker.
+    assert_eq!(processes[0].failed().await.unwrap(), None);
+    assert_eq!(processes[1].failed().await.unwrap(), None);
+    let until = processes[2].failed().await.unwrap().expect("open");
+    assert!(until > chrono::Utc::now());
+    // Those that know it open fail fast; the others do not know yet (no statement).
+    assert!(matches!(
+        processes[2].admit().await.unwrap(),
+        Admission::Open { .. }
+    ));
+    assert_eq!(
+        processes[3].admit().await.unwrap(),
+        Admission::Send { probe: false }
+    );
+
+    // Requests of the first two that were on their way fail too: now they know.
+    assert!(processes[0].failed().await.unwrap().is_some());
+    assert!(processes[1].failed().await.unwrap().is_some());
+
+    // For three intervals, the three that know ask as soon as their probe time has
+    // come: exactly one probe per interval goes out among them, and it fails.
+    for _ in 0..3 {
+        tokio::time::sleep(settings.probe_interval + Duration::from_millis(20)).await;
+        let mut asks = tokio::task::JoinSet::new();
+        for process in processes[..3].iter().cloned() {
+            asks.spawn(async move { (process.admit().await.unwrap(), process) });
+        }
+        let mut probers = Vec::new();
+        while let Some(done) = asks.join_next().await {
+            let (admission, process) = done.unwrap();
+            match admission {
+                Admission::Send { probe: true } => probers.push(process),
+                Admission::Open { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(probers.len(), 1, "one probe per interval");
+        assert!(probers[0].failed().await.unwrap().is_some(), "still open");
+    }
+    // A success (here of a process that had failed) closes it for everyone.
+    processes[1].succeeded().await.unwrap();
+    let state = processes[0].state().await.unwrap().unwrap();
+    assert_eq!((state.failures, state.opened_at), (0, None));
+    tokio::time::sleep(settings.probe_interval + Duration::from_millis(20)).await;
+    for process in &processes {
+        assert_eq!(
+            process.admit().await.unwrap(),
+            Admission::Send { probe: false }
+        );
+    }
+}
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -771,6 +839,10 @@ async fn the_token_never_shows_in_logs_errors_or_debug_output() {
     settings.request_timeout = Duration::from_secs(1);
     let client = ChatworkClient::new(settings.clone(), db.pool.clone()).unwrap();
     let mut failures: Vec<ChatworkError> = Vec::new();
+    // A log statement first reached by another test's thread while this subscriber was
+    // being installed can keep the interest it computed without it (a race in tracing's
+    // callsite registry); computing every statement's interest again now closes it.
+    tracing::callsite::rebuild_interest_cache();
 
     client.list_rooms(in_secs(30)).await.unwrap();
     fake.fail_next(1, 503);
