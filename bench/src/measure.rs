@@ -242,7 +242,10 @@ pub async fn fan_out(backend: Backend, rooms: usize) -> anyhow::Result<FanOutFig
     let started = jobs::start::<MessagesSync>(
         &pool,
         &queues,
-        &MessagesSyncPayload { room_id: None },
+        &MessagesSyncPayload {
+            room_id: None,
+            rooms: None,
+        },
         Some("bench"),
     )
     .await?;
@@ -545,7 +548,10 @@ pub async fn memory(
         let started = jobs::start::<MessagesSync>(
             world.pool(),
             &queues,
-            &MessagesSyncPayload { room_id: None },
+            &MessagesSyncPayload {
+                room_id: None,
+                rooms: None,
+            },
             Some("bench"),
         )
         .await?;

@@ -156,7 +156,10 @@ impl World {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload { room_id: None },
+            &MessagesSyncPayload {
+                room_id: None,
+                rooms: None,
+            },
             Some("bench"),
         )
         .await?;

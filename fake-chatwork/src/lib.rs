@@ -217,6 +217,13 @@ impl FakeChatwork {
         lock(&self.shared).edit(room_id, message_id, body.to_owned())
     }
 
+    /// Answers as for a free plan from now on: every successful answer carries
+    /// Chatwork's `chatwork-message-limitation: true` and, with `value` as the summary,
+    /// `chatwork-message-limitation-summary` (`None`: a paid plan, neither header).
+    pub fn set_message_limitation(&self, value: Option<&str>) {
+        lock(&self.shared).message_limitation = value.map(str::to_owned);
+    }
+
     /// Makes a room gone (404), forbidden (403) or open again.
     pub fn set_room_access(&self, room_id: i64, access: RoomAccess) {
         if let Some(stored) = lock(&self.shared).rooms.get_mut(&room_id) {

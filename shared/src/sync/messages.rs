@@ -1,5 +1,10 @@
 //! `chatwork_messages_sync`: one item per room, each storing the room's latest messages.
 //!
+//! A job fetches one room (`roomId`), the rooms a room check planned (`rooms`: see
+//! [`check`](super::check); each comes with what the check's room list said of it, so
+//! the item neither asks for the list again nor decides again: it fetches), or every
+//! active room.
+//!
 //! An item, for one room:
 //!
 //! 1. One statement reads what the decision needs: whether the job was canceled, the
@@ -9,7 +14,7 @@
 //! 2. Without a snapshot yet, the item takes it or waits for the consumer that does, and
 //!    checks for cancellation again.
 //! 3. A room whose `last_update_time` in the snapshot is the one its last successful sync
-//!    saw ends `unchanged` without a request. A single-room sync always fetches; so does
+//!    saw ends `unchanged` without a request (not for a room a check planned). A single-room sync always fetches; so does
 //!    an all-rooms sync for a room the snapshot does not list (only the request can say
 //!    whether it is gone or forbidden).
 //! 4. `GET /rooms/{id}/messages?force=1` (the latest 100).
@@ -17,8 +22,10 @@
 //!    messages inserted (with the company when the room is linked to exactly one),
 //!    identical ones ignored, edited ones (a later `update_time`) updated; the room's
 //!    `last_message_id` (numeric maximum), `last_sync_at`, errors cleared, the snapshot's
-//!    `last_update_time` and message count it was synced at, a gap when there was one;
-//!    and the item's result, which marks the room as done for a redelivery.
+//!    `last_update_time` and message count it was synced at, a gap when there was one,
+//!    the plan's message limitation when Chatwork reported one, and that the room no
+//!    longer waits for a fetch; and the item's result, which marks the room as done for
+//!    a redelivery.
 //!
 //! A room's `last_update_time` has a resolution of one second: when the snapshot's is
 //! within [`SETTLE_SECS`] of the fetch, a message posted later in that same second would
@@ -50,12 +57,27 @@ pub const FETCH_LIMIT: usize = 100;
 /// The messages sync job type.
 pub struct MessagesSync;
 
-/// `{roomId?}`: one room (Chatwork's id), or every active room.
+/// `{roomId?, rooms?}`: one room (Chatwork's id); the rooms a room check planned, with
+/// what it saw of each; or (neither) every active room.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<CheckedRoom>>,
+}
+
+/// A room a room check planned a fetch for, and what Chatwork's room list said of it:
+/// the item decides and detects gaps by this instead of taking a room list of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckedRoom {
+    pub room_id: i64,
+    /// Chatwork's `last_update_time` (epoch seconds; 0 for a room without activity).
+    pub last_update_time: i64,
+    /// Chatwork's `message_num`.
+    pub message_num: i64,
 }
 
 /// The queue message: `{v:1, jobId, roomId}`.
@@ -76,9 +98,12 @@ impl JobSpec for MessagesSync {
     type Message = MessagesSyncMessage;
 
     fn active_key(payload: &MessagesSyncPayload) -> String {
-        match payload.room_id {
-            Some(room_id) => item_key(room_id),
-            None => "all".into(),
+        match (payload.room_id, &payload.rooms) {
+            (Some(room_id), _) => item_key(room_id),
+            // One room check's fetches at a time: while they run, the next check finds
+            // their rooms still changed and leaves them to this job.
+            (None, Some(_)) => "checked".into(),
+            (None, None) => "all".into(),
         }
     }
 
@@ -86,14 +111,16 @@ impl JobSpec for MessagesSync {
         item_key(message.room_id)
     }
 
-    /// The one room asked for, or every active room the account has not left.
+    /// The one room asked for, the rooms a check planned (in its order: riskiest
+    /// first), or every active room the account has not left.
     async fn plan(
         pool: &PgPool,
         payload: &MessagesSyncPayload,
     ) -> Result<Vec<PlannedItem<MessagesSyncMessage>>, sqlx::Error> {
-        let rooms = match payload.room_id {
-            Some(room_id) => vec![room_id],
-            None => {
+        let rooms = match (payload.room_id, &payload.rooms) {
+            (Some(room_id), _) => vec![room_id],
+            (None, Some(rooms)) => rooms.iter().map(|r| r.room_id).collect(),
+            (None, None) => {
                 sqlx::query_scalar!(
                     "SELECT room_id FROM chatwork_rooms
                       WHERE is_active AND left_at IS NULL
@@ -188,6 +215,17 @@ impl JobKind for MessagesSync {
         tracing::Span::current().record("room_id", room_id);
         let payload: MessagesSyncPayload = item.payload()?;
         let single_room = payload.room_id.is_some();
+        // A room check already read the room list and decided this room needs a fetch.
+        let checked = payload
+            .rooms
+            .as_ref()
+            .and_then(|rooms| rooms.iter().find(|r| r.room_id == room_id))
+            .map(|r| {
+                Entry::Listed(ListedRoom {
+                    last_update_time: r.last_update_time,
+                    message_num: r.message_num,
+                })
+            });
         let pool = &item.pool;
 
         let state = read_state(pool, item.job_id, &item.item_key, room_id).await?;
@@ -215,7 +253,7 @@ impl JobKind for MessagesSync {
 
         let (client, meter) = context.chatwork.metered();
         let requests = || meter.snapshot().requests;
-        let entry = match state.snapshot {
+        let entry = match checked.or(state.snapshot) {
             Some(entry) => entry,
             None => {
                 let entry = snapshot::room_entry(
@@ -241,13 +279,16 @@ impl JobKind for MessagesSync {
                 entry
             }
         };
-        if !single_room && !room.changed(&entry) {
+        if !single_room && checked.is_none() && !room.changed(&entry) {
             return Ok(unchanged(room_id, requests(), "unchanged"));
         }
 
         let fetched_at = chrono::Utc::now().timestamp();
-        let messages = match client.list_messages(room_id, true, item.deadline).await {
-            Ok(messages) => messages,
+        let (messages, limitation) = match client
+            .list_messages_listed(room_id, true, item.deadline)
+            .await
+        {
+            Ok(listed) => (listed.items, listed.limitation),
             Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
         };
         let fetch = Fetch::analyse(messages, &room, &entry);
@@ -265,7 +306,19 @@ impl JobKind for MessagesSync {
         if let Some(missed) = fetch.gap {
             result["gap"] = json!({ "missedEstimate": missed });
         }
-        let written = write(pool, item, &room, &fetch, synced_update_time, &result).await?;
+        if let Some(limitation) = &limitation {
+            result["messageLimitation"] = json!(limitation);
+        }
+        let written = write(
+            pool,
+            item,
+            &room,
+            &fetch,
+            synced_update_time,
+            limitation.as_deref(),
+            &result,
+        )
+        .await?;
         let Some(result) = written else {
             return Ok(ItemOutcome::Canceled);
         };
@@ -466,6 +519,7 @@ async fn write(
     room: &RoomState,
     fetch: &Fetch,
     synced_update_time: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    limitation: Option<&str>,
     result: &serde_json::Value,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
     let n = fetch.messages.len();
@@ -533,6 +587,10 @@ async fn write(
                       synced_message_num = coalesce($14, r.synced_message_num),
                       gap_detected_at = CASE WHEN $15::int IS NULL THEN r.gap_detected_at ELSE now() END,
                       gap_missed_estimate = coalesce($15::int, r.gap_missed_estimate),
+                      fetch_wanted_since = NULL,
+                      message_limitation = coalesce($17::text, r.message_limitation),
+                      message_limitation_at = CASE WHEN $17::text IS NULL
+                                                   THEN r.message_limitation_at ELSE now() END,
                       updated_at = now()
                 WHERE r.id = (SELECT id FROM room)
             RETURNING 1
@@ -565,6 +623,7 @@ async fn write(
         message_num,
         gap,
         result,
+        limitation,
     )
     .fetch_one(pool)
     .await?;

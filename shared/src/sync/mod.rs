@@ -8,6 +8,7 @@
 //! statement as the write, so that a redelivered message neither counts twice nor asks
 //! Chatwork again for work that is already stored.
 
+pub mod check;
 pub mod messages;
 pub mod rooms;
 mod snapshot;

@@ -1,6 +1,7 @@
 //! The two sync job types through the consumer runtime (job core, embedded queue or
 //! moto's SQS, event source) against the fake Chatwork and a real Postgres.
 
+mod check;
 mod cost;
 mod faults;
 mod messages;
@@ -133,7 +134,10 @@ impl SyncRig {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload { room_id },
+            &MessagesSyncPayload {
+                room_id,
+                rooms: None,
+            },
             Some("admin-1"),
         )
         .await
