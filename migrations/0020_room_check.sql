@@ -49,6 +49,9 @@ CREATE TABLE room_checks (
     budget_remaining    integer,
     budget_reset_at     timestamptz,
     allowance           integer NOT NULL DEFAULT 0 CHECK (allowance >= 0),
+    -- The time to the next check the check planned with (its schedule's cadence): the
+    -- status route's rooms at risk are those whose rate fills a fetch in that time.
+    cadence_secs        integer NOT NULL CHECK (cadence_secs > 0),
     job_id              uuid REFERENCES jobs (id) ON DELETE SET NULL,
     -- The room list's `chatwork-message-limitation` header, when it carried one.
     message_limitation  text CHECK (char_length(message_limitation) <= 200),

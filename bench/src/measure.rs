@@ -245,6 +245,7 @@ pub async fn fan_out(backend: Backend, rooms: usize) -> anyhow::Result<FanOutFig
         &MessagesSyncPayload {
             room_id: None,
             rooms: None,
+            check: false,
         },
         Some("bench"),
     )
@@ -551,6 +552,7 @@ pub async fn memory(
             &MessagesSyncPayload {
                 room_id: None,
                 rooms: None,
+                check: false,
             },
             Some("bench"),
         )

@@ -159,6 +159,7 @@ impl World {
             &MessagesSyncPayload {
                 room_id: None,
                 rooms: None,
+                check: false,
             },
             Some("bench"),
         )

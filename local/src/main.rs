@@ -241,7 +241,7 @@ async fn serve(
         .context("re-sending unfinished work")?;
 
     let mut consumers = system::dead_letter_consumers(&pool);
-    consumers.extend(system::work_consumers(&pool, &chatwork, &summary).await?);
+    consumers.extend(system::work_consumers(&pool, &chatwork, &summary, queues.clone()).await?);
     let mut workers = Workers::start(queues.clone(), consumers);
     let mut settings = ScheduleSettings::from_env(env)?.with_chatwork(
         cwsync::chatwork::ChatworkClient::from_config(&chatwork, pool.clone())?,

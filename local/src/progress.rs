@@ -99,12 +99,17 @@ pub fn summary_line(job: &Job) -> String {
                         .sum()
                 })
                 .unwrap_or(0);
-            format!(
-                "{}/{} rooms ({} unchanged), {fetched} messages fetched, {errors} errors",
-                n("processedRooms"),
-                n("totalRooms"),
-                n("unchangedRooms")
-            )
+            match result.get("check") {
+                // A sync of all rooms: its room check sent the changed rooms to a job of
+                // their own.
+                Some(check) => check_detail(check),
+                None => format!(
+                    "{}/{} rooms ({} unchanged), {fetched} messages fetched, {errors} errors",
+                    n("processedRooms"),
+                    n("totalRooms"),
+                    n("unchangedRooms")
+                ),
+            }
         }
         JobType::SummaryDraft => match result.pointer("/draft/id") {
             Some(id) => format!("draft {}", id.as_str().unwrap_or_default()),
@@ -123,6 +128,35 @@ pub fn summary_line(job: &Job) -> String {
         kind(job.job_type),
         short(job.id)
     )
+}
+
+/// What a room check did, in words: `check` is its report as JSON.
+fn check_detail(check: &serde_json::Value) -> String {
+    let n = |key: &str| check.get(key).and_then(|v| v.as_i64()).unwrap_or(0);
+    let mut detail = format!(
+        "room check: {} rooms listed ({} new), {} changed, {} sent to be fetched",
+        n("listed"),
+        n("registered"),
+        n("changed"),
+        n("fetched")
+    );
+    if let Some(job) = check.get("jobId").and_then(|j| j.as_str()) {
+        detail.push_str(&format!(" by messages sync {}", &job[..8.min(job.len())]));
+    }
+    if n("deferred") > 0 {
+        detail.push_str(&format!(", {} left for the next check", n("deferred")));
+    }
+    detail
+}
+
+/// The line for a scheduled room check, unless it found nothing to do (a check every
+/// minute that says so each time would drown the rest).
+pub fn check_line(report: &cwsync::sync::check::RoomCheckReport) -> Option<String> {
+    if report.changed == 0 && report.registered == 0 {
+        return None;
+    }
+    let json = serde_json::to_value(report).ok()?;
+    Some(format!("[check] {}\n", check_detail(&json)))
 }
 
 /// Watches the jobs until `stop` is cancelled.

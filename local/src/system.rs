@@ -176,8 +176,16 @@ pub async fn run_schedule(
             _ = sync.tick(), if cadence.messages_sync.is_some() => Task::MessagesSync,
             _ = check.tick(), if cadence.room_check.is_some() => Task::RoomCheck,
         };
-        if let Err(e) = schedule::run(&pool, queues.as_ref(), task, &settings).await {
-            tracing::warn!(?task, error = %e, "scheduled task failed; it runs again next time");
+        match schedule::run(&pool, queues.as_ref(), task, &settings).await {
+            Ok(schedule::TaskReport::RoomCheck(report)) => {
+                if let Some(line) = crate::progress::check_line(&report) {
+                    crate::progress::say(&line);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(?task, error = %e, "scheduled task failed; it runs again next time");
+            }
         }
     }
 }
@@ -192,15 +200,17 @@ pub async fn recover(pool: &PgPool, backend: &QueueBackend) -> anyhow::Result<us
 }
 
 /// The consumers of the work queues: the rooms and messages syncs share one Chatwork
-/// client (and so one rate budget); summaries are drafted by `summary` (the extractive
-/// summarizer, or the model the `SUMMARY_MODEL*` settings name).
+/// client (and so one rate budget) and send a room check's fetches to `queues`;
+/// summaries are drafted by `summary` (the extractive summarizer, or the model the
+/// `SUMMARY_MODEL*` settings name).
 pub async fn work_consumers(
     pool: &PgPool,
     chatwork: &cwsync::config::ChatworkConfig,
     summary: &SummaryContext,
+    queues: Arc<dyn Queues>,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
     let client = ChatworkClient::from_config(chatwork, pool.clone())?;
-    let sync = Arc::new(SyncContext::new(client));
+    let sync = Arc::new(SyncContext::new(client).with_queues(queues));
     Ok(vec![
         (
             QueueName::RoomsSync,

@@ -148,6 +148,7 @@ pub async fn run(
             let payload = MessagesSyncPayload {
                 room_id: None,
                 rooms: None,
+                check: false,
             };
             let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
             TaskReport::MessagesSync {

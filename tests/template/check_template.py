@@ -136,6 +136,13 @@ fact(env.get("ROOM_CHECK_EVERY_MINUTES") == {"Ref": "RoomCheckEveryMinutes"}
      "the scheduler knows the check's cadence and reserve")
 fact(env.get("CHATWORK_API_TOKEN_SECRET_ARN") == {"Ref": "ChatworkTokenSecretArn"},
      "the scheduler reads the Chatwork token (the check's room list)")
+messages_env = functions["MessagesSyncFunction"]["Properties"]["Environment"]["Variables"]
+fact(messages_env.get("MESSAGES_SYNC_QUEUE_URL") == {"Ref": "MessagesSyncQueue"},
+     "the messages consumer can send a room check's fetches to its own queue")
+messages_sends = [s for p in functions["MessagesSyncFunction"]["Properties"]["Policies"] for s in p["Statement"]
+                  if "sqs:SendMessage" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+fact(len(messages_sends) == 1 and messages_sends[0]["Resource"] == {"Fn::GetAtt": ["MessagesSyncQueue", "Arn"]},
+     "the messages consumer may send only to its own queue")
 scheduler_secrets = [r for p in scheduler["Policies"] for s in p["Statement"]
                      if "secretsmanager:GetSecretValue" in s["Action"]
                      for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]

@@ -19,6 +19,7 @@ mod jobs;
 pub mod openapi;
 mod rooms;
 mod scope;
+mod status;
 mod summaries;
 mod sync;
 
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/chatwork/rooms/{id}", patch(rooms::update))
         .route("/chatwork/rooms/{id}/messages", get(rooms::messages))
         .route("/chatwork/messages/sync", post(sync::messages))
+        .route("/chatwork/status", get(status::get))
         .route("/companies", get(companies::list).post(companies::create))
         .route(
             "/companies/{id}/chatwork-rooms",

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{companies, error, health, jobs, rooms, summaries, sync};
+use super::{companies, error, health, jobs, rooms, status, summaries, sync};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,7 @@ use super::{companies, error, health, jobs, rooms, summaries, sync};
         rooms::messages,
         sync::rooms,
         sync::messages,
+        status::get,
         companies::list,
         companies::create,
         companies::rooms,

@@ -259,7 +259,7 @@ pub async fn run(
     let listed = match chatwork.list_rooms_listed(deadline).await {
         Ok(listed) => listed,
         Err(error) => {
-            let check_id = record_failure(pool, trigger, &error).await?;
+            let check_id = record_failure(pool, trigger, settings, &error).await?;
             metrics::counter!("room_checks", "outcome" => CheckOutcome::Failed.as_str())
                 .increment(1);
             tracing::warn!(error = %error, "room check: the room list could not be read");
@@ -297,6 +297,7 @@ pub async fn run(
         let payload = MessagesSyncPayload {
             room_id: None,
             rooms: Some(planned.iter().map(|c| c.listed).collect()),
+            check: false,
         };
         let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
         job_id = Some(started.job.id);
@@ -323,7 +324,15 @@ pub async fn run(
             Vec::new()
         },
     };
-    let check_id = record(pool, trigger, &report, seen.unseen_total, listed.limitation).await?;
+    let check_id = record(
+        pool,
+        trigger,
+        settings,
+        &report,
+        seen.unseen_total,
+        listed.limitation,
+    )
+    .await?;
     let report = RoomCheckReport { check_id, ..report };
     metrics::counter!("room_checks", "outcome" => outcome.as_str()).increment(1);
     metrics::counter!("rooms_deferred").increment(report.deferred as u64);
@@ -455,6 +464,7 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
 async fn record(
     pool: &PgPool,
     trigger: CheckTrigger,
+    settings: &RoomCheckSettings,
     report: &RoomCheckReport,
     unseen_total: i64,
     limitation: Option<String>,
@@ -464,8 +474,9 @@ async fn record(
         r#"INSERT INTO room_checks (trigger, outcome, rooms_listed, rooms_registered,
                                     rooms_changed, rooms_fetched, rooms_deferred, unseen_max,
                                     unseen_total, budget_limit, budget_remaining,
-                                    budget_reset_at, allowance, job_id, message_limitation)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                                    budget_reset_at, allowance, job_id, message_limitation,
+                                    cadence_secs)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
            RETURNING id"#,
         trigger.as_str(),
         report.outcome.as_str(),
@@ -482,6 +493,7 @@ async fn record(
         count(report.allowance),
         report.job_id,
         limitation,
+        cadence_secs(settings),
     )
     .fetch_one(pool)
     .await
@@ -491,17 +503,25 @@ async fn record(
 async fn record_failure(
     pool: &PgPool,
     trigger: CheckTrigger,
+    settings: &RoomCheckSettings,
     error: &ChatworkError,
 ) -> Result<Uuid, sqlx::Error> {
     let message: String = error.to_string().chars().take(500).collect();
     sqlx::query_scalar!(
-        r#"INSERT INTO room_checks (trigger, outcome, error) VALUES ($1, 'failed', $2)
+        r#"INSERT INTO room_checks (trigger, outcome, error, cadence_secs)
+           VALUES ($1, 'failed', $2, $3)
            RETURNING id"#,
         trigger.as_str(),
         message,
+        cadence_secs(settings),
     )
     .fetch_one(pool)
     .await
+}
+
+/// The cadence as stored: whole seconds, at least 1.
+fn cadence_secs(settings: &RoomCheckSettings) -> i32 {
+    i32::try_from(settings.cadence.as_secs().max(1)).unwrap_or(i32::MAX)
 }
 
 /// Deletes the checks older than `age` (the retention task); returns how many.

@@ -42,6 +42,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::check::{self, CheckError, CheckTrigger};
 use super::snapshot::{self, Entry, ListedRoom, SnapshotError};
 use super::{SyncContext, chatwork_failure};
 use crate::chatwork::{Message, compare_message_ids};
@@ -57,8 +58,10 @@ pub const FETCH_LIMIT: usize = 100;
 /// The messages sync job type.
 pub struct MessagesSync;
 
-/// `{roomId?, rooms?}`: one room (Chatwork's id); the rooms a room check planned, with
-/// what it saw of each; or (neither) every active room.
+/// `{roomId?, rooms?, check?}`: one room (Chatwork's id); the rooms a room check
+/// planned, with what it saw of each; a room check first (`check: true`, a sync of all
+/// rooms started over HTTP: one item checks, and the rooms that need a fetch get a job
+/// of their own); or (none of them) every active room, the fixed schedule's fallback.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncPayload {
@@ -66,6 +69,8 @@ pub struct MessagesSyncPayload {
     pub room_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rooms: Option<Vec<CheckedRoom>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
 }
 
 /// A room a room check planned a fetch for, and what Chatwork's room list said of it:
@@ -80,12 +85,17 @@ pub struct CheckedRoom {
     pub message_num: i64,
 }
 
-/// The queue message: `{v:1, jobId, roomId}`.
+/// The queue message: `{v:1, jobId, roomId}`, or `{v:1, jobId}` for the room check
+/// of a `check` job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncMessage {
-    pub room_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<i64>,
 }
+
+/// The item key of a `check` job's room check.
+pub const CHECK_ITEM_KEY: &str = "check";
 
 /// The item key of a room.
 pub fn item_key(room_id: i64) -> String {
@@ -103,12 +113,15 @@ impl JobSpec for MessagesSync {
             // One room check's fetches at a time: while they run, the next check finds
             // their rooms still changed and leaves them to this job.
             (None, Some(_)) => "checked".into(),
+            (None, None) if payload.check => "check".into(),
             (None, None) => "all".into(),
         }
     }
 
     fn item_key(message: &MessagesSyncMessage) -> String {
-        item_key(message.room_id)
+        message
+            .room_id
+            .map_or_else(|| CHECK_ITEM_KEY.to_owned(), item_key)
     }
 
     /// The one room asked for, the rooms a check planned (in its order: riskiest
@@ -120,6 +133,12 @@ impl JobSpec for MessagesSync {
         let rooms = match (payload.room_id, &payload.rooms) {
             (Some(room_id), _) => vec![room_id],
             (None, Some(rooms)) => rooms.iter().map(|r| r.room_id).collect(),
+            (None, None) if payload.check => {
+                return Ok(vec![PlannedItem {
+                    message: MessagesSyncMessage { room_id: None },
+                    group_id: CHECK_ITEM_KEY.into(),
+                }]);
+            }
             (None, None) => {
                 sqlx::query_scalar!(
                     "SELECT room_id FROM chatwork_rooms
@@ -133,7 +152,9 @@ impl JobSpec for MessagesSync {
         Ok(rooms
             .into_iter()
             .map(|room_id| PlannedItem {
-                message: MessagesSyncMessage { room_id },
+                message: MessagesSyncMessage {
+                    room_id: Some(room_id),
+                },
                 // Rooms sync in parallel; each room in order.
                 group_id: item_key(room_id),
             })
@@ -144,8 +165,20 @@ impl JobSpec for MessagesSync {
     /// message}], unchangedRooms, canceledRooms, failedRooms, gaps: [{roomId,
     /// missedEstimate}], storedMessages, editedMessages, requests}`. `processedRooms`
     /// counts the completed and the unchanged rooms; `requests` the Chatwork requests of
-    /// the deliveries that ended the items.
+    /// the deliveries that ended the items. A `check` job's room check adds `check`: what
+    /// it saw and did, with the job that fetches the changed rooms (`jobId`).
     fn summarize(items: &[ItemRecord]) -> serde_json::Value {
+        let check_item = items.iter().find(|i| i.item_key == CHECK_ITEM_KEY);
+        let check = check_item.and_then(|i| i.result.as_ref()?.get("check").cloned());
+        let check_requests = check_item
+            .and_then(|i| i.result.as_ref()?.get("requests")?.as_i64())
+            .unwrap_or(0);
+        let items: Vec<ItemRecord> = items
+            .iter()
+            .filter(|i| i.item_key != CHECK_ITEM_KEY)
+            .cloned()
+            .collect();
+        let items = items.as_slice();
         let room_of = |item: &ItemRecord| item.message.get("roomId").cloned().unwrap_or_default();
         let number = |item: &ItemRecord, field: &str| {
             item.result
@@ -187,7 +220,7 @@ impl JobSpec for MessagesSync {
                 Some(json!({"roomId": room_of(i), "missedEstimate": gap.get("missedEstimate")}))
             })
             .collect();
-        json!({
+        let mut summary = json!({
             "totalRooms": items.len(),
             "processedRooms": rooms.len(),
             "unchangedRooms": count(ItemStatus::Unchanged),
@@ -198,8 +231,12 @@ impl JobSpec for MessagesSync {
             "gaps": gaps,
             "storedMessages": items.iter().map(|i| number(i, "stored")).sum::<i64>(),
             "editedMessages": items.iter().map(|i| number(i, "edited")).sum::<i64>(),
-            "requests": items.iter().map(|i| number(i, "requests")).sum::<i64>(),
-        })
+            "requests": check_requests + items.iter().map(|i| number(i, "requests")).sum::<i64>(),
+        });
+        if let Some(check) = check {
+            summary["check"] = check;
+        }
+        summary
     }
 }
 
@@ -211,7 +248,9 @@ impl JobKind for MessagesSync {
         item: &ItemRun,
         message: MessagesSyncMessage,
     ) -> Result<ItemOutcome, ItemError> {
-        let room_id = message.room_id;
+        let Some(room_id) = message.room_id else {
+            return run_check(context, item).await;
+        };
         tracing::Span::current().record("room_id", room_id);
         let payload: MessagesSyncPayload = item.payload()?;
         let single_room = payload.room_id.is_some();
@@ -344,6 +383,37 @@ impl JobKind for MessagesSync {
             fetched: fetch.messages.len() as i32,
             result,
         })
+    }
+}
+
+/// A `check` job's room check: the same check as the schedule's, whose fetches go to a
+/// job of their own. A room list Chatwork does not give ends the item as any Chatwork
+/// error does (retried, then failed), so the job records why.
+async fn run_check(context: &SyncContext, item: &ItemRun) -> Result<ItemOutcome, ItemError> {
+    let Some(queues) = context.queues.as_deref() else {
+        return Err(ItemError::Fail(ErrorInfo::new(
+            "NoQueues",
+            "this consumer cannot send the fetches of a room check (no queues configured)",
+        )));
+    };
+    let (client, meter) = context.chatwork.metered();
+    let report = check::run(
+        &item.pool,
+        queues,
+        &client,
+        &context.settings.room_check,
+        CheckTrigger::Sync,
+    )
+    .await;
+    match report {
+        Ok(report) => Ok(ItemOutcome::Completed {
+            fetched: 0,
+            result: json!({"check": report, "requests": meter.snapshot().requests}),
+        }),
+        Err(CheckError::Chatwork { error, .. }) => {
+            Err(chatwork_failure(&item.pool, None, error).await)
+        }
+        Err(e) => Err(ItemError::Retry(e.into())),
     }
 }
 

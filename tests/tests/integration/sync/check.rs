@@ -9,7 +9,7 @@ use cwsync::jobs::{ItemStatus, JobStatus};
 use cwsync::queue::QueueName;
 use cwsync::sync::check::{self, CheckOutcome, CheckTrigger, RoomCheckReport, RoomCheckSettings};
 use fake_chatwork::FakeSettings;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{
     Backend, SyncRig, client_settings, messages_requests, poster, room_list_requests,
@@ -332,4 +332,234 @@ async fn the_free_plans_limitation_header_is_recorded_on_the_check_and_the_room(
         items[0].result.as_ref().unwrap()["messageLimitation"],
         json!(summary)
     );
+}
+
+/// Calls the API as an admin, served over the rig's database and queues.
+async fn api(rig: &SyncRig, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    use cwsync::api::{AppState, AuthConfig, Role};
+    let auth = AuthConfig::local_jwt(
+        &cwsync::config::Env::default(),
+        &secrecy::SecretString::from(cwsync_tests::TEST_JWT_SECRET),
+    )
+    .unwrap();
+    let token = auth
+        .mint_local_token("admin-1", Role::Admin, Duration::from_secs(600))
+        .unwrap();
+    let state = AppState::new(rig.pool().clone(), rig.queues.clone(), auth);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, cwsync::api::router(state))
+            .await
+            .unwrap();
+    });
+    let mut request = reqwest::Client::new()
+        .request(
+            method.parse().unwrap(),
+            format!("http://{address}/api{path}"),
+        )
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap();
+    server.abort();
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_sync_of_all_rooms_started_over_http_fetches_only_the_changed_rooms() {
+    let rooms: Vec<_> = (1..=20).map(|i| room_with_history(5700 + i, 3)).collect();
+    let rig = SyncRig::new(Backend::Sqs, rooms).await;
+    rig.check(0).await;
+    for room in [5704, 5716] {
+        rig.fake.post_message(room, &poster(), "HTTP").unwrap();
+    }
+
+    let before = rig.fake.requests().len();
+    let (status, started) = api(&rig, "POST", "/chatwork/messages/sync", Some(json!({}))).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["payload"], json!({"check": true}));
+    assert_eq!(started["totalItems"], 1, "one queue message: the check");
+    assert!(
+        rig.fake.requests().len() == before,
+        "the request never waits for Chatwork"
+    );
+
+    let id = started["id"].as_str().unwrap().parse().unwrap();
+    let job = rig.run_to_end(id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let check = &job.result.as_ref().unwrap()["check"];
+    assert_eq!(check["outcome"], "fetching", "{check}");
+    assert_eq!(
+        (check["changed"].as_i64(), check["fetched"].as_i64()),
+        (Some(2), Some(2))
+    );
+    let fetch = rig
+        .run_to_end(check["jobId"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert_eq!(fetch.total_items, 2, "a queue message per changed room");
+    let requests = rig.requests_since(before);
+    assert_eq!(requests.len(), 1 + 2, "{requests:?}");
+    let mut fetched = messages_requests(&requests);
+    fetched.sort();
+    assert_eq!(fetched, [5704, 5716]);
+    rig.holds_everything_of(5704).await;
+    rig.holds_everything_of(5716).await;
+    let trigger: String =
+        sqlx::query_scalar("SELECT trigger FROM room_checks ORDER BY checked_at DESC LIMIT 1")
+            .fetch_one(rig.pool())
+            .await
+            .unwrap();
+    assert_eq!(trigger, "sync");
+
+    // One room by name still always fetches that room.
+    let before = rig.fake.requests().len();
+    let (status, one) = api(
+        &rig,
+        "POST",
+        "/chatwork/messages/sync",
+        Some(json!({"roomId": 5709})),
+    )
+    .await;
+    assert_eq!(status, 202, "{one}");
+    rig.run_to_end(one["id"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert_eq!(messages_requests(&rig.requests_since(before)), [5709]);
+}
+
+#[tokio::test]
+async fn a_sync_started_over_http_while_chatwork_is_down_answers_at_once_and_the_job_says_why() {
+    let rig = SyncRig::new(Backend::Embedded, vec![room_with_history(5801, 2)]).await;
+    rig.fake.inject(
+        fake_chatwork::FaultScope::Any,
+        fake_chatwork::Fault::Status(503),
+        None,
+    );
+    let (status, started) = api(&rig, "POST", "/chatwork/messages/sync", None).await;
+    assert_eq!(status, 202, "{started}");
+    let job = rig
+        .run_to_end(started["id"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let items = rig.items(job.id).await;
+    let error = items[0].error.as_ref().unwrap().to_string();
+    assert!(error.contains("503"), "{error}");
+    let (outcome, recorded): (String, Option<String>) =
+        sqlx::query_as("SELECT outcome, error FROM room_checks ORDER BY checked_at DESC LIMIT 1")
+            .fetch_one(rig.pool())
+            .await
+            .unwrap();
+    assert_eq!(outcome, "failed");
+    assert!(recorded.unwrap().contains("503"));
+}
+
+#[tokio::test]
+async fn the_status_route_shows_the_last_check_the_budget_the_risks_and_the_gaps() {
+    let rooms = vec![room_with_history(5901, 3), room_with_history(5902, 3)];
+    let rig = SyncRig::new(Backend::Embedded, rooms).await;
+    let (status, empty) = api(&rig, "GET", "/chatwork/status", None).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(empty["lastCheck"], Value::Null);
+    rig.check(0).await;
+
+    // Room 5901 gets 130 messages between two checks: a gap, and a rate that puts it at
+    // risk; the free plan's header shows.
+    for i in 0..130 {
+        rig.fake
+            .post_message(5901, &poster(), &format!("m{i}"))
+            .unwrap();
+    }
+    rig.fake.set_message_limitation(Some("free plan"));
+    let report = rig.check(0).await;
+    assert_eq!(report.planned, [5901]);
+    assert_eq!(report.unseen_max, 130);
+
+    // Room 5902 is a bot room: 75,000 messages in the last day, 52 a minute, more than
+    // half of a fetch per one-minute check (stored as if fetched, to give it the rate).
+    sqlx::query(
+        "INSERT INTO messages (chatwork_room_id, room_id, message_id, account_id, account_name,
+                               body, send_time)
+         SELECT r.id, r.room_id, (9000000000 + n)::text, 1, 'bot', 'tick',
+                now() - n * interval '1 second'
+           FROM chatwork_rooms r, generate_series(1, 75000) AS n
+          WHERE r.room_id = 5902",
+    )
+    .execute(rig.pool())
+    .await
+    .unwrap();
+
+    let (status, body) = api(&rig, "GET", "/chatwork/status", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checkCadenceSecs"], 60.0);
+    let last = &body["lastCheck"];
+    assert_eq!(last["id"], json!(report.check_id));
+    assert_eq!(last["outcome"], "fetching");
+    assert_eq!(
+        (last["roomsChanged"].as_i64(), last["roomsFetched"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(last["roomsDeferred"], 0);
+    assert_eq!(last["unseenMax"], 130);
+    assert_eq!(body["budget"]["limit"], 300);
+    assert!(body["budget"]["remaining"].as_i64().unwrap() < 300);
+    assert_eq!(body["checksLastHour"], 2);
+    assert_eq!(body["gapsLast24h"][0]["roomId"], 5901, "{body}");
+    assert_eq!(body["gapsLast24h"][0]["missedEstimate"], 30);
+    let at_risk = body["roomsAtRisk"].as_array().unwrap();
+    assert_eq!(at_risk.len(), 1, "only the bot room: {body}");
+    assert_eq!(at_risk[0]["roomId"], 5902);
+    let expected = at_risk[0]["expectedPerCheck"].as_f64().unwrap();
+    // With its 3 older messages: 75,003 a day, per minute.
+    assert!(
+        (expected - 75_003.0 / 24.0 / 60.0).abs() < 1e-6,
+        "{expected}"
+    );
+    assert_eq!(body["messageLimitation"]["summary"], "free plan");
+
+    // The room list shows each room's observed rate and the limitation.
+    let (status, rooms) = api(&rig, "GET", "/chatwork/rooms", None).await;
+    assert_eq!(status, 200);
+    let busy = rooms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["roomId"] == 5901)
+        .unwrap();
+    // Its 3 first messages and 100 of the 130 were stored, all sent within the last
+    // day: 103 / 24 per hour.
+    assert!(
+        (busy["messagesPerHour"].as_f64().unwrap() - 103.0 / 24.0).abs() < 1e-9,
+        "{busy}"
+    );
+    assert_eq!(busy["messageLimitation"], "free plan");
+    assert_eq!(busy["unseenMessages"], 0);
+
+    // A reader may not look.
+    let auth = cwsync::api::AuthConfig::local_jwt(
+        &cwsync::config::Env::default(),
+        &secrecy::SecretString::from(cwsync_tests::TEST_JWT_SECRET),
+    )
+    .unwrap();
+    let reader = auth
+        .mint_local_token("r", cwsync::api::Role::Reader, Duration::from_secs(60))
+        .unwrap();
+    let state = cwsync::api::AppState::new(rig.pool().clone(), rig.queues.clone(), auth);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, cwsync::api::router(state))
+            .await
+            .unwrap();
+    });
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/api/chatwork/status"))
+        .bearer_auth(reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    server.abort();
 }

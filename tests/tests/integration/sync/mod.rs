@@ -90,7 +90,8 @@ impl SyncRig {
             })),
             Backend::Sqs => Arc::new(create_test_queues(1, MAX_RECEIVES).await),
         };
-        let context = sync_context(&fake, &db.pool);
+        let client = ChatworkClient::new(client_settings(&fake), db.pool.clone()).unwrap();
+        let context = Arc::new(SyncContext::new(client).with_queues(queues.clone()));
         Self {
             rooms: JobConsumer::new(db.pool.clone(), context.clone()),
             messages: JobConsumer::new(db.pool.clone(), context),
@@ -137,6 +138,7 @@ impl SyncRig {
             &MessagesSyncPayload {
                 room_id,
                 rooms: None,
+                check: false,
             },
             Some("admin-1"),
         )
