@@ -9,7 +9,8 @@ ALTER TABLE chatwork_rooms
     -- A check that cannot fetch every changed room fetches those waiting longest first
     -- among equally risky ones; a fetch clears it.
     ADD COLUMN fetch_wanted_since        timestamptz,
-    -- What the last room check saw of the room: when, `message_num`, `last_update_time`.
+    -- What the room checks last saw of the room: `message_num`, `last_update_time`, and
+    -- when a check last found them (or the room's need of a fetch) changed.
     -- Kept apart from `message_count` and `chatwork_updated_at` (the rooms sync's), so a
     -- check never hides a change from the rooms sync's description refresh.
     ADD COLUMN checked_at                timestamptz,

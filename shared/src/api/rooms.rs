@@ -73,8 +73,9 @@ pub struct Room {
     /// Since when room checks have found the room needing a fetch (new messages or an
     /// edit); null when the last check found it current.
     pub fetch_wanted_since: Option<DateTime<Utc>>,
-    /// When the last room check saw the room, and what Chatwork's room list said then:
-    /// `message_num` and `last_update_time`.
+    /// What Chatwork's room list said at the room checks: `message_num` and
+    /// `last_update_time`, and when a check last found them (or the room's need of a
+    /// fetch) changed.
     pub checked_at: Option<DateTime<Utc>>,
     pub checked_message_num: Option<i32>,
     pub checked_last_update_time: Option<DateTime<Utc>>,

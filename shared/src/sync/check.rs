@@ -359,8 +359,8 @@ struct Seen {
     unseen_total: i64,
 }
 
-/// Registers new rooms, records what the list says on every listed room, and returns
-/// the active rooms that need a fetch; one statement.
+/// Registers new rooms, records what the list says on every listed room whose state
+/// moved, and returns the active rooms that need a fetch; one statement.
 async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
     let ids: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
     let names: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
@@ -402,21 +402,27 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
                        OR l.updated_at IS DISTINCT FROM r.synced_last_update_time) AS needs,
                       r.fetch_wanted_since
                  FROM listed l JOIN chatwork_rooms r ON r.room_id = l.room_id
-           ), checked AS (
-               UPDATE chatwork_rooms r
-                  SET checked_at = now(), checked_message_num = j.message_num,
-                      checked_last_update_time = j.updated_at,
-                      fetch_wanted_since = CASE WHEN j.needs AND j.syncable
-                                                THEN coalesce(r.fetch_wanted_since, now()) END
+           ), decided AS (
+               SELECT j.*, j.needs AND j.syncable AS wanted,
+                      CASE WHEN j.needs AND j.syncable
+                           THEN coalesce(j.fetch_wanted_since, now()) END AS wanted_since
                  FROM judged j
-                WHERE r.id = j.id
-            RETURNING r.room_id, j.message_num, j.updated, j.unseen, j.needs AND j.syncable AS wanted,
-                      r.fetch_wanted_since
+           ), checked AS (
+               -- Only rooms whose state moved are written: a check every minute must not
+               -- rewrite every room every minute.
+               UPDATE chatwork_rooms r
+                  SET checked_at = now(), checked_message_num = d.message_num,
+                      checked_last_update_time = d.updated_at,
+                      fetch_wanted_since = d.wanted_since
+                 FROM decided d
+                WHERE r.id = d.id
+                  AND (r.checked_message_num, r.checked_last_update_time, r.fetch_wanted_since)
+                      IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since)
            )
-           SELECT c.room_id AS "room_id!", c.unseen AS "unseen!", c.wanted AS "wanted!",
-                  c.fetch_wanted_since AS "wanted_since?", c.updated AS "updated!",
-                  c.message_num AS "message_num!", false AS "registered!"
-             FROM checked c
+           SELECT d.room_id AS "room_id!", d.unseen AS "unseen!", d.wanted AS "wanted!",
+                  d.wanted_since AS "wanted_since?", d.updated AS "updated!",
+                  d.message_num AS "message_num!", false AS "registered!"
+             FROM decided d
            UNION ALL
            SELECT g.room_id, g.message_num, g.fetch_wanted_since IS NOT NULL,
                   g.fetch_wanted_since, l.updated, g.message_num, true
