@@ -12,8 +12,8 @@ use fake_chatwork::FakeSettings;
 use serde_json::{Value, json};
 
 use super::{
-    Backend, SyncRig, client_settings, messages_requests, poster, room_list_requests,
-    room_with_history,
+    Backend, SyncRig, client_settings, count_metrics, counter, messages_requests, poster,
+    room_list_requests, room_with_history,
 };
 
 /// Chatwork's `last_update_time` has a resolution of one second, so a fetch in the same
@@ -99,8 +99,11 @@ async fn nothing_changed_sends_nothing(backend: Backend) {
 
     let jobs = rig.job_count().await;
     let before = rig.fake.requests().len();
+    count_metrics();
+    let current = counter("room_checks", &[("outcome", "current")]);
     let report = rig.check(0).await;
     assert_eq!(report.outcome, CheckOutcome::Current, "{report:?}");
+    assert!(counter("room_checks", &[("outcome", "current")]) > current);
     assert_eq!((report.changed, report.fetched, report.deferred), (0, 0, 0));
     assert_eq!(report.job_id, None);
     assert_eq!(rig.job_count().await, jobs, "no job");
@@ -239,7 +242,10 @@ async fn under_a_short_budget_the_riskiest_rooms_go_first_and_the_rest_next_time
     for _ in 0..5 {
         rig.fake.post_message(room(4), &poster(), "早い").unwrap();
     }
+    count_metrics();
+    let deferred_before = counter("rooms_deferred", &[]);
     let starved = rig.check(100).await; // 22 left.
+    assert!(counter("rooms_deferred", &[]) > deferred_before);
     assert_eq!(starved.outcome, CheckOutcome::Deferred);
     assert_eq!(
         (starved.changed, starved.fetched, starved.deferred),
