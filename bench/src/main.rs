@@ -6,6 +6,7 @@
 //! Run it with `scripts/bench` (which builds the release binaries it needs, and starts
 //! Postgres and moto's SQS server's venv first).
 
+mod capture;
 mod measure;
 mod runtime;
 mod sqs_wire;
@@ -27,7 +28,7 @@ use stats::{Invocation, PRICES, PRICES_SOURCE, cost_per_million_messages, mib};
 #[derive(Parser)]
 #[command(about = "cwsync's benchmarks: one table of every figure of issue 10 against its goal")]
 struct Args {
-    /// Measurements to run (1 to 7; 7 needs 6). Default: all.
+    /// Measurements to run (1 to 8; 7 needs 6). Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Rooms of the rate-limit benchmark (1).
@@ -47,6 +48,13 @@ struct Args {
     /// Runs per binary of the cold-start benchmark (5).
     #[arg(long, default_value_t = 11)]
     cold_start_runs: usize,
+    /// Simulated seconds per real second in the capture benchmark (8): two simulated
+    /// hours take 7200 / speed real seconds (4 minutes at 30).
+    #[arg(long, default_value_t = 30.0)]
+    capture_speed: f64,
+    /// Rooms of the capture benchmark (8).
+    #[arg(long, default_value_t = 300)]
+    capture_rooms: usize,
     /// Where the release binaries are (default: next to this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -456,6 +464,31 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    if wanted(8) {
+        let settings = capture::CaptureSettings {
+            speed: args.capture_speed,
+            rooms: args.capture_rooms,
+            ..capture::CaptureSettings::default()
+        };
+        say(format!(
+            "8. capture: {} rooms, {:.0} simulated minutes {}x faster, both strategies side by side",
+            settings.rooms,
+            settings.duration.as_secs_f64() / 60.0,
+            settings.speed
+        ));
+        let (fixed, checked) = tokio::join!(
+            capture::capture(capture::Strategy::Fixed, &settings),
+            capture::capture(capture::Strategy::RoomCheck, &settings)
+        );
+        let (fixed, checked) = (fixed?, checked?);
+        capture_rows(&mut rows, &fixed, &checked);
+        notes.push(format!(
+            "8: time is compressed {0}x: Chatwork's window of 300 requests per 300 s is 300 per {1:.1} s, the budget's reset margin 1 s / {0}, the schedules (15 min, 1 min) and the traffic likewise; freshness is in simulated seconds. Both strategies run at once, each with its own fake Chatwork and database, from the same start (every room registered and fetched once with a set-up token). Chatwork's times keep their one-second resolution in real time, i.e. {0} simulated seconds: a room fetched within 2 real seconds of its last message is fetched again by the next check (the settle rule), which costs the room check requests it would not pay at Chatwork's real speed. The cost counts Lambda at 128 MB for the consumers' batches and every scheduled invocation (this machine's speed, Chatwork at zero latency) and SQS per queue message, per million messages stored, with measurement 7's prices.",
+            settings.speed,
+            300.0 / settings.speed
+        ));
+    }
+
     println!("{}", table(&rows));
     for note in &notes {
         println!("- {note}");
@@ -466,6 +499,121 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Measurement 8's rows: both strategies, figure by figure.
+fn capture_rows(
+    rows: &mut Vec<Row>,
+    fixed: &capture::CaptureFigures,
+    checked: &capture::CaptureFigures,
+) {
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    for f in [fixed, checked] {
+        let is_check = f.strategy == capture::Strategy::RoomCheck;
+        let name = f.strategy.describe();
+        let goal = |text: &str| {
+            if is_check {
+                text.to_owned()
+            } else {
+                "(today's)".to_owned()
+            }
+        };
+        let judged = |ok: bool| if is_check { verdict(ok) } else { Verdict::Info };
+        let everything = f.stored == f.posted;
+        rows.push(row(
+            "8",
+            format!("capture, {name}"),
+            format!(
+                "{:.2} % ({} of {} posted; {} edits); worst room {}: {} of {} ({:.1} %); bot room {} of {}",
+                pct(f.stored, f.posted),
+                f.stored,
+                f.posted,
+                f.edits,
+                f.worst.room_id,
+                f.worst.stored,
+                f.worst.posted,
+                pct(f.worst.stored, f.worst.posted),
+                f.bot.stored,
+                f.bot.posted,
+            ),
+            goal("100 % in every room under 100 messages per check interval"),
+            judged(everything),
+        ));
+        let bursts: Vec<String> = f
+            .bursts
+            .iter()
+            .map(|b| format!("room {}: {} of {}", b.room_id, b.stored, b.posted))
+            .collect();
+        rows.push(row(
+            "8",
+            format!("burst rooms (150 messages in 2 min), {name}"),
+            format!(
+                "{}; {} room(s) with a gap",
+                bursts.join(", "),
+                f.rooms_with_gaps
+            ),
+            "(figure)",
+            Verdict::Info,
+        ));
+        rows.push(row(
+            "8",
+            format!("freshness (simulated s, posted to stored), {name}"),
+            format!(
+                "p50 {:.0} s, p99 {:.0} s, max {:.0} s",
+                f.freshness_p50, f.freshness_p99, f.freshness_max
+            ),
+            goal("p99 ≤ 120 s (two check intervals)"),
+            judged(f.freshness_p99 <= 120.0),
+        ));
+        rows.push(row(
+            "8",
+            format!("Chatwork requests, {name}"),
+            format!(
+                "{} of {} allowed ({:.1} %), {} 429s",
+                f.requests,
+                f.allowed,
+                100.0 * f.requests as f64 / f.allowed.max(1) as f64,
+                f.rate_limited
+            ),
+            goal("within the budget, 0 429s"),
+            judged(f.rate_limited == 0 && f.requests as u64 <= f.allowed),
+        ));
+        rows.push(row(
+            "8",
+            format!("queue messages and database, {name}"),
+            format!(
+                "{} queue messages; {} statements for {} stored messages ({:.1} per message); {} invocations, {:.1} s busy",
+                f.queue_messages,
+                f.statements,
+                f.stored_rows,
+                f.statements as f64 / f.stored_rows.max(1) as f64,
+                f.invocations,
+                f.busy.as_secs_f64()
+            ),
+            "(figure)",
+            Verdict::Info,
+        ));
+        rows.push(row(
+            "8",
+            format!("cost per 1 M stored messages, {name}"),
+            format!(
+                "${:.3} (Lambda duration ${:.3} + requests ${:.3} + SQS ${:.3})",
+                f.cost.total(),
+                f.cost.lambda_duration,
+                f.cost.lambda_requests,
+                f.cost.sqs
+            ),
+            goal(&format!("< today's ${:.3}", fixed.cost.total())),
+            judged(f.cost.total() < fixed.cost.total()),
+        ));
+        rows.push(row(
+            "8",
+            format!("real time of the run, {name}"),
+            format!("{:.0} s", f.took.as_secs_f64()),
+            "≤ 300 s",
+            verdict(f.took.as_secs_f64() <= 300.0),
+        ));
+    }
 }
 
 /// The rows as a Markdown table (readable as text, pasteable into BENCHMARKS.md).

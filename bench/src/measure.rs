@@ -31,7 +31,7 @@ const SETUP_TOKEN: &str = "fake-chatwork-setup-token-0123456789";
 
 /// Waits until every connection of `pools` is back and idle: sqlx pings a connection
 /// it takes back in a task of its own, so counts are read only after that.
-async fn settled(pools: &[&PgPool]) {
+pub(crate) async fn settled(pools: &[&PgPool]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && pools.iter().any(|p| p.num_idle() != p.size() as usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -242,7 +242,11 @@ pub async fn fan_out(backend: Backend, rooms: usize) -> anyhow::Result<FanOutFig
     let started = jobs::start::<MessagesSync>(
         &pool,
         &queues,
-        &MessagesSyncPayload { room_id: None },
+        &MessagesSyncPayload {
+            room_id: None,
+            rooms: None,
+            check: false,
+        },
         Some("bench"),
     )
     .await?;
@@ -544,7 +548,11 @@ pub async fn memory(
         let started = jobs::start::<MessagesSync>(
             world.pool(),
             &queues,
-            &MessagesSyncPayload { room_id: None },
+            &MessagesSyncPayload {
+                room_id: None,
+                rooms: None,
+                check: false,
+            },
             Some("bench"),
         )
         .await?;

@@ -156,7 +156,11 @@ impl World {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload { room_id: None },
+            &MessagesSyncPayload {
+                room_id: None,
+                rooms: None,
+                check: false,
+            },
             Some("bench"),
         )
         .await?;

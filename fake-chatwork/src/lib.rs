@@ -22,7 +22,8 @@
 //! gone or forbidden), injects faults ([`Fault`]: server errors, hangs, network delay,
 //! for the next N requests, for one room, or a random share), and reads back every
 //! request received ([`FakeChatwork::requests`]). [`DemoData`] is a realistic data set
-//! of a dozen rooms for the local runner and demos.
+//! of a dozen rooms for the local runner and demos. In traffic mode
+//! ([`FakeChatwork::play`]) it plays an organization's messages with time compressed.
 //!
 //! Edits move the room's `last_update_time` as posts do: a reader that only re-reads
 //! rooms that moved still sees edits (with `force=1`, since an edited message that was
@@ -32,6 +33,7 @@ mod demo;
 mod model;
 mod server;
 mod state;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,10 @@ pub use model::{
     RoomAccess, RoomType, WindowKind,
 };
 pub use state::MAX_MESSAGES;
+pub use traffic::{
+    PlaybackRecord, Posted, RoomKind, RoomProfile, Scheduled, TrafficEvent, TrafficPlan,
+    TrafficSettings,
+};
 
 use server::{Shared, lock};
 use state::State;
@@ -218,6 +224,20 @@ impl FakeChatwork {
     /// Edits a message: new body, `update_time` now. False when there is no such message.
     pub fn edit_message(&self, room_id: i64, message_id: &str, body: &str) -> bool {
         lock(&self.shared).edit(room_id, message_id, body.to_owned())
+    }
+
+    /// Plays an organization's traffic (see [`TrafficPlan`]) on this fake, `speed` times
+    /// faster than simulated time, in a task of its own; the task's result says which
+    /// messages it posted and when. The plan's rooms must exist.
+    pub fn play(&self, plan: TrafficPlan, speed: f64) -> tokio::task::JoinHandle<PlaybackRecord> {
+        tokio::spawn(traffic::play(self.shared.clone(), plan, speed))
+    }
+
+    /// Answers as for a free plan from now on: every successful answer carries
+    /// Chatwork's `chatwork-message-limitation: true` and, with `value` as the summary,
+    /// `chatwork-message-limitation-summary` (`None`: a paid plan, neither header).
+    pub fn set_message_limitation(&self, value: Option<&str>) {
+        lock(&self.shared).message_limitation = value.map(str::to_owned);
     }
 
     /// Makes a room gone (404), forbidden (403) or open again.

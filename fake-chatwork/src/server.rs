@@ -140,6 +140,17 @@ async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next
         }
     };
     set_rate_headers(response.headers_mut(), rate);
+    if response.status().is_success() {
+        let limitation = lock(&shared).message_limitation.clone();
+        if let Some(summary) = limitation.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            let headers = response.headers_mut();
+            headers.insert(
+                "chatwork-message-limitation",
+                HeaderValue::from_static("true"),
+            );
+            headers.insert("chatwork-message-limitation-summary", summary);
+        }
+    }
     finish(response.status());
     response
 }

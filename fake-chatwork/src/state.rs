@@ -82,6 +82,8 @@ pub(crate) struct State {
     latency: Duration,
     rng: fastrand::Rng,
     last_id: u128,
+    /// The `chatwork-message-limitation` header answers carry (a free plan's), if any.
+    pub message_limitation: Option<String>,
 }
 
 impl State {
@@ -107,6 +109,7 @@ impl State {
             latency: Duration::ZERO,
             rng: fastrand::Rng::with_seed(seed),
             last_id: 0,
+            message_limitation: None,
         };
         for room in rooms {
             state.put_room(room);

@@ -398,3 +398,57 @@ async fn demo_data_is_served_as_built() {
     assert!(my.iter().any(|r| r["type"] == "my"));
     assert!(my.iter().any(|r| r["type"] == "direct"));
 }
+
+#[tokio::test]
+async fn a_free_plan_answers_with_the_limitation_headers() {
+    let fake = FakeChatwork::demo().await;
+    let paid = get(&fake, "/rooms").await;
+    assert!(paid.headers().get("chatwork-message-limitation").is_none());
+    fake.set_message_limitation(Some("直近40日・5,000件"));
+    let free = get(&fake, &format!("/rooms/{BIG_ROOM}/messages?force=1")).await;
+    assert_eq!(free.status(), 200);
+    assert_eq!(free.headers()["chatwork-message-limitation"], "true");
+    assert_eq!(
+        free.headers()["chatwork-message-limitation-summary"].as_bytes(),
+        "直近40日・5,000件".as_bytes()
+    );
+    fake.set_message_limitation(None);
+    let paid = get(&fake, "/rooms").await;
+    assert!(paid.headers().get("chatwork-message-limitation").is_none());
+}
+
+#[tokio::test]
+async fn traffic_mode_plays_a_plan_with_time_compressed() {
+    use fake_chatwork::{TrafficPlan, TrafficSettings};
+    let settings = TrafficSettings {
+        rooms: 5,
+        first_room_id: 9_001,
+        duration: Duration::from_secs(600),
+        bot_every: Duration::from_secs(30),
+        burst_messages: 20,
+        burst_within: Duration::from_secs(60),
+        ..TrafficSettings::default()
+    };
+    let plan = TrafficPlan::organization(&settings);
+    let rooms = plan
+        .profiles
+        .iter()
+        .map(|p| Room::new(p.room_id, format!("room {}", p.room_id), RoomType::Group))
+        .collect();
+    let fake = FakeChatwork::start(FakeSettings::default().with_rooms(rooms)).await;
+    // Ten simulated minutes in a second.
+    let started = std::time::Instant::now();
+    let record = fake.play(plan.clone(), 600.0).await.unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert_eq!(record.posted.len(), plan.posts());
+    // The bot's 20 and the two bursts of 20 at least.
+    assert!(record.posted.len() >= 60, "{}", record.posted.len());
+    let listed: Vec<Value> = get(&fake, "/rooms").await.json().await.unwrap();
+    let total: i64 = listed
+        .iter()
+        .map(|r| r["message_num"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total as usize, record.posted.len());
+    assert!(record.posted.windows(2).all(|w| w[0].at <= w[1].at));
+}

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
 use cwsync::config::{
     ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, SummaryConfig,
@@ -43,14 +43,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Migrate the database, then run everything (the default).
-    Serve {
-        /// Address of the API (overrides LISTEN_ADDR; default 127.0.0.1:3000).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Minutes between scheduled incremental messages syncs (0: none).
-        #[arg(long, env = "LOCAL_MESSAGES_SYNC_EVERY_MINUTES", default_value_t = 15)]
-        sync_every_minutes: u64,
-    },
+    Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate,
     /// Print a token for the local API (needs LOCAL_JWT_SECRET, the running server's).
@@ -67,11 +60,50 @@ enum Command {
     },
 }
 
+/// The settings of `serve`, read the same way whether `serve` is named or implied.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+struct ServeArgs {
+    /// Address of the API (overrides LISTEN_ADDR; default 127.0.0.1:3000).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Seconds between room checks (0: none): each reads Chatwork's room list and fetches
+    /// the rooms with new or edited messages.
+    #[arg(long, env = "LOCAL_ROOM_CHECK_EVERY_SECS", default_value_t = 60)]
+    check_every_secs: u64,
+    /// Minutes between fixed-interval messages syncs of every active room (0: none).
+    /// Default: none while the room check runs, 15 when it is off.
+    #[arg(long, env = "LOCAL_MESSAGES_SYNC_EVERY_MINUTES")]
+    sync_every_minutes: Option<u64>,
+}
+
+impl ServeArgs {
+    /// What `cwsync-local` without a subcommand runs: `serve` with its settings from the
+    /// environment and their defaults, exactly as if `serve` had been named.
+    fn implied() -> Self {
+        let command = Self::augment_args(clap::Command::new("serve"));
+        let matches = command
+            .try_get_matches_from(["serve"])
+            .unwrap_or_else(|e| e.exit());
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The fixed-interval messages sync's period, if any.
+    fn messages_sync_every(&self) -> Option<Duration> {
+        let default = if self.check_every_secs > 0 { 0 } else { 15 };
+        let minutes = self.sync_every_minutes.unwrap_or(default);
+        (minutes > 0).then(|| Duration::from_secs(minutes * 60))
+    }
+
+    fn room_check_every(&self) -> Option<Duration> {
+        (self.check_every_secs > 0).then(|| Duration::from_secs(self.check_every_secs))
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Env::from_process();
-    let serving = matches!(cli.command, None | Some(Command::Serve { .. }));
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
     if serving && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // On a terminal the live job view speaks; logs only when something is wrong
         // (unless RUST_LOG asks for more).
@@ -99,7 +131,7 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
     let database = DatabaseConfig::from_env_or(env, DEFAULT_DATABASE_URL)?;
     // Settings the server needs are checked before anything connects.
     let summary = match &cli.command {
-        None | Some(Command::Serve { .. }) => Some(SummaryConfig::from_env(env)?),
+        None | Some(Command::Serve(_)) => Some(SummaryConfig::from_env(env)?),
         _ => None,
     };
     db::create_database_if_missing(&database)
@@ -112,10 +144,10 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         })?;
     let pool = db::pool(&database)?;
     db::migrate(&pool).await.context("migrating the database")?;
-    match cli.command.unwrap_or(Command::Serve {
-        listen: None,
-        sync_every_minutes: 15,
-    }) {
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::implied()))
+    {
         Command::Migrate => {
             say(&format!(
                 "Migrated database {:?}.\n",
@@ -124,12 +156,9 @@ async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { .. } => unreachable!("handled above"),
-        Command::Serve {
-            listen,
-            sync_every_minutes,
-        } => {
+        Command::Serve(args) => {
             let summary = summary.expect("read for serve above");
-            serve(env, &local, &summary, pool, listen, sync_every_minutes).await
+            serve(env, &local, &summary, pool, &args).await
         }
     }
 }
@@ -153,10 +182,9 @@ async fn serve(
     local: &LocalConfig,
     summary: &SummaryConfig,
     pool: sqlx::PgPool,
-    listen: Option<SocketAddr>,
-    sync_every_minutes: u64,
+    args: &ServeArgs,
 ) -> anyhow::Result<()> {
-    let addr = listen.unwrap_or(local.listen_addr);
+    let addr = args.listen.unwrap_or(local.listen_addr);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("could not listen on {addr}"))?;
@@ -213,17 +241,24 @@ async fn serve(
         .context("re-sending unfinished work")?;
 
     let mut consumers = system::dead_letter_consumers(&pool, &registry);
-    consumers.extend(system::work_consumers(&pool, &registry, &chatwork, &summary).await?);
+    consumers.extend(
+        system::work_consumers(&pool, &registry, &chatwork, &summary, queues.clone()).await?,
+    );
     let mut workers = Workers::start(queues.clone(), consumers);
-    let settings = ScheduleSettings::from_env(env)?;
+    let mut settings = ScheduleSettings::from_env(env)?.with_chatwork(
+        cwsync::chatwork::ChatworkClient::from_config(&chatwork, pool.clone())?,
+    );
     let cadence = Cadence {
         sweep: Duration::from_secs(60),
-        messages_sync: (sync_every_minutes > 0)
-            .then(|| Duration::from_secs(sync_every_minutes * 60)),
+        room_check: args.room_check_every(),
+        messages_sync: args.messages_sync_every(),
         retention: Duration::from_secs(24 * 3600),
     };
+    if let Some(every) = cadence.room_check {
+        settings.room_check.cadence = every;
+    }
     {
-        let (pool, queues) = (pool.clone(), queues.clone());
+        let (pool, queues, cadence) = (pool.clone(), queues.clone(), cadence.clone());
         workers.spawn(move |stop| system::run_schedule(pool, queues, settings, cadence, stop));
     }
     {
@@ -249,6 +284,19 @@ async fn serve(
         None => banner.push_str(&format!("  Chatwork: {}\n", chatwork.base_url)),
     }
     banner.push_str(&format!("  queues: {}\n", backend.describe()));
+    banner.push_str(&match cadence.room_check {
+        Some(every) => format!(
+            "  room check: every {} s (LOCAL_ROOM_CHECK_EVERY_SECS): one room list, then only the rooms with new or edited messages\n",
+            every.as_secs()
+        ),
+        None => "  room check: off (LOCAL_ROOM_CHECK_EVERY_SECS=0)\n".to_owned(),
+    });
+    if let Some(every) = cadence.messages_sync {
+        banner.push_str(&format!(
+            "  fixed messages sync of every room: every {} min (LOCAL_MESSAGES_SYNC_EVERY_MINUTES)\n",
+            every.as_secs() / 60
+        ));
+    }
     banner.push_str(&match summary.describe() {
         "extractive" => "  summaries: the built-in extractive summarizer (set SUMMARY_MODEL_BASE_URL and SUMMARY_MODEL for a model)\n".to_owned(),
         model => format!("  summaries: model {model}\n"),

@@ -87,6 +87,15 @@ pub fn summary_line(registry: &Registry, job: &Job) -> String {
     )
 }
 
+/// The line for a scheduled room check, unless it found nothing to do (a check every
+/// minute that says so each time would drown the rest).
+pub fn check_line(report: &cwsync::sync::check::RoomCheckReport) -> Option<String> {
+    if report.changed == 0 && report.registered == 0 {
+        return None;
+    }
+    Some(format!("[check] {}\n", report.describe()))
+}
+
 /// Watches the jobs until `stop` is cancelled.
 pub async fn watch(pool: PgPool, registry: Registry, stop: CancellationToken) {
     let interactive = std::io::stderr().is_terminal();

@@ -143,6 +143,8 @@ pub fn dead_letter_consumers(
 #[derive(Debug, Clone)]
 pub struct Cadence {
     pub sweep: Duration,
+    /// `None`: no room check.
+    pub room_check: Option<Duration>,
     /// `None`: no scheduled messages sync.
     pub messages_sync: Option<Duration>,
     pub retention: Duration,
@@ -160,17 +162,30 @@ pub async fn run_schedule(
     let mut retention = tokio::time::interval(cadence.retention);
     let mut sync =
         tokio::time::interval(cadence.messages_sync.unwrap_or(Duration::from_secs(86400)));
+    let mut check = tokio::time::interval(cadence.room_check.unwrap_or(Duration::from_secs(86400)));
+    // A check that runs late (a slow Chatwork) is not followed by a burst of catch-ups.
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick of an interval is immediate; a sync should wait its first period.
     sync.tick().await;
+    check.tick().await;
     loop {
         let task = tokio::select! {
             _ = stop.cancelled() => return,
             _ = sweep.tick() => Task::Sweep,
             _ = retention.tick() => Task::Retention,
             _ = sync.tick(), if cadence.messages_sync.is_some() => Task::MessagesSync,
+            _ = check.tick(), if cadence.room_check.is_some() => Task::RoomCheck,
         };
-        if let Err(e) = schedule::run(&pool, queues.as_ref(), task, &settings).await {
-            tracing::warn!(?task, error = %e, "scheduled task failed; it runs again next time");
+        match schedule::run(&pool, queues.as_ref(), task, &settings).await {
+            Ok(schedule::TaskReport::RoomCheck(report)) => {
+                if let Some(line) = crate::progress::check_line(&report) {
+                    crate::progress::say(&line);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(?task, error = %e, "scheduled task failed; it runs again next time");
+            }
         }
     }
 }
@@ -191,17 +206,19 @@ pub async fn recover(
 }
 
 /// The consumers of the work queues, one per registered job type: the rooms and messages
-/// syncs share one Chatwork client (and so one rate budget); summaries are drafted by
-/// `summary` (the extractive summarizer, or the model the `SUMMARY_MODEL*` settings name).
+/// syncs share one Chatwork client (and so one rate budget) and send a room check's
+/// fetches to `queues`; summaries are drafted by `summary` (the extractive summarizer, or
+/// the model the `SUMMARY_MODEL*` settings name).
 pub async fn work_consumers(
     pool: &PgPool,
     registry: &Registry,
     chatwork: &cwsync::config::ChatworkConfig,
     summary: &SummaryContext,
+    queues: Arc<dyn Queues>,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
     let client = ChatworkClient::from_config(chatwork, pool.clone())?;
     let contexts = Contexts::new()
-        .with(Arc::new(SyncContext::new(client)))
+        .with(Arc::new(SyncContext::new(client).with_queues(queues)))
         .with(Arc::new(summary.clone()));
     Ok(registry.consumers(pool, &contexts)?)
 }

@@ -27,6 +27,8 @@ impl Runner {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", db.config.url.expose_secret())
             .env("LOCAL_MESSAGES_SYNC_EVERY_MINUTES", "0")
+            // The pasted commands decide when to sync; no scheduled check interferes.
+            .env("LOCAL_ROOM_CHECK_EVERY_SECS", "0")
             .env("RUST_LOG", "warn")
             .env_remove("CHATWORK_API_TOKEN")
             .env_remove("LOCAL_JWT_SECRET")
@@ -238,12 +240,19 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     )
     .await;
 
-    // The second: a messages sync of every room.
+    // The second: a messages sync of every room: a room check, which sends the rooms
+    // that need a fetch (all twelve, the first time) to a job of their own.
     let job = paste(&commands[1], &api.token);
     assert_eq!(job["type"], "chatwork_messages_sync", "{job}");
     let job = api.wait_for(&job).await;
     assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!(job["result"]["totalRooms"], 12, "{job}");
+    let check = &job["result"]["check"];
+    assert_eq!(check["fetched"], 12, "{job}");
+    let fetch = api
+        .wait_for(&serde_json::json!({"id": check["jobId"]}))
+        .await;
+    assert_eq!(fetch["status"], "completed", "{fetch}");
+    assert_eq!(fetch["result"]["totalRooms"], 12, "{fetch}");
     let (messages, with_company): (i64, i64) =
         sqlx::query_as("SELECT count(*), count(company_id) FROM messages")
             .fetch_one(&db.pool)
@@ -298,7 +307,7 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
 
     // The third: watching jobs.
     let jobs = paste(&commands[2], &api.token);
-    assert_eq!(jobs["items"].as_array().map(Vec::len), Some(3), "{jobs}");
+    assert_eq!(jobs["items"].as_array().map(Vec::len), Some(4), "{jobs}");
 
     // As the README says: a second messages sync finds nothing moved.
     let (status, job) = api
@@ -306,7 +315,12 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
         .await;
     assert_eq!(status, 202, "{job}");
     let job = api.wait_for(&job).await;
-    assert_eq!(job["result"]["unchangedRooms"], 12, "{job}");
+    assert_eq!(job["result"]["check"]["outcome"], "current", "{job}");
+    assert_eq!(
+        job["result"]["check"]["jobId"],
+        Value::Null,
+        "no fetch job: {job}"
+    );
     assert_eq!(job["result"]["requests"], 1, "{job}");
 
     let printed = runner.stop();
@@ -370,7 +384,11 @@ async fn work_queued_when_the_runner_stopped_is_done_after_the_next_start() {
     let started = cwsync::jobs::start::<cwsync::sync::messages::MessagesSync>(
         &db.pool,
         &lost,
-        &cwsync::sync::messages::MessagesSyncPayload { room_id: None },
+        &cwsync::sync::messages::MessagesSyncPayload {
+            room_id: None,
+            rooms: None,
+            check: false,
+        },
         Some("local-admin"),
     )
     .await

@@ -112,3 +112,83 @@ async fn serve_migrates_answers_health_and_stops_on_ctrl_c() {
     assert!(status.success(), "{status:?}");
     drop(lines);
 }
+
+/// Starts the runner with `args` and a room check every 2 s, waits until it printed its
+/// banner and recorded `checks` room checks in its database, and stops it. Returns the
+/// banner.
+async fn checks_every_two_seconds(args: &[&str], checks: i64) -> Vec<String> {
+    let db = TestDb::empty().await;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", db.config.url.expose_secret())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("LOCAL_ROOM_CHECK_EVERY_SECS", "2")
+        .env_remove("LOCAL_MESSAGES_SYNC_EVERY_MINUTES")
+        .env_remove("CHATWORK_API_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    while !banner
+        .iter()
+        .any(|l: &String| l.starts_with("Jobs show here"))
+    {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the banner");
+        banner.push(line);
+    }
+    cwsync_tests::eventually(
+        "the scheduled room checks",
+        std::time::Duration::from_secs(30),
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM room_checks WHERE trigger = 'schedule'",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+                >= checks
+        },
+    )
+    .await;
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    banner.extend(rx.iter());
+    reader.join().unwrap();
+    banner
+}
+
+#[tokio::test]
+async fn the_room_check_cadence_is_honoured_with_and_without_the_serve_subcommand() {
+    for args in [&[][..], &["serve"][..]] {
+        let printed = checks_every_two_seconds(args, 3).await;
+        assert!(
+            printed
+                .iter()
+                .any(|l| l.trim_start().starts_with("room check: every 2 s")),
+            "{args:?}: {printed:?}"
+        );
+        // The check replaces the fixed messages sync, which is off unless asked for.
+        assert!(
+            !printed.iter().any(|l| l.contains("fixed messages sync")),
+            "{args:?}: {printed:?}"
+        );
+        // The first check registers the demo rooms and says so.
+        assert!(
+            printed.iter().any(|l| l.starts_with("[check] ")),
+            "{args:?}: {printed:?}"
+        );
+    }
+}

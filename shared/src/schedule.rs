@@ -1,14 +1,18 @@
 //! The scheduled tasks (EventBridge schedules in AWS, a timer in the local runner): the
-//! incremental syncs, the sweeper, and the retention cleanup.
+//! room check (every minute: it decides which rooms need a fetch, see
+//! [`check`](crate::sync::check)), the rooms sync, the fixed-interval messages sync (a
+//! fallback for when the check is switched off), the sweeper, and the retention cleanup.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use crate::chatwork::ChatworkClient;
 use crate::config::{ConfigError, Env};
 use crate::jobs::{self, StartError, SweepSettings};
 use crate::queue::Queues;
+use crate::sync::check::{self, CheckError, CheckTrigger, RoomCheckReport, RoomCheckSettings};
 use crate::sync::messages::{MessagesSync, MessagesSyncPayload};
 use crate::sync::rooms::{RoomsSync, RoomsSyncPayload};
 
@@ -16,9 +20,13 @@ use crate::sync::rooms::{RoomsSync, RoomsSyncPayload};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
+    /// Check the room list and fetch the rooms that need it, riskiest first, within the
+    /// token's budget.
+    RoomCheck,
     /// Start a rooms sync (new rooms, renamed rooms, rooms left).
     RoomsSync,
-    /// Start an incremental messages sync of every active room.
+    /// Start an incremental messages sync of every active room (the fallback when the
+    /// room check is off).
     MessagesSync,
     /// Repair what crashes leave (see [`jobs::sweep`]).
     Sweep,
@@ -32,6 +40,8 @@ pub enum Task {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "task")]
 pub enum TaskReport {
+    #[serde(rename = "room-check")]
+    RoomCheck(RoomCheckReport),
     #[serde(rename = "rooms-sync", rename_all = "camelCase")]
     RoomsSync { job_id: uuid::Uuid, created: bool },
     #[serde(rename = "messages-sync", rename_all = "camelCase")]
@@ -39,7 +49,10 @@ pub enum TaskReport {
     #[serde(rename = "sweep")]
     Sweep(jobs::SweepReport),
     #[serde(rename = "retention", rename_all = "camelCase")]
-    Retention { deleted_jobs: u64 },
+    Retention {
+        deleted_jobs: u64,
+        deleted_checks: u64,
+    },
     #[serde(rename = "migrate", rename_all = "camelCase")]
     Migrate { applied_migrations: usize },
 }
@@ -48,12 +61,19 @@ pub enum TaskReport {
 #[derive(Debug, Clone)]
 pub struct ScheduleSettings {
     pub sweep: SweepSettings,
-    /// `RETENTION_DAYS` (default 30): finished jobs older than this are deleted.
+    /// `RETENTION_DAYS` (default 30): finished jobs and room checks older than this are
+    /// deleted.
     pub retention: Duration,
+    pub room_check: RoomCheckSettings,
+    /// The Chatwork client the room check reads the room list with; without one the
+    /// task fails (the other tasks never call Chatwork).
+    pub chatwork: Option<ChatworkClient>,
 }
 
 impl ScheduleSettings {
-    /// `RETENTION_DAYS`, `SWEEP_RESEND_AFTER_SECS` and `JOB_STALE_AFTER_SECS`.
+    /// `RETENTION_DAYS`, `SWEEP_RESEND_AFTER_SECS`, `JOB_STALE_AFTER_SECS` and the room
+    /// check's settings (see [`RoomCheckSettings::from_env`]); no Chatwork client yet
+    /// (see [`with_chatwork`](Self::with_chatwork)).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = SweepSettings::default();
         let days: u64 = env
@@ -69,7 +89,15 @@ impl ScheduleSettings {
                 ..defaults
             },
             retention: Duration::from_secs(days * 24 * 60 * 60),
+            room_check: RoomCheckSettings::from_env(env)?,
+            chatwork: None,
         })
+    }
+
+    /// The settings with the Chatwork client the room check uses.
+    pub fn with_chatwork(mut self, chatwork: ChatworkClient) -> Self {
+        self.chatwork = Some(chatwork);
+        self
     }
 }
 
@@ -81,6 +109,10 @@ pub enum TaskError {
     Start(#[from] StartError),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("room check: {0}")]
+    Check(#[from] CheckError),
+    #[error("the room check needs a Chatwork client, and this process has none")]
+    NoChatwork,
 }
 
 /// Runs one task.
@@ -91,6 +123,19 @@ pub async fn run(
     settings: &ScheduleSettings,
 ) -> Result<TaskReport, TaskError> {
     let report = match task {
+        Task::RoomCheck => {
+            let chatwork = settings.chatwork.as_ref().ok_or(TaskError::NoChatwork)?;
+            TaskReport::RoomCheck(
+                check::run(
+                    pool,
+                    queues,
+                    chatwork,
+                    &settings.room_check,
+                    CheckTrigger::Schedule,
+                )
+                .await?,
+            )
+        }
         Task::RoomsSync => {
             let started =
                 jobs::start::<RoomsSync>(pool, queues, &RoomsSyncPayload {}, None).await?;
@@ -100,7 +145,11 @@ pub async fn run(
             }
         }
         Task::MessagesSync => {
-            let payload = MessagesSyncPayload { room_id: None };
+            let payload = MessagesSyncPayload {
+                room_id: None,
+                rooms: None,
+                check: false,
+            };
             let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
             TaskReport::MessagesSync {
                 job_id: started.job.id,
@@ -110,9 +159,14 @@ pub async fn run(
         Task::Sweep => TaskReport::Sweep(
             jobs::sweep(pool, queues, &crate::job_types::registry(), &settings.sweep).await?,
         ),
-        Task::Retention => TaskReport::Retention {
-            deleted_jobs: jobs::delete_finished_jobs(pool, settings.retention).await?,
-        },
+        Task::Retention => {
+            let deleted_jobs = jobs::delete_finished_jobs(pool, settings.retention).await?;
+            let deleted_checks = check::delete_old_checks(pool, settings.retention).await?;
+            TaskReport::Retention {
+                deleted_jobs,
+                deleted_checks,
+            }
+        }
         Task::Migrate => {
             crate::db::migrate(pool).await?;
             TaskReport::Migrate {
@@ -146,6 +200,10 @@ mod tests {
             "detail": {"task": "messages-sync"}
         });
         assert_eq!(task_of(&event), Some(Task::MessagesSync));
+        assert_eq!(
+            task_of(&serde_json::json!({"task": "room-check"})),
+            Some(Task::RoomCheck)
+        );
         assert_eq!(task_of(&serde_json::json!({"task": "nap"})), None);
         assert_eq!(task_of(&serde_json::json!({})), None);
     }

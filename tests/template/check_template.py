@@ -113,10 +113,40 @@ fact({r["Fn::GetAtt"][0] for r in api_sqs[0]["Resource"]} == set(work_queues),
 jwt = resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
 fact(jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}, "JWT issuer and audience")
 
-# Schedules: incremental messages sync every N minutes, the sweeper, the retention cleanup.
-schedules = {e["Properties"]["Input"] for e in functions["SchedulerFunction"]["Properties"]["Events"].values()}
-for task in ("messages-sync", "sweep", "retention", "rooms-sync"):
+# Schedules: the room check every minute by default, the fixed messages sync only as its
+# fallback, the rooms sync, the sweeper, the retention cleanup.
+scheduler = functions["SchedulerFunction"]["Properties"]
+events = scheduler["Events"]
+schedules = {e["Properties"]["Input"] for e in events.values()}
+for task in ("room-check", "messages-sync", "sweep", "retention", "rooms-sync"):
     fact(f'{{"task": "{task}"}}' in schedules, f"a schedule runs {task}")
+check = events["RoomCheck"]["Properties"]
+fact(params["RoomCheckEveryMinutes"]["Default"] == 1, "the room check runs every minute by default")
+fact(check["Schedule"] == {"Fn::If": ["RoomCheckEveryMinute", "rate(1 minute)",
+                                      {"Fn::Sub": "rate(${RoomCheckEveryMinutes} minutes)"}]},
+     "the room check's rate is the parameter (rate(1 minute) when it is 1)")
+fact(template["Conditions"]["RoomCheckEveryMinute"] == {"Fn::Equals": [{"Ref": "RoomCheckEveryMinutes"}, "1"]},
+     "RoomCheckEveryMinute tests the parameter")
+fact(check["State"] == {"Fn::If": ["RoomCheckOn", "ENABLED", "DISABLED"]}, "the room check follows RoomCheckEnabled")
+fact(events["MessagesSync"]["Properties"]["State"] == {"Fn::If": ["RoomCheckOn", "DISABLED", "ENABLED"]},
+     "the fixed messages sync runs only while the room check is off")
+env = scheduler["Environment"]["Variables"]
+fact(env.get("ROOM_CHECK_EVERY_MINUTES") == {"Ref": "RoomCheckEveryMinutes"}
+     and env.get("ROOM_CHECK_RESERVE") == {"Ref": "RoomCheckReserve"},
+     "the scheduler knows the check's cadence and reserve")
+fact(env.get("CHATWORK_API_TOKEN_SECRET_ARN") == {"Ref": "ChatworkTokenSecretArn"},
+     "the scheduler reads the Chatwork token (the check's room list)")
+messages_env = functions["MessagesSyncFunction"]["Properties"]["Environment"]["Variables"]
+fact(messages_env.get("MESSAGES_SYNC_QUEUE_URL") == {"Ref": "MessagesSyncQueue"},
+     "the messages consumer can send a room check's fetches to its own queue")
+messages_sends = [s for p in functions["MessagesSyncFunction"]["Properties"]["Policies"] for s in p["Statement"]
+                  if "sqs:SendMessage" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+fact(len(messages_sends) == 1 and messages_sends[0]["Resource"] == {"Fn::GetAtt": ["MessagesSyncQueue", "Arn"]},
+     "the messages consumer may send only to its own queue")
+scheduler_secrets = [r for p in scheduler["Policies"] for s in p["Statement"]
+                     if "secretsmanager:GetSecretValue" in s["Action"]
+                     for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+fact({"Ref": "ChatworkTokenSecretArn"} in scheduler_secrets, "the scheduler may read the Chatwork token secret")
 
 # Alarms: DLQ depth >= 1, oldest message over 5 minutes, errors, throttles, duration, API 5xx,
 # Chatwork unavailable.
@@ -139,6 +169,9 @@ for function in ("messages-sync", "rooms-sync"):
     found = [a for a in alarms if a["MetricName"] == "chatwork_unavailable" and a["Namespace"] == "cwsync"
              and a["Dimensions"] == [{"Name": "function", "Value": function}]]
     fact(len(found) == 1 and found[0]["Threshold"] == 1, f"Chatwork-unavailable alarm on {function}")
+fact(any(a["MetricName"] == "sync_gaps_detected" and a["Namespace"] == "cwsync" and a["Threshold"] == 1
+         and a["Dimensions"] == [{"Name": "function", "Value": "messages-sync"}] for a in alarms),
+     "an alarm when a sync detects a gap")
 fact(all(a.get("AlarmActions") == [{"Ref": "AlarmTopic"}] for a in alarms), "every alarm notifies the topic")
 fact(resources["AlarmSubscription"]["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}, "alarm e-mail parameter")
 fact("Dashboard" in resources, "a dashboard")

@@ -116,6 +116,38 @@ async fn function_binaries_answer_real_events() {
     sync_functions_run_their_jobs(&world).await;
     summary_function_drafts_a_summary(&world).await;
     logs_and_metrics_reach_stdout_as_cloudwatch_reads_them(&world);
+    scheduler_checks_the_rooms(&world).await;
+}
+
+/// The room check as EventBridge invokes it every minute: the scheduler reads the room
+/// list with the token from Secrets Manager and sends only the rooms that need a fetch
+/// (room 13 was registered by the rooms sync, never fetched), which the messages-sync
+/// function then fetches.
+async fn scheduler_checks_the_rooms(world: &World) {
+    let pool = &world.db.pool;
+    let (status, report) = world
+        .emulator
+        .invoke("scheduler", &serde_json::json!({"task": "room-check"}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["task"], "room-check", "{report}");
+    assert_eq!(report["outcome"], "fetching", "{report}");
+    assert_eq!(report["listed"], 3, "{report}");
+    assert!(
+        report["planned"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(13)),
+        "{report}"
+    );
+    let job_id: uuid::Uuid = report["jobId"].as_str().unwrap().parse().unwrap();
+    let job = feed_until_finished(world, MessagesSync::QUEUE, "messages-sync", job_id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE room_id = 13")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 3);
 }
 
 /// An API Gateway HTTP API (payload v2) request, as recorded, with a JWT authorizer's

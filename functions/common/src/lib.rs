@@ -73,14 +73,24 @@ impl ColdStart {
     }
 
     /// What the sync consumers run with: a Chatwork client (its token from the
-    /// environment or Secrets Manager) whose rate budget lives in the pool's database.
+    /// environment or Secrets Manager) whose rate budget lives in the pool's database,
+    /// the room check's settings, and the queues (SQS, built on first use) a messages
+    /// sync of all rooms sends its room check's fetches to.
     pub async fn sync_context(&self) -> Arc<cwsync::sync::SyncContext> {
         let chatwork = self.or_exit(self.secrets.chatwork().await);
         let client = self.or_exit(cwsync::chatwork::ChatworkClient::from_config(
             &chatwork,
             self.pool.clone(),
         ));
-        Arc::new(cwsync::sync::SyncContext::new(client))
+        let queues = self.or_exit(cwsync::config::QueueConfig::from_env(
+            &self.env,
+            &cwsync::job_types::registry().work_queues(),
+        ));
+        let mut context = cwsync::sync::SyncContext::new(client)
+            .with_queues(Arc::new(cwsync::queue::LazySqsQueues::new(queues)));
+        context.settings.room_check =
+            self.or_exit(cwsync::sync::check::RoomCheckSettings::from_env(&self.env));
+        Arc::new(context)
     }
 
     /// The value, or one line naming what is wrong and an exit.

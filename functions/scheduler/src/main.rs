@@ -1,5 +1,5 @@
 //! The scheduled tasks: EventBridge schedules invoke this function with
-//! `{"task": "messages-sync" | "rooms-sync" | "sweep" | "retention"}`.
+//! `{"task": "room-check" | "messages-sync" | "rooms-sync" | "sweep" | "retention"}`.
 
 use std::sync::Arc;
 
@@ -11,7 +11,12 @@ use cwsync_lambda::{ColdStart, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let start = ColdStart::new("scheduler").await;
-    let settings = start.or_exit(ScheduleSettings::from_env(&start.env));
+    // The room check reads Chatwork's room list every minute: its client (and the
+    // token's shared budget) is built once per cold start.
+    let chatwork = start.sync_context().await.chatwork.clone();
+    let settings = start
+        .or_exit(ScheduleSettings::from_env(&start.env))
+        .with_chatwork(chatwork);
     let queue_config = start.or_exit(QueueConfig::from_env(
         &start.env,
         &cwsync::job_types::registry().work_queues(),
@@ -25,7 +30,7 @@ async fn main() -> Result<(), Error> {
         async move {
             let Some(task) = schedule::task_of(&event.payload) else {
                 return Err(Error::from(format!(
-                    "the event names no known task (expected {{\"task\": \"messages-sync|rooms-sync|sweep|retention\"}}): {}",
+                    "the event names no known task (expected {{\"task\": \"room-check|messages-sync|rooms-sync|sweep|retention\"}}): {}",
                     event.payload
                 )));
             };

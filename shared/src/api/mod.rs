@@ -19,6 +19,7 @@ mod jobs;
 pub mod openapi;
 mod rooms;
 mod scope;
+mod status;
 mod summaries;
 mod sync;
 
@@ -92,6 +93,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rooms::update))
         .routes(routes!(rooms::messages))
         .routes(routes!(sync::messages))
+        .routes(routes!(status::get))
         .routes(routes!(companies::list, companies::create))
         .routes(routes!(companies::rooms, companies::link))
         .routes(routes!(companies::unlink))

@@ -70,8 +70,27 @@ pub struct Room {
     pub synced_message_num: Option<i32>,
     #[serde(skip)]
     pub description_stale: bool,
+    /// Since when room checks have found the room needing a fetch (new messages or an
+    /// edit); null when the last check found it current.
+    pub fetch_wanted_since: Option<DateTime<Utc>>,
+    /// What Chatwork's room list said at the room checks: `message_num` and
+    /// `last_update_time`, and when a check last found them (or the room's need of a
+    /// fetch) changed.
+    pub checked_at: Option<DateTime<Utc>>,
+    pub checked_message_num: Option<i32>,
+    pub checked_last_update_time: Option<DateTime<Utc>>,
+    /// Chatwork's `chatwork-message-limitation` header on the room's last fetch that
+    /// carried one: the account's plan shows only part of the history (the free plan: the
+    /// latest 5,000 messages of the last 40 days). Null if never seen.
+    pub message_limitation: Option<String>,
+    pub message_limitation_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Messages not yet fetched as of the last room check (its `message_num` less the
+    /// one at the last successful fetch).
+    pub unseen_messages: i32,
+    /// The observed message rate: stored messages sent in the last 24 hours, per hour.
+    pub messages_per_hour: f64,
     /// The companies the room is linked to.
     pub company_ids: Vec<Uuid>,
     /// When the room was linked to the company asked about (only in a company's rooms).
@@ -95,6 +114,12 @@ pub(crate) async fn rooms_where(
     sqlx::query_as!(
         Room,
         r#"SELECT r.*,
+                  greatest(coalesce(r.checked_message_num, 0)
+                           - coalesce(r.synced_message_num, 0), 0) AS "unseen_messages!",
+                  (SELECT count(*) FROM messages m
+                    WHERE m.chatwork_room_id = r.id
+                      AND m.send_time > now() - interval '24 hours')::float8 / 24
+                    AS "messages_per_hour!",
                   ARRAY(SELECT l.company_id FROM company_room_links l
                          WHERE l.chatwork_room_id = r.id ORDER BY l.company_id) AS "company_ids!",
                   (SELECT l.created_at FROM company_room_links l

@@ -82,6 +82,10 @@ pub(crate) async fn messages(
     }
     let payload = MessagesSyncPayload {
         room_id: request.room_id.map(ChatworkRoomId::get),
+        rooms: None,
+        // All rooms: a room check decides which need a fetch (in the job, so that a slow
+        // or failing Chatwork never holds up or fails this request).
+        check: request.room_id.is_none(),
     };
     jobs::start::<MessagesSync>(&state, &caller, &request_id, &payload).await
 }

@@ -122,6 +122,23 @@ impl std::fmt::Debug for ChatworkClient {
 struct Answer {
     status: u16,
     body: Vec<u8>,
+    limitation: Option<String>,
+}
+
+/// Chatwork's `chatwork-message-limitation` response header: `true` when the account's
+/// plan limits the messages it may read (the free plan: the latest 5,000 messages of the
+/// last 40 days), absent otherwise. `chatwork-message-limitation-summary` describes the
+/// limit; we keep the summary (or `true` without one), clipped to 200 characters.
+pub const LIMITATION_HEADER: &str = "chatwork-message-limitation";
+/// See [`LIMITATION_HEADER`].
+pub const LIMITATION_SUMMARY_HEADER: &str = "chatwork-message-limitation-summary";
+
+/// A list Chatwork answered, with the plan's message limitation when the response
+/// carried one.
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub limitation: Option<String>,
 }
 
 impl ChatworkClient {
@@ -197,8 +214,18 @@ impl ChatworkClient {
 
     /// `GET /rooms`: every room of the token's account.
     pub async fn list_rooms(&self, deadline: Instant) -> Result<Vec<Room>, ChatworkError> {
+        Ok(self.list_rooms_listed(deadline).await?.items)
+    }
+
+    /// `GET /rooms`, with the plan's message limitation when Chatwork reported one.
+    pub async fn list_rooms_listed(
+        &self,
+        deadline: Instant,
+    ) -> Result<Listed<Room>, ChatworkError> {
         let answer = self.get("/rooms", None, deadline).await?;
-        self.decode_list("GET /rooms", answer)
+        let limitation = answer.limitation.clone();
+        let items = self.decode_list("GET /rooms", answer)?;
+        Ok(Listed { items, limitation })
     }
 
     /// `GET /rooms/{room_id}`: one room with its description.
@@ -221,11 +248,27 @@ impl ChatworkClient {
         force: bool,
         deadline: Instant,
     ) -> Result<Vec<Message>, ChatworkError> {
+        Ok(self
+            .list_messages_listed(room_id, force, deadline)
+            .await?
+            .items)
+    }
+
+    /// [`list_messages`](Self::list_messages), with the plan's message limitation when
+    /// Chatwork reported one.
+    pub async fn list_messages_listed(
+        &self,
+        room_id: i64,
+        force: bool,
+        deadline: Instant,
+    ) -> Result<Listed<Message>, ChatworkError> {
         let path = format!("/rooms/{room_id}/messages");
         let query = force.then_some(("force", "1"));
         let answer = self.get(&path, query, deadline).await?;
         let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
-        self.decode_list(&endpoint, answer)
+        let limitation = answer.limitation.clone();
+        let items = self.decode_list(&endpoint, answer)?;
+        Ok(Listed { items, limitation })
     }
 
     fn decode_list<T: DeserializeOwned>(
@@ -452,8 +495,20 @@ impl ChatworkClient {
         };
         let status = response.status().as_u16();
         let rate = RateHeaders::from_headers(response.headers()).map(|r| r.answered_with(status));
+        let headers = response.headers();
+        let limitation = headers.get(LIMITATION_HEADER).map(|flag| {
+            let shown = headers.get(LIMITATION_SUMMARY_HEADER).unwrap_or(flag);
+            clip(String::from_utf8_lossy(shown.as_bytes()).trim(), 200)
+        });
         let body = response.bytes().await.map(|b| b.to_vec());
-        (rate, body.map(|body| Answer { status, body }))
+        (
+            rate,
+            body.map(|body| Answer {
+                status,
+                body,
+                limitation,
+            }),
+        )
     }
 
     /// Tells the outage breaker how an attempt went (`down`: a 5xx, a timeout or no

@@ -93,7 +93,7 @@ mod tls;
 
 pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
-pub use client::{ChatworkClient, ClientSettings};
+pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed};
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{

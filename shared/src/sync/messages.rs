@@ -1,5 +1,10 @@
 //! `chatwork_messages_sync`: one item per room, each storing the room's latest messages.
 //!
+//! A job fetches one room (`roomId`), the rooms a room check planned (`rooms`: see
+//! [`check`](super::check); each comes with what the check's room list said of it, so
+//! the item neither asks for the list again nor decides again: it fetches), or every
+//! active room.
+//!
 //! An item, for one room:
 //!
 //! 1. One statement reads what the decision needs: whether the job was canceled, the
@@ -9,7 +14,7 @@
 //! 2. Without a snapshot yet, the item takes it or waits for the consumer that does, and
 //!    checks for cancellation again.
 //! 3. A room whose `last_update_time` in the snapshot is the one its last successful sync
-//!    saw ends `unchanged` without a request. A single-room sync always fetches; so does
+//!    saw ends `unchanged` without a request (not for a room a check planned). A single-room sync always fetches; so does
 //!    an all-rooms sync for a room the snapshot does not list (only the request can say
 //!    whether it is gone or forbidden).
 //! 4. `GET /rooms/{id}/messages?force=1` (the latest 100).
@@ -17,8 +22,10 @@
 //!    messages inserted (with the company when the room is linked to exactly one),
 //!    identical ones ignored, edited ones (a later `update_time`) updated; the room's
 //!    `last_message_id` (numeric maximum), `last_sync_at`, errors cleared, the snapshot's
-//!    `last_update_time` and message count it was synced at, a gap when there was one;
-//!    and the item's result, which marks the room as done for a redelivery.
+//!    `last_update_time` and message count it was synced at, a gap when there was one,
+//!    the plan's message limitation when Chatwork reported one, and that the room no
+//!    longer waits for a fetch; and the item's result, which marks the room as done for
+//!    a redelivery.
 //!
 //! A room's `last_update_time` has a resolution of one second: when the snapshot's is
 //! within [`SETTLE_SECS`] of the fetch, a message posted later in that same second would
@@ -34,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::check::{self, CheckError, CheckTrigger, RoomCheckReport};
 use super::snapshot::{self, Entry, ListedRoom, SnapshotError};
 use super::{SyncContext, chatwork_failure};
 use crate::chatwork::{Message, compare_message_ids};
@@ -50,26 +58,49 @@ pub const FETCH_LIMIT: usize = 100;
 /// The messages sync job type.
 pub struct MessagesSync;
 
-/// `{roomId?}`: one room (Chatwork's id), or every active room.
+/// `{roomId?, rooms?, check?}`: one room (Chatwork's id); the rooms a room check
+/// planned, with what it saw of each; a room check first (`check: true`, a sync of all
+/// rooms started over HTTP: one item checks, and the rooms that need a fetch get a job
+/// of their own); or (none of them) every active room, the fixed schedule's fallback.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<CheckedRoom>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
 }
 
-/// The queue message: `{v:1, jobId, roomId}`.
+/// A room a room check planned a fetch for, and what Chatwork's room list said of it:
+/// the item decides and detects gaps by this instead of taking a room list of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckedRoom {
+    pub room_id: i64,
+    /// Chatwork's `last_update_time` (epoch seconds; 0 for a room without activity).
+    pub last_update_time: i64,
+    /// Chatwork's `message_num`.
+    pub message_num: i64,
+}
+
+/// The queue message: `{v:1, jobId, roomId}`, or `{v:1, jobId}` for the room check
+/// of a `check` job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncMessage {
-    pub room_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<i64>,
 }
 
 /// What one room's item did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomFetch {
-    pub room_id: i64,
+    /// The room; absent for a `check` job's room check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<i64>,
     /// Messages the request returned.
     pub fetched: i64,
     /// Chatwork requests of the delivery that ended the item.
@@ -85,6 +116,12 @@ pub struct RoomFetch {
     /// Why an unchanged room needed no request (`unchanged`, `left`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Chatwork's `chatwork-message-limitation` header, when the plan limits what it shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_limitation: Option<String>,
+    /// What a `check` job's room check saw and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<RoomCheckReport>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -110,6 +147,10 @@ pub struct MessagesSyncResult {
     pub edited_messages: i64,
     /// Chatwork requests of the deliveries that ended the items.
     pub requests: i64,
+    /// A `check` job's room check: what it saw and did, with the job that fetches the
+    /// changed rooms (`jobId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<RoomCheckReport>,
 }
 
 /// A processed room of a messages sync.
@@ -138,6 +179,9 @@ pub struct RoomGap {
     pub missed_estimate: i64,
 }
 
+/// The item key of a `check` job's room check.
+pub const CHECK_ITEM_KEY: &str = "check";
+
 /// The item key of a room.
 pub fn item_key(room_id: i64) -> String {
     format!("room-{room_id}")
@@ -154,24 +198,38 @@ impl JobSpec for MessagesSync {
     type Result = MessagesSyncResult;
 
     fn active_key(payload: &MessagesSyncPayload) -> String {
-        match payload.room_id {
-            Some(room_id) => item_key(room_id),
-            None => "all".into(),
+        match (payload.room_id, &payload.rooms) {
+            (Some(room_id), _) => item_key(room_id),
+            // One room check's fetches at a time: while they run, the next check finds
+            // their rooms still changed and leaves them to this job.
+            (None, Some(_)) => "checked".into(),
+            (None, None) if payload.check => "check".into(),
+            (None, None) => "all".into(),
         }
     }
 
     fn item_key(message: &MessagesSyncMessage) -> String {
-        item_key(message.room_id)
+        message
+            .room_id
+            .map_or_else(|| CHECK_ITEM_KEY.to_owned(), item_key)
     }
 
-    /// The one room asked for, or every active room the account has not left.
+    /// The one room asked for, the rooms a check planned (in its order: riskiest
+    /// first), or every active room the account has not left.
     async fn plan(
         pool: &PgPool,
         payload: &MessagesSyncPayload,
     ) -> Result<Vec<PlannedItem<MessagesSyncMessage>>, sqlx::Error> {
-        let rooms = match payload.room_id {
-            Some(room_id) => vec![room_id],
-            None => {
+        let rooms = match (payload.room_id, &payload.rooms) {
+            (Some(room_id), _) => vec![room_id],
+            (None, Some(rooms)) => rooms.iter().map(|r| r.room_id).collect(),
+            (None, None) if payload.check => {
+                return Ok(vec![PlannedItem {
+                    message: MessagesSyncMessage { room_id: None },
+                    group_id: CHECK_ITEM_KEY.into(),
+                }]);
+            }
+            (None, None) => {
                 sqlx::query_scalar!(
                     "SELECT room_id FROM chatwork_rooms
                       WHERE is_active AND left_at IS NULL
@@ -184,7 +242,9 @@ impl JobSpec for MessagesSync {
         Ok(rooms
             .into_iter()
             .map(|room_id| PlannedItem {
-                message: MessagesSyncMessage { room_id },
+                message: MessagesSyncMessage {
+                    room_id: Some(room_id),
+                },
                 // Rooms sync in parallel; each room in order.
                 group_id: item_key(room_id),
             })
@@ -192,10 +252,21 @@ impl JobSpec for MessagesSync {
     }
 
     /// `processedRooms` counts the completed and the unchanged rooms; `requests` the
-    /// Chatwork requests of the deliveries that ended the items.
+    /// Chatwork requests of the deliveries that ended the items. A `check` job's room
+    /// check adds `check`: what it saw and did, with the job that fetches the changed
+    /// rooms (`jobId`).
     fn summarize(items: &[JobItem<MessagesSyncMessage, RoomFetch>]) -> MessagesSyncResult {
+        let check_item = items.iter().find(|i| i.item_key == CHECK_ITEM_KEY);
+        let check = check_item.and_then(|i| i.result.as_ref()?.check.clone());
+        let check_requests = check_item
+            .and_then(|i| Some(i.result.as_ref()?.requests))
+            .unwrap_or(0);
+        let items: Vec<_> = items
+            .iter()
+            .filter(|i| i.item_key != CHECK_ITEM_KEY)
+            .collect();
         let room_of = |item: &JobItem<MessagesSyncMessage, RoomFetch>| {
-            item.message.as_ref().map(|m| m.room_id)
+            item.message.as_ref().and_then(|m| m.room_id)
         };
         let sum = |field: fn(&RoomFetch) -> i64| {
             items
@@ -246,11 +317,17 @@ impl JobSpec for MessagesSync {
             gaps,
             stored_messages: sum(|r| r.stored.unwrap_or(0)),
             edited_messages: sum(|r| r.edited.unwrap_or(0)),
-            requests: sum(|r| r.requests),
+            requests: check_requests + sum(|r| r.requests),
+            check,
         }
     }
 
     fn describe(result: &MessagesSyncResult) -> String {
+        if let Some(check) = &result.check {
+            // A sync of all rooms: its room check sent the changed rooms to a job of
+            // their own.
+            return check.describe();
+        }
         let fetched: i64 = result.rooms.iter().map(|r| i64::from(r.fetched)).sum();
         format!(
             "{}/{} rooms ({} unchanged), {fetched} messages fetched, {} errors",
@@ -270,10 +347,23 @@ impl JobKind for MessagesSync {
         item: &ItemRun,
         message: MessagesSyncMessage,
     ) -> Result<ItemOutcome<RoomFetch>, ItemError> {
-        let room_id = message.room_id;
+        let Some(room_id) = message.room_id else {
+            return run_check(context, item).await;
+        };
         tracing::Span::current().record("room_id", room_id);
         let payload: MessagesSyncPayload = item.payload()?;
         let single_room = payload.room_id.is_some();
+        // A room check already read the room list and decided this room needs a fetch.
+        let checked = payload
+            .rooms
+            .as_ref()
+            .and_then(|rooms| rooms.iter().find(|r| r.room_id == room_id))
+            .map(|r| {
+                Entry::Listed(ListedRoom {
+                    last_update_time: r.last_update_time,
+                    message_num: r.message_num,
+                })
+            });
         let pool = &item.pool;
 
         let state = read_state(pool, item.job_id, &item.item_key, room_id).await?;
@@ -300,7 +390,7 @@ impl JobKind for MessagesSync {
 
         let (client, meter) = context.chatwork.metered();
         let requests = || meter.snapshot().requests;
-        let entry = match state.snapshot {
+        let entry = match checked.or(state.snapshot) {
             Some(entry) => entry,
             None => {
                 let entry = snapshot::room_entry(
@@ -326,13 +416,16 @@ impl JobKind for MessagesSync {
                 entry
             }
         };
-        if !single_room && !room.changed(&entry) {
+        if !single_room && checked.is_none() && !room.changed(&entry) {
             return Ok(unchanged(room_id, requests(), "unchanged"));
         }
 
         let fetched_at = chrono::Utc::now().timestamp();
-        let messages = match client.list_messages(room_id, true, item.deadline).await {
-            Ok(messages) => messages,
+        let (messages, limitation) = match client
+            .list_messages_listed(room_id, true, item.deadline)
+            .await
+        {
+            Ok(listed) => (listed.items, listed.limitation),
             Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
         };
         let fetch = Fetch::analyse(messages, &room, &entry);
@@ -343,15 +436,25 @@ impl JobKind for MessagesSync {
         let synced_update_time =
             listed.map(|l| settled_update_time(l.last_update_time, fetched_at));
         let result = RoomFetch {
-            room_id,
+            room_id: Some(room_id),
             fetched: fetch.messages.len() as i64,
             requests: requests() as i64,
             gap: fetch
                 .gap
                 .map(|missed_estimate| GapEstimate { missed_estimate }),
+            message_limitation: limitation.clone(),
             ..RoomFetch::default()
         };
-        let written = write(pool, item, &room, &fetch, synced_update_time, &result).await?;
+        let written = write(
+            pool,
+            item,
+            &room,
+            &fetch,
+            synced_update_time,
+            limitation.as_deref(),
+            &result,
+        )
+        .await?;
         let Some(result) = written else {
             return Ok(ItemOutcome::Canceled);
         };
@@ -380,10 +483,48 @@ impl JobKind for MessagesSync {
     }
 }
 
+/// A `check` job's room check: the same check as the schedule's, whose fetches go to a
+/// job of their own. A room list Chatwork does not give ends the item as any Chatwork
+/// error does (retried, then failed), so the job records why.
+async fn run_check(
+    context: &SyncContext,
+    item: &ItemRun,
+) -> Result<ItemOutcome<RoomFetch>, ItemError> {
+    let Some(queues) = context.queues.as_deref() else {
+        return Err(ItemError::Fail(ErrorInfo::new(
+            "NoQueues",
+            "this consumer cannot send the fetches of a room check (no queues configured)",
+        )));
+    };
+    let (client, meter) = context.chatwork.metered();
+    let report = check::run(
+        &item.pool,
+        queues,
+        &client,
+        &context.settings.room_check,
+        CheckTrigger::Sync,
+    )
+    .await;
+    match report {
+        Ok(report) => Ok(ItemOutcome::Completed {
+            fetched: 0,
+            result: RoomFetch {
+                requests: meter.snapshot().requests as i64,
+                check: Some(report),
+                ..RoomFetch::default()
+            },
+        }),
+        Err(CheckError::Chatwork { error, .. }) => {
+            Err(chatwork_failure(&item.pool, None, error).await)
+        }
+        Err(e) => Err(ItemError::Retry(e.into())),
+    }
+}
+
 fn unchanged(room_id: i64, requests: u64, reason: &str) -> ItemOutcome<RoomFetch> {
     ItemOutcome::Unchanged {
         result: RoomFetch {
-            room_id,
+            room_id: Some(room_id),
             requests: requests as i64,
             reason: Some(reason.into()),
             ..RoomFetch::default()
@@ -557,6 +698,7 @@ async fn write(
     room: &RoomState,
     fetch: &Fetch,
     synced_update_time: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    limitation: Option<&str>,
     result: &RoomFetch,
 ) -> Result<Option<RoomFetch>, sqlx::Error> {
     let result_json = serde_json::to_value(result).map_err(|e| sqlx::Error::Encode(e.into()))?;
@@ -625,6 +767,10 @@ async fn write(
                       synced_message_num = coalesce($14, r.synced_message_num),
                       gap_detected_at = CASE WHEN $15::int IS NULL THEN r.gap_detected_at ELSE now() END,
                       gap_missed_estimate = coalesce($15::int, r.gap_missed_estimate),
+                      fetch_wanted_since = NULL,
+                      message_limitation = coalesce($17::text, r.message_limitation),
+                      message_limitation_at = CASE WHEN $17::text IS NULL
+                                                   THEN r.message_limitation_at ELSE now() END,
                       updated_at = now()
                 WHERE r.id = (SELECT id FROM room)
             RETURNING 1
@@ -657,6 +803,7 @@ async fn write(
         message_num,
         gap,
         result_json,
+        limitation,
     )
     .fetch_one(pool)
     .await?;

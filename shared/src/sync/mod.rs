@@ -8,10 +8,12 @@
 //! statement as the write, so that a redelivered message neither counts twice nor asks
 //! Chatwork again for work that is already stored.
 
+pub mod check;
 pub mod messages;
 pub mod rooms;
 mod snapshot;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -19,22 +21,43 @@ use uuid::Uuid;
 
 use crate::chatwork::{ChatworkClient, ChatworkError};
 use crate::jobs::{ErrorInfo, ItemError};
+use crate::queue::Queues;
 
 /// What the sync consumers run with: the process's Chatwork client (shared, with the
-/// token's rate budget) and the knobs below.
-#[derive(Debug, Clone)]
+/// token's rate budget), the knobs below, and the queues a messages sync of all rooms
+/// started over HTTP sends its room check's fetches to.
+#[derive(Clone)]
 pub struct SyncContext {
     pub chatwork: ChatworkClient,
     pub settings: SyncSettings,
+    /// Without queues, such a sync's check fails (`NoQueues`).
+    pub queues: Option<Arc<dyn Queues>>,
+}
+
+impl std::fmt::Debug for SyncContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncContext")
+            .field("chatwork", &self.chatwork)
+            .field("settings", &self.settings)
+            .field("queues", &self.queues.is_some())
+            .finish()
+    }
 }
 
 impl SyncContext {
-    /// A context with the default [`SyncSettings`].
+    /// A context with the default [`SyncSettings`] and no queues.
     pub fn new(chatwork: ChatworkClient) -> Self {
         Self {
             chatwork,
             settings: SyncSettings::default(),
+            queues: None,
         }
+    }
+
+    /// The context with the queues a room check sends its fetches to.
+    pub fn with_queues(mut self, queues: Arc<dyn Queues>) -> Self {
+        self.queues = Some(queues);
+        self
     }
 }
 
@@ -53,6 +76,8 @@ pub struct SyncSettings {
     pub snapshot_claim_lease: Duration,
     /// How often a consumer waiting for another's snapshot looks again.
     pub snapshot_poll: Duration,
+    /// The room check of a messages sync of all rooms started over HTTP.
+    pub room_check: check::RoomCheckSettings,
 }
 
 impl Default for SyncSettings {
@@ -64,6 +89,7 @@ impl Default for SyncSettings {
             max_descriptions: 100,
             snapshot_claim_lease: Duration::from_secs(90),
             snapshot_poll: Duration::from_millis(200),
+            room_check: check::RoomCheckSettings::default(),
         }
     }
 }

@@ -44,7 +44,7 @@ async fn a_rooms_sync_starts_once_while_active(app: &impl Api) {
 }
 both_ways!(a_rooms_sync_starts_once_while_active);
 
-async fn a_messages_sync_sends_one_message_per_room(app: &impl Api) {
+async fn a_messages_sync_of_all_rooms_sends_one_room_check(app: &impl Api) {
     let pool = app.pool();
     for id in [11, 12, 13] {
         seed::room(pool, id, &format!("room {id}")).await;
@@ -59,9 +59,12 @@ async fn a_messages_sync_sends_one_message_per_room(app: &impl Api) {
         .await;
     all.expect(202);
     assert_eq!(all.body["type"], "chatwork_messages_sync");
-    assert_eq!(all.body["totalItems"], 2, "the two active rooms");
-    assert_eq!(all.body["progress"]["total"], 2);
-    assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 2);
+    // The check decides which rooms need a fetch (and sends those in a job of their
+    // own) once a consumer runs it: the request never waits for Chatwork.
+    assert_eq!(all.body["payload"], json!({"check": true}));
+    assert_eq!(all.body["totalItems"], 1, "the room check");
+    assert_eq!(all.body["progress"]["total"], 1);
+    assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 1);
     // One room (an inactive one may be asked for by name).
     let one = app
         .call(
@@ -93,6 +96,6 @@ async fn a_messages_sync_sends_one_message_per_room(app: &impl Api) {
         )
         .await;
     assert_eq!((unknown.status, unknown.code()), (404, "room_not_found"));
-    assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 3);
+    assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 2);
 }
-both_ways!(a_messages_sync_sends_one_message_per_room);
+both_ways!(a_messages_sync_of_all_rooms_sends_one_room_check);

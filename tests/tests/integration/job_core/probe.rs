@@ -126,7 +126,7 @@ impl JobSpec for Probe {
     }
 
     fn item_key(message: &ProbeMessage) -> String {
-        format!("room-{}", message.room_id)
+        MessagesSync::item_key(message)
     }
 
     async fn plan(
@@ -137,7 +137,9 @@ impl JobSpec for Probe {
             .rooms
             .iter()
             .map(|&room_id| PlannedItem {
-                message: ProbeMessage { room_id },
+                message: ProbeMessage {
+                    room_id: Some(room_id),
+                },
                 group_id: payload
                     .group_override
                     .clone()
@@ -164,7 +166,7 @@ impl JobKind for Probe {
         item: &ItemRun,
         message: ProbeMessage,
     ) -> Result<ItemOutcome<RoomFetch>, ItemError> {
-        let room = message.room_id;
+        let room = message.room_id.expect("the probe's messages name a room");
         context.runs.lock().unwrap().push((room, item.attempt));
         let behaviour = context
             .behaviour

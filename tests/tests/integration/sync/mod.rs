@@ -3,6 +3,7 @@
 
 use cwsync::jobs::JobSpec as _;
 
+mod check;
 mod cost;
 mod faults;
 mod messages;
@@ -93,7 +94,8 @@ impl SyncRig {
             })),
             Backend::Sqs => Arc::new(create_test_queues(1, MAX_RECEIVES).await),
         };
-        let context = sync_context(&fake, &db.pool);
+        let client = ChatworkClient::new(client_settings(&fake), db.pool.clone()).unwrap();
+        let context = Arc::new(SyncContext::new(client).with_queues(queues.clone()));
         Self {
             rooms: JobConsumer::new(db.pool.clone(), context.clone()),
             messages: JobConsumer::new(db.pool.clone(), context),
@@ -141,7 +143,11 @@ impl SyncRig {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload { room_id },
+            &MessagesSyncPayload {
+                room_id,
+                rooms: None,
+                check: false,
+            },
             Some("admin-1"),
         )
         .await

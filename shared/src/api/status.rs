@@ -1,0 +1,255 @@
+//! `GET /api/chatwork/status`: what an operator needs to know about syncing: the last
+//! room check (time, outcome, rooms changed, fetched and deferred), the token's budget as
+//! it saw it, the rooms at risk of a gap, the gaps of the last 24 hours, the rooms
+//! waiting for a fetch, and the free plan's message limitation when Chatwork reported it.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Admin;
+use super::error::ErrorBody;
+use super::{ApiError, AppState};
+use crate::sync::check::CheckOutcome;
+use crate::sync::messages::FETCH_LIMIT;
+
+/// The cadence assumed before the first check.
+const DEFAULT_CADENCE_SECS: f64 = 60.0;
+
+/// A room is at risk when the messages it is expected to get between two checks (its
+/// observed rate times the cadence) reach this share of the 100 one fetch returns, or
+/// when it already has that many unseen.
+const RISK_SHARE: f64 = 0.5;
+
+/// The rooms at risk listed at most.
+const MAX_AT_RISK: i64 = 50;
+
+/// What the last room check saw and did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastCheck {
+    pub id: Uuid,
+    pub checked_at: DateTime<Utc>,
+    /// `schedule` or `sync` (a messages sync of all rooms started over HTTP).
+    pub trigger: String,
+    /// `current` (nothing to fetch: no job), `fetching`, `deferred` (no budget to fetch
+    /// now), `busy` (the previous fetches still run) or `failed`.
+    #[schema(value_type = String)]
+    pub outcome: CheckOutcome,
+    pub rooms_listed: i32,
+    /// Rooms new in Chatwork's list, registered by the check.
+    pub rooms_registered: i32,
+    /// Active rooms with new or edited messages.
+    pub rooms_changed: i32,
+    /// Rooms the check sent to be fetched.
+    pub rooms_fetched: i32,
+    /// Changed rooms left for the next check (the budget did not cover them).
+    pub rooms_deferred: i32,
+    /// The most unseen messages in one room (100 or more: a gap).
+    pub unseen_max: i32,
+    /// Fetches the budget allowed.
+    pub allowance: i32,
+    /// The job fetching the planned rooms.
+    pub job_id: Option<Uuid>,
+    /// Why the room list could not be read (a failed check).
+    pub error: Option<String>,
+}
+
+/// The token's budget as the last check that read it saw it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetView {
+    /// Requests per window (Chatwork: 300 per 5 minutes).
+    pub limit: i32,
+    pub remaining: i32,
+    pub reset_at: DateTime<Utc>,
+    /// When the check saw it.
+    pub seen_at: DateTime<Utc>,
+}
+
+/// A room whose rate puts it near the 100 messages one fetch returns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomAtRisk {
+    pub room_id: i64,
+    pub name: String,
+    /// Stored messages sent in the last 24 hours, per hour.
+    pub messages_per_hour: f64,
+    /// Messages expected between two checks at that rate (100 or more: gaps).
+    pub expected_per_check: f64,
+    /// Unseen messages as of the last check.
+    pub unseen_messages: i32,
+}
+
+/// A gap: a fetch found more new messages than one request returns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GapView {
+    pub room_id: i64,
+    pub name: String,
+    pub detected_at: DateTime<Utc>,
+    /// How many messages could not be fetched (an estimate).
+    pub missed_estimate: i32,
+}
+
+/// The free plan's limitation as Chatwork last reported it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitationView {
+    /// `chatwork-message-limitation-summary` (or `true` without a summary).
+    pub summary: String,
+    pub seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// Null before the first check.
+    pub last_check: Option<LastCheck>,
+    /// Seconds between two checks, as the last check planned with (60 before any).
+    pub check_cadence_secs: f64,
+    /// Checks in the last hour.
+    pub checks_last_hour: i64,
+    pub budget: Option<BudgetView>,
+    /// Active rooms waiting for a fetch, and since when the longest has waited.
+    pub rooms_waiting: i64,
+    pub oldest_wait_since: Option<DateTime<Utc>>,
+    /// By expected messages per check, highest first.
+    pub rooms_at_risk: Vec<RoomAtRisk>,
+    /// Newest first.
+    pub gaps_last_24h: Vec<GapView>,
+    /// Null when Chatwork never reported one (a paid plan).
+    pub message_limitation: Option<LimitationView>,
+}
+
+/// The sync status: the last room check, the budget, rooms at risk and recent gaps.
+#[utoipa::path(
+    get, path = "/api/chatwork/status", operation_id = "getSyncStatus", tag = "chatwork",
+    responses(
+        (status = 200, description = "The sync status", body = SyncStatus),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+) -> Result<Json<SyncStatus>, ApiError> {
+    let pool = &state.pool;
+    let last = sqlx::query!(
+        r#"SELECT id, checked_at, trigger, outcome, rooms_listed, rooms_registered,
+                  rooms_changed, rooms_fetched, rooms_deferred, unseen_max, allowance, job_id,
+                  error
+             FROM room_checks ORDER BY checked_at DESC LIMIT 1"#
+    )
+    .fetch_optional(pool)
+    .await?;
+    let last_check = last.map(|c| LastCheck {
+        id: c.id,
+        checked_at: c.checked_at,
+        trigger: c.trigger,
+        outcome: CheckOutcome::parse(&c.outcome).unwrap_or(CheckOutcome::Failed),
+        rooms_listed: c.rooms_listed,
+        rooms_registered: c.rooms_registered,
+        rooms_changed: c.rooms_changed,
+        rooms_fetched: c.rooms_fetched,
+        rooms_deferred: c.rooms_deferred,
+        unseen_max: c.unseen_max,
+        allowance: c.allowance,
+        job_id: c.job_id,
+        error: c.error,
+    });
+    let checks = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM room_checks
+                    WHERE checked_at > now() - interval '1 hour') AS "last_hour!",
+                  (SELECT cadence_secs::float8 FROM room_checks
+                    ORDER BY checked_at DESC LIMIT 1) AS cadence_secs"#
+    )
+    .fetch_one(pool)
+    .await?;
+    let cadence = checks
+        .cadence_secs
+        .filter(|s| *s > 0.0)
+        .unwrap_or(DEFAULT_CADENCE_SECS);
+    let budget = sqlx::query_as!(
+        BudgetView,
+        r#"SELECT budget_limit AS "limit!", budget_remaining AS "remaining!",
+                  budget_reset_at AS "reset_at!", checked_at AS seen_at
+             FROM room_checks
+            WHERE budget_limit IS NOT NULL AND budget_remaining IS NOT NULL
+              AND budget_reset_at IS NOT NULL
+            ORDER BY checked_at DESC LIMIT 1"#
+    )
+    .fetch_optional(pool)
+    .await?;
+    let waiting = sqlx::query!(
+        r#"SELECT count(*) AS "rooms!", min(fetch_wanted_since) AS oldest
+             FROM chatwork_rooms
+            WHERE fetch_wanted_since IS NOT NULL AND is_active AND left_at IS NULL"#
+    )
+    .fetch_one(pool)
+    .await?;
+    let risk = RISK_SHARE * FETCH_LIMIT as f64;
+    let rooms_at_risk = sqlx::query_as!(
+        RoomAtRisk,
+        r#"WITH rated AS (
+               SELECT r.room_id, r.name,
+                      (SELECT count(*) FROM messages m
+                        WHERE m.chatwork_room_id = r.id
+                          AND m.send_time > now() - interval '24 hours')::float8 / 24 AS per_hour,
+                      greatest(coalesce(r.checked_message_num, 0)
+                               - coalesce(r.synced_message_num, 0), 0) AS unseen
+                 FROM chatwork_rooms r
+                WHERE r.is_active AND r.left_at IS NULL
+           )
+           SELECT room_id AS "room_id!", name AS "name!", per_hour AS "messages_per_hour!",
+                  per_hour * $1::float8 / 3600 AS "expected_per_check!",
+                  unseen AS "unseen_messages!"
+             FROM rated
+            WHERE per_hour * $1::float8 / 3600 >= $2::float8 OR unseen >= $2::float8
+            ORDER BY per_hour DESC, unseen DESC, room_id
+            LIMIT $3"#,
+        cadence,
+        risk,
+        MAX_AT_RISK,
+    )
+    .fetch_all(pool)
+    .await?;
+    let gaps_last_24h = sqlx::query_as!(
+        GapView,
+        r#"SELECT room_id, name, gap_detected_at AS "detected_at!",
+                  gap_missed_estimate AS "missed_estimate!"
+             FROM chatwork_rooms
+            WHERE gap_detected_at > now() - interval '24 hours'
+            ORDER BY gap_detected_at DESC, room_id"#
+    )
+    .fetch_all(pool)
+    .await?;
+    let message_limitation = sqlx::query_as!(
+        LimitationView,
+        r#"SELECT summary AS "summary!", seen_at AS "seen_at!" FROM (
+               SELECT message_limitation AS summary, message_limitation_at AS seen_at
+                 FROM chatwork_rooms WHERE message_limitation IS NOT NULL
+               UNION ALL
+               SELECT message_limitation, checked_at FROM room_checks
+                WHERE message_limitation IS NOT NULL
+           ) seen
+           ORDER BY seen_at DESC LIMIT 1"#
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(Json(SyncStatus {
+        last_check,
+        check_cadence_secs: cadence,
+        checks_last_hour: checks.last_hour,
+        budget,
+        rooms_waiting: waiting.rooms,
+        oldest_wait_since: waiting.oldest,
+        rooms_at_risk,
+        gaps_last_24h,
+        message_limitation,
+    }))
+}

@@ -1,0 +1,636 @@
+//! The room check: what decides which rooms a messages sync fetches.
+//!
+//! Chatwork returns only a room's latest 100 messages, so a room that receives more than
+//! that between two fetches loses messages for good. One `GET /rooms` says, for every
+//! room, how many messages it has now (`message_num`) and when it last moved
+//! (`last_update_time`); a check compares those with what the room's last successful
+//! fetch saw:
+//!
+//! - unseen messages: `message_num` now less `message_num` at the last fetch;
+//! - a moved `last_update_time` without new messages is an edit: it needs a fetch too.
+//!
+//! A check, in order:
+//!
+//! 1. `GET /rooms` (its one request). A failure is recorded as a `failed` check.
+//! 2. One statement registers the rooms it has not seen before (active; descriptions are
+//!    left to the rooms sync), records what it saw on every listed room, marks since when
+//!    a room needs a fetch, and returns the rooms that need one.
+//! 3. Risk first, within the budget: the rooms closest to 100 unseen messages first, then
+//!    those waiting longest. It plans no more fetches than the token's rate budget can
+//!    serve before the next check, less a reserve for syncs people start over HTTP and
+//!    the next check's own request. The rest stay marked and wait for the next check.
+//! 4. When anything is planned, one messages sync job fetches exactly those rooms (the
+//!    job carries what the check saw of each, so no item asks for the room list again).
+//!    Nothing to fetch: no job and no queue message.
+//! 5. A `room_checks` row records what it saw and did, whatever the outcome; the status
+//!    route reads the latest.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::messages::{CheckedRoom, FETCH_LIMIT, MessagesSync, MessagesSyncPayload};
+use crate::chatwork::{ChatworkClient, ChatworkError, Room};
+use crate::config::{ConfigError, Env};
+use crate::jobs::{self, StartError};
+use crate::queue::Queues;
+
+/// The knobs of the room check.
+#[derive(Debug, Clone)]
+pub struct RoomCheckSettings {
+    /// Time between two scheduled checks: a check plans what the token's budget can
+    /// serve before the next one.
+    pub cadence: Duration,
+    /// Requests of every rate window a check leaves to syncs people start over HTTP.
+    pub reserve: u32,
+    /// The longest a check waits for Chatwork's room list.
+    pub list_timeout: Duration,
+}
+
+impl Default for RoomCheckSettings {
+    /// Every minute, 30 requests of each window (a tenth of Chatwork's 300) kept back, and
+    /// 30 s for the room list.
+    fn default() -> Self {
+        Self {
+            cadence: Duration::from_secs(60),
+            reserve: 30,
+            list_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RoomCheckSettings {
+    /// `ROOM_CHECK_EVERY_MINUTES` (the schedule's rate; default 1) and
+    /// `ROOM_CHECK_RESERVE` (default 30).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let minutes: Option<u64> =
+            env.parse("ROOM_CHECK_EVERY_MINUTES", "a whole number of minutes")?;
+        if minutes == Some(0) {
+            return Err(ConfigError::Invalid {
+                name: "ROOM_CHECK_EVERY_MINUTES",
+                reason: "expected at least 1 minute".into(),
+            });
+        }
+        let reserve: Option<u32> = env.parse("ROOM_CHECK_RESERVE", "a whole number of requests")?;
+        Ok(Self {
+            cadence: minutes.map_or(defaults.cadence, |m| Duration::from_secs(m * 60)),
+            reserve: reserve.unwrap_or(defaults.reserve),
+            ..defaults
+        })
+    }
+}
+
+/// What started a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckTrigger {
+    /// The scheduled task.
+    Schedule,
+    /// A messages sync of all rooms started over HTTP.
+    Sync,
+}
+
+impl CheckTrigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Schedule => "schedule",
+            Self::Sync => "sync",
+        }
+    }
+}
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckOutcome {
+    /// No room needs a fetch: no job, nothing sent.
+    Current,
+    /// A job fetches the planned rooms.
+    Fetching,
+    /// Rooms need a fetch, but the budget allows none before the next check.
+    Deferred,
+    /// The previous check's fetches still run; the changed rooms wait for the next check.
+    Busy,
+    /// The room list could not be read.
+    Failed,
+}
+
+impl CheckOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Fetching => "fetching",
+            Self::Deferred => "deferred",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::Current,
+            Self::Fetching,
+            Self::Deferred,
+            Self::Busy,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == value)
+    }
+}
+
+/// The token's budget as a check saw it after its own request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetSeen {
+    pub limit: i32,
+    pub remaining: i32,
+    pub reset_at: DateTime<Utc>,
+}
+
+/// What one check saw and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomCheckReport {
+    pub check_id: Uuid,
+    pub outcome: CheckOutcome,
+    /// Rooms in Chatwork's list.
+    pub listed: usize,
+    /// Rooms registered by this check (new in the list).
+    pub registered: usize,
+    /// Active rooms that need a fetch.
+    pub changed: usize,
+    /// Rooms this check planned a fetch for.
+    pub fetched: usize,
+    /// Changed rooms left for the next check.
+    pub deferred: usize,
+    /// The most unseen messages of one room.
+    pub unseen_max: i64,
+    /// Fetches the budget allowed.
+    pub allowance: usize,
+    pub budget: Option<BudgetSeen>,
+    /// The job fetching the planned rooms (with `busy`, the one still running).
+    pub job_id: Option<Uuid>,
+    /// The rooms planned, in the order they were ranked.
+    pub planned: Vec<i64>,
+}
+
+impl RoomCheckReport {
+    /// What the check did, in words (`room check: 12 rooms listed (0 new), 3 changed, 3
+    /// sent to be fetched by messages sync 1a2b3c4d`).
+    pub fn describe(&self) -> String {
+        let mut detail = format!(
+            "room check: {} rooms listed ({} new), {} changed, {} sent to be fetched",
+            self.listed, self.registered, self.changed, self.fetched
+        );
+        if let Some(job) = self.job_id {
+            detail.push_str(&format!(
+                " by messages sync {}",
+                &job.simple().to_string()[..8]
+            ));
+        }
+        if self.deferred > 0 {
+            detail.push_str(&format!(", {} left for the next check", self.deferred));
+        }
+        detail
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The room list could not be read; the check is recorded as `failed`.
+    #[error("the room list could not be read: {error}")]
+    Chatwork {
+        check_id: Uuid,
+        error: ChatworkError,
+    },
+}
+
+/// A room that needs a fetch, as the check ranks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub room_id: i64,
+    /// Messages the room has that no fetch has seen (0 for an edit).
+    pub unseen: i64,
+    /// Since when checks have found it needing a fetch.
+    pub waiting_since: DateTime<Utc>,
+    pub listed: CheckedRoom,
+}
+
+/// Ranks the rooms that need a fetch: the closest to [`FETCH_LIMIT`] unseen messages
+/// first (a room past it has a gap already and keeps losing), then the one waiting
+/// longest, then by room id so that the order is total.
+pub(crate) fn rank(candidates: &mut [Candidate]) {
+    let limit = FETCH_LIMIT as i64;
+    candidates.sort_by(|a, b| {
+        b.unseen
+            .min(limit)
+            .cmp(&a.unseen.min(limit))
+            .then(a.waiting_since.cmp(&b.waiting_since))
+            .then(a.room_id.cmp(&b.room_id))
+    });
+}
+
+/// How many fetches a check may plan: what the current window has left, plus the next
+/// window when it opens before the next check, each less the reserve, less one request
+/// for the next check itself.
+pub(crate) fn allowance(
+    budget: Option<BudgetSeen>,
+    now: DateTime<Utc>,
+    settings: &RoomCheckSettings,
+) -> usize {
+    let Some(budget) = budget else {
+        return 0;
+    };
+    let reserve = i64::from(settings.reserve);
+    let limit = i64::from(budget.limit);
+    // A window whose reset passed is whole again (the next reservation rolls it over).
+    let remaining = if budget.reset_at <= now {
+        limit
+    } else {
+        i64::from(budget.remaining)
+    };
+    let mut can = (remaining - reserve).max(0);
+    let cadence = chrono::Duration::from_std(settings.cadence).unwrap_or(chrono::Duration::MAX);
+    if budget.reset_at > now && budget.reset_at <= now + cadence {
+        can += (limit - reserve).max(0);
+    }
+    usize::try_from(can - 1).unwrap_or(0)
+}
+
+/// Runs one check with `chatwork` and starts the fetch job when there is anything to
+/// fetch. See the module documentation.
+pub async fn run(
+    pool: &PgPool,
+    queues: &dyn Queues,
+    chatwork: &ChatworkClient,
+    settings: &RoomCheckSettings,
+    trigger: CheckTrigger,
+) -> Result<RoomCheckReport, CheckError> {
+    let deadline = Instant::now() + settings.list_timeout;
+    let listed = match chatwork.list_rooms_listed(deadline).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            let check_id = record_failure(pool, trigger, settings, &error).await?;
+            metrics::counter!("room_checks", "outcome" => CheckOutcome::Failed.as_str())
+                .increment(1);
+            tracing::warn!(error = %error, "room check: the room list could not be read");
+            return Err(CheckError::Chatwork { check_id, error });
+        }
+    };
+    let mut rooms = listed.items;
+    rooms.sort_by_key(|r| r.room_id);
+    rooms.dedup_by_key(|r| r.room_id);
+
+    let seen = observe(pool, &rooms).await?;
+    let mut candidates = seen.candidates;
+    rank(&mut candidates);
+    let budget = match chatwork.budget().state().await? {
+        Some(state) if state.limit_known => Some(BudgetSeen {
+            limit: state.limit_count,
+            remaining: state.remaining,
+            reset_at: state.reset_at,
+        }),
+        _ => None,
+    };
+    let allowance = allowance(budget, Utc::now(), settings);
+    let planned: Vec<&Candidate> = candidates.iter().take(allowance).collect();
+
+    let mut outcome = if candidates.is_empty() {
+        CheckOutcome::Current
+    } else if planned.is_empty() {
+        CheckOutcome::Deferred
+    } else {
+        CheckOutcome::Fetching
+    };
+    let mut job_id = None;
+    let mut fetched = planned.len();
+    if !planned.is_empty() {
+        let payload = MessagesSyncPayload {
+            room_id: None,
+            rooms: Some(planned.iter().map(|c| c.listed).collect()),
+            check: false,
+        };
+        let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
+        job_id = Some(started.job.id);
+        if !started.created {
+            outcome = CheckOutcome::Busy;
+            fetched = 0;
+        }
+    }
+    let report = RoomCheckReport {
+        check_id: Uuid::nil(),
+        outcome,
+        listed: rooms.len(),
+        registered: seen.registered,
+        changed: candidates.len(),
+        fetched,
+        deferred: candidates.len() - fetched,
+        unseen_max: seen.unseen_max,
+        allowance,
+        budget,
+        job_id,
+        planned: if fetched > 0 {
+            planned.iter().map(|c| c.room_id).collect()
+        } else {
+            Vec::new()
+        },
+    };
+    let check_id = record(
+        pool,
+        trigger,
+        settings,
+        &report,
+        seen.unseen_total,
+        listed.limitation,
+    )
+    .await?;
+    let report = RoomCheckReport { check_id, ..report };
+    metrics::counter!("room_checks", "outcome" => outcome.as_str()).increment(1);
+    metrics::counter!("rooms_deferred").increment(report.deferred as u64);
+    metrics::gauge!("unseen_messages_max").set(report.unseen_max as f64);
+    tracing::info!(
+        outcome = outcome.as_str(),
+        listed = report.listed,
+        registered = report.registered,
+        changed = report.changed,
+        fetched = report.fetched,
+        deferred = report.deferred,
+        unseen_max = report.unseen_max,
+        allowance,
+        "room check"
+    );
+    Ok(report)
+}
+
+/// What [`observe`] found.
+struct Seen {
+    registered: usize,
+    candidates: Vec<Candidate>,
+    unseen_max: i64,
+    unseen_total: i64,
+}
+
+/// Registers new rooms, records what the list says on every listed room whose state
+/// moved, and returns the active rooms that need a fetch; one statement.
+async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
+    let ids: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
+    let names: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
+    let types: Vec<String> = rooms
+        .iter()
+        .map(|r| r.room_type.as_str().to_owned())
+        .collect();
+    let icons: Vec<String> = rooms.iter().map(|r| r.icon_path.clone()).collect();
+    let updated: Vec<i64> = rooms.iter().map(|r| r.last_update_time).collect();
+    let counts: Vec<i64> = rooms.iter().map(|r| r.message_num).collect();
+    // A data-modifying CTE does not see the rows its siblings insert: a new room is
+    // judged from the list alone (it was never fetched), an existing one by its row.
+    let rows = sqlx::query!(
+        r#"WITH listed AS (
+               SELECT t.room_id, t.name, t.room_type, nullif(t.icon_path, '') AS icon_path,
+                      t.updated,
+                      CASE WHEN t.updated > 0 THEN to_timestamp(t.updated) END AS updated_at,
+                      least(greatest(t.message_num, 0), 2147483647)::int AS message_num
+                 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[])
+                        AS t(room_id, name, room_type, icon_path, updated, message_num)
+           ), registered AS (
+               INSERT INTO chatwork_rooms AS r (room_id, name, room_type, icon_path,
+                                                chatwork_updated_at, message_count,
+                                                description_stale, checked_at,
+                                                checked_message_num, checked_last_update_time,
+                                                fetch_wanted_since)
+               SELECT l.room_id, l.name, l.room_type, l.icon_path, l.updated_at, l.message_num,
+                      true, now(), l.message_num, l.updated_at,
+                      CASE WHEN l.message_num > 0 OR l.updated > 0 THEN now() END
+                 FROM listed l
+               ON CONFLICT (room_id) DO NOTHING
+            RETURNING r.room_id, r.message_count AS message_num, r.chatwork_updated_at AS updated_at,
+                      r.fetch_wanted_since
+           ), judged AS (
+               SELECT r.id, l.room_id, l.message_num, l.updated, l.updated_at,
+                      r.is_active AND r.left_at IS NULL AS syncable,
+                      greatest(l.message_num - coalesce(r.synced_message_num, 0), 0) AS unseen,
+                      (l.message_num > coalesce(r.synced_message_num, 0)
+                       OR l.updated_at IS DISTINCT FROM r.synced_last_update_time) AS needs,
+                      r.fetch_wanted_since
+                 FROM listed l JOIN chatwork_rooms r ON r.room_id = l.room_id
+           ), decided AS (
+               SELECT j.*, j.needs AND j.syncable AS wanted,
+                      CASE WHEN j.needs AND j.syncable
+                           THEN coalesce(j.fetch_wanted_since, now()) END AS wanted_since
+                 FROM judged j
+           ), checked AS (
+               -- Only rooms whose state moved are written: a check every minute must not
+               -- rewrite every room every minute.
+               UPDATE chatwork_rooms r
+                  SET checked_at = now(), checked_message_num = d.message_num,
+                      checked_last_update_time = d.updated_at,
+                      fetch_wanted_since = d.wanted_since
+                 FROM decided d
+                WHERE r.id = d.id
+                  AND (r.checked_message_num, r.checked_last_update_time, r.fetch_wanted_since)
+                      IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since)
+           )
+           SELECT d.room_id AS "room_id!", d.unseen AS "unseen!", d.wanted AS "wanted!",
+                  d.wanted_since AS "wanted_since?", d.updated AS "updated!",
+                  d.message_num AS "message_num!", false AS "registered!"
+             FROM decided d
+           UNION ALL
+           SELECT g.room_id, g.message_num, g.fetch_wanted_since IS NOT NULL,
+                  g.fetch_wanted_since, l.updated, g.message_num, true
+             FROM registered g JOIN listed l ON l.room_id = g.room_id"#,
+        &ids,
+        &names,
+        &types,
+        &icons,
+        &updated,
+        &counts,
+    )
+    .fetch_all(pool)
+    .await?;
+    let now = Utc::now();
+    let mut seen = Seen {
+        registered: 0,
+        candidates: Vec::new(),
+        unseen_max: 0,
+        unseen_total: 0,
+    };
+    for row in rows {
+        if row.registered {
+            seen.registered += 1;
+        }
+        let unseen = i64::from(row.unseen);
+        seen.unseen_max = seen.unseen_max.max(unseen);
+        seen.unseen_total += unseen;
+        if row.wanted {
+            seen.candidates.push(Candidate {
+                room_id: row.room_id,
+                unseen,
+                waiting_since: row.wanted_since.unwrap_or(now),
+                listed: CheckedRoom {
+                    room_id: row.room_id,
+                    last_update_time: row.updated,
+                    message_num: i64::from(row.message_num),
+                },
+            });
+        }
+    }
+    Ok(seen)
+}
+
+/// Writes the check's row; returns its id.
+async fn record(
+    pool: &PgPool,
+    trigger: CheckTrigger,
+    settings: &RoomCheckSettings,
+    report: &RoomCheckReport,
+    unseen_total: i64,
+    limitation: Option<String>,
+) -> Result<Uuid, sqlx::Error> {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    sqlx::query_scalar!(
+        r#"INSERT INTO room_checks (trigger, outcome, rooms_listed, rooms_registered,
+                                    rooms_changed, rooms_fetched, rooms_deferred, unseen_max,
+                                    unseen_total, budget_limit, budget_remaining,
+                                    budget_reset_at, allowance, job_id, message_limitation,
+                                    cadence_secs)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+           RETURNING id"#,
+        trigger.as_str(),
+        report.outcome.as_str(),
+        count(report.listed),
+        count(report.registered),
+        count(report.changed),
+        count(report.fetched),
+        count(report.deferred),
+        i32::try_from(report.unseen_max).unwrap_or(i32::MAX),
+        unseen_total,
+        report.budget.map(|b| b.limit),
+        report.budget.map(|b| b.remaining),
+        report.budget.map(|b| b.reset_at),
+        count(report.allowance),
+        report.job_id,
+        limitation,
+        cadence_secs(settings),
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Writes the row of a check whose room list could not be read.
+async fn record_failure(
+    pool: &PgPool,
+    trigger: CheckTrigger,
+    settings: &RoomCheckSettings,
+    error: &ChatworkError,
+) -> Result<Uuid, sqlx::Error> {
+    let message: String = error.to_string().chars().take(500).collect();
+    sqlx::query_scalar!(
+        r#"INSERT INTO room_checks (trigger, outcome, error, cadence_secs)
+           VALUES ($1, 'failed', $2, $3)
+           RETURNING id"#,
+        trigger.as_str(),
+        message,
+        cadence_secs(settings),
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The cadence as stored: whole seconds, at least 1.
+fn cadence_secs(settings: &RoomCheckSettings) -> i32 {
+    i32::try_from(settings.cadence.as_secs().max(1)).unwrap_or(i32::MAX)
+}
+
+/// Deletes the checks older than `age` (the retention task); returns how many.
+pub async fn delete_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "DELETE FROM room_checks WHERE checked_at < now() - make_interval(secs => $1::float8)",
+        age.as_secs_f64(),
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(room_id: i64, unseen: i64, waiting_secs: i64) -> Candidate {
+        Candidate {
+            room_id,
+            unseen,
+            waiting_since: DateTime::from_timestamp(1_800_000_000 - waiting_secs, 0).unwrap(),
+            listed: CheckedRoom {
+                room_id,
+                last_update_time: 1,
+                message_num: unseen,
+            },
+        }
+    }
+
+    #[test]
+    fn the_rooms_closest_to_the_limit_come_first_then_the_longest_waiting() {
+        let mut rooms = vec![
+            candidate(1, 3, 600),
+            candidate(2, 90, 0),
+            candidate(3, 0, 900),
+            candidate(4, 140, 0),
+            candidate(5, 3, 1200),
+            candidate(6, 100, 60),
+        ];
+        rank(&mut rooms);
+        let order: Vec<i64> = rooms.iter().map(|c| c.room_id).collect();
+        // 6 (100) and 4 (140, past the limit) both count as 100; 6 waited longer.
+        assert_eq!(order, [6, 4, 2, 5, 1, 3]);
+    }
+
+    #[test]
+    fn the_allowance_is_what_the_budget_serves_before_the_next_check() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let settings = RoomCheckSettings {
+            cadence: Duration::from_secs(60),
+            reserve: 30,
+            ..RoomCheckSettings::default()
+        };
+        let budget = |remaining, reset_in: i64| {
+            Some(BudgetSeen {
+                limit: 300,
+                remaining,
+                reset_at: now + chrono::Duration::seconds(reset_in),
+            })
+        };
+        // The window resets in 4 minutes: only what is left, less the reserve and the
+        // next check.
+        assert_eq!(allowance(budget(299, 240), now, &settings), 268);
+        assert_eq!(allowance(budget(20, 240), now, &settings), 0);
+        // It resets before the next check: the next window's share counts too.
+        assert_eq!(allowance(budget(20, 30), now, &settings), 269);
+        // A window whose reset passed is whole again.
+        assert_eq!(allowance(budget(0, -5), now, &settings), 269);
+        assert_eq!(allowance(None, now, &settings), 0);
+    }
+
+    #[test]
+    fn settings_read_the_environment() {
+        let env = Env::from_pairs([
+            ("ROOM_CHECK_EVERY_MINUTES", "2"),
+            ("ROOM_CHECK_RESERVE", "10"),
+        ]);
+        let settings = RoomCheckSettings::from_env(&env).unwrap();
+        assert_eq!(settings.cadence, Duration::from_secs(120));
+        assert_eq!(settings.reserve, 10);
+        let zero = Env::from_pairs([("ROOM_CHECK_EVERY_MINUTES", "0")]);
+        assert!(RoomCheckSettings::from_env(&zero).is_err());
+    }
+}
