@@ -30,6 +30,7 @@
 //! runs it end to end over the embedded queue.
 
 mod dead_letter;
+pub mod failure;
 mod registry;
 mod retention;
 mod runner;
