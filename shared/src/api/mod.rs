@@ -21,6 +21,7 @@ mod rooms;
 mod scope;
 mod summaries;
 mod sync;
+pub mod time;
 
 use std::sync::Arc;
 

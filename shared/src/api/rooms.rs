@@ -379,10 +379,11 @@ impl FromStr for MessageCursor {
         else {
             return Err(INVALID);
         };
+        // A time the database cannot hold was never given out (and would be a 500).
         let send_time = micros
             .parse::<i64>()
             .ok()
-            .and_then(DateTime::from_timestamp_micros)
+            .and_then(super::time::storable_micros)
             .ok_or(INVALID)?;
         let valid_id =
             (1..=40).contains(&message_id.len()) && message_id.bytes().all(|b| b.is_ascii_digit());
@@ -521,6 +522,8 @@ mod tests {
             "djE6eDox",
             &URL_SAFE_NO_PAD.encode("v1:1:abc"),
             &URL_SAFE_NO_PAD.encode("v2:1:1"),
+            // Before what Postgres stores: the forged cursor of issue 15.
+            "djE6LTM3NzcwNTExNjgwMDAwMDAwMDox",
         ] {
             assert!(bad.parse::<MessageCursor>().is_err(), "{bad}");
         }
