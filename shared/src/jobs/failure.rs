@@ -57,7 +57,7 @@ pub fn describe_database_error(error: &sqlx::Error) -> &'static str {
         _ => None,
     };
     match class.as_deref() {
-        Some("22") => "the item's data is outside what can be stored (a value out of range)",
+        Some("22") => "the item's data is outside what can be stored",
         Some("23") => "the item's result was refused as inconsistent with the stored data",
         _ if is_transient(error) => "the database was unavailable",
         _ => "the database refused the item's work",

@@ -462,6 +462,10 @@ async fn a_job_that_cannot_be_queued_fails_with_a_clear_error(backend: Backend) 
             .contains("could not be handed to the messages-sync queue"),
         "{error:?}"
     );
+    assert!(
+        error.stack.is_some(),
+        "the queue's own words are kept for admins"
+    );
     // The failed job does not block the next request.
     let next = rig.start("all", &[1]).await;
     assert!(next.created);
