@@ -40,11 +40,12 @@ pub struct DraftRequest {
     request_body = DraftRequest,
     responses(
         (status = 202, description = "A new summary draft job", body = JobView),
-        (status = 200, description = "The draft of this company and period already queued or running", body = JobView),
+        (status = 200, description = "The draft of this company and period already queued or running, the caller's (or any, for an admin)", body = JobView),
         (status = 400, description = "Malformed id or JSON", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Neither writer nor admin", body = ErrorBody),
         (status = 404, description = "No such company", body = ErrorBody),
+        (status = 409, description = "The draft of this company and period is already queued or running for another user (`job_already_active`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "A field is missing, unknown or invalid, or the period is empty or too long", body = ErrorBody),
