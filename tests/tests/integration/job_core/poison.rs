@@ -132,6 +132,9 @@ async fn poison_bodies_are_acknowledged_and_their_group_goes_on(backend: Backend
             r#"{{"v": 1, "jobId": "{}", "roomId": 1}}"#,
             uuid::Uuid::new_v4()
         ),
+        // A job that exists, an item it does not have.
+        format!(r#"{{"v": 1, "jobId": "{}", "roomId": 77}}"#, other.job.id),
+        // The other type's item, on this queue.
         format!(r#"{{"v": 1, "jobId": "{}", "roomId": 2}}"#, other.job.id),
     ];
     let poison: Vec<_> = bodies
