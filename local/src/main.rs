@@ -313,15 +313,13 @@ async fn serve(
         ));
     }
     banner.push_str(&format!(
-        "  admin token (valid {TOKEN_HOURS} h): {admin_token}\n\nTry it:\n  export TOKEN={admin_token}\n  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base}/chatwork/rooms/sync\n  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{}}' {base}/chatwork/messages/sync\n  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/jobs?limit=5'\n\nJobs show here as they run. Ctrl-C stops (work in flight finishes first).\n"
+        "  admin token (valid {TOKEN_HOURS} h): {admin_token}\n\nTry it:\n  export TOKEN={admin_token}\n  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base}/chatwork/rooms/sync\n  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{}}' {base}/chatwork/messages/sync\n  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/jobs?limit=5'\n\nJobs show here as they run. Ctrl-C (or SIGTERM) stops (work in flight finishes first).\n"
     ));
     say(&banner);
 
     let app = api::router(api::AppState::new(pool.clone(), queues, auth).with_registry(registry));
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop_requested())
         .await;
     say("Stopping: no new work is taken; waiting for work in flight...\n");
     let drained = workers.stop().await;
@@ -331,4 +329,24 @@ async fn serve(
     drop(fake);
     say("Stopped.\n");
     served.context("serving the API")
+}
+
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM, the signal systemd, Docker and Kubernetes stop
+/// a process with: both drain the work in flight before the runner exits.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

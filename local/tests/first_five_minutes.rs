@@ -69,9 +69,15 @@ impl Runner {
         }
     }
 
-    fn stop(mut self) -> Vec<String> {
-        // SAFETY: signalling our own child, as Ctrl-C would.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    fn stop(self) -> Vec<String> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Sends `signal` (SIGINT as Ctrl-C, SIGTERM as systemd or Docker) and waits for a
+    /// clean exit.
+    fn stop_with(mut self, signal: i32) -> Vec<String> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let status = self.child.wait().expect("cwsync-local exits");
         assert!(status.success(), "exit status {status:?}");
         std::thread::sleep(Duration::from_millis(100));
@@ -415,6 +421,41 @@ async fn work_queued_when_the_runner_stopped_is_done_after_the_next_start() {
         .unwrap();
     assert!(stored > 100, "{stored} messages stored");
     runner.stop();
+}
+
+/// Ctrl-C and SIGTERM both stop the runner the same way: no new work is taken, the work
+/// in flight ends, "Stopped." is printed and the exit status is 0; no item is left
+/// `processing` for the next start to redo.
+#[tokio::test]
+async fn sigterm_drains_like_ctrl_c() {
+    for (name, signal) in [("SIGINT", libc::SIGINT), ("SIGTERM", libc::SIGTERM)] {
+        let db = TestDb::empty().await;
+        let runner = Runner::start(&db, &[]);
+        let api = Api {
+            base: runner.printed("cwsync-local is serving the API at"),
+            token: runner.printed("export TOKEN="),
+            http: reqwest::Client::new(),
+        };
+        let (status, job) = api.post("/chatwork/rooms/sync", None).await;
+        assert_eq!(status, 202, "{job}");
+        assert_eq!(api.wait_for(&job).await["status"], "completed");
+        // Work in flight when the signal comes: a sync of every room.
+        let (status, job) = api
+            .post("/chatwork/messages/sync", Some(serde_json::json!({})))
+            .await;
+        assert_eq!(status, 202, "{job}");
+        let printed = runner.stop_with(signal);
+        assert!(
+            printed.iter().any(|l| l == "Stopped."),
+            "{name}: {printed:?}"
+        );
+        let processing: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM job_items WHERE status = 'processing'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(processing, 0, "{name}: items left processing");
+    }
 }
 
 /// `cwsync-local token` mints a token for any user and role, signed with the running

@@ -9,7 +9,8 @@
 //!   not looked at; a request without claims is 401.
 //! - [`IdentitySource::LocalJwt`] (the local runner and tests): `Authorization: Bearer
 //!   <token>`, an HS256 JWT verified against `LOCAL_JWT_SECRET`, with `sub`, the role claim
-//!   and `exp`.
+//!   and `exp`; `exp` and, when present, `nbf` are checked with [`CLOCK_LEEWAY_SECS`] of
+//!   leeway (the library's default is 60 s, a minute of life after expiry).
 //!
 //! The user id is `sub`. The role is the highest of `admin`, `writer` and `reader` found
 //! in the role claim (`JWT_ROLE_CLAIM`, default `role`) and in `cognito:groups`. A claim
@@ -309,6 +310,9 @@ fn gateway_claims(parts: &Parts) -> Result<Map<String, Value>, ApiError> {
         .collect())
 }
 
+/// How far the clocks of the token's issuer and ours may disagree, in seconds.
+pub const CLOCK_LEEWAY_SECS: u64 = 5;
+
 /// The claims of a verified `Authorization: Bearer` token.
 fn bearer_claims(parts: &Parts, keys: &LocalJwtKeys) -> Result<Map<String, Value>, ApiError> {
     let header = parts
@@ -336,12 +340,15 @@ fn bearer_claims(parts: &Parts, keys: &LocalJwtKeys) -> Result<Map<String, Value
         })?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.leeway = CLOCK_LEEWAY_SECS;
+    validation.validate_nbf = true;
     jsonwebtoken::decode::<Map<String, Value>>(token, &keys.decoding, &validation)
         .map(|data| data.claims)
         .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             let message = match e.kind() {
                 ErrorKind::ExpiredSignature => "The token has expired.",
+                ErrorKind::ImmatureSignature => "The token is not valid yet (its nbf).",
                 _ => "The token is not valid.",
             };
             unauthenticated("invalid_token", message)
@@ -533,6 +540,24 @@ mod tests {
             claims.insert("exp".into(), (chrono::Utc::now().timestamp() - 3600).into());
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
         };
+        let token_with = |times: &[(&str, i64)]| {
+            let mut claims = Map::new();
+            claims.insert("sub".into(), "alice".into());
+            claims.insert("role".into(), "admin".into());
+            let now = chrono::Utc::now().timestamp();
+            claims.insert("exp".into(), (now + 3600).into());
+            for (claim, offset) in times {
+                claims.insert((*claim).into(), (now + offset).into());
+            }
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
+        };
+        // Issue 15: 10 s past `exp` (the library's default leeway accepted 60 s), and an
+        // `nbf` a minute ahead (ignored by default).
+        let just_expired = token_with(&[("exp", -10)]);
+        let not_yet = token_with(&[("nbf", 60)]);
+        for good in [token_with(&[]), token_with(&[("nbf", -10)])] {
+            assert!(bearer_claims(&parts_with(&format!("Bearer {good}")), keys).is_ok());
+        }
         let unsigned = {
             use base64::Engine;
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -545,6 +570,8 @@ mod tests {
         for header in [
             format!("Bearer {forged}"),
             format!("Bearer {expired}"),
+            format!("Bearer {just_expired}"),
+            format!("Bearer {not_yet}"),
             format!("Bearer {unsigned}"),
             "Bearer".to_owned(),
             "Basic YWRtaW46YWRtaW4=".to_owned(),

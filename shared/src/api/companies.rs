@@ -74,8 +74,8 @@ impl<'de> Deserialize<'de> for CompanyName {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewCompany {
-    /// 1 to 200 characters once trimmed.
-    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    /// 1 to 200 characters once trimmed, not blank, no control characters.
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub name: CompanyName,
 }
 
@@ -93,8 +93,8 @@ pub(crate) struct CompanyPath {
 pub(crate) struct CompanyRoomPath {
     /// The company's id.
     id: Uuid,
-    /// Chatwork's id of the room (digits) or ours (a UUID).
-    #[param(rename = "roomId", value_type = String)]
+    /// Chatwork's id of the room (digits, a positive 64-bit number) or ours (a UUID).
+    #[param(rename = "roomId", value_type = String, pattern = r"^([1-9][0-9]{0,17}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     room_id: RoomRef,
 }
 
@@ -222,16 +222,55 @@ pub(crate) async fn rooms(
 }
 
 /// The room to link: exactly one of Chatwork's id and ours.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewLink {
     /// Chatwork's id of the room.
-    #[schema(value_type = Option<i64>, minimum = 1)]
     #[serde(default)]
     pub room_id: Option<ChatworkRoomId>,
     /// Our id of the room.
     #[serde(default)]
     pub chatwork_room_id: Option<Uuid>,
+}
+
+// Written out: "exactly one of two nullable fields" is a `oneOf` that the derive cannot
+// state.
+impl utoipa::PartialSchema for NewLink {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        serde_json::from_value(json!({
+            "description": "The room to link: exactly one of Chatwork's id (`roomId`) and ours (`chatworkRoomId`); the other left out or null.",
+            "allOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "roomId": {
+                            "type": ["integer", "null"], "format": "int64",
+                            "minimum": 1, "maximum": i64::MAX,
+                            "description": "Chatwork's id of the room."
+                        },
+                        "chatworkRoomId": {
+                            "type": ["string", "null"], "format": "uuid",
+                            "description": "Our id of the room."
+                        }
+                    }
+                },
+                {
+                    "oneOf": [
+                        {"type": "object", "required": ["roomId"], "properties": {"roomId": {"type": "integer"}}},
+                        {"type": "object", "required": ["chatworkRoomId"], "properties": {"chatworkRoomId": {"type": "string"}}}
+                    ]
+                }
+            ]
+        }))
+        .expect("the schema of NewLink is a schema")
+    }
+}
+
+impl utoipa::ToSchema for NewLink {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewLink".into()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

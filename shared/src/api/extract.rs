@@ -29,7 +29,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
-/// A JSON body that may be left out: an empty body is `T::default()`.
+/// A JSON body that may be left out: an empty body, or JSON `null` (what the document's
+/// `oneOf [object, null]` allows), is `T::default()`.
 #[derive(Debug, Clone)]
 pub struct OptionalJson<T>(pub T);
 
@@ -37,7 +38,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match read_json(req, state).await? {
+        match read_json(req, state, false).await? {
             Some(value) => Ok(Self(value)),
             None => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -52,14 +53,26 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(Self(read_json(req, state).await?.unwrap_or_default()))
+        let body: Option<NullOr<T>> = read_json(req, state, true).await?;
+        Ok(Self(body.and_then(|b| b.0).unwrap_or_default()))
     }
 }
 
-/// The body parsed as `T`, or `None` when it is empty.
+/// A body that is JSON `null` or a `T`.
+struct NullOr<T>(Option<T>);
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for NullOr<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Self)
+    }
+}
+
+/// The body parsed as `T`, or `None` when it is empty. `null_allowed`: a body that is
+/// JSON `null` is handed to `T` rather than refused as not an object.
 async fn read_json<T: DeserializeOwned, S: Send + Sync>(
     req: Request,
     state: &S,
+    null_allowed: bool,
 ) -> Result<Option<T>, ApiError> {
     let json_content = req
         .headers()
@@ -86,6 +99,11 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
             "unsupported_media_type",
             "Send the body as JSON with `Content-Type: application/json`.",
         ));
+    }
+    if null_allowed && bytes.trim_ascii() == b"null" {
+        return serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| json_error(".", e));
     }
     parse_json(&bytes).map(Some)
 }

@@ -193,6 +193,16 @@ async fn visible_job(state: &AppState, caller: &Caller, id: Uuid) -> Result<Job,
     }
 }
 
+/// The same work is queued or running for someone else.
+pub(crate) fn already_active() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "job_already_active",
+        "The same work is already queued or running for another user; its result will be \
+         there when it finishes.",
+    )
+}
+
 fn job_not_found() -> ApiError {
     ApiError::not_found("job_not_found", "There is no such job.")
 }
@@ -263,7 +273,9 @@ pub(crate) async fn cancel(
 }
 
 /// Starts a job of kind `K` for `caller`: 202 with the new job, or 200 with the job of
-/// the same kind that is already queued or processing. Starting one is audited in the
+/// the same kind that is already queued or processing when the caller may see it (theirs,
+/// or any for an admin); 409 `job_already_active` naming no job when it is another
+/// user's, so that neither its id nor its owner leaks. Starting one is audited in the
 /// transaction that writes the job (a request answered with the active job changed
 /// nothing, so it is not).
 pub(crate) async fn start<K: JobKind>(
@@ -296,8 +308,10 @@ pub(crate) async fn start<K: JobKind>(
     .map_err(|e| ApiError::unexpected("could not start a job", e))?;
     let status = if started.created {
         StatusCode::ACCEPTED
-    } else {
+    } else if caller.may_see_job_of(started.job.user_id.as_deref()) {
         StatusCode::OK
+    } else {
+        return Err(already_active());
     };
     let view = JobView::with_progress(state, started.job, caller).await?;
     Ok((status, Json(view)))

@@ -22,6 +22,7 @@ mod scope;
 mod status;
 mod summaries;
 mod sync;
+pub mod time;
 
 use std::sync::Arc;
 

@@ -24,7 +24,15 @@ use super::error;
                        admin, writer or reader. Errors are \
                        {\"error\": {\"code\", \"message\", \"field\"?, \"requestId\"}}.",
     ),
-    components(schemas(error::ErrorBody)),
+    // The job results' parts, which the results' schemas (built in `job_types`) refer to.
+    components(schemas(
+        error::ErrorBody,
+        crate::sync::messages::RoomOutcome,
+        crate::sync::check::RoomCheckReport,
+        crate::sync::messages::RoomFailure,
+        crate::sync::messages::RoomGap,
+        crate::summary::DraftResult,
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
@@ -60,12 +68,48 @@ impl Modify for BearerAuth {
 
 /// The document as pretty JSON with a final newline, as committed.
 pub fn document() -> String {
-    let mut json = super::documented_routes()
-        .into_openapi()
+    let mut openapi = super::documented_routes().into_openapi();
+    every_route_may_fail(&mut openapi);
+    let mut json = openapi
         .to_pretty_json()
         .expect("the OpenAPI document serializes");
     json.push('\n');
     json
+}
+
+/// Adds the 500 `internal` answer (the database down, a bug) to every operation that does
+/// not state it: any route can give it, and a client must know its shape.
+fn every_route_may_fail(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let internal = ResponseBuilder::new()
+        .description(
+            "Something failed on our side (`internal`); the cause is logged under the request id",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("500".to_owned())
+                .or_insert_with(|| internal.clone().into());
+        }
+    }
 }
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(document);
@@ -117,6 +161,20 @@ mod tests {
     /// answer 404 to anything) against the document's, and each path's methods (the
     /// `Allow` header of its 405 to a method no route has) against the document's
     /// operations.
+    #[test]
+    fn every_reference_resolves() {
+        let document = document();
+        let parsed: serde_json::Value = serde_json::from_str(&document).unwrap();
+        let schemas = parsed["components"]["schemas"].as_object().unwrap();
+        let reference = regex_lite::Regex::new(r"#/components/schemas/(\w+)").unwrap();
+        let dangling: BTreeSet<&str> = reference
+            .captures_iter(&document)
+            .map(|c| c.get(1).unwrap().as_str())
+            .filter(|name| !schemas.contains_key(*name))
+            .collect();
+        assert!(dangling.is_empty(), "references to no schema: {dangling:?}");
+    }
+
     async fn undocumented(app: Router) -> Vec<String> {
         let document: serde_json::Value = serde_json::from_str(&document()).unwrap();
         let documented = document["paths"].as_object().unwrap();

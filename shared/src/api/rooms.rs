@@ -136,10 +136,30 @@ pub(crate) async fn rooms_where(
     .await
 }
 
-/// Chatwork's id of a room: a positive whole number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "i64", into = "i64")]
+/// Chatwork's id of a room: a positive whole number. In JSON, any number with an integral
+/// value (`42` or `42.0`, both a JSON Schema `integer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "i64")]
 pub struct ChatworkRoomId(i64);
+
+impl<'de> Deserialize<'de> for ChatworkRoomId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        let whole = number.as_i64().or_else(|| {
+            number
+                .as_f64()
+                // Below 2^63: the largest f64 under i64::MAX converts exactly.
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18)
+                .map(|f| f as i64)
+        });
+        let value = whole.ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{number} is not a Chatwork room id (a positive whole number)"
+            ))
+        })?;
+        Self::try_from(value).map_err(serde::de::Error::custom)
+    }
+}
 
 impl ChatworkRoomId {
     pub fn get(self) -> i64 {
@@ -262,8 +282,8 @@ pub(crate) async fn list(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct RoomPath {
-    /// Chatwork's id of the room (digits) or ours (a UUID).
-    #[param(value_type = String)]
+    /// Chatwork's id of the room (digits, a positive 64-bit number) or ours (a UUID).
+    #[param(value_type = String, pattern = r"^([1-9][0-9]{0,17}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     id: RoomRef,
 }
 
@@ -404,10 +424,11 @@ impl FromStr for MessageCursor {
         else {
             return Err(INVALID);
         };
+        // A time the database cannot hold was never given out (and would be a 500).
         let send_time = micros
             .parse::<i64>()
             .ok()
-            .and_then(DateTime::from_timestamp_micros)
+            .and_then(super::time::storable_micros)
             .ok_or(INVALID)?;
         let valid_id =
             (1..=40).contains(&message_id.len()) && message_id.bytes().all(|b| b.is_ascii_digit());
@@ -435,8 +456,9 @@ pub(crate) struct MessageQuery {
     /// How many messages, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<Limit>,
-    /// `nextCursor` of the previous page.
-    #[param(value_type = Option<String>)]
+    /// `nextCursor` of the previous page, as given (opaque: base64url without padding;
+    /// any other value is a 400).
+    #[param(value_type = Option<String>, min_length = 1, pattern = r"^[A-Za-z0-9_-]+$")]
     cursor: Option<MessageCursor>,
 }
 
@@ -534,6 +556,26 @@ mod tests {
     }
 
     #[test]
+    fn room_ids_in_json_are_integral_numbers() {
+        let id = |json: &str| serde_json::from_str::<ChatworkRoomId>(json).map(ChatworkRoomId::get);
+        // JSON Schema's `integer` is a value: 42.0 is one (the fuzzer found it refused).
+        assert_eq!(id("42").unwrap(), 42);
+        assert_eq!(id("42.0").unwrap(), 42);
+        assert_eq!(id("9223372036854775807").unwrap(), i64::MAX);
+        for bad in [
+            "0",
+            "-1",
+            "1.5",
+            "\"42\"",
+            "9223372036854775808",
+            "1e23",
+            "null",
+        ] {
+            assert!(id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn cursors_round_trip_and_reject_garbage() {
         let cursor = MessageCursor {
             send_time: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
@@ -546,6 +588,8 @@ mod tests {
             "djE6eDox",
             &URL_SAFE_NO_PAD.encode("v1:1:abc"),
             &URL_SAFE_NO_PAD.encode("v2:1:1"),
+            // Before what Postgres stores: the forged cursor of issue 15.
+            "djE6LTM3NzcwNTExNjgwMDAwMDAwMDox",
         ] {
             assert!(bad.parse::<MessageCursor>().is_err(), "{bad}");
         }

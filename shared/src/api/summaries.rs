@@ -14,21 +14,23 @@ use super::companies::{CompanyPath, require_company};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
 use super::jobs::{self, JobView};
+use super::time::ApiTime;
 use super::{ApiError, AppState, Limit};
 use crate::summary::{SummaryDraft, SummaryDraftPayload};
 
 /// The longest period one draft may cover.
 pub const MAX_PERIOD_DAYS: i64 = 366;
 
-/// The period to summarize: RFC 3339 times, `periodStart` before `periodEnd`, at most
-/// 366 days apart.
+/// The period to summarize: RFC 3339 times in the years 1970 to 9999, compared at
+/// microsecond precision (finer digits are cut), `periodStart` before `periodEnd`, at
+/// most 366 days apart.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DraftRequest {
-    #[schema(example = "2025-01-01T00:00:00Z")]
-    pub period_start: DateTime<Utc>,
-    #[schema(example = "2025-02-01T00:00:00Z")]
-    pub period_end: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-", example = "2025-01-01T00:00:00Z")]
+    pub period_start: ApiTime,
+    #[schema(value_type = String, format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-", example = "2025-02-01T00:00:00Z")]
+    pub period_end: ApiTime,
 }
 
 /// Starts a summary draft of what was said with the company over the period.
@@ -38,11 +40,12 @@ pub struct DraftRequest {
     request_body = DraftRequest,
     responses(
         (status = 202, description = "A new summary draft job", body = JobView),
-        (status = 200, description = "The draft of this company and period already queued or running", body = JobView),
+        (status = 200, description = "The draft of this company and period already queued or running, the caller's (or any, for an admin)", body = JobView),
         (status = 400, description = "Malformed id or JSON", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Neither writer nor admin", body = ErrorBody),
         (status = 404, description = "No such company", body = ErrorBody),
+        (status = 409, description = "The draft of this company and period is already queued or running for another user (`job_already_active`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "A field is missing, unknown or invalid, or the period is empty or too long", body = ErrorBody),
@@ -61,7 +64,7 @@ pub(crate) async fn draft(
             "periodEnd must be after periodStart.",
         ));
     }
-    if request.period_end - request.period_start > TimeDelta::days(MAX_PERIOD_DAYS) {
+    if request.period_end.get() - request.period_start.get() > TimeDelta::days(MAX_PERIOD_DAYS) {
         return Err(ApiError::invalid_field(
             "periodEnd",
             format!("A draft covers at most {MAX_PERIOD_DAYS} days."),
@@ -70,8 +73,8 @@ pub(crate) async fn draft(
     require_company(&state.pool, path.id).await?;
     let payload = SummaryDraftPayload {
         company_id: path.id,
-        period_start: request.period_start,
-        period_end: request.period_end,
+        period_start: request.period_start.get(),
+        period_end: request.period_end.get(),
     };
     jobs::start::<SummaryDraft>(&state, &caller, &request_id, &payload).await
 }

@@ -50,7 +50,7 @@ pub(crate) async fn rooms(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessagesSyncRequest {
     /// Chatwork's id of the one room to sync; every active room when left out.
-    #[schema(value_type = Option<i64>, minimum = 1)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9223372036854775807_i64)]
     #[serde(default)]
     pub room_id: Option<ChatworkRoomId>,
 }

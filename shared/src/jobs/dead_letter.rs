@@ -69,13 +69,16 @@ impl DeadLetterConsumer {
             .as_ref()
             .map(|e| format!("; last error: {}", e.message))
             .unwrap_or_default();
-        let error = ErrorInfo::new(
-            "DeadLettered",
-            format!(
-                "moved to the dead-letter queue after {} receives{last}",
-                self.max_receive_count
-            ),
-        );
+        let error = ErrorInfo {
+            stack: item.error.as_ref().and_then(|e| e.stack.clone()),
+            ..ErrorInfo::new(
+                "DeadLettered",
+                format!(
+                    "moved to the dead-letter queue after {} receives{last}",
+                    self.max_receive_count
+                ),
+            )
+        };
         let ended = store::end_items(
             &self.pool,
             header.job_id,

@@ -30,6 +30,7 @@
 //! runs it end to end over the embedded queue.
 
 mod dead_letter;
+pub mod failure;
 mod registry;
 mod retention;
 mod runner;
@@ -250,10 +251,41 @@ impl ErrorInfo {
         }
     }
 
-    /// The error without its `stack`, as a non-admin may see it.
+    /// The error as a non-admin may see it: without its `stack`, and without a message
+    /// that carries a database's or a library's own words (errors stored before failures
+    /// were told for people, or a path that still lets one through), which name relations,
+    /// constraints and internal types.
     pub fn public(&self) -> Self {
+        if internal_detail(&self.message) {
+            return Self::new(
+                self.name.clone(),
+                "the work failed for a reason an administrator can see in the job's details",
+            );
+        }
         Self::new(self.name.clone(), self.message.clone())
     }
+}
+
+/// Whether a message reads like a database's or a library's error rather than ours.
+fn internal_detail(message: &str) -> bool {
+    const MARKERS: [&str; 12] = [
+        "error returned from database",
+        "violates",
+        "relation \"",
+        "constraint",
+        "SQLSTATE",
+        "sqlx",
+        "syntax error",
+        "out of range",
+        "pool timed out",
+        "::",
+        "column \"",
+        "invalid input syntax",
+    ];
+    let lower = message.to_ascii_lowercase();
+    MARKERS
+        .iter()
+        .any(|marker| lower.contains(&marker.to_ascii_lowercase()))
 }
 
 // Stored as JSONB: the database keeps JSON, the code reads and writes this type.
@@ -453,10 +485,10 @@ impl ItemRun {
     /// The job's payload as the kind's type; a payload that does not parse fails the item.
     pub fn payload<P: DeserializeOwned>(&self) -> Result<P, ItemError> {
         serde_json::from_value(self.payload.clone()).map_err(|e| {
-            ItemError::Fail(ErrorInfo::new(
-                "InvalidPayload",
-                format!("the job's payload does not parse: {e}"),
-            ))
+            ItemError::Fail(ErrorInfo {
+                stack: Some(format!("the job's payload does not parse: {e}")),
+                ..ErrorInfo::new("InvalidPayload", "the job's request could not be read")
+            })
         })
     }
 
@@ -549,6 +581,27 @@ mod tests {
         for terminal in [Completed, Failed, Canceled] {
             assert!(terminal.is_terminal());
             assert!(all.iter().all(|next| !terminal.can_become(*next)));
+        }
+    }
+
+    #[test]
+    fn the_public_error_keeps_our_words_and_drops_the_database_s() {
+        let ours = ErrorInfo {
+            stack: Some("detail".into()),
+            ..ErrorInfo::new("ChatworkNotFound", "Chatwork answered 404 on GET /rooms/5")
+        };
+        assert_eq!(
+            ours.public(),
+            ErrorInfo::new("ChatworkNotFound", "Chatwork answered 404 on GET /rooms/5")
+        );
+        let stored = ErrorInfo::new(
+            "RetryableError",
+            "error returned from database: new row for relation \"summary_drafts\" violates check constraint \"summary_drafts_check\"",
+        );
+        let public = stored.public();
+        assert_eq!(public.name, "RetryableError");
+        for internal in ["summary_drafts", "constraint", "relation", "database"] {
+            assert!(!public.message.contains(internal), "{}", public.message);
         }
     }
 

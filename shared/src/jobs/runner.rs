@@ -1,11 +1,16 @@
 //! The consumer of one job type's queue: one record is one item of one job.
 //!
-//! For each record, in order: parse the body (a malformed body fails the record, so it
-//! ends in the dead-letter queue), start the item (a record whose job is finished or
-//! canceled, or whose item already ended, is acknowledged without work), run the kind's
-//! handler, and end the item, which finishes the job when it was the last one. A handler
-//! error worth retrying fails the record; the item stays `processing` and the next
-//! delivery runs it again.
+//! For each record, in order: parse the body, start the item (a record whose job is
+//! finished or canceled, or whose item already ended, is acknowledged without work), run
+//! the kind's handler, and end the item, which finishes the job when it was the last one.
+//!
+//! A failure a retry can fix (see [`super::failure`]) fails the record; the item stays
+//! `processing` and the next delivery runs it again. A failure no retry can fix never
+//! fails the record, since a FIFO group waits for its head: a handler's permanent error
+//! (a constraint or data error included) ends the item failed; a malformed or
+//! unknown-version body, a message for a job or item that does not exist or on another
+//! type's queue is logged whole at error level, counted (`poison_messages`) and
+//! acknowledged. Either way the group's next record runs in the same invocation.
 
 use std::sync::Arc;
 
@@ -13,7 +18,9 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use sqlx::PgPool;
 use tokio::time::Instant;
+use uuid::Uuid;
 
+use super::failure;
 use super::store::{self, Begin};
 use super::{
     Envelope, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobKind, MESSAGE_VERSION,
@@ -22,7 +29,8 @@ use super::{
 use crate::consumer::process_fifo_batch;
 use crate::queue::{BatchConsumer, Delivery};
 
-/// Why a record is reported failed (it will be delivered again).
+/// Why a record could not be processed. [`RecordFailure::is_retryable`] tells whether it
+/// is reported failed (delivered again) or acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordFailure {
     #[error("malformed message body: {0}")]
@@ -34,6 +42,28 @@ pub enum RecordFailure {
     #[error("{0:#}")]
     Retry(anyhow::Error),
 }
+
+impl RecordFailure {
+    /// Whether another delivery may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Malformed(_) | Self::Unknown(_) => false,
+            Self::Database(e) => failure::is_transient(e),
+            Self::Retry(e) => failure::is_retryable(e),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Unknown(_) => "unknown",
+            Self::Database(_) | Self::Retry(_) => "permanent",
+        }
+    }
+}
+
+/// The item a record names, once its body parsed.
+type ItemAt = Option<(Uuid, String)>;
 
 /// Processes batches of one job type's queue.
 pub struct JobConsumer<K: JobKind> {
@@ -71,8 +101,53 @@ impl<K: JobKind> JobConsumer<K> {
         process_fifo_batch(records, |record| self.handle(record, deadline)).await
     }
 
-    /// Processes one record.
+    /// Processes one record: `Err` when it must be delivered again.
     pub async fn handle(&self, record: Delivery, deadline: Instant) -> Result<(), RecordFailure> {
+        let body = record.body.clone().unwrap_or_default();
+        let mut at: ItemAt = None;
+        let failure = match self.process(record, deadline, &mut at).await {
+            Ok(()) => return Ok(()),
+            Err(failure) if failure.is_retryable() => return Err(failure),
+            Err(failure) => failure,
+        };
+        metrics::counter!("poison_messages", "type" => K::TYPE.as_str(), "reason" => failure.reason())
+            .increment(1);
+        tracing::error!(error = %failure, body = %body, "no retry can fix this record; acknowledged");
+        let Some((job_id, item_key)) = at else {
+            return Ok(());
+        };
+        // The item can never succeed: end it (and the job, when it was the last), so that
+        // it does not stay `processing` until the sweeper.
+        let error = match &failure {
+            RecordFailure::Database(e) => refused(e, &failure),
+            RecordFailure::Retry(e) => match failure::database_error(e) {
+                Some(db) => refused(db, &failure),
+                None => ErrorInfo::new("Failed", "the item could not be processed"),
+            },
+            _ => ErrorInfo::new("Failed", "the item could not be processed"),
+        };
+        let ended = store::end_items(
+            &self.pool,
+            job_id,
+            std::slice::from_ref(&item_key),
+            ItemStatus::Failed,
+            0,
+            None,
+            Some(&error),
+        )
+        .await?;
+        if ended.job_needs_finishing() {
+            store::finalize(&self.pool, &self.registry, job_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn process(
+        &self,
+        record: Delivery,
+        deadline: Instant,
+        at: &mut ItemAt,
+    ) -> Result<(), RecordFailure> {
         let body = record.body.as_deref().unwrap_or_default();
         let envelope: Envelope<K::Message> =
             serde_json::from_str(body).map_err(|e| RecordFailure::Malformed(e.to_string()))?;
@@ -110,6 +185,7 @@ impl<K: JobKind> JobConsumer<K> {
                 (payload, user_id, job_created_at, attempt)
             }
         };
+        *at = Some((job_id, item_key.clone()));
         let item = ItemRun {
             pool: self.pool.clone(),
             job_id,
@@ -142,8 +218,28 @@ impl<K: JobKind> JobConsumer<K> {
             ),
             Ok(ItemOutcome::Canceled) => (ItemStatus::Canceled, 0, None, None),
             Err(ItemError::Fail(error)) => (ItemStatus::Failed, 0, None, Some(error)),
+            Err(ItemError::Retry(e)) if !failure::is_retryable(&e) => {
+                tracing::error!(error = %format!("{e:#}"), "the item failed for good");
+                let error = failure::database_error(&e).map_or_else(
+                    || ErrorInfo::new("Failed", "the item could not be processed"),
+                    |db| refused(db, &e),
+                );
+                (ItemStatus::Failed, 0, None, Some(error))
+            }
             Err(ItemError::Retry(e)) => {
-                let error = ErrorInfo::new("RetryableError", format!("{e:#}"));
+                // What a person reads says what happened; a database's own words (which
+                // name relations and constraints) stay in the admins' `stack`.
+                let error = match failure::database_error(&e) {
+                    Some(db) => ErrorInfo {
+                        name: "RetryableError".into(),
+                        message: format!(
+                            "{}; the item will be retried",
+                            failure::describe_database_error(db)
+                        ),
+                        stack: Some(format!("{e:#}")),
+                    },
+                    None => ErrorInfo::new("RetryableError", format!("{e:#}")),
+                };
                 if let Err(db) =
                     store::record_retry_error(&self.pool, job_id, &item_key, &error).await
                 {
@@ -171,6 +267,16 @@ impl<K: JobKind> JobConsumer<K> {
             store::finalize(&self.pool, &self.registry, job_id).await?;
         }
         Ok(())
+    }
+}
+
+/// The stored error of an item a database refused: the kind for a person, the database's
+/// words for admins.
+fn refused(db: &sqlx::Error, detail: &dyn std::fmt::Display) -> ErrorInfo {
+    ErrorInfo {
+        name: "Refused".into(),
+        message: failure::describe_database_error(db).into(),
+        stack: Some(format!("{detail:#}")),
     }
 }
 

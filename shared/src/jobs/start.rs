@@ -167,15 +167,19 @@ async fn send(
         .collect();
     store::mark_sent(pool, job.id, &sent_keys).await?;
     if let Some((_, reason)) = unsent.first() {
-        let error = ErrorInfo::new(
-            "EnqueueFailed",
-            format!(
-                "{} of {} item(s) could not be handed to the {} queue after retries: {reason}",
-                unsent.len(),
-                messages.len(),
-                queue
-            ),
-        );
+        // The queue's own words (its URL, the SDK's error) are for admins.
+        let error = ErrorInfo {
+            stack: Some(reason.to_string()),
+            ..ErrorInfo::new(
+                "EnqueueFailed",
+                format!(
+                    "{} of {} item(s) could not be handed to the {} queue after retries",
+                    unsent.len(),
+                    messages.len(),
+                    queue
+                ),
+            )
+        };
         let ended = store::end_items(
             pool,
             job.id,

@@ -134,9 +134,11 @@ pub(crate) async fn chatwork_failure(
     if let Some(room) = room
         && let Err(db) = record_room_error(pool, room, &error).await
     {
-        return ItemError::Retry(anyhow::anyhow!(
-            "could not record the room's error ({db}) after: {error}"
-        ));
+        // The database error stays in the chain: the job core tells from it whether to retry.
+        return ItemError::Retry(
+            anyhow::Error::new(db)
+                .context(format!("could not record the room's error after: {error}")),
+        );
     }
     if error.is_retryable() {
         tracing::warn!(error = %error, "Chatwork failed; the record goes back to the queue");

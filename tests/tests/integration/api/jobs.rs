@@ -147,6 +147,26 @@ async fn one_job_shows_its_progress_and_errors_by_role(app: &impl Api) {
     let admin = app.call(&Who::admin(), "GET", &path, None).await;
     assert_eq!(admin.body["error"], error);
 
+    // Issue 15: a database's words stored as the message never reach a non-admin.
+    let error = json!({"name": "RetryableError",
+                       "message": "error returned from database: new row for relation \"summary_drafts\" violates check constraint \"summary_drafts_check\""});
+    sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")
+        .bind(job.id)
+        .bind(&error)
+        .execute(pool)
+        .await
+        .unwrap();
+    for seen in [
+        app.call(&Who::writer(), "GET", &path, None).await,
+        app.call(&Who::writer(), "GET", "/api/jobs", None).await,
+    ] {
+        for internal in ["summary_drafts", "constraint", "relation", "database"] {
+            assert!(!seen.text.contains(internal), "{}", seen.text);
+        }
+    }
+    let admin = app.call(&Who::admin(), "GET", &path, None).await;
+    assert_eq!(admin.body["error"], error, "admins see what was stored");
+
     // Not the caller's, or not there: the same 404.
     let stranger = app
         .call(&Who::user("writer-2", "writer"), "GET", &path, None)

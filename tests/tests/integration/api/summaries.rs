@@ -37,10 +37,24 @@ async fn a_draft_request_starts_a_job_grouped_by_company(app: &impl Api) {
         }),
         "366 days is allowed; times are kept in UTC"
     );
-    // The same company and period while it is active: the same job, 200.
-    let again = app.call(&Who::admin(), "POST", &path, Some(period)).await;
-    again.expect(200);
-    assert_eq!(again.body["id"], started.body["id"]);
+    // The same company and period while it is active: the same job, 200, for its owner
+    // and for an admin.
+    for who in [Who::writer(), Who::admin()] {
+        let again = app.call(&who, "POST", &path, Some(period.clone())).await;
+        again.expect(200);
+        assert_eq!(again.body["id"], started.body["id"]);
+    }
+    // Issue 15: another writer learns neither the job nor its owner.
+    let other = app
+        .call(&Who::user("bob", "writer"), "POST", &path, Some(period))
+        .await;
+    assert_eq!((other.status, other.code()), (409, "job_already_active"));
+    let id = started.body["id"].as_str().unwrap();
+    assert!(
+        !other.text.contains(id) && !other.text.contains("writer-1"),
+        "{}",
+        other.text
+    );
     let sent = app
         .queues()
         .receive(SummaryDraft::QUEUE, 10, Duration::from_secs(1))

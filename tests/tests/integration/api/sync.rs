@@ -40,6 +40,18 @@ async fn a_rooms_sync_starts_once_while_active(app: &impl Api) {
         .await;
     again.expect(200);
     assert_eq!(again.body["id"], first.body["id"]);
+    // So is `null`, as the document's `oneOf [object, null]` says (issue 15: it was a 422).
+    let null = app
+        .send(
+            &admin,
+            "POST",
+            "/api/chatwork/rooms/sync",
+            Some(Body::Json(serde_json::Value::Null)),
+            &[],
+        )
+        .await;
+    null.expect(200);
+    assert_eq!(null.body["id"], first.body["id"]);
     assert_eq!(app.queues().depth(RoomsSync::QUEUE).await.unwrap(), 1);
 }
 both_ways!(a_rooms_sync_starts_once_while_active);

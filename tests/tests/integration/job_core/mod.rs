@@ -3,5 +3,6 @@
 
 mod extra_type;
 mod jobs;
+mod poison;
 mod probe;
 mod queues;

@@ -52,6 +52,93 @@ pub enum Behaviour {
     WaitForCancel(u32),
     /// Store, then wait at the barrier before ending the item.
     Barrier(u32, Arc<tokio::sync::Barrier>),
+    /// A database error of this kind on the first `n` attempts (every attempt with
+    /// `i32::MAX`), then store 3 messages.
+    Database(DbFailure, i32),
+}
+
+/// A database error a handler meets, made for real where Postgres can make it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFailure {
+    /// `timestamp out of range` (22008): a date Postgres cannot store.
+    OutOfRange,
+    /// `invalid input syntax` (22P02).
+    BadInput,
+    /// A unique violation (23505).
+    Duplicate,
+    /// A check constraint (23514), like the summary draft's period check.
+    Check,
+    /// An unknown relation (42P01).
+    UndefinedTable,
+    /// No row where one was required (sqlx's `RowNotFound`).
+    RowNotFound,
+    /// An error raised by the server with this SQLSTATE (connection lost, serialization
+    /// failure, deadlock, out of connections, admin shutdown, I/O error).
+    Raised(&'static str),
+    /// The pool had no connection in time.
+    PoolTimedOut,
+    /// The connection broke.
+    Io,
+}
+
+impl DbFailure {
+    pub const PERMANENT: [DbFailure; 6] = [
+        DbFailure::OutOfRange,
+        DbFailure::BadInput,
+        DbFailure::Duplicate,
+        DbFailure::Check,
+        DbFailure::UndefinedTable,
+        DbFailure::RowNotFound,
+    ];
+    pub const TRANSIENT: [DbFailure; 9] = [
+        DbFailure::Raised("08006"),
+        DbFailure::Raised("40001"),
+        DbFailure::Raised("40P01"),
+        DbFailure::Raised("53300"),
+        DbFailure::Raised("57P01"),
+        DbFailure::Raised("57P03"),
+        DbFailure::Raised("58030"),
+        DbFailure::PoolTimedOut,
+        DbFailure::Io,
+    ];
+
+    async fn cause(self, pool: &PgPool, room: i64) -> sqlx::Error {
+        let sql = match self {
+            DbFailure::OutOfRange => {
+                "SELECT make_timestamptz(-5000, 1, 1, 0, 0, 0)::text".to_owned()
+            }
+            DbFailure::BadInput => "SELECT 'alice'::int::text".to_owned(),
+            DbFailure::Duplicate => format!(
+                "INSERT INTO chatwork_rooms (room_id, name, room_type) VALUES ({room}, 'again', 'group') RETURNING ''"
+            ),
+            // A real check constraint of the schema: a draft whose period ends at its
+            // start (as a period whose end differs from its start by nanoseconds only).
+            DbFailure::Check => {
+                "INSERT INTO summary_drafts (company_id, period_start, period_end, content, model)
+                 VALUES (gen_random_uuid(), '2025-01-01', '2025-01-01', 'x', 'probe') RETURNING ''"
+                    .to_owned()
+            }
+            DbFailure::UndefinedTable => "SELECT name FROM no_such_table".to_owned(),
+            DbFailure::RowNotFound => "SELECT ''::text WHERE false".to_owned(),
+            DbFailure::Raised(code) => format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'raised for the test' USING ERRCODE = '{code}'; END $$"
+            ),
+            DbFailure::PoolTimedOut => return sqlx::Error::PoolTimedOut,
+            DbFailure::Io => {
+                return sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+            }
+        };
+        if matches!(self, DbFailure::Raised(_)) {
+            return sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(pool)
+                .await
+                .expect_err("raised");
+        }
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .expect_err("the statement fails")
+    }
 }
 
 #[derive(Default)]
@@ -218,6 +305,14 @@ impl JobKind for Probe {
                 barrier.wait().await;
                 stored(n)
             }
+            Behaviour::Database(failure, times) => {
+                if item.attempt <= times {
+                    // As a handler does: `?` on a database error.
+                    return Err(failure.cause(&item.pool, room).await.into());
+                }
+                store_messages(&item.pool, room, 0, 3).await?;
+                stored(3)
+            }
         }
     }
 }
@@ -295,10 +390,15 @@ impl Rig {
     }
 
     pub async fn start(&self, key: &str, rooms: &[i64]) -> Started {
+        self.start_in(key, rooms, None).await
+    }
+
+    /// Starts a job whose items all go in message group `group` (when given).
+    pub async fn start_in(&self, key: &str, rooms: &[i64], group: Option<&str>) -> Started {
         let payload = ProbePayload {
             key: key.into(),
             rooms: rooms.to_vec(),
-            group_override: None,
+            group_override: group.map(str::to_owned),
         };
         jobs::start::<Probe>(
             &self.db.pool,
