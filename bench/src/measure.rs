@@ -242,7 +242,7 @@ pub async fn fan_out(backend: Backend, rooms: usize) -> anyhow::Result<FanOutFig
     let started = jobs::start::<MessagesSync>(
         &pool,
         &queues,
-        &MessagesSyncPayload { room_id: None },
+        &MessagesSyncPayload::default(),
         Some("bench"),
     )
     .await?;
@@ -544,7 +544,7 @@ pub async fn memory(
         let started = jobs::start::<MessagesSync>(
             world.pool(),
             &queues,
-            &MessagesSyncPayload { room_id: None },
+            &MessagesSyncPayload::default(),
             Some("bench"),
         )
         .await?;

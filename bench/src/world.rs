@@ -156,7 +156,7 @@ impl World {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload { room_id: None },
+            &MessagesSyncPayload::default(),
             Some("bench"),
         )
         .await?;

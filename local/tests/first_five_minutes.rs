@@ -370,7 +370,7 @@ async fn work_queued_when_the_runner_stopped_is_done_after_the_next_start() {
     let started = cwsync::jobs::start::<cwsync::sync::messages::MessagesSync>(
         &db.pool,
         &lost,
-        &cwsync::sync::messages::MessagesSyncPayload { room_id: None },
+        &cwsync::sync::messages::MessagesSyncPayload::default(),
         Some("local-admin"),
     )
     .await

@@ -82,6 +82,7 @@ pub(crate) async fn messages(
     }
     let payload = MessagesSyncPayload {
         room_id: request.room_id.map(ChatworkRoomId::get),
+        ..MessagesSyncPayload::default()
     };
     jobs::start::<MessagesSync>(&state, &caller, &request_id, &payload).await
 }

@@ -50,12 +50,15 @@ pub const FETCH_LIMIT: usize = 100;
 /// The messages sync job type.
 pub struct MessagesSync;
 
-/// `{roomId?}`: one room (Chatwork's id), or every active room.
+/// `{roomId?, roomIds?}`: one room (Chatwork's id), these rooms (a retry of a sync's
+/// failed rooms), or every active room.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_ids: Option<Vec<i64>>,
 }
 
 /// The queue message: `{v:1, jobId, roomId}`.
@@ -154,9 +157,19 @@ impl JobSpec for MessagesSync {
     type Result = MessagesSyncResult;
 
     fn active_key(payload: &MessagesSyncPayload) -> String {
-        match payload.room_id {
-            Some(room_id) => item_key(room_id),
-            None => "all".into(),
+        match (payload.room_id, &payload.room_ids) {
+            (Some(room_id), _) => item_key(room_id),
+            // A digest: the list may be long, and the key at most 200 characters.
+            (None, Some(room_ids)) => {
+                use sha2::Digest;
+                let mut ids = room_ids.clone();
+                ids.sort_unstable();
+                let text: Vec<String> = ids.iter().map(i64::to_string).collect();
+                let digest = sha2::Sha256::digest(text.join(",").as_bytes());
+                let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+                format!("rooms-{hex}")
+            }
+            (None, None) => "all".into(),
         }
     }
 
@@ -169,9 +182,15 @@ impl JobSpec for MessagesSync {
         pool: &PgPool,
         payload: &MessagesSyncPayload,
     ) -> Result<Vec<PlannedItem<MessagesSyncMessage>>, sqlx::Error> {
-        let rooms = match payload.room_id {
-            Some(room_id) => vec![room_id],
-            None => {
+        let rooms = match (payload.room_id, &payload.room_ids) {
+            (Some(room_id), _) => vec![room_id],
+            (None, Some(room_ids)) => {
+                let mut ids = room_ids.clone();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            }
+            (None, None) => {
                 sqlx::query_scalar!(
                     "SELECT room_id FROM chatwork_rooms
                       WHERE is_active AND left_at IS NULL
@@ -250,6 +269,21 @@ impl JobSpec for MessagesSync {
         }
     }
 
+    /// The failed rooms, named: they are fetched whatever the room list says.
+    fn retry_payload(
+        _payload: &MessagesSyncPayload,
+        failed: &[JobItem<MessagesSyncMessage, RoomFetch>],
+    ) -> Option<MessagesSyncPayload> {
+        let room_ids: Vec<i64> = failed
+            .iter()
+            .map(|i| i.message.as_ref().map(|m| m.room_id))
+            .collect::<Option<_>>()?;
+        Some(MessagesSyncPayload {
+            room_id: None,
+            room_ids: Some(room_ids),
+        })
+    }
+
     fn describe(result: &MessagesSyncResult) -> String {
         let fetched: i64 = result.rooms.iter().map(|r| i64::from(r.fetched)).sum();
         format!(
@@ -273,7 +307,9 @@ impl JobKind for MessagesSync {
         let room_id = message.room_id;
         tracing::Span::current().record("room_id", room_id);
         let payload: MessagesSyncPayload = item.payload()?;
-        let single_room = payload.room_id.is_some();
+        // Rooms named in the request (one, or a retry's) are fetched whatever the room
+        // list says.
+        let single_room = payload.room_id.is_some() || payload.room_ids.is_some();
         let pool = &item.pool;
 
         let state = read_state(pool, item.job_id, &item.item_key, room_id).await?;

@@ -139,7 +139,10 @@ impl SyncRig {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload { room_id },
+            &MessagesSyncPayload {
+                room_id,
+                ..Default::default()
+            },
             Some("admin-1"),
         )
         .await
