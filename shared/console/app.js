@@ -109,9 +109,12 @@ async function start() {
 
 async function boot() {
   setLang(currentLang());
-  langSwitch.addEventListener('change', () => { setLang(langSwitch.value); route(); });
+  langSwitch.addEventListener('change', () => { setLang(langSwitch.value); noticeBox.replaceChildren(); route(); });
   signOutButton.addEventListener('click', () => { auth.signOut(); me = null; route(); });
-  window.addEventListener('hashchange', route);
+  window.addEventListener('hashchange', () => {
+    // A console address with a token opened in a tab that is already open.
+    if (auth.takeFragmentToken()) start(); else route();
+  });
   whenUnauthorized(() => {
     if (!me) return;
     auth.signOut();

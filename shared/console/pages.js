@@ -59,7 +59,7 @@ function jobCard(ctx, job, onChange) {
   const percent = total ? Math.round((p.finished / total) * 100) : (OPEN.includes(job.status) ? 0 : 100);
   const mine = ctx.me.role === 'admin' || job.userId === ctx.me.userId;
   const open = OPEN.includes(job.status);
-  const unit = job.type === 'chatwork_messages_sync' ? t('job.rooms') : t('job.items');
+  const unit = job.type === 'chatwork_messages_sync' ? t('job.unitRooms') : t('job.unitItems');
   const buttons = [];
   if (open && mine) {
     buttons.push(h('button', {
@@ -209,8 +209,8 @@ async function roomsPage(ctx) {
       h('td', {}, toggle),
       h('td', { class: 'hide-narrow' }, room.companyIds.map((id) => h('a', { href: `#/companies/${id}`, class: 'badge info' }, companies[id] || id.slice(0, 8)))),
       h('td', {}, number(room.messageCount)),
-      h('td', {}, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
-      h('td', { class: 'error-text' }, room.lastErrorAt ? `${room.lastErrorStatus ?? ''} ${room.lastErrorMessage ?? ''}`.trim() : ''),
+      h('td', { class: 'hide-narrow' }, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
+      h('td', { class: 'error-text hide-narrow' }, room.lastErrorAt ? `${room.lastErrorStatus ?? ''} ${room.lastErrorMessage ?? ''}`.trim() : ''),
       h('td', {}, h('div', { class: 'row' },
         h('button', {
           type: 'button', class: 'secondary', 'data-action': 'sync-room',
@@ -246,7 +246,7 @@ async function roomsPage(ctx) {
     h('div', { class: 'table-wrap' }, h('table', { id: 'rooms-table' },
       h('thead', {}, h('tr', {}, [t('rooms.name'), t('rooms.type'), t('rooms.active'), t('rooms.companies'), t('rooms.messages'),
         t('rooms.lastSync'), t('rooms.lastError'), t('rooms.actions')].map((label, i) =>
-        h('th', { class: i === 1 || i === 3 ? 'hide-narrow' : null }, label)))), body)),
+        h('th', { class: [1, 3, 5, 6].includes(i) ? 'hide-narrow' : null }, label)))), body)),
     empty, h('div', { class: 'pager' }, more));
   await load(true);
 }
