@@ -113,6 +113,14 @@ fact({r["Fn::GetAtt"][0] for r in api_sqs[0]["Resource"]} == set(work_queues),
 jwt = resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
 fact(jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}, "JWT issuer and audience")
 
+# The console's page, files and sign-in settings are public; everything else under /api
+# goes through the JWT authorizer.
+api_events = functions["ApiFunction"]["Properties"]["Events"]
+public = {e["Properties"]["Path"] for e in api_events.values()
+          if e["Properties"].get("Auth", {}).get("Authorizer") == "NONE"}
+fact(public == {"/api/health", "/api/openapi.json", "/", "/console/{proxy+}", "/api/console/config"},
+     "only health, the OpenAPI document and the console's files and settings skip the authorizer")
+
 # Schedules: incremental messages sync every N minutes, the sweeper, the retention cleanup.
 schedules = {e["Properties"]["Input"] for e in functions["SchedulerFunction"]["Properties"]["Events"].values()}
 for task in ("messages-sync", "sweep", "retention", "rooms-sync"):
