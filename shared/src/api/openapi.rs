@@ -20,8 +20,9 @@ use super::error;
         title = "cwsync API",
         description = "Sync Chatwork rooms and messages, link rooms to companies, draft \
                        summaries, and watch the jobs that do it. Every route but \
-                       /api/health and /api/openapi.json needs a JWT whose role claim is \
-                       admin, writer or reader. Errors are \
+                       /api/health, /api/openapi.json and /api/console/config needs a JWT \
+                       whose role claim is admin, writer or reader. The admin console \
+                       (HTML, outside this document) is served at /. Errors are \
                        {\"error\": {\"code\", \"message\", \"field\"?, \"requestId\"}}.",
     ),
     components(schemas(error::ErrorBody)),

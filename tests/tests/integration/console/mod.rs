@@ -425,6 +425,22 @@ async fn the_console_operates_cwsync_in_a_browser() {
         0
     );
 
+    // Signing out, and in again with a pasted token.
+    browser.click("#sign-out").await;
+    browser.find("#token-input").await;
+    let stored = browser
+        .js("return sessionStorage.getItem('cwsync.token')", json!([]))
+        .await;
+    assert!(stored.is_null(), "signing out forgets the token");
+    browser.type_into("#token-input", &admin).await;
+    browser.click("#token-submit").await;
+    browser
+        .wait_for(
+            "signed in with the pasted token",
+            "return document.getElementById('who').textContent.includes('admin-1')",
+        )
+        .await;
+
     // In AWS: OAuth 2.0 authorization code with PKCE against the identity provider.
     let auth = Arc::new(
         AuthConfig::local_jwt(&Env::default(), &SecretString::from(TEST_JWT_SECRET)).unwrap(),
