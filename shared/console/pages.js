@@ -202,16 +202,16 @@ async function roomsPage(ctx) {
       },
     });
     return h('tr', { 'data-room': room.roomId },
-      h('td', {}, h('span', { class: 'room-name' }, room.name), ' ',
+      h('td', { 'data-label': t('rooms.name') }, h('span', { class: 'room-name' }, room.name), ' ',
         room.leftAt ? badge(t('rooms.left'), 'warn') : null,
         room.gapDetectedAt ? badge(t('rooms.gap', room.gapMissedEstimate ?? '?'), 'bad') : null),
-      h('td', { class: 'hide-narrow' }, room.roomType),
-      h('td', {}, toggle),
-      h('td', { class: 'hide-narrow' }, room.companyIds.map((id) => h('a', { href: `#/companies/${id}`, class: 'badge info' }, companies[id] || id.slice(0, 8)))),
-      h('td', {}, number(room.messageCount)),
-      h('td', { class: 'hide-narrow' }, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
-      h('td', { class: 'error-text hide-narrow' }, room.lastErrorAt ? `${room.lastErrorStatus ?? ''} ${room.lastErrorMessage ?? ''}`.trim() : ''),
-      h('td', {}, h('div', { class: 'row' },
+      h('td', { class: 'hide-narrow', 'data-label': t('rooms.type') }, room.roomType),
+      h('td', { 'data-label': t('rooms.active') }, toggle),
+      h('td', { class: 'hide-narrow', 'data-label': t('rooms.companies') }, room.companyIds.map((id) => h('a', { href: `#/companies/${id}`, class: 'badge info' }, companies[id] || id.slice(0, 8)))),
+      h('td', { 'data-label': t('rooms.messages') }, number(room.messageCount)),
+      h('td', { 'data-label': t('rooms.lastSync') }, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
+      h('td', { class: 'error-text', 'data-label': t('rooms.lastError') }, room.lastErrorAt ? `${room.lastErrorStatus ?? ''} ${room.lastErrorMessage ?? ''}`.trim() : null),
+      h('td', { 'data-label': t('rooms.actions') }, h('div', { class: 'row' },
         h('button', {
           type: 'button', class: 'secondary', 'data-action': 'sync-room',
           onclick: async () => {
@@ -246,7 +246,7 @@ async function roomsPage(ctx) {
     h('div', { class: 'table-wrap' }, h('table', { id: 'rooms-table' },
       h('thead', {}, h('tr', {}, [t('rooms.name'), t('rooms.type'), t('rooms.active'), t('rooms.companies'), t('rooms.messages'),
         t('rooms.lastSync'), t('rooms.lastError'), t('rooms.actions')].map((label, i) =>
-        h('th', { class: [1, 3, 5, 6].includes(i) ? 'hide-narrow' : null }, label)))), body)),
+        h('th', {}, label)))), body)),
     empty, h('div', { class: 'pager' }, more));
   await load(true);
 }
