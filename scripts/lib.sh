@@ -59,6 +59,18 @@ ensure_postgres() {
   exit 1
 }
 
+# Debian's Chromium and its WebDriver, for the tests that drive the console in a real
+# browser (tests/tests/integration/console); the CJK fonts render its Japanese.
+ensure_chromium() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+    && [ -d /usr/share/fonts/opentype/noto ]; then
+    return 0
+  fi
+  say "installing Chromium, chromedriver and the Noto CJK fonts from Debian's packages"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-noto-cjk
+}
+
 # A venv with the pinned Python tools (moto's SQS server for the tests).
 ensure_venv() {
   local stamp="$CWSYNC_VENV/.cwsync-requirements"

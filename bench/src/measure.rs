@@ -242,11 +242,7 @@ pub async fn fan_out(backend: Backend, rooms: usize) -> anyhow::Result<FanOutFig
     let started = jobs::start::<MessagesSync>(
         &pool,
         &queues,
-        &MessagesSyncPayload {
-            room_id: None,
-            rooms: None,
-            check: false,
-        },
+        &MessagesSyncPayload::default(),
         Some("bench"),
     )
     .await?;
@@ -548,11 +544,7 @@ pub async fn memory(
         let started = jobs::start::<MessagesSync>(
             world.pool(),
             &queues,
-            &MessagesSyncPayload {
-                room_id: None,
-                rooms: None,
-                check: false,
-            },
+            &MessagesSyncPayload::default(),
             Some("bench"),
         )
         .await?;

@@ -156,11 +156,7 @@ impl World {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload {
-                room_id: None,
-                rooms: None,
-                check: false,
-            },
+            &MessagesSyncPayload::default(),
             Some("bench"),
         )
         .await?;

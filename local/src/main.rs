@@ -274,7 +274,11 @@ async fn serve(
         workers.spawn(move |stop| demo::link_when_rooms_arrive(pool, company, stop));
     }
 
-    let mut banner = format!("cwsync-local is serving the API at {base}\n");
+    // The console first: the token rides in the fragment, which the browser never
+    // sends to a server; the page keeps it in the tab's sessionStorage.
+    let mut banner = format!(
+        "Open the console: http://{addr}/#token={admin_token}\n  (it signs you in as admin; the address carries this run's admin token)\n\ncwsync-local is serving the API at {base}\n"
+    );
     match &fake {
         Some(fake) => banner.push_str(&format!(
             "  Chatwork: a fake with demo data at {} (set CHATWORK_API_TOKEN to use the real one)\n  demo company: {} (linked to its two rooms after the first rooms sync)\n",

@@ -204,6 +204,13 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     let base = runner.printed("cwsync-local is serving the API at");
     let token = runner.printed("export TOKEN=");
     runner.printed("Jobs show here as they run.");
+    // The banner leads with the console, signed in by the token in the fragment.
+    let console = runner.printed("Open the console:");
+    let origin = base.trim_end_matches("/api");
+    assert_eq!(console, format!("{origin}/#token={token}"));
+    let page = reqwest::get(format!("{origin}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("/console/app.js"));
     let commands = printed_commands(&runner);
     assert_eq!(commands.len(), 3, "three commands to paste: {commands:?}");
     the_readme_shows(&commands, &base);
@@ -390,11 +397,7 @@ async fn work_queued_when_the_runner_stopped_is_done_after_the_next_start() {
     let started = cwsync::jobs::start::<cwsync::sync::messages::MessagesSync>(
         &db.pool,
         &lost,
-        &cwsync::sync::messages::MessagesSyncPayload {
-            room_id: None,
-            rooms: None,
-            check: false,
-        },
+        &cwsync::sync::messages::MessagesSyncPayload::default(),
         Some("local-admin"),
     )
     .await

@@ -145,11 +145,7 @@ pub async fn run(
             }
         }
         Task::MessagesSync => {
-            let payload = MessagesSyncPayload {
-                room_id: None,
-                rooms: None,
-                check: false,
-            };
+            let payload = MessagesSyncPayload::default();
             let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
             TaskReport::MessagesSync {
                 job_id: started.job.id,

@@ -257,7 +257,18 @@ pub async fn spawn_app_on(
     api_queues: Arc<dyn Queues>,
     queues: EmbeddedQueues,
 ) -> TestApp {
-    let auth = AuthConfig::local_jwt(&Env::default(), &SecretString::from(TEST_JWT_SECRET))
+    spawn_app_configured(db, registry, api_queues, queues, &Env::default()).await
+}
+
+/// [`spawn_app_on`] with `env` for the API's settings (`JWT_ROLE_CLAIM`, `OAUTH_*`).
+pub async fn spawn_app_configured(
+    db: TestDb,
+    registry: cwsync::jobs::Registry,
+    api_queues: Arc<dyn Queues>,
+    queues: EmbeddedQueues,
+    env: &Env,
+) -> TestApp {
+    let auth = AuthConfig::local_jwt(env, &SecretString::from(TEST_JWT_SECRET))
         .expect("the test secret is long enough");
     let state = AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry);
     let auth = state.auth.clone();

@@ -14,22 +14,29 @@
 //! - [`TcpProxy`]: a proxy a test can cut, to make Postgres unreachable for the code
 //!   under test.
 //! - [`settled_room`]: a fake Chatwork room with a settled history.
+//! - [`Browser`]: a headless Chromium driven over WebDriver; [`FakeOidc`]: a stand-in
+//!   identity provider for the console's sign-in.
 
 mod app;
+mod browser;
 mod db;
 mod lambda;
 mod model;
+mod oidc;
 mod proxy;
 mod rooms;
 mod sqs;
 
 pub use app::{
     ApiResponse, Body, GatewayApp, TEST_JWT_SECRET, TestApp, Who, gateway_app, gateway_app_with,
-    gateway_claims, gateway_event, response_of, spawn_app, spawn_app_on, spawn_app_with,
+    gateway_claims, gateway_event, response_of, spawn_app, spawn_app_configured, spawn_app_on,
+    spawn_app_with,
 };
+pub use browser::{Browser, screenshot_dir};
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
 pub use lambda::LambdaEmulator;
 pub use model::{FakeModel, ModelReply, ModelRequest};
+pub use oidc::FakeOidc;
 pub use proxy::{TcpProxy, WireCounts};
 pub use rooms::{now_secs, settled_room};
 pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::console::OAuthSettings;
 use super::{ApiError, AppState};
 use crate::config::{ConfigError, Env};
 
@@ -160,6 +161,8 @@ pub struct AuthConfig {
     pub source: IdentitySource,
     /// `JWT_ROLE_CLAIM`, default `role`.
     pub role_claim: String,
+    /// How the console signs in with the identity provider (`OAUTH_*`), when set.
+    pub oauth: Option<OAuthSettings>,
 }
 
 /// Why a token could not be minted.
@@ -185,6 +188,7 @@ impl AuthConfig {
         Ok(Self {
             source: IdentitySource::ApiGateway,
             role_claim: role_claim(env)?,
+            oauth: OAuthSettings::from_env(env)?,
         })
     }
 
@@ -193,6 +197,7 @@ impl AuthConfig {
         Ok(Self {
             source: IdentitySource::LocalJwt(LocalJwtKeys::new(secret)?),
             role_claim: role_claim(env)?,
+            oauth: OAuthSettings::from_env(env)?,
         })
     }
 

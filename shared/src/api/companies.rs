@@ -1,4 +1,5 @@
-//! `/api/companies`: the minimal company list and create, and linking rooms to companies.
+//! `/api/companies`: the company list (paged, searchable), one company, create, and
+//! linking rooms to companies.
 //!
 //! Linking a room assigns the company to the room's stored messages that have none, in
 //! the link's transaction; unlinking leaves stored messages as they are.
@@ -15,10 +16,11 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEntry};
 use super::auth::{Admin, Caller, Writer};
+use super::cursor::{NameSearch, NameUuidCursor};
 use super::error::ErrorBody;
-use super::extract::{ApiJson, ApiPath, RequestId};
+use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
 use super::rooms::{ChatworkRoomId, Room, RoomFilter, RoomRef, resolve_room, rooms_where};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Limit};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -30,9 +32,12 @@ pub struct Company {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CompanyList {
     /// By name.
     pub items: Vec<Company>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A company's name: 1 to 200 characters once trimmed, no control characters.
@@ -98,11 +103,29 @@ pub(crate) struct CompanyRoomPath {
     room_id: RoomRef,
 }
 
-/// Every company, by name.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CompanyListQuery {
+    /// Only companies whose name contains this text (case-insensitive), up to 200
+    /// characters.
+    #[param(value_type = Option<String>, max_length = 200)]
+    q: Option<NameSearch>,
+    /// `nextCursor` of the previous page.
+    #[param(value_type = Option<String>)]
+    cursor: Option<NameUuidCursor>,
+    /// How many companies, 1 to 100 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<Limit>,
+}
+
+/// The companies by name, a page at a time.
 #[utoipa::path(
     get, path = "/api/companies", operation_id = "listCompanies", tag = "companies",
+    params(CompanyListQuery),
     responses(
-        (status = 200, description = "The companies", body = CompanyList),
+        (status = 200, description = "A page of companies", body = CompanyList),
+        (status = 400, description = "A query parameter is unknown or invalid", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "No role", body = ErrorBody),
     )
@@ -110,14 +133,74 @@ pub(crate) struct CompanyRoomPath {
 pub(crate) async fn list(
     State(state): State<AppState>,
     _caller: Caller,
+    ApiQuery(query): ApiQuery<CompanyListQuery>,
 ) -> Result<Json<CompanyList>, ApiError> {
-    let items = sqlx::query_as!(
+    // Without a limit, a page holds the most a page may (older clients read one list).
+    let limit = query.limit.map_or(i64::from(Limit::MAX), Limit::get);
+    let (after_name, after_id) = match query.cursor {
+        Some(c) => (Some(c.name), Some(c.id)),
+        None => (None, None),
+    };
+    let mut items = sqlx::query_as!(
         Company,
-        "SELECT id, name, created_at, updated_at FROM companies ORDER BY name, id"
+        r#"SELECT id, name, created_at, updated_at FROM companies
+            WHERE ($1::text IS NULL OR name ILIKE $1)
+              AND ($2::text IS NULL OR (name, id) > ($2, $3::uuid))
+            ORDER BY name, id
+            LIMIT $4"#,
+        NameSearch::pattern(query.q.as_ref()),
+        after_name,
+        after_id,
+        limit + 1,
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(CompanyList { items }))
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|c| {
+            NameUuidCursor {
+                name: c.name.clone(),
+                id: c.id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(CompanyList { items, next_cursor }))
+}
+
+/// One company.
+#[utoipa::path(
+    get, path = "/api/companies/{id}", operation_id = "getCompany", tag = "companies",
+    params(CompanyPath),
+    responses(
+        (status = 200, description = "The company", body = Company),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "No role", body = ErrorBody),
+        (status = 404, description = "No such company", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(path): ApiPath<CompanyPath>,
+) -> Result<Json<Company>, ApiError> {
+    let company = sqlx::query_as!(
+        Company,
+        "SELECT id, name, created_at, updated_at FROM companies WHERE id = $1",
+        path.id
+    )
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| {
+        ApiError::not_found(
+            "company_not_found",
+            format!("There is no company {}.", path.id),
+        )
+    })?;
+    Ok(Json(company))
 }
 
 /// Creates a company.

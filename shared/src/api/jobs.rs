@@ -1,4 +1,5 @@
-//! `/api/jobs`: list, read and cancel jobs, and the job JSON every job route answers with.
+//! `/api/jobs`: list (paged), read, cancel and retry jobs, and the job JSON every job route
+//! answers with.
 //!
 //! A job that is not the caller's (and the caller is no admin) answers 404, exactly as a
 //! job that does not exist, so its existence is not revealed.
@@ -14,11 +15,13 @@ use uuid::Uuid;
 
 use super::audit::JobAudit;
 use super::auth::Caller;
+use super::cursor::TimeUuidCursor;
 use super::error::ErrorBody;
 use super::extract::{ApiPath, ApiQuery, RequestId};
 use super::{ApiError, AppState, Limit};
 use crate::jobs::{
     self, CancelOutcome, ErrorInfo, Job, JobFilter, JobKind, JobStatus, JobType, Progress,
+    RetryPlan,
 };
 
 /// A job as the API shows it.
@@ -107,9 +110,12 @@ fn result_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct JobList {
     /// Newest first.
     pub items: Vec<JobView>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -123,10 +129,21 @@ pub(crate) struct JobListQuery {
     /// Only jobs in this status.
     #[param(inline)]
     status: Option<JobStatus>,
+    /// Only jobs started by this user (a JWT `sub`), or by the schedule (`schedule`).
+    /// A non-admin sees only their own jobs whatever this says.
+    #[serde(rename = "startedBy")]
+    #[param(rename = "startedBy", max_length = 200)]
+    started_by: Option<String>,
+    /// `nextCursor` of the previous page.
+    #[param(value_type = Option<String>)]
+    cursor: Option<TimeUuidCursor>,
     /// How many jobs, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<Limit>,
 }
+
+/// `startedBy`'s value for the jobs nobody started.
+const SCHEDULE: &str = "schedule";
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -136,12 +153,12 @@ pub(crate) struct JobPath {
     id: Uuid,
 }
 
-/// Jobs, newest first; a non-admin sees only the jobs they started.
+/// Jobs, newest first, a page at a time; a non-admin sees only the jobs they started.
 #[utoipa::path(
     get, path = "/api/jobs", operation_id = "listJobs", tag = "jobs",
     params(JobListQuery),
     responses(
-        (status = 200, description = "Jobs, newest first", body = JobList),
+        (status = 200, description = "A page of jobs, newest first", body = JobList),
         (status = 400, description = "A query parameter is unknown or invalid", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "No role", body = ErrorBody),
@@ -171,18 +188,50 @@ pub(crate) async fn list(
             })?)
         }
     };
+    let started_by = query.started_by.as_deref().map(str::trim);
+    let (user_id, scheduled) = match started_by {
+        Some(SCHEDULE) => (None, true),
+        Some(user) if !user.is_empty() => (Some(user.to_owned()), false),
+        _ => (None, false),
+    };
+    let user_id = if caller.is_admin() {
+        user_id
+    } else if scheduled || user_id.as_ref().is_some_and(|u| *u != caller.user_id) {
+        // Asked for others' jobs, which a non-admin does not see: there are none.
+        return Ok(Json(JobList {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    } else {
+        Some(caller.user_id.clone())
+    };
+    let limit = query.limit.unwrap_or(Limit::DEFAULT).get();
     let filter = JobFilter {
         job_type,
         status: query.status,
-        user_id: (!caller.is_admin()).then(|| caller.user_id.clone()),
-        limit: query.limit.unwrap_or(Limit::DEFAULT).get(),
+        user_id,
+        scheduled,
+        before: query.cursor.map(|c| (c.at, c.id)),
+        limit: limit + 1,
     };
-    let items = jobs::list(&state.pool, &filter)
-        .await?
+    let mut found = jobs::list(&state.pool, &filter).await?;
+    let next_cursor = if found.len() as i64 > limit {
+        found.truncate(limit as usize);
+        found.last().map(|job| {
+            TimeUuidCursor {
+                at: job.created_at,
+                id: job.id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    let items = found
         .into_iter()
         .map(|job| JobView::new(job, &caller, None))
         .collect();
-    Ok(Json(JobList { items }))
+    Ok(Json(JobList { items, next_cursor }))
 }
 
 /// A job the caller may see, or 404.
@@ -270,6 +319,99 @@ pub(crate) async fn cancel(
             ),
         )),
     }
+}
+
+/// Starts a job of the same type over the failed items of a finished job (its starter
+/// or an admin): a messages sync's failed rooms, or a whole job whose only item failed.
+/// The new job is the caller's; starting it is audited in its own transaction.
+#[utoipa::path(
+    post, path = "/api/jobs/{id}/retry", operation_id = "retryJob", tag = "jobs",
+    params(JobPath),
+    responses(
+        (status = 202, description = "A new job over the failed items", body = JobView),
+        (status = 200, description = "The job over the same items already queued or running", body = JobView),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "No role", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+        (status = 409, description = "The job is still queued or processing (`job_still_open`), no item failed (`nothing_failed`), or its type cannot retry only some items (`not_retryable`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    ApiPath(path): ApiPath<JobPath>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job = visible_job(&state, &caller, path.id).await?;
+    if !job.status.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_still_open",
+            format!(
+                "The job is {}; only a finished job's failed items can be retried.",
+                job.status.as_str()
+            ),
+        ));
+    }
+    let Some(registered) = state.registry.get(job.job_type) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_retryable",
+            format!("This API does not run {} jobs.", job.job_type),
+        ));
+    };
+    let items = jobs::items(&state.pool, job.id).await?;
+    let (payload, failed) = match registered.retry_plan(&job.payload, &items) {
+        RetryPlan::Start { payload, failed } => (payload, failed),
+        RetryPlan::NothingFailed => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "nothing_failed",
+                "No item of this job failed; there is nothing to retry.",
+            ));
+        }
+        RetryPlan::NotSupported => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_retryable",
+                format!(
+                    "A {} cannot be retried over only some of its items.",
+                    registered.label()
+                ),
+            ));
+        }
+    };
+    let audit = JobAudit {
+        caller: &caller,
+        request_id: &request_id,
+        action: "job.retry".into(),
+        old_values: Some(json!({"retryOf": job.id, "failedItems": failed})),
+        new_values: |job| {
+            json!({
+                "type": job.job_type,
+                "status": job.status,
+                "payload": job.payload,
+            })
+        },
+    };
+    let started = registered
+        .start(
+            &state.pool,
+            state.queues.as_ref(),
+            &payload,
+            Some(&caller.user_id),
+            Some(&audit),
+        )
+        .await
+        .map_err(|e| ApiError::unexpected("could not start a retry", e))?;
+    let status = if started.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let view = JobView::with_progress(&state, started.job, &caller).await?;
+    Ok((status, Json(view)))
 }
 
 /// Starts a job of kind `K` for `caller`: 202 with the new job, or 200 with the job of

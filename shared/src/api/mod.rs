@@ -8,10 +8,14 @@
 //! - [`error`]: the error shape; `scope`: request id, body limit and panics.
 //! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
 //!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
+//! - [`console`]: the admin console's files at `/` (outside the JSON API) and its
+//!   sign-in settings.
 
 mod audit;
 pub mod auth;
 mod companies;
+pub mod console;
+mod cursor;
 mod error;
 pub mod extract;
 mod health;
@@ -71,10 +75,11 @@ impl AppState {
     }
 }
 
-/// The whole API, mounted under `/api`.
+/// The whole API, mounted under `/api`, and the console at `/`.
 pub fn router(state: AppState) -> Router {
     let (routes, _document) = documented_routes().split_for_parts();
     let router = routes
+        .merge(console::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
@@ -89,6 +94,8 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(openapi::serve))
+        .routes(routes!(console::config))
+        .routes(routes!(console::me))
         .routes(routes!(rooms::list))
         .routes(routes!(sync::rooms))
         .routes(routes!(rooms::update))
@@ -96,6 +103,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sync::messages))
         .routes(routes!(status::get))
         .routes(routes!(companies::list, companies::create))
+        .routes(routes!(companies::get))
         .routes(routes!(companies::rooms, companies::link))
         .routes(routes!(companies::unlink))
         .routes(routes!(summaries::list))
@@ -103,6 +111,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
 }
 
 /// How many items a list answers with: 1 to [`Limit::MAX`], default [`Limit::DEFAULT`].

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEntry};
 use super::auth::Admin;
+use super::cursor::{NameIdCursor, NameSearch};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
 use super::{ApiError, AppState, Limit};
@@ -256,16 +257,40 @@ pub(crate) fn room_not_found(room: impl fmt::Display) -> ApiError {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct RoomList {
-    /// Ordered by name.
+    /// Ordered by name (then Chatwork's id).
     pub items: Vec<Room>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
-/// Every registered room with its sync state and last error.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RoomListQuery {
+    /// Only rooms whose name contains this text (case-insensitive), up to 200 characters.
+    #[param(value_type = Option<String>, max_length = 200)]
+    q: Option<NameSearch>,
+    /// Only active (`true`) or inactive (`false`) rooms.
+    active: Option<bool>,
+    /// Only rooms linked to some company (`true`) or to none (`false`).
+    linked: Option<bool>,
+    /// `nextCursor` of the previous page.
+    #[param(value_type = Option<String>)]
+    cursor: Option<NameIdCursor>,
+    /// How many rooms, 1 to 100 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<Limit>,
+}
+
+/// The registered rooms with their sync state and last error, by name, a page at a time.
 #[utoipa::path(
     get, path = "/api/chatwork/rooms", operation_id = "listRooms", tag = "chatwork",
+    params(RoomListQuery),
     responses(
-        (status = 200, description = "The rooms, by name", body = RoomList),
+        (status = 200, description = "A page of rooms, by name", body = RoomList),
+        (status = 400, description = "A query parameter is unknown or invalid", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
@@ -273,9 +298,56 @@ pub struct RoomList {
 pub(crate) async fn list(
     State(state): State<AppState>,
     _admin: Admin,
+    ApiQuery(query): ApiQuery<RoomListQuery>,
 ) -> Result<Json<RoomList>, ApiError> {
-    let items = rooms_where(&state.pool, RoomFilter::default()).await?;
-    Ok(Json(RoomList { items }))
+    // Without a limit, a page holds the most a page may (older clients read one list).
+    let limit = query.limit.map_or(i64::from(Limit::MAX), Limit::get);
+    let (after_name, after_id) = match query.cursor {
+        Some(c) => (Some(c.name), Some(c.id)),
+        None => (None, None),
+    };
+    let mut items = sqlx::query_as!(
+        Room,
+        r#"SELECT r.*,
+                  greatest(coalesce(r.checked_message_num, 0)
+                           - coalesce(r.synced_message_num, 0), 0) AS "unseen_messages!",
+                  (SELECT count(*) FROM messages m
+                    WHERE m.chatwork_room_id = r.id
+                      AND m.send_time > now() - interval '24 hours')::float8 / 24
+                    AS "messages_per_hour!",
+                  ARRAY(SELECT l.company_id FROM company_room_links l
+                         WHERE l.chatwork_room_id = r.id ORDER BY l.company_id) AS "company_ids!",
+                  NULL::timestamptz AS linked_at
+             FROM chatwork_rooms r
+            WHERE ($1::text IS NULL OR r.name ILIKE $1)
+              AND ($2::bool IS NULL OR r.is_active = $2)
+              AND ($3::bool IS NULL
+                   OR EXISTS (SELECT 1 FROM company_room_links l WHERE l.chatwork_room_id = r.id) = $3)
+              AND ($4::text IS NULL OR (r.name, r.room_id) > ($4, $5::bigint))
+            ORDER BY r.name, r.room_id
+            LIMIT $6"#,
+        NameSearch::pattern(query.q.as_ref()),
+        query.active,
+        query.linked,
+        after_name,
+        after_id,
+        limit + 1,
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|r| {
+            NameIdCursor {
+                name: r.name.clone(),
+                id: r.room_id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(RoomList { items, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

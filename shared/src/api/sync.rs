@@ -86,6 +86,7 @@ pub(crate) async fn messages(
         // All rooms: a room check decides which need a fetch (in the job, so that a slow
         // or failing Chatwork never holds up or fails this request).
         check: request.room_id.is_none(),
+        ..MessagesSyncPayload::default()
     };
     jobs::start::<MessagesSync>(&state, &caller, &request_id, &payload).await
 }

@@ -53,7 +53,7 @@ use uuid::Uuid;
 use crate::queue::QueueName;
 
 pub use dead_letter::DeadLetterConsumer;
-pub use registry::{Contexts, MissingContext, RegisteredType, Registry};
+pub use registry::{Contexts, MissingContext, RegisteredType, Registry, RetryPlan};
 pub use retention::delete_finished_jobs;
 pub use runner::{JobConsumer, RecordFailure};
 pub use start::{StartError, Started, start, start_recorded};
@@ -538,6 +538,19 @@ pub trait JobSpec: Send + Sync + Sized + 'static {
     /// A finished job's result in a few words, for a terminal line
     /// (`12 rooms (12 new, 0 changed)`).
     fn describe(result: &Self::Result) -> String;
+
+    /// The payload of a job that does again only `failed`, the failed items (at least
+    /// one) of a finished job that had `payload` (`POST /api/jobs/{id}/retry`); `None`
+    /// when this type cannot start a job over some of its items only. Whatever this
+    /// says, a job whose every item failed can be retried whole with its own payload
+    /// (see [`Registry`]), so a type with a single item needs nothing here.
+    fn retry_payload(
+        payload: &Self::Payload,
+        failed: &[JobItem<Self::Message, Self::ItemResult>],
+    ) -> Option<Self::Payload> {
+        let _ = (payload, failed);
+        None
+    }
 }
 
 /// How a job type's items run. See the module documentation.

@@ -2,18 +2,23 @@
 //! assembled (a Lambda's `main`, the local runner, tests) from `cwsync::job_types`. The
 //! code that handles jobs of any type reads it: finishing and canceling a job (its
 //! result), the sweeper and recovery (its queue), the dead-letter consumer, the API (the
-//! types it accepts) and the local runner (its consumers and job view).
+//! types it accepts, and retrying a job's failed items) and the local runner (its
+//! consumers and job view).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use super::{ItemRecord, JobKind, JobType};
+use super::{
+    ItemRecord, ItemStatus, JobKind, JobRecord, JobType, StartError, Started, start_recorded,
+};
 use crate::jobs::JobConsumer;
-use crate::queue::{BatchConsumer, QueueName};
+use crate::queue::{BatchConsumer, QueueName, Queues};
 
 /// One registered job type, its Rust types erased: what code that handles jobs of any
 /// type may ask of it.
@@ -35,6 +40,32 @@ pub trait RegisteredType: Send + Sync {
         pool: &PgPool,
         contexts: &Contexts,
     ) -> Result<Arc<dyn BatchConsumer>, MissingContext>;
+    /// What a job that does again the failed items of a finished job with `payload` and
+    /// `items` would be asked.
+    fn retry_plan(&self, payload: &serde_json::Value, items: &[ItemRecord]) -> RetryPlan;
+    /// Starts a job of this type over a stored `payload` (see [`start_recorded`]).
+    fn start<'a>(
+        &'a self,
+        pool: &'a PgPool,
+        queues: &'a dyn Queues,
+        payload: &'a serde_json::Value,
+        user_id: Option<&'a str>,
+        record: Option<&'a dyn JobRecord>,
+    ) -> Pin<Box<dyn Future<Output = Result<Started, StartError>> + Send + 'a>>;
+}
+
+/// What retrying the failed items of a finished job would do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryPlan {
+    /// Start a job with this payload; it covers the `failed` failed items.
+    Start {
+        payload: serde_json::Value,
+        failed: usize,
+    },
+    /// No item failed.
+    NothingFailed,
+    /// Some items failed, and this type cannot start a job over only those.
+    NotSupported,
 }
 
 struct Entry<K>(PhantomData<fn() -> K>);
@@ -79,6 +110,47 @@ impl<K: JobKind> RegisteredType for Entry<K> {
             context: std::any::type_name::<K::Context>(),
         })?;
         Ok(Arc::new(JobConsumer::<K>::new(pool.clone(), context)))
+    }
+
+    fn retry_plan(&self, payload: &serde_json::Value, items: &[ItemRecord]) -> RetryPlan {
+        let failed: Vec<_> = items
+            .iter()
+            .filter(|i| i.status == ItemStatus::Failed)
+            .map(ItemRecord::typed::<K>)
+            .collect();
+        if failed.is_empty() {
+            return RetryPlan::NothingFailed;
+        }
+        let own = serde_json::from_value::<K::Payload>(payload.clone())
+            .ok()
+            .and_then(|p| K::retry_payload(&p, &failed))
+            .and_then(|p| serde_json::to_value(p).ok());
+        match own {
+            Some(payload) => RetryPlan::Start {
+                payload,
+                failed: failed.len(),
+            },
+            // Every item failed: the same job again does exactly the failed items.
+            None if failed.len() == items.len() => RetryPlan::Start {
+                payload: payload.clone(),
+                failed: failed.len(),
+            },
+            None => RetryPlan::NotSupported,
+        }
+    }
+
+    fn start<'a>(
+        &'a self,
+        pool: &'a PgPool,
+        queues: &'a dyn Queues,
+        payload: &'a serde_json::Value,
+        user_id: Option<&'a str>,
+        record: Option<&'a dyn JobRecord>,
+    ) -> Pin<Box<dyn Future<Output = Result<Started, StartError>> + Send + 'a>> {
+        Box::pin(async move {
+            let payload: K::Payload = serde_json::from_value(payload.clone())?;
+            start_recorded::<K>(pool, queues, &payload, user_id, record).await
+        })
     }
 }
 

@@ -138,6 +138,11 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     /// Only the jobs this user started.
     pub user_id: Option<String>,
+    /// Only the jobs nobody started (the schedule's).
+    pub scheduled: bool,
+    /// Only jobs older than this one (created earlier, or at the same time with a
+    /// smaller id): the next page of a newest-first list.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
     pub limit: i64,
 }
 
@@ -146,6 +151,8 @@ pub async fn list(pool: &PgPool, filter: &JobFilter) -> Result<Vec<Job>, sqlx::E
         job_type: filter.job_type,
         status: filter.status,
         user_id: filter.user_id.as_deref(),
+        scheduled: filter.scheduled,
+        before: filter.before,
         limit: filter.limit,
         ..Selection::default()
     };
@@ -161,6 +168,8 @@ struct Selection<'a> {
     active_key: Option<&'a str>,
     status: Option<JobStatus>,
     user_id: Option<&'a str>,
+    scheduled: bool,
+    before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 }
 
@@ -182,6 +191,8 @@ async fn select(
               AND ($3::text IS NULL OR (active_key = $3 AND status IN ('queued', 'processing')))
               AND ($4::job_status IS NULL OR status = $4)
               AND ($5::text IS NULL OR user_id = $5)
+              AND (NOT $7 OR user_id IS NULL)
+              AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9::uuid))
             ORDER BY created_at DESC, id DESC
             LIMIT $6"#,
         selection.id,
@@ -190,6 +201,9 @@ async fn select(
         selection.status as Option<JobStatus>,
         selection.user_id,
         selection.limit,
+        selection.scheduled,
+        selection.before.map(|(at, _)| at),
+        selection.before.map(|(_, id)| id),
     )
     .fetch_all(executor)
     .await

@@ -318,7 +318,7 @@ pub async fn run(
         let payload = MessagesSyncPayload {
             room_id: None,
             rooms: Some(planned.iter().map(|c| c.listed).collect()),
-            check: false,
+            ..MessagesSyncPayload::default()
         };
         let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
         job_id = Some(started.job.id);

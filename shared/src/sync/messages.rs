@@ -58,10 +58,11 @@ pub const FETCH_LIMIT: usize = 100;
 /// The messages sync job type.
 pub struct MessagesSync;
 
-/// `{roomId?, rooms?, check?}`: one room (Chatwork's id); the rooms a room check
-/// planned, with what it saw of each; a room check first (`check: true`, a sync of all
-/// rooms started over HTTP: one item checks, and the rooms that need a fetch get a job
-/// of their own); or (none of them) every active room, the fixed schedule's fallback.
+/// `{roomId?, rooms?, roomIds?, check?}`: one room (Chatwork's id); the rooms a room
+/// check planned, with what it saw of each; these rooms (a retry of a sync's failed
+/// rooms); a room check first (`check: true`, a sync of all rooms started over HTTP: one
+/// item checks, and the rooms that need a fetch get a job of their own); or (none of
+/// them) every active room, the fixed schedule's fallback.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncPayload {
@@ -71,6 +72,8 @@ pub struct MessagesSyncPayload {
     pub rooms: Option<Vec<CheckedRoom>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub check: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_ids: Option<Vec<i64>>,
 }
 
 /// A room a room check planned a fetch for, and what Chatwork's room list said of it:
@@ -198,13 +201,28 @@ impl JobSpec for MessagesSync {
     type Result = MessagesSyncResult;
 
     fn active_key(payload: &MessagesSyncPayload) -> String {
-        match (payload.room_id, &payload.rooms) {
-            (Some(room_id), _) => item_key(room_id),
+        if let Some(room_id) = payload.room_id {
+            return item_key(room_id);
+        }
+        if payload.rooms.is_some() {
             // One room check's fetches at a time: while they run, the next check finds
             // their rooms still changed and leaves them to this job.
-            (None, Some(_)) => "checked".into(),
-            (None, None) if payload.check => "check".into(),
-            (None, None) => "all".into(),
+            return "checked".into();
+        }
+        if let Some(room_ids) = &payload.room_ids {
+            // A digest: the list may be long, and the key at most 200 characters.
+            use sha2::Digest;
+            let mut ids = room_ids.clone();
+            ids.sort_unstable();
+            let text: Vec<String> = ids.iter().map(i64::to_string).collect();
+            let digest = sha2::Sha256::digest(text.join(",").as_bytes());
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            return format!("rooms-{hex}");
+        }
+        if payload.check {
+            "check".into()
+        } else {
+            "all".into()
         }
     }
 
@@ -223,6 +241,12 @@ impl JobSpec for MessagesSync {
         let rooms = match (payload.room_id, &payload.rooms) {
             (Some(room_id), _) => vec![room_id],
             (None, Some(rooms)) => rooms.iter().map(|r| r.room_id).collect(),
+            (None, None) if payload.room_ids.is_some() => {
+                let mut ids = payload.room_ids.clone().unwrap_or_default();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            }
             (None, None) if payload.check => {
                 return Ok(vec![PlannedItem {
                     message: MessagesSyncMessage { room_id: None },
@@ -322,6 +346,23 @@ impl JobSpec for MessagesSync {
         }
     }
 
+    /// The failed rooms, named: they are fetched whatever the room list says.
+    fn retry_payload(
+        _payload: &MessagesSyncPayload,
+        failed: &[JobItem<MessagesSyncMessage, RoomFetch>],
+    ) -> Option<MessagesSyncPayload> {
+        // A room check's own item names no room: it is not retried (the next check
+        // runs anyway).
+        let room_ids: Vec<i64> = failed
+            .iter()
+            .filter_map(|i| i.message.as_ref()?.room_id)
+            .collect();
+        (!room_ids.is_empty()).then(|| MessagesSyncPayload {
+            room_ids: Some(room_ids),
+            ..MessagesSyncPayload::default()
+        })
+    }
+
     fn describe(result: &MessagesSyncResult) -> String {
         if let Some(check) = &result.check {
             // A sync of all rooms: its room check sent the changed rooms to a job of
@@ -352,7 +393,9 @@ impl JobKind for MessagesSync {
         };
         tracing::Span::current().record("room_id", room_id);
         let payload: MessagesSyncPayload = item.payload()?;
-        let single_room = payload.room_id.is_some();
+        // Rooms named in the request (one, or a retry's) are fetched whatever the room
+        // list says.
+        let single_room = payload.room_id.is_some() || payload.room_ids.is_some();
         // A room check already read the room list and decided this room needs a fetch.
         let checked = payload
             .rooms

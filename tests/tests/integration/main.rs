@@ -2,6 +2,7 @@
 
 mod api;
 mod chatwork;
+mod console;
 mod harness;
 mod health;
 mod job_core;

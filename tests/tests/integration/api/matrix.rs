@@ -213,6 +213,41 @@ fn rows() -> Vec<Row> {
             body: no_body,
             expect: [401, 403, 404, 404, 200],
         },
+        Row {
+            method: "POST",
+            route: "/api/jobs/{id}/retry (own job, still queued)",
+            path: |f, w| format!("/api/jobs/{}/retry", f.own(w, false)),
+            body: no_body,
+            expect: [401, 403, 409, 409, 409],
+        },
+        Row {
+            method: "POST",
+            route: "/api/jobs/{id}/retry (another user's job)",
+            path: |f, _| format!("/api/jobs/{}/retry", f.other_read),
+            body: no_body,
+            expect: [401, 403, 404, 404, 409],
+        },
+        Row {
+            method: "GET",
+            route: "/api/console/config",
+            path: |_, _| "/api/console/config".into(),
+            body: no_body,
+            expect: [200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            route: "/api/me",
+            path: |_, _| "/api/me".into(),
+            body: no_body,
+            expect: [401, 403, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            route: "/api/companies/{id}",
+            path: |f, _| format!("/api/companies/{}", f.company),
+            body: no_body,
+            expect: [401, 403, 200, 200, 200],
+        },
     ]
 }
 

@@ -4,6 +4,7 @@
 
 mod audit;
 mod companies;
+mod console;
 mod gateway;
 mod jobs;
 mod matrix;

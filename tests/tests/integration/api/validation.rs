@@ -151,7 +151,7 @@ async fn bad_input_is_a_json_4xx_naming_the_field(app: &impl Api) {
         case("GET", format!("/api/companies/{company}/summaries?limit=1000"), None, 400, "invalid_parameter", Some("limit")),
         // Routes and methods that do not exist.
         case("GET", "/api/nope", None, 404, "not_found", None),
-        case("GET", "/", None, 404, "not_found", None),
+        case("GET", "/index.php", None, 404, "not_found", None),
         case("GET", "/api/jobs/", None, 404, "not_found", None),
         case("DELETE", "/api/health", None, 405, "method_not_allowed", None),
         case("PUT", "/api/chatwork/rooms/101", None, 405, "method_not_allowed", None),

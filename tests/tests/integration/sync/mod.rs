@@ -145,8 +145,7 @@ impl SyncRig {
             self.queues.as_ref(),
             &MessagesSyncPayload {
                 room_id,
-                rooms: None,
-                check: false,
+                ..Default::default()
             },
             Some("admin-1"),
         )

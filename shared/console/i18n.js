@@ -1,0 +1,147 @@
+// The console's words in English and Japanese, chosen from the browser's language unless
+// the person picked one (kept in localStorage), and times in the browser's time zone.
+
+const WORDS = {
+  en: {
+    'nav.sync': 'Sync', 'nav.rooms': 'Rooms', 'nav.companies': 'Companies', 'nav.jobs': 'Jobs',
+    'signout': 'Sign out', 'language': 'Language', 'skip': 'Skip to content',
+    'signin.title': 'Sign in', 'signin.paste': 'Paste a token', 'signin.token': 'Token',
+    'signin.use': 'Use this token', 'signin.oauth': 'Sign in with your organization',
+    'signin.hint': 'The local runner prints a console address that signs you in, and `cwsync-local token` prints more tokens.',
+    'signin.failed': 'Signing in failed: {0}', 'signin.expired': 'Your session ended; sign in again.',
+    'who': '{0} ({1})',
+    'role.admin': 'admin', 'role.writer': 'writer', 'role.reader': 'reader',
+    'sync.title': 'Sync', 'sync.rooms': 'Sync the room list', 'sync.messages': 'Sync messages of active rooms',
+    'sync.intro': 'A rooms sync reads Chatwork\'s room list; a messages sync stores the latest messages of every active room.',
+    'sync.none': 'No job is running.', 'sync.adminOnly': 'Only admins start syncs.',
+    'sync.recent': 'Recent syncs',
+    'job.cancel': 'Cancel', 'job.retry': 'Retry the failed items', 'job.open': 'Open',
+    'job.ended': 'The {0} ended: {1}.', 'job.started': 'Started a {0}.', 'job.already': 'This {0} was already running.',
+    'job.canceled': 'Canceled.', 'job.retried': 'Started a retry of {0} failed item(s).',
+    'job.progress': '{0} of {1} {2}', 'job.success': 'succeeded {0}', 'job.failure': 'failed {0}',
+    'job.type': 'Type', 'job.status': 'Status', 'job.created': 'Created', 'job.startedAt': 'Started',
+    'job.finished': 'Finished', 'job.by': 'Started by', 'job.schedule': 'the schedule', 'job.items': 'Items',
+    'job.payload': 'Payload', 'job.result': 'Result', 'job.error': 'Error', 'job.errors': 'Errors',
+    'job.gaps': 'Gaps', 'job.rooms': 'Rooms', 'job.duration': 'Duration', 'job.room': 'Room',
+    'job.unitRooms': 'rooms', 'job.unitItems': 'items', 'job.fetched': 'Fetched', 'job.missed': 'Missed (estimate)', 'job.message': 'Message',
+    'jobs.title': 'Jobs', 'jobs.all': 'All', 'jobs.filter': 'Filter', 'jobs.startedBy': 'Started by',
+    'jobs.anyone': 'Anyone', 'jobs.me': 'Me', 'jobs.none': 'No jobs.', 'jobs.detail': 'Job',
+    'type.chatwork_rooms_sync': 'rooms sync', 'type.chatwork_messages_sync': 'messages sync',
+    'type.summary_draft': 'summary draft',
+    'status.queued': 'queued', 'status.processing': 'processing', 'status.completed': 'completed',
+    'status.failed': 'failed', 'status.canceled': 'canceled', 'status.unchanged': 'unchanged',
+    'rooms.title': 'Rooms', 'rooms.search': 'Search by name', 'rooms.active': 'Active',
+    'rooms.linked': 'Linked', 'rooms.any': 'Any', 'rooms.yes': 'Yes', 'rooms.no': 'No',
+    'rooms.name': 'Name', 'rooms.type': 'Type', 'rooms.companies': 'Companies', 'rooms.messages': 'Messages',
+    'rooms.lastSync': 'Last sync', 'rooms.lastError': 'Last error', 'rooms.actions': 'Actions',
+    'rooms.syncNow': 'Sync now', 'rooms.gap': 'gap ~{0}', 'rooms.left': 'left', 'rooms.never': 'never',
+    'rooms.none': 'No rooms match.', 'rooms.activeToggle': 'Sync {0}', 'rooms.show': 'Messages',
+    'rooms.more': 'More', 'rooms.updated': '{0} is now {1}.', 'rooms.on': 'active', 'rooms.off': 'inactive',
+    'room.title': 'Messages of {0}', 'room.none': 'No stored messages.', 'room.older': 'Older messages',
+    'companies.title': 'Companies', 'companies.search': 'Search by name', 'companies.create': 'Create',
+    'companies.name': 'Company name', 'companies.none': 'No companies.', 'companies.created': 'Created {0}.',
+    'company.rooms': 'Linked rooms', 'company.link': 'Link', 'company.unlink': 'Unlink',
+    'company.available': 'Room to link', 'company.noRooms': 'No linked rooms.', 'company.linked': 'Linked {0}.',
+    'company.unlinked': 'Unlinked {0}.', 'company.pick': 'Search rooms to link',
+    'drafts.title': 'Summary drafts', 'drafts.request': 'Request a draft', 'drafts.from': 'From',
+    'drafts.to': 'To', 'drafts.none': 'No drafts yet.', 'drafts.read': 'Read', 'drafts.sources': 'Sources',
+    'drafts.model': 'Model', 'drafts.period': '{0} – {1}', 'drafts.hide': 'Close',
+    'error.generic': '{0} ({1})', 'loading': 'Loading…', 'back': 'Back',
+  },
+  ja: {
+    'nav.sync': '同期', 'nav.rooms': 'ルーム', 'nav.companies': '会社', 'nav.jobs': 'ジョブ',
+    'signout': 'サインアウト', 'language': '言語', 'skip': '本文へ移動',
+    'signin.title': 'サインイン', 'signin.paste': 'トークンを貼り付け', 'signin.token': 'トークン',
+    'signin.use': 'このトークンを使う', 'signin.oauth': '組織のアカウントでサインイン',
+    'signin.hint': 'ローカル実行ではサインイン済みのコンソールURLが表示されます。`cwsync-local token` で別のトークンも作れます。',
+    'signin.failed': 'サインインできませんでした: {0}', 'signin.expired': 'セッションが切れました。もう一度サインインしてください。',
+    'who': '{0}（{1}）',
+    'role.admin': '管理者', 'role.writer': '編集者', 'role.reader': '閲覧者',
+    'sync.title': '同期', 'sync.rooms': 'ルーム一覧を同期', 'sync.messages': '有効なルームのメッセージを同期',
+    'sync.intro': 'ルーム同期は Chatwork のルーム一覧を読み込み、メッセージ同期は有効な各ルームの最新メッセージを保存します。',
+    'sync.none': '実行中のジョブはありません。', 'sync.adminOnly': '同期を開始できるのは管理者だけです。',
+    'sync.recent': '最近の同期',
+    'job.cancel': 'キャンセル', 'job.retry': '失敗した項目を再実行', 'job.open': '開く',
+    'job.ended': '{0}が終了しました: {1}。', 'job.started': '{0}を開始しました。', 'job.already': 'この{0}はすでに実行中です。',
+    'job.canceled': 'キャンセルしました。', 'job.retried': '失敗した {0} 件の再実行を開始しました。',
+    'job.progress': '{0} / {1} {2}', 'job.success': '成功 {0}', 'job.failure': '失敗 {0}',
+    'job.type': '種類', 'job.status': '状態', 'job.created': '作成', 'job.startedAt': '開始',
+    'job.finished': '終了', 'job.by': '開始した人', 'job.schedule': 'スケジュール', 'job.items': '項目',
+    'job.payload': '依頼内容', 'job.result': '結果', 'job.error': 'エラー', 'job.errors': 'エラー',
+    'job.gaps': '欠落', 'job.rooms': 'ルーム', 'job.duration': '所要時間', 'job.room': 'ルーム',
+    'job.unitRooms': 'ルーム', 'job.unitItems': '項目', 'job.fetched': '取得数', 'job.missed': '取得できなかった数（推定）', 'job.message': 'メッセージ',
+    'jobs.title': 'ジョブ', 'jobs.all': 'すべて', 'jobs.filter': '絞り込み', 'jobs.startedBy': '開始した人',
+    'jobs.anyone': '全員', 'jobs.me': '自分', 'jobs.none': 'ジョブはありません。', 'jobs.detail': 'ジョブ',
+    'type.chatwork_rooms_sync': 'ルーム同期', 'type.chatwork_messages_sync': 'メッセージ同期',
+    'type.summary_draft': '要約の下書き',
+    'status.queued': '待機中', 'status.processing': '処理中', 'status.completed': '完了',
+    'status.failed': '失敗', 'status.canceled': 'キャンセル済み', 'status.unchanged': '変更なし',
+    'rooms.title': 'ルーム', 'rooms.search': '名前で検索', 'rooms.active': '有効',
+    'rooms.linked': '紐付け', 'rooms.any': 'すべて', 'rooms.yes': 'あり', 'rooms.no': 'なし',
+    'rooms.name': '名前', 'rooms.type': '種類', 'rooms.companies': '会社', 'rooms.messages': 'メッセージ数',
+    'rooms.lastSync': '最終同期', 'rooms.lastError': '最後のエラー', 'rooms.actions': '操作',
+    'rooms.syncNow': '今すぐ同期', 'rooms.gap': '欠落 約{0}件', 'rooms.left': '退出済み', 'rooms.never': '未同期',
+    'rooms.none': '該当するルームはありません。', 'rooms.activeToggle': '{0} を同期する', 'rooms.show': 'メッセージ',
+    'rooms.more': 'さらに表示', 'rooms.updated': '{0} を{1}にしました。', 'rooms.on': '有効', 'rooms.off': '無効',
+    'room.title': '{0} のメッセージ', 'room.none': '保存されたメッセージはありません。', 'room.older': '以前のメッセージ',
+    'companies.title': '会社', 'companies.search': '名前で検索', 'companies.create': '作成',
+    'companies.name': '会社名', 'companies.none': '会社はありません。', 'companies.created': '{0} を作成しました。',
+    'company.rooms': '紐付けられたルーム', 'company.link': '紐付ける', 'company.unlink': '紐付けを外す',
+    'company.available': '紐付けるルーム', 'company.noRooms': '紐付けられたルームはありません。', 'company.linked': '{0} を紐付けました。',
+    'company.unlinked': '{0} の紐付けを外しました。', 'company.pick': '紐付けるルームを検索',
+    'drafts.title': '要約の下書き', 'drafts.request': '下書きを依頼', 'drafts.from': '開始',
+    'drafts.to': '終了', 'drafts.none': '下書きはまだありません。', 'drafts.read': '読む', 'drafts.sources': '出典',
+    'drafts.model': 'モデル', 'drafts.period': '{0} 〜 {1}', 'drafts.hide': '閉じる',
+    'error.generic': '{0}（{1}）', 'loading': '読み込み中…', 'back': '戻る',
+  },
+};
+
+const STORE_KEY = 'cwsync.lang';
+
+function initial() {
+  const stored = localStorage.getItem(STORE_KEY);
+  if (stored && WORDS[stored]) return stored;
+  const browser = (navigator.languages && navigator.languages[0]) || navigator.language || 'en';
+  return browser.toLowerCase().startsWith('ja') ? 'ja' : 'en';
+}
+
+let lang = initial();
+
+export function currentLang() { return lang; }
+
+export function setLang(next) {
+  if (!WORDS[next]) return;
+  lang = next;
+  localStorage.setItem(STORE_KEY, next);
+  document.documentElement.lang = next;
+}
+
+/** The word for `key`, with `{0}`, `{1}`, ... replaced by `args`. */
+export function t(key, ...args) {
+  const text = WORDS[lang][key] ?? WORDS.en[key] ?? key;
+  return text.replace(/\{(\d+)\}/g, (_, i) => String(args[Number(i)] ?? ''));
+}
+
+/** A time in the browser's time zone, in the chosen language's style. */
+export function time(iso) {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  return new Intl.DateTimeFormat(lang === 'ja' ? 'ja-JP' : 'en-GB', {
+    dateStyle: 'medium', timeStyle: 'medium',
+  }).format(date);
+}
+
+/** A duration between two times, `1 min 5 s`. */
+export function duration(fromIso, toIso) {
+  if (!fromIso) return '—';
+  const ms = (toIso ? new Date(toIso) : new Date()) - new Date(fromIso);
+  const s = Math.max(0, Math.round(ms / 1000));
+  const m = Math.floor(s / 60);
+  if (lang === 'ja') return m ? `${m}分${s % 60}秒` : `${s}秒`;
+  return m ? `${m} min ${s % 60} s` : `${s} s`;
+}
+
+export function number(n) {
+  return new Intl.NumberFormat(lang === 'ja' ? 'ja-JP' : 'en-GB').format(n ?? 0);
+}

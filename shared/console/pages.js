@@ -1,0 +1,511 @@
+// The console's pages: Sync, Rooms (and a room's messages), Companies (and a company's
+// page with its rooms and summary drafts), Jobs (and a job's detail). A page draws what
+// the caller's role can use (the API enforces it regardless) and returns a cleanup for
+// its timers. Everything from the API is written as text.
+
+import { api, withQuery } from './api.js';
+import { h, fill, field, badge, readableMarkup } from './dom.js';
+import { t, time, duration, number } from './i18n.js';
+
+const POLL_MS = 2000;
+const SYNC_TYPES = ['chatwork_rooms_sync', 'chatwork_messages_sync'];
+const OPEN = ['queued', 'processing'];
+const ROOM_NAMES = 'cwsync.roomNames';
+
+const isAdmin = (ctx) => ctx.me.role === 'admin';
+const isWriter = (ctx) => ctx.me.role === 'admin' || ctx.me.role === 'writer';
+const typeLabel = (type) => t(`type.${type}`);
+const statusBadge = (status) => badge(t(`status.${status}`),
+  status === 'completed' ? 'ok' : status === 'failed' ? 'bad' : status === 'canceled' ? 'warn' : 'info');
+
+function rememberRoomNames(rooms) {
+  const names = JSON.parse(sessionStorage.getItem(ROOM_NAMES) || '{}');
+  for (const room of rooms) names[room.roomId] = room.name;
+  sessionStorage.setItem(ROOM_NAMES, JSON.stringify(names));
+}
+
+function roomName(roomId) {
+  const names = JSON.parse(sessionStorage.getItem(ROOM_NAMES) || '{}');
+  return names[roomId] || `#${roomId}`;
+}
+
+/** Runs `tick` every 2 s while it says to go on and the tab is visible. */
+function poller(tick) {
+  let timer = null;
+  let stopped = false;
+  const schedule = () => {
+    clearTimeout(timer);
+    if (!stopped && !document.hidden) timer = setTimeout(run, POLL_MS);
+  };
+  const run = async () => {
+    let goOn = false;
+    try { goOn = await tick(); } catch (_) { goOn = true; }
+    if (goOn) schedule(); else stopped = true;
+  };
+  const onVisibility = () => { if (!document.hidden && !stopped) run(); };
+  document.addEventListener('visibilitychange', onVisibility);
+  schedule();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    document.removeEventListener('visibilitychange', onVisibility);
+  };
+}
+
+/** A card with a job's status, progress bar, counts, error and its buttons. */
+function jobCard(ctx, job, onChange) {
+  const p = job.progress || { total: job.totalItems, finished: job.totalItems - job.openItems, completed: 0, unchanged: 0, failed: 0 };
+  const total = p.total || job.totalItems || 0;
+  const percent = total ? Math.round((p.finished / total) * 100) : (OPEN.includes(job.status) ? 0 : 100);
+  const mine = ctx.me.role === 'admin' || job.userId === ctx.me.userId;
+  const open = OPEN.includes(job.status);
+  const unit = job.type === 'chatwork_messages_sync' ? t('job.unitRooms') : t('job.unitItems');
+  const buttons = [];
+  if (open && mine) {
+    buttons.push(h('button', {
+      type: 'button', class: 'danger', 'data-action': 'cancel',
+      onclick: async () => {
+        try { await api('POST', `/api/jobs/${job.id}/cancel`); ctx.notify(t('job.canceled')); onChange && onChange(); } catch (e) { ctx.fail(e); }
+      },
+    }, t('job.cancel')));
+  }
+  if (!open && mine && p.failed > 0) {
+    buttons.push(h('button', {
+      type: 'button', class: 'secondary', 'data-action': 'retry',
+      onclick: async () => {
+        try {
+          const { data } = await api('POST', `/api/jobs/${job.id}/retry`);
+          ctx.notify(t('job.retried', p.failed));
+          ctx.go(`#/jobs/${data.id}`);
+        } catch (e) { ctx.fail(e); }
+      },
+    }, t('job.retry')));
+  }
+  return h('section', { class: 'card job-card', 'data-job': job.id, 'data-status': job.status, 'aria-label': typeLabel(job.type) },
+    h('div', { class: 'row' }, h('strong', {}, typeLabel(job.type)), statusBadge(job.status),
+      h('a', { href: `#/jobs/${job.id}` }, t('job.open'))),
+    h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': percent, 'aria-label': typeLabel(job.type) },
+      h('div', { style: null, 'data-percent': percent })),
+    h('div', { class: 'row muted' },
+      h('span', { class: 'progress-text' }, `${percent} % · ${t('job.progress', number(p.finished), number(total), unit)}`),
+      h('span', {}, t('job.success', number(p.completed + p.unchanged))),
+      h('span', {}, t('job.failure', number(p.failed)))),
+    job.error ? h('p', { class: 'error-text' }, `${job.error.name}: ${job.error.message}`) : null,
+    buttons.length ? h('div', { class: 'row' }, buttons) : null);
+}
+
+// The bar's width is set through the CSSOM (no inline style attribute under the CSP).
+function sizeBars(root) {
+  for (const bar of root.querySelectorAll('[data-percent]')) bar.style.width = `${bar.dataset.percent}%`;
+}
+
+/** Watches `jobId` in `box`: redraws every 2 s while open; `onEnd(job)` once it ends. */
+function watchJob(ctx, box, jobId, onEnd) {
+  let ended = false;
+  const draw = async () => {
+    const { data: job } = await api('GET', `/api/jobs/${jobId}`);
+    fill(box, jobCard(ctx, job, () => draw()));
+    sizeBars(box);
+    if (!OPEN.includes(job.status) && !ended) {
+      ended = true;
+      onEnd && onEnd(job);
+    }
+    return OPEN.includes(job.status);
+  };
+  let stop = () => {};
+  draw().then((open) => { if (open) stop = poller(draw); }).catch(ctx.fail);
+  return () => stop();
+}
+
+function jobsTable(jobs, showBy) {
+  return h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, h('th', {}, t('job.type')), h('th', {}, t('job.status')), h('th', {}, t('job.created')),
+      showBy ? h('th', { class: 'hide-narrow' }, t('job.by')) : null, h('th', {}, t('job.items')))),
+    h('tbody', {}, jobs.map((job) => h('tr', { 'data-job': job.id },
+      h('td', {}, h('a', { href: `#/jobs/${job.id}` }, typeLabel(job.type))),
+      h('td', {}, statusBadge(job.status)),
+      h('td', {}, time(job.createdAt)),
+      showBy ? h('td', { class: 'hide-narrow' }, job.userId || t('job.schedule')) : null,
+      h('td', {}, `${number(job.totalItems - job.openItems)} / ${number(job.totalItems)}`))))));
+}
+
+async function syncPage(ctx) {
+  const card = h('div', { id: 'active-job' });
+  const recent = h('div', {});
+  let stopWatch = () => {};
+  const loadRecent = async () => {
+    const lists = await Promise.all(SYNC_TYPES.map((type) => api('GET', withQuery('/api/jobs', { type, limit: 5 }))));
+    const jobs = lists.flatMap((l) => l.data.items).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    fill(recent, jobs.length ? jobsTable(jobs, isAdmin(ctx)) : h('p', { class: 'muted' }, t('sync.none')));
+    return jobs;
+  };
+  const watch = (jobId) => {
+    stopWatch();
+    stopWatch = watchJob(ctx, card, jobId, (job) => {
+      ctx.notify(t('job.ended', typeLabel(job.type), t(`status.${job.status}`)));
+      loadRecent().catch(ctx.fail);
+    });
+  };
+  const startButton = (id, label, path) => h('button', {
+    type: 'button', id,
+    onclick: async () => {
+      try {
+        const { status, data } = await api('POST', path, {});
+        ctx.notify(status === 202 ? t('job.started', typeLabel(data.type)) : t('job.already', typeLabel(data.type)));
+        watch(data.id);
+        loadRecent().catch(ctx.fail);
+      } catch (e) { ctx.fail(e); }
+    },
+  }, label);
+  fill(ctx.main,
+    h('h1', {}, t('sync.title')),
+    h('p', { class: 'muted' }, t('sync.intro')),
+    isAdmin(ctx)
+      ? h('div', { class: 'row' }, startButton('sync-rooms', t('sync.rooms'), '/api/chatwork/rooms/sync'),
+        startButton('sync-messages', t('sync.messages'), '/api/chatwork/messages/sync'))
+      : h('p', { class: 'muted' }, t('sync.adminOnly')),
+    card,
+    h('h2', {}, t('sync.recent')),
+    recent);
+  const jobs = await loadRecent();
+  const active = jobs.find((job) => OPEN.includes(job.status));
+  if (active) watch(active.id);
+  return () => stopWatch();
+}
+
+function select(options, value) {
+  return h('select', {}, options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
+}
+
+async function roomsPage(ctx) {
+  const search = h('input', { type: 'search', id: 'room-search' });
+  const active = select([['', t('rooms.any')], ['true', t('rooms.yes')], ['false', t('rooms.no')]], '');
+  const linked = select([['', t('rooms.any')], ['true', t('rooms.yes')], ['false', t('rooms.no')]], '');
+  const body = h('tbody', {});
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true, id: 'rooms-more' }, t('rooms.more'));
+  const empty = h('p', { class: 'muted', hidden: true }, t('rooms.none'));
+  let cursor = null;
+  let companies = {};
+  try {
+    const { data } = await api('GET', withQuery('/api/companies', { limit: 100 }));
+    companies = Object.fromEntries(data.items.map((c) => [c.id, c.name]));
+  } catch (_) { /* names are a nicety */ }
+
+  const row = (room) => {
+    const toggle = h('input', {
+      type: 'checkbox', checked: room.isActive, 'aria-label': t('rooms.activeToggle', room.name), 'data-action': 'toggle',
+      onchange: async () => {
+        try {
+          const { data } = await api('PATCH', `/api/chatwork/rooms/${room.roomId}`, { isActive: toggle.checked });
+          ctx.notify(t('rooms.updated', data.name, data.isActive ? t('rooms.on') : t('rooms.off')));
+        } catch (e) { toggle.checked = !toggle.checked; ctx.fail(e); }
+      },
+    });
+    return h('tr', { 'data-room': room.roomId },
+      h('td', { 'data-label': t('rooms.name') }, h('span', { class: 'room-name' }, room.name), ' ',
+        room.leftAt ? badge(t('rooms.left'), 'warn') : null,
+        room.gapDetectedAt ? badge(t('rooms.gap', room.gapMissedEstimate ?? '?'), 'bad') : null),
+      h('td', { class: 'hide-narrow', 'data-label': t('rooms.type') }, room.roomType),
+      h('td', { 'data-label': t('rooms.active') }, toggle),
+      h('td', { class: 'hide-narrow', 'data-label': t('rooms.companies') }, room.companyIds.map((id) => h('a', { href: `#/companies/${id}`, class: 'badge info' }, companies[id] || id.slice(0, 8)))),
+      h('td', { 'data-label': t('rooms.messages') }, number(room.messageCount)),
+      h('td', { 'data-label': t('rooms.lastSync') }, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
+      h('td', { class: 'error-text', 'data-label': t('rooms.lastError') }, room.lastErrorAt ? `${room.lastErrorStatus ?? ''} ${room.lastErrorMessage ?? ''}`.trim() : null),
+      h('td', { 'data-label': t('rooms.actions') }, h('div', { class: 'row' },
+        h('button', {
+          type: 'button', class: 'secondary', 'data-action': 'sync-room',
+          onclick: async () => {
+            try {
+              const { data } = await api('POST', '/api/chatwork/messages/sync', { roomId: room.roomId });
+              ctx.notify(t('job.started', typeLabel(data.type)));
+              ctx.go(`#/jobs/${data.id}`);
+            } catch (e) { ctx.fail(e); }
+          },
+        }, t('rooms.syncNow')),
+        h('a', { href: `#/room/${room.roomId}` }, t('rooms.show')))));
+  };
+
+  const load = async (reset) => {
+    if (reset) { cursor = null; body.replaceChildren(); }
+    const { data } = await api('GET', withQuery('/api/chatwork/rooms', {
+      q: search.value.trim(), active: active.value, linked: linked.value, cursor, limit: 50,
+    }));
+    rememberRoomNames(data.items);
+    for (const room of data.items) body.appendChild(row(room));
+    cursor = data.nextCursor;
+    more.hidden = !cursor;
+    empty.hidden = body.children.length > 0;
+  };
+  more.addEventListener('click', () => load(false).catch(ctx.fail));
+  const form = h('form', {
+    class: 'row card', role: 'search',
+    onsubmit: (event) => { event.preventDefault(); load(true).catch(ctx.fail); },
+  }, field(t('rooms.search'), search), field(t('rooms.active'), active), field(t('rooms.linked'), linked),
+  h('button', { type: 'submit' }, t('jobs.filter')));
+  fill(ctx.main, h('h1', {}, t('rooms.title')), form,
+    h('div', { class: 'table-wrap' }, h('table', { id: 'rooms-table' },
+      h('thead', {}, h('tr', {}, [t('rooms.name'), t('rooms.type'), t('rooms.active'), t('rooms.companies'), t('rooms.messages'),
+        t('rooms.lastSync'), t('rooms.lastError'), t('rooms.actions')].map((label, i) =>
+        h('th', {}, label)))), body)),
+    empty, h('div', { class: 'pager' }, more));
+  await load(true);
+}
+
+async function roomPage(ctx, roomId) {
+  const list = h('div', { id: 'messages' });
+  const older = h('button', { type: 'button', class: 'secondary', hidden: true }, t('room.older'));
+  let cursor = null;
+  const load = async () => {
+    const { data } = await api('GET', withQuery(`/api/chatwork/rooms/${encodeURIComponent(roomId)}/messages`, { limit: 30, cursor }));
+    for (const m of data.items) {
+      list.appendChild(h('article', { class: 'message', 'data-message': m.messageId },
+        h('div', { class: 'row muted' }, h('strong', {}, m.accountName), h('span', {}, time(m.sendTime))),
+        h('div', { class: 'body' }, readableMarkup(m.body))));
+    }
+    if (!list.children.length) list.appendChild(h('p', { class: 'muted' }, t('room.none')));
+    cursor = data.nextCursor;
+    older.hidden = !cursor;
+  };
+  older.addEventListener('click', () => load().catch(ctx.fail));
+  fill(ctx.main, h('p', {}, h('a', { href: '#/rooms' }, t('back'))), h('h1', {}, t('room.title', roomName(roomId))),
+    list, h('div', { class: 'pager' }, older));
+  await load();
+}
+
+async function companiesPage(ctx) {
+  const search = h('input', { type: 'search', id: 'company-search' });
+  const body = h('tbody', {});
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, t('rooms.more'));
+  const empty = h('p', { class: 'muted', hidden: true }, t('companies.none'));
+  let cursor = null;
+  const load = async (reset) => {
+    if (reset) { cursor = null; body.replaceChildren(); }
+    const { data } = await api('GET', withQuery('/api/companies', { q: search.value.trim(), cursor, limit: 50 }));
+    for (const c of data.items) {
+      body.appendChild(h('tr', { 'data-company': c.id },
+        h('td', {}, h('a', { href: `#/companies/${c.id}` }, c.name)), h('td', {}, time(c.createdAt))));
+    }
+    cursor = data.nextCursor;
+    more.hidden = !cursor;
+    empty.hidden = body.children.length > 0;
+  };
+  more.addEventListener('click', () => load(false).catch(ctx.fail));
+  const name = h('input', { type: 'text', id: 'company-name', maxlength: 200, required: true });
+  const create = isAdmin(ctx) ? h('form', {
+    class: 'card row',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        const { data } = await api('POST', '/api/companies', { name: name.value });
+        ctx.notify(t('companies.created', data.name));
+        ctx.go(`#/companies/${data.id}`);
+      } catch (e) { ctx.fail(e); }
+    },
+  }, field(t('companies.name'), name), h('button', { type: 'submit', id: 'company-create' }, t('companies.create'))) : null;
+  fill(ctx.main, h('h1', {}, t('companies.title')), create,
+    h('form', { class: 'row', role: 'search', onsubmit: (e) => { e.preventDefault(); load(true).catch(ctx.fail); } },
+      field(t('companies.search'), search), h('button', { type: 'submit' }, t('jobs.filter'))),
+    h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, t('companies.name')), h('th', {}, t('job.created')))), body)),
+    empty, h('div', { class: 'pager' }, more));
+  await load(true);
+}
+
+function dateInput(value, id) {
+  return h('input', { type: 'date', value, id, required: true });
+}
+
+async function companyPage(ctx, companyId) {
+  const { data: company } = await api('GET', `/api/companies/${encodeURIComponent(companyId)}`);
+  const rooms = h('div', {});
+  const drafts = h('div', { id: 'drafts' });
+  const draftJob = h('div', { id: 'draft-job' });
+  let stops = [];
+
+  const loadRooms = async () => {
+    const { data } = await api('GET', `/api/companies/${company.id}/chatwork-rooms`);
+    rememberRoomNames(data.items);
+    fill(rooms, data.items.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'linked-rooms' },
+      h('thead', {}, h('tr', {}, h('th', {}, t('rooms.name')), h('th', {}, t('rooms.messages')), h('th', {}, t('rooms.lastSync')),
+        isWriter(ctx) ? h('th', {}, t('rooms.actions')) : null)),
+      h('tbody', {}, data.items.map((room) => h('tr', { 'data-room': room.roomId },
+        h('td', {}, room.name), h('td', {}, number(room.messageCount)), h('td', {}, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
+        isWriter(ctx) ? h('td', {}, h('button', {
+          type: 'button', class: 'secondary', 'data-action': 'unlink', 'aria-label': `${t('company.unlink')}: ${room.name}`,
+          onclick: async () => {
+            try {
+              await api('DELETE', `/api/companies/${company.id}/chatwork-rooms/${room.roomId}`);
+              ctx.notify(t('company.unlinked', room.name));
+              await loadRooms();
+            } catch (e) { ctx.fail(e); }
+          },
+        }, t('company.unlink'))) : null)))))
+      : h('p', { class: 'muted' }, t('company.noRooms')));
+    return data.items;
+  };
+
+  const linkForm = () => {
+    const search = h('input', { type: 'search', id: 'link-search' });
+    const choice = h('select', { id: 'link-room' });
+    const find = async () => {
+      const { data } = await api('GET', withQuery('/api/chatwork/rooms', { q: search.value.trim(), limit: 50 }));
+      const available = data.items.filter((r) => !r.companyIds.includes(company.id));
+      fill(choice, available.map((r) => h('option', { value: String(r.roomId) }, r.name)));
+    };
+    search.addEventListener('input', () => { find().catch(ctx.fail); });
+    find().catch(ctx.fail);
+    return h('form', {
+      class: 'card row',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        if (!choice.value) return;
+        try {
+          await api('POST', `/api/companies/${company.id}/chatwork-rooms`, { roomId: Number(choice.value) });
+          ctx.notify(t('company.linked', choice.selectedOptions[0].textContent));
+          await loadRooms();
+          await find();
+        } catch (e) { ctx.fail(e); }
+      },
+    }, field(t('company.pick'), search), field(t('company.available'), choice), h('button', { type: 'submit', id: 'link-submit' }, t('company.link')));
+  };
+
+  const loadDrafts = async () => {
+    const { data } = await api('GET', `/api/companies/${company.id}/summaries`);
+    fill(drafts, data.items.length ? data.items.map((d) => {
+      const content = h('div', { class: 'draft-body', hidden: true },
+        h('div', { class: 'draft-content' }, d.content),
+        h('h3', {}, t('drafts.sources')),
+        h('ul', {}, (d.sourceLinks || []).map((link) => h('li', {},
+          h('a', { href: link.url, target: '_blank', rel: 'noopener noreferrer' }, `${roomName(link.roomId)} · ${link.messageId}`)))),
+        h('p', { class: 'muted' }, `${t('drafts.model')}: ${d.model}`));
+      const read = h('button', {
+        type: 'button', class: 'secondary', 'data-action': 'read-draft', 'aria-expanded': 'false',
+        onclick: () => {
+          content.hidden = !content.hidden;
+          read.setAttribute('aria-expanded', String(!content.hidden));
+          read.textContent = content.hidden ? t('drafts.read') : t('drafts.hide');
+        },
+      }, t('drafts.read'));
+      return h('article', { class: 'card', 'data-draft': d.id },
+        h('div', { class: 'row' }, h('strong', {}, t('drafts.period', time(d.periodStart), time(d.periodEnd))),
+          h('span', { class: 'muted' }, time(d.createdAt)), read), content);
+    }) : h('p', { class: 'muted' }, t('drafts.none')));
+  };
+
+  const today = new Date();
+  const monthAgo = new Date(today.getTime() - 30 * 86400000);
+  const iso = (d) => d.toISOString().slice(0, 10);
+  const from = dateInput(iso(monthAgo), 'draft-from');
+  const to = dateInput(iso(new Date(today.getTime() + 86400000)), 'draft-to');
+  const requestForm = isWriter(ctx) ? h('form', {
+    class: 'card row',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        // The chosen days in the browser's time zone.
+        const { data } = await api('POST', `/api/companies/${company.id}/summaries/draft`, {
+          periodStart: new Date(`${from.value}T00:00:00`).toISOString(),
+          periodEnd: new Date(`${to.value}T00:00:00`).toISOString(),
+        });
+        stops.push(watchJob(ctx, draftJob, data.id, () => loadDrafts().catch(ctx.fail)));
+      } catch (e) { ctx.fail(e); }
+    },
+  }, field(t('drafts.from'), from), field(t('drafts.to'), to), h('button', { type: 'submit', id: 'draft-request' }, t('drafts.request'))) : null;
+
+  fill(ctx.main, h('p', {}, h('a', { href: '#/companies' }, t('back'))),
+    h('h1', { id: 'company-title' }, company.name),
+    h('h2', {}, t('company.rooms')), rooms, isAdmin(ctx) ? linkForm() : null,
+    h('h2', {}, t('drafts.title')), requestForm, draftJob, drafts);
+  await Promise.all([loadRooms(), loadDrafts()]);
+  return () => stops.forEach((stop) => stop());
+}
+
+async function jobsPage(ctx) {
+  const params = new URLSearchParams(location.hash.split('?')[1] || '');
+  const type = select([['', t('jobs.all')], ...['chatwork_rooms_sync', 'chatwork_messages_sync', 'summary_draft'].map((v) => [v, typeLabel(v)])], params.get('type') || '');
+  type.id = 'jobs-type';
+  const status = select([['', t('jobs.all')], ...['queued', 'processing', 'completed', 'failed', 'canceled'].map((v) => [v, t(`status.${v}`)])], params.get('status') || '');
+  status.id = 'jobs-status';
+  const by = select([['', t('jobs.anyone')], [ctx.me.userId, t('jobs.me')], ['schedule', t('job.schedule')]], '');
+  const list = h('div', {});
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, t('rooms.more'));
+  let cursor = null;
+  let shown = [];
+  const load = async (reset) => {
+    if (reset) { cursor = null; shown = []; }
+    const { data } = await api('GET', withQuery('/api/jobs', {
+      type: type.value, status: status.value, startedBy: isAdmin(ctx) ? by.value : '', cursor, limit: 25,
+    }));
+    shown = shown.concat(data.items);
+    fill(list, shown.length ? jobsTable(shown, isAdmin(ctx)) : h('p', { class: 'muted' }, t('jobs.none')));
+    cursor = data.nextCursor;
+    more.hidden = !cursor;
+  };
+  more.addEventListener('click', () => load(false).catch(ctx.fail));
+  fill(ctx.main, h('h1', {}, t('jobs.title')),
+    h('form', { class: 'card row', onsubmit: (e) => { e.preventDefault(); load(true).catch(ctx.fail); } },
+      field(t('job.type'), type), field(t('job.status'), status), isAdmin(ctx) ? field(t('jobs.startedBy'), by) : null,
+      h('button', { type: 'submit', id: 'jobs-filter' }, t('jobs.filter'))),
+    list, h('div', { class: 'pager' }, more));
+  await load(true);
+}
+
+function resultTables(job) {
+  const r = job.result;
+  if (!r) return null;
+  if (job.type !== 'chatwork_messages_sync') return h('pre', { id: 'job-result' }, JSON.stringify(r, null, 2));
+  const table = (caption, heads, rows) => rows.length ? [h('h2', {}, caption), h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, heads.map((x) => h('th', {}, x)))), h('tbody', {}, rows)))] : [];
+  return h('div', { id: 'job-result' },
+    table(t('job.errors'), [t('job.room'), t('job.message')], r.errors.map((e) => h('tr', { 'data-failed-room': e.roomId },
+      h('td', {}, roomName(e.roomId)), h('td', { class: 'error-text' }, e.message)))),
+    table(t('job.gaps'), [t('job.room'), t('job.missed')], r.gaps.map((g) => h('tr', {}, h('td', {}, roomName(g.roomId)), h('td', {}, number(g.missedEstimate))))),
+    table(t('job.rooms'), [t('job.room'), t('job.status'), t('job.fetched')], r.rooms.map((x) => h('tr', {},
+      h('td', {}, roomName(x.roomId)), h('td', {}, statusBadge(x.status)), h('td', {}, number(x.fetched))))));
+}
+
+async function jobPage(ctx, jobId) {
+  const card = h('div', {});
+  const details = h('div', {});
+  const draw = (job) => {
+    fill(details,
+      h('dl', { class: 'facts card' },
+        h('dt', {}, t('job.type')), h('dd', {}, typeLabel(job.type)),
+        h('dt', {}, t('job.status')), h('dd', { id: 'job-status' }, t(`status.${job.status}`)),
+        h('dt', {}, t('job.by')), h('dd', {}, job.userId || t('job.schedule')),
+        h('dt', {}, t('job.created')), h('dd', {}, time(job.createdAt)),
+        h('dt', {}, t('job.startedAt')), h('dd', {}, time(job.startedAt)),
+        h('dt', {}, t('job.finished')), h('dd', {}, time(job.finishedAt)),
+        h('dt', {}, t('job.duration')), h('dd', {}, duration(job.startedAt || job.createdAt, job.finishedAt)),
+        h('dt', {}, t('job.items')), h('dd', {}, `${number(job.totalItems - job.openItems)} / ${number(job.totalItems)}`)),
+      h('h2', {}, t('job.payload')), h('pre', { id: 'job-payload' }, JSON.stringify(job.payload, null, 2)),
+      job.error ? [h('h2', {}, t('job.error')), h('p', { class: 'error-text' }, `${job.error.name}: ${job.error.message}`),
+        job.error.stack ? h('pre', {}, job.error.stack) : null] : null,
+      resultTables(job));
+  };
+  const refresh = async () => {
+    const { data: job } = await api('GET', `/api/jobs/${encodeURIComponent(jobId)}`);
+    fill(card, jobCard(ctx, job, () => refresh()));
+    sizeBars(card);
+    draw(job);
+    return OPEN.includes(job.status);
+  };
+  fill(ctx.main, h('p', {}, h('a', { href: '#/jobs' }, t('back'))), h('h1', {}, t('jobs.detail')), card, details);
+  const open = await refresh();
+  if (open) {
+    return poller(async () => {
+      const stillOpen = await refresh();
+      if (!stillOpen) ctx.notify(t('job.ended', t('jobs.detail'), t(`status.${card.firstChild.dataset.status}`)));
+      return stillOpen;
+    });
+  }
+  return null;
+}
+
+/** `#/<page>` and `#/<page>/<id>`. */
+export const pages = {
+  sync: syncPage,
+  rooms: roomsPage,
+  room: roomPage,
+  companies: (ctx, id) => (id ? companyPage(ctx, id) : companiesPage(ctx)),
+  jobs: (ctx, id) => (id ? jobPage(ctx, id) : jobsPage(ctx)),
+};

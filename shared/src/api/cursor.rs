@@ -1,0 +1,200 @@
+//! Opaque page cursors of the lists that page by a sort key (rooms and companies by name,
+//! jobs by creation time): `v1:<part>:<part>:...` in unpadded URL-safe base64, the style
+//! of a room's messages cursor. The last part may itself hold `:` (a name). Clients pass
+//! back what they were given; anything else is a 400 naming `cursor`.
+
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
+
+const INVALID: &str = "not a cursor this API gave out";
+
+fn encode(parts: &[&str]) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{}", parts.join(":")))
+}
+
+/// The `n` parts of a cursor, the last one taking the rest.
+fn decode(s: &str, n: usize) -> Result<Vec<String>, &'static str> {
+    let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| INVALID)?;
+    let text = String::from_utf8(bytes).map_err(|_| INVALID)?;
+    let rest = text.strip_prefix("v1:").ok_or(INVALID)?;
+    let parts: Vec<String> = rest.splitn(n, ':').map(str::to_owned).collect();
+    if parts.len() == n {
+        Ok(parts)
+    } else {
+        Err(INVALID)
+    }
+}
+
+macro_rules! deserialize_from_str {
+    ($type:ty) => {
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// After the row with this name and numeric id, in `(name, id)` order (rooms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameIdCursor {
+    pub name: String,
+    pub id: i64,
+}
+
+impl NameIdCursor {
+    pub fn encode(&self) -> String {
+        encode(&[&self.id.to_string(), &self.name])
+    }
+}
+
+impl FromStr for NameIdCursor {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts = decode(s, 2)?;
+        Ok(Self {
+            id: parts[0].parse().map_err(|_| INVALID)?,
+            name: parts[1].clone(),
+        })
+    }
+}
+deserialize_from_str!(NameIdCursor);
+
+/// After the row with this name and UUID, in `(name, id)` order (companies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameUuidCursor {
+    pub name: String,
+    pub id: Uuid,
+}
+
+impl NameUuidCursor {
+    pub fn encode(&self) -> String {
+        encode(&[&self.id.to_string(), &self.name])
+    }
+}
+
+impl FromStr for NameUuidCursor {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts = decode(s, 2)?;
+        Ok(Self {
+            id: Uuid::parse_str(&parts[0]).map_err(|_| INVALID)?,
+            name: parts[1].clone(),
+        })
+    }
+}
+deserialize_from_str!(NameUuidCursor);
+
+/// After the row created at this time with this UUID, newest first (jobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeUuidCursor {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl TimeUuidCursor {
+    pub fn encode(&self) -> String {
+        encode(&[
+            &self.at.timestamp_micros().to_string(),
+            &self.id.to_string(),
+        ])
+    }
+}
+
+impl FromStr for TimeUuidCursor {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts = decode(s, 2)?;
+        Ok(Self {
+            at: parts[0]
+                .parse::<i64>()
+                .ok()
+                .and_then(DateTime::from_timestamp_micros)
+                .ok_or(INVALID)?,
+            id: Uuid::parse_str(&parts[1]).map_err(|_| INVALID)?,
+        })
+    }
+}
+deserialize_from_str!(TimeUuidCursor);
+
+/// `text` as a `LIKE` pattern that matches it anywhere, its own `%`, `_` and `\` taken
+/// literally.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// A name search: 1 to 200 characters once trimmed (a blank one means no search).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameSearch(pub String);
+
+impl<'de> Deserialize<'de> for NameSearch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        let text = raw.trim();
+        if text.chars().count() > 200 {
+            return Err(serde::de::Error::custom("must be at most 200 characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl NameSearch {
+    /// The `LIKE` pattern, `None` for a blank search.
+    pub fn pattern(search: Option<&NameSearch>) -> Option<String> {
+        search
+            .filter(|s| !s.0.is_empty())
+            .map(|s| contains_pattern(&s.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let room = NameIdCursor {
+            name: "a:b 会議".into(),
+            id: 42,
+        };
+        assert_eq!(room.encode().parse::<NameIdCursor>().unwrap(), room);
+        let company = NameUuidCursor {
+            name: "ACME".into(),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(company.encode().parse::<NameUuidCursor>().unwrap(), company);
+        let job = TimeUuidCursor {
+            at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(job.encode().parse::<TimeUuidCursor>().unwrap(), job);
+        for bad in [
+            "",
+            "!!",
+            &URL_SAFE_NO_PAD.encode("v2:1:x"),
+            &URL_SAFE_NO_PAD.encode("v1:x:y"),
+        ] {
+            assert!(bad.parse::<NameIdCursor>().is_err(), "{bad}");
+            assert!(bad.parse::<NameUuidCursor>().is_err(), "{bad}");
+            assert!(bad.parse::<TimeUuidCursor>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}
