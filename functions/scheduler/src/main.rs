@@ -1,6 +1,10 @@
 //! The scheduled tasks: EventBridge schedules invoke this function with
 //! `{"task": "room-check" | "messages-sync" | "rooms-sync" | "sweep" | "retention"}`.
 
+// The handler's future nests the room check, the job start and the sweeper: a release
+// build needs more than rustc's default depth to lay it out.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use cwsync::config::QueueConfig;

@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::sync::sync_context;
+use crate::sync::client_settings;
 
 const XSS_ROOM_NAME: &str = r#"<img src=x onerror="window.__xss=1">"#;
 const XSS_SCRIPT: &str = "<script>window.__xss=2</script>";
@@ -62,8 +62,12 @@ impl System {
         )
         .await;
         let pool = app.db.pool.clone();
+        // As the local runner has it: the syncs send a room check's fetches to the queues.
+        let client = cwsync::chatwork::ChatworkClient::new(client_settings(&fake), pool.clone())
+            .expect("a Chatwork client");
+        let sync = cwsync::sync::SyncContext::new(client).with_queues(Arc::new(queues.clone()));
         let contexts = Contexts::new()
-            .with(sync_context(&fake, &pool))
+            .with(Arc::new(sync))
             .with(Arc::new(SummaryContext::extractive()));
         let consumers = cwsync::job_types::registry()
             .consumers(&pool, &contexts)
@@ -206,7 +210,31 @@ async fn the_console_operates_cwsync_in_a_browser() {
             json!([]),
         )
         .await;
-    let sync_id = sync_id.as_str().unwrap().to_owned();
+    let check_id: uuid::Uuid = sync_id.as_str().unwrap().parse().unwrap();
+    // A sync of all rooms is a room check; the rooms it found changed are fetched by a
+    // job of their own, named in its result: that job has the rooms.
+    let fetch_of = |pool: sqlx::PgPool| async move {
+        let job = cwsync::jobs::get(&pool, check_id).await.unwrap()?;
+        let fetch: uuid::Uuid = job
+            .result?
+            .pointer("/check/jobId")?
+            .as_str()?
+            .parse()
+            .ok()?;
+        let fetch_job = cwsync::jobs::get(&pool, fetch).await.unwrap()?;
+        fetch_job.status.is_terminal().then_some(fetch)
+    };
+    eventually(
+        "the room check's fetch job",
+        Duration::from_secs(60),
+        || {
+            let pool = pool.clone();
+            async move { fetch_of(pool).await.is_some() }
+        },
+    )
+    .await;
+    let fetch_id = fetch_of(pool.clone()).await.unwrap();
+    let sync_id = fetch_id.to_string();
 
     // The job's detail: the forbidden room failed; retry it once Chatwork allows it.
     open(
