@@ -265,42 +265,20 @@ async fn duplicates_and_events_out_of_order_leave_one_row_with_the_newest_body()
 
     // The update arrives before its create; the older edit after the newer one; each
     // twice.
-    assert_eq!(
-        receiver
-            .deliver(&event("message_updated", 6201, &edited))
-            .await,
-        "stored"
-    );
-    assert_eq!(
-        receiver
-            .deliver(&event("message_updated", 6201, &edited))
-            .await,
-        "unchanged"
-    );
-    assert_eq!(
-        receiver
-            .deliver(&event("message_created", 6201, &created))
-            .await,
-        "unchanged"
-    );
-    assert_eq!(
-        receiver
-            .deliver(&event("message_updated", 6201, &edited_again))
-            .await,
-        "updated"
-    );
-    assert_eq!(
-        receiver
-            .deliver(&event("message_updated", 6201, &edited))
-            .await,
-        "unchanged"
-    );
-    assert_eq!(
-        receiver
-            .deliver(&event("message_created", 6201, &created))
-            .await,
-        "unchanged"
-    );
+    for (step, (kind, message, outcome)) in [
+        ("message_updated", &edited, "stored"),
+        ("message_updated", &edited, "unchanged"),
+        ("message_created", &created, "unchanged"),
+        ("message_updated", &edited_again, "updated"),
+        ("message_updated", &edited, "unchanged"),
+        ("message_created", &created, "unchanged"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = receiver.deliver(&event(kind, 6201, message)).await;
+        assert_eq!(answer, outcome, "delivery {step}: {kind}");
+    }
     let rows = rows_of(&rig, 6201, &created.message_id).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, "third words");
