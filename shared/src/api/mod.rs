@@ -5,7 +5,8 @@
 //! - [`auth`]: who calls (JWT claims) and the role extractors.
 //! - [`extract`]: body, query and path extractors whose every failure is a JSON error
 //!   naming the field.
-//! - [`error`]: the error shape; `scope`: request id, body limit and panics.
+//! - [`error`]: the error shape; `scope`: request id, size limits and panics; `serve`:
+//!   the HTTP server of the local runner and the tests.
 //! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
 //!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - [`console`]: the admin console's files at `/` (outside the JSON API) and its
@@ -23,6 +24,7 @@ mod jobs;
 pub mod openapi;
 mod rooms;
 mod scope;
+mod serve;
 mod status;
 mod summaries;
 mod sync;
@@ -45,7 +47,8 @@ pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
 pub use error::{ApiError, ErrorBody};
 pub use jobs::JobView;
 pub use rooms::{ChatworkRoomId, Room, RoomRef};
-pub use scope::REQUEST_ID_HEADER;
+pub use scope::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES, REQUEST_ID_HEADER};
+pub use serve::{HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, serve};
 
 /// What every request handler may use; built once per process (a Lambda's cold start).
 #[derive(Clone)]
