@@ -33,6 +33,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::columns::RoomColumns;
 use super::messages::{CheckedRoom, FETCH_LIMIT, MessagesSync, MessagesSyncPayload};
 use crate::chatwork::{ChatworkClient, ChatworkError, Room};
 use crate::config::{ConfigError, Env};
@@ -383,15 +384,7 @@ struct Seen {
 /// Registers new rooms, records what the list says on every listed room whose state
 /// moved, and returns the active rooms that need a fetch; one statement.
 async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
-    let ids: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
-    let names: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
-    let types: Vec<String> = rooms
-        .iter()
-        .map(|r| r.room_type.as_str().to_owned())
-        .collect();
-    let icons: Vec<String> = rooms.iter().map(|r| r.icon_path.clone()).collect();
-    let updated: Vec<i64> = rooms.iter().map(|r| r.last_update_time).collect();
-    let counts: Vec<i64> = rooms.iter().map(|r| r.message_num).collect();
+    let columns = RoomColumns::of(rooms);
     // A data-modifying CTE does not see the rows its siblings insert: a new room is
     // judged from the list alone (it was never fetched), an existing one by its row.
     let rows = sqlx::query!(
@@ -448,12 +441,12 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
            SELECT g.room_id, g.message_num, g.fetch_wanted_since IS NOT NULL,
                   g.fetch_wanted_since, l.updated, g.message_num, true
              FROM registered g JOIN listed l ON l.room_id = g.room_id"#,
-        &ids,
-        &names,
-        &types,
-        &icons,
-        &updated,
-        &counts,
+        &columns.ids,
+        &columns.names,
+        &columns.types,
+        &columns.icons,
+        &columns.updated,
+        &columns.counts,
     )
     .fetch_all(pool)
     .await?;
