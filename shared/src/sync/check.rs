@@ -269,13 +269,15 @@ pub(crate) fn allowance(
 }
 
 /// Runs one check with `chatwork` and starts the fetch job when there is anything to
-/// fetch. See the module documentation.
+/// fetch, as `started_by`'s (the person whose sync asked for the check, so that the
+/// fetches show among their jobs; `None` for the schedule). See the module documentation.
 pub async fn run(
     pool: &PgPool,
     queues: &dyn Queues,
     chatwork: &ChatworkClient,
     settings: &RoomCheckSettings,
     trigger: CheckTrigger,
+    started_by: Option<&str>,
 ) -> Result<RoomCheckReport, CheckError> {
     let deadline = Instant::now() + settings.list_timeout;
     let listed = match chatwork.list_rooms_listed(deadline).await {
@@ -321,7 +323,7 @@ pub async fn run(
             rooms: Some(planned.iter().map(|c| c.listed).collect()),
             ..MessagesSyncPayload::default()
         };
-        let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
+        let started = jobs::start::<MessagesSync>(pool, queues, &payload, started_by).await?;
         job_id = Some(started.job.id);
         if !started.created {
             outcome = CheckOutcome::Busy;
