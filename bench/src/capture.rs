@@ -219,6 +219,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
                     &client,
                     &check_settings,
                     CheckTrigger::Schedule,
+                    None,
                 )
                 .await
                 {

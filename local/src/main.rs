@@ -339,9 +339,9 @@ async fn serve(
             .with_registry(registry)
             .with_webhook_keys(Arc::new(webhooks.keys)),
     );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop_requested())
-        .await;
+    // Our server rather than axum::serve: hyper's parser limits sit above the API's own,
+    // so an oversized request gets our JSON error (see cwsync::api::serve).
+    api::serve(listener, app, stop_requested()).await;
     say("Stopping: no new work is taken; waiting for work in flight...\n");
     let drained = workers.stop().await;
     if !drained {
@@ -349,7 +349,7 @@ async fn serve(
     }
     drop(fake);
     say("Stopped.\n");
-    served.context("serving the API")
+    Ok(())
 }
 
 /// Resolves at Ctrl-C (SIGINT) or SIGTERM, the signal systemd, Docker and Kubernetes stop

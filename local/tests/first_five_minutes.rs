@@ -461,6 +461,44 @@ async fn sigterm_drains_like_ctrl_c() {
     }
 }
 
+/// The runner's server takes a head far larger than the API does, so an oversized header
+/// gets our JSON 431 rather than the parser's empty one (README, "Below the router"); a
+/// client idle on a kept-alive connection does not hold up the stop.
+#[tokio::test]
+async fn an_oversized_header_is_our_json_and_an_idle_connection_does_not_hold_up_the_stop() {
+    use std::io::{Read, Write};
+    let db = TestDb::empty().await;
+    let runner = Runner::start(&db, &[]);
+    let base = runner.printed("cwsync-local is serving the API at");
+    let host = base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api")
+        .to_owned();
+
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    let request = format!(
+        "GET /api/health HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\nx-big: {}\r\n\r\n",
+        "a".repeat(1_000_000)
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
+
+    let mut idle = std::net::TcpStream::connect(&host).unwrap();
+    idle.write_all(format!("GET /api/health HTTP/1.1\r\nhost: {host}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let printed = runner.stop_with(libc::SIGTERM);
+    assert!(printed.iter().any(|l| l == "Stopped."), "{printed:?}");
+    drop(idle);
+}
+
 /// `cwsync-local token` mints a token for any user and role, signed with the running
 /// server's LOCAL_JWT_SECRET; the API gives each role what it may have.
 #[tokio::test]

@@ -81,9 +81,13 @@ function jobCard(ctx, job, onChange) {
       },
     }, t('job.retry')));
   }
+  // A sync of all rooms is a room check; the rooms it found changed are fetched by a job
+  // of their own, which its result names.
+  const fetchJobId = job.result && job.result.check && job.result.check.jobId;
   return h('section', { class: 'card job-card', 'data-job': job.id, 'data-status': job.status, 'aria-label': typeLabel(job.type) },
     h('div', { class: 'row' }, h('strong', {}, typeLabel(job.type)), statusBadge(job.status),
-      h('a', { href: `#/jobs/${job.id}` }, t('job.open'))),
+      h('a', { href: `#/jobs/${job.id}` }, t('job.open')),
+      fetchJobId ? h('a', { href: `#/jobs/${encodeURIComponent(fetchJobId)}`, 'data-action': 'fetch-job' }, t('job.fetchJob')) : null),
     h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': percent, 'aria-label': typeLabel(job.type) },
       h('div', { style: null, 'data-percent': percent })),
     h('div', { class: 'row muted' },

@@ -132,6 +132,7 @@ pub async fn run(
                     chatwork,
                     &settings.room_check,
                     CheckTrigger::Schedule,
+                    None,
                 )
                 .await?,
             )

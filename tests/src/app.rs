@@ -278,7 +278,8 @@ pub async fn spawn_app_configured(
     let address = format!("http://{}", listener.local_addr().expect("bound address"));
     let app = api::router(state);
     tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("test API server");
+        // Served as the local runner serves it.
+        api::serve(listener, app, std::future::pending()).await;
     });
     TestApp {
         address,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEntry};
 use super::auth::{Admin, Caller, Writer};
-use super::cursor::{NameSearch, NameUuidCursor};
+use super::cursor::{NameSearch, NameUuidCursor, page};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
 use super::rooms::{ChatworkRoomId, Room, RoomFilter, RoomRef, resolve_room, rooms_where};
@@ -141,7 +141,7 @@ pub(crate) async fn list(
         Some(c) => (Some(c.name), Some(c.id)),
         None => (None, None),
     };
-    let mut items = sqlx::query_as!(
+    let items = sqlx::query_as!(
         Company,
         r#"SELECT id, name, created_at, updated_at FROM companies
             WHERE ($1::text IS NULL OR name ILIKE $1)
@@ -155,18 +155,13 @@ pub(crate) async fn list(
     )
     .fetch_all(&state.pool)
     .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|c| {
-            NameUuidCursor {
-                name: c.name.clone(),
-                id: c.id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let (items, next_cursor) = page(items, limit, |c| {
+        NameUuidCursor {
+            name: c.name.clone(),
+            id: c.id,
+        }
+        .encode()
+    });
     Ok(Json(CompanyList { items, next_cursor }))
 }
 

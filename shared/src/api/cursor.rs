@@ -1,7 +1,8 @@
 //! Opaque page cursors of the lists that page by a sort key (rooms and companies by name,
 //! jobs by creation time): `v1:<part>:<part>:...` in unpadded URL-safe base64, the style
 //! of a room's messages cursor. The last part may itself hold `:` (a name). Clients pass
-//! back what they were given; anything else is a 400 naming `cursor`.
+//! back what they were given; anything else is a 400 naming `cursor`. [`page`] cuts a
+//! list read one row long into the page and the cursor of the next.
 
 use std::str::FromStr;
 
@@ -126,6 +127,23 @@ impl FromStr for TimeUuidCursor {
 }
 deserialize_from_str!(TimeUuidCursor);
 
+/// A page of `rows` read with `LIMIT limit + 1`: the extra row, when it came, says another
+/// page follows without a count. Answers the first `limit` rows and, when more followed,
+/// the cursor after the last of them (`cursor_of` that row).
+pub(crate) fn page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    cursor_of: impl FnOnce(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() <= limit {
+        return (rows, None);
+    }
+    rows.truncate(limit);
+    let next = rows.last().map(cursor_of);
+    (rows, next)
+}
+
 /// `text` as a `LIKE` pattern that matches it anywhere, its own `%`, `_` and `\` taken
 /// literally.
 pub(crate) fn contains_pattern(text: &str) -> String {
@@ -191,6 +209,17 @@ mod tests {
             assert!(bad.parse::<NameUuidCursor>().is_err(), "{bad}");
             assert!(bad.parse::<TimeUuidCursor>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_page_is_cut_at_the_limit_with_a_cursor_only_when_more_followed() {
+        let cursor = |n: &i32| format!("after {n}");
+        assert_eq!(
+            page(vec![1, 2, 3], 2, cursor),
+            (vec![1, 2], Some("after 2".into()))
+        );
+        assert_eq!(page(vec![1, 2], 2, cursor), (vec![1, 2], None));
+        assert_eq!(page(Vec::<i32>::new(), 2, cursor), (vec![], None));
     }
 
     #[test]

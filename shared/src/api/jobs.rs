@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::audit::JobAudit;
 use super::auth::Caller;
-use super::cursor::TimeUuidCursor;
+use super::cursor::{TimeUuidCursor, page};
 use super::error::ErrorBody;
 use super::extract::{ApiPath, ApiQuery, RequestId};
 use super::{ApiError, AppState, Limit};
@@ -214,19 +214,14 @@ pub(crate) async fn list(
         before: query.cursor.map(|c| (c.at, c.id)),
         limit: limit + 1,
     };
-    let mut found = jobs::list(&state.pool, &filter).await?;
-    let next_cursor = if found.len() as i64 > limit {
-        found.truncate(limit as usize);
-        found.last().map(|job| {
-            TimeUuidCursor {
-                at: job.created_at,
-                id: job.id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let found = jobs::list(&state.pool, &filter).await?;
+    let (found, next_cursor) = page(found, limit, |job| {
+        TimeUuidCursor {
+            at: job.created_at,
+            id: job.id,
+        }
+        .encode()
+    });
     let items = found
         .into_iter()
         .map(|job| JobView::new(job, &caller, None))

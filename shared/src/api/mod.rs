@@ -5,7 +5,8 @@
 //! - [`auth`]: who calls (JWT claims) and the role extractors.
 //! - [`extract`]: body, query and path extractors whose every failure is a JSON error
 //!   naming the field.
-//! - [`error`]: the error shape; `scope`: request id, body limit and panics.
+//! - [`error`]: the error shape; `scope`: request id, size limits and panics; `serve`:
+//!   the HTTP server of the local runner and the tests.
 //! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
 //!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
@@ -25,6 +26,7 @@ mod jobs;
 pub mod openapi;
 mod rooms;
 mod scope;
+mod serve;
 mod status;
 mod summaries;
 mod sync;
@@ -35,11 +37,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::MethodRouter;
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use utoipa_axum::{PathItemExt, routes};
 
 use crate::jobs::Registry;
 use crate::queue::Queues;
@@ -49,7 +52,8 @@ pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
 pub use error::{ApiError, ErrorBody};
 pub use jobs::JobView;
 pub use rooms::{ChatworkRoomId, Room, RoomRef};
-pub use scope::REQUEST_ID_HEADER;
+pub use scope::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES, REQUEST_ID_HEADER};
+pub use serve::{HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, serve};
 pub use webhook::{WebhookAck, WebhookOutcome};
 
 /// What every request handler may use; built once per process (a Lambda's cold start).
@@ -90,10 +94,66 @@ impl AppState {
     }
 }
 
-/// The whole API, mounted under `/api`, and the console at `/`.
+/// Every operation of the API, once: each line the handlers of one path, each handler
+/// served at the method and path of its `#[utoipa::path]`. The list is expanded twice:
+/// `routed` (the router, at every cold start: only each operation's method and path are
+/// read) and `documented` (the OpenAPI document, built once on the first request for it,
+/// see `openapi::serve`). A test fails when the router and the document differ.
+macro_rules! operations {
+    ($expand:ident) => {
+        $expand! {
+            health::health;
+            openapi::serve;
+            console::config;
+            console::me;
+            rooms::list;
+            sync::rooms;
+            rooms::update;
+            rooms::messages;
+            sync::messages;
+            status::get;
+            companies::list, companies::create;
+            companies::get;
+            companies::rooms, companies::link;
+            companies::unlink;
+            summaries::list;
+            summaries::draft;
+            jobs::list;
+            jobs::get;
+            jobs::cancel;
+            jobs::retry;
+            webhook::chatwork;
+        }
+    };
+}
+
+/// The `operations!` as a router; utoipa's generated `__path_<handler>` names the method
+/// and path of each.
+macro_rules! routed {
+    ($($($module:ident :: $handler:ident),+;)+) => {{
+        let router = Router::new();
+        $($(
+            let router = utoipa_axum::paste! {
+                route::<$module::[<__path_ $handler>], _, _>(router, $module::$handler)
+            };
+        )+)+
+        router
+    }};
+}
+
+/// The `operations!` with their documentation: utoipa-axum's `routes!` adds each
+/// operation to the document.
+macro_rules! documented {
+    ($($($module:ident :: $handler:ident),+;)+) => {
+        OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+            $(.routes(routes!($($module::$handler),+)))+
+    };
+}
+
+/// The whole API, mounted under `/api`, and the console at `/`. Built at every cold start,
+/// so it routes each operation without building its documentation (see [`operations!`]).
 pub fn router(state: AppState) -> Router {
-    let (routes, _document) = documented_routes().split_for_parts();
-    let router = routes
+    let router = operations!(routed)
         .merge(console::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -101,33 +161,25 @@ pub fn router(state: AppState) -> Router {
     scope::wrap(router).with_state(state)
 }
 
-/// Every route with its OpenAPI operation. `routes!` routes each handler at the method and
-/// path of its `#[utoipa::path]` and adds that operation to the document, so a route and
-/// its documentation are one line; handlers of one path go in one `routes!`. A test fails
-/// when the router has a route the document does not.
+/// `router` with `handler` at the method(s) and path its operation `O` declares (a path
+/// routed again gets the new methods beside the old).
+fn route<O, H, T>(router: Router<AppState>, handler: H) -> Router<AppState>
+where
+    O: utoipa::Path,
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    let methods = O::methods()
+        .iter()
+        .fold(MethodRouter::new(), |methods, method| {
+            methods.on(method.to_method_filter(), handler.clone())
+        });
+    router.route(&O::path(), methods)
+}
+
+/// Every route with its OpenAPI operation, for the document (see [`operations!`]).
 pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(health::health))
-        .routes(routes!(openapi::serve))
-        .routes(routes!(console::config))
-        .routes(routes!(console::me))
-        .routes(routes!(rooms::list))
-        .routes(routes!(sync::rooms))
-        .routes(routes!(rooms::update))
-        .routes(routes!(rooms::messages))
-        .routes(routes!(sync::messages))
-        .routes(routes!(status::get))
-        .routes(routes!(companies::list, companies::create))
-        .routes(routes!(companies::get))
-        .routes(routes!(companies::rooms, companies::link))
-        .routes(routes!(companies::unlink))
-        .routes(routes!(summaries::list))
-        .routes(routes!(summaries::draft))
-        .routes(routes!(jobs::list))
-        .routes(routes!(jobs::get))
-        .routes(routes!(jobs::cancel))
-        .routes(routes!(jobs::retry))
-        .routes(routes!(webhook::chatwork))
+    operations!(documented)
 }
 
 /// How many items a list answers with: 1 to [`Limit::MAX`], default [`Limit::DEFAULT`].

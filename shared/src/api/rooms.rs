@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEntry};
 use super::auth::Admin;
-use super::cursor::{NameIdCursor, NameSearch};
+use super::cursor::{NameIdCursor, NameSearch, page};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
 use super::{ApiError, AppState, Limit};
@@ -318,7 +318,7 @@ pub(crate) async fn list(
         Some(c) => (Some(c.name), Some(c.id)),
         None => (None, None),
     };
-    let mut items = sqlx::query_as!(
+    let items = sqlx::query_as!(
         Room,
         r#"SELECT r.*,
                   greatest(coalesce(r.checked_message_num, 0)
@@ -348,18 +348,13 @@ pub(crate) async fn list(
     )
     .fetch_all(&state.pool)
     .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|r| {
-            NameIdCursor {
-                name: r.name.clone(),
-                id: r.room_id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let (items, next_cursor) = page(items, limit, |r| {
+        NameIdCursor {
+            name: r.name.clone(),
+            id: r.room_id,
+        }
+        .encode()
+    });
     Ok(Json(RoomList { items, next_cursor }))
 }
 
@@ -574,7 +569,7 @@ pub(crate) async fn messages(
         Some(c) => (Some(c.send_time), Some(c.message_id)),
         None => (None, None),
     };
-    let mut items = sqlx::query_as!(
+    let items = sqlx::query_as!(
         Message,
         r#"SELECT message_id, room_id, chatwork_room_id, account_id, account_name,
                   account_avatar_url, body, send_time, update_time, company_id, created_at
@@ -591,18 +586,13 @@ pub(crate) async fn messages(
     )
     .fetch_all(&state.pool)
     .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|m| {
-            MessageCursor {
-                send_time: m.send_time,
-                message_id: m.message_id.clone(),
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let (items, next_cursor) = page(items, limit, |m| {
+        MessageCursor {
+            send_time: m.send_time,
+            message_id: m.message_id.clone(),
+        }
+        .encode()
+    });
     Ok(Json(MessagePage { items, next_cursor }))
 }
 

@@ -5,8 +5,9 @@
 //!    Gateway, else a new UUID. A client's own `x-request-id` is dropped first: the id
 //!    names audit rows and log lines, so the caller does not get to choose it.
 //! 2. [`request_scope`], what tower-http has no layer for: the tracing span (request id,
-//!    method, path), the body-size check before anything else runs (a JSON 413), and the
-//!    request id filled into the body of every [`ApiError`] answer.
+//!    method, path), the size checks before anything else runs (a JSON 414 for a long
+//!    path and query, 431 for a large header section, 413 for a declared body over the
+//!    limit), and the request id filled into the body of every [`ApiError`] answer.
 //! 3. tower-http's `CatchPanic`: a handler's panic answers our JSON 500 `internal` instead
 //!    of a dropped connection; what the panic said is logged, never answered.
 
@@ -15,7 +16,7 @@ use std::any::Any;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambda_http::request::RequestContext;
@@ -30,6 +31,15 @@ use super::extract::{RequestId, body_limit, payload_too_large_of};
 
 /// The response header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest path and query (bytes) a request may have: 414 `uri_too_long` beyond. No
+/// route of ours needs a fraction of it; a longer one is a mistake or a probe.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The largest header section (bytes: each name, value and the 4 bytes of `: ` and CRLF)
+/// a request may have: 431 `headers_too_large` beyond. Room for a large JWT many times.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The most header lines a request may have: 431 `headers_too_large` beyond.
+pub const MAX_HEADER_COUNT: usize = 100;
 
 /// `router` with every route (and its fallbacks) wrapped as the module documentation says.
 pub(crate) fn wrap<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
@@ -93,16 +103,9 @@ async fn request_scope(mut req: Request, next: Next) -> Response {
         method = %req.method(),
         path = %req.uri().path(),
     );
-    let declared_length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let limit = body_limit(req.uri().path());
-    let mut response = if declared_length.is_some_and(|n| n > limit as u64) {
-        payload_too_large_of(limit).into_response()
-    } else {
-        next.run(req).instrument(span.clone()).await
+    let mut response = match refused_early(&req) {
+        Some(error) => error.into_response(),
+        None => next.run(req).instrument(span.clone()).await,
     };
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let body = serde_json::to_vec(&error.body(Some(request_id.as_str())))
@@ -114,6 +117,43 @@ async fn request_scope(mut req: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// The error of a request refused before any handler runs, for its size: its path and
+/// query, its header section, or the body it declares. The local server's own limits are
+/// far higher (see `serve`), so these answers are our JSON; in AWS, API Gateway's limits
+/// are lower still and it answers first.
+fn refused_early(req: &Request) -> Option<ApiError> {
+    let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return Some(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("The request's path and query are longer than {MAX_URI_BYTES} bytes."),
+        ));
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADER_COUNT || header_bytes > MAX_HEADER_BYTES {
+        return Some(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "The request's headers are more than {MAX_HEADER_COUNT} or larger than {MAX_HEADER_BYTES} bytes."
+            ),
+        ));
+    }
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = body_limit(req.uri().path());
+    declared_length
+        .is_some_and(|n| n > limit as u64)
+        .then(|| payload_too_large_of(limit))
 }
 
 /// The answer to a handler's panic: a 500 `internal` (whose body [`request_scope`] gives
@@ -186,5 +226,54 @@ mod tests {
             id.as_bytes(),
             "the handler sees the id the answer carries"
         );
+    }
+
+    /// A request to a route that answers 200 when the request gets through.
+    async fn refused(request: Request) -> (u16, serde_json::Value) {
+        let app = Router::new().route("/{*rest}", get(|| async { "through" }));
+        let (status, id, body) = call(app, request).await;
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if status != 200 {
+            assert_eq!(body["error"]["requestId"], id, "{body}");
+        }
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_path_and_query_over_the_limit_answer_a_json_414() {
+        let at_limit = format!("/{}", "a".repeat(MAX_URI_BYTES - 1));
+        let request = Request::get(at_limit.as_str()).body(Body::empty()).unwrap();
+        assert_eq!(refused(request).await.0, 200);
+        let over = format!("/a?q={}", "b".repeat(MAX_URI_BYTES));
+        let (status, body) =
+            refused(Request::get(over.as_str()).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 414);
+        assert_eq!(body["error"]["code"], "uri_too_long");
+    }
+
+    #[tokio::test]
+    async fn a_header_section_over_the_limits_answers_a_json_431() {
+        let request = Request::get("/a")
+            .header("x-big", "v".repeat(MAX_HEADER_BYTES))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = refused(request).await;
+        assert_eq!(status, 431);
+        assert_eq!(body["error"]["code"], "headers_too_large");
+
+        let mut request = Request::get("/a");
+        for i in 0..=MAX_HEADER_COUNT {
+            request = request.header(format!("x-h{i}"), "v");
+        }
+        let (status, body) = refused(request.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 431);
+        assert_eq!(body["error"]["code"], "headers_too_large");
+
+        let mut request = Request::get("/a");
+        // The request id header is added before the check: room for it.
+        for i in 0..MAX_HEADER_COUNT - 1 {
+            request = request.header(format!("x-h{i}"), "v");
+        }
+        assert_eq!(refused(request.body(Body::empty()).unwrap()).await.0, 200);
     }
 }

@@ -37,6 +37,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::columns::RoomColumns;
 use super::messages::{CheckedRoom, FETCH_LIMIT, MessagesSync, MessagesSyncPayload};
 use crate::chatwork::{ChatworkClient, ChatworkError, Room};
 use crate::config::{ConfigError, Env};
@@ -272,13 +273,15 @@ pub(crate) fn allowance(
 }
 
 /// Runs one check with `chatwork` and starts the fetch job when there is anything to
-/// fetch. See the module documentation.
+/// fetch, as `started_by`'s (the person whose sync asked for the check, so that the
+/// fetches show among their jobs; `None` for the schedule). See the module documentation.
 pub async fn run(
     pool: &PgPool,
     queues: &dyn Queues,
     chatwork: &ChatworkClient,
     settings: &RoomCheckSettings,
     trigger: CheckTrigger,
+    started_by: Option<&str>,
 ) -> Result<RoomCheckReport, CheckError> {
     let deadline = Instant::now() + settings.list_timeout;
     let listed = match chatwork.list_rooms_listed(deadline).await {
@@ -324,7 +327,7 @@ pub async fn run(
             rooms: Some(planned.iter().map(|c| c.listed).collect()),
             ..MessagesSyncPayload::default()
         };
-        let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
+        let started = jobs::start::<MessagesSync>(pool, queues, &payload, started_by).await?;
         job_id = Some(started.job.id);
         if !started.created {
             outcome = CheckOutcome::Busy;
@@ -387,15 +390,7 @@ struct Seen {
 /// Registers new rooms, records what the list says on every listed room whose state
 /// moved, and returns the active rooms that need a fetch; one statement.
 async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
-    let ids: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
-    let names: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
-    let types: Vec<String> = rooms
-        .iter()
-        .map(|r| r.room_type.as_str().to_owned())
-        .collect();
-    let icons: Vec<String> = rooms.iter().map(|r| r.icon_path.clone()).collect();
-    let updated: Vec<i64> = rooms.iter().map(|r| r.last_update_time).collect();
-    let counts: Vec<i64> = rooms.iter().map(|r| r.message_num).collect();
+    let columns = RoomColumns::of(rooms);
     // A data-modifying CTE does not see the rows its siblings insert: a new room is
     // judged from the list alone (it was never fetched), an existing one by its row.
     let rows = sqlx::query!(
@@ -464,12 +459,12 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
            SELECT g.room_id, g.message_num, g.fetch_wanted_since IS NOT NULL,
                   g.fetch_wanted_since, l.updated, g.message_num, true
              FROM registered g JOIN listed l ON l.room_id = g.room_id"#,
-        &ids,
-        &names,
-        &types,
-        &icons,
-        &updated,
-        &counts,
+        &columns.ids,
+        &columns.names,
+        &columns.types,
+        &columns.icons,
+        &columns.updated,
+        &columns.counts,
     )
     .fetch_all(pool)
     .await?;

@@ -527,7 +527,7 @@ impl JobKind for MessagesSync {
 }
 
 /// A `check` job's room check: the same check as the schedule's, whose fetches go to a
-/// job of their own. A room list Chatwork does not give ends the item as any Chatwork
+/// job of their own, started by the check job's own starter. A room list Chatwork does not give ends the item as any Chatwork
 /// error does (retried, then failed), so the job records why.
 async fn run_check(
     context: &SyncContext,
@@ -546,6 +546,7 @@ async fn run_check(
         &client,
         &context.settings.room_check,
         CheckTrigger::Sync,
+        item.user_id.as_deref(),
     )
     .await;
     match report {

@@ -9,6 +9,7 @@
 //! Chatwork again for work that is already stored.
 
 pub mod check;
+mod columns;
 pub mod messages;
 pub mod rooms;
 mod snapshot;

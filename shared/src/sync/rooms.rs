@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::columns::RoomColumns;
 use super::{SyncContext, chatwork_failure};
 use crate::chatwork::{ChatworkClient, Room};
 use crate::jobs::{
@@ -170,15 +171,7 @@ async fn upsert(
     item_key: &str,
     rooms: &[Room],
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
-    let names: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
-    let types: Vec<String> = rooms
-        .iter()
-        .map(|r| r.room_type.as_str().to_owned())
-        .collect();
-    let icons: Vec<String> = rooms.iter().map(|r| r.icon_path.clone()).collect();
-    let updated: Vec<i64> = rooms.iter().map(|r| r.last_update_time).collect();
-    let counts: Vec<i64> = rooms.iter().map(|r| r.message_num).collect();
+    let columns = RoomColumns::of(rooms);
     sqlx::query!(
         r#"WITH listed AS (
                SELECT t.room_id, t.name, t.room_type, nullif(t.icon_path, '') AS icon_path,
@@ -218,12 +211,12 @@ async fn upsert(
             WHERE i.job_id = $1 AND i.item_key = $2 AND i.status = 'processing'"#,
         job_id,
         item_key,
-        &ids,
-        &names,
-        &types,
-        &icons,
-        &updated,
-        &counts,
+        &columns.ids,
+        &columns.names,
+        &columns.types,
+        &columns.icons,
+        &columns.updated,
+        &columns.counts,
     )
     .execute(pool)
     .await?;

@@ -14,6 +14,7 @@ mod seed;
 mod summaries;
 mod sync;
 mod validation;
+mod wire;
 
 use std::future::Future;
 

@@ -212,37 +212,54 @@ async fn the_console_operates_cwsync_in_a_browser() {
         .await;
     let check_id: uuid::Uuid = sync_id.as_str().unwrap().parse().unwrap();
     // A sync of all rooms is a room check; the rooms it found changed are fetched by a
-    // job of their own, named in its result: that job has the rooms.
-    let fetch_of = |pool: sqlx::PgPool| async move {
-        let job = cwsync::jobs::get(&pool, check_id).await.unwrap()?;
-        let fetch: uuid::Uuid = job
-            .result?
-            .pointer("/check/jobId")?
-            .as_str()?
-            .parse()
-            .ok()?;
-        let fetch_job = cwsync::jobs::get(&pool, fetch).await.unwrap()?;
-        fetch_job.status.is_terminal().then_some(fetch)
-    };
-    eventually(
-        "the room check's fetch job",
-        Duration::from_secs(60),
-        || {
-            let pool = pool.clone();
-            async move { fetch_of(pool).await.is_some() }
-        },
-    )
-    .await;
-    let fetch_id = fetch_of(pool.clone()).await.unwrap();
-    let sync_id = fetch_id.to_string();
-
-    // The job's detail: the forbidden room failed; retry it once Chatwork allows it.
+    // job of their own, named in its result, which the card links to: that job has the
+    // rooms.
+    let check = cwsync::jobs::get(&pool, check_id).await.unwrap().unwrap();
+    let fetch_id = check.result.as_ref().unwrap()["check"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser
+        .click("#active-job .job-card [data-action=fetch-job]")
+        .await;
+    browser
+        .wait_for(
+            "the fetch job's page",
+            &format!(
+                "return location.hash === {}",
+                json!(format!("#/jobs/{fetch_id}"))
+            ),
+        )
+        .await;
+    // Its detail, once it ended: the forbidden room failed.
+    browser
+        .wait_for_within(
+            "the fetch job to end with room 103 failed",
+            "return !!document.querySelector('[data-failed-room=\"103\"]')",
+            Duration::from_secs(60),
+        )
+        .await;
+    // The check's own page links to it too.
     open(
         &browser,
-        &format!("#/jobs/{sync_id}"),
-        "[data-failed-room=\"103\"]",
+        &format!("#/jobs/{check_id}"),
+        "[data-action=fetch-job]",
     )
     .await;
+    browser.click("[data-action=fetch-job]").await;
+    browser
+        .wait_for(
+            "the fetch job's page again",
+            &format!(
+                "return location.hash === {}",
+                json!(format!("#/jobs/{fetch_id}"))
+            ),
+        )
+        .await;
+    browser.find("[data-failed-room=\"103\"]").await;
+    let sync_id = fetch_id;
+
+    // The job's detail: the forbidden room failed; retry it once Chatwork allows it.
     browser.screenshot("job-detail-en").await;
     system.fake.set_room_access(103, RoomAccess::Open);
     browser.click("[data-action=retry]").await;

@@ -38,12 +38,17 @@ impl SyncRig {
             &client,
             &settings,
             CheckTrigger::Schedule,
+            None,
         )
         .await
         .unwrap();
         if let Some(job_id) = report.job_id {
             let job = self.run_to_end(job_id).await;
             assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+            assert_eq!(
+                job.user_id, None,
+                "the schedule's check starts the schedule's job"
+            );
         }
         report
     }
@@ -407,6 +412,31 @@ async fn a_sync_of_all_rooms_started_over_http_fetches_only_the_changed_rooms() 
         .run_to_end(check["jobId"].as_str().unwrap().parse().unwrap())
         .await;
     assert_eq!(fetch.total_items, 2, "a queue message per changed room");
+    // The fetches are the starter's job too: among their own jobs, not the schedule's.
+    assert_eq!(fetch.user_id.as_deref(), Some("admin-1"));
+    let (status, theirs) = api(&rig, "GET", "/jobs?startedBy=admin-1", None).await;
+    assert_eq!(status, 200, "{theirs}");
+    let listed: Vec<&str> = theirs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&check["jobId"].as_str().unwrap()),
+        "{theirs}"
+    );
+    assert!(
+        listed.contains(&started["id"].as_str().unwrap()),
+        "{theirs}"
+    );
+    let (_, scheduled) = api(&rig, "GET", "/jobs?startedBy=schedule", None).await;
+    assert!(
+        !scheduled
+            .to_string()
+            .contains(check["jobId"].as_str().unwrap()),
+        "{scheduled}"
+    );
     let requests = rig.requests_since(before);
     assert_eq!(requests.len(), 1 + 2, "{requests:?}");
     let mut fetched = messages_requests(&requests);
