@@ -9,6 +9,7 @@ mod system;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +17,7 @@ use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
 use cwsync::config::{
     ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, SummaryConfig,
+    WebhookConfig,
 };
 use cwsync::schedule::ScheduleSettings;
 use cwsync::{api, db, telemetry};
@@ -204,6 +206,7 @@ async fn serve(
         }
     };
     let auth = AuthConfig::local_jwt(env, &secret)?;
+    let webhooks = WebhookConfig::from_env(env)?;
     let admin_token = auth.mint_local_token(
         "local-admin",
         Role::Admin,
@@ -288,6 +291,16 @@ async fn serve(
         None => banner.push_str(&format!("  Chatwork: {}\n", chatwork.base_url)),
     }
     banner.push_str(&format!("  queues: {}\n", backend.describe()));
+    banner.push_str(&match webhooks.keys.len() {
+        0 => format!(
+            "  Chatwork webhooks: http://{addr}{} refuses every delivery until CHATWORK_WEBHOOK_TOKENS holds a webhook's token\n",
+            cwsync::webhook::WEBHOOK_PATH
+        ),
+        n => format!(
+            "  Chatwork webhooks: http://{addr}{} ({n} token(s) from CHATWORK_WEBHOOK_TOKENS)\n",
+            cwsync::webhook::WEBHOOK_PATH
+        ),
+    });
     banner.push_str(&match cadence.room_check {
         Some(every) => format!(
             "  room check: every {} s (LOCAL_ROOM_CHECK_EVERY_SECS): one room list, then only the rooms with new or edited messages\n",
@@ -321,7 +334,11 @@ async fn serve(
     ));
     say(&banner);
 
-    let app = api::router(api::AppState::new(pool.clone(), queues, auth).with_registry(registry));
+    let app = api::router(
+        api::AppState::new(pool.clone(), queues, auth)
+            .with_registry(registry)
+            .with_webhook_keys(Arc::new(webhooks.keys)),
+    );
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop_requested())
         .await;

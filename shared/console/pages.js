@@ -259,7 +259,7 @@ async function roomPage(ctx, roomId) {
     const { data } = await api('GET', withQuery(`/api/chatwork/rooms/${encodeURIComponent(roomId)}/messages`, { limit: 30, cursor }));
     for (const m of data.items) {
       list.appendChild(h('article', { class: 'message', 'data-message': m.messageId },
-        h('div', { class: 'row muted' }, h('strong', {}, m.accountName), h('span', {}, time(m.sendTime))),
+        h('div', { class: 'row muted' }, h('strong', {}, m.accountName ?? `ID:${m.accountId}`), h('span', {}, time(m.sendTime))),
         h('div', { class: 'body' }, readableMarkup(m.body))));
     }
     if (!list.children.length) list.appendChild(h('p', { class: 'muted' }, t('room.none')));

@@ -11,6 +11,7 @@
 //! - [`schedule`]: the scheduled tasks (syncs, sweeper, retention).
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`chatwork`]: the Chatwork API client and the token's shared rate budget.
+//! - [`webhook`]: Chatwork's webhook deliveries, verified and stored.
 //! - [`telemetry`]: logging set-up; [`text`]: small helpers for messages.
 
 pub mod api;
@@ -27,3 +28,4 @@ pub mod summary;
 pub mod sync;
 pub mod telemetry;
 pub mod text;
+pub mod webhook;

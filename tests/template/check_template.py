@@ -6,6 +6,7 @@ Exits non-zero, naming every broken fact.
 """
 
 import pathlib
+import json
 import sys
 import tomllib
 
@@ -180,6 +181,25 @@ for function in ("messages-sync", "rooms-sync"):
 fact(any(a["MetricName"] == "sync_gaps_detected" and a["Namespace"] == "cwsync" and a["Threshold"] == 1
          and a["Dimensions"] == [{"Name": "function", "Value": "messages-sync"}] for a in alarms),
      "an alarm when a sync detects a gap")
+# Chatwork webhooks: the route without the JWT authorizer and with its own throttle, the
+# secret of the tokens readable by the API function alone, an alarm on refused signatures.
+webhook_routes = [
+    (name, e["Properties"]) for name, v in resources.items() if v["Type"] == "AWS::Serverless::Function"
+    for e in v["Properties"].get("Events", {}).values()
+    if e["Type"] == "HttpApi" and e["Properties"].get("Path") == "/webhooks/chatwork"
+]
+fact(len(webhook_routes) == 1 and webhook_routes[0][0] == "ApiFunction"
+     and webhook_routes[0][1]["Method"] == "POST"
+     and webhook_routes[0][1].get("Auth") == {"Authorizer": "NONE"}
+     and webhook_routes[0][1].get("RouteSettings", {}).get("ThrottlingRateLimit", 0) > 0,
+     "POST /webhooks/chatwork: the API function, no JWT authorizer, its own throttle")
+readers = [name for name, v in resources.items() if v["Type"] == "AWS::Serverless::Function"
+           and "ChatworkWebhookTokensSecret" in json.dumps(v["Properties"].get("Policies", []))]
+fact(resources.get("ChatworkWebhookTokensSecret", {}).get("Type") == "AWS::SecretsManager::Secret"
+     and readers == ["ApiFunction"], "the webhook tokens secret, read by the API function only")
+fact(any(a["MetricName"] == "webhook_rejected" and a["Namespace"] == "cwsync"
+         and a["Dimensions"] == [{"Name": "function", "Value": "api"}] for a in alarms),
+     "an alarm on refused webhook signatures")
 fact(all(a.get("AlarmActions") == [{"Ref": "AlarmTopic"}] for a in alarms), "every alarm notifies the topic")
 fact(resources["AlarmSubscription"]["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}, "alarm e-mail parameter")
 fact("Dashboard" in resources, "a dashboard")

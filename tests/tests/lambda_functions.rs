@@ -85,6 +85,16 @@ async fn world() -> World {
                 .await,
         ),
         ("CHATWORK_API_BASE_URL".to_owned(), fake.base_url()),
+        // The webhook tokens as the template gives them: a secret, by ARN.
+        (
+            "CHATWORK_WEBHOOK_TOKENS_SECRET_ARN".to_owned(),
+            sqs_emulator()
+                .create_secret(
+                    &format!("cwsync-test-webhooks-{}", uuid::Uuid::new_v4()),
+                    &serde_json::json!({"tokens": [WEBHOOK_TOKEN]}).to_string(),
+                )
+                .await,
+        ),
     ]);
     World {
         emulator: LambdaEmulator::start(&env),
@@ -117,6 +127,49 @@ async fn function_binaries_answer_real_events() {
     summary_function_drafts_a_summary(&world).await;
     logs_and_metrics_reach_stdout_as_cloudwatch_reads_them(&world);
     scheduler_checks_the_rooms(&world).await;
+    api_receives_a_chatwork_webhook(&world).await;
+}
+
+/// The token of the webhook whose delivery `apigw-v2-chatwork-webhook.json` records.
+const WEBHOOK_TOKEN: &str = "bGFtYmRhLXdlYmhvb2stdG9rZW4=";
+
+/// A Chatwork webhook delivery as API Gateway hands it to the API function (the route
+/// without the JWT authorizer): the signature verifies under the token the function
+/// reads from Secrets Manager, and the message is stored before the answer. The same
+/// event with its body changed is a 401 that stores nothing.
+async fn api_receives_a_chatwork_webhook(world: &World) {
+    let event: serde_json::Value = serde_json::from_str(include_str!(
+        "integration/api/fixtures/apigw-v2-chatwork-webhook.json"
+    ))
+    .unwrap();
+    let stored = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT body FROM messages WHERE room_id = 11 AND message_id = '1764500000000000001'",
+        )
+        .fetch_optional(&world.db.pool)
+        .await
+        .unwrap()
+    };
+    let mut forged = event.clone();
+    forged["body"] = event["body"]
+        .as_str()
+        .unwrap()
+        .replace("recorded event", "forged event!")
+        .into();
+    let (status, response) = world.emulator.invoke("api", &forged).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["statusCode"], 401, "{response}");
+    assert_eq!(stored().await, None);
+
+    let (status, response) = world.emulator.invoke("api", &event).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["outcome"], "stored", "{body}");
+    assert_eq!(
+        stored().await.as_deref(),
+        Some("webhook from the recorded event")
+    );
 }
 
 /// The room check as EventBridge invokes it every minute: the scheduler reads the room

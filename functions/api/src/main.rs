@@ -37,5 +37,8 @@ async fn state(env: &Env) -> Result<AppState, Box<dyn std::error::Error>> {
     let pool = db::pool(&database)?;
     // The SQS client is built by the first request that needs a queue: reads never do.
     let queues = LazySqsQueues::new(queues);
-    Ok(AppState::new(pool, Arc::new(queues), auth))
+    // Chatwork's webhook tokens: from the environment, or a secret read on the first
+    // delivery (most requests are not webhooks).
+    let webhooks = cwsync_lambda::webhook_keys(env)?;
+    Ok(AppState::new(pool, Arc::new(queues), auth).with_webhook_keys(webhooks))
 }

@@ -3,6 +3,7 @@
 //! Manager (read once per cold start), and the adapter from an SQS event to a consumer.
 
 mod secrets;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,7 @@ pub use lambda_runtime::{Context, Error, LambdaEvent, service_fn};
 use metrics_cloudwatch_embedded::Collector;
 
 pub use secrets::{SecretError, Secrets};
+pub use webhooks::{TOKENS_SECRET_VAR, webhook_keys};
 
 /// The CloudWatch namespace of cwsync's metrics (`METRICS_NAMESPACE` overrides it).
 pub const DEFAULT_NAMESPACE: &str = "cwsync";

@@ -121,11 +121,26 @@ fn is_json_media_type(value: &str) -> bool {
 }
 
 pub(crate) fn payload_too_large() -> ApiError {
+    payload_too_large_of(MAX_BODY_BYTES)
+}
+
+/// The 413 of a route whose limit is `limit` bytes.
+pub(crate) fn payload_too_large_of(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
-        format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        format!("The request body is larger than {limit} bytes."),
     )
+}
+
+/// The largest body `path` accepts: the webhook route's own limit, else
+/// [`MAX_BODY_BYTES`].
+pub(crate) fn body_limit(path: &str) -> usize {
+    if path == crate::webhook::WEBHOOK_PATH {
+        crate::webhook::MAX_WEBHOOK_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
 }
 
 /// Parses a whole JSON document as `T` (every body of the API is an object), naming the

@@ -8,6 +8,8 @@
 //! - [`error`]: the error shape; `scope`: request id, body limit and panics.
 //! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
 //!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
+//! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
+//!   signature authenticates).
 //! - [`console`]: the admin console's files at `/` (outside the JSON API) and its
 //!   sign-in settings.
 
@@ -27,6 +29,7 @@ mod status;
 mod summaries;
 mod sync;
 pub mod time;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -40,12 +43,14 @@ use utoipa_axum::routes;
 
 use crate::jobs::Registry;
 use crate::queue::Queues;
+use crate::webhook::{WebhookKeySource, WebhookKeys};
 
 pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
 pub use error::{ApiError, ErrorBody};
 pub use jobs::JobView;
 pub use rooms::{ChatworkRoomId, Room, RoomRef};
 pub use scope::REQUEST_ID_HEADER;
+pub use webhook::{WebhookAck, WebhookOutcome};
 
 /// What every request handler may use; built once per process (a Lambda's cold start).
 #[derive(Clone)]
@@ -55,6 +60,9 @@ pub struct AppState {
     pub auth: Arc<AuthConfig>,
     /// The job types the API starts, cancels and lists.
     pub registry: Registry,
+    /// The keys Chatwork's webhook deliveries are verified with (none: every delivery is
+    /// refused).
+    pub webhooks: Arc<dyn WebhookKeySource>,
 }
 
 impl AppState {
@@ -65,7 +73,14 @@ impl AppState {
             queues,
             auth: Arc::new(auth),
             registry: crate::job_types::registry(),
+            webhooks: Arc::new(WebhookKeys::default()),
         }
+    }
+
+    /// The same state verifying webhook deliveries with `keys`.
+    pub fn with_webhook_keys(mut self, keys: Arc<dyn WebhookKeySource>) -> Self {
+        self.webhooks = keys;
+        self
     }
 
     /// The same state serving the job types of `registry`.
@@ -112,6 +127,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
+        .routes(routes!(webhook::chatwork))
 }
 
 /// How many items a list answers with: 1 to [`Limit::MAX`], default [`Limit::DEFAULT`].

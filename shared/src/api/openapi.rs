@@ -42,6 +42,7 @@ use super::error;
         (name = "summaries", description = "Summary drafts of a company's conversations"),
         (name = "jobs", description = "Watching and canceling jobs"),
         (name = "operations", description = "Health and this document"),
+        (name = "webhooks", description = "Chatwork's webhook deliveries (authenticated by their signature, not a JWT)"),
     )
 )]
 pub struct ApiDoc;

@@ -85,10 +85,21 @@ pub struct Room {
     /// latest 5,000 messages of the last 40 days). Null if never seen.
     pub message_limitation: Option<String>,
     pub message_limitation_at: Option<DateTime<Utc>>,
+    /// Webhook bookkeeping, not shown: messages webhooks stored since the last fetch
+    /// (they count as seen), and since when a webhook's message waits for its author's
+    /// name.
+    #[serde(skip)]
+    pub webhook_messages_since_fetch: i32,
+    #[serde(skip)]
+    pub author_names_wanted_since: Option<DateTime<Utc>>,
+    /// When a Chatwork webhook last stored or updated one of the room's messages; null
+    /// when none did.
+    #[serde(rename = "lastWebhookAt")]
+    pub webhook_message_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Messages not yet fetched as of the last room check (its `message_num` less the
-    /// one at the last successful fetch).
+    /// Messages not yet stored as of the last room check (its `message_num` less the one
+    /// at the last successful fetch, less what webhooks stored since).
     pub unseen_messages: i32,
     /// The observed message rate: stored messages sent in the last 24 hours, per hour.
     pub messages_per_hour: f64,
@@ -116,7 +127,8 @@ pub(crate) async fn rooms_where(
         Room,
         r#"SELECT r.*,
                   greatest(coalesce(r.checked_message_num, 0)
-                           - coalesce(r.synced_message_num, 0), 0) AS "unseen_messages!",
+                           - coalesce(r.synced_message_num, 0)
+                           - r.webhook_messages_since_fetch, 0) AS "unseen_messages!",
                   (SELECT count(*) FROM messages m
                     WHERE m.chatwork_room_id = r.id
                       AND m.send_time > now() - interval '24 hours')::float8 / 24
@@ -310,7 +322,8 @@ pub(crate) async fn list(
         Room,
         r#"SELECT r.*,
                   greatest(coalesce(r.checked_message_num, 0)
-                           - coalesce(r.synced_message_num, 0), 0) AS "unseen_messages!",
+                           - coalesce(r.synced_message_num, 0)
+                           - r.webhook_messages_since_fetch, 0) AS "unseen_messages!",
                   (SELECT count(*) FROM messages m
                     WHERE m.chatwork_room_id = r.id
                       AND m.send_time > now() - interval '24 hours')::float8 / 24
@@ -444,7 +457,9 @@ pub struct Message {
     /// Our id of the room.
     pub chatwork_room_id: Uuid,
     pub account_id: i64,
-    pub account_name: String,
+    /// Null until a fetch of the room fills it in: a message a Chatwork webhook stored
+    /// from an account none of the stored messages names yet.
+    pub account_name: Option<String>,
     pub account_avatar_url: Option<String>,
     pub body: String,
     pub send_time: DateTime<Utc>,

@@ -26,7 +26,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestI
 use tracing::Instrument;
 
 use super::ApiError;
-use super::extract::{MAX_BODY_BYTES, RequestId, payload_too_large};
+use super::extract::{RequestId, body_limit, payload_too_large_of};
 
 /// The response header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -98,8 +98,9 @@ async fn request_scope(mut req: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut response = if declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        payload_too_large().into_response()
+    let limit = body_limit(req.uri().path());
+    let mut response = if declared_length.is_some_and(|n| n > limit as u64) {
+        payload_too_large_of(limit).into_response()
     } else {
         next.run(req).instrument(span.clone()).await
     };

@@ -82,6 +82,10 @@ pub struct RoomAtRisk {
     pub expected_per_check: f64,
     /// Unseen messages as of the last check.
     pub unseen_messages: i32,
+    /// When a Chatwork webhook last brought one of its messages; null when none did. A
+    /// room at risk without one is a candidate for one of the account's 5 webhooks
+    /// (README, "Chatwork webhooks").
+    pub last_webhook_at: Option<DateTime<Utc>>,
 }
 
 /// A gap: a fetch found more new messages than one request returns.
@@ -201,13 +205,15 @@ pub(crate) async fn get(
                         WHERE m.chatwork_room_id = r.id
                           AND m.send_time > now() - interval '24 hours')::float8 / 24 AS per_hour,
                       greatest(coalesce(r.checked_message_num, 0)
-                               - coalesce(r.synced_message_num, 0), 0) AS unseen
+                               - coalesce(r.synced_message_num, 0)
+                               - r.webhook_messages_since_fetch, 0) AS unseen,
+                      r.webhook_message_at
                  FROM chatwork_rooms r
                 WHERE r.is_active AND r.left_at IS NULL
            )
            SELECT room_id AS "room_id!", name AS "name!", per_hour AS "messages_per_hour!",
                   per_hour * $1::float8 / 3600 AS "expected_per_check!",
-                  unseen AS "unseen_messages!"
+                  unseen AS "unseen_messages!", webhook_message_at AS last_webhook_at
              FROM rated
             WHERE per_hour * $1::float8 / 3600 >= $2::float8 OR unseen >= $2::float8
             ORDER BY per_hour DESC, unseen DESC, room_id

@@ -318,7 +318,9 @@ async fn gather(
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
     sqlx::query_as!(
         StoredMessage,
-        r#"SELECT m.room_id, r.name AS room_name, m.message_id, m.account_id, m.account_name,
+        r#"SELECT m.room_id, r.name AS room_name, m.message_id, m.account_id,
+                  -- A webhook's message before a fetch named its author.
+                  coalesce(m.account_name, 'ID:' || m.account_id) AS "account_name!",
                   m.body, m.send_time
              FROM messages m
              JOIN chatwork_rooms r ON r.id = m.chatwork_room_id

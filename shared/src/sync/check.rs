@@ -6,8 +6,12 @@
 //! (`last_update_time`); a check compares those with what the room's last successful
 //! fetch saw:
 //!
-//! - unseen messages: `message_num` now less `message_num` at the last fetch;
-//! - a moved `last_update_time` without new messages is an edit: it needs a fetch too.
+//! - unseen messages: `message_num` now less `message_num` at the last fetch, less the
+//!   messages webhooks stored since (see [`crate::webhook`]);
+//! - a moved `last_update_time` without new messages is an edit: it needs a fetch too
+//!   (a webhook's message or edit moves the time the room counts as synced);
+//! - a room holding a message a webhook stored without its author's name is fetched,
+//!   which fills the name in.
 //!
 //! A check, in order:
 //!
@@ -416,11 +420,18 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
             RETURNING r.room_id, r.message_count AS message_num, r.chatwork_updated_at AS updated_at,
                       r.fetch_wanted_since
            ), judged AS (
+               -- Messages webhooks stored since the last fetch count as seen; a room
+               -- holding a message whose author a webhook could not name is fetched to
+               -- learn the name.
                SELECT r.id, l.room_id, l.message_num, l.updated, l.updated_at,
+                      l.name, l.room_type, l.icon_path, r.name = '' AS placeholder,
                       r.is_active AND r.left_at IS NULL AS syncable,
-                      greatest(l.message_num - coalesce(r.synced_message_num, 0), 0) AS unseen,
+                      greatest(l.message_num - coalesce(r.synced_message_num, 0)
+                               - r.webhook_messages_since_fetch, 0) AS unseen,
                       (l.message_num > coalesce(r.synced_message_num, 0)
-                       OR l.updated_at IS DISTINCT FROM r.synced_last_update_time) AS needs,
+                                       + r.webhook_messages_since_fetch
+                       OR l.updated_at IS DISTINCT FROM r.synced_last_update_time
+                       OR r.author_names_wanted_since IS NOT NULL) AS needs,
                       r.fetch_wanted_since
                  FROM listed l JOIN chatwork_rooms r ON r.room_id = l.room_id
            ), decided AS (
@@ -431,14 +442,19 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
            ), checked AS (
                -- Only rooms whose state moved are written: a check every minute must not
                -- rewrite every room every minute.
+               -- A room a webhook registered has no name yet: the list gives it one.
                UPDATE chatwork_rooms r
                   SET checked_at = now(), checked_message_num = d.message_num,
                       checked_last_update_time = d.updated_at,
-                      fetch_wanted_since = d.wanted_since
+                      fetch_wanted_since = d.wanted_since,
+                      name = CASE WHEN d.placeholder THEN d.name ELSE r.name END,
+                      room_type = CASE WHEN d.placeholder THEN d.room_type ELSE r.room_type END,
+                      icon_path = CASE WHEN d.placeholder THEN d.icon_path ELSE r.icon_path END
                  FROM decided d
                 WHERE r.id = d.id
-                  AND (r.checked_message_num, r.checked_last_update_time, r.fetch_wanted_since)
-                      IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since)
+                  AND ((r.checked_message_num, r.checked_last_update_time, r.fetch_wanted_since)
+                       IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since)
+                       OR (d.placeholder AND d.name <> ''))
            )
            SELECT d.room_id AS "room_id!", d.unseen AS "unseen!", d.wanted AS "wanted!",
                   d.wanted_since AS "wanted_since?", d.updated AS "updated!",

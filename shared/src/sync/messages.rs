@@ -789,9 +789,18 @@ async fn write(
                              $9::int8[], $10::int8[])
                         AS t(message_id, account_id, account_name, avatar, body, send_time,
                              update_time)
+               -- A newer version replaces the body; a message a webhook stored without
+               -- its author's name gets the name (counted as edited).
                ON CONFLICT (room_id, message_id) DO UPDATE
-                  SET body = EXCLUDED.body, update_time = EXCLUDED.update_time
+                  SET body = CASE WHEN EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
+                                  THEN EXCLUDED.body ELSE m.body END,
+                      update_time = greatest(m.update_time, EXCLUDED.update_time),
+                      account_name = coalesce(m.account_name, EXCLUDED.account_name),
+                      account_avatar_url = CASE WHEN m.account_name IS NULL
+                                                THEN EXCLUDED.account_avatar_url
+                                                ELSE m.account_avatar_url END
                 WHERE EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
+                   OR m.account_name IS NULL
             RETURNING (xmax = 0) AS inserted
            ), counts AS (
                SELECT count(*) FILTER (WHERE inserted) AS stored,
@@ -811,6 +820,9 @@ async fn write(
                       gap_detected_at = CASE WHEN $15::int IS NULL THEN r.gap_detected_at ELSE now() END,
                       gap_missed_estimate = coalesce($15::int, r.gap_missed_estimate),
                       fetch_wanted_since = NULL,
+                      -- This fetch's count covers what webhooks stored before it.
+                      webhook_messages_since_fetch = 0,
+                      author_names_wanted_since = NULL,
                       message_limitation = coalesce($17::text, r.message_limitation),
                       message_limitation_at = CASE WHEN $17::text IS NULL
                                                    THEN r.message_limitation_at ELSE now() END,

@@ -20,12 +20,12 @@ use super::{
 /// second as the last message records the room as unsettled and the next check fetches
 /// it again (see the messages sync). Tests that want the next check to find a room
 /// current wait this long after posting.
-const SETTLE: Duration = Duration::from_millis(2_300);
+pub(super) const SETTLE: Duration = Duration::from_millis(2_300);
 
 impl SyncRig {
     /// Runs one room check keeping `reserve` requests back, and the job it started to its
     /// end.
-    async fn check(&self, reserve: u32) -> RoomCheckReport {
+    pub(super) async fn check(&self, reserve: u32) -> RoomCheckReport {
         let client = ChatworkClient::new(client_settings(&self.fake), self.pool().clone()).unwrap();
         let settings = RoomCheckSettings {
             cadence: Duration::from_secs(60),
@@ -62,7 +62,7 @@ impl SyncRig {
     }
 
     /// Every message the fake holds for `room_id` is stored, with its current body.
-    async fn holds_everything_of(&self, room_id: i64) {
+    pub(super) async fn holds_everything_of(&self, room_id: i64) {
         let posted: Vec<(String, String)> = self
             .fake
             .room(room_id)

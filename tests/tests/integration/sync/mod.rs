@@ -10,6 +10,7 @@ mod messages;
 mod outage;
 mod rate;
 mod rooms;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

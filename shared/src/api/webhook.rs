@@ -1,0 +1,246 @@
+//! `POST /webhooks/chatwork`: Chatwork's webhook deliveries (see [`crate::webhook`]).
+//!
+//! No JWT: the signature over the raw body is the authentication. What the route answers,
+//! and why:
+//!
+//! - A missing or wrong signature: 401 JSON, nothing stored, a `webhook_rejected` metric
+//!   and a warning log without the body.
+//! - A body over [`MAX_WEBHOOK_BODY_BYTES`]: 413 JSON.
+//! - A signed body cwsync cannot use (not JSON, an event type it does not store, fields
+//!   out of range): 200, logged and counted. Chatwork disables a webhook that fails too
+//!   often, and sending the same body again would not change the answer.
+//! - A signed message event: stored before the answer (Lambda does no work after its
+//!   response), then 200 with a tiny JSON body saying what happened.
+//! - Storing failed (the database is down): logged as an error and counted, and still a
+//!   200: Chatwork never re-sends, so an error answer would only bring the webhook closer
+//!   to being disabled, while the room check repairs the miss (the room's counts do not
+//!   move, so the next check fetches it).
+
+use axum::Json;
+use axum::body::to_bytes;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ErrorBody;
+use super::{ApiError, AppState};
+use crate::webhook::{
+    self, Ignored, MAX_WEBHOOK_BODY_BYTES, PushedEvent, SIGNATURE_HEADER, SIGNATURE_QUERY, Stored,
+};
+
+/// What the route did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookOutcome {
+    /// A new message was stored.
+    Stored,
+    /// A newer version of a stored message was stored.
+    Updated,
+    /// Nothing newer than what is stored (a duplicate or an older version).
+    Unchanged,
+    /// The room is deactivated in cwsync; nothing stored.
+    RoomInactive,
+    /// Signed, but not an event cwsync stores (logged and counted).
+    Ignored,
+    /// The database failed; logged. The next room check fetches the room.
+    NotStored,
+}
+
+/// The answer to a delivery (Chatwork wants at most 2,048 bytes).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookAck {
+    pub outcome: WebhookOutcome,
+}
+
+/// The envelope Chatwork posts; the route reads the raw bytes (the signature covers them
+/// exactly as sent), so this schema documents rather than validates.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ChatworkWebhook {
+    /// The webhook's id in Chatwork.
+    #[schema(value_type = String, example = "12345")]
+    webhook_setting_id: String,
+    /// `message_created`, `message_updated` or `mention_to_me` are stored; other types
+    /// are acknowledged and ignored.
+    #[schema(example = "message_created")]
+    webhook_event_type: String,
+    /// Epoch seconds.
+    webhook_event_time: i64,
+    /// For message events `{message_id, room_id, account_id, body, send_time,
+    /// update_time}`; for `mention_to_me` `{from_account_id, to_account_id, room_id,
+    /// message_id, body, send_time, update_time}`.
+    #[schema(value_type = Object)]
+    webhook_event: serde_json::Value,
+}
+
+/// Receives a Chatwork webhook delivery: verifies its signature and stores its message.
+#[utoipa::path(
+    post, path = "/webhooks/chatwork", operation_id = "receiveChatworkWebhook",
+    tag = "webhooks",
+    security(()),
+    params(
+        ("X-ChatWorkWebhookSignature" = Option<String>, Header,
+         description = "base64(HMAC-SHA256(key = the base64-decoded webhook token, the raw body))"),
+        ("chatwork_webhook_signature" = Option<String>, Query,
+         description = "The same signature, URL-encoded (used when the header is absent)"),
+    ),
+    request_body(content = ChatworkWebhook, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Verified and stored, or acknowledged and ignored", body = WebhookAck),
+        (status = 401, description = "The signature is missing or does not verify under any configured token; nothing stored", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 500, description = "Unexpected failure", body = ErrorBody),
+    )
+)]
+pub(crate) async fn chatwork(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<WebhookAck>, ApiError> {
+    let header_signature = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let signature = header_signature.or_else(|| query_signature(request.uri().query()));
+    let body = to_bytes(request.into_body(), MAX_WEBHOOK_BODY_BYTES)
+        .await
+        .map_err(|_| super::extract::payload_too_large_of(MAX_WEBHOOK_BODY_BYTES))?;
+    let Some(signature) = signature else {
+        return Err(rejected("missing", body.len()));
+    };
+    if !verified(&state, &body, &signature).await {
+        return Err(rejected("invalid", body.len()));
+    }
+    let event = match PushedEvent::parse(&body) {
+        Ok(event) => event,
+        Err(ignored) => {
+            let reason: &'static str = (&ignored).into();
+            let detail = match &ignored {
+                Ignored::UnknownEvent(name) => name.as_str(),
+                Ignored::InvalidEvent(why) => why,
+                Ignored::Malformed => "",
+            };
+            tracing::warn!(
+                reason,
+                detail,
+                bytes = body.len(),
+                "webhook acknowledged, not stored"
+            );
+            metrics::counter!("webhook_events", "event" => "unknown", "outcome" => "ignored")
+                .increment(1);
+            return Ok(Json(WebhookAck {
+                outcome: WebhookOutcome::Ignored,
+            }));
+        }
+    };
+    let kind: &'static str = event.kind.into();
+    let message = &event.message;
+    let outcome = match webhook::store(&state.pool, message).await {
+        Ok(Stored::Inserted) => WebhookOutcome::Stored,
+        Ok(Stored::Updated) => WebhookOutcome::Updated,
+        Ok(Stored::Unchanged) => WebhookOutcome::Unchanged,
+        Ok(Stored::RoomInactive) => WebhookOutcome::RoomInactive,
+        Err(e) => {
+            tracing::error!(
+                error = %e, event = kind, room_id = message.room_id,
+                message_id = %message.message_id,
+                "webhook message not stored; the next room check fetches the room"
+            );
+            WebhookOutcome::NotStored
+        }
+    };
+    let outcome_name = outcome_name(outcome);
+    metrics::counter!("webhook_events", "event" => kind, "outcome" => outcome_name).increment(1);
+    tracing::info!(
+        event = kind,
+        outcome = outcome_name,
+        room_id = message.room_id,
+        message_id = %message.message_id,
+        webhook_setting_id = %event.setting_id,
+        "webhook"
+    );
+    Ok(Json(WebhookAck { outcome }))
+}
+
+fn outcome_name(outcome: WebhookOutcome) -> &'static str {
+    match outcome {
+        WebhookOutcome::Stored => "stored",
+        WebhookOutcome::Updated => "updated",
+        WebhookOutcome::Unchanged => "unchanged",
+        WebhookOutcome::RoomInactive => "room_inactive",
+        WebhookOutcome::Ignored => "ignored",
+        WebhookOutcome::NotStored => "not_stored",
+    }
+}
+
+/// The signature in the query string, URL-decoded. A `+` that arrived unencoded reads as a
+/// space in a query; base64 has no spaces, so it is put back.
+fn query_signature(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == SIGNATURE_QUERY)
+        .map(|(_, value)| value.replace(' ', "+"))
+}
+
+/// Whether `signature` signs `body` under the configured keys, read again once when the
+/// source allows (a token rotated since they were read).
+async fn verified(state: &AppState, body: &[u8], signature: &str) -> bool {
+    if state.webhooks.keys().await.verify(body, signature) {
+        return true;
+    }
+    match state.webhooks.reload().await {
+        Some(keys) => keys.verify(body, signature),
+        None => false,
+    }
+}
+
+/// The 401 for a delivery whose signature is `reason` (`missing` or `invalid`).
+fn rejected(reason: &'static str, bytes: usize) -> ApiError {
+    metrics::counter!("webhook_rejected", "reason" => reason).increment(1);
+    tracing::warn!(
+        reason,
+        bytes,
+        "webhook rejected: its signature is {reason} (nothing stored)"
+    );
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        "The webhook signature is missing or does not match any configured webhook token.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_signature_is_url_decoded_and_survives_an_unencoded_plus() {
+        assert_eq!(
+            query_signature(Some("chatwork_webhook_signature=ab%2Bc%2Fd%3D")).as_deref(),
+            Some("ab+c/d=")
+        );
+        assert_eq!(
+            query_signature(Some("x=1&chatwork_webhook_signature=ab+c/d=")).as_deref(),
+            Some("ab+c/d=")
+        );
+        assert_eq!(query_signature(Some("x=1")), None);
+        assert_eq!(query_signature(None), None);
+    }
+
+    #[test]
+    fn every_outcome_has_its_snake_case_name() {
+        for outcome in [
+            WebhookOutcome::Stored,
+            WebhookOutcome::Updated,
+            WebhookOutcome::Unchanged,
+            WebhookOutcome::RoomInactive,
+            WebhookOutcome::Ignored,
+            WebhookOutcome::NotStored,
+        ] {
+            assert_eq!(
+                serde_json::to_value(outcome).unwrap(),
+                serde_json::Value::from(outcome_name(outcome))
+            );
+        }
+    }
+}

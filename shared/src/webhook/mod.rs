@@ -1,0 +1,428 @@
+//! Chatwork webhooks: the messages Chatwork pushes as they are posted or edited.
+//!
+//! Polling cannot keep up with a room that gets more than 100 messages between two
+//! checks; a webhook brings each message as it happens. `POST /webhooks/chatwork`
+//! (`api::webhook`) verifies the signature ([`signature`]), parses the event
+//! ([`PushedEvent::parse`]) and stores it with [`store`]: one statement, through the same
+//! unique key (`room_id`, `message_id`) and the same rules as the polling path, so the
+//! same event twice, an update before its create, and a poll of a message a webhook
+//! stored all leave one row with the newest `update_time`'s body.
+//!
+//! What a webhook stores counts for the room check: each message a webhook inserts adds
+//! one to the room's `webhook_messages_since_fetch` and moves the `last_update_time` the
+//! room counts as synced, so a room whose new messages all came by webhook needs no
+//! fetch, and one whose `message_num` grew by more than that (a delivery Chatwork lost;
+//! it never re-sends) is fetched by the next check.
+//!
+//! An event names the author's account but not their name: the message takes the newest
+//! name our stored messages give that account; when none does, the name stays NULL and
+//! the room asks the next check for a fetch, which fills it in.
+
+pub mod signature;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::PgPool;
+
+pub use signature::{InvalidToken, SIGNATURE_HEADER, SIGNATURE_QUERY, WebhookKeys, sign};
+
+/// The path Chatwork posts to.
+pub const WEBHOOK_PATH: &str = "/webhooks/chatwork";
+
+/// The largest webhook body accepted (a 413 beyond). Chatwork's own message length limit
+/// is far below this even with every character escaped in the JSON.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
+
+/// The kinds of event cwsync stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum EventKind {
+    MessageCreated,
+    MessageUpdated,
+    MentionToMe,
+}
+
+/// A message as a webhook event carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedMessage {
+    pub room_id: i64,
+    /// Decimal digits, as Chatwork's message ids are.
+    pub message_id: String,
+    /// The author (`from_account_id` of a mention).
+    pub account_id: i64,
+    pub body: String,
+    /// Epoch seconds.
+    pub send_time: i64,
+    /// Epoch seconds; 0 when never edited.
+    pub update_time: i64,
+}
+
+/// A webhook body that carries a message to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedEvent {
+    pub kind: EventKind,
+    /// Chatwork's id of the webhook that sent it.
+    pub setting_id: String,
+    pub message: PushedMessage,
+}
+
+/// Why a body with a valid signature is acknowledged without storing anything.
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Ignored {
+    /// Not JSON, or not the envelope Chatwork sends.
+    Malformed,
+    /// An event type cwsync does not store (the name is kept for the log).
+    UnknownEvent(String),
+    /// A message event whose fields cannot be stored (an id that is not decimal digits,
+    /// a time out of range, ...).
+    InvalidEvent(&'static str),
+}
+
+/// The envelope every webhook body has.
+#[derive(Deserialize)]
+struct Envelope {
+    webhook_setting_id: Value,
+    webhook_event_type: String,
+    #[allow(dead_code)]
+    webhook_event_time: Option<Value>,
+    webhook_event: Value,
+}
+
+/// `message_created`, `message_updated`.
+#[derive(Deserialize)]
+struct MessageFields {
+    message_id: Value,
+    room_id: i64,
+    account_id: i64,
+    body: String,
+    send_time: i64,
+    #[serde(default)]
+    update_time: i64,
+}
+
+/// `mention_to_me`.
+#[derive(Deserialize)]
+struct MentionFields {
+    message_id: Value,
+    room_id: i64,
+    from_account_id: i64,
+    body: String,
+    send_time: i64,
+    #[serde(default)]
+    update_time: i64,
+}
+
+/// The latest time Postgres's `timestamptz` and our API hold: the end of year 9999.
+const MAX_EPOCH_SECS: i64 = 253_402_300_799;
+
+/// An id that is a string or a number in the JSON, as text.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl PushedEvent {
+    /// The event in `body`, or why it is acknowledged without storing.
+    pub fn parse(body: &[u8]) -> Result<Self, Ignored> {
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|_| Ignored::Malformed)?;
+        let setting_id = id_text(&envelope.webhook_setting_id).unwrap_or_default();
+        let kind = match envelope.webhook_event_type.as_str() {
+            "message_created" => EventKind::MessageCreated,
+            "message_updated" => EventKind::MessageUpdated,
+            "mention_to_me" => EventKind::MentionToMe,
+            other => {
+                let name: String = other.chars().take(64).collect();
+                return Err(Ignored::UnknownEvent(name));
+            }
+        };
+        let invalid = |_| Ignored::InvalidEvent("fields missing or of the wrong type");
+        let (message_id, message) = match kind {
+            EventKind::MessageCreated | EventKind::MessageUpdated => {
+                let f: MessageFields =
+                    serde_json::from_value(envelope.webhook_event).map_err(invalid)?;
+                (
+                    f.message_id,
+                    PushedMessage {
+                        room_id: f.room_id,
+                        message_id: String::new(),
+                        account_id: f.account_id,
+                        body: f.body,
+                        send_time: f.send_time,
+                        update_time: f.update_time,
+                    },
+                )
+            }
+            EventKind::MentionToMe => {
+                let f: MentionFields =
+                    serde_json::from_value(envelope.webhook_event).map_err(invalid)?;
+                (
+                    f.message_id,
+                    PushedMessage {
+                        room_id: f.room_id,
+                        message_id: String::new(),
+                        account_id: f.from_account_id,
+                        body: f.body,
+                        send_time: f.send_time,
+                        update_time: f.update_time,
+                    },
+                )
+            }
+        };
+        let message_id = id_text(&message_id)
+            .filter(|id| (1..=40).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or(Ignored::InvalidEvent(
+                "message_id is not a Chatwork message id",
+            ))?;
+        if message.room_id <= 0 {
+            return Err(Ignored::InvalidEvent("room_id is not a Chatwork room id"));
+        }
+        if !(1..=MAX_EPOCH_SECS).contains(&message.send_time) {
+            return Err(Ignored::InvalidEvent("send_time is out of range"));
+        }
+        if !(0..=MAX_EPOCH_SECS).contains(&message.update_time) {
+            return Err(Ignored::InvalidEvent("update_time is out of range"));
+        }
+        if message.body.contains('\0') {
+            // Postgres text cannot hold NUL.
+            return Err(Ignored::InvalidEvent("body contains a NUL character"));
+        }
+        Ok(Self {
+            kind,
+            setting_id,
+            message: PushedMessage {
+                message_id,
+                ..message
+            },
+        })
+    }
+}
+
+/// What storing an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Stored {
+    /// A new message row.
+    Inserted,
+    /// A newer version of a stored message (an edit).
+    Updated,
+    /// Nothing newer than what is stored: a duplicate, or an older version.
+    Unchanged,
+    /// The room is deactivated in cwsync: its messages are not synced.
+    RoomInactive,
+}
+
+/// Stores `message` as the polling path would (see the module documentation); registers
+/// its room when cwsync does not know it yet. One statement; run again once when a
+/// concurrent request registered the room first.
+pub async fn store(pool: &PgPool, message: &PushedMessage) -> Result<Stored, sqlx::Error> {
+    for _ in 0..2 {
+        if let Some(stored) = store_once(pool, message).await? {
+            return Ok(stored);
+        }
+    }
+    // Registered twice and still not visible: only a room deleted meanwhile does that.
+    Ok(Stored::Unchanged)
+}
+
+/// `None` when the room was registered by a concurrent statement this one cannot see.
+async fn store_once(pool: &PgPool, m: &PushedMessage) -> Result<Option<Stored>, sqlx::Error> {
+    // A data-modifying CTE does not see the rows its siblings insert: a room registered
+    // here is found through `registered`, and the room's bookkeeping (`noted`) only runs
+    // for a room that existed before (a new room is fetched by the next check anyway).
+    let row = sqlx::query!(
+        r#"WITH input AS (
+               SELECT $1::int8 AS room_id, $2::text AS message_id, $3::int8 AS account_id,
+                      $4::text AS body, to_timestamp($5::int8) AS send_time,
+                      CASE WHEN $6::int8 > 0 THEN to_timestamp($6::int8) END AS update_time
+           ), author AS (
+               -- The newest name our messages give the account.
+               SELECT m.account_name, m.account_avatar_url
+                 FROM messages m, input i
+                WHERE m.account_id = i.account_id AND m.account_name IS NOT NULL
+                ORDER BY m.id DESC LIMIT 1
+           ), registered AS (
+               INSERT INTO chatwork_rooms (room_id, name, room_type, description_stale,
+                                           webhook_message_at, author_names_wanted_since)
+               SELECT i.room_id, '', 'group', true, now(),
+                      CASE WHEN NOT EXISTS (SELECT 1 FROM author) THEN now() END
+                 FROM input i
+               ON CONFLICT (room_id) DO NOTHING
+            RETURNING id, room_id
+           ), room AS (
+               SELECT r.id, r.room_id, r.is_active AND r.left_at IS NULL AS syncable,
+                      -- The company when the room is linked to exactly one.
+                      (SELECT (array_agg(l.company_id))[1] FROM company_room_links l
+                        WHERE l.chatwork_room_id = r.id HAVING count(*) = 1) AS company_id
+                 FROM chatwork_rooms r JOIN input i ON i.room_id = r.room_id
+               UNION ALL
+               SELECT g.id, g.room_id, true, NULL::uuid FROM registered g
+           ), written AS (
+               INSERT INTO messages AS m (chatwork_room_id, room_id, message_id, account_id,
+                                          account_name, account_avatar_url, body, send_time,
+                                          update_time, company_id)
+               SELECT room.id, room.room_id, i.message_id, i.account_id,
+                      (SELECT account_name FROM author), (SELECT account_avatar_url FROM author),
+                      i.body, i.send_time, i.update_time, room.company_id
+                 FROM room, input i
+                WHERE room.syncable
+               ON CONFLICT (room_id, message_id) DO UPDATE
+                  SET body = EXCLUDED.body, update_time = EXCLUDED.update_time
+                WHERE EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
+            RETURNING (xmax = 0) AS inserted, m.account_name IS NULL AS unnamed
+           ), noted AS (
+               -- Runs although nothing reads it: Postgres runs every data-modifying CTE.
+               UPDATE chatwork_rooms r
+                  SET webhook_messages_since_fetch = r.webhook_messages_since_fetch
+                          + CASE WHEN w.inserted THEN 1 ELSE 0 END,
+                      -- Chatwork's `last_update_time` moves with each post and edit.
+                      synced_last_update_time = greatest(r.synced_last_update_time,
+                                                         coalesce(i.update_time, i.send_time)),
+                      webhook_message_at = now(),
+                      author_names_wanted_since = CASE WHEN w.unnamed
+                          THEN coalesce(r.author_names_wanted_since, now())
+                          ELSE r.author_names_wanted_since END
+                 FROM written w, input i
+                WHERE r.id = (SELECT id FROM room) AND NOT EXISTS (SELECT 1 FROM registered)
+            RETURNING 1
+           )
+           SELECT EXISTS (SELECT 1 FROM room) AS "room_found!",
+                  (SELECT syncable FROM room) AS syncable,
+                  (SELECT inserted FROM written) AS inserted"#,
+        m.room_id,
+        m.message_id,
+        m.account_id,
+        m.body,
+        m.send_time,
+        m.update_time,
+    )
+    .fetch_one(pool)
+    .await?;
+    if !row.room_found {
+        return Ok(None);
+    }
+    Ok(Some(match (row.syncable, row.inserted) {
+        (Some(false), _) => Stored::RoomInactive,
+        (_, Some(true)) => Stored::Inserted,
+        (_, Some(false)) => Stored::Updated,
+        (_, None) => Stored::Unchanged,
+    }))
+}
+
+/// Where the API finds the webhook keys. The local runner and tests hold them fixed; in
+/// AWS they come from a Secrets Manager secret, read on first use and read again after a
+/// signature fails (a token added in Chatwork and to the secret works without a deploy).
+#[async_trait]
+pub trait WebhookKeySource: Send + Sync {
+    /// The keys to verify with.
+    async fn keys(&self) -> WebhookKeys;
+
+    /// Newer keys after a signature failed to verify, when the source can and may read
+    /// them again now; `None` otherwise.
+    async fn reload(&self) -> Option<WebhookKeys> {
+        None
+    }
+}
+
+#[async_trait]
+impl WebhookKeySource for WebhookKeys {
+    async fn keys(&self) -> WebhookKeys {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(event_type: &str, event: Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "webhook_setting_id": "12345",
+            "webhook_event_type": event_type,
+            "webhook_event_time": 1_700_000_100,
+            "webhook_event": event,
+        }))
+        .unwrap()
+    }
+
+    fn message_event() -> Value {
+        serde_json::json!({
+            "message_id": "1234567890123456789",
+            "room_id": 281000101,
+            "account_id": 42,
+            "body": "[info]hello[/info]",
+            "send_time": 1_700_000_000,
+            "update_time": 0,
+        })
+    }
+
+    #[test]
+    fn message_events_parse() {
+        let created = PushedEvent::parse(&body("message_created", message_event())).unwrap();
+        assert_eq!(created.kind, EventKind::MessageCreated);
+        assert_eq!(created.setting_id, "12345");
+        assert_eq!(
+            created.message,
+            PushedMessage {
+                room_id: 281000101,
+                message_id: "1234567890123456789".into(),
+                account_id: 42,
+                body: "[info]hello[/info]".into(),
+                send_time: 1_700_000_000,
+                update_time: 0,
+            }
+        );
+        let mut edited = message_event();
+        edited["update_time"] = 1_700_000_050.into();
+        let updated = PushedEvent::parse(&body("message_updated", edited)).unwrap();
+        assert_eq!(updated.kind, EventKind::MessageUpdated);
+        assert_eq!(updated.message.update_time, 1_700_000_050);
+    }
+
+    #[test]
+    fn a_mention_stores_its_message_with_the_sender_as_author() {
+        let event = serde_json::json!({
+            "from_account_id": 7, "to_account_id": 8, "room_id": 5,
+            "message_id": "99", "body": "[To:8] hi", "send_time": 1_700_000_000,
+            "update_time": 0,
+        });
+        let mention = PushedEvent::parse(&body("mention_to_me", event)).unwrap();
+        assert_eq!(mention.kind, EventKind::MentionToMe);
+        assert_eq!(mention.message.account_id, 7);
+        assert_eq!(mention.message.room_id, 5);
+    }
+
+    #[test]
+    fn what_cannot_be_stored_is_ignored_with_a_reason() {
+        assert_eq!(PushedEvent::parse(b"not json"), Err(Ignored::Malformed));
+        assert_eq!(PushedEvent::parse(b"{}"), Err(Ignored::Malformed));
+        assert_eq!(
+            PushedEvent::parse(&body("room_deleted", Value::Null)),
+            Err(Ignored::UnknownEvent("room_deleted".into()))
+        );
+        for (field, value) in [
+            ("message_id", Value::from("12a")),
+            ("message_id", Value::from("")),
+            ("room_id", Value::from(0)),
+            ("send_time", Value::from(0)),
+            ("send_time", Value::from(MAX_EPOCH_SECS + 1)),
+            ("update_time", Value::from(-1)),
+            ("body", Value::from("a\0b")),
+            ("account_id", Value::from("x")),
+        ] {
+            let mut event = message_event();
+            event[field] = value;
+            assert!(
+                matches!(
+                    PushedEvent::parse(&body("message_created", event)),
+                    Err(Ignored::InvalidEvent(_))
+                ),
+                "{field}"
+            );
+        }
+    }
+}
