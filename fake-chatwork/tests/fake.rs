@@ -312,7 +312,7 @@ async fn unrounded_windows_report_a_reset_before_the_true_one() {
     let early = get(&fake, "/rooms").await;
     // Where the window really ends, as the fake recorded it (on a busy machine the first
     // request may be admitted later than planned, which moves the end).
-    let window = fake.rate_windows(fake.token())[0].clone();
+    let window = fake.rate_windows(fake.token())[0];
     let end_ms = window
         .end
         .duration_since(std::time::UNIX_EPOCH)
