@@ -306,6 +306,10 @@ async fn serve(
     }
     banner.push_str(&format!("  queues: {}\n", backend.describe()));
     banner.push_str(&match configured_webhook_tokens {
+        0 if demo_webhook.is_some() => format!(
+            "  Chatwork webhooks: http://{addr}{} (the demo's token; add your webhooks' with CHATWORK_WEBHOOK_TOKENS)\n",
+            cwsync::webhook::WEBHOOK_PATH
+        ),
         0 => format!(
             "  Chatwork webhooks: http://{addr}{} refuses every delivery until CHATWORK_WEBHOOK_TOKENS holds a webhook's token\n",
             cwsync::webhook::WEBHOOK_PATH

@@ -289,6 +289,13 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
             && fed.contains(&format!("{origin}/webhooks/chatwork")),
         "{fed}"
     );
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let as_documented = format!("demo webhook: {fed}").replace(&origin, "http://127.0.0.1:3000");
+    assert!(
+        readme.lines().any(|l| l.trim() == as_documented),
+        "README.md does not show {as_documented:?}"
+    );
     let since = chrono::Utc::now();
     cwsync_tests::eventually(
         "a message the fake delivered by webhook",
