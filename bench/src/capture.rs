@@ -6,21 +6,34 @@
 //! Time is compressed `speed` times: the rate-limit window (300 requests per 300 s
 //! becomes 300 per 300 s / speed), the reset margin (1 s becomes 1 s / speed, as
 //! measurement 1 scales it), the schedules and the traffic together. Freshness is
-//! reported in simulated seconds. Both strategies start from the same state: every room
+//! reported in simulated seconds. Every strategy starts from the same state: every room
 //! registered and fetched once, with a set-up token whose requests are not counted.
+//!
+//! The third strategy (issue 17) adds Chatwork webhooks to the room check: the fake
+//! delivers every post and edit of the plan's five busiest rooms (Chatwork's limit per
+//! account) to the real API router served on a loopback port, so each message reaches
+//! `POST /webhooks/chatwork` as it would from Chatwork; a share of the deliveries is lost
+//! on purpose (Chatwork never re-sends one), and the check repairs what they missed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use cwsync::api::{self, AppState, AuthConfig};
 use cwsync::chatwork::ChatworkClient;
+use cwsync::config::Env;
 use cwsync::jobs::{self, JobConsumer, JobSpec as _};
 use cwsync::sync::SyncContext;
 use cwsync::sync::check::{self, CheckTrigger, RoomCheckSettings};
 use cwsync::sync::messages::{MessagesSync, MessagesSyncPayload};
+use cwsync::webhook::{WEBHOOK_PATH, WebhookKeys};
 use cwsync_tests::TcpProxy;
-use fake_chatwork::{RoomKind, TrafficPlan, TrafficSettings};
+use fake_chatwork::{
+    DeliveryOutcome, MAX_WEBHOOKS_PER_ACCOUNT, RoomKind, TrafficEvent, TrafficPlan,
+    TrafficSettings, Webhook, WebhookEventType, webhook_token,
+};
+use secrecy::SecretString;
 
 use crate::stats::{Cost, PRICES, SQS_REQUESTS_PER_QUEUE_MESSAGE};
 use crate::world::{self, World, client_settings, messages_consumer};
@@ -37,6 +50,9 @@ pub enum Strategy {
     /// The room check every minute: only changed rooms, riskiest first, within the
     /// budget.
     RoomCheck,
+    /// The room check every minute, and webhooks on the five busiest rooms delivering to
+    /// the API's webhook route (a share of them lost: [`CaptureSettings::webhook_loss`]).
+    Webhooks,
 }
 
 impl Strategy {
@@ -44,6 +60,7 @@ impl Strategy {
         match self {
             Self::Fixed => "every active room every 15 min",
             Self::RoomCheck => "room check every 1 min",
+            Self::Webhooks => "room check every 1 min + webhooks on the 5 busiest rooms",
         }
     }
 
@@ -51,7 +68,7 @@ impl Strategy {
     fn interval(self) -> Duration {
         match self {
             Self::Fixed => Duration::from_secs(15 * 60),
-            Self::RoomCheck => Duration::from_secs(60),
+            Self::RoomCheck | Self::Webhooks => Duration::from_secs(60),
         }
     }
 }
@@ -70,11 +87,14 @@ pub struct CaptureSettings {
     pub reserve: u32,
     /// Pollers of the messages queue (the event source mapping's MaximumConcurrency).
     pub consumers: usize,
+    /// The share of webhook deliveries lost on the way (never sent), for the check to
+    /// repair.
+    pub webhook_loss: f64,
 }
 
 impl Default for CaptureSettings {
     /// 300 rooms, two hours 30 times faster (4 real minutes), Chatwork's 300 per 5
-    /// minutes, a reserve of 30, two pollers.
+    /// minutes, a reserve of 30, two pollers, 5 % of webhook deliveries lost.
     fn default() -> Self {
         Self {
             rooms: 300,
@@ -83,6 +103,7 @@ impl Default for CaptureSettings {
             limit: 300,
             reserve: 30,
             consumers: 2,
+            webhook_loss: 0.05,
         }
     }
 }
@@ -129,6 +150,100 @@ pub struct CaptureFigures {
     /// Real time of the measured part.
     pub took: Duration,
     pub rooms_with_gaps: i64,
+    /// Freshness of the burst rooms' stored messages.
+    pub burst_freshness: Quantiles,
+    /// What the webhooks did (the webhook strategy only).
+    pub webhooks: Option<WebhookFigures>,
+}
+
+/// p50, p99 and the maximum of a set of delays (simulated seconds), and how many.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quantiles {
+    pub count: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Quantiles {
+    fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if values.is_empty() {
+                return 0.0;
+            }
+            values[((values.len() as f64 - 1.0) * q).round() as usize]
+        };
+        Self {
+            count: values.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            max: values.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// The webhook strategy's deliveries and what they were worth.
+#[derive(Debug, Clone)]
+pub struct WebhookFigures {
+    /// The watched rooms, busiest first.
+    pub rooms: Vec<i64>,
+    /// Deliveries sent (answered or not), lost on purpose, and answered with a 200.
+    pub sent: usize,
+    pub lost: usize,
+    pub succeeded: usize,
+    pub loss_share: f64,
+    /// Freshness of the watched rooms' new messages whose delivery arrived.
+    pub delivered: Quantiles,
+    /// New messages whose delivery was lost, and the delay until the check stored them
+    /// (`count`: how many were stored by the end).
+    pub lost_created: usize,
+    pub repaired: Quantiles,
+    /// Edits whose delivery was lost (the check fetches a room whose times moved, but
+    /// an edit does not change its message count).
+    pub lost_edits: usize,
+    /// The API's time answering deliveries (request to answer, as the fake saw it).
+    pub api_busy: Duration,
+}
+
+/// The `n` rooms of `plan` with the most posts, busiest first.
+fn busiest_rooms(plan: &TrafficPlan, n: usize) -> Vec<i64> {
+    let mut posts: std::collections::HashMap<i64, usize> = Default::default();
+    for e in &plan.events {
+        if let TrafficEvent::Post { room_id } = e.event {
+            *posts.entry(room_id).or_default() += 1;
+        }
+    }
+    let mut rooms: Vec<(i64, usize)> = posts.into_iter().collect();
+    rooms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rooms.into_iter().take(n).map(|(room, _)| room).collect()
+}
+
+/// Serves the API (the router Lambda and the local runner serve) on a loopback port,
+/// accepting webhook deliveries signed with `tokens`; returns the webhook URL.
+async fn serve_api(
+    pool: &sqlx::PgPool,
+    queues: Arc<dyn cwsync::queue::Queues>,
+    tokens: &[String],
+) -> anyhow::Result<String> {
+    let secrets: Vec<SecretString> = tokens
+        .iter()
+        .map(|t| SecretString::from(t.clone()))
+        .collect();
+    let keys = WebhookKeys::from_tokens(&secrets)?;
+    let auth = AuthConfig::local_jwt(
+        &Env::default(),
+        &SecretString::from("capture-benchmark-api-secret-0123456789abcdef"),
+    )?;
+    let state = AppState::new(pool.clone(), queues, auth).with_webhook_keys(Arc::new(keys));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, api::router(state)).await {
+            eprintln!("    the benchmark's API stopped: {e}");
+        }
+    });
+    Ok(format!("http://{addr}{WEBHOOK_PATH}"))
 }
 
 /// Plays the traffic and syncs it with `strategy`.
@@ -164,6 +279,20 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
     settings.reset_margin = Duration::from_secs_f64(1.0 / s.speed);
     let client = ChatworkClient::new(settings, pool.clone())?;
     let context = Arc::new(SyncContext::new(client.clone()).with_queues(world.queues.clone()));
+    let watched = if strategy == Strategy::Webhooks {
+        let rooms = busiest_rooms(&plan, MAX_WEBHOOKS_PER_ACCOUNT);
+        let tokens: Vec<String> = rooms.iter().map(|_| webhook_token()).collect();
+        let url = serve_api(&pool, world.queues.clone(), &tokens).await?;
+        for (room, token) in rooms.iter().zip(tokens) {
+            world
+                .fake
+                .add_webhook(Webhook::room(url.clone(), token, *room))?;
+        }
+        world.fake.set_delivery_loss(s.webhook_loss);
+        rooms
+    } else {
+        Vec::new()
+    };
     let requests_before = world.fake.requests().len();
     let limited_before = world.fake.rate_limited_count();
     let counts_before = proxy.counts();
@@ -212,7 +341,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
                 let payload = MessagesSyncPayload::default();
                 jobs::start::<MessagesSync>(&pool, world.queues.as_ref(), &payload, None).await?;
             }
-            Strategy::RoomCheck => {
+            Strategy::RoomCheck | Strategy::Webhooks => {
                 if let Err(e) = check::run(
                     &pool,
                     world.queues.as_ref(),
@@ -230,6 +359,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
         scheduler_busy += t.elapsed();
     }
     let record = playback.await.context("the traffic playback")?;
+    world.fake.wait_for_deliveries().await;
     // Then the fetches of the last tick.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -261,6 +391,8 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
     let stored: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
         stored.into_iter().collect();
     let mut freshness = Vec::new();
+    // Simulated seconds from posted to stored, by message id.
+    let mut delay: std::collections::HashMap<&str, f64> = Default::default();
     let mut by_room: std::collections::BTreeMap<i64, RoomCapture> = Default::default();
     for posted in &record.posted {
         let room = by_room.entry(posted.room_id).or_insert(RoomCapture {
@@ -274,6 +406,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
             let posted_at = chrono::DateTime::<chrono::Utc>::from(posted.at);
             let real = (*at - posted_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             freshness.push(real.max(0.0) * s.speed);
+            delay.insert(&posted.message_id, real.max(0.0) * s.speed);
         }
     }
     freshness.sort_by(f64::total_cmp);
@@ -314,9 +447,64 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
             .bind(started_at)
             .fetch_one(world.pool())
             .await?;
+    let burst_rooms: Vec<i64> = of_kind(RoomKind::Burst).iter().map(|r| r.room_id).collect();
+    let burst_freshness = Quantiles::of(
+        record
+            .posted
+            .iter()
+            .filter(|p| burst_rooms.contains(&p.room_id))
+            .filter_map(|p| delay.get(p.message_id.as_str()).copied())
+            .collect(),
+    );
+    let webhooks = (!watched.is_empty()).then(|| {
+        let log = world.fake.deliveries();
+        let lost_ids: std::collections::HashSet<&str> = log
+            .iter()
+            .filter(|d| {
+                d.outcome == DeliveryOutcome::Lost
+                    && d.event_type == WebhookEventType::MessageCreated
+            })
+            .map(|d| d.message_id.as_str())
+            .collect();
+        let delivered = record
+            .posted
+            .iter()
+            .filter(|p| watched.contains(&p.room_id) && !lost_ids.contains(p.message_id.as_str()))
+            .filter_map(|p| delay.get(p.message_id.as_str()).copied())
+            .collect();
+        let repaired = lost_ids
+            .iter()
+            .filter_map(|id| delay.get(id).copied())
+            .collect();
+        WebhookFigures {
+            rooms: watched.clone(),
+            sent: log.iter().filter(|d| d.sent_at.is_some()).count(),
+            lost: log
+                .iter()
+                .filter(|d| d.outcome == DeliveryOutcome::Lost)
+                .count(),
+            succeeded: log.iter().filter(|d| d.succeeded()).count(),
+            loss_share: s.webhook_loss,
+            delivered: Quantiles::of(delivered),
+            lost_created: lost_ids.len(),
+            repaired: Quantiles::of(repaired),
+            lost_edits: log
+                .iter()
+                .filter(|d| {
+                    d.outcome == DeliveryOutcome::Lost
+                        && d.event_type == WebhookEventType::MessageUpdated
+                })
+                .count(),
+            api_busy: log.iter().filter_map(|d| d.latency).sum(),
+        }
+    });
     let windows = (took.as_secs_f64() / window.as_secs_f64()).ceil() as u64;
-    let invocations = batches.load(Ordering::Relaxed) + u64::from(ticks);
-    let busy = Duration::from_micros(busy_us.load(Ordering::Relaxed)) + scheduler_busy;
+    // Each delivery is an invocation of the API function, busy while it answers.
+    let (api_invocations, api_busy) = webhooks
+        .as_ref()
+        .map_or((0, Duration::ZERO), |w| (w.sent as u64, w.api_busy));
+    let invocations = batches.load(Ordering::Relaxed) + u64::from(ticks) + api_invocations;
+    let busy = Duration::from_micros(busy_us.load(Ordering::Relaxed)) + scheduler_busy + api_busy;
     Ok(CaptureFigures {
         strategy,
         posted: record.posted.len(),
@@ -343,6 +531,8 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
         cost: cost_per_million(invocations, busy, queue_messages, stored_rows),
         took,
         rooms_with_gaps,
+        burst_freshness,
+        webhooks,
     })
 }
 

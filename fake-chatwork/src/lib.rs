@@ -25,6 +25,13 @@
 //! of a dozen rooms for the local runner and demos. In traffic mode
 //! ([`FakeChatwork::play`]) it plays an organization's messages with time compressed.
 //!
+//! Webhooks ([`FakeChatwork::add_webhook`]): the fake POSTs Chatwork's signed
+//! `message_created`, `message_updated` and `mention_to_me` events for every message it
+//! adds or edits (by a test, or by traffic playback) to the URLs registered, in the
+//! background, with Chatwork's rules (never re-sent, disabled after repeated failures,
+//! five per account); a test can lose deliveries, read the delivery log and wait until
+//! everything is sent. See the `webhook` module for the protocol.
+//!
 //! Edits move the room's `last_update_time` as posts do: a reader that only re-reads
 //! rooms that moved still sees edits (with `force=1`, since an edited message that was
 //! already fetched is not "new").
@@ -34,6 +41,7 @@ mod model;
 mod server;
 mod state;
 mod traffic;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,6 +56,11 @@ pub use state::MAX_MESSAGES;
 pub use traffic::{
     PlaybackRecord, Posted, RoomKind, RoomProfile, Scheduled, TrafficEvent, TrafficPlan,
     TrafficSettings,
+};
+pub use webhook::{
+    DEFAULT_DELIVERY_TIMEOUT, DeliveryOutcome, DeliveryRecord, MAX_ANSWER_BYTES,
+    MAX_WEBHOOKS_PER_ACCOUNT, USER_AGENT as WEBHOOK_USER_AGENT, WEBHOOK_FAILURE_LIMIT, Webhook,
+    WebhookError, WebhookEventType, WebhookInfo, WebhookScope, webhook_token,
 };
 
 use server::{Shared, lock};
@@ -122,6 +135,11 @@ pub struct FakeChatwork {
     token: String,
     shared: Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Where the webhooks' delivery tasks run (so that registering one needs no runtime
+    /// context of its own).
+    runtime: tokio::runtime::Handle,
+    /// The webhooks' HTTP client, shared by their tasks.
+    webhook_client: reqwest::Client,
 }
 
 impl FakeChatwork {
@@ -165,11 +183,18 @@ impl FakeChatwork {
                 eprintln!("fake Chatwork stopped: {e}");
             }
         });
+        let webhook_client = reqwest::Client::builder()
+            // Deliveries go where the test said, never through a proxy of the environment.
+            .no_proxy()
+            .build()
+            .map_err(std::io::Error::other)?;
         Ok(Self {
             addr,
             token,
             shared,
             stop: Some(stop),
+            runtime: tokio::runtime::Handle::current(),
+            webhook_client,
         })
     }
 
@@ -336,6 +361,74 @@ impl FakeChatwork {
         (state.limit, state.window)
     }
 
+    // ---- webhooks ----
+
+    /// Registers a webhook; returns its `webhook_setting_id`. From now on every message
+    /// posted or edited in its scope is delivered to it. Refused beyond
+    /// [`MAX_WEBHOOKS_PER_ACCOUNT`] for its owner, or with a token that is not base64.
+    pub fn add_webhook(&self, webhook: Webhook) -> Result<String, WebhookError> {
+        let (id, queue) = lock(&self.shared).webhooks.add(webhook)?;
+        self.runtime.spawn(webhook::deliver(
+            Arc::downgrade(&self.shared),
+            self.webhook_client.clone(),
+            queue,
+        ));
+        Ok(id)
+    }
+
+    /// Deletes a webhook (its place among the owner's five is free again); deliveries
+    /// still queued for it are dropped. False when there is no such webhook.
+    pub fn remove_webhook(&self, id: &str) -> bool {
+        lock(&self.shared).webhooks.remove(id)
+    }
+
+    /// Disables a webhook, as a person can in Chatwork: no events while disabled, and
+    /// deliveries still queued are dropped. False when there is no such webhook.
+    pub fn disable_webhook(&self, id: &str) -> bool {
+        lock(&self.shared).webhooks.set_enabled(id, false)
+    }
+
+    /// Enables a webhook again (also one the fake disabled after failures); its failure
+    /// count starts over.
+    pub fn enable_webhook(&self, id: &str) -> bool {
+        lock(&self.shared).webhooks.set_enabled(id, true)
+    }
+
+    /// Every registered webhook, oldest first.
+    pub fn webhooks(&self) -> Vec<WebhookInfo> {
+        lock(&self.shared).webhooks.list()
+    }
+
+    /// The next `n` deliveries (of any webhook) are lost: logged as
+    /// [`DeliveryOutcome::Lost`], never sent.
+    pub fn lose_next_deliveries(&self, n: u32) {
+        lock(&self.shared).webhooks.lose_next(n);
+    }
+
+    /// A share (0 to 1) of deliveries is lost, drawn from the fake's seed.
+    pub fn set_delivery_loss(&self, share: f64) {
+        lock(&self.shared).webhooks.set_loss_share(share);
+    }
+
+    /// How long a delivery waits for its answer ([`DEFAULT_DELIVERY_TIMEOUT`] unless
+    /// changed).
+    pub fn set_webhook_timeout(&self, timeout: Duration) {
+        lock(&self.shared).webhooks.set_timeout(timeout);
+    }
+
+    /// Every delivery so far (lost and dropped ones included), in the order they ended;
+    /// [`DeliveryRecord::seq`] gives the order the events happened in.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        lock(&self.shared).webhooks.log.clone()
+    }
+
+    /// Waits until every delivery queued so far has been sent and logged (or dropped).
+    pub async fn wait_for_deliveries(&self) {
+        let mut pending = lock(&self.shared).webhooks.pending();
+        // The sender lives in the state, which outlives this borrow of the fake.
+        let _ = pending.wait_for(|n| *n == 0).await;
+    }
+
     // ---- what happened ----
 
     /// Every request received so far, oldest first.
@@ -352,6 +445,8 @@ impl FakeChatwork {
 
 impl Drop for FakeChatwork {
     fn drop(&mut self) {
+        // The webhooks' tasks send what is queued and end.
+        lock(&self.shared).webhooks.close();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -8,6 +8,7 @@ use crate::model::{
     Account, Fault, FaultScope, Message, RateLimitState, RateWindowRecord, RequestRecord, Room,
     RoomAccess, WindowKind,
 };
+use crate::webhook::Webhooks;
 
 /// Chatwork answers at most this many messages per request.
 pub const MAX_MESSAGES: usize = 100;
@@ -84,6 +85,9 @@ pub(crate) struct State {
     last_id: u128,
     /// The `chatwork-message-limitation` header answers carry (a free plan's), if any.
     pub message_limitation: Option<String>,
+    /// Registered webhooks and their deliveries: every post and edit goes through
+    /// [`State::post`] and [`State::edit`], which hand it to them.
+    pub webhooks: Webhooks,
 }
 
 impl State {
@@ -110,6 +114,7 @@ impl State {
             rng: fastrand::Rng::with_seed(seed),
             last_id: 0,
             message_limitation: None,
+            webhooks: Webhooks::new(seed),
         };
         for room in rooms {
             state.put_room(room);
@@ -366,16 +371,15 @@ impl State {
         let at = room
             .messages
             .partition_point(|m| id_key(&m.message_id) < key);
-        room.messages.insert(
-            at,
-            Message {
-                message_id: id.clone(),
-                account,
-                body,
-                send_time: now,
-                update_time: 0,
-            },
-        );
+        let message = Message {
+            message_id: id.clone(),
+            account,
+            body,
+            send_time: now,
+            update_time: 0,
+        };
+        self.webhooks.message_event(room_id, &message, false);
+        room.messages.insert(at, message);
         room.last_update_time = room.last_update_time.max(now);
         Some(id)
     }
@@ -399,6 +403,7 @@ impl State {
             .max(message.send_time + 1);
         message.body = body;
         message.update_time = at;
+        self.webhooks.message_event(room_id, message, true);
         room.last_update_time = room.last_update_time.max(at);
         true
     }

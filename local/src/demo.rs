@@ -1,8 +1,11 @@
 //! The demo world of a local run without a Chatwork token: the fake Chatwork serving the
 //! demo data set, and one company (a customer of the demo's company) linked to the two
 //! rooms where its people talk, so that messages land on it and a summary can be drafted.
+//! One of those rooms is fed by webhook: a conversation goes on in it while the runner
+//! runs, and the fake Chatwork delivers each message to the runner's own webhook route.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fake_chatwork::{DemoData, FakeChatwork, FakeSettings};
@@ -78,6 +81,81 @@ pub async fn link_when_rooms_arrive(pool: PgPool, company: Uuid, stop: Cancellat
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// The demo room fed by webhook: the demo company's project room, where the conversation
+/// goes on while the runner runs.
+pub const WEBHOOK_ROOM: i64 = 281_000_106;
+/// How often the live conversation in [`WEBHOOK_ROOM`] gets a message.
+pub const FEED_EVERY: Duration = Duration::from_secs(15);
+
+/// Registers a webhook on the fake for [`WEBHOOK_ROOM`] that delivers to `url` (the
+/// runner's own webhook route) with a new token; returns the token, which the runner must
+/// accept.
+pub fn register_webhook(fake: &FakeChatwork, url: &str) -> anyhow::Result<String> {
+    let token = fake_chatwork::webhook_token();
+    fake.add_webhook(fake_chatwork::Webhook::room(
+        url,
+        token.clone(),
+        WEBHOOK_ROOM,
+    ))?;
+    Ok(token)
+}
+
+/// What the people of the webhook-fed room say, in turn: the acceptance test of the
+/// delivery system goes on (the demo company's 伊藤 and our 佐藤 and 鈴木).
+const FEED: [(i64, &str, &str); 6] = [
+    (
+        1_001_006,
+        "伊藤 大輔",
+        "受入テストを開始しました。まずは出荷データの取込から確認します。",
+    ),
+    (
+        1_001_001,
+        "佐藤 健一",
+        "[To:1001006]伊藤様\nありがとうございます。取込結果の画面で件数をご確認ください。",
+    ),
+    (
+        1_001_006,
+        "伊藤 大輔",
+        "取込完了しました。件数は元データと一致しています👍",
+    ),
+    (
+        1_001_002,
+        "鈴木 美咲",
+        "配送ステータス画面の表示も確認をお願いします。気になる点があればこちらにどうぞ。",
+    ),
+    (
+        1_001_006,
+        "伊藤 大輔",
+        "[To:1001001]佐藤様\nステータスの色分け、とても見やすいです。現場にも見せてみます。",
+    ),
+    (
+        1_001_001,
+        "佐藤 健一",
+        "ありがとうございます！引き続きよろしくお願いいたします。",
+    ),
+];
+
+/// Keeps the conversation in [`WEBHOOK_ROOM`] going: a message every [`FEED_EVERY`] (the
+/// first one after a few seconds) until `stop`. The fake delivers each to the webhook;
+/// nothing polls for it.
+pub async fn feed(fake: Arc<FakeChatwork>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(5),
+        FEED_EVERY,
+    );
+    for n in 0.. {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (account_id, name, body) = FEED[n % FEED.len()];
+        let account = fake_chatwork::Account::new(account_id, name);
+        if fake.post_message(WEBHOOK_ROOM, &account, body).is_none() {
+            return;
         }
     }
 }

@@ -206,7 +206,8 @@ async fn serve(
         }
     };
     let auth = AuthConfig::local_jwt(env, &secret)?;
-    let webhooks = WebhookConfig::from_env(env)?;
+    let mut webhooks = WebhookConfig::from_env(env)?;
+    let configured_webhook_tokens = webhooks.keys.len();
     let admin_token = auth.mint_local_token(
         "local-admin",
         Role::Admin,
@@ -229,7 +230,7 @@ async fn serve(
                 .context("starting the fake Chatwork")?;
             chatwork.base_url = fake.base_url().parse().context("the fake's URL")?;
             chatwork.token = Some(SecretString::from(fake.token().to_owned()));
-            Some(fake)
+            Some(Arc::new(fake))
         }
     };
 
@@ -269,12 +270,25 @@ async fn serve(
         let registry = registry.clone();
         workers.spawn(move |stop| progress::watch(pool, registry, stop));
     }
-    if fake.is_some() {
+    let mut demo_webhook = None;
+    if let Some(fake) = &fake {
         let company = demo::ensure_company(&pool)
             .await
             .context("creating the demo company")?;
         let pool = pool.clone();
         workers.spawn(move |stop| demo::link_when_rooms_arrive(pool, company, stop));
+        // One demo room fed by webhook: the fake delivers it to this run's own route,
+        // signed with a token this run accepts besides the configured ones.
+        let url = format!("http://{addr}{}", cwsync::webhook::WEBHOOK_PATH);
+        let token = demo::register_webhook(fake, &url).context("the demo's webhook")?;
+        let configured = env.get(WebhookConfig::TOKENS_VAR).unwrap_or("");
+        webhooks = WebhookConfig::from_tokens(
+            WebhookConfig::TOKENS_VAR,
+            &format!("{configured},{token}"),
+        )?;
+        let fed = fake.clone();
+        workers.spawn(move |stop| demo::feed(fed, stop));
+        demo_webhook = Some(url);
     }
 
     // The console first: the token rides in the fragment, which the browser never
@@ -291,7 +305,11 @@ async fn serve(
         None => banner.push_str(&format!("  Chatwork: {}\n", chatwork.base_url)),
     }
     banner.push_str(&format!("  queues: {}\n", backend.describe()));
-    banner.push_str(&match webhooks.keys.len() {
+    banner.push_str(&match configured_webhook_tokens {
+        0 if demo_webhook.is_some() => format!(
+            "  Chatwork webhooks: http://{addr}{} (the demo's token; add your webhooks' with CHATWORK_WEBHOOK_TOKENS)\n",
+            cwsync::webhook::WEBHOOK_PATH
+        ),
         0 => format!(
             "  Chatwork webhooks: http://{addr}{} refuses every delivery until CHATWORK_WEBHOOK_TOKENS holds a webhook's token\n",
             cwsync::webhook::WEBHOOK_PATH
@@ -301,6 +319,17 @@ async fn serve(
             cwsync::webhook::WEBHOOK_PATH
         ),
     });
+    if let (Some(url), Some(fake)) = (&demo_webhook, &fake) {
+        let room = fake
+            .room(demo::WEBHOOK_ROOM)
+            .map(|r| r.name)
+            .unwrap_or_default();
+        banner.push_str(&format!(
+            "  demo webhook: room {} ({room}) is fed by webhook: the fake posts a message there every {} s and delivers it to {url}, signed with a token this run accepts (no sync fetches it)\n",
+            demo::WEBHOOK_ROOM,
+            demo::FEED_EVERY.as_secs()
+        ));
+    }
     banner.push_str(&match cadence.room_check {
         Some(every) => format!(
             "  room check: every {} s (LOCAL_ROOM_CHECK_EVERY_SECS): one room list, then only the rooms with new or edited messages\n",

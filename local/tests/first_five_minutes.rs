@@ -1,8 +1,9 @@
 //! A newcomer's first five minutes, as a test: start `cwsync-local` with nothing but
 //! Postgres, read the URL and the admin token it prints, run a rooms sync and a messages
 //! sync through the API with the printed commands' requests, wait for the jobs to
-//! complete, and find the rooms and messages in the database. Once over the embedded
-//! queue, once over moto's SQS.
+//! complete, and find the rooms and messages in the database, then the messages of the
+//! demo room fed by webhook arriving with no sync. Once over the embedded queue, once
+//! over moto's SQS.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +15,8 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cwsync-local");
+/// The demo room the fake feeds by webhook (the demo company's project room).
+const WEBHOOK_ROOM: i64 = 281_000_106;
 
 /// The running binary and what it printed so far.
 struct Runner {
@@ -206,7 +209,7 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     runner.printed("Jobs show here as they run.");
     // The banner leads with the console, signed in by the token in the fragment.
     let console = runner.printed("Open the console:");
-    let origin = base.trim_end_matches("/api");
+    let origin = base.trim_end_matches("/api").to_owned();
     assert_eq!(console, format!("{origin}/#token={token}"));
     let page = reqwest::get(format!("{origin}/")).await.unwrap();
     assert_eq!(page.status(), 200);
@@ -275,6 +278,49 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     assert!(
         with_company > 0,
         "the demo company's rooms' messages carry it"
+    );
+
+    // One demo room is fed by webhook, as the runner says: from now on no sync runs, yet
+    // the messages the fake posts there reach the database, through the runner's
+    // `POST /webhooks/chatwork` (the room counts them as arrived by webhook).
+    let fed = runner.printed("demo webhook:");
+    assert!(
+        fed.starts_with(&format!("room {WEBHOOK_ROOM} "))
+            && fed.contains(&format!("{origin}/webhooks/chatwork")),
+        "{fed}"
+    );
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let as_documented = format!("demo webhook: {fed}").replace(&origin, "http://127.0.0.1:3000");
+    assert!(
+        readme.lines().any(|l| l.trim() == as_documented),
+        "README.md does not show {as_documented:?}"
+    );
+    let since = chrono::Utc::now();
+    cwsync_tests::eventually(
+        "a message the fake delivered by webhook",
+        Duration::from_secs(60),
+        || async {
+            let (pushed, counted): (i64, i32) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM messages m WHERE m.chatwork_room_id = r.id AND m.created_at > $2),
+                        r.webhook_messages_since_fetch
+                   FROM chatwork_rooms r WHERE r.room_id = $1",
+            )
+            .bind(WEBHOOK_ROOM)
+            .bind(since)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            pushed > 0 && counted > 0
+        },
+    )
+    .await;
+    let (status, jobs) = api.get("/jobs?limit=10").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        jobs["items"].as_array().map(Vec::len),
+        Some(3),
+        "no job fetched it: {jobs}"
     );
 
     // As the README says: a summary draft of the demo company's last 7 days (the
