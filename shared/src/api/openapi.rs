@@ -72,6 +72,7 @@ impl Modify for BearerAuth {
 pub fn document() -> String {
     let mut openapi = super::documented_routes().into_openapi();
     every_route_may_fail(&mut openapi);
+    every_route_may_refuse_a_large_head(&mut openapi);
     let mut json = openapi
         .to_pretty_json()
         .expect("the OpenAPI document serializes");
@@ -110,6 +111,69 @@ fn every_route_may_fail(openapi: &mut utoipa::openapi::OpenApi) {
                 .responses
                 .entry("500".to_owned())
                 .or_insert_with(|| internal.clone().into());
+        }
+    }
+}
+
+/// Adds the answers of `api::scope` to a request too large to be read (414
+/// `uri_too_long`, 431 `headers_too_large`) to every operation, as responses of the
+/// components: any route can give them, before it runs.
+fn every_route_may_refuse_a_large_head(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let refused = [
+        (
+            "414",
+            "UriTooLong",
+            format!(
+                "The path and query are longer than {} bytes (`uri_too_long`)",
+                super::MAX_URI_BYTES
+            ),
+        ),
+        (
+            "431",
+            "HeadersTooLarge",
+            format!(
+                "The headers are more than {} or larger than {} bytes (`headers_too_large`)",
+                super::MAX_HEADER_COUNT,
+                super::MAX_HEADER_BYTES
+            ),
+        ),
+    ];
+    let components = openapi.components.get_or_insert_with(Default::default);
+    for (_, name, description) in &refused {
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        components
+            .responses
+            .insert((*name).to_owned(), RefOr::T(response));
+    }
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (status, name, _) in &refused {
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| {
+                        RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
+                    });
+            }
         }
     }
 }
@@ -170,6 +234,17 @@ mod tests {
             .filter(|name| !schemas.contains_key(*name))
             .collect();
         assert!(dangling.is_empty(), "references to no schema: {dangling:?}");
+        let responses = parsed["components"]["responses"].as_object().unwrap();
+        let reference = regex_lite::Regex::new(r"#/components/responses/(\w+)").unwrap();
+        let dangling: BTreeSet<&str> = reference
+            .captures_iter(&document)
+            .map(|c| c.get(1).unwrap().as_str())
+            .filter(|name| !responses.contains_key(*name))
+            .collect();
+        assert!(
+            dangling.is_empty(),
+            "references to no response: {dangling:?}"
+        );
     }
 
     /// What `app` routes that the document does not say, or says otherwise (the

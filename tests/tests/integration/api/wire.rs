@@ -166,8 +166,9 @@ async fn a_control_byte_in_a_header_is_hypers_empty_400() {
     );
 }
 
-/// Below the router (README): a head past the server's buffer, or with more header lines
-/// than it parses, is refused by hyper with an empty 431. (hyper checks the buffer between
+/// Below the router (README): a head past the server's buffer, with more header lines
+/// than it parses, or with a header name longer than a name may be, is refused by hyper
+/// with an empty 431. (hyper checks the buffer between
 /// reads, so a head just over it may still arrive whole: this one is well past it.)
 #[tokio::test]
 async fn a_head_past_the_servers_limits_is_hypers_empty_431() {
@@ -185,6 +186,15 @@ async fn a_head_past_the_servers_limits_is_hypers_empty_431() {
         .map(|i| format!("x-h{i}: v"))
         .collect();
     let answer = exchange(&app, get("/api/health", &many)).await;
+    assert_eq!(answer.status, 431, "{}", answer.head);
+    assert!(
+        answer.body.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+
+    let long_name = format!("{}: v", "x".repeat(70_000));
+    let answer = exchange(&app, get("/api/health", &[long_name])).await;
     assert_eq!(answer.status, 431, "{}", answer.head);
     assert!(
         answer.body.is_empty(),
