@@ -114,13 +114,15 @@ fact({r["Fn::GetAtt"][0] for r in api_sqs[0]["Resource"]} == set(work_queues),
 jwt = resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
 fact(jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}, "JWT issuer and audience")
 
-# The console's page, files and sign-in settings are public; everything else under /api
+# The console's page, files and sign-in settings are public, and Chatwork's webhook
+# deliveries (their HMAC signature is their authentication); everything else under /api
 # goes through the JWT authorizer.
 api_events = functions["ApiFunction"]["Properties"]["Events"]
 public = {e["Properties"]["Path"] for e in api_events.values()
           if e["Properties"].get("Auth", {}).get("Authorizer") == "NONE"}
-fact(public == {"/api/health", "/api/openapi.json", "/", "/console/{proxy+}", "/api/console/config"},
-     "only health, the OpenAPI document and the console's files and settings skip the authorizer")
+fact(public == {"/api/health", "/api/openapi.json", "/", "/console/{proxy+}", "/api/console/config",
+                "/webhooks/chatwork"},
+     "only health, the OpenAPI document, the console's files and settings and the webhook route skip the authorizer")
 
 # Schedules: the room check every minute by default, the fixed messages sync only as its
 # fallback, the rooms sync, the sweeper, the retention cleanup.
