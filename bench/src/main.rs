@@ -533,8 +533,8 @@ async fn main() -> anyhow::Result<()> {
             "9",
             "messages stored after the restart",
             format!(
-                "{} rows, {} distinct keys, the fake's {}; {} failed items, {} items left open, {} records failed (redelivered)",
-                f.rows, f.distinct, f.posted, f.failed_items, f.open_items, f.failed_records
+                "{} rows, {} distinct keys, the fake's {}; {} failed items, {} items left open, {} records failed (redelivered), {} items started again",
+                f.rows, f.distinct, f.posted, f.failed_items, f.open_items, f.failed_records, f.reruns
             ),
             "every message once, no item failed or left open",
             verdict(whole),

@@ -53,6 +53,8 @@ pub struct RestartFigures {
     pub failed_items: i64,
     /// Items still `processing` (or not ended) after the job's end.
     pub open_items: i64,
+    /// Item starts beyond the first (records run again: the restart met them).
+    pub reruns: i64,
 }
 
 /// A temporary Postgres cluster of this benchmark: stopped and removed when dropped.
@@ -372,9 +374,10 @@ pub async fn restart_mid_sync(
         sqlx::query_as("SELECT count(*), count(DISTINCT (room_id, message_id)) FROM messages")
             .fetch_one(&watcher)
             .await?;
-    let (failed_items, open_items): (i64, i64) = sqlx::query_as(
+    let (failed_items, open_items, reruns): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'failed'),
-                count(*) FILTER (WHERE status IN ('pending', 'queued', 'processing'))
+                count(*) FILTER (WHERE status IN ('pending', 'queued', 'processing')),
+                coalesce(sum(greatest(attempts - 1, 0)), 0)::int8
            FROM job_items WHERE job_id = $1",
     )
     .bind(job.id)
@@ -402,5 +405,6 @@ pub async fn restart_mid_sync(
         failed_records: failed.load(Ordering::SeqCst),
         failed_items,
         open_items,
+        reruns,
     })
 }
