@@ -3,10 +3,13 @@
 //!
 //! The row is a model of Chatwork's current window: `limit_count`, `remaining` (what is
 //! left after our own reservations), and `reset_at` (when we may count on a fresh window,
-//! on the database's clock). Two statements change it, each atomic on its own (a single
+//! on the database's clock). Two operations change it, each atomic on its own (a single
 //! `INSERT ... ON CONFLICT DO UPDATE` and a single `UPDATE`, which Postgres applies to the
 //! newest version of the row under its row lock), so processes never race between a read
-//! and a write:
+//! and a write. Both are SQL functions (`cwsync_budget_reserve`, `cwsync_budget_record`,
+//! migration 0050): a statement of their own here, or a part of a statement the caller
+//! runs anyway (a messages sync reserves in its item's first read and records in its
+//! write: issue 19, fewer round trips), with the same rules either way.
 //!
 //! **Reserve** ([`RateBudget::try_reserve`], before every request, retries included):
 //! - no row yet: insert it as a *probe*: a limit of one request, until that request's
@@ -61,6 +64,9 @@
 //!   newer window's state.
 //! - an attempt without headers (network error, timeout) only ends its reservation
 //!   (and gives the unit back while probing, so the probe can be retried).
+//! - a reservation never sent ([`RateBudget::release`]: taken ahead by a statement, then
+//!   not needed) gives its unit back to the window it was taken from, if that is still
+//!   the row's.
 //!
 //! **Clocks.** `reset_at` lives on the database's clock, the one clock every process
 //! shares. Chatwork's reset is an absolute epoch second on Chatwork's clock, so it is
@@ -147,6 +153,36 @@ pub struct Grant {
     window_id: i64,
 }
 
+impl Grant {
+    /// A reservation another statement took with `cwsync_budget_reserve`.
+    pub(crate) fn taken(window_id: i64) -> Self {
+        Self { window_id }
+    }
+}
+
+/// The arguments of `cwsync_budget_reserve(token, lease, window)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReserveArgs {
+    pub token_hash: [u8; 32],
+    pub lease: f64,
+    pub window: f64,
+}
+
+/// The arguments of `cwsync_budget_record(token, window, limit, remaining, reset, date,
+/// margin, refused, sent)`: one reservation's end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordArgs {
+    pub token_hash: [u8; 32],
+    pub window_id: i64,
+    pub limit: Option<i32>,
+    pub remaining: Option<i32>,
+    pub reset: Option<i64>,
+    pub date: Option<i64>,
+    pub margin: f64,
+    pub refused: bool,
+    pub sent: bool,
+}
+
 /// The outcome of one reservation attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reservation {
@@ -212,46 +248,14 @@ impl RateBudget {
 
     /// Takes one unit of budget if there is one (one statement; see the module doc).
     pub async fn try_reserve(&self) -> Result<Reservation, sqlx::Error> {
-        let lease = self.settings.lease.as_secs_f64();
-        let window = self.settings.assumed_window.as_secs_f64();
+        let args = self.reserve_args();
         let granted = sqlx::query_scalar!(
-            r#"
-            INSERT INTO chatwork_rate_budgets AS b
-                (token_hash, limit_count, remaining, reset_at, limit_known, window_id,
-                 in_flight, carried, last_grant_at)
-            -- The probe: one request until a response reports the real limit.
-            VALUES ($1, 1, 0, now() + make_interval(secs => $2::float8), false, 1, 1, 0, now())
-            ON CONFLICT (token_hash) DO UPDATE SET
-                window_id = b.window_id + CASE WHEN b.reset_at <= now() THEN 1 ELSE 0 END,
-                prev_server_reset = CASE WHEN b.reset_at <= now()
-                    THEN b.server_reset ELSE b.prev_server_reset END,
-                server_reset = CASE WHEN b.reset_at <= now() THEN NULL ELSE b.server_reset END,
-                carried = CASE WHEN b.reset_at <= now()
-                    THEN LEAST(
-                        CASE WHEN b.last_grant_at > now() - make_interval(secs => $2::float8)
-                             THEN b.in_flight ELSE 0 END,
-                        b.limit_count - 1)
-                    ELSE b.carried END,
-                in_flight = CASE WHEN b.reset_at <= now() THEN 1 ELSE b.in_flight + 1 END,
-                remaining = CASE WHEN b.reset_at <= now()
-                    THEN b.limit_count - 1 - LEAST(
-                        CASE WHEN b.last_grant_at > now() - make_interval(secs => $2::float8)
-                             THEN b.in_flight ELSE 0 END,
-                        b.limit_count - 1)
-                    ELSE b.remaining - 1 END,
-                reset_at = CASE WHEN b.reset_at > now() THEN b.reset_at
-                    WHEN b.limit_known THEN now() + make_interval(secs => $3::float8)
-                    ELSE now() + make_interval(secs => $2::float8) END,
-                last_grant_at = now(),
-                updated_at = now()
-            WHERE b.reset_at <= now() OR b.remaining > 0
-            RETURNING window_id
-            "#,
-            &self.token_hash[..],
-            lease,
-            window,
+            r#"SELECT cwsync_budget_reserve($1, $2, $3) AS "window_id?""#,
+            &args.token_hash[..],
+            args.lease,
+            args.window,
         )
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
         if let Some(window_id) = granted {
             return Ok(Reservation::Granted(Grant { window_id }));
@@ -290,120 +294,66 @@ impl RateBudget {
         grant: Grant,
         headers: Option<RateHeaders>,
     ) -> Result<(), sqlx::Error> {
-        let margin = self.settings.reset_margin.as_secs_f64();
+        self.end(grant, headers, true).await
+    }
+
+    /// Gives back a reservation whose request was never sent: its unit is whole again
+    /// (when the window it was taken from is still the row's).
+    pub async fn release(&self, grant: Grant) -> Result<(), sqlx::Error> {
+        self.end(grant, None, false).await
+    }
+
+    async fn end(
+        &self,
+        grant: Grant,
+        headers: Option<RateHeaders>,
+        sent: bool,
+    ) -> Result<(), sqlx::Error> {
+        let args = self.record_args(&grant, headers, sent);
         sqlx::query!(
-            r#"
-            WITH input AS (
-                SELECT $2::int8 AS grant_window,
-                       $3::int4 AS lim,
-                       -- A 429 leaves nothing, whatever its header says.
-                       CASE WHEN $8::bool THEN 0 ELSE $4::int4 END AS rem,
-                       $5::int8 AS reset,
-                       $8::bool AS refused,
-                       -- When Chatwork's window ends, on the database's clock (module doc).
-                       CASE WHEN $5::int8 IS NULL THEN NULL
-                            WHEN $6::int8 IS NULL THEN to_timestamp($5::int8)
-                            ELSE now() + make_interval(secs => ($5::int8 - $6::int8)::float8)
-                       END + make_interval(secs => $7::float8) AS est
-            )
-            UPDATE chatwork_rate_budgets AS b
-            SET (window_id, prev_server_reset, server_reset, limit_count, limit_known,
-                 remaining, reset_at, in_flight, carried, updated_at) = (
-                SELECT
-                    CASE k.kind WHEN 'move' THEN b.window_id + 1 ELSE b.window_id END,
-                    CASE k.kind WHEN 'move' THEN b.server_reset ELSE b.prev_server_reset END,
-                    CASE WHEN k.kind IN ('adopt', 'move', 'spent') THEN i.reset
-                         ELSE b.server_reset END,
-                    CASE WHEN k.kind IN ('adopt', 'move', 'same', 'spent', 'spent_carried')
-                         THEN GREATEST(i.lim, 1)
-                         ELSE b.limit_count END,
-                    CASE WHEN k.kind IN ('adopt', 'move', 'same', 'spent', 'spent_carried')
-                         THEN true
-                         ELSE b.limit_known END,
-                    CASE k.kind
-                        WHEN 'spent' THEN 0
-                        WHEN 'spent_carried' THEN 0
-                        WHEN 'adopt' THEN LEAST(
-                            GREATEST(i.lim, 1),
-                            CASE WHEN NOT b.limit_known OR i.rem < b.remaining
-                                 THEN GREATEST(i.rem - (b.in_flight - 1) - b.carried, 0)
-                                 ELSE b.remaining END)
-                        WHEN 'move' THEN LEAST(
-                            GREATEST(i.lim, 1),
-                            GREATEST(i.rem - (b.in_flight - 1), 0))
-                        WHEN 'same' THEN LEAST(
-                            GREATEST(i.lim, 1),
-                            CASE WHEN i.rem < b.remaining
-                                 THEN GREATEST(i.rem - (b.in_flight - 1) - b.carried, 0)
-                                 ELSE b.remaining END)
-                        WHEN 'blind' THEN CASE WHEN b.limit_known THEN b.remaining
-                                               ELSE LEAST(b.remaining + 1, b.limit_count) END
-                        -- Only a unit that was taken for it can come back.
-                        WHEN 'carried_old' THEN CASE WHEN b.carried > 0
-                            THEN LEAST(b.remaining + 1, b.limit_count)
-                            ELSE b.remaining END
-                        ELSE b.remaining
-                    END,
-                    CASE WHEN k.kind IN ('adopt', 'move') THEN GREATEST(i.est, now())
-                         WHEN k.kind = 'same' THEN LEAST(b.reset_at, GREATEST(i.est, now()))
-                         -- Spent until the reset the 429 reports: Chatwork's word over the
-                         -- row's, earlier or later, unless it confirms the row's window.
-                         WHEN k.kind IN ('spent', 'spent_carried') THEN CASE
-                             WHEN b.server_reset IS NOT NULL
-                                  AND abs(i.reset - b.server_reset) <= 1
-                             THEN LEAST(b.reset_at, GREATEST(i.est, now()))
-                             ELSE GREATEST(i.est, now()) END
-                         ELSE b.reset_at END,
-                    CASE WHEN k.kind IN ('adopt', 'same', 'spent', 'blind')
-                              THEN GREATEST(b.in_flight - 1, 0)
-                         WHEN k.kind = 'move' THEN 0
-                         ELSE b.in_flight END,
-                    -- As many as `remaining` was lowered for (none after a 429).
-                    CASE WHEN k.kind = 'move'
-                              THEN LEAST(GREATEST(b.in_flight - 1, 0), GREATEST(i.rem, 0))
-                         WHEN k.kind IN ('carried', 'carried_old', 'spent_carried')
-                              THEN GREATEST(b.carried - 1, 0)
-                         ELSE b.carried END,
-                    now()
-                FROM (SELECT CASE
-                    -- Fresh: sent in the row's current window and answered now.
-                    WHEN i.grant_window = b.window_id THEN CASE
-                        WHEN i.reset IS NULL OR i.lim IS NULL OR i.rem IS NULL THEN 'blind'
-                        -- One second of slack: a reset reported for the same window may be
-                        -- rounded differently from one response to the next.
-                        WHEN i.refused AND (b.server_reset IS NULL
-                                            OR abs(i.reset - b.server_reset) <= 1) THEN 'spent'
-                        WHEN b.server_reset IS NULL OR NOT b.limit_known THEN 'adopt'
-                        -- Chatwork counts in another window than the row's, later or
-                        -- earlier (its window changed, or the row was wrong): move there.
-                        WHEN abs(i.reset - b.server_reset) > 1 THEN 'move'
-                        ELSE 'same' END
-                    -- Late: a request of the previous window, still on its way at the
-                    -- roll-over. Only a 429 about the current window is news.
-                    WHEN i.grant_window = b.window_id - 1 THEN CASE
-                        WHEN i.refused AND b.server_reset IS NOT NULL
-                             AND abs(i.reset - b.server_reset) <= 1 THEN 'spent_carried'
-                        WHEN i.reset IS NOT NULL AND b.prev_server_reset IS NOT NULL
-                             AND abs(i.reset - b.prev_server_reset) <= 1 THEN 'carried_old'
-                        ELSE 'carried' END
-                    ELSE 'old'
-                END AS kind) AS k
-            )
-            FROM input AS i
-            WHERE b.token_hash = $1
-            "#,
-            &self.token_hash[..],
-            grant.window_id,
-            headers.map(|h| h.limit),
-            headers.map(|h| h.remaining),
-            headers.map(|h| h.reset),
-            headers.and_then(|h| h.date),
-            margin,
-            headers.is_some_and(|h| h.rate_limited),
+            "SELECT cwsync_budget_record($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &args.token_hash[..],
+            args.window_id,
+            args.limit,
+            args.remaining,
+            args.reset,
+            args.date,
+            args.margin,
+            args.refused,
+            args.sent,
         )
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// What a statement passes to `cwsync_budget_reserve` to take a unit itself.
+    pub(crate) fn reserve_args(&self) -> ReserveArgs {
+        ReserveArgs {
+            token_hash: self.token_hash,
+            lease: self.settings.lease.as_secs_f64(),
+            window: self.settings.assumed_window.as_secs_f64(),
+        }
+    }
+
+    /// What a statement passes to `cwsync_budget_record` to end `grant` itself.
+    pub(crate) fn record_args(
+        &self,
+        grant: &Grant,
+        headers: Option<RateHeaders>,
+        sent: bool,
+    ) -> RecordArgs {
+        RecordArgs {
+            token_hash: self.token_hash,
+            window_id: grant.window_id,
+            limit: headers.map(|h| h.limit),
+            remaining: headers.map(|h| h.remaining),
+            reset: headers.map(|h| h.reset),
+            date: headers.and_then(|h| h.date),
+            margin: self.settings.reset_margin.as_secs_f64(),
+            refused: headers.is_some_and(|h| h.rate_limited),
+            sent,
+        }
     }
 
     /// The row as it stands, if there is one.

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
-use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, Reservation};
+use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
 use super::models::{Message, Room, RoomDetail};
@@ -207,6 +207,14 @@ impl ChatworkClient {
         &self.inner.budget
     }
 
+    /// A reservation of this client's budget that a statement of the caller took
+    /// (`cwsync_budget_reserve` returned `window_id`), for
+    /// [`list_messages_prepaid`](Self::list_messages_prepaid); given back if dropped
+    /// unused.
+    pub(crate) fn prepaid(&self, window_id: i64) -> GrantGuard {
+        GrantGuard::new(Grant::taken(window_id), self.budget())
+    }
+
     /// The token's outage breaker (shared with every process using the token).
     pub fn breaker(&self) -> &OutageBreaker {
         &self.inner.breaker
@@ -271,6 +279,32 @@ impl ChatworkClient {
         Ok(Listed { items, limitation })
     }
 
+    /// [`list_messages_listed`](Self::list_messages_listed), whose first attempt uses
+    /// `prepaid` when given (a reservation the caller's statement took ahead) and whose
+    /// 2xx answer is recorded by the caller: the [`DeferredRecord`] it returns.
+    pub(crate) async fn list_messages_prepaid(
+        &self,
+        room_id: i64,
+        force: bool,
+        deadline: Instant,
+        prepaid: Option<GrantGuard>,
+    ) -> Result<(Listed<Message>, Option<DeferredRecord>), ChatworkError> {
+        let path = format!("/rooms/{room_id}/messages");
+        let query = force.then_some(("force", "1"));
+        let (answer, deferred) = self.call(&path, query, deadline, prepaid, true).await?;
+        let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
+        let limitation = answer.limitation.clone();
+        match self.decode_list(&endpoint, answer) {
+            Ok(items) => Ok((Listed { items, limitation }, deferred)),
+            Err(e) => {
+                if let Some(deferred) = deferred {
+                    deferred.finish().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn decode_list<T: DeserializeOwned>(
         &self,
         endpoint: &str,
@@ -300,6 +334,23 @@ impl ChatworkClient {
         query: Option<(&str, &str)>,
         deadline: Instant,
     ) -> Result<Answer, ChatworkError> {
+        let (answer, deferred) = self.call(path, query, deadline, None, false).await?;
+        debug_assert!(deferred.is_none());
+        Ok(answer)
+    }
+
+    /// [`get`](Self::get), whose first attempt may use `prepaid` (a reservation a
+    /// statement of the caller took) instead of reserving, and which with `defer`
+    /// leaves the record of a 2xx answer to the caller (to fold into a statement it runs
+    /// anyway), as a [`DeferredRecord`].
+    async fn call(
+        &self,
+        path: &str,
+        query: Option<(&str, &str)>,
+        deadline: Instant,
+        mut prepaid: Option<GrantGuard>,
+        defer: bool,
+    ) -> Result<(Answer, Option<DeferredRecord>), ChatworkError> {
         let settings = &self.inner.settings;
         let shown = match query {
             Some((k, v)) => format!("{path}?{k}={v}"),
@@ -328,10 +379,13 @@ impl ChatworkClient {
                     false
                 }
             };
-            let grant = GrantGuard::new(
-                self.acquire(&endpoint, deadline, not_before.take()).await?,
-                self.budget(),
-            );
+            let mut grant = match prepaid.take() {
+                Some(grant) => grant,
+                None => GrantGuard::new(
+                    self.acquire(&endpoint, deadline, not_before.take()).await?,
+                    self.budget(),
+                ),
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 grant.finish(None).await;
@@ -340,9 +394,18 @@ impl ChatworkClient {
             let timeout = settings.request_timeout.min(left);
             attempts += 1;
             let sent_at = Instant::now();
+            grant.sending();
             let (rate, outcome) = self.attempt(&url, query, timeout).await;
             let elapsed_ms = sent_at.elapsed().as_millis() as u64;
-            grant.finish(rate).await;
+            let deferred = match &outcome {
+                Ok(answer) if defer && (200..300).contains(&answer.status) => {
+                    Some(grant.defer(rate))
+                }
+                _ => {
+                    grant.finish(rate).await;
+                    None
+                }
+            };
             let down = match &outcome {
                 Ok(answer) => answer.status >= 500,
                 Err(_) => true,
@@ -362,7 +425,7 @@ impl ChatworkClient {
                         "chatwork request"
                     );
                     if (200..300).contains(&answer.status) {
-                        return Ok(answer);
+                        return Ok((answer, deferred));
                     }
                     if answer.status == 429 {
                         // Not a failed attempt: Chatwork says the window is spent (the
@@ -609,10 +672,12 @@ impl ChatworkClient {
 }
 
 /// A reservation on its way to being recorded. If the call is dropped mid-request (the
-/// caller gave up), the reservation is still ended, from a task of its own.
-struct GrantGuard {
+/// caller gave up), the reservation is still ended, from a task of its own; one whose
+/// request was never sent is given back.
+pub(crate) struct GrantGuard {
     grant: Option<Grant>,
     budget: RateBudget,
+    sent: bool,
 }
 
 impl GrantGuard {
@@ -620,6 +685,29 @@ impl GrantGuard {
         Self {
             grant: Some(grant),
             budget: budget.clone(),
+            sent: false,
+        }
+    }
+
+    /// Gives back a reservation whose request was never sent.
+    pub(crate) async fn release(mut self) {
+        if let Some(grant) = self.grant.take()
+            && let Err(e) = self.budget.release(grant).await
+        {
+            tracing::warn!(error = %e, "could not give back an unused Chatwork rate reservation");
+        }
+    }
+
+    /// The request is going out: from now on the unit is spent.
+    fn sending(&mut self) {
+        self.sent = true;
+    }
+
+    /// Leaves the record of the answer to the caller.
+    fn defer(mut self, rate: Option<RateHeaders>) -> DeferredRecord {
+        DeferredRecord {
+            pending: self.grant.take().map(|grant| (grant, rate)),
+            budget: self.budget.clone(),
         }
     }
 
@@ -640,8 +728,66 @@ impl Drop for GrantGuard {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let budget = self.budget.clone();
+            let sent = self.sent;
             runtime.spawn(async move {
-                let _ = budget.record(grant, None).await;
+                let _ = if sent {
+                    budget.record(grant, None).await
+                } else {
+                    budget.release(grant).await
+                };
+            });
+        }
+    }
+}
+
+/// The record of a 2xx answer that the caller folds into a statement of its own
+/// ([`RecordArgs`] for `cwsync_budget_record`), then marks [`recorded`](Self::recorded).
+/// Dropped unrecorded (that statement failed or never ran), it records itself from a
+/// task of its own, as [`GrantGuard`] does.
+#[must_use = "a deferred record must be recorded"]
+pub(crate) struct DeferredRecord {
+    pending: Option<(Grant, Option<RateHeaders>)>,
+    budget: RateBudget,
+}
+
+impl std::fmt::Debug for DeferredRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredRecord")
+            .field("pending", &self.pending.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeferredRecord {
+    /// What the caller's statement passes to `cwsync_budget_record`.
+    pub(crate) fn args(&self) -> Option<RecordArgs> {
+        let (grant, rate) = self.pending.as_ref()?;
+        Some(self.budget.record_args(grant, *rate, true))
+    }
+
+    /// The caller's statement recorded it.
+    pub(crate) fn recorded(mut self) {
+        self.pending = None;
+    }
+
+    /// Records it with a statement of its own.
+    pub(crate) async fn finish(mut self) {
+        if let Some((grant, rate)) = self.pending.take()
+            && let Err(e) = self.budget.record(grant, rate).await
+        {
+            tracing::warn!(error = %e, "could not record a Chatwork response in the rate budget");
+        }
+    }
+}
+
+impl Drop for DeferredRecord {
+    fn drop(&mut self) {
+        if let Some((grant, rate)) = self.pending.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let budget = self.budget.clone();
+            runtime.spawn(async move {
+                let _ = budget.record(grant, rate).await;
             });
         }
     }

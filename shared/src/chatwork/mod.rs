@@ -94,6 +94,7 @@ mod tls;
 pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
 pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed};
+pub(crate) use client::{DeferredRecord, GrantGuard};
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{

@@ -36,6 +36,18 @@ fn transient_sqlstate(code: &str) -> bool {
     matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"))
 }
 
+/// Whether the server ended the connection's session (SQLSTATE 57P01 admin shutdown,
+/// 57P02 crash shutdown, 57P03 cannot connect now): the statement that met it took no
+/// effect, and a new connection may work at once (the server restarted while the
+/// connection sat idle between statements).
+pub fn is_session_ended(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+    )
+}
+
 /// The first database error in an error's chain, if any.
 pub fn database_error(error: &anyhow::Error) -> Option<&sqlx::Error> {
     error

@@ -29,17 +29,20 @@
 //! `tests/tests/integration/job_core/extra_type.rs` adds a job type with steps 1 to 3 and
 //! runs it end to end over the embedded queue.
 
+mod connection;
 mod dead_letter;
 pub mod failure;
 mod registry;
 mod retention;
 mod runner;
 mod start;
-mod store;
+pub(crate) mod store;
 mod sweeper;
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -52,6 +55,7 @@ use uuid::Uuid;
 
 use crate::queue::QueueName;
 
+pub use connection::BatchConnection;
 pub use dead_letter::DeadLetterConsumer;
 pub use registry::{Contexts, MissingContext, RegisteredType, Registry, RetryPlan};
 pub use retention::delete_finished_jobs;
@@ -464,6 +468,14 @@ impl<E: Into<anyhow::Error>> From<E> for ItemError {
 #[derive(Debug, Clone)]
 pub struct ItemRun {
     pub pool: PgPool,
+    /// The batch's connection, on which the job core runs the record's statements (see
+    /// [`BatchConnection`]); a handler may run its own on it too.
+    pub db: BatchConnection,
+    /// What the kind's [`JobKind::begin`] read with the item's start, until the handler
+    /// takes it ([`ItemRun::take_first_read`]).
+    first_read: Arc<Mutex<Option<Box<dyn Any + Send>>>>,
+    /// Set when the handler's own statement ended the item (see [`ItemRun::ended_by`]).
+    ended: Arc<Mutex<Option<store::Ended>>>,
     pub job_id: Uuid,
     pub job_type: JobType,
     pub payload: serde_json::Value,
@@ -479,7 +491,24 @@ pub struct ItemRun {
 impl ItemRun {
     /// Whether the job was canceled since the item started. Handlers ask between steps.
     pub async fn is_canceled(&self) -> Result<bool, sqlx::Error> {
-        store::is_canceled(&self.pool, self.job_id).await
+        store::is_canceled(&mut *self.db.lock().await?, self.job_id).await
+    }
+
+    /// What the kind's [`JobKind::begin`] read with the item's start, once.
+    pub(crate) fn take_first_read<T: 'static>(&self) -> Option<T> {
+        let read = lock(&self.first_read).take()?;
+        read.downcast::<T>().ok().map(|read| *read)
+    }
+
+    /// The handler's own statement ended the item (with its result, in the statement that
+    /// stored it): the job core does not end it again, and finishes the job by `ended`.
+    pub(crate) fn ended_by(&self, ended: store::Ended) {
+        *lock(&self.ended) = Some(ended);
+    }
+
+    /// How the handler's own statement ended the item, if it did.
+    pub(crate) fn take_ended(&self) -> Option<store::Ended> {
+        lock(&self.ended).take()
     }
 
     /// The job's payload as the kind's type; a payload that does not parse fails the item.
@@ -553,10 +582,42 @@ pub trait JobSpec: Send + Sync + Sized + 'static {
     }
 }
 
+/// A plain value behind a mutex: a panic elsewhere cannot leave it inconsistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the start of an item's delivery found ([`JobKind::begin`]), with what the kind
+/// read in the same statement.
+pub struct ItemStart {
+    pub(crate) begin: store::Begin,
+    pub(crate) first_read: Option<Box<dyn Any + Send>>,
+}
+
 /// How a job type's items run. See the module documentation.
 pub trait JobKind: JobSpec {
     /// What the handler needs besides the database (a Chatwork client, a summarizer, ...).
     type Context: Send + Sync + 'static;
+
+    /// Starts an item's delivery on the batch's connection (the job core's one statement;
+    /// see `store::begin_item`). A kind in this crate may start it in a statement that
+    /// also reads what its handler reads first, handing that over as the first read:
+    /// one round trip instead of two.
+    fn begin(
+        context: &Self::Context,
+        db: &BatchConnection,
+        job_id: Uuid,
+        item_key: &str,
+        message: &Self::Message,
+    ) -> impl Future<Output = Result<ItemStart, sqlx::Error>> + Send {
+        let _ = (context, message);
+        async move {
+            Ok(ItemStart {
+                begin: store::begin_item(&mut *db.lock().await?, job_id, item_key).await?,
+                first_read: None,
+            })
+        }
+    }
 
     /// Does one item's work. It must be idempotent: after a crash anywhere in it, running
     /// it again leaves the database as one run would.

@@ -11,6 +11,9 @@
 //! unknown-version body, a message for a job or item that does not exist or on another
 //! type's queue is logged whole at error level, counted (`poison_messages`) and
 //! acknowledged. Either way the group's next record runs in the same invocation.
+//!
+//! A batch runs its records' statements on one connection ([`BatchConnection`]), given
+//! back to the pool after a failed record and at the batch's end.
 
 use std::sync::Arc;
 
@@ -23,8 +26,8 @@ use uuid::Uuid;
 use super::failure;
 use super::store::{self, Begin};
 use super::{
-    Envelope, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobKind, MESSAGE_VERSION,
-    Registry,
+    BatchConnection, Envelope, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobKind,
+    MESSAGE_VERSION, Registry,
 };
 use crate::consumer::process_fifo_batch;
 use crate::queue::{BatchConsumer, Delivery};
@@ -50,6 +53,16 @@ impl RecordFailure {
             Self::Malformed(_) | Self::Unknown(_) => false,
             Self::Database(e) => failure::is_transient(e),
             Self::Retry(e) => failure::is_retryable(e),
+        }
+    }
+
+    /// Whether the database ended the connection's session under the record (see
+    /// [`failure::is_session_ended`]).
+    fn session_ended(&self) -> bool {
+        match self {
+            Self::Database(e) => failure::is_session_ended(e),
+            Self::Retry(e) => failure::database_error(e).is_some_and(failure::is_session_ended),
+            _ => false,
         }
     }
 
@@ -98,14 +111,48 @@ impl<K: JobKind> JobConsumer<K> {
         records: Vec<Delivery>,
         deadline: Instant,
     ) -> SqsBatchResponse {
-        process_fifo_batch(records, |record| self.handle(record, deadline)).await
+        let db = BatchConnection::new(self.pool.clone());
+        let response =
+            process_fifo_batch(records, |record| self.handle_on(&db, record, deadline)).await;
+        db.release().await;
+        response
     }
 
     /// Processes one record: `Err` when it must be delivered again.
     pub async fn handle(&self, record: Delivery, deadline: Instant) -> Result<(), RecordFailure> {
+        let db = BatchConnection::new(self.pool.clone());
+        let handled = self.handle_on(&db, record, deadline).await;
+        db.release().await;
+        handled
+    }
+
+    /// [`handle`](Self::handle) on a batch's connection.
+    async fn handle_on(
+        &self,
+        db: &BatchConnection,
+        record: Delivery,
+        deadline: Instant,
+    ) -> Result<(), RecordFailure> {
         let body = record.body.clone().unwrap_or_default();
         let mut at: ItemAt = None;
-        let failure = match self.process(record, deadline, &mut at).await {
+        let mut processed = self.process(db, record.clone(), deadline, &mut at).await;
+        if let Err(failure) = &processed
+            && failure.session_ended()
+        {
+            // The server ended the batch's connection (it restarted while the connection
+            // sat between statements): the statement that met it took no effect, and one
+            // the pool checks works at once. Once, in place of a redelivery, which would
+            // wait out the queue's visibility timeout.
+            tracing::warn!(error = %failure, "the database ended the connection's session; the record runs again on a new one");
+            db.release().await;
+            processed = self.process(db, record, deadline, &mut at).await;
+        }
+        if processed.is_err() {
+            // The failure may have been the connection's: the next record takes one the
+            // pool checks first.
+            db.release().await;
+        }
+        let failure = match processed {
             Ok(()) => return Ok(()),
             Err(failure) if failure.is_retryable() => return Err(failure),
             Err(failure) => failure,
@@ -144,6 +191,7 @@ impl<K: JobKind> JobConsumer<K> {
 
     async fn process(
         &self,
+        db: &BatchConnection,
         record: Delivery,
         deadline: Instant,
         at: &mut ItemAt,
@@ -160,14 +208,14 @@ impl<K: JobKind> JobConsumer<K> {
         let job_id = envelope.job_id;
         tracing::Span::current().record("job_id", tracing::field::display(job_id));
         let item_key = K::item_key(&envelope.item);
-        let begin = store::begin_item(&self.pool, job_id, &item_key).await?;
-        let (payload, user_id, job_created_at, attempt) = match begin {
+        let start = K::begin(&self.context, db, job_id, &item_key, &envelope.item).await?;
+        let (payload, user_id, job_created_at, attempt) = match start.begin {
             Begin::Unknown { why } => return Err(RecordFailure::Unknown(why)),
             Begin::Done { why } => {
                 tracing::info!(why, item_key, "acknowledged without work");
                 // A crash between ending the last item and finishing the job leaves it
                 // for the next delivery (or the sweeper) to finish.
-                store::finalize(&self.pool, &self.registry, job_id).await?;
+                store::finalize_on(&mut *db.lock().await?, &self.registry, job_id).await?;
                 return Ok(());
             }
             Begin::Run {
@@ -188,6 +236,9 @@ impl<K: JobKind> JobConsumer<K> {
         *at = Some((job_id, item_key.clone()));
         let item = ItemRun {
             pool: self.pool.clone(),
+            db: db.clone(),
+            first_read: std::sync::Arc::new(std::sync::Mutex::new(start.first_read)),
+            ended: std::sync::Arc::default(),
             job_id,
             job_type: K::TYPE,
             payload,
@@ -240,31 +291,41 @@ impl<K: JobKind> JobConsumer<K> {
                     },
                     None => ErrorInfo::new("RetryableError", format!("{e:#}")),
                 };
-                if let Err(db) =
-                    store::record_retry_error(&self.pool, job_id, &item_key, &error).await
-                {
+                let kept = match db.lock().await {
+                    Ok(mut conn) => {
+                        store::record_retry_error(&mut *conn, job_id, &item_key, &error).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(db) = kept {
                     tracing::warn!(error = %db, "could not keep the item's error");
                 }
                 return Err(RecordFailure::Retry(e));
             }
         };
-        let ended = store::end_items(
-            &self.pool,
-            job_id,
-            std::slice::from_ref(&item_key),
-            status,
-            fetched,
-            result.as_ref(),
-            error.as_ref(),
-        )
-        .await?;
+        let ended = match item.take_ended() {
+            // The handler's statement stored the result and ended the item.
+            Some(ended) if status == ItemStatus::Completed => ended,
+            _ => {
+                store::end_items(
+                    &mut *db.lock().await?,
+                    job_id,
+                    std::slice::from_ref(&item_key),
+                    status,
+                    fetched,
+                    result.as_ref(),
+                    error.as_ref(),
+                )
+                .await?
+            }
+        };
         if ended.ended > 0 {
             metrics::counter!("job_items_ended", "type" => K::TYPE.as_str(), "status" => status.as_str())
                 .increment(1);
             tracing::info!(item_key, status = status.as_str(), fetched, "item ended");
         }
         if ended.job_needs_finishing() {
-            store::finalize(&self.pool, &self.registry, job_id).await?;
+            store::finalize_on(&mut *db.lock().await?, &self.registry, job_id).await?;
         }
         Ok(())
     }

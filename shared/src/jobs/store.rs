@@ -284,7 +284,7 @@ pub(crate) enum Begin {
 /// attempt), both only from open states. An item of a job that ended is closed as
 /// canceled.
 pub(crate) async fn begin_item(
-    pool: &PgPool,
+    executor: impl PgExecutor<'_>,
     job_id: Uuid,
     item_key: &str,
 ) -> Result<Begin, sqlx::Error> {
@@ -319,32 +319,51 @@ pub(crate) async fn begin_item(
         job_id,
         item_key,
     )
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
-    let Some(row) = row else {
-        return Ok(Begin::Unknown { why: "no such job" });
-    };
-    if !row.item_exists {
-        return Ok(Begin::Unknown {
-            why: "the job has no such item",
-        });
-    }
-    if !row.job_open {
-        return Ok(Begin::Done {
-            why: "the job is already finished or canceled",
-        });
-    }
-    match row.attempts {
-        Some(attempt) => Ok(Begin::Run {
-            job_type: row.job_type,
-            payload: row.payload,
-            user_id: row.user_id,
-            job_created_at: row.created_at,
-            attempt,
-        }),
-        None => Ok(Begin::Done {
-            why: "the item already ended",
-        }),
+    Ok(match row {
+        None => Begin::Unknown { why: "no such job" },
+        Some(row) => Begin::from_row(
+            row.item_exists,
+            row.job_open,
+            row.attempts,
+            (row.job_type, row.payload, row.user_id, row.created_at),
+        ),
+    })
+}
+
+impl Begin {
+    /// What a start found, from what its statement read (the job's type, payload, user
+    /// and creation come with `job`): one reading for every statement that starts items.
+    pub(crate) fn from_row(
+        item_exists: bool,
+        job_open: bool,
+        attempts: Option<i32>,
+        job: (JobType, serde_json::Value, Option<String>, DateTime<Utc>),
+    ) -> Begin {
+        if !item_exists {
+            return Begin::Unknown {
+                why: "the job has no such item",
+            };
+        }
+        if !job_open {
+            return Begin::Done {
+                why: "the job is already finished or canceled",
+            };
+        }
+        let (job_type, payload, user_id, job_created_at) = job;
+        match attempts {
+            Some(attempt) => Begin::Run {
+                job_type,
+                payload,
+                user_id,
+                job_created_at,
+                attempt,
+            },
+            None => Begin::Done {
+                why: "the item already ended",
+            },
+        }
     }
 }
 
@@ -371,7 +390,7 @@ impl Ended {
 /// same statement under the job row's lock. Items that already ended are left alone, so
 /// a repeated call changes nothing.
 pub(crate) async fn end_items(
-    pool: &PgPool,
+    executor: impl PgExecutor<'_>,
     job_id: Uuid,
     keys: &[String],
     status: ItemStatus,
@@ -408,7 +427,7 @@ pub(crate) async fn end_items(
         result,
         error as Option<&ErrorInfo>,
     )
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await?;
     Ok(Ended {
         ended: row.ended,
@@ -419,7 +438,7 @@ pub(crate) async fn end_items(
 
 /// Keeps the last error of an item that will be retried, for the dead-letter consumer.
 pub(crate) async fn record_retry_error(
-    pool: &PgPool,
+    executor: impl PgExecutor<'_>,
     job_id: Uuid,
     item_key: &str,
     error: &ErrorInfo,
@@ -431,7 +450,7 @@ pub(crate) async fn record_retry_error(
         item_key,
         error as &ErrorInfo,
     )
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(())
 }
@@ -453,12 +472,15 @@ pub(crate) async fn item_by_message(
     .await
 }
 
-pub(crate) async fn is_canceled(pool: &PgPool, job_id: Uuid) -> Result<bool, sqlx::Error> {
+pub(crate) async fn is_canceled(
+    executor: impl PgExecutor<'_>,
+    job_id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let status = sqlx::query_scalar!(
         r#"SELECT status AS "status: JobStatus" FROM jobs WHERE id = $1"#,
         job_id
     )
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     // A job that is gone has nobody waiting for it: stop as if canceled.
     Ok(status.is_none_or(|s| s == JobStatus::Canceled))
@@ -479,7 +501,7 @@ pub async fn finalize(
 }
 
 /// [`finalize`] on one connection (or in a transaction).
-async fn finalize_on(
+pub(crate) async fn finalize_on(
     conn: &mut PgConnection,
     registry: &Registry,
     job_id: Uuid,

@@ -7,10 +7,13 @@
 //!
 //! An item, for one room:
 //!
-//! 1. One statement reads what the decision needs: whether the job was canceled, the
-//!    room's state at its last successful sync, the room's entry in the job's room-list
-//!    snapshot (see [`snapshot`](super::snapshot)), and whether an earlier delivery of
-//!    this item already stored its messages (then its result is returned as it was).
+//! 1. One statement starts the item (the job core's start, folded in: see
+//!    [`JobKind::begin`]) and reads what the decision needs: the room's state at its last
+//!    successful sync, the room's entry in the job's room-list snapshot (see
+//!    [`snapshot`](super::snapshot)), and whether an earlier delivery of this item already
+//!    stored its messages (then its result is returned as it was). When that state says
+//!    the room will be fetched, the same statement reserves the request in the rate
+//!    budget.
 //! 2. Without a snapshot yet, the item takes it or waits for the consumer that does, and
 //!    checks for cancellation again.
 //! 3. A room whose `last_update_time` in the snapshot is the one its last successful sync
@@ -24,16 +27,19 @@
 //!    `last_message_id` (numeric maximum), `last_sync_at`, errors cleared, the snapshot's
 //!    `last_update_time` and message count it was synced at, a gap when there was one,
 //!    the plan's message limitation when Chatwork reported one, and that the room no
-//!    longer waits for a fetch; and the item's result, which marks the room as done for
-//!    a redelivery.
+//!    longer waits for a fetch; and the item's result and end (the job core's end,
+//!    folded in), which marks the room as done for a redelivery. The same statement
+//!    records the request's answer in the rate budget, whatever the job's state.
 //!
 //! A room's `last_update_time` has a resolution of one second: when the snapshot's is
 //! within [`SETTLE_SECS`] of the fetch, a message posted later in that same second would
 //! not move it, so the sync records none and the next sync fetches the room again.
 //!
-//! Statements per room: 3 for an unchanged room (the job core's start and end of the
-//! item, the read), 4 for a changed one (and the rate budget's two per Chatwork request);
-//! the item that takes the snapshot spends 3 more.
+//! Statements per room (issue 19: fewer round trips), all on the batch's one connection
+//! (see [`BatchConnection`]): 2 for an unchanged room (the start with the read, the job
+//! core's end of the item) and 2 for a changed one (the start with the read and the
+//! reservation, the write with the end and the record); the item that takes the
+//! snapshot spends 3 more (and the room list's request its own reservation and record).
 
 use std::cmp::Ordering;
 
@@ -44,10 +50,10 @@ use uuid::Uuid;
 use super::check::{self, CheckError, CheckTrigger, RoomCheckReport};
 use super::snapshot::{self, Entry, ListedRoom, SnapshotError};
 use super::{SyncContext, chatwork_failure};
-use crate::chatwork::{Message, compare_message_ids};
+use crate::chatwork::{DeferredRecord, GrantGuard, Message, compare_message_ids};
 use crate::jobs::{
-    ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobItem, JobKind, JobSpec, JobStatus,
-    JobType, PlannedItem,
+    BatchConnection, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStart, ItemStatus, JobItem,
+    JobKind, JobSpec, JobStatus, JobType, PlannedItem, store,
 };
 use crate::queue::QueueName;
 
@@ -383,6 +389,25 @@ impl JobSpec for MessagesSync {
 impl JobKind for MessagesSync {
     type Context = SyncContext;
 
+    /// A room's item starts in the statement that reads its state, and that also
+    /// reserves the room's request in the rate budget when the state says it will be
+    /// fetched (see [`begin_and_read`]). The room check's item starts as any item does.
+    async fn begin(
+        context: &SyncContext,
+        db: &BatchConnection,
+        job_id: Uuid,
+        item_key: &str,
+        message: &MessagesSyncMessage,
+    ) -> Result<ItemStart, sqlx::Error> {
+        match message.room_id {
+            Some(room_id) => begin_and_read(context, db, job_id, item_key, room_id).await,
+            None => Ok(ItemStart {
+                begin: store::begin_item(&mut *db.lock().await?, job_id, item_key).await?,
+                first_read: None,
+            }),
+        }
+    }
+
     async fn run(
         context: &SyncContext,
         item: &ItemRun,
@@ -409,7 +434,11 @@ impl JobKind for MessagesSync {
             });
         let pool = &item.pool;
 
-        let state = read_state(pool, item.job_id, &item.item_key, room_id).await?;
+        let Some(FirstRead { state, mut prepaid }) = item.take_first_read::<FirstRead>() else {
+            return Err(ItemError::Retry(anyhow::anyhow!(
+                "the item started without its first read"
+            )));
+        };
         if state.job_canceled {
             return Ok(ItemOutcome::Canceled);
         }
@@ -437,7 +466,7 @@ impl JobKind for MessagesSync {
             Some(entry) => entry,
             None => {
                 let entry = snapshot::room_entry(
-                    pool,
+                    &item.db,
                     &client,
                     &context.settings,
                     item.job_id,
@@ -460,15 +489,19 @@ impl JobKind for MessagesSync {
             }
         };
         if !single_room && checked.is_none() && !room.changed(&entry) {
+            if let Some(grant) = prepaid.take() {
+                // The first read foresaw a fetch: not needed after all.
+                grant.release().await;
+            }
             return Ok(unchanged(room_id, requests(), "unchanged"));
         }
 
         let fetched_at = chrono::Utc::now().timestamp();
-        let (messages, limitation) = match client
-            .list_messages_listed(room_id, true, item.deadline)
+        let (messages, limitation, deferred) = match client
+            .list_messages_prepaid(room_id, true, item.deadline, prepaid)
             .await
         {
-            Ok(listed) => (listed.items, listed.limitation),
+            Ok((listed, deferred)) => (listed.items, listed.limitation, deferred),
             Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
         };
         let fetch = Fetch::analyse(messages, &room, &entry);
@@ -489,13 +522,13 @@ impl JobKind for MessagesSync {
             ..RoomFetch::default()
         };
         let written = write(
-            pool,
             item,
             &room,
             &fetch,
             synced_update_time,
             limitation.as_deref(),
             &result,
+            deferred,
         )
         .await?;
         let Some(result) = written else {
@@ -602,7 +635,7 @@ impl RoomState {
     }
 }
 
-/// What [`read_state`] found.
+/// What [`begin_and_read`] found.
 struct ItemState {
     job_canceled: bool,
     room: Option<RoomState>,
@@ -612,37 +645,114 @@ struct ItemState {
     written: Option<RoomFetch>,
 }
 
-/// Everything the item decides by, in one statement.
-async fn read_state(
-    pool: &PgPool,
+/// The first read a room's item hands its handler: its state, and the room's request's
+/// reservation when the read foresaw a fetch.
+struct FirstRead {
+    state: ItemState,
+    prepaid: Option<GrantGuard>,
+}
+
+/// Starts a room's item (the job core's start: see `store::begin_item`, whose rules this
+/// statement keeps) and reads everything the item decides by, in one statement: the
+/// room's state at its last successful sync, the room's entry in the job's snapshot,
+/// and whether an earlier delivery already stored its messages. When that state says
+/// the room will be fetched now (the handler's decision, foreseen: the snapshot or the
+/// check's plan has the room, and it moved or is fetched whatever it says), the same
+/// statement reserves the request in the rate budget (`cwsync_budget_reserve`); a
+/// reservation the handler does not use after all is given back.
+async fn begin_and_read(
+    context: &SyncContext,
+    db: &BatchConnection,
     job_id: Uuid,
     item_key: &str,
     room_id: i64,
-) -> Result<ItemState, sqlx::Error> {
+) -> Result<ItemStart, sqlx::Error> {
+    let budget = context.chatwork.budget().reserve_args();
     let row = sqlx::query!(
-        r#"SELECT (SELECT status FROM jobs WHERE id = $1) AS "job_status?: JobStatus",
-                  r.id AS "room_uuid?",
-                  r.left_at AS "left_at?",
-                  r.last_message_id AS "last_message_id?",
-                  r.synced_last_update_time AS "synced_last_update_time?",
-                  r.synced_message_num AS "synced_message_num?",
-                  s.taken_at IS NOT NULL AS "snapshot_taken!",
-                  s.rooms -> $2::text AS snapshot_entry,
-                  i.result AS "written?"
-             FROM (SELECT 1) AS one
-             LEFT JOIN chatwork_rooms r ON r.room_id = $3
-             LEFT JOIN job_room_snapshots s ON s.job_id = $1
-             LEFT JOIN job_items i ON i.job_id = $1 AND i.item_key = $4 AND i.status = 'processing'"#,
+        r#"WITH job AS (
+               UPDATE jobs
+                  SET status = 'processing', started_at = coalesce(started_at, now()), updated_at = now()
+                WHERE id = $1 AND status IN ('queued', 'processing')
+            RETURNING id
+           ), item AS (
+               UPDATE job_items
+                  SET status = 'processing', attempts = attempts + 1,
+                      started_at = coalesce(started_at, now()), updated_at = now()
+                WHERE job_id = $1 AND item_key = $2
+                  AND status IN ('pending', 'queued', 'processing')
+                  AND EXISTS (SELECT 1 FROM job)
+            RETURNING attempts, result
+           ), closed AS (
+               UPDATE job_items
+                  SET status = 'canceled', finished_at = now(), updated_at = now()
+                WHERE job_id = $1 AND item_key = $2
+                  AND status IN ('pending', 'queued', 'processing')
+                  AND NOT EXISTS (SELECT 1 FROM job)
+            RETURNING 1
+           ), state AS (
+               SELECT j.type, j.payload, j.user_id, j.created_at,
+                      EXISTS (SELECT 1 FROM job) AS job_open,
+                      (SELECT attempts FROM item) AS attempts,
+                      (SELECT result FROM item) AS written,
+                      EXISTS (SELECT 1 FROM job_items i
+                               WHERE i.job_id = $1 AND i.item_key = $2) AS item_exists,
+                      r.id AS room_uuid, r.left_at, r.last_message_id,
+                      r.synced_last_update_time, r.synced_message_num,
+                      s.taken_at IS NOT NULL AS snapshot_taken,
+                      s.rooms -> $4::text AS snapshot_entry,
+                      -- The payload's kinds (MessagesSyncPayload): rooms named in the
+                      -- request, or planned by a room check.
+                      (j.payload ? 'roomId' OR j.payload ? 'roomIds') AS single_room,
+                      coalesce(j.payload -> 'rooms'
+                               @> jsonb_build_array(jsonb_build_object('roomId', $3::int8)),
+                               false) AS checked
+                 FROM jobs j
+                 LEFT JOIN chatwork_rooms r ON r.room_id = $3
+                 LEFT JOIN job_room_snapshots s ON s.job_id = $1
+                WHERE j.id = $1
+           )
+           SELECT st.type AS "job_type!: JobType", st.payload AS "payload!",
+                  st.user_id AS "user_id?", st.created_at AS "created_at!",
+                  st.job_open AS "job_open!", st.attempts AS "attempts?",
+                  st.item_exists AS "item_exists!",
+                  st.written AS "written?",
+                  st.room_uuid AS "room_uuid?", st.left_at AS "left_at?",
+                  st.last_message_id AS "last_message_id?",
+                  st.synced_last_update_time AS "synced_last_update_time?",
+                  st.synced_message_num AS "synced_message_num?",
+                  st.snapshot_taken AS "snapshot_taken!", st.snapshot_entry AS "snapshot_entry?",
+                  -- The handler's decision (`run`), foreseen: a fetch follows at once.
+                  CASE WHEN st.attempts IS NOT NULL AND st.written IS NULL
+                            AND st.type = 'chatwork_messages_sync'
+                            AND st.room_uuid IS NOT NULL
+                            AND (st.single_room OR st.left_at IS NULL)
+                            AND (st.checked OR st.snapshot_taken)
+                            AND (st.single_room OR st.checked OR st.snapshot_entry IS NULL
+                                 OR (CASE WHEN (st.snapshot_entry ->> 'lastUpdateTime')::int8 > 0
+                                          THEN to_timestamp((st.snapshot_entry ->> 'lastUpdateTime')::int8)
+                                     END) IS DISTINCT FROM st.synced_last_update_time)
+                       THEN cwsync_budget_reserve($5, $6, $7)
+                  END AS "grant_window?"
+             FROM state st"#,
         job_id,
-        room_id.to_string(),
-        room_id,
         item_key,
+        room_id,
+        room_id.to_string(),
+        &budget.token_hash[..],
+        budget.lease,
+        budget.window,
     )
-    .fetch_one(pool)
+    .fetch_optional(&mut *db.lock().await?)
     .await?;
-    Ok(ItemState {
-        // A job that is gone has nobody waiting for it: stop as if canceled.
-        job_canceled: row.job_status.is_none_or(|s| s == JobStatus::Canceled),
+    let Some(row) = row else {
+        return Ok(ItemStart {
+            begin: store::Begin::Unknown { why: "no such job" },
+            first_read: None,
+        });
+    };
+    let prepaid = row.grant_window.map(|w| context.chatwork.prepaid(w));
+    let state = ItemState {
+        job_canceled: !row.job_open,
         room: row.room_uuid.map(|id| RoomState {
             id,
             left_at: row.left_at,
@@ -654,6 +764,16 @@ async fn read_state(
             .snapshot_taken
             .then(|| Entry::from_stored(row.snapshot_entry)),
         written: row.written.and_then(|w| serde_json::from_value(w).ok()),
+    };
+    let begin = store::Begin::from_row(
+        row.item_exists,
+        row.job_open,
+        row.attempts,
+        (row.job_type, row.payload, row.user_id, row.created_at),
+    );
+    Ok(ItemStart {
+        begin,
+        first_read: Some(Box::new(FirstRead { state, prepaid })),
     })
 }
 
@@ -731,20 +851,24 @@ fn settled_update_time(
     chrono::DateTime::from_timestamp(last_update_time, 0)
 }
 
-/// Stores a fetch: messages, the room's state and the item's result, in one statement,
-/// only while the job is not canceled. `synced_update_time` is what to record as the
+/// Stores a fetch: messages, the room's state, and the item's result with its end (the
+/// job core's end of an item: see `store::end_items`, whose rules this statement keeps,
+/// under the job row's lock), in one statement, only while the job is not canceled; and,
+/// whatever the job's state, the rate budget's record of the request's answer
+/// (`deferred`: `cwsync_budget_record`). `synced_update_time` is what to record as the
 /// `last_update_time` the room was synced at (`None` when the snapshot did not list it:
 /// the recorded one stays). Returns the item's result, or `None` when the job was
 /// canceled (nothing is written then).
 async fn write(
-    pool: &PgPool,
     item: &ItemRun,
     room: &RoomState,
     fetch: &Fetch,
     synced_update_time: Option<Option<chrono::DateTime<chrono::Utc>>>,
     limitation: Option<&str>,
     result: &RoomFetch,
+    deferred: Option<DeferredRecord>,
 ) -> Result<Option<RoomFetch>, sqlx::Error> {
+    let record = deferred.as_ref().and_then(DeferredRecord::args);
     let result_json = serde_json::to_value(result).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let n = fetch.messages.len();
     let mut ids = Vec::with_capacity(n);
@@ -769,7 +893,8 @@ async fn write(
     let gap = fetch.gap.map(|g| g.clamp(1, i64::from(i32::MAX)) as i32);
     let row = sqlx::query!(
         r#"WITH job AS (
-               SELECT 1 FROM jobs WHERE id = $1 AND status IN ('queued', 'processing')
+               SELECT id FROM jobs WHERE id = $1 AND status IN ('queued', 'processing')
+                  FOR UPDATE
            ), room AS (
                SELECT r.id, r.room_id,
                       -- The company when the room is linked to exactly one.
@@ -833,16 +958,30 @@ async fn write(
            ), item AS (
                UPDATE job_items i
                   SET result = $16::jsonb || jsonb_build_object('stored', c.stored, 'edited', c.edited),
-                      updated_at = now()
+                      status = 'completed', fetched = $18, error = NULL,
+                      finished_at = now(), updated_at = now()
                  FROM counts c
-                WHERE i.job_id = $1 AND i.item_key = $2 AND i.status = 'processing'
+                WHERE i.job_id = (SELECT id FROM job) AND i.item_key = $2
+                  AND i.status = 'processing'
                   AND EXISTS (SELECT 1 FROM synced)
             RETURNING i.result
+           ), ended AS (
+               UPDATE jobs
+                  SET open_items = open_items - (SELECT count(*) FROM item)::int, updated_at = now()
+                WHERE id = $1 AND EXISTS (SELECT 1 FROM item)
+            RETURNING open_items, status
+           ), budget AS (
+               SELECT cwsync_budget_record($19, $20, $21, $22, $23, $24, $25, $26, true)
+                WHERE $20::int8 IS NOT NULL
            )
            SELECT EXISTS (SELECT 1 FROM job) AS "job_open!",
                   (SELECT stored FROM counts) AS "stored!",
                   (SELECT edited FROM counts) AS "edited!",
-                  (SELECT result FROM item) AS "result?""#,
+                  (SELECT result FROM item) AS "result?",
+                  (SELECT count(*) FROM item) AS "ended!",
+                  (SELECT open_items FROM ended) AS "open_items?",
+                  (SELECT status FROM ended) AS "job_status?: JobStatus",
+                  (SELECT count(*) FROM budget) AS "recorded!""#,
         item.job_id,
         item.item_key,
         room.id,
@@ -860,9 +999,30 @@ async fn write(
         gap,
         result_json,
         limitation,
+        fetch.messages.len() as i32,
+        record.as_ref().map(|r| &r.token_hash[..]),
+        record.as_ref().map(|r| r.window_id),
+        record.as_ref().and_then(|r| r.limit),
+        record.as_ref().and_then(|r| r.remaining),
+        record.as_ref().and_then(|r| r.reset),
+        record.as_ref().and_then(|r| r.date),
+        record.as_ref().map(|r| r.margin),
+        record.as_ref().map(|r| r.refused),
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *item.db.lock().await?)
     .await?;
+    if let Some(deferred) = deferred
+        && row.recorded > 0
+    {
+        deferred.recorded();
+    }
+    if row.ended > 0 {
+        item.ended_by(store::Ended {
+            ended: row.ended,
+            open_items: row.open_items,
+            job_status: row.job_status,
+        });
+    }
     if !row.job_open {
         return Ok(None);
     }

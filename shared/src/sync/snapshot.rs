@@ -15,12 +15,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::SyncSettings;
 use crate::chatwork::{ChatworkClient, ChatworkError, Room};
+use crate::jobs::BatchConnection;
 
 /// One room as the snapshot saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub(crate) enum SnapshotError {
 
 /// `room_id`'s entry in the job's snapshot, taking the snapshot when nobody has.
 pub(crate) async fn room_entry(
-    pool: &PgPool,
+    db: &BatchConnection,
     client: &ChatworkClient,
     settings: &SyncSettings,
     job_id: Uuid,
@@ -90,13 +90,13 @@ pub(crate) async fn room_entry(
             settings.snapshot_claim_lease.as_secs_f64(),
             key,
         )
-        .fetch_one(pool)
+        .fetch_one(&mut *db.lock().await?)
         .await?;
         if look.taken {
             return Ok(Entry::from_stored(look.entry));
         }
         if look.mine {
-            return take(pool, client, settings, job_id, claim, &key, deadline).await;
+            return take(db, client, settings, job_id, claim, &key, deadline).await;
         }
         let now = Instant::now();
         if now >= deadline {
@@ -109,7 +109,7 @@ pub(crate) async fn room_entry(
 /// Asks Chatwork for the room list under our claim and stores it (unless another
 /// consumer stored one first: then theirs is the job's).
 async fn take(
-    pool: &PgPool,
+    db: &BatchConnection,
     client: &ChatworkClient,
     settings: &SyncSettings,
     job_id: Uuid,
@@ -127,7 +127,7 @@ async fn take(
                 job_id,
                 claim,
             )
-            .execute(pool)
+            .execute(&mut *db.lock().await?)
             .await?;
             return Err(e.into());
         }
@@ -145,7 +145,7 @@ async fn take(
         as_json(&rooms),
         key,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *db.lock().await?)
     .await?;
     Ok(Entry::from_stored(stored.entry))
 }

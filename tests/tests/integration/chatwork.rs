@@ -980,6 +980,33 @@ async fn the_budget_starts_with_one_probe_and_takes_the_limit_from_its_answer() 
 }
 
 #[tokio::test]
+async fn a_reservation_given_back_unsent_is_whole_again() {
+    let db = TestDb::new().await;
+    let budget = RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("t".to_owned()),
+        budget_settings(),
+    );
+    let probe = grant(&budget).await;
+    budget
+        .record(probe, Some(headers(3, 2, 300)))
+        .await
+        .unwrap();
+    // Taken ahead by a statement, then not needed: the unit comes back.
+    let unused = grant(&budget).await;
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!((state.remaining, state.in_flight), (1, 1));
+    budget.release(unused).await.unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!((state.remaining, state.in_flight), (2, 0));
+    // A sent request without an answer keeps its unit spent, as before.
+    let sent = grant(&budget).await;
+    budget.record(sent, None).await.unwrap();
+    let state = budget.state().await.unwrap().unwrap();
+    assert_eq!((state.remaining, state.in_flight), (1, 0));
+}
+
+#[tokio::test]
 async fn the_reset_is_read_on_chatworks_clock() {
     let db = TestDb::new().await;
     let budget = RateBudget::new(

@@ -2,8 +2,9 @@
 //! reaches Postgres through a [`TcpProxy`] that reads the protocol (one connection, its
 //! statements already prepared by a first sync), and the consumer handles one record per
 //! batch, so each room's statements and round trips are the counters' difference. The
-//! Chatwork client's rate budget uses a pool of its own, not counted here (two
-//! statements per Chatwork request). Prints a table (`--nocapture` shows it):
+//! Chatwork client's rate budget uses a pool of its own (for the room list's request);
+//! a room's request is reserved and recorded inside the room's two statements, which
+//! are counted here. Prints a table (`--nocapture` shows it):
 //!
 //! ```sh
 //! scripts/test -- -p cwsync-tests --test integration statements_per_room -- --nocapture
@@ -28,8 +29,8 @@ async fn statements_per_room() {
     let mut config = rig.db.config_via(proxy.addr());
     config.max_connections = 1;
     let pool = cwsync::db::pool(&config).unwrap();
-    let consumer: JobConsumer<MessagesSync> =
-        JobConsumer::new(pool.clone(), sync_context(&rig.fake, rig.pool()));
+    let context = sync_context(&rig.fake, rig.pool());
+    let consumer: JobConsumer<MessagesSync> = JobConsumer::new(pool.clone(), context.clone());
     // sqlx gives a connection back to the pool after a ping of its own, in a task of its
     // own: count a record's statements once its connection is back.
     let settled = || async {
@@ -97,25 +98,35 @@ async fn statements_per_room() {
         );
     }
     assert_eq!(rows.len(), 6);
+    // The first sync fetched every room, so the job core's own end of an item (for an
+    // unchanged room) is new to the connection at the first unchanged room: one more
+    // round trip to prepare it.
+    let first_unchanged = rows.iter().position(|(room, _)| !changed(room));
     for (index, (room, cost)) in rows.iter().enumerate() {
-        // The job core's start and end of the item, the read, and the write if changed.
-        let mut expected = if changed(room) { 4 } else { 3 };
+        // The item's start with the read (and the request's reservation, if changed),
+        // and its end: with the write (and the request's record) if changed.
+        let mut expected = 2;
         if index == 0 {
             // Claiming and storing the room list, and a cancellation check after it.
             expected += 3;
         }
-        // Each statement waits for its answer; sqlx also pings the connection it hands
-        // out (`test_before_acquire`) and the one it takes back: three per statement.
-        let mut round_trips = 3 * expected;
         if index == rows.len() - 1 {
-            // Finishing the job: the job, its items, the update, on one connection (its
-            // two pings and the three statements).
+            // Finishing the job: the job, its items, the update.
             expected += 3;
-            round_trips += 2 + 3;
+        }
+        // Each statement waits for its answer, all on the batch's one connection: sqlx
+        // pings it when the pool hands it out (`test_before_acquire`) and when it takes
+        // it back.
+        let mut round_trips = expected + 2;
+        if Some(index) == first_unchanged {
+            round_trips += 1;
         }
         assert_eq!(cost.statements(), expected, "{room}: {cost:?}");
         assert_eq!(cost.round_trips(), round_trips, "{room}: {cost:?}");
     }
+    // Every reservation, those the rooms' statements took included, was recorded.
+    let budget = context.chatwork.budget().state().await.unwrap().unwrap();
+    assert_eq!(budget.in_flight, 0, "{budget:?}");
     let fetched: Vec<_> = rows
         .iter()
         .filter(|(room, _)| changed(room))

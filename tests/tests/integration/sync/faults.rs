@@ -157,10 +157,10 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
         2
     );
 
-    // Room 2302: the write commits, then the database goes away before the item ends.
-    // The test holds a lock on the job row that the item's end waits for; once the
-    // messages are written, the proxy is cut and the waiting backend terminated, so
-    // the end never commits.
+    // Room 2302: the database goes away while the write waits for the job row. The
+    // write stores the messages, the room's state and the item's end in one statement
+    // (issue 19): none of it commits. The test holds a lock on the job row that the
+    // write waits for; then the proxy is cut and the waiting backend terminated.
     rig.fake.inject(
         FaultScope::Room(2302),
         Fault::Hang(Duration::from_millis(800)),
@@ -175,7 +175,7 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
         tokio::spawn(async move { source.poll_once(&consumer).await.unwrap() })
     };
     // Once the messages request is out, the item has its snapshot (whose row refers to
-    // the job row) and writes nothing else that needs the job row until its end.
+    // the job row) and writes nothing else that needs the job row until its write.
     eventually(
         "room 2302's request in flight",
         Duration::from_secs(10),
@@ -188,10 +188,6 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
         .execute(&mut *tx)
         .await
         .unwrap();
-    eventually("room 2302 written", Duration::from_secs(10), || async {
-        rig.stored(2302).await.len() == 8
-    })
-    .await;
     let waiting = || async {
         sqlx::query_scalar::<_, i32>(
             "SELECT pid FROM pg_stat_activity
@@ -202,7 +198,7 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
         .unwrap()
     };
     eventually(
-        "the item's end waiting for the job row",
+        "the write waiting for the job row",
         Duration::from_secs(10),
         || async { !waiting().await.is_empty() },
     )
@@ -217,7 +213,12 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
     }
     tx.rollback().await.unwrap();
     assert_eq!(polled.await.unwrap(), 1);
-    assert_eq!(rig.items(job.id).await[0].status, ItemStatus::Processing);
+    assert!(rig.stored(2302).await.is_empty(), "nothing was written");
+    let item = &rig.items(job.id).await[0];
+    assert_eq!(
+        (item.status, item.result.as_ref()),
+        (ItemStatus::Processing, None)
+    );
 
     proxy.restore();
     let before = rig.fake.requests().len();
@@ -226,18 +227,76 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
         .await;
     assert_eq!(job.status, JobStatus::Completed);
     let item = &rig.items(job.id).await[0];
-    assert_eq!((item.status, item.fetched), (ItemStatus::Completed, 8));
     assert_eq!(
-        item.result.as_ref().unwrap()["stored"],
-        8,
-        "as the first delivery wrote it"
+        (item.status, item.fetched, item.attempts),
+        (ItemStatus::Completed, 8, 2)
     );
-    assert!(
-        rig.requests_since(before).is_empty(),
-        "the retry found the room written and asked Chatwork nothing"
+    assert_eq!(item.result.as_ref().unwrap()["stored"], 8);
+    assert_eq!(
+        messages_requests(&rig.requests_since(before)),
+        [2302],
+        "the retry fetched the room again"
     );
     assert_eq!(rig.stored(2302).await.len(), 8);
     assert_eq!(job.result.unwrap()["storedMessages"], 8);
+}
+
+/// The server ends the batch's connection while a room's request is out (as a restart
+/// of Postgres does: SQLSTATE 57P01): the write meets the ended session, and the record
+/// runs again at once on a new connection rather than waiting for a redelivery.
+#[tokio::test]
+async fn a_session_the_server_ended_mid_record_is_replaced_and_the_record_runs_again() {
+    let rig = SyncRig::new(Backend::Embedded, vec![room_with_history(2351, 6)]).await;
+    rig.rooms_sync().await;
+    let pool = cwsync::db::pool(&rig.db.config).unwrap();
+    let consumer = JobConsumer::<MessagesSync>::new(pool.clone(), sync_context(&rig.fake, &pool));
+    rig.fake.inject(
+        FaultScope::Room(2351),
+        Fault::Hang(Duration::from_millis(800)),
+        Some(1),
+    );
+    let job = rig.start_messages_sync(Some(2351)).await;
+    let source = rig.source(MessagesSync::QUEUE);
+    let polled = {
+        let (source, consumer) = (source.clone(), consumer.clone());
+        tokio::spawn(async move { source.poll_once(&consumer).await.unwrap() })
+    };
+    eventually(
+        "room 2351's request in flight",
+        Duration::from_secs(10),
+        || async { messages_requests(&rig.fake.requests()).contains(&2351) },
+    )
+    .await;
+    // Every session of the database but this one ends, the batch's connection with them.
+    let mut admin = sqlx::PgConnection::connect(rig.db.config.url.expose_secret())
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(polled.await.unwrap(), 1);
+
+    // The record did not fail: the job ended within the same poll.
+    let job = rig.job(job.id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let item = &rig.items(job.id).await[0];
+    assert_eq!(
+        (item.status, item.fetched, item.attempts),
+        (ItemStatus::Completed, 6, 2)
+    );
+    assert_eq!(rig.stored(2351).await.len(), 6, "each message once");
+    assert_eq!(
+        messages_requests(&rig.fake.requests())
+            .iter()
+            .filter(|r| **r == 2351)
+            .count(),
+        2,
+        "the second run fetched the room again"
+    );
 }
 
 #[tokio::test]
