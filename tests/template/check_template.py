@@ -212,6 +212,12 @@ fact(mappings["Environments"]["production"]["LogRetentionDays"] == 30, "producti
 log_groups = [v for v in resources.values() if v["Type"] == "AWS::Logs::LogGroup"]
 fact(len(log_groups) == len(functions) + 1, "a log group per function and one for API access logs")
 
+# The release profile sets what `cargo lambda build --release` would otherwise fill in,
+# panic = "abort" among it: a deployed consumer must survive a handler's panic.
+release = tomllib.loads((ROOT / "Cargo.toml").read_text())["profile"]["release"]
+fact(release.get("panic") == "unwind" and "lto" in release and "codegen-units" in release
+     and "strip" in release, "the release profile leaves cargo lambda nothing to choose (panic unwinds)")
+
 # samconfig.toml: both environments.
 samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
 for env in ("staging", "production"):
