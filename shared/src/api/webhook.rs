@@ -30,8 +30,11 @@ use crate::webhook::{
 };
 
 /// What the route did with a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum WebhookOutcome {
     /// A new message was stored.
     Stored,
@@ -164,14 +167,7 @@ pub(crate) async fn chatwork(
 }
 
 fn outcome_name(outcome: WebhookOutcome) -> &'static str {
-    match outcome {
-        WebhookOutcome::Stored => "stored",
-        WebhookOutcome::Updated => "updated",
-        WebhookOutcome::Unchanged => "unchanged",
-        WebhookOutcome::RoomInactive => "room_inactive",
-        WebhookOutcome::Ignored => "ignored",
-        WebhookOutcome::NotStored => "not_stored",
-    }
+    outcome.into()
 }
 
 /// The signature in the query string, URL-decoded. A `+` that arrived unencoded reads as a
