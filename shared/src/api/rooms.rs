@@ -126,9 +126,8 @@ pub(crate) async fn rooms_where(
     sqlx::query_as!(
         Room,
         r#"SELECT r.*,
-                  greatest(coalesce(r.checked_message_num, 0)
-                           - coalesce(r.synced_message_num, 0)
-                           - r.webhook_messages_since_fetch, 0) AS "unseen_messages!",
+                  cwsync_unseen(r.checked_message_num, r.synced_message_num,
+                                r.webhook_messages_since_fetch) AS "unseen_messages!",
                   (SELECT count(*) FROM messages m
                     WHERE m.chatwork_room_id = r.id
                       AND m.send_time > now() - interval '24 hours')::float8 / 24
@@ -321,9 +320,8 @@ pub(crate) async fn list(
     let items = sqlx::query_as!(
         Room,
         r#"SELECT r.*,
-                  greatest(coalesce(r.checked_message_num, 0)
-                           - coalesce(r.synced_message_num, 0)
-                           - r.webhook_messages_since_fetch, 0) AS "unseen_messages!",
+                  cwsync_unseen(r.checked_message_num, r.synced_message_num,
+                                r.webhook_messages_since_fetch) AS "unseen_messages!",
                   (SELECT count(*) FROM messages m
                     WHERE m.chatwork_room_id = r.id
                       AND m.send_time > now() - interval '24 hours')::float8 / 24

@@ -204,9 +204,8 @@ pub(crate) async fn get(
                       (SELECT count(*) FROM messages m
                         WHERE m.chatwork_room_id = r.id
                           AND m.send_time > now() - interval '24 hours')::float8 / 24 AS per_hour,
-                      greatest(coalesce(r.checked_message_num, 0)
-                               - coalesce(r.synced_message_num, 0)
-                               - r.webhook_messages_since_fetch, 0) AS unseen,
+                      cwsync_unseen(r.checked_message_num, r.synced_message_num,
+                                    r.webhook_messages_since_fetch) AS unseen,
                       r.webhook_message_at
                  FROM chatwork_rooms r
                 WHERE r.is_active AND r.left_at IS NULL

@@ -289,33 +289,11 @@ pub(crate) async fn begin_item(
     item_key: &str,
 ) -> Result<Begin, sqlx::Error> {
     let row = sqlx::query!(
-        r#"WITH job AS (
-               UPDATE jobs
-                  SET status = 'processing', started_at = coalesce(started_at, now()), updated_at = now()
-                WHERE id = $1 AND status IN ('queued', 'processing')
-            RETURNING id
-           ), item AS (
-               UPDATE job_items
-                  SET status = 'processing', attempts = attempts + 1,
-                      started_at = coalesce(started_at, now()), updated_at = now()
-                WHERE job_id = $1 AND item_key = $2
-                  AND status IN ('pending', 'queued', 'processing')
-                  AND EXISTS (SELECT 1 FROM job)
-            RETURNING attempts
-           ), closed AS (
-               UPDATE job_items
-                  SET status = 'canceled', finished_at = now(), updated_at = now()
-                WHERE job_id = $1 AND item_key = $2
-                  AND status IN ('pending', 'queued', 'processing')
-                  AND NOT EXISTS (SELECT 1 FROM job)
-            RETURNING 1
-           )
+        r#"WITH b AS (SELECT * FROM cwsync_begin_item($1, $2))
            SELECT j.type AS "job_type: JobType", j.payload, j.user_id, j.created_at,
-                  EXISTS (SELECT 1 FROM job) AS "job_open!",
-                  (SELECT attempts FROM item) AS attempts,
-                  EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = $1 AND i.item_key = $2) AS "item_exists!",
-                  (SELECT count(*) FROM closed) AS "closed!"
-             FROM jobs j WHERE j.id = $1"#,
+                  b.job_open AS "job_open!", b.attempts AS "attempts?",
+                  b.item_exists AS "item_exists!"
+             FROM b, jobs j WHERE j.id = $1"#,
         job_id,
         item_key,
     )

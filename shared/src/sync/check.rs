@@ -421,10 +421,10 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
                SELECT r.id, l.room_id, l.message_num, l.updated, l.updated_at,
                       l.name, l.room_type, l.icon_path, r.name = '' AS placeholder,
                       r.is_active AND r.left_at IS NULL AS syncable,
-                      greatest(l.message_num - coalesce(r.synced_message_num, 0)
-                               - r.webhook_messages_since_fetch, 0) AS unseen,
-                      (l.message_num > coalesce(r.synced_message_num, 0)
-                                       + r.webhook_messages_since_fetch
+                      cwsync_unseen(l.message_num, r.synced_message_num,
+                                    r.webhook_messages_since_fetch) AS unseen,
+                      (cwsync_unseen(l.message_num, r.synced_message_num,
+                                     r.webhook_messages_since_fetch) > 0
                        OR l.updated_at IS DISTINCT FROM r.synced_last_update_time
                        OR r.author_names_wanted_since IS NOT NULL) AS needs,
                       r.fetch_wanted_since

@@ -652,8 +652,8 @@ struct FirstRead {
     prepaid: Option<GrantGuard>,
 }
 
-/// Starts a room's item (the job core's start: see `store::begin_item`, whose rules this
-/// statement keeps) and reads everything the item decides by, in one statement: the
+/// Starts a room's item (the job core's start, `cwsync_begin_item`, as `store::begin_item`
+/// runs it) and reads everything the item decides by, in one statement: the
 /// room's state at its last successful sync, the room's entry in the job's snapshot,
 /// and whether an earlier delivery already stored its messages. When that state says
 /// the room will be fetched now (the handler's decision, foreseen: the snapshot or the
@@ -669,33 +669,12 @@ async fn begin_and_read(
 ) -> Result<ItemStart, sqlx::Error> {
     let budget = context.chatwork.budget().reserve_args();
     let row = sqlx::query!(
-        r#"WITH job AS (
-               UPDATE jobs
-                  SET status = 'processing', started_at = coalesce(started_at, now()), updated_at = now()
-                WHERE id = $1 AND status IN ('queued', 'processing')
-            RETURNING id
-           ), item AS (
-               UPDATE job_items
-                  SET status = 'processing', attempts = attempts + 1,
-                      started_at = coalesce(started_at, now()), updated_at = now()
-                WHERE job_id = $1 AND item_key = $2
-                  AND status IN ('pending', 'queued', 'processing')
-                  AND EXISTS (SELECT 1 FROM job)
-            RETURNING attempts, result
-           ), closed AS (
-               UPDATE job_items
-                  SET status = 'canceled', finished_at = now(), updated_at = now()
-                WHERE job_id = $1 AND item_key = $2
-                  AND status IN ('pending', 'queued', 'processing')
-                  AND NOT EXISTS (SELECT 1 FROM job)
-            RETURNING 1
+        r#"WITH b AS (
+               -- The item's start (migrations/0070_shared_rules.sql).
+               SELECT * FROM cwsync_begin_item($1, $2)
            ), state AS (
                SELECT j.type, j.payload, j.user_id, j.created_at,
-                      EXISTS (SELECT 1 FROM job) AS job_open,
-                      (SELECT attempts FROM item) AS attempts,
-                      (SELECT result FROM item) AS written,
-                      EXISTS (SELECT 1 FROM job_items i
-                               WHERE i.job_id = $1 AND i.item_key = $2) AS item_exists,
+                      b.job_open, b.attempts, b.result AS written, b.item_exists,
                       r.id AS room_uuid, r.left_at, r.last_message_id,
                       r.synced_last_update_time, r.synced_message_num,
                       s.taken_at IS NOT NULL AS snapshot_taken,
@@ -706,7 +685,7 @@ async fn begin_and_read(
                       coalesce(j.payload -> 'rooms'
                                @> jsonb_build_array(jsonb_build_object('roomId', $3::int8)),
                                false) AS checked
-                 FROM jobs j
+                 FROM b CROSS JOIN jobs j
                  LEFT JOIN chatwork_rooms r ON r.room_id = $3
                  LEFT JOIN job_room_snapshots s ON s.job_id = $1
                 WHERE j.id = $1
