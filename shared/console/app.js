@@ -33,6 +33,7 @@ function fail(error) {
 
 const SECTIONS = [
   { path: 'sync', label: 'nav.sync', roles: ['admin', 'writer', 'reader'] },
+  { path: 'status', label: 'nav.status', roles: ['admin'] },
   { path: 'rooms', label: 'nav.rooms', roles: ['admin'] },
   { path: 'room', roles: ['admin'], hidden: true },
   { path: 'companies', label: 'nav.companies', roles: ['admin', 'writer', 'reader'] },

@@ -1,4 +1,5 @@
-// The console's pages: Sync, Rooms (and a room's messages), Companies (and a company's
+// The console's pages: Sync, Status (the room check, the budget, the outage breaker,
+// rooms at risk and gaps), Rooms (and a room's messages), Companies (and a company's
 // page with its rooms and summary drafts), Jobs (and a job's detail). A page draws what
 // the caller's role can use (the API enforces it regardless) and returns a cleanup for
 // its timers. Everything from the API is written as text.
@@ -505,9 +506,68 @@ async function jobPage(ctx, jobId) {
   return null;
 }
 
+/** The sync's health for operators (GET /api/chatwork/status), redrawn every 2 s. */
+async function statusPage(ctx) {
+  const box = h('div', { id: 'status' });
+  const facts = (...pairs) => h('dl', { class: 'facts card' }, pairs.filter(Boolean).map(([label, value, id]) =>
+    [h('dt', {}, label), h('dd', id ? { id } : {}, value)]));
+  const table = (id, caption, heads, rows, none) => [h('h2', {}, caption), rows.length
+    ? h('div', { class: 'table-wrap' }, h('table', { id }, h('thead', {}, h('tr', {}, heads.map((x) => h('th', {}, x)))), h('tbody', {}, rows)))
+    : h('p', { class: 'muted', id }, none)];
+  const outcomeKind = { current: 'ok', fetching: 'info', deferred: 'warn', busy: 'warn', failed: 'bad' };
+  const draw = async () => {
+    const { data: s } = await api('GET', '/api/chatwork/status');
+    rememberRoomNames([...s.roomsAtRisk, ...s.gapsLast24h]);
+    const c = s.lastCheck;
+    const b = s.chatworkBreaker;
+    fill(box,
+      h('h2', {}, t('status.chatwork')),
+      b && b.open
+        ? h('p', { class: 'card error-text', id: 'breaker', 'data-breaker': 'open' },
+          t('status.breakerOpen', time(b.openedAt), number(b.failures), time(b.nextProbeAt)))
+        : h('p', { class: 'card', id: 'breaker', 'data-breaker': 'closed' },
+          badge(t('status.up'), 'ok'), b && b.failures ? t('status.recentFailures', number(b.failures), time(b.lastFailureAt)) : null),
+      h('h2', {}, t('status.lastCheck')),
+      c ? facts(
+        [t('status.checkedAt'), time(c.checkedAt)],
+        [t('status.outcome'), badge(t(`check.${c.outcome}`), outcomeKind[c.outcome] || 'info'), 'check-outcome'],
+        [t('status.trigger'), c.trigger === 'schedule' ? t('job.schedule') : t('status.bySync')],
+        [t('status.rooms'), t('status.roomCounts', number(c.roomsListed), number(c.roomsChanged), number(c.roomsFetched), number(c.roomsDeferred)), 'check-rooms'],
+        [t('status.unseenMax'), number(c.unseenMax)],
+        c.jobId ? [t('status.fetchJob'), h('a', { href: `#/jobs/${encodeURIComponent(c.jobId)}`, 'data-action': 'fetch-job' }, t('job.open'))] : null,
+        c.error ? [t('job.error'), h('span', { class: 'error-text' }, c.error)] : null,
+        [t('status.cadence'), t('status.cadenceValue', number(s.checkCadenceSecs), number(s.checksLastHour))],
+      ) : h('p', { class: 'muted', id: 'check-none' }, t('status.noCheck')),
+      h('h2', {}, t('status.budget')),
+      s.budget ? facts([t('status.remaining'), `${number(s.budget.remaining)} / ${number(s.budget.limit)}`, 'budget'],
+        [t('status.resetAt'), time(s.budget.resetAt)], [t('status.seenAt'), time(s.budget.seenAt)])
+        : h('p', { class: 'muted' }, t('status.noBudget')),
+      facts([t('status.waiting'), s.roomsWaiting ? t('status.waitingSince', number(s.roomsWaiting), time(s.oldestWaitSince)) : number(0), 'rooms-waiting']),
+      s.messageLimitation ? h('p', { class: 'card', id: 'limitation' }, badge(t('status.limitation'), 'warn'), ' ', s.messageLimitation.summary) : null,
+      table('at-risk', t('status.atRisk'), [t('job.room'), t('status.perHour'), t('status.perCheck'), t('status.unseen'), t('status.webhook')],
+        s.roomsAtRisk.map((r) => h('tr', { 'data-room': r.roomId },
+          h('td', {}, h('a', { href: `#/room/${r.roomId}` }, r.name || `#${r.roomId}`)),
+          h('td', {}, number(Math.round(r.messagesPerHour * 10) / 10)),
+          h('td', {}, number(Math.round(r.expectedPerCheck * 10) / 10)),
+          h('td', {}, number(r.unseenMessages)),
+          h('td', {}, r.lastWebhookAt ? time(r.lastWebhookAt) : badge(t('status.noWebhook'), 'warn')))),
+        t('status.noRisk')),
+      table('gaps', t('status.gaps'), [t('job.room'), t('status.detectedAt'), t('job.missed')],
+        s.gapsLast24h.map((g) => h('tr', { 'data-room': g.roomId },
+          h('td', {}, h('a', { href: `#/room/${g.roomId}` }, g.name || `#${g.roomId}`)),
+          h('td', {}, time(g.detectedAt)), h('td', {}, number(g.missedEstimate)))),
+        t('status.noGaps')));
+    return true;
+  };
+  fill(ctx.main, h('h1', {}, t('status.title')), h('p', { class: 'muted' }, t('status.intro')), box);
+  await draw();
+  return poller(draw);
+}
+
 /** `#/<page>` and `#/<page>/<id>`. */
 export const pages = {
   sync: syncPage,
+  status: statusPage,
   rooms: roomsPage,
   room: roomPage,
   companies: (ctx, id) => (id ? companyPage(ctx, id) : companiesPage(ctx)),

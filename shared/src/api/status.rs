@@ -1,7 +1,8 @@
 //! `GET /api/chatwork/status`: what an operator needs to know about syncing: the last
 //! room check (time, outcome, rooms changed, fetched and deferred), the token's budget as
 //! it saw it, the rooms at risk of a gap, the gaps of the last 24 hours, the rooms
-//! waiting for a fetch, and the free plan's message limitation when Chatwork reported it.
+//! waiting for a fetch, the outage breaker (is Chatwork down?), and the free plan's
+//! message limitation when Chatwork reported it.
 
 use axum::Json;
 use axum::extract::State;
@@ -70,6 +71,22 @@ pub struct BudgetView {
     pub seen_at: DateTime<Utc>,
 }
 
+/// The Chatwork outage breaker (README, "When Chatwork is down"): open while Chatwork
+/// looks down, when requests stop but for one probe per interval and records fail fast
+/// with "Chatwork unavailable".
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerView {
+    pub open: bool,
+    /// Since when it is open; null while closed.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// Failures (5xx, timeouts, no connection) in a row since the last success.
+    pub failures: i32,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// While open: when the next probe may be sent.
+    pub next_probe_at: Option<DateTime<Utc>>,
+}
+
 /// A room whose rate puts it near the 100 messages one fetch returns.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -118,6 +135,9 @@ pub struct SyncStatus {
     /// Checks in the last hour.
     pub checks_last_hour: i64,
     pub budget: Option<BudgetView>,
+    /// The outage breaker of the Chatwork token (the open one first when more than one
+    /// token was used); null when Chatwork never failed.
+    pub chatwork_breaker: Option<BreakerView>,
     /// Active rooms waiting for a fetch, and since when the longest has waited.
     pub rooms_waiting: i64,
     pub oldest_wait_since: Option<DateTime<Utc>>,
@@ -189,6 +209,16 @@ pub(crate) async fn get(
     )
     .fetch_optional(pool)
     .await?;
+    let chatwork_breaker = sqlx::query_as!(
+        BreakerView,
+        r#"SELECT opened_at IS NOT NULL AS "open!", opened_at, failures, last_failure_at,
+                  next_probe_at
+             FROM chatwork_breakers
+            ORDER BY opened_at IS NULL, updated_at DESC
+            LIMIT 1"#
+    )
+    .fetch_optional(pool)
+    .await?;
     let waiting = sqlx::query!(
         r#"SELECT count(*) AS "rooms!", min(fetch_wanted_since) AS oldest
              FROM chatwork_rooms
@@ -251,6 +281,7 @@ pub(crate) async fn get(
         check_cadence_secs: cadence,
         checks_last_hour: checks.last_hour,
         budget,
+        chatwork_breaker,
         rooms_waiting: waiting.rooms,
         oldest_wait_since: waiting.oldest,
         rooms_at_risk,

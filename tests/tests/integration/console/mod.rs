@@ -204,6 +204,11 @@ async fn the_console_operates_cwsync_in_a_browser() {
     system.fake.set_latency(Duration::ZERO);
     let notice = browser.text("#notice").await.unwrap_or_default();
     assert!(notice.contains("ended"), "{notice}");
+    // The ended check's card, with its link to the job fetching the changed rooms.
+    browser
+        .find("#active-job .job-card [data-action=fetch-job]")
+        .await;
+    browser.screenshot("sync-check-ended-en").await;
     let sync_id = browser
         .js(
             "return document.querySelector('#active-job .job-card').dataset.job",
@@ -285,6 +290,45 @@ async fn the_console_operates_cwsync_in_a_browser() {
         .js("return location.hash.split('/')[2]", json!([]))
         .await;
     let retry_id = retry_id.as_str().unwrap().to_owned();
+
+    // Status: the last room check (the sync of all rooms above) with its fetch job,
+    // Chatwork answering; then the outage breaker open as the breaker writes it (the
+    // outage itself is driven for real in sync/outage.rs), shown within a redraw.
+    open(&browser, "#/status", "#check-outcome").await;
+    assert_eq!(
+        browser.text("#check-outcome").await.as_deref(),
+        Some("fetching")
+    );
+    let linked = browser
+        .js(
+            "return document.querySelector('#status [data-action=fetch-job]').getAttribute('href')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(linked, json!(format!("#/jobs/{sync_id}")));
+    browser.find("#breaker[data-breaker=closed]").await;
+    assert!(browser.count("#budget").await == 1);
+    sqlx::query(
+        "INSERT INTO chatwork_breakers (token_hash, failures, last_failure_at, opened_at, next_probe_at)
+         VALUES (sha256('status page'::bytea), 8, now(), now() - interval '3 minutes',
+                 now() + interval '20 seconds')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    browser
+        .wait_for(
+            "the page redrawn with the breaker open",
+            "return !!document.querySelector('#breaker[data-breaker=open]')",
+        )
+        .await;
+    let shown = browser.text("#breaker").await.unwrap();
+    assert!(shown.contains("8 failures"), "{shown}");
+    browser.screenshot("status-en").await;
+    sqlx::query("DELETE FROM chatwork_breakers")
+        .execute(&pool)
+        .await
+        .unwrap();
 
     // Rooms: the table, a toggle, the hostile name as text, a room's messages readable.
     open(&browser, "#/rooms", "tr[data-room=\"115\"]").await;
@@ -428,6 +472,8 @@ async fn the_console_operates_cwsync_in_a_browser() {
     )
     .await;
     browser.screenshot("job-detail-ja").await;
+    open(&browser, "#/status", "#check-outcome").await;
+    browser.screenshot("status-ja").await;
     open(&browser, "#/rooms", "tr[data-room=\"115\"]").await;
     browser.screenshot("rooms-ja").await;
     browser.set_window(360, 800).await;
@@ -457,7 +503,7 @@ async fn the_console_operates_cwsync_in_a_browser() {
     let reader = system.token("reader-1", Role::Reader);
     sign_in(&browser, &system, &reader, "reader-1").await;
     open(&browser, "#/sync", "main h1").await;
-    assert_eq!(browser.count("#nav-rooms").await, 0);
+    assert_eq!(browser.count("#nav-rooms, #nav-status").await, 0);
     assert_eq!(browser.count("#sync-rooms, #sync-messages").await, 0);
     open(&browser, "#/companies", "tr[data-company]").await;
     assert_eq!(browser.count("#company-create").await, 0);

@@ -346,7 +346,12 @@ async fn the_free_plans_limitation_header_is_recorded_on_the_check_and_the_room(
 }
 
 /// Calls the API as an admin, served over the rig's database and queues.
-async fn api(rig: &SyncRig, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(super) async fn api(
+    rig: &SyncRig,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     use cwsync::api::{AppState, AuthConfig, Role};
     let auth = AuthConfig::local_jwt(
         &cwsync::config::Env::default(),
@@ -545,6 +550,11 @@ async fn the_status_route_shows_the_last_check_the_budget_the_risks_and_the_gaps
     assert_eq!(body["budget"]["limit"], 300);
     assert!(body["budget"]["remaining"].as_i64().unwrap() < 300);
     assert_eq!(body["checksLastHour"], 2);
+    assert_eq!(
+        body["chatworkBreaker"],
+        Value::Null,
+        "Chatwork never failed"
+    );
     assert_eq!(body["gapsLast24h"][0]["roomId"], 5901, "{body}");
     assert_eq!(body["gapsLast24h"][0]["missedEstimate"], 30);
     let at_risk = body["roomsAtRisk"].as_array().unwrap();

@@ -13,6 +13,7 @@ use cwsync::jobs::{ItemStatus, JobConsumer, JobStatus};
 use cwsync::sync::SyncContext;
 use cwsync::sync::messages::MessagesSync;
 use fake_chatwork::{Fault, FaultScope};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{Backend, MAX_RECEIVES, SyncRig, client_settings, room_with_history};
@@ -74,6 +75,19 @@ async fn an_outage_gets_only_the_probes_and_the_next_sync_catches_up() {
     let probes = (down_for.as_millis() / breaker.probe_interval.as_millis()) as usize + 1;
     let bound = breaker.threshold as usize + 1 + probes;
     assert!(sent <= bound, "{sent} requests while down, bound {bound}");
+    // The operator's view: the status route shows the breaker open.
+    let (status, body) = super::check::api(&rig, "GET", "/chatwork/status", None).await;
+    assert_eq!(status, 200, "{body}");
+    let shown = &body["chatworkBreaker"];
+    assert_eq!(shown["open"], true, "{body}");
+    assert!(
+        shown["openedAt"].is_string() && shown["nextProbeAt"].is_string(),
+        "{shown}"
+    );
+    assert!(
+        shown["failures"].as_i64().unwrap() >= i64::from(breaker.threshold),
+        "{shown}"
+    );
 
     // Chatwork is back: after the next probe time the next sync stores everything.
     rig.fake.clear_faults();
@@ -88,4 +102,11 @@ async fn an_outage_gets_only_the_probes_and_the_next_sync_catches_up() {
     for room in 2801..=2804 {
         assert_eq!(rig.stored(room).await.len(), 5, "room {room}");
     }
+    let (_, body) = super::check::api(&rig, "GET", "/chatwork/status", None).await;
+    let shown = &body["chatworkBreaker"];
+    assert_eq!(
+        (&shown["open"], &shown["failures"], &shown["nextProbeAt"]),
+        (&json!(false), &json!(0), &Value::Null),
+        "closed by the first success: {body}"
+    );
 }
