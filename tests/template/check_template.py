@@ -218,6 +218,15 @@ release = tomllib.loads((ROOT / "Cargo.toml").read_text())["profile"]["release"]
 fact(release.get("panic") == "unwind" and "lto" in release and "codegen-units" in release
      and "strip" in release, "the release profile leaves cargo lambda nothing to choose (panic unwinds)")
 
+# The deployed functions are position-dependent executables (cold start: README,
+# "Security notes"), and the benchmark measures them built the same way.
+cargo_config = tomllib.loads((ROOT / ".cargo" / "config.toml").read_text())
+lambda_flags = cargo_config.get("target", {}).get("aarch64-unknown-linux-gnu", {}).get("rustflags", [])
+fact(lambda_flags == ["-C", "relocation-model=static"],
+     "the Lambda target is built with relocation-model=static (.cargo/config.toml)")
+fact('relocation-model=static' in (ROOT / "scripts" / "bench").read_text(),
+     "scripts/bench builds with the Lambda target's relocation model")
+
 # samconfig.toml: both environments.
 samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
 for env in ("staging", "production"):

@@ -80,13 +80,20 @@
 
 use std::time::Duration;
 
+use aws_lc_rs::digest::{SHA256, digest};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 /// SHA-256 of the token: the key of its budget row. The token itself is never stored.
+/// Computed at every cold start, with aws-lc (the crypto rustls already starts for the
+/// client) rather than the `sha2` crate, whose own probe of the CPU's features would
+/// cost the start more CPUID instructions, each a trap to the hypervisor in a VM
+/// (BENCHMARKS.md, measurement 5).
 pub fn token_hash(token: &SecretString) -> [u8; 32] {
-    Sha256::digest(token.expose_secret().as_bytes()).into()
+    digest(&SHA256, token.expose_secret().as_bytes())
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 has 32 bytes")
 }
 
 /// What a response's headers said about Chatwork's window.
