@@ -125,15 +125,15 @@ async fn main() -> anyhow::Result<()> {
             .context("this binary's folder")?
             .to_path_buf(),
     };
-    // Cargo's target folder (it holds CACHEDIR.TAG): `release/` is in it, or in
-    // `<triple>/` when the build named its target, as `scripts/bench` does.
-    let target_dir = bin_dir
-        .ancestors()
-        .skip(1)
-        .find(|dir| dir.join("CACHEDIR.TAG").exists())
-        .or_else(|| bin_dir.parent())
-        .context("the target folder")?
-        .to_path_buf();
+    // Cargo's target folder: `release/` is in it, or in `<triple>/` when the build named
+    // its target, as `scripts/bench` does (both folders hold a CACHEDIR.TAG).
+    let mut target_dir = bin_dir.parent().context("the target folder")?.to_path_buf();
+    while let Some(up) = target_dir.parent() {
+        if !up.join("CACHEDIR.TAG").exists() {
+            break;
+        }
+        target_dir = up.to_path_buf();
+    }
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut notes = Vec::new();
