@@ -26,7 +26,8 @@ use utoipa::ToSchema;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::webhook::{
-    self, Ignored, MAX_WEBHOOK_BODY_BYTES, PushedEvent, SIGNATURE_HEADER, SIGNATURE_QUERY, Stored,
+    self, ChatworkWebhook, Ignored, MAX_WEBHOOK_BODY_BYTES, PushedEvent, SIGNATURE_HEADER,
+    SIGNATURE_QUERY, Stored,
 };
 
 /// What the route did with a delivery.
@@ -54,27 +55,6 @@ pub enum WebhookOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WebhookAck {
     pub outcome: WebhookOutcome,
-}
-
-/// The envelope Chatwork posts; the route reads the raw bytes (the signature covers them
-/// exactly as sent), so this schema documents rather than validates.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ChatworkWebhook {
-    /// The webhook's id in Chatwork.
-    #[schema(value_type = String, example = "12345")]
-    webhook_setting_id: String,
-    /// `message_created`, `message_updated` or `mention_to_me` are stored; other types
-    /// are acknowledged and ignored.
-    #[schema(example = "message_created")]
-    webhook_event_type: String,
-    /// Epoch seconds.
-    webhook_event_time: i64,
-    /// For message events `{message_id, room_id, account_id, body, send_time,
-    /// update_time}`; for `mention_to_me` `{from_account_id, to_account_id, room_id,
-    /// message_id, body, send_time, update_time}`.
-    #[schema(value_type = Object)]
-    webhook_event: serde_json::Value,
 }
 
 /// Receives a Chatwork webhook delivery: verifies its signature and stores its message.

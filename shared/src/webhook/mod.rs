@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 
 pub use signature::{InvalidToken, SIGNATURE_HEADER, SIGNATURE_QUERY, WebhookKeys, sign};
 
@@ -80,13 +81,26 @@ pub enum Ignored {
     InvalidEvent(&'static str),
 }
 
-/// The envelope every webhook body has.
-#[derive(Deserialize)]
-struct Envelope {
+/// The envelope every webhook body has: what the route parses, and the request body its
+/// OpenAPI document shows (the route reads the raw bytes first, since the signature covers
+/// them exactly as sent).
+#[derive(Deserialize, ToSchema)]
+pub struct ChatworkWebhook {
+    /// The webhook's id in Chatwork (a string or a number).
+    #[schema(value_type = String, example = "12345")]
     webhook_setting_id: Value,
+    /// `message_created`, `message_updated` or `mention_to_me` are stored; other types
+    /// are acknowledged and ignored.
+    #[schema(example = "message_created")]
     webhook_event_type: String,
+    /// Epoch seconds (not used).
     #[allow(dead_code)]
+    #[schema(value_type = Option<i64>)]
     webhook_event_time: Option<Value>,
+    /// For message events `{message_id, room_id, account_id, body, send_time,
+    /// update_time}`; for `mention_to_me` `{from_account_id, to_account_id, room_id,
+    /// message_id, body, send_time, update_time}`.
+    #[schema(value_type = Object)]
     webhook_event: Value,
 }
 
@@ -129,7 +143,8 @@ fn id_text(value: &Value) -> Option<String> {
 impl PushedEvent {
     /// The event in `body`, or why it is acknowledged without storing.
     pub fn parse(body: &[u8]) -> Result<Self, Ignored> {
-        let envelope: Envelope = serde_json::from_slice(body).map_err(|_| Ignored::Malformed)?;
+        let envelope: ChatworkWebhook =
+            serde_json::from_slice(body).map_err(|_| Ignored::Malformed)?;
         let setting_id = id_text(&envelope.webhook_setting_id).unwrap_or_default();
         let kind = match envelope.webhook_event_type.as_str() {
             "message_created" => EventKind::MessageCreated,
