@@ -80,23 +80,12 @@ pub fn document() -> String {
     json
 }
 
-/// Adds the 500 `internal` answer (the database down, a bug) to every operation that does
-/// not state it: any route can give it, and a client must know its shape.
-fn every_route_may_fail(openapi: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let internal = ResponseBuilder::new()
-        .description(
-            "Something failed on our side (`internal`); the cause is logged under the request id",
-        )
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("ErrorBody")))
-                .build(),
-        )
-        .build();
-    for item in openapi.paths.paths.values_mut() {
-        for operation in [
+/// Every operation of the document.
+fn operations_mut(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -105,13 +94,35 @@ fn every_route_may_fail(openapi: &mut utoipa::openapi::OpenApi) {
         ]
         .into_iter()
         .flatten()
-        {
-            operation
-                .responses
-                .responses
-                .entry("500".to_owned())
-                .or_insert_with(|| internal.clone().into());
-        }
+    })
+}
+
+/// A response whose body is our `ErrorBody`.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+/// Adds the 500 `internal` answer (the database down, a bug) to every operation that does
+/// not state it: any route can give it, and a client must know its shape.
+fn every_route_may_fail(openapi: &mut utoipa::openapi::OpenApi) {
+    let internal = error_response(
+        "Something failed on our side (`internal`); the cause is logged under the request id",
+    );
+    for operation in operations_mut(openapi) {
+        operation
+            .responses
+            .responses
+            .entry("500".to_owned())
+            .or_insert_with(|| internal.clone().into());
     }
 }
 
@@ -119,7 +130,7 @@ fn every_route_may_fail(openapi: &mut utoipa::openapi::OpenApi) {
 /// `uri_too_long`, 431 `headers_too_large`) to every operation, as responses of the
 /// components: any route can give them, before it runs.
 fn every_route_may_refuse_a_large_head(openapi: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    use utoipa::openapi::{Ref, RefOr};
     let refused = [
         (
             "414",
@@ -141,39 +152,17 @@ fn every_route_may_refuse_a_large_head(openapi: &mut utoipa::openapi::OpenApi) {
     ];
     let components = openapi.components.get_or_insert_with(Default::default);
     for (_, name, description) in &refused {
-        let response = ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build();
         components
             .responses
-            .insert((*name).to_owned(), RefOr::T(response));
+            .insert((*name).to_owned(), RefOr::T(error_response(description)));
     }
-    for item in openapi.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            for (status, name, _) in &refused {
-                operation
-                    .responses
-                    .responses
-                    .entry((*status).to_owned())
-                    .or_insert_with(|| {
-                        RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
-                    });
-            }
+    for operation in operations_mut(openapi) {
+        for (status, name, _) in &refused {
+            operation
+                .responses
+                .responses
+                .entry((*status).to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
         }
     }
 }

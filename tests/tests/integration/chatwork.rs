@@ -920,6 +920,15 @@ fn budget_settings() -> BudgetSettings {
     }
 }
 
+/// The budget of token `t` in `db`, with the settings above.
+fn budget_of(db: &TestDb) -> RateBudget {
+    RateBudget::new(
+        db.pool.clone(),
+        &SecretString::from("t".to_owned()),
+        budget_settings(),
+    )
+}
+
 fn headers(limit: i32, remaining: i32, reset_in: i64) -> RateHeaders {
     let now = epoch_secs();
     RateHeaders {
@@ -982,11 +991,7 @@ async fn the_budget_starts_with_one_probe_and_takes_the_limit_from_its_answer() 
 #[tokio::test]
 async fn a_reservation_given_back_unsent_is_whole_again() {
     let db = TestDb::new().await;
-    let budget = RateBudget::new(
-        db.pool.clone(),
-        &SecretString::from("t".to_owned()),
-        budget_settings(),
-    );
+    let budget = budget_of(&db);
     let probe = grant(&budget).await;
     budget
         .record(probe, Some(headers(3, 2, 300)))
@@ -1009,11 +1014,7 @@ async fn a_reservation_given_back_unsent_is_whole_again() {
 #[tokio::test]
 async fn the_reset_is_read_on_chatworks_clock() {
     let db = TestDb::new().await;
-    let budget = RateBudget::new(
-        db.pool.clone(),
-        &SecretString::from("t".to_owned()),
-        budget_settings(),
-    );
+    let budget = budget_of(&db);
     let probe = grant(&budget).await;
     // Chatwork's clock is 1000 s ahead of ours: its reset, 30 s from its now, is 30 s
     // from ours too.
@@ -1072,11 +1073,7 @@ async fn reservations_are_atomic_across_processes() {
 #[tokio::test]
 async fn an_old_answer_never_overwrites_a_newer_window() {
     let db = TestDb::new().await;
-    let budget = RateBudget::new(
-        db.pool.clone(),
-        &SecretString::from("t".to_owned()),
-        budget_settings(),
-    );
+    let budget = budget_of(&db);
     let probe = grant(&budget).await;
     let first = headers(10, 9, 30);
     budget.record(probe, Some(first)).await.unwrap();
@@ -1126,11 +1123,7 @@ async fn an_old_answer_never_overwrites_a_newer_window() {
 #[tokio::test]
 async fn a_429_spends_the_row_until_its_reset_whatever_the_row_believed() {
     let db = TestDb::new().await;
-    let budget = RateBudget::new(
-        db.pool.clone(),
-        &SecretString::from("t".to_owned()),
-        budget_settings(),
-    );
+    let budget = budget_of(&db);
     let probe = grant(&budget).await;
     budget
         .record(probe, Some(headers(300, 299, 300)))
@@ -1181,11 +1174,7 @@ async fn a_429_spends_the_row_until_its_reset_whatever_the_row_believed() {
 #[tokio::test]
 async fn a_fresh_answer_with_an_earlier_reset_moves_the_window_there() {
     let db = TestDb::new().await;
-    let budget = RateBudget::new(
-        db.pool.clone(),
-        &SecretString::from("t".to_owned()),
-        budget_settings(),
-    );
+    let budget = budget_of(&db);
     let probe = grant(&budget).await;
     budget
         .record(probe, Some(headers(300, 299, 300)))
