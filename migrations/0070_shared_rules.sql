@@ -21,11 +21,10 @@ $$;
 -- more attempt); when the job is no longer open (canceled, ended), an item still open
 -- is canceled instead. One row: whether the job was open, the attempt's number when the
 -- item started (NULL otherwise), the item's result as it was (a write that did not end
--- its item leaves one), whether the item exists at all, and how many items it closed.
+-- its item leaves one), and whether the item exists at all.
 -- Statements that fold the start into a read of their own call it once, in a CTE.
 CREATE FUNCTION cwsync_begin_item(p_job_id uuid, p_item_key text)
-RETURNS TABLE (job_open boolean, attempts integer, result jsonb, item_exists boolean,
-               closed bigint)
+RETURNS TABLE (job_open boolean, attempts integer, result jsonb, item_exists boolean)
 LANGUAGE sql VOLATILE
 AS $$
     WITH job AS (
@@ -43,17 +42,16 @@ AS $$
            AND EXISTS (SELECT 1 FROM job)
      RETURNING attempts, result
     ), closed AS (
+        -- Runs though nothing reads it: a data-modifying CTE always runs to completion.
         UPDATE job_items
            SET status = 'canceled', finished_at = now(), updated_at = now()
          WHERE job_id = p_job_id AND item_key = p_item_key
            AND status IN ('pending', 'queued', 'processing')
            AND NOT EXISTS (SELECT 1 FROM job)
-     RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM job),
            (SELECT attempts FROM item),
            (SELECT result FROM item),
            EXISTS (SELECT 1 FROM job_items i
-                    WHERE i.job_id = p_job_id AND i.item_key = p_item_key),
-           (SELECT count(*) FROM closed)
+                    WHERE i.job_id = p_job_id AND i.item_key = p_item_key)
 $$;

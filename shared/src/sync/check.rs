@@ -423,15 +423,13 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
                       r.is_active AND r.left_at IS NULL AS syncable,
                       cwsync_unseen(l.message_num, r.synced_message_num,
                                     r.webhook_messages_since_fetch) AS unseen,
-                      (cwsync_unseen(l.message_num, r.synced_message_num,
-                                     r.webhook_messages_since_fetch) > 0
-                       OR l.updated_at IS DISTINCT FROM r.synced_last_update_time
-                       OR r.author_names_wanted_since IS NOT NULL) AS needs,
+                      (l.updated_at IS DISTINCT FROM r.synced_last_update_time
+                       OR r.author_names_wanted_since IS NOT NULL) AS edited,
                       r.fetch_wanted_since
                  FROM listed l JOIN chatwork_rooms r ON r.room_id = l.room_id
            ), decided AS (
-               SELECT j.*, j.needs AND j.syncable AS wanted,
-                      CASE WHEN j.needs AND j.syncable
+               SELECT j.*, (j.unseen > 0 OR j.edited) AND j.syncable AS wanted,
+                      CASE WHEN (j.unseen > 0 OR j.edited) AND j.syncable
                            THEN coalesce(j.fetch_wanted_since, now()) END AS wanted_since
                  FROM judged j
            ), checked AS (
