@@ -9,6 +9,7 @@ import { h, fill, field, badge, readableMarkup } from './dom.js';
 import { t, time, duration, number } from './i18n.js';
 
 const POLL_MS = 2000;
+const STATUS_POLL_MS = 10000;
 const SYNC_TYPES = ['chatwork_rooms_sync', 'chatwork_messages_sync'];
 const OPEN = ['queued', 'processing'];
 const ROOM_NAMES = 'cwsync.roomNames';
@@ -30,13 +31,13 @@ function roomName(roomId) {
   return names[roomId] || `#${roomId}`;
 }
 
-/** Runs `tick` every 2 s while it says to go on and the tab is visible. */
-function poller(tick) {
+/** Runs `tick` every `ms` (2 s) while it says to go on and the tab is visible. */
+function poller(tick, ms = POLL_MS) {
   let timer = null;
   let stopped = false;
   const schedule = () => {
     clearTimeout(timer);
-    if (!stopped && !document.hidden) timer = setTimeout(run, POLL_MS);
+    if (!stopped && !document.hidden) timer = setTimeout(run, ms);
   };
   const run = async () => {
     let goOn = false;
@@ -506,7 +507,10 @@ async function jobPage(ctx, jobId) {
   return null;
 }
 
-/** The sync's health for operators (GET /api/chatwork/status), redrawn every 2 s. */
+/**
+ * The sync's health for operators (GET /api/chatwork/status), redrawn every 10 s: the
+ * route reads every active room's rate, and the checks it shows come once a minute.
+ */
 async function statusPage(ctx) {
   const box = h('div', { id: 'status' });
   const facts = (...pairs) => h('dl', { class: 'facts card' }, pairs.filter(Boolean).map(([label, value, id]) =>
@@ -561,7 +565,7 @@ async function statusPage(ctx) {
   };
   fill(ctx.main, h('h1', {}, t('status.title')), h('p', { class: 'muted' }, t('status.intro')), box);
   await draw();
-  return poller(draw);
+  return poller(draw, STATUS_POLL_MS);
 }
 
 /** `#/<page>` and `#/<page>/<id>`. */
