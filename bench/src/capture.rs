@@ -24,8 +24,9 @@ use cwsync::api::{self, AppState, AuthConfig};
 use cwsync::chatwork::ChatworkClient;
 use cwsync::config::Env;
 use cwsync::jobs::{self, JobConsumer, JobSpec as _};
+use cwsync::schedule;
 use cwsync::sync::SyncContext;
-use cwsync::sync::check::{self, CheckTrigger, RoomCheckSettings};
+use cwsync::sync::check::RoomCheckSettings;
 use cwsync::sync::messages::{MessagesSync, MessagesSyncPayload};
 use cwsync::webhook::{WEBHOOK_PATH, WebhookKeys};
 use cwsync_tests::TcpProxy;
@@ -83,8 +84,8 @@ pub struct CaptureSettings {
     pub speed: f64,
     /// Chatwork's limit: requests per (simulated) 300 s.
     pub limit: u32,
-    /// The room check's reserve.
-    pub reserve: u32,
+    /// The scheduled room check's reserve, in percent of the window.
+    pub reserve_percent: u32,
     /// Pollers of the messages queue (the event source mapping's MaximumConcurrency).
     pub consumers: usize,
     /// The share of webhook deliveries lost on the way (never sent), for the check to
@@ -94,14 +95,14 @@ pub struct CaptureSettings {
 
 impl Default for CaptureSettings {
     /// 300 rooms, two hours 30 times faster (4 real minutes), Chatwork's 300 per 5
-    /// minutes, a reserve of 30, two pollers, 5 % of webhook deliveries lost.
+    /// minutes, a reserve of 10 % (30 of 300), two pollers, 5 % of webhook deliveries lost.
     fn default() -> Self {
         Self {
             rooms: 300,
             duration: Duration::from_secs(2 * 3600),
             speed: 30.0,
             limit: 300,
-            reserve: 30,
+            reserve_percent: 10,
             consumers: 2,
             webhook_loss: 0.05,
         }
@@ -278,7 +279,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
     let mut settings = client_settings(&world.fake, world.fake.token())?;
     settings.reset_margin = Duration::from_secs_f64(1.0 / s.speed);
     let client = ChatworkClient::new(settings, pool.clone())?;
-    let context = Arc::new(SyncContext::new(client.clone()).with_queues(world.queues.clone()));
+    let context = Arc::new(SyncContext::new(client.clone()));
     let watched = if strategy == Strategy::Webhooks {
         let rooms = busiest_rooms(&plan, MAX_WEBHOOKS_PER_ACCOUNT);
         let tokens: Vec<String> = rooms.iter().map(|_| webhook_token()).collect();
@@ -305,7 +306,8 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
     let busy_us = Arc::new(AtomicU64::new(0));
     let mut pollers = tokio::task::JoinSet::new();
     for _ in 0..s.consumers {
-        let consumer: JobConsumer<MessagesSync> = JobConsumer::new(pool.clone(), context.clone());
+        let consumer: JobConsumer<MessagesSync> =
+            JobConsumer::new(pool.clone(), world.queues.clone(), context.clone());
         let source = world.source(MessagesSync::QUEUE);
         let (stop, batches, busy_us) = (stop.clone(), batches.clone(), busy_us.clone());
         pollers.spawn(async move {
@@ -328,7 +330,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
     let ticks = (s.duration.as_secs_f64() / strategy.interval().as_secs_f64()).ceil() as u32 + 1;
     let check_settings = RoomCheckSettings {
         cadence: interval,
-        reserve: s.reserve,
+        reserve_percent: s.reserve_percent,
         ..RoomCheckSettings::default()
     };
     let start = tokio::time::Instant::now();
@@ -342,15 +344,9 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
                 jobs::start::<MessagesSync>(&pool, world.queues.as_ref(), &payload, None).await?;
             }
             Strategy::RoomCheck | Strategy::Webhooks => {
-                if let Err(e) = check::run(
-                    &pool,
-                    world.queues.as_ref(),
-                    &client,
-                    &check_settings,
-                    CheckTrigger::Schedule,
-                    None,
-                )
-                .await
+                if let Err(e) =
+                    schedule::room_check(&pool, world.queues.as_ref(), &client, &check_settings)
+                        .await
                 {
                     eprintln!("    room check {tick} failed: {e}");
                 }

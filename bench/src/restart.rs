@@ -273,7 +273,7 @@ pub async fn restart_mid_sync(
         ..EmbeddedSettings::default()
     }));
     let client = ChatworkClient::new(client_settings(&fake, fake.token())?, pool.clone())?;
-    let context = Arc::new(SyncContext::new(client).with_queues(queues.clone()));
+    let context = Arc::new(SyncContext::new(client));
 
     // Register the rooms.
     let rooms_job = jobs::start::<cwsync::sync::rooms::RoomsSync>(
@@ -284,7 +284,7 @@ pub async fn restart_mid_sync(
     )
     .await?;
     let rooms_consumer: JobConsumer<cwsync::sync::rooms::RoomsSync> =
-        JobConsumer::new(pool.clone(), context.clone());
+        JobConsumer::new(pool.clone(), queues.clone(), context.clone());
     let source = EventSource::new(queues.clone(), cwsync::sync::rooms::RoomsSync::QUEUE);
     while source.poll_once(&rooms_consumer).await? > 0 {}
     let registered = jobs::get(&pool, rooms_job.job.id)
@@ -300,7 +300,7 @@ pub async fn restart_mid_sync(
     // The sync, polled by two event sources as the local runner does.
     let failed = Arc::new(AtomicU64::new(0));
     let consumer: Arc<dyn BatchConsumer> = Arc::new(Counting {
-        inner: JobConsumer::<MessagesSync>::new(pool.clone(), context.clone()),
+        inner: JobConsumer::<MessagesSync>::new(pool.clone(), queues.clone(), context.clone()),
         failed: failed.clone(),
     });
     let started = Instant::now();

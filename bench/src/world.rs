@@ -75,7 +75,13 @@ pub fn messages_consumer(
     settings: ClientSettings,
 ) -> anyhow::Result<JobConsumer<MessagesSync>> {
     let client = ChatworkClient::new(settings, budget_pool)?;
-    Ok(JobConsumer::new(pool, Arc::new(SyncContext::new(client))))
+    // No job of the measured scopes grows: nothing is sent.
+    let queues = Arc::new(EmbeddedQueues::new(EmbeddedSettings::default()));
+    Ok(JobConsumer::new(
+        pool,
+        queues,
+        Arc::new(SyncContext::new(client)),
+    ))
 }
 
 /// A fresh database and a fake Chatwork with `rooms` and the rate limit `limit`.
@@ -111,8 +117,11 @@ impl World {
     /// (a second token keeps the set-up out of the measured token's rate windows).
     pub async fn rooms_sync(&self, token: &str) -> anyhow::Result<Job> {
         let client = ChatworkClient::new(client_settings(&self.fake, token)?, self.pool().clone())?;
-        let consumer: JobConsumer<RoomsSync> =
-            JobConsumer::new(self.pool().clone(), Arc::new(SyncContext::new(client)));
+        let consumer: JobConsumer<RoomsSync> = JobConsumer::new(
+            self.pool().clone(),
+            self.queues.clone(),
+            Arc::new(SyncContext::new(client)),
+        );
         let started = jobs::start::<RoomsSync>(
             self.pool(),
             self.queues.as_ref(),

@@ -206,8 +206,8 @@ pub async fn recover(
 }
 
 /// The consumers of the work queues, one per registered job type: the rooms and messages
-/// syncs share one Chatwork client (and so one rate budget) and send a room check's
-/// fetches to `queues`; summaries are drafted by `summary` (the extractive summarizer, or
+/// syncs share one Chatwork client (and so one rate budget); the items a job grows by go
+/// to `queues`; summaries are drafted by `summary` (the extractive summarizer, or
 /// the model the `SUMMARY_MODEL*` settings name).
 pub async fn work_consumers(
     pool: &PgPool,
@@ -218,7 +218,7 @@ pub async fn work_consumers(
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
     let client = ChatworkClient::from_config(chatwork, pool.clone())?;
     let contexts = Contexts::new()
-        .with(Arc::new(SyncContext::new(client).with_queues(queues)))
+        .with(Arc::new(SyncContext::new(client)))
         .with(Arc::new(summary.clone()));
-    Ok(registry.consumers(pool, &contexts)?)
+    Ok(registry.consumers(pool, &queues, &contexts)?)
 }

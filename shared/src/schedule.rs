@@ -125,17 +125,7 @@ pub async fn run(
     let report = match task {
         Task::RoomCheck => {
             let chatwork = settings.chatwork.as_ref().ok_or(TaskError::NoChatwork)?;
-            TaskReport::RoomCheck(
-                check::run(
-                    pool,
-                    queues,
-                    chatwork,
-                    &settings.room_check,
-                    CheckTrigger::Schedule,
-                    None,
-                )
-                .await?,
-            )
+            TaskReport::RoomCheck(room_check(pool, queues, chatwork, &settings.room_check).await?)
         }
         Task::RoomsSync => {
             let started =
@@ -173,6 +163,28 @@ pub async fn run(
     };
     tracing::debug!(?report, "scheduled task done");
     Ok(report)
+}
+
+/// The scheduled room check: when it plans rooms, one messages sync job fetches exactly
+/// those; nothing to fetch, no job. While another sync of all rooms runs, the plan is left
+/// to it and to the next check (`busy`).
+pub async fn room_check(
+    pool: &PgPool,
+    queues: &dyn Queues,
+    chatwork: &ChatworkClient,
+    settings: &RoomCheckSettings,
+) -> Result<RoomCheckReport, TaskError> {
+    let check = check::run(pool, chatwork, settings, CheckTrigger::Schedule).await?;
+    if check.planned().is_empty() {
+        return Ok(check.record(pool, settings, None, false).await?);
+    }
+    let payload = MessagesSyncPayload::Planned {
+        rooms: check.planned().to_vec(),
+    };
+    let started = jobs::start::<MessagesSync>(pool, queues, &payload, None).await?;
+    Ok(check
+        .record(pool, settings, Some(started.job.id), !started.created)
+        .await?)
 }
 
 /// The task a scheduled event names: `{"task": "sweep"}` (a schedule's constant input),

@@ -143,7 +143,7 @@ fact(events["MessagesSync"]["Properties"]["State"] == {"Fn::If": ["RoomCheckOn",
      "the fixed messages sync runs only while the room check is off")
 env = scheduler["Environment"]["Variables"]
 fact(env.get("ROOM_CHECK_EVERY_MINUTES") == {"Ref": "RoomCheckEveryMinutes"}
-     and env.get("ROOM_CHECK_RESERVE") == {"Ref": "RoomCheckReserve"},
+     and env.get("ROOM_CHECK_RESERVE_PERCENT") == {"Ref": "RoomCheckReservePercent"},
      "the scheduler knows the check's cadence and reserve")
 fact(env.get("CHATWORK_API_TOKEN_SECRET_ARN") == {"Ref": "ChatworkTokenSecretArn"},
      "the scheduler reads the Chatwork token (the check's room list)")

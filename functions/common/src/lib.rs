@@ -74,22 +74,26 @@ impl ColdStart {
         }
     }
 
+    /// The work queues (SQS, built on first use): where a consumer sends the items a
+    /// job grows by (a sync of all rooms: the rooms its room check plans).
+    pub fn queues(&self) -> Arc<dyn cwsync::queue::Queues> {
+        let queues = self.or_exit(cwsync::config::QueueConfig::from_env(
+            &self.env,
+            &cwsync::job_types::registry().work_queues(),
+        ));
+        Arc::new(cwsync::queue::LazySqsQueues::new(queues))
+    }
+
     /// What the sync consumers run with: a Chatwork client (its token from the
     /// environment or Secrets Manager) whose rate budget lives in the pool's database,
-    /// the room check's settings, and the queues (SQS, built on first use) a messages
-    /// sync of all rooms sends its room check's fetches to.
+    /// and the room check's settings.
     pub async fn sync_context(&self) -> Arc<cwsync::sync::SyncContext> {
         let chatwork = self.or_exit(self.secrets.chatwork().await);
         let client = self.or_exit(cwsync::chatwork::ChatworkClient::from_config(
             &chatwork,
             self.pool.clone(),
         ));
-        let queues = self.or_exit(cwsync::config::QueueConfig::from_env(
-            &self.env,
-            &cwsync::job_types::registry().work_queues(),
-        ));
-        let mut context = cwsync::sync::SyncContext::new(client)
-            .with_queues(Arc::new(cwsync::queue::LazySqsQueues::new(queues)));
+        let mut context = cwsync::sync::SyncContext::new(client);
         context.settings.room_check =
             self.or_exit(cwsync::sync::check::RoomCheckSettings::from_env(&self.env));
         Arc::new(context)

@@ -9,9 +9,6 @@ use cwsync_lambda::{ColdStart, Error, run_sqs};
 async fn main() -> Result<(), Error> {
     let start = ColdStart::new("messages-sync").await;
     let context = start.sync_context().await;
-    run_sqs(
-        start.metrics,
-        JobConsumer::<MessagesSync>::new(start.pool, context),
-    )
-    .await
+    let consumer = JobConsumer::<MessagesSync>::new(start.pool.clone(), start.queues(), context);
+    run_sqs(start.metrics, consumer).await
 }

@@ -14,9 +14,7 @@ async fn main() -> Result<(), Error> {
     let start = ColdStart::new("summary-draft").await;
     let summary = start.or_exit(start.secrets.summary().await);
     let context = start.or_exit(SummaryContext::from_config(&summary));
-    run_sqs(
-        start.metrics,
-        JobConsumer::<SummaryDraft>::new(start.pool, Arc::new(context)),
-    )
-    .await
+    let consumer =
+        JobConsumer::<SummaryDraft>::new(start.pool.clone(), start.queues(), Arc::new(context));
+    run_sqs(start.metrics, consumer).await
 }

@@ -36,7 +36,8 @@ pub struct JobView {
     /// What the job was asked to do (`{roomId}`, `{companyId, periodStart, periodEnd}`, ...).
     #[schema(value_type = Object)]
     pub payload: Value,
-    /// Derived from the job's items; its shape is its type's. `null` until it has one.
+    /// Derived from the job's items; its shape is its type's. In answers about one job,
+    /// an open job's result so far; in lists, `null` until the job ends.
     #[schema(schema_with = result_schema)]
     pub result: Option<Value>,
     /// `{name, message}`; admins also see `stack` when there is one.
@@ -82,13 +83,21 @@ impl JobView {
         }
     }
 
-    /// `job` with its progress, for answers about one job.
+    /// `job` with its progress, for answers about one job. A job still open shows the
+    /// result its items make so far, so that whoever polls the one job they started
+    /// sees its rooms, errors and gaps as they come.
     pub(crate) async fn with_progress(
         state: &AppState,
-        job: Job,
+        mut job: Job,
         caller: &Caller,
     ) -> Result<Self, ApiError> {
         let progress = jobs::progress(&state.pool, job.id).await?;
+        if !job.status.is_terminal() {
+            let items = jobs::items(&state.pool, job.id).await?;
+            if let Some(result) = state.registry.summarize(job.job_type, &items) {
+                job.result = Some(result);
+            }
+        }
         Ok(Self::new(job, caller, Some(progress)))
     }
 }

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::auth::Admin;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::chatwork::MESSAGES_PER_REQUEST;
 use crate::sync::check::CheckOutcome;
-use crate::sync::messages::FETCH_LIMIT;
 
 /// The cadence assumed before the first check.
 const DEFAULT_CADENCE_SECS: f64 = 60.0;
@@ -226,7 +226,7 @@ pub(crate) async fn get(
     )
     .fetch_one(pool)
     .await?;
-    let risk = RISK_SHARE * FETCH_LIMIT as f64;
+    let risk = RISK_SHARE * MESSAGES_PER_REQUEST as f64;
     let rooms_at_risk = sqlx::query_as!(
         RoomAtRisk,
         r#"WITH rated AS (

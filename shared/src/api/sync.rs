@@ -55,7 +55,11 @@ pub struct MessagesSyncRequest {
     pub room_id: Option<ChatworkRoomId>,
 }
 
-/// Starts a messages sync: one queue message per room to sync.
+/// Starts a messages sync: of one room, or of every room that needs a fetch. The answer
+/// is the one job that covers the whole sync: for all rooms, its first step is a room
+/// check in the consumer, and the rooms it plans become items of the same job, so its
+/// `totalRooms`, `processedRooms`, errors and gaps cover every room and it ends after
+/// the last. A sync of all rooms started while another runs answers with that one (200).
 #[utoipa::path(
     post, path = "/api/chatwork/messages/sync", operation_id = "startMessagesSync", tag = "chatwork",
     request_body(content = Option<MessagesSyncRequest>, description = "Optional; `{}` syncs every active room"),
@@ -80,13 +84,14 @@ pub(crate) async fn messages(
     if let Some(room_id) = request.room_id {
         require_room(&state, room_id).await?;
     }
-    let payload = MessagesSyncPayload {
-        room_id: request.room_id.map(ChatworkRoomId::get),
-        rooms: None,
-        // All rooms: a room check decides which need a fetch (in the job, so that a slow
-        // or failing Chatwork never holds up or fails this request).
-        check: request.room_id.is_none(),
-        ..MessagesSyncPayload::default()
+    let payload = match request.room_id {
+        Some(room_id) => MessagesSyncPayload::Room {
+            room_id: room_id.get(),
+        },
+        // All rooms: the job's first step is a room check, in the consumer, so that a
+        // slow or failing Chatwork never holds up or fails this request; the rooms it
+        // plans join the same job.
+        None => MessagesSyncPayload::All,
     };
     jobs::start::<MessagesSync>(&state, &caller, &request_id, &payload).await
 }

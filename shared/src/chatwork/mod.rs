@@ -98,6 +98,6 @@ pub(crate) use client::{DeferredRecord, GrantGuard};
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{
-    Message, MessageAccount, Room, RoomDetail, RoomType, compare_message_ids, is_message_id,
-    latest_message_id,
+    MESSAGES_PER_REQUEST, Message, MessageAccount, Room, RoomDetail, RoomType, compare_message_ids,
+    is_message_id, latest_message_id,
 };

@@ -83,6 +83,10 @@ pub struct MessageAccount {
     pub avatar_image_url: String,
 }
 
+/// The most messages one `GET /rooms/{id}/messages` returns: Chatwork has no paging into
+/// older history, so a room that got more than this since its last fetch has a gap.
+pub const MESSAGES_PER_REQUEST: usize = 100;
+
 /// A message as `GET /rooms/{id}/messages` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {

@@ -39,10 +39,8 @@ mod start;
 pub(crate) mod store;
 mod sweeper;
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -62,8 +60,8 @@ pub use retention::delete_finished_jobs;
 pub use runner::{JobConsumer, RecordFailure};
 pub use start::{StartError, Started, start, start_recorded};
 pub use store::{
-    CancelOutcome, JobFilter, JobRecord, Progress, cancel, cancel_recorded, finalize, get, items,
-    list, progress,
+    Begin, CancelOutcome, Ended, JobFilter, JobRecord, Progress, cancel, cancel_recorded, finalize,
+    get, items, list, progress,
 };
 pub use sweeper::{SweepReport, SweepSettings, recover_unfinished, sweep};
 
@@ -338,6 +336,9 @@ pub struct Job {
     pub active_key: Option<String>,
     pub total_items: i32,
     pub open_items: i32,
+    /// Steps not finished yet (see [`PlannedItem::step`]).
+    #[serde(skip)]
+    pub open_steps: i32,
 }
 
 impl Job {
@@ -369,6 +370,8 @@ pub struct ItemRecord {
     pub attempts: i32,
     /// The item's queue message.
     pub message: serde_json::Value,
+    /// A step of the job's own (see [`PlannedItem::step`]).
+    pub step: bool,
 }
 
 /// One item as its job type reads it: its queue message and result as that type's types.
@@ -383,6 +386,8 @@ pub struct JobItem<M, R> {
     pub attempts: i32,
     /// `None` when the stored message no longer parses.
     pub message: Option<M>,
+    /// A step of the job's own (see [`PlannedItem::step`]).
+    pub step: bool,
 }
 
 impl ItemRecord {
@@ -411,6 +416,7 @@ impl ItemRecord {
             attempts: self.attempts,
             message: read::<Envelope<K::Message>>("message", &self.item_key, &self.message)
                 .map(|e| e.item),
+            step: self.step,
         }
     }
 }
@@ -432,21 +438,60 @@ pub struct PlannedItem<M> {
     pub message: M,
     /// SQS MessageGroupId (`room-<id>`, `rooms`, `company-<id>`).
     pub group_id: String,
+    /// A step of the job's own work rather than a unit of what it was asked to do (a
+    /// messages sync's room check, which plans the rooms): the job does not finish while
+    /// a step is open, but steps are not counted among its items or in its progress.
+    pub step: bool,
+}
+
+impl<M> PlannedItem<M> {
+    /// A unit of the job's work.
+    pub fn work(message: M, group_id: impl Into<String>) -> Self {
+        Self {
+            message,
+            group_id: group_id.into(),
+            step: false,
+        }
+    }
+
+    /// A step of the job's own (see [`PlannedItem::step`]); its handler usually ends it
+    /// with [`ItemOutcome::Planned`].
+    pub fn step(message: M, group_id: impl Into<String>) -> Self {
+        Self {
+            message,
+            group_id: group_id.into(),
+            step: true,
+        }
+    }
 }
 
 /// How one item ended, when it ended as its handler intended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ItemOutcome<R> {
+#[derive(Debug, Clone)]
+pub enum ItemOutcome<M, R> {
     Completed {
         /// What the item fetched (messages of a room), for progress.
         fetched: i32,
         result: R,
     },
+    /// Completed, and the handler's own statement already stored the result and ended
+    /// the item with `cwsync_end_items` (one round trip instead of two): `ended` is how
+    /// that went, and the job core only finishes the job when it was the last.
+    Written { fetched: i32, ended: store::Ended },
     /// There was nothing to do.
     Unchanged { result: R },
+    /// The job grows: `items` join it, then the item (usually a step) ends completed with
+    /// `result`, in one transaction, and the new items are sent to the type's queue. The
+    /// job ends only after them.
+    Planned {
+        result: R,
+        items: Vec<PlannedItem<M>>,
+    },
     /// The job was canceled; the handler stopped between steps.
     Canceled,
 }
+
+/// The outcome of one of `K`'s items.
+pub type Outcome<K> = ItemOutcome<<K as JobSpec>::Message, <K as JobSpec>::ItemResult>;
 
 /// Why an item could not end as intended.
 #[derive(Debug)]
@@ -471,11 +516,6 @@ pub struct ItemRun {
     /// The batch's connection, on which the job core runs the record's statements (see
     /// [`BatchConnection`]); a handler may run its own on it too.
     pub db: BatchConnection,
-    /// What the kind's [`JobKind::begin`] read with the item's start, until the handler
-    /// takes it ([`ItemRun::take_first_read`]).
-    first_read: Arc<Mutex<Option<Box<dyn Any + Send>>>>,
-    /// Set when the handler's own statement ended the item (see [`ItemRun::ended_by`]).
-    ended: Arc<Mutex<Option<store::Ended>>>,
     pub job_id: Uuid,
     pub job_type: JobType,
     pub payload: serde_json::Value,
@@ -492,23 +532,6 @@ impl ItemRun {
     /// Whether the job was canceled since the item started. Handlers ask between steps.
     pub async fn is_canceled(&self) -> Result<bool, sqlx::Error> {
         store::is_canceled(&mut *self.db.lock().await?, self.job_id).await
-    }
-
-    /// What the kind's [`JobKind::begin`] read with the item's start, once.
-    pub(crate) fn take_first_read<T: 'static>(&self) -> Option<T> {
-        let read = lock(&self.first_read).take()?;
-        read.downcast::<T>().ok().map(|read| *read)
-    }
-
-    /// The handler's own statement ended the item (with its result, in the statement that
-    /// stored it): the job core does not end it again, and finishes the job by `ended`.
-    pub(crate) fn ended_by(&self, ended: store::Ended) {
-        *lock(&self.ended) = Some(ended);
-    }
-
-    /// How the handler's own statement ended the item, if it did.
-    pub(crate) fn take_ended(&self) -> Option<store::Ended> {
-        lock(&self.ended).take()
     }
 
     /// The job's payload as the kind's type; a payload that does not parse fails the item.
@@ -582,16 +605,14 @@ pub trait JobSpec: Send + Sync + Sized + 'static {
     }
 }
 
-/// A plain value behind a mutex: a panic elsewhere cannot leave it inconsistent.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What the start of an item's delivery found ([`JobKind::begin`]), with what the kind
-/// read in the same statement.
-pub struct ItemStart {
-    pub(crate) begin: store::Begin,
-    pub(crate) first_read: Option<Box<dyn Any + Send>>,
+/// Starts item `item_key` of job `job_id` on the batch's connection, reading nothing
+/// else: [`JobKind::begin`] of a kind whose `Read` is `()`.
+pub async fn begin_item(
+    db: &BatchConnection,
+    job_id: Uuid,
+    item_key: &str,
+) -> Result<Begin, sqlx::Error> {
+    store::begin_item(&mut *db.lock().await?, job_id, item_key).await
 }
 
 /// How a job type's items run. See the module documentation.
@@ -599,25 +620,20 @@ pub trait JobKind: JobSpec {
     /// What the handler needs besides the database (a Chatwork client, a summarizer, ...).
     type Context: Send + Sync + 'static;
 
-    /// Starts an item's delivery on the batch's connection (the job core's one statement;
-    /// see `store::begin_item`). A kind in this crate may start it in a statement that
-    /// also reads what its handler reads first, handing that over as the first read:
-    /// one round trip instead of two.
+    /// What [`JobKind::begin`] reads for the handler besides the item's start (`()` for
+    /// a kind that reads nothing there).
+    type Read: Send;
+
+    /// Starts an item's delivery on the batch's connection: the job core's one statement
+    /// ([`begin_item`]), or a statement of the kind's that also reads what its handler
+    /// reads first (one round trip instead of two), handed to [`JobKind::run`] as `read`.
     fn begin(
         context: &Self::Context,
         db: &BatchConnection,
         job_id: Uuid,
         item_key: &str,
         message: &Self::Message,
-    ) -> impl Future<Output = Result<ItemStart, sqlx::Error>> + Send {
-        let _ = (context, message);
-        async move {
-            Ok(ItemStart {
-                begin: store::begin_item(&mut *db.lock().await?, job_id, item_key).await?,
-                first_read: None,
-            })
-        }
-    }
+    ) -> impl Future<Output = Result<Begin<Self::Read>, sqlx::Error>> + Send;
 
     /// Does one item's work. It must be idempotent: after a crash anywhere in it, running
     /// it again leaves the database as one run would.
@@ -625,7 +641,8 @@ pub trait JobKind: JobSpec {
         context: &Self::Context,
         item: &ItemRun,
         message: Self::Message,
-    ) -> impl Future<Output = Result<ItemOutcome<Self::ItemResult>, ItemError>> + Send;
+        read: Self::Read,
+    ) -> impl Future<Output = Result<Outcome<Self>, ItemError>> + Send;
 }
 
 #[cfg(test)]

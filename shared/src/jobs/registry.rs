@@ -34,10 +34,12 @@ pub trait RegisteredType: Send + Sync {
     fn summarize(&self, items: &[ItemRecord]) -> serde_json::Value;
     /// A stored result in a few words; `None` when it does not parse as this type's.
     fn describe(&self, result: &serde_json::Value) -> Option<String>;
-    /// The consumer of its queue, with its context taken from `contexts`.
+    /// The consumer of its queue, with its context taken from `contexts`; `queues` carry
+    /// the items its jobs grow by.
     fn consumer(
         &self,
         pool: &PgPool,
+        queues: &Arc<dyn Queues>,
         contexts: &Contexts,
     ) -> Result<Arc<dyn BatchConsumer>, MissingContext>;
     /// What a job that does again the failed items of a finished job with `payload` and
@@ -103,13 +105,18 @@ impl<K: JobKind> RegisteredType for Entry<K> {
     fn consumer(
         &self,
         pool: &PgPool,
+        queues: &Arc<dyn Queues>,
         contexts: &Contexts,
     ) -> Result<Arc<dyn BatchConsumer>, MissingContext> {
         let context = contexts.get::<K::Context>().ok_or(MissingContext {
             job_type: K::TYPE,
             context: std::any::type_name::<K::Context>(),
         })?;
-        Ok(Arc::new(JobConsumer::<K>::new(pool.clone(), context)))
+        Ok(Arc::new(JobConsumer::<K>::new(
+            pool.clone(),
+            queues.clone(),
+            context,
+        )))
     }
 
     fn retry_plan(&self, payload: &serde_json::Value, items: &[ItemRecord]) -> RetryPlan {
@@ -242,10 +249,11 @@ impl Registry {
     pub fn consumers(
         &self,
         pool: &PgPool,
+        queues: &Arc<dyn Queues>,
         contexts: &Contexts,
     ) -> Result<Vec<QueueConsumer>, MissingContext> {
         self.types()
-            .map(|t| Ok((t.queue(), t.consumer(pool, contexts)?)))
+            .map(|t| Ok((t.queue(), t.consumer(pool, queues, contexts)?)))
             .collect()
     }
 }

@@ -24,13 +24,14 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::failure;
-use super::store::{self, Begin};
+use super::start::{dispatch, outgoing_of};
+use super::store::{self, Begin, NewItem};
 use super::{
     BatchConnection, Envelope, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobKind,
-    MESSAGE_VERSION, Registry,
+    MESSAGE_VERSION, PlannedItem, Registry,
 };
 use crate::consumer::process_fifo_batch;
-use crate::queue::{BatchConsumer, Delivery};
+use crate::queue::{BatchConsumer, Delivery, Queues};
 
 /// Why a record could not be processed. [`RecordFailure::is_retryable`] tells whether it
 /// is reported failed (delivered again) or acknowledged.
@@ -81,6 +82,8 @@ type ItemAt = Option<(Uuid, String)>;
 /// Processes batches of one job type's queue.
 pub struct JobConsumer<K: JobKind> {
     pool: PgPool,
+    /// Where the items a job grows by are sent ([`ItemOutcome::Planned`]).
+    queues: Arc<dyn Queues>,
     context: Arc<K::Context>,
     /// `K` alone: the jobs this consumer finishes are its type's.
     registry: Registry,
@@ -90,6 +93,7 @@ impl<K: JobKind> Clone for JobConsumer<K> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            queues: self.queues.clone(),
             context: self.context.clone(),
             registry: self.registry.clone(),
         }
@@ -97,9 +101,10 @@ impl<K: JobKind> Clone for JobConsumer<K> {
 }
 
 impl<K: JobKind> JobConsumer<K> {
-    pub fn new(pool: PgPool, context: Arc<K::Context>) -> Self {
+    pub fn new(pool: PgPool, queues: Arc<dyn Queues>, context: Arc<K::Context>) -> Self {
         Self {
             pool,
+            queues,
             context,
             registry: Registry::of::<K>(),
         }
@@ -209,7 +214,7 @@ impl<K: JobKind> JobConsumer<K> {
         tracing::Span::current().record("job_id", tracing::field::display(job_id));
         let item_key = K::item_key(&envelope.item);
         let start = K::begin(&self.context, db, job_id, &item_key, &envelope.item).await?;
-        let (payload, user_id, job_created_at, attempt) = match start.begin {
+        let (payload, user_id, job_created_at, attempt, read) = match start {
             Begin::Unknown { why } => return Err(RecordFailure::Unknown(why)),
             Begin::Done { why } => {
                 tracing::info!(why, item_key, "acknowledged without work");
@@ -224,21 +229,20 @@ impl<K: JobKind> JobConsumer<K> {
                 user_id,
                 job_created_at,
                 attempt,
+                read,
             } => {
                 if job_type != K::TYPE {
                     return Err(RecordFailure::Unknown(
                         "the job is of another type than this queue's",
                     ));
                 }
-                (payload, user_id, job_created_at, attempt)
+                (payload, user_id, job_created_at, attempt, read)
             }
         };
         *at = Some((job_id, item_key.clone()));
         let item = ItemRun {
             pool: self.pool.clone(),
             db: db.clone(),
-            first_read: std::sync::Arc::new(std::sync::Mutex::new(start.first_read)),
-            ended: std::sync::Arc::default(),
             job_id,
             job_type: K::TYPE,
             payload,
@@ -249,11 +253,12 @@ impl<K: JobKind> JobConsumer<K> {
             deadline,
         };
         let started = Instant::now();
-        let outcome = K::run(&self.context, &item, envelope.item).await;
+        let outcome = K::run(&self.context, &item, envelope.item, read).await;
         metrics::histogram!("job_item_duration_ms", "type" => K::TYPE.as_str())
             .record(started.elapsed().as_secs_f64() * 1000.0);
         let stored =
             |result: K::ItemResult| serde_json::to_value(result).map_err(anyhow::Error::from);
+        let mut written = None;
         let (status, fetched, result, error) = match outcome {
             Ok(ItemOutcome::Completed { fetched, result }) => (
                 ItemStatus::Completed,
@@ -261,6 +266,14 @@ impl<K: JobKind> JobConsumer<K> {
                 Some(stored(result).map_err(RecordFailure::Retry)?),
                 None,
             ),
+            Ok(ItemOutcome::Written { fetched, ended }) => {
+                written = Some(ended);
+                (ItemStatus::Completed, fetched, None, None)
+            }
+            Ok(ItemOutcome::Planned { result, items }) => {
+                let result = stored(result).map_err(RecordFailure::Retry)?;
+                return self.grow(db, &item, &result, items).await;
+            }
             Ok(ItemOutcome::Unchanged { result }) => (
                 ItemStatus::Unchanged,
                 0,
@@ -303,10 +316,10 @@ impl<K: JobKind> JobConsumer<K> {
                 return Err(RecordFailure::Retry(e));
             }
         };
-        let ended = match item.take_ended() {
+        let ended = match written {
             // The handler's statement stored the result and ended the item.
-            Some(ended) if status == ItemStatus::Completed => ended,
-            _ => {
+            Some(ended) => ended,
+            None => {
                 store::end_items(
                     &mut *db.lock().await?,
                     job_id,
@@ -326,6 +339,62 @@ impl<K: JobKind> JobConsumer<K> {
         }
         if ended.job_needs_finishing() {
             store::finalize_on(&mut *db.lock().await?, &self.registry, job_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends `item` with `result` after adding `planned` to its job
+    /// ([`ItemOutcome::Planned`]), then sends the items added and finishes the job when
+    /// nothing is left open (a plan of no items).
+    async fn grow(
+        &self,
+        db: &BatchConnection,
+        item: &ItemRun,
+        result: &serde_json::Value,
+        planned: Vec<PlannedItem<K::Message>>,
+    ) -> Result<(), RecordFailure> {
+        let mut items = Vec::with_capacity(planned.len());
+        for planned in planned {
+            let key = K::item_key(&planned.message);
+            let message = serde_json::to_value(Envelope {
+                v: MESSAGE_VERSION,
+                job_id: item.job_id,
+                item: planned.message,
+            })
+            .map_err(|e| RecordFailure::Retry(e.into()))?;
+            items.push(NewItem {
+                key,
+                message,
+                group: planned.group_id,
+                step: planned.step,
+            });
+        }
+        // The batch's connection is free for the transaction's own.
+        db.release().await;
+        let grown = store::grow(&self.pool, item.job_id, &item.item_key, &items, result).await?;
+        items.retain(|i| grown.added.contains(&i.key));
+        tracing::info!(
+            item_key = item.item_key,
+            added = grown.added.len(),
+            "the job grew by the items its step planned"
+        );
+        let outgoing = outgoing_of(item.job_id, &items);
+        dispatch(
+            &self.pool,
+            self.queues.as_ref(),
+            &self.registry,
+            K::QUEUE,
+            item.job_id,
+            &outgoing,
+        )
+        .await
+        .map_err(|e| RecordFailure::Retry(e.into()))?;
+        if grown.ended.ended > 0 {
+            metrics::counter!("job_items_ended", "type" => K::TYPE.as_str(), "status" => "completed")
+                .increment(1);
+        }
+        if grown.ended.job_needs_finishing() {
+            store::finalize(&self.pool, &self.registry, item.job_id).await?;
         }
         Ok(())
     }

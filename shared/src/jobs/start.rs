@@ -89,6 +89,7 @@ pub async fn start_recorded<K: JobKind>(
                 key,
                 message,
                 group: item.group_id,
+                step: item.step,
             });
         }
         let new = NewJob {
@@ -99,17 +100,27 @@ pub async fn start_recorded<K: JobKind>(
             active_key: &active_key,
             items,
         };
-        let outgoing_messages: Vec<OutgoingMessage> = new
-            .items
-            .iter()
-            .map(|i| outgoing(id, &i.key, &i.group, &i.message))
-            .collect();
+        let outgoing_messages = outgoing_of(id, &new.items);
         match store::insert(pool, new, record).await? {
             Some(job) => {
                 metrics::counter!("jobs_started", "type" => K::TYPE.as_str()).increment(1);
                 tracing::info!(job_id = %job.id, job_type = K::TYPE.as_str(), items = job.total_items, "job started");
                 let registry = Registry::of::<K>();
-                let job = send(pool, queues, &registry, K::QUEUE, job, &outgoing_messages).await?;
+                if outgoing_messages.is_empty() {
+                    // Nothing to do: the job is complete at once.
+                    store::finalize(pool, &registry, job.id).await?;
+                } else {
+                    dispatch(
+                        pool,
+                        queues,
+                        &registry,
+                        K::QUEUE,
+                        job.id,
+                        &outgoing_messages,
+                    )
+                    .await?;
+                }
+                let job = store::get(pool, job.id).await?.unwrap_or(job);
                 return Ok(Started { job, created: true });
             }
             None => {
@@ -129,25 +140,32 @@ pub async fn start_recorded<K: JobKind>(
     )))
 }
 
-/// Sends a new job's messages and records what was sent; items that could not be sent
-/// end failed, and the job with them when none was sent.
-async fn send(
+/// The queue messages of `items` of job `job_id`.
+pub(crate) fn outgoing_of(job_id: Uuid, items: &[NewItem]) -> Vec<OutgoingMessage> {
+    items
+        .iter()
+        .map(|i| outgoing(job_id, &i.key, &i.group, &i.message))
+        .collect()
+}
+
+/// Sends items' messages (a new job's, or those a job grew by) and records what was
+/// sent; items that could not be sent end failed, and the job with them when nothing
+/// else is open.
+pub(crate) async fn dispatch(
     pool: &PgPool,
     queues: &dyn Queues,
     registry: &Registry,
     queue: QueueName,
-    job: Job,
+    job_id: Uuid,
     messages: &[OutgoingMessage],
-) -> Result<Job, StartError> {
+) -> Result<(), StartError> {
     if messages.is_empty() {
-        // Nothing to do: the job is complete at once.
-        store::finalize(pool, registry, job.id).await?;
-        return Ok(store::get(pool, job.id).await?.unwrap_or(job));
+        return Ok(());
     }
     let unsent = match queues.send(queue, messages).await {
         Ok(()) => Vec::new(),
         Err(e) => {
-            tracing::error!(job_id = %job.id, error = %e, "could not queue the job's items");
+            tracing::error!(job_id = %job_id, error = %e, "could not queue the job's items");
             e.unsent
                 .iter()
                 .filter_map(|dedup| dedup.split_once(':').map(|(_, key)| key.to_owned()))
@@ -165,7 +183,7 @@ async fn send(
         })
         .filter(|key| !unsent_keys.contains(key))
         .collect();
-    store::mark_sent(pool, job.id, &sent_keys).await?;
+    store::mark_sent(pool, job_id, &sent_keys).await?;
     if let Some((_, reason)) = unsent.first() {
         // The queue's own words (its URL, the SDK's error) are for admins.
         let error = ErrorInfo {
@@ -182,7 +200,7 @@ async fn send(
         };
         let ended = store::end_items(
             pool,
-            job.id,
+            job_id,
             &unsent_keys,
             ItemStatus::Failed,
             0,
@@ -191,8 +209,8 @@ async fn send(
         )
         .await?;
         if ended.job_needs_finishing() {
-            store::finalize(pool, registry, job.id).await?;
+            store::finalize(pool, registry, job_id).await?;
         }
     }
-    Ok(store::get(pool, job.id).await?.unwrap_or(job))
+    Ok(())
 }

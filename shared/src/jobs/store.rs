@@ -32,6 +32,8 @@ pub(crate) struct NewItem {
     pub key: String,
     pub message: serde_json::Value,
     pub group: String,
+    /// A step of the job's own (see [`super::PlannedItem::step`]).
+    pub step: bool,
 }
 
 /// Writes a job, its items and `record` in one transaction. `None` when a job of the same
@@ -42,10 +44,12 @@ pub(crate) async fn insert(
     record: Option<&dyn JobRecord>,
 ) -> Result<Option<Job>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let count = new.items.len() as i32;
+    let steps = new.items.iter().filter(|i| i.step).count() as i32;
+    let count = new.items.len() as i32 - steps;
     let inserted = sqlx::query_scalar!(
-        r#"INSERT INTO jobs (id, type, payload, user_id, active_key, total_items, open_items)
-           VALUES ($1, $2, $3, $4, $5, $6, $6)
+        r#"INSERT INTO jobs (id, type, payload, user_id, active_key, total_items, open_items,
+                             open_steps)
+           VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
            ON CONFLICT (type, active_key)
               WHERE status IN ('queued', 'processing') AND active_key IS NOT NULL
            DO NOTHING
@@ -56,34 +60,109 @@ pub(crate) async fn insert(
         new.user_id,
         new.active_key,
         count,
+        steps,
     )
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = inserted else {
         return Ok(None);
     };
+    insert_items(&mut tx, id, &new.items).await?;
     let job = get(&mut *tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-    let (keys, (messages, groups)): (Vec<String>, (Vec<serde_json::Value>, Vec<String>)) = new
-        .items
-        .into_iter()
-        .map(|i| (i.key, (i.message, i.group)))
-        .unzip();
-    sqlx::query!(
-        r#"INSERT INTO job_items (job_id, item_key, message, message_group)
-           SELECT $1, key, message, message_group
-             FROM UNNEST($2::text[], $3::jsonb[], $4::text[]) AS t(key, message, message_group)"#,
-        job.id,
-        &keys,
-        &messages,
-        &groups,
-    )
-    .execute(&mut *tx)
-    .await?;
     if let Some(record) = record {
         record.write(&mut tx, &job).await?;
     }
     tx.commit().await?;
     Ok(Some(job))
+}
+
+/// Writes items of job `job_id` (its row locked or new in this transaction); items whose
+/// key the job already has are left as they are. Returns the keys written.
+async fn insert_items(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    items: &[NewItem],
+) -> Result<Vec<String>, sqlx::Error> {
+    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    let messages: Vec<&serde_json::Value> = items.iter().map(|i| &i.message).collect();
+    let groups: Vec<&str> = items.iter().map(|i| i.group.as_str()).collect();
+    let steps: Vec<bool> = items.iter().map(|i| i.step).collect();
+    sqlx::query_scalar!(
+        r#"INSERT INTO job_items (job_id, item_key, message, message_group, step)
+           SELECT $1, key, message, message_group, step
+             FROM UNNEST($2::text[], $3::jsonb[], $4::text[], $5::bool[])
+                    AS t(key, message, message_group, step)
+           ON CONFLICT (job_id, item_key) DO NOTHING
+           RETURNING item_key"#,
+        job_id,
+        &keys as &[&str],
+        &messages as &[&serde_json::Value],
+        &groups as &[&str],
+        &steps,
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// What [`grow`] did.
+pub(crate) struct Grown {
+    /// The items written (an item the job already had is not written again).
+    pub added: Vec<String>,
+    /// How the step's end went.
+    pub ended: Ended,
+}
+
+/// Adds `items` to open job `job_id` and ends its step `step_key` completed with
+/// `result`, in one transaction: the job's counts grow before the step ends, so the job
+/// cannot finish between the two. A job no longer open gets no items (the step ends as
+/// any item of a closed job does). Safe to repeat: items already there are not counted
+/// again, and a step that already ended stays as it is.
+pub(crate) async fn grow(
+    pool: &PgPool,
+    job_id: Uuid,
+    step_key: &str,
+    items: &[NewItem],
+    result: &serde_json::Value,
+) -> Result<Grown, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let open = sqlx::query_scalar!(
+        r#"SELECT id FROM jobs WHERE id = $1 AND status IN ('queued', 'processing') FOR UPDATE"#,
+        job_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut added = Vec::new();
+    if open.is_some() {
+        added = insert_items(&mut tx, job_id, items).await?;
+        let steps = items
+            .iter()
+            .filter(|i| i.step && added.contains(&i.key))
+            .count() as i32;
+        let work = added.len() as i32 - steps;
+        sqlx::query!(
+            r#"UPDATE jobs
+                  SET total_items = total_items + $2, open_items = open_items + $2,
+                      open_steps = open_steps + $3, updated_at = now()
+                WHERE id = $1"#,
+            job_id,
+            work,
+            steps,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let ended = end_items(
+        &mut *tx,
+        job_id,
+        &[step_key.to_owned()],
+        ItemStatus::Completed,
+        0,
+        Some(result),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Grown { added, ended })
 }
 
 /// The queued or processing job of a type with an active key.
@@ -184,7 +263,7 @@ async fn select(
         Job,
         r#"SELECT id, type AS "job_type: JobType", status AS "status: JobStatus", payload,
                   result, error AS "error: ErrorInfo", user_id, started_at, finished_at,
-                  created_at, updated_at, active_key, total_items, open_items
+                  created_at, updated_at, active_key, total_items, open_items, open_steps
              FROM jobs
             WHERE ($1::uuid IS NULL OR id = $1)
               AND ($2::job_type IS NULL OR type = $2)
@@ -216,7 +295,7 @@ pub async fn items(
 ) -> Result<Vec<ItemRecord>, sqlx::Error> {
     sqlx::query_as!(
         ItemRecord,
-        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error AS "error: ErrorInfo", attempts, message
+        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error AS "error: ErrorInfo", attempts, message, step
              FROM job_items WHERE job_id = $1 ORDER BY item_key"#,
         job_id,
     )
@@ -224,7 +303,8 @@ pub async fn items(
     .await
 }
 
-/// How far a job has come, counted from its items.
+/// How far a job has come, counted from its items (its steps left out: see
+/// [`super::PlannedItem::step`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
@@ -247,7 +327,7 @@ pub async fn progress(pool: &PgPool, job_id: Uuid) -> Result<Progress, sqlx::Err
                   count(*) FILTER (WHERE status = 'failed') AS "failed!",
                   count(*) FILTER (WHERE status = 'canceled') AS "canceled!",
                   coalesce(sum(fetched), 0)::bigint AS "fetched!"
-             FROM job_items WHERE job_id = $1"#,
+             FROM job_items WHERE job_id = $1 AND NOT step"#,
         job_id,
     )
     .fetch_one(pool)
@@ -263,9 +343,10 @@ pub async fn progress(pool: &PgPool, job_id: Uuid) -> Result<Progress, sqlx::Err
     })
 }
 
-/// What the start of an item's delivery found.
+/// What the start of an item's delivery found, with what the kind read in the same
+/// statement (`read`, see [`super::JobKind::begin`]).
 #[derive(Debug)]
-pub(crate) enum Begin {
+pub enum Begin<R = ()> {
     /// Work on it: the job is now processing and so is the item.
     Run {
         job_type: JobType,
@@ -273,6 +354,7 @@ pub(crate) enum Begin {
         user_id: Option<String>,
         job_created_at: DateTime<Utc>,
         attempt: i32,
+        read: R,
     },
     /// Acknowledge without work: the job is finished or canceled, or the item already ended.
     Done { why: &'static str },
@@ -306,19 +388,45 @@ pub(crate) async fn begin_item(
             row.job_open,
             row.attempts,
             (row.job_type, row.payload, row.user_id, row.created_at),
+            (),
         ),
     })
 }
 
-impl Begin {
+impl<R> Begin<R> {
+    /// The same start with the kind's reading made by `f`.
+    pub fn with_read<S>(self, f: impl FnOnce(R) -> S) -> Begin<S> {
+        match self {
+            Begin::Run {
+                job_type,
+                payload,
+                user_id,
+                job_created_at,
+                attempt,
+                read,
+            } => Begin::Run {
+                job_type,
+                payload,
+                user_id,
+                job_created_at,
+                attempt,
+                read: f(read),
+            },
+            Begin::Done { why } => Begin::Done { why },
+            Begin::Unknown { why } => Begin::Unknown { why },
+        }
+    }
+
     /// What a start found, from what its statement read (the job's type, payload, user
-    /// and creation come with `job`): one reading for every statement that starts items.
+    /// and creation come with `job`; the kind's own reading with `read`): one reading for
+    /// every statement that starts items.
     pub(crate) fn from_row(
         item_exists: bool,
         job_open: bool,
         attempts: Option<i32>,
         job: (JobType, serde_json::Value, Option<String>, DateTime<Utc>),
-    ) -> Begin {
+        read: R,
+    ) -> Begin<R> {
         if !item_exists {
             return Begin::Unknown {
                 why: "the job has no such item",
@@ -337,6 +445,7 @@ impl Begin {
                 user_id,
                 job_created_at,
                 attempt,
+                read,
             },
             None => Begin::Done {
                 why: "the item already ended",
@@ -347,26 +456,27 @@ impl Begin {
 
 /// How an item end went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ended {
+pub struct Ended {
     /// How many items this call ended (0: they had already ended).
-    pub ended: i64,
-    /// The job's open items afterwards, and its status, when anything ended.
-    pub open_items: Option<i32>,
-    pub job_status: Option<JobStatus>,
+    pub(crate) ended: i64,
+    /// The job's open items and steps afterwards, and its status, when anything ended.
+    pub(crate) open_items: Option<i32>,
+    pub(crate) open_steps: Option<i32>,
+    pub(crate) job_status: Option<JobStatus>,
 }
 
 impl Ended {
-    /// Whether this call must finish the job: it ended the job's last open item, or the
-    /// job was canceled and its result must take this item in.
-    pub fn job_needs_finishing(&self) -> bool {
+    /// Whether this call must finish the job: it ended the job's last open item or step,
+    /// or the job was canceled and its result must take this item in.
+    pub(crate) fn job_needs_finishing(&self) -> bool {
         self.ended > 0
-            && (self.open_items == Some(0) || self.job_status == Some(JobStatus::Canceled))
+            && ((self.open_items == Some(0) && self.open_steps == Some(0))
+                || self.job_status == Some(JobStatus::Canceled))
     }
 }
 
-/// Ends open items of a job in a terminal state, decrementing the job's open count in the
-/// same statement under the job row's lock. Items that already ended are left alone, so
-/// a repeated call changes nothing.
+/// Ends open items of a job in a terminal state (`cwsync_end_items`, the one statement
+/// of that rule: see migrations/0080_job_steps.sql).
 pub(crate) async fn end_items(
     executor: impl PgExecutor<'_>,
     job_id: Uuid,
@@ -378,26 +488,8 @@ pub(crate) async fn end_items(
 ) -> Result<Ended, sqlx::Error> {
     debug_assert!(status.is_terminal());
     let row = sqlx::query!(
-        r#"WITH locked AS (
-               SELECT id FROM jobs WHERE id = $1 FOR UPDATE
-           ), ended AS (
-               UPDATE job_items
-                  SET status = $3::job_item_status, fetched = $4, result = $5,
-                      -- A failure without its own error keeps the last retry's.
-                      error = CASE WHEN $3::job_item_status = 'failed' THEN coalesce($6, error) ELSE $6 END,
-                      finished_at = now(), updated_at = now()
-                WHERE job_id = (SELECT id FROM locked) AND item_key = ANY($2)
-                  AND status IN ('pending', 'queued', 'processing')
-            RETURNING 1
-           ), job AS (
-               UPDATE jobs
-                  SET open_items = open_items - (SELECT count(*) FROM ended)::int, updated_at = now()
-                WHERE id = $1 AND EXISTS (SELECT 1 FROM ended)
-            RETURNING open_items, status
-           )
-           SELECT (SELECT count(*) FROM ended) AS "ended!",
-                  (SELECT open_items FROM job) AS open_items,
-                  (SELECT status FROM job) AS "job_status: JobStatus""#,
+        r#"SELECT ended AS "ended!", open_items, open_steps, job_status AS "job_status: JobStatus"
+             FROM cwsync_end_items($1, $2, $3, $4, $5, $6)"#,
         job_id,
         keys,
         status as ItemStatus,
@@ -410,6 +502,7 @@ pub(crate) async fn end_items(
     Ok(Ended {
         ended: row.ended,
         open_items: row.open_items,
+        open_steps: row.open_steps,
         job_status: row.job_status,
     })
 }
@@ -441,7 +534,7 @@ pub(crate) async fn item_by_message(
 ) -> Result<Option<ItemRecord>, sqlx::Error> {
     sqlx::query_as!(
         ItemRecord,
-        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error AS "error: ErrorInfo", attempts, message
+        r#"SELECT item_key, status AS "status: ItemStatus", fetched, result, error AS "error: ErrorInfo", attempts, message, step
              FROM job_items WHERE job_id = $1 AND message = $2"#,
         job_id,
         message,
@@ -464,8 +557,9 @@ pub(crate) async fn is_canceled(
     Ok(status.is_none_or(|s| s == JobStatus::Canceled))
 }
 
-/// Finishes a job whose items have all ended: `failed` when every item failed (the error
-/// is the first item's), else `completed`; its result derived from the items by its type
+/// Finishes a job whose items and steps have all ended: `failed` when every work item
+/// failed, or a job without work items when its steps failed (the error is the first
+/// failed item's), else `completed`; its result derived from the items by its type
 /// in `registry` (a type the registry does not hold keeps the result it has). For a
 /// canceled job, brings the result up to date with its items. Safe to call any number
 /// of times and from racing callers: only a job with no open items changes state, once.
@@ -494,7 +588,11 @@ pub(crate) async fn finalize_on(
             r#"UPDATE jobs
                   SET result = $2, updated_at = now(),
                       open_items = (SELECT count(*) FROM job_items
-                                     WHERE job_id = $1 AND status IN ('pending', 'queued', 'processing'))::int
+                                     WHERE job_id = $1 AND NOT step
+                                       AND status IN ('pending', 'queued', 'processing'))::int,
+                      open_steps = (SELECT count(*) FROM job_items
+                                     WHERE job_id = $1 AND step
+                                       AND status IN ('pending', 'queued', 'processing'))::int
                 WHERE id = $1 AND status = 'canceled'"#,
             job_id,
             result,
@@ -503,14 +601,23 @@ pub(crate) async fn finalize_on(
         .await?;
         return Ok(Some(JobStatus::Canceled));
     }
-    if job.status.is_terminal() || job.open_items != 0 {
+    if job.status.is_terminal() || job.open_items != 0 || job.open_steps != 0 {
         return Ok(None);
     }
-    let failed: Vec<&ItemRecord> = items
+    // The job failed when all its work failed; a job without work items (its step found
+    // nothing to do, or failed) by its steps.
+    let work: Vec<&ItemRecord> = items.iter().filter(|i| !i.step).collect();
+    let judged: Vec<&ItemRecord> = if work.is_empty() {
+        items.iter().collect()
+    } else {
+        work
+    };
+    let failed: Vec<&ItemRecord> = judged
         .iter()
+        .copied()
         .filter(|i| i.status == ItemStatus::Failed)
         .collect();
-    let all_failed = !items.is_empty() && failed.len() == items.len();
+    let all_failed = !judged.is_empty() && failed.len() == judged.len();
     let (status, error) = if all_failed {
         let error = failed[0]
             .error
@@ -525,6 +632,7 @@ pub(crate) async fn finalize_on(
               SET status = $2, result = $3, error = $4, started_at = coalesce(started_at, now()),
                   finished_at = now(), updated_at = now()
             WHERE id = $1 AND status IN ('queued', 'processing') AND open_items = 0
+              AND open_steps = 0
         RETURNING status AS "status: JobStatus""#,
         job_id,
         status as JobStatus,

@@ -36,7 +36,8 @@ use uuid::Uuid;
 
 use crate::config::SummaryConfig;
 use crate::jobs::{
-    ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec, JobType, PlannedItem,
+    self, BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind,
+    JobSpec, JobType, Outcome, PlannedItem,
 };
 use crate::queue::QueueName;
 use chat_model::{ChatModel, ChatModelSettings, ChatModelSetupError, TokenUsage};
@@ -97,10 +98,10 @@ impl JobSpec for SummaryDraft {
         _pool: &PgPool,
         payload: &SummaryDraftPayload,
     ) -> Result<Vec<PlannedItem<SummaryDraftMessage>>, sqlx::Error> {
-        Ok(vec![PlannedItem {
-            message: SummaryDraftMessage {},
-            group_id: format!("company-{}", payload.company_id),
-        }])
+        Ok(vec![PlannedItem::work(
+            SummaryDraftMessage {},
+            format!("company-{}", payload.company_id),
+        )])
     }
 
     /// The item's own result.
@@ -236,12 +237,24 @@ pub struct DraftResult {
 
 impl JobKind for SummaryDraft {
     type Context = SummaryContext;
+    type Read = ();
+
+    async fn begin(
+        _context: &SummaryContext,
+        db: &BatchConnection,
+        job_id: Uuid,
+        item_key: &str,
+        _message: &SummaryDraftMessage,
+    ) -> Result<Begin, sqlx::Error> {
+        jobs::begin_item(db, job_id, item_key).await
+    }
 
     async fn run(
         context: &SummaryContext,
         item: &ItemRun,
         _message: SummaryDraftMessage,
-    ) -> Result<ItemOutcome<SummaryDraftResult>, ItemError> {
+        _read: (),
+    ) -> Result<Outcome<Self>, ItemError> {
         let payload: SummaryDraftPayload = item.payload()?;
         let pool = &item.pool;
         if let Some(draft) = stored_draft(pool, item.job_id).await? {
@@ -303,7 +316,7 @@ fn summarizer_kind(model: &str) -> &'static str {
     }
 }
 
-fn completed(draft: DraftResult, messages: usize) -> ItemOutcome<SummaryDraftResult> {
+fn completed(draft: DraftResult, messages: usize) -> Outcome<SummaryDraft> {
     ItemOutcome::Completed {
         fetched: i32::try_from(messages).unwrap_or(i32::MAX),
         result: SummaryDraftResult { draft: Some(draft) },

@@ -4,30 +4,25 @@
 //! that between two fetches loses messages for good. One `GET /rooms` says, for every
 //! room, how many messages it has now (`message_num`) and when it last moved
 //! (`last_update_time`); a check compares those with what the room's last successful
-//! fetch saw:
-//!
-//! - unseen messages: `message_num` now less `message_num` at the last fetch, less the
-//!   messages webhooks stored since (see [`crate::webhook`]);
-//! - a moved `last_update_time` without new messages is an edit: it needs a fetch too
-//!   (a webhook's message or edit moves the time the room counts as synced);
-//! - a room holding a message a webhook stored without its author's name is fetched,
-//!   which fills the name in.
+//! fetch saw (unseen messages, edits, webhook messages without an author's name: see
+//! docs/architecture.md, "The room check").
 //!
 //! A check, in order:
 //!
 //! 1. `GET /rooms` (its one request). A failure is recorded as a `failed` check.
-//! 2. One statement registers the rooms it has not seen before (active; descriptions are
-//!    left to the rooms sync), records what it saw on every listed room, marks since when
-//!    a room needs a fetch, and returns the rooms that need one.
-//! 3. Risk first, within the budget: the rooms closest to 100 unseen messages first, then
-//!    those waiting longest. It plans no more fetches than the token's rate budget can
-//!    serve before the next check, less a reserve for syncs people start over HTTP and
-//!    the next check's own request. The rest stay marked and wait for the next check.
-//! 4. When anything is planned, one messages sync job fetches exactly those rooms (the
-//!    job carries what the check saw of each, so no item asks for the room list again).
-//!    Nothing to fetch: no job and no queue message.
-//! 5. A `room_checks` row records what it saw and did, whatever the outcome; the status
-//!    route reads the latest.
+//! 2. One statement registers the rooms it has not seen before, records what it saw on
+//!    every listed room, marks since when a room needs a fetch, and returns the rooms
+//!    that need one.
+//! 3. Risk first: the rooms closest to 100 unseen messages first, then those waiting
+//!    longest. A scheduled check plans no more fetches than the token's rate budget can
+//!    serve before the next check, less a reserve (a share of the window) for syncs
+//!    people start; the rest stay marked for the next check. A person's sync plans every
+//!    room that needs a fetch: its job fetches them as the budget allows.
+//! 4. Its caller turns the plan into a job's items ([`Check::planned`]) and records the
+//!    check with that job ([`Check::record`]); the status route reads the latest.
+//!
+//! This module plans; it starts no job: the messages sync's first step
+//! (`super::messages`) and the scheduled task (`crate::schedule`) do.
 
 use std::time::Duration;
 
@@ -38,11 +33,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::columns::RoomColumns;
-use super::messages::{CheckedRoom, FETCH_LIMIT, MessagesSync, MessagesSyncPayload};
-use crate::chatwork::{ChatworkClient, ChatworkError, Room};
+use super::snapshot::ListedRoom;
+use crate::chatwork::{ChatworkClient, ChatworkError, MESSAGES_PER_REQUEST, Room};
 use crate::config::{ConfigError, Env};
-use crate::jobs::{self, StartError};
-use crate::queue::Queues;
 
 /// The knobs of the room check.
 #[derive(Debug, Clone)]
@@ -50,19 +43,19 @@ pub struct RoomCheckSettings {
     /// Time between two scheduled checks: a check plans what the token's budget can
     /// serve before the next one.
     pub cadence: Duration,
-    /// Requests of every rate window a check leaves to syncs people start over HTTP.
-    pub reserve: u32,
+    /// The share of every rate window, in percent, a scheduled check leaves to syncs
+    /// people start over HTTP (rounded up to whole requests).
+    pub reserve_percent: u32,
     /// The longest a check waits for Chatwork's room list.
     pub list_timeout: Duration,
 }
 
 impl Default for RoomCheckSettings {
-    /// Every minute, 30 requests of each window (a tenth of Chatwork's 300) kept back, and
-    /// 30 s for the room list.
+    /// Every minute, 10 % of each window kept back, and 30 s for the room list.
     fn default() -> Self {
         Self {
             cadence: Duration::from_secs(60),
-            reserve: 30,
+            reserve_percent: 10,
             list_timeout: Duration::from_secs(30),
         }
     }
@@ -70,7 +63,7 @@ impl Default for RoomCheckSettings {
 
 impl RoomCheckSettings {
     /// `ROOM_CHECK_EVERY_MINUTES` (the schedule's rate; default 1) and
-    /// `ROOM_CHECK_RESERVE` (default 30).
+    /// `ROOM_CHECK_RESERVE_PERCENT` (default 10, at most 90).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = Self::default();
         let minutes: Option<u64> =
@@ -81,12 +74,46 @@ impl RoomCheckSettings {
                 reason: "expected at least 1 minute".into(),
             });
         }
-        let reserve: Option<u32> = env.parse("ROOM_CHECK_RESERVE", "a whole number of requests")?;
+        let reserve: Option<u32> =
+            env.parse("ROOM_CHECK_RESERVE_PERCENT", "a whole number of percent")?;
+        if reserve.is_some_and(|r| r > 90) {
+            return Err(ConfigError::Invalid {
+                name: "ROOM_CHECK_RESERVE_PERCENT",
+                reason: "expected at most 90 (a check must be able to plan something)".into(),
+            });
+        }
         Ok(Self {
             cadence: minutes.map_or(defaults.cadence, |m| Duration::from_secs(m * 60)),
-            reserve: reserve.unwrap_or(defaults.reserve),
+            reserve_percent: reserve.unwrap_or(defaults.reserve_percent),
             ..defaults
         })
+    }
+
+    /// The requests of a window of `limit` a scheduled check leaves alone.
+    pub fn reserve_of(&self, limit: i64) -> i64 {
+        (limit.max(0) * i64::from(self.reserve_percent) + 99) / 100
+    }
+}
+
+/// A room a room check planned a fetch for, and what Chatwork's room list said of it:
+/// the fetch decides and detects gaps by this instead of taking a room list of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckedRoom {
+    pub room_id: i64,
+    /// Chatwork's `last_update_time` (epoch seconds; 0 for a room without activity).
+    pub last_update_time: i64,
+    /// Chatwork's `message_num`.
+    pub message_num: i64,
+}
+
+impl CheckedRoom {
+    /// What the room list said of it.
+    pub(crate) fn listed(&self) -> ListedRoom {
+        ListedRoom {
+            last_update_time: self.last_update_time,
+            message_num: self.message_num,
+        }
     }
 }
 
@@ -113,13 +140,14 @@ impl CheckTrigger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckOutcome {
-    /// No room needs a fetch: no job, nothing sent.
+    /// No room needs a fetch: a scheduled check starts no job.
     Current,
     /// A job fetches the planned rooms.
     Fetching,
-    /// Rooms need a fetch, but the budget allows none before the next check.
+    /// Rooms need a fetch, but the budget allows a scheduled check none before the next.
     Deferred,
-    /// The previous check's fetches still run; the changed rooms wait for the next check.
+    /// Another sync of all rooms still runs; a scheduled check leaves the changed rooms
+    /// to it and to the next check.
     Busy,
     /// The room list could not be read.
     Failed,
@@ -176,10 +204,12 @@ pub struct RoomCheckReport {
     pub deferred: usize,
     /// The most unseen messages of one room.
     pub unseen_max: i64,
-    /// Fetches the budget allowed.
+    /// Fetches the budget allowed before the next check (a scheduled check plans no more;
+    /// a person's sync plans every changed room and waits for the budget).
     pub allowance: usize,
     pub budget: Option<BudgetSeen>,
-    /// The job fetching the planned rooms (with `busy`, the one still running).
+    /// The job fetching the planned rooms: the sync whose step the check was, or the job
+    /// a scheduled check started (with `busy`, the sync still running).
     pub job_id: Option<Uuid>,
     /// The rooms planned, in the order they were ranked.
     pub planned: Vec<i64>,
@@ -187,18 +217,12 @@ pub struct RoomCheckReport {
 
 impl RoomCheckReport {
     /// What the check did, in words (`room check: 12 rooms listed (0 new), 3 changed, 3
-    /// sent to be fetched by messages sync 1a2b3c4d`).
+    /// to fetch`).
     pub fn describe(&self) -> String {
         let mut detail = format!(
-            "room check: {} rooms listed ({} new), {} changed, {} sent to be fetched",
+            "room check: {} rooms listed ({} new), {} changed, {} to fetch",
             self.listed, self.registered, self.changed, self.fetched
         );
-        if let Some(job) = self.job_id {
-            detail.push_str(&format!(
-                " by messages sync {}",
-                &job.simple().to_string()[..8]
-            ));
-        }
         if self.deferred > 0 {
             detail.push_str(&format!(", {} left for the next check", self.deferred));
         }
@@ -210,8 +234,6 @@ impl RoomCheckReport {
 pub enum CheckError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Start(#[from] StartError),
     /// The room list could not be read; the check is recorded as `failed`.
     #[error("the room list could not be read: {error}")]
     Chatwork {
@@ -222,7 +244,7 @@ pub enum CheckError {
 
 /// A room that needs a fetch, as the check ranks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Candidate {
+struct Candidate {
     pub room_id: i64,
     /// Messages the room has that no fetch has seen (0 for an edit).
     pub unseen: i64,
@@ -231,11 +253,11 @@ pub(crate) struct Candidate {
     pub listed: CheckedRoom,
 }
 
-/// Ranks the rooms that need a fetch: the closest to [`FETCH_LIMIT`] unseen messages
-/// first (a room past it has a gap already and keeps losing), then the one waiting
-/// longest, then by room id so that the order is total.
-pub(crate) fn rank(candidates: &mut [Candidate]) {
-    let limit = FETCH_LIMIT as i64;
+/// Ranks the rooms that need a fetch: the closest to [`MESSAGES_PER_REQUEST`] unseen
+/// messages first (a room past it has a gap already and keeps losing), then the one
+/// waiting longest, then by room id so that the order is total.
+fn rank(candidates: &mut [Candidate]) {
+    let limit = MESSAGES_PER_REQUEST as i64;
     candidates.sort_by(|a, b| {
         b.unseen
             .min(limit)
@@ -245,18 +267,18 @@ pub(crate) fn rank(candidates: &mut [Candidate]) {
     });
 }
 
-/// How many fetches a check may plan: what the current window has left, plus the next
-/// window when it opens before the next check, each less the reserve, less one request
-/// for the next check itself.
-pub(crate) fn allowance(
+/// How many fetches the budget serves before the next check: what the current window has
+/// left, plus the next window when it opens before the next check, each less `reserve`,
+/// less one request for the next check itself.
+fn allowance(
     budget: Option<BudgetSeen>,
     now: DateTime<Utc>,
-    settings: &RoomCheckSettings,
+    cadence: Duration,
+    reserve: i64,
 ) -> usize {
     let Some(budget) = budget else {
         return 0;
     };
-    let reserve = i64::from(settings.reserve);
     let limit = i64::from(budget.limit);
     // A window whose reset passed is whole again (the next reservation rolls it over).
     let remaining = if budget.reset_at <= now {
@@ -265,24 +287,85 @@ pub(crate) fn allowance(
         i64::from(budget.remaining)
     };
     let mut can = (remaining - reserve).max(0);
-    let cadence = chrono::Duration::from_std(settings.cadence).unwrap_or(chrono::Duration::MAX);
+    let cadence = chrono::Duration::from_std(cadence).unwrap_or(chrono::Duration::MAX);
     if budget.reset_at > now && budget.reset_at <= now + cadence {
         can += (limit - reserve).max(0);
     }
     usize::try_from(can - 1).unwrap_or(0)
 }
 
-/// Runs one check with `chatwork` and starts the fetch job when there is anything to
-/// fetch, as `started_by`'s (the person whose sync asked for the check, so that the
-/// fetches show among their jobs; `None` for the schedule). See the module documentation.
+/// A check that read the room list and planned, not yet recorded.
+#[derive(Debug)]
+pub struct Check {
+    trigger: CheckTrigger,
+    report: RoomCheckReport,
+    planned: Vec<CheckedRoom>,
+    unseen_total: i64,
+    limitation: Option<String>,
+}
+
+impl Check {
+    /// The rooms to fetch, riskiest first, with what the room list said of each.
+    pub fn planned(&self) -> &[CheckedRoom] {
+        &self.planned
+    }
+
+    /// Records the check (a `room_checks` row) with what became of its plan: `job` fetches
+    /// it (the sync whose step the check is, or the job a scheduled check started), or,
+    /// with `busy`, another sync of all rooms still runs and the plan waits. Returns the
+    /// report as recorded.
+    pub async fn record(
+        self,
+        pool: &PgPool,
+        settings: &RoomCheckSettings,
+        job: Option<Uuid>,
+        busy: bool,
+    ) -> Result<RoomCheckReport, sqlx::Error> {
+        let mut report = self.report;
+        report.job_id = job;
+        if busy {
+            report.outcome = CheckOutcome::Busy;
+            report.fetched = 0;
+            report.deferred = report.changed;
+            report.planned.clear();
+        }
+        let check_id = record(
+            pool,
+            self.trigger,
+            settings,
+            &report,
+            self.unseen_total,
+            self.limitation,
+        )
+        .await?;
+        report.check_id = check_id;
+        metrics::counter!("room_checks", "outcome" => report.outcome.as_str()).increment(1);
+        metrics::counter!("rooms_deferred").increment(report.deferred as u64);
+        metrics::gauge!("unseen_messages_max").set(report.unseen_max as f64);
+        tracing::info!(
+            trigger = self.trigger.as_str(),
+            outcome = report.outcome.as_str(),
+            listed = report.listed,
+            registered = report.registered,
+            changed = report.changed,
+            fetched = report.fetched,
+            deferred = report.deferred,
+            unseen_max = report.unseen_max,
+            allowance = report.allowance,
+            "room check"
+        );
+        Ok(report)
+    }
+}
+
+/// Runs one check with `chatwork` and plans its fetches: see the module documentation.
+/// A room list Chatwork does not give is recorded as a `failed` check at once.
 pub async fn run(
     pool: &PgPool,
-    queues: &dyn Queues,
     chatwork: &ChatworkClient,
     settings: &RoomCheckSettings,
     trigger: CheckTrigger,
-    started_by: Option<&str>,
-) -> Result<RoomCheckReport, CheckError> {
+) -> Result<Check, CheckError> {
     let deadline = Instant::now() + settings.list_timeout;
     let listed = match chatwork.list_rooms_listed(deadline).await {
         Ok(listed) => listed,
@@ -309,74 +392,48 @@ pub async fn run(
         }),
         _ => None,
     };
-    let allowance = allowance(budget, Utc::now(), settings);
-    let planned: Vec<&Candidate> = candidates.iter().take(allowance).collect();
-
-    let mut outcome = if candidates.is_empty() {
+    // Only the schedule leaves the reserve: it is there for syncs people start.
+    let reserve = match (trigger, budget) {
+        (CheckTrigger::Schedule, Some(budget)) => settings.reserve_of(i64::from(budget.limit)),
+        _ => 0,
+    };
+    let allowance = allowance(budget, Utc::now(), settings.cadence, reserve);
+    let planned: Vec<CheckedRoom> = match trigger {
+        CheckTrigger::Schedule => candidates
+            .iter()
+            .take(allowance)
+            .map(|c| c.listed)
+            .collect(),
+        CheckTrigger::Sync => candidates.iter().map(|c| c.listed).collect(),
+    };
+    let outcome = if candidates.is_empty() {
         CheckOutcome::Current
     } else if planned.is_empty() {
         CheckOutcome::Deferred
     } else {
         CheckOutcome::Fetching
     };
-    let mut job_id = None;
-    let mut fetched = planned.len();
-    if !planned.is_empty() {
-        let payload = MessagesSyncPayload {
-            room_id: None,
-            rooms: Some(planned.iter().map(|c| c.listed).collect()),
-            ..MessagesSyncPayload::default()
-        };
-        let started = jobs::start::<MessagesSync>(pool, queues, &payload, started_by).await?;
-        job_id = Some(started.job.id);
-        if !started.created {
-            outcome = CheckOutcome::Busy;
-            fetched = 0;
-        }
-    }
     let report = RoomCheckReport {
         check_id: Uuid::nil(),
         outcome,
         listed: rooms.len(),
         registered: seen.registered,
         changed: candidates.len(),
-        fetched,
-        deferred: candidates.len() - fetched,
+        fetched: planned.len(),
+        deferred: candidates.len() - planned.len(),
         unseen_max: seen.unseen_max,
         allowance,
         budget,
-        job_id,
-        planned: if fetched > 0 {
-            planned.iter().map(|c| c.room_id).collect()
-        } else {
-            Vec::new()
-        },
+        job_id: None,
+        planned: planned.iter().map(|c| c.room_id).collect(),
     };
-    let check_id = record(
-        pool,
+    Ok(Check {
         trigger,
-        settings,
-        &report,
-        seen.unseen_total,
-        listed.limitation,
-    )
-    .await?;
-    let report = RoomCheckReport { check_id, ..report };
-    metrics::counter!("room_checks", "outcome" => outcome.as_str()).increment(1);
-    metrics::counter!("rooms_deferred").increment(report.deferred as u64);
-    metrics::gauge!("unseen_messages_max").set(report.unseen_max as f64);
-    tracing::info!(
-        outcome = outcome.as_str(),
-        listed = report.listed,
-        registered = report.registered,
-        changed = report.changed,
-        fetched = report.fetched,
-        deferred = report.deferred,
-        unseen_max = report.unseen_max,
-        allowance,
-        "room check"
-    );
-    Ok(report)
+        report,
+        planned,
+        unseen_total: seen.unseen_total,
+        limitation: listed.limitation,
+    })
 }
 
 /// What [`observe`] found.
@@ -605,13 +662,23 @@ mod tests {
     }
 
     #[test]
-    fn the_allowance_is_what_the_budget_serves_before_the_next_check() {
-        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let settings = RoomCheckSettings {
-            cadence: Duration::from_secs(60),
-            reserve: 30,
+    fn the_reserve_is_a_share_of_the_window() {
+        let settings = RoomCheckSettings::default();
+        assert_eq!(settings.reserve_of(300), 30);
+        assert_eq!(settings.reserve_of(12), 2, "rounded up");
+        assert_eq!(settings.reserve_of(0), 0);
+        let none = RoomCheckSettings {
+            reserve_percent: 0,
             ..RoomCheckSettings::default()
         };
+        assert_eq!(none.reserve_of(300), 0);
+    }
+
+    #[test]
+    fn the_allowance_is_what_the_budget_serves_before_the_next_check() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let cadence = Duration::from_secs(60);
+        let allowance = |budget, now, reserve| allowance(budget, now, cadence, reserve);
         let budget = |remaining, reset_in: i64| {
             Some(BudgetSeen {
                 limit: 300,
@@ -621,25 +688,29 @@ mod tests {
         };
         // The window resets in 4 minutes: only what is left, less the reserve and the
         // next check.
-        assert_eq!(allowance(budget(299, 240), now, &settings), 268);
-        assert_eq!(allowance(budget(20, 240), now, &settings), 0);
+        assert_eq!(allowance(budget(299, 240), now, 30), 268);
+        assert_eq!(allowance(budget(20, 240), now, 30), 0);
+        // Without the reserve (a person's sync), all that is left.
+        assert_eq!(allowance(budget(20, 240), now, 0), 19);
         // It resets before the next check: the next window's share counts too.
-        assert_eq!(allowance(budget(20, 30), now, &settings), 269);
+        assert_eq!(allowance(budget(20, 30), now, 30), 269);
         // A window whose reset passed is whole again.
-        assert_eq!(allowance(budget(0, -5), now, &settings), 269);
-        assert_eq!(allowance(None, now, &settings), 0);
+        assert_eq!(allowance(budget(0, -5), now, 30), 269);
+        assert_eq!(allowance(None, now, 30), 0);
     }
 
     #[test]
     fn settings_read_the_environment() {
         let env = Env::from_pairs([
             ("ROOM_CHECK_EVERY_MINUTES", "2"),
-            ("ROOM_CHECK_RESERVE", "10"),
+            ("ROOM_CHECK_RESERVE_PERCENT", "20"),
         ]);
         let settings = RoomCheckSettings::from_env(&env).unwrap();
         assert_eq!(settings.cadence, Duration::from_secs(120));
-        assert_eq!(settings.reserve, 10);
+        assert_eq!(settings.reserve_percent, 20);
         let zero = Env::from_pairs([("ROOM_CHECK_EVERY_MINUTES", "0")]);
         assert!(RoomCheckSettings::from_env(&zero).is_err());
+        let all = Env::from_pairs([("ROOM_CHECK_RESERVE_PERCENT", "95")]);
+        assert!(RoomCheckSettings::from_env(&all).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The two sync job types: [`rooms::RoomsSync`] (Chatwork's room list into
 //! `chatwork_rooms`) and [`messages::MessagesSync`] (each room's messages into
-//! `messages`), and what they share: the [`SyncContext`] their consumers run with, and
-//! how a Chatwork error ends an item.
+//! `messages`, planned by the room check: [`check`]), and what they share: the
+//! [`SyncContext`] their consumers run with, and how a Chatwork error ends an item.
 //!
 //! Both are written to be run again after a crash anywhere: every write is one statement
 //! that is correct to repeat, and what an item has written is recorded in the same
@@ -14,7 +14,6 @@ pub mod messages;
 pub mod rooms;
 mod snapshot;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -22,43 +21,22 @@ use uuid::Uuid;
 
 use crate::chatwork::{ChatworkClient, ChatworkError};
 use crate::jobs::{ErrorInfo, ItemError};
-use crate::queue::Queues;
 
 /// What the sync consumers run with: the process's Chatwork client (shared, with the
-/// token's rate budget), the knobs below, and the queues a messages sync of all rooms
-/// started over HTTP sends its room check's fetches to.
-#[derive(Clone)]
+/// token's rate budget) and the knobs below.
+#[derive(Debug, Clone)]
 pub struct SyncContext {
     pub chatwork: ChatworkClient,
     pub settings: SyncSettings,
-    /// Without queues, such a sync's check fails (`NoQueues`).
-    pub queues: Option<Arc<dyn Queues>>,
-}
-
-impl std::fmt::Debug for SyncContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncContext")
-            .field("chatwork", &self.chatwork)
-            .field("settings", &self.settings)
-            .field("queues", &self.queues.is_some())
-            .finish()
-    }
 }
 
 impl SyncContext {
-    /// A context with the default [`SyncSettings`] and no queues.
+    /// A context with the default [`SyncSettings`].
     pub fn new(chatwork: ChatworkClient) -> Self {
         Self {
             chatwork,
             settings: SyncSettings::default(),
-            queues: None,
         }
-    }
-
-    /// The context with the queues a room check sends its fetches to.
-    pub fn with_queues(mut self, queues: Arc<dyn Queues>) -> Self {
-        self.queues = Some(queues);
-        self
     }
 }
 
@@ -77,7 +55,7 @@ pub struct SyncSettings {
     pub snapshot_claim_lease: Duration,
     /// How often a consumer waiting for another's snapshot looks again.
     pub snapshot_poll: Duration,
-    /// The room check of a messages sync of all rooms started over HTTP.
+    /// The room check that is the first step of a sync of all rooms.
     pub room_check: check::RoomCheckSettings,
 }
 

@@ -32,7 +32,8 @@ use super::columns::RoomColumns;
 use super::{SyncContext, chatwork_failure};
 use crate::chatwork::{ChatworkClient, Room};
 use crate::jobs::{
-    ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec, JobType, PlannedItem,
+    self, BatchConnection, Begin, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec,
+    JobType, Outcome, PlannedItem,
 };
 use crate::queue::QueueName;
 
@@ -88,10 +89,7 @@ impl JobSpec for RoomsSync {
         _pool: &PgPool,
         _payload: &RoomsSyncPayload,
     ) -> Result<Vec<PlannedItem<RoomsSyncMessage>>, sqlx::Error> {
-        Ok(vec![PlannedItem {
-            message: RoomsSyncMessage {},
-            group_id: "rooms".into(),
-        }])
+        Ok(vec![PlannedItem::work(RoomsSyncMessage {}, "rooms")])
     }
 
     /// The item's own result (zeros before it ran).
@@ -112,12 +110,24 @@ impl JobSpec for RoomsSync {
 
 impl JobKind for RoomsSync {
     type Context = SyncContext;
+    type Read = ();
+
+    async fn begin(
+        _context: &SyncContext,
+        db: &BatchConnection,
+        job_id: Uuid,
+        item_key: &str,
+        _message: &RoomsSyncMessage,
+    ) -> Result<Begin, sqlx::Error> {
+        jobs::begin_item(db, job_id, item_key).await
+    }
 
     async fn run(
         context: &SyncContext,
         item: &ItemRun,
         _message: RoomsSyncMessage,
-    ) -> Result<ItemOutcome<RoomsSyncResult>, ItemError> {
+        _read: (),
+    ) -> Result<Outcome<Self>, ItemError> {
         let pool = &item.pool;
         let (client, meter) = context.chatwork.metered();
         let mut rooms = match client.list_rooms(item.deadline).await {

@@ -22,10 +22,10 @@ use super::SyncSettings;
 use crate::chatwork::{ChatworkClient, ChatworkError, Room};
 use crate::jobs::BatchConnection;
 
-/// One room as the snapshot saw it.
+/// One room as a room list (the job's snapshot, or a room check's) saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ListedRoom {
+pub struct ListedRoom {
     /// Chatwork's `last_update_time` (epoch seconds; 0 for a room without activity).
     pub last_update_time: i64,
     /// Chatwork's `message_num`.

@@ -421,10 +421,7 @@ async fn the_owner_retries_a_failed_job_and_nothing_failed_is_409() {
     let sync = jobs::start::<MessagesSync>(
         pool,
         &app.queues,
-        &MessagesSyncPayload {
-            room_id: Some(77),
-            ..Default::default()
-        },
+        &MessagesSyncPayload::Room { room_id: 77 },
         Some("admin-1"),
     )
     .await

@@ -56,7 +56,7 @@ async fn a_rooms_sync_starts_once_while_active(app: &impl Api) {
 }
 both_ways!(a_rooms_sync_starts_once_while_active);
 
-async fn a_messages_sync_of_all_rooms_sends_one_room_check(app: &impl Api) {
+async fn a_messages_sync_of_all_rooms_starts_with_one_room_check(app: &impl Api) {
     let pool = app.pool();
     for id in [11, 12, 13] {
         seed::room(pool, id, &format!("room {id}")).await;
@@ -71,11 +71,13 @@ async fn a_messages_sync_of_all_rooms_sends_one_room_check(app: &impl Api) {
         .await;
     all.expect(202);
     assert_eq!(all.body["type"], "chatwork_messages_sync");
-    // The check decides which rooms need a fetch (and sends those in a job of their
-    // own) once a consumer runs it: the request never waits for Chatwork.
-    assert_eq!(all.body["payload"], json!({"check": true}));
-    assert_eq!(all.body["totalItems"], 1, "the room check");
-    assert_eq!(all.body["progress"]["total"], 1);
+    // The job's first step, a room check, decides which rooms need a fetch (they join
+    // this job) once a consumer runs it: the request never waits for Chatwork. The step
+    // is no room: the job counts none yet.
+    assert_eq!(all.body["payload"], json!({"scope": "all"}));
+    assert_eq!(all.body["totalItems"], 0, "no room before the check");
+    assert_eq!(all.body["progress"]["total"], 0);
+    assert_eq!(all.body["result"]["totalRooms"], 0);
     assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 1);
     // One room (an inactive one may be asked for by name).
     let one = app
@@ -87,7 +89,7 @@ async fn a_messages_sync_of_all_rooms_sends_one_room_check(app: &impl Api) {
         )
         .await;
     one.expect(202);
-    assert_eq!(one.body["payload"], json!({"roomId": 13}));
+    assert_eq!(one.body["payload"], json!({"scope": "room", "roomId": 13}));
     assert_eq!(one.body["totalItems"], 1);
     let same = app
         .call(
@@ -110,4 +112,4 @@ async fn a_messages_sync_of_all_rooms_sends_one_room_check(app: &impl Api) {
     assert_eq!((unknown.status, unknown.code()), (404, "room_not_found"));
     assert_eq!(app.queues().depth(MessagesSync::QUEUE).await.unwrap(), 2);
 }
-both_ways!(a_messages_sync_of_all_rooms_sends_one_room_check);
+both_ways!(a_messages_sync_of_all_rooms_starts_with_one_room_check);

@@ -62,18 +62,18 @@ impl System {
         )
         .await;
         let pool = app.db.pool.clone();
-        // As the local runner has it: the syncs send a room check's fetches to the queues.
+        // As the local runner has it: the items a sync grows by go to the same queues.
         let client = cwsync::chatwork::ChatworkClient::new(client_settings(&fake), pool.clone())
             .expect("a Chatwork client");
-        let sync = cwsync::sync::SyncContext::new(client).with_queues(Arc::new(queues.clone()));
+        let sync = cwsync::sync::SyncContext::new(client);
         let contexts = Contexts::new()
             .with(Arc::new(sync))
             .with(Arc::new(SummaryContext::extractive()));
+        let shared: Arc<dyn Queues> = Arc::new(queues);
         let consumers = cwsync::job_types::registry()
-            .consumers(&pool, &contexts)
+            .consumers(&pool, &shared, &contexts)
             .expect("every context is given");
         let stop = CancellationToken::new();
-        let shared: Arc<dyn Queues> = Arc::new(queues);
         for (queue, consumer) in consumers {
             for _ in 0..2 {
                 let source = EventSource::new(shared.clone(), queue);

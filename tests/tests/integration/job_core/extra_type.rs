@@ -13,14 +13,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cwsync::jobs::{
-    self, Contexts, DeadLetterConsumer, ItemError, ItemOutcome, ItemRun, ItemStatus, JobItem,
-    JobKind, JobSpec, JobStatus, JobType, PlannedItem, Registry,
+    self, BatchConnection, Begin, Contexts, DeadLetterConsumer, ItemError, ItemOutcome, ItemRun,
+    ItemStatus, JobItem, JobKind, JobSpec, JobStatus, JobType, Outcome, PlannedItem, Registry,
 };
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
 use cwsync_tests::{TestDb, Who, spawn_app_on};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// Echoes words: one item per word.
 struct Echo;
@@ -76,14 +77,7 @@ impl JobSpec for Echo {
         _pool: &PgPool,
         payload: &EchoPayload,
     ) -> Result<Vec<PlannedItem<EchoMessage>>, sqlx::Error> {
-        Ok(payload
-            .words
-            .iter()
-            .map(|word| PlannedItem {
-                message: EchoMessage { word: word.clone() },
-                group_id: format!("word-{word}"),
-            })
-            .collect())
+        Ok(payload.words.iter().map(|word| planned(word)).collect())
     }
 
     fn summarize(items: &[JobItem<EchoMessage, Echoed>]) -> EchoResult {
@@ -104,15 +98,49 @@ impl JobSpec for Echo {
     }
 }
 
+/// A word's item; `more:a+b` is a step of the job, which adds the words `a` and `b`.
+fn planned(word: &str) -> PlannedItem<EchoMessage> {
+    let message = EchoMessage {
+        word: word.to_owned(),
+    };
+    let group = format!("word-{}", word.replace(['+', ':'], "-"));
+    if word.starts_with("more:") {
+        PlannedItem::step(message, group)
+    } else {
+        PlannedItem::work(message, group)
+    }
+}
+
 impl JobKind for Echo {
     type Context = EchoContext;
+    type Read = ();
+
+    async fn begin(
+        _context: &EchoContext,
+        db: &BatchConnection,
+        job_id: Uuid,
+        item_key: &str,
+        _message: &EchoMessage,
+    ) -> Result<Begin, sqlx::Error> {
+        jobs::begin_item(db, job_id, item_key).await
+    }
 
     async fn run(
         context: &EchoContext,
         item: &ItemRun,
         message: EchoMessage,
-    ) -> Result<ItemOutcome<Echoed>, ItemError> {
+        _read: (),
+    ) -> Result<Outcome<Echo>, ItemError> {
         context.runs.fetch_add(1, Ordering::SeqCst);
+        if let Some(more) = message.word.strip_prefix("more:") {
+            return Ok(ItemOutcome::Planned {
+                result: Echoed {
+                    word: message.word.clone(),
+                    length: 0,
+                },
+                items: more.split('+').map(planned).collect(),
+            });
+        }
         match message.word.as_str() {
             "never" => Err(ItemError::Retry(anyhow::anyhow!("never echoes"))),
             "boom" if item.attempt == 1 => panic!("the echo handler fell over"),
@@ -137,6 +165,10 @@ async fn database() -> TestDb {
     db
 }
 
+fn shared(queues: &EmbeddedQueues) -> Arc<dyn Queues> {
+    Arc::new(queues.clone())
+}
+
 fn queues() -> EmbeddedQueues {
     EmbeddedQueues::new(EmbeddedSettings {
         visibility_timeout: Duration::from_millis(200),
@@ -156,7 +188,11 @@ async fn a_job_type_added_in_its_own_module_runs_end_to_end() {
     let consumer = registry
         .get(Echo::TYPE)
         .expect("registered")
-        .consumer(&pool, &Contexts::new().with(context.clone()))
+        .consumer(
+            &pool,
+            &shared(&queues),
+            &Contexts::new().with(context.clone()),
+        )
         .expect("its context is there");
     let dead_letters = DeadLetterConsumer::new(pool.clone(), registry.clone(), 2);
 
@@ -234,7 +270,11 @@ async fn a_handler_panic_fails_its_record_and_the_poller_keeps_running() {
     let consumer = registry
         .get(Echo::TYPE)
         .unwrap()
-        .consumer(&pool, &Contexts::new().with(context.clone()))
+        .consumer(
+            &pool,
+            &shared(&queues),
+            &Contexts::new().with(context.clone()),
+        )
         .unwrap();
     let mut source = EventSource::new(Arc::new(queues.clone()), Echo::QUEUE);
     source.wait = Duration::from_millis(50);

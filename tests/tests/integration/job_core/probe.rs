@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cwsync::jobs::{
-    self, DeadLetterConsumer, ErrorInfo, ItemError, ItemOutcome, ItemRecord, ItemRun, Job,
-    JobConsumer, JobItem, JobKind, JobSpec, JobType, PlannedItem, Registry, Started,
+    self, BatchConnection, Begin, DeadLetterConsumer, ErrorInfo, ItemError, ItemOutcome,
+    ItemRecord, ItemRun, Job, JobConsumer, JobItem, JobKind, JobSpec, JobType, Outcome,
+    PlannedItem, Registry, Started,
 };
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
-use cwsync::sync::messages::{MessagesSyncResult, RoomFetch};
+use cwsync::sync::messages::{ItemReport, MessagesSyncResult, RoomFetch};
 use cwsync_tests::{TestDb, create_test_queues};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -189,13 +190,13 @@ async fn store_messages(
     Ok(())
 }
 
-fn stored(count: u32) -> Result<ItemOutcome<RoomFetch>, ItemError> {
+fn stored(count: u32) -> Result<Outcome<Probe>, ItemError> {
     Ok(ItemOutcome::Completed {
         fetched: count as i32,
-        result: RoomFetch {
+        result: ItemReport::Room(RoomFetch {
             fetched: i64::from(count),
             ..RoomFetch::default()
-        },
+        }),
     })
 }
 
@@ -205,7 +206,7 @@ impl JobSpec for Probe {
     const LABEL: &'static str = "probe";
     type Payload = ProbePayload;
     type Message = ProbeMessage;
-    type ItemResult = RoomFetch;
+    type ItemResult = ItemReport;
     type Result = MessagesSyncResult;
 
     fn active_key(payload: &ProbePayload) -> String {
@@ -223,20 +224,23 @@ impl JobSpec for Probe {
         Ok(payload
             .rooms
             .iter()
-            .map(|&room_id| PlannedItem {
-                message: ProbeMessage {
-                    room_id: Some(room_id),
-                },
-                group_id: payload
-                    .group_override
-                    .clone()
-                    .unwrap_or_else(|| format!("room-{room_id}")),
+            .map(|&room_id| {
+                PlannedItem::work(
+                    ProbeMessage {
+                        room_id: Some(room_id),
+                        listed: None,
+                    },
+                    payload
+                        .group_override
+                        .clone()
+                        .unwrap_or_else(|| format!("room-{room_id}")),
+                )
             })
             .collect())
     }
 
     /// As the type it claims to be.
-    fn summarize(items: &[JobItem<ProbeMessage, RoomFetch>]) -> MessagesSyncResult {
+    fn summarize(items: &[JobItem<ProbeMessage, ItemReport>]) -> MessagesSyncResult {
         MessagesSync::summarize(items)
     }
 
@@ -247,12 +251,24 @@ impl JobSpec for Probe {
 
 impl JobKind for Probe {
     type Context = ProbeContext;
+    type Read = ();
+
+    async fn begin(
+        _context: &ProbeContext,
+        db: &BatchConnection,
+        job_id: uuid::Uuid,
+        item_key: &str,
+        _message: &ProbeMessage,
+    ) -> Result<Begin, sqlx::Error> {
+        jobs::begin_item(db, job_id, item_key).await
+    }
 
     async fn run(
         context: &ProbeContext,
         item: &ItemRun,
         message: ProbeMessage,
-    ) -> Result<ItemOutcome<RoomFetch>, ItemError> {
+        _read: (),
+    ) -> Result<Outcome<Probe>, ItemError> {
         let room = message.room_id.expect("the probe's messages name a room");
         context.runs.lock().unwrap().push((room, item.attempt));
         let behaviour = context
@@ -349,7 +365,7 @@ impl Rig {
         };
         let context = Arc::new(ProbeContext::default());
         Self {
-            consumer: JobConsumer::new(db.pool.clone(), context.clone()),
+            consumer: JobConsumer::new(db.pool.clone(), queues.clone(), context.clone()),
             dead_letters: DeadLetterConsumer::new(
                 db.pool.clone(),
                 Registry::of::<Probe>(),

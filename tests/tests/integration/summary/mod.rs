@@ -49,7 +49,7 @@ impl SummaryRig {
                 .await
                 .unwrap();
         Self {
-            consumer: JobConsumer::new(db.pool.clone(), Arc::new(context)),
+            consumer: JobConsumer::new(db.pool.clone(), queues.clone(), Arc::new(context)),
             dead_letters: DeadLetterConsumer::new(
                 db.pool.clone(),
                 cwsync::job_types::registry(),

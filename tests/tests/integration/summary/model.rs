@@ -317,7 +317,7 @@ async fn summary_redelivered_while_drafting_stores_one_draft() {
     )
     .await;
     let second: JobConsumer<SummaryDraft> =
-        JobConsumer::new(rig.db.another_pool(), Arc::new(context));
+        JobConsumer::new(rig.db.another_pool(), rig.queues.clone(), Arc::new(context));
     let source = rig.source(SummaryDraft::QUEUE);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !rig.job(job.id).await.status.is_terminal() {

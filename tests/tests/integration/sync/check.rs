@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use cwsync::chatwork::ChatworkClient;
 use cwsync::jobs::{ItemStatus, JobSpec as _, JobStatus};
-use cwsync::sync::check::{self, CheckOutcome, CheckTrigger, RoomCheckReport, RoomCheckSettings};
+use cwsync::schedule;
+use cwsync::sync::check::{CheckOutcome, RoomCheckReport, RoomCheckSettings};
 use cwsync::sync::messages::MessagesSync;
 use fake_chatwork::FakeSettings;
 use serde_json::{Value, json};
@@ -23,26 +24,19 @@ use super::{
 pub(super) const SETTLE: Duration = Duration::from_millis(2_300);
 
 impl SyncRig {
-    /// Runs one room check keeping `reserve` requests back, and the job it started to its
-    /// end.
-    pub(super) async fn check(&self, reserve: u32) -> RoomCheckReport {
+    /// Runs one scheduled room check keeping `reserve_percent` % of the window back, and
+    /// the job it started to its end.
+    pub(super) async fn check(&self, reserve_percent: u32) -> RoomCheckReport {
         let client = ChatworkClient::new(client_settings(&self.fake), self.pool().clone()).unwrap();
         let settings = RoomCheckSettings {
             cadence: Duration::from_secs(60),
-            reserve,
+            reserve_percent,
             ..RoomCheckSettings::default()
         };
-        let report = check::run(
-            self.pool(),
-            self.queues.as_ref(),
-            &client,
-            &settings,
-            CheckTrigger::Schedule,
-            None,
-        )
-        .await
-        .unwrap();
-        if let Some(job_id) = report.job_id {
+        let report = schedule::room_check(self.pool(), self.queues.as_ref(), &client, &settings)
+            .await
+            .unwrap();
+        if let (CheckOutcome::Fetching, Some(job_id)) = (report.outcome, report.job_id) {
             let job = self.run_to_end(job_id).await;
             assert_eq!(job.status, JobStatus::Completed, "{job:?}");
             assert_eq!(
@@ -249,7 +243,7 @@ async fn under_a_short_budget_the_riskiest_rooms_go_first_and_the_rest_next_time
     }
     count_metrics();
     let deferred_before = counter("rooms_deferred", &[]);
-    let starved = rig.check(100).await; // 22 left.
+    let starved = rig.check(90).await; // 22 left, a reserve of 27.
     assert!(counter("rooms_deferred", &[]) > deferred_before);
     assert_eq!(starved.outcome, CheckOutcome::Deferred);
     assert_eq!(
@@ -279,8 +273,9 @@ async fn under_a_short_budget_the_riskiest_rooms_go_first_and_the_rest_next_time
     assert!(rig.fake.edit_message(room(5), &edited, "edited"));
     tokio::time::sleep(SETTLE).await;
 
-    // 21 left after the list: a reserve of 17 and the next check's request leave 3.
-    let report = rig.check(17).await;
+    // 21 left after the list: a reserve of 17 (56 % of 30, rounded up) and the next
+    // check's request leave 3.
+    let report = rig.check(56).await;
     assert_eq!(report.outcome, CheckOutcome::Fetching);
     assert_eq!(report.allowance, 3);
     assert_eq!((report.changed, report.fetched, report.deferred), (5, 3, 2));
@@ -385,70 +380,141 @@ pub(super) async fn api(
     (status, body)
 }
 
-#[tokio::test]
-async fn a_sync_of_all_rooms_started_over_http_fetches_only_the_changed_rooms() {
-    let rooms: Vec<_> = (1..=20).map(|i| room_with_history(5700 + i, 3)).collect();
-    let rig = SyncRig::new(Backend::Sqs, rooms).await;
+/// What a client that polls only the job it got saw of it.
+struct Watched {
+    /// `(status, totalRooms, processedRooms)` of each poll, in order.
+    polls: Vec<(String, i64, i64)>,
+    last: Value,
+}
+
+impl SyncRig {
+    /// Polls `GET /api/jobs/{id}` as the console does, feeding the queues one record at a
+    /// time between two polls, until the job ends.
+    async fn watch(&self, id: &str) -> Watched {
+        let work = {
+            let mut source = self.source(MessagesSync::QUEUE);
+            source.batch_size = 1;
+            source
+        };
+        let dead = self.source(MessagesSync::QUEUE.dead_letter());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut polls = Vec::new();
+        loop {
+            let (status, job) = api(self, "GET", &format!("/jobs/{id}"), None).await;
+            assert_eq!(status, 200, "{job}");
+            let count = |field: &str| job["result"][field].as_i64().unwrap_or(0);
+            let state = job["status"].as_str().unwrap().to_owned();
+            polls.push((state.clone(), count("totalRooms"), count("processedRooms")));
+            if !["queued", "processing"].contains(&state.as_str()) {
+                return Watched { polls, last: job };
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{job}");
+            let mut polled = work.poll_once(&self.messages).await.unwrap();
+            polled += dead.poll_once(&self.dead_letters).await.unwrap();
+            if polled == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn one_sync_one_job(backend: Backend) {
+    let rooms: Vec<_> = (1..=6).map(|i| room_with_history(5700 + i, 3)).collect();
+    let rig = SyncRig::new(backend, rooms).await;
     rig.check(0).await;
-    for room in [5704, 5716] {
+    // Four rooms change: one by 130 messages (a gap of 30), one is gone from Chatwork
+    // (404), two by a message each; two stay as they are.
+    for room in [5701, 5703, 5705] {
         rig.fake.post_message(room, &poster(), "HTTP").unwrap();
     }
+    for i in 0..130 {
+        rig.fake
+            .post_message(5702, &poster(), &format!("m{i}"))
+            .unwrap();
+    }
+    rig.fake.inject(
+        fake_chatwork::FaultScope::Room(5705),
+        fake_chatwork::Fault::Status(404),
+        None,
+    );
 
     let before = rig.fake.requests().len();
     let (status, started) = api(&rig, "POST", "/chatwork/messages/sync", Some(json!({}))).await;
     assert_eq!(status, 202, "{started}");
-    assert_eq!(started["payload"], json!({"check": true}));
-    assert_eq!(started["totalItems"], 1, "one queue message: the check");
-    assert!(
-        rig.fake.requests().len() == before,
+    assert_eq!(started["payload"], json!({"scope": "all"}));
+    assert_eq!(started["status"], "queued");
+    assert_eq!(
+        rig.fake.requests().len(),
+        before,
         "the request never waits for Chatwork"
     );
 
-    let id = started["id"].as_str().unwrap().parse().unwrap();
-    let job = rig.run_to_end(id).await;
-    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
-    let check = &job.result.as_ref().unwrap()["check"];
+    let id = started["id"].as_str().unwrap();
+    let watched = rig.watch(id).await;
+    let job = &watched.last;
+    assert_eq!(job["status"], "completed", "{job}");
+    let result = &job["result"];
+    assert_eq!(result["totalRooms"], 4, "{result}");
+    assert_eq!(result["processedRooms"], 3, "{result}");
+    assert_eq!(result["failedRooms"], 1, "{result}");
+    assert_eq!(
+        job["totalItems"], 4,
+        "the rooms; the check is a step of the job"
+    );
+    assert_eq!(job["progress"]["total"], 4);
+    assert_eq!(job["progress"]["finished"], 4);
+    // The 404 room's error and the gap are in the job the client holds.
+    assert_eq!(result["errors"][0]["roomId"], 5705, "{result}");
+    assert!(
+        result["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{result}"
+    );
+    assert_eq!(result["gaps"][0]["roomId"], 5702, "{result}");
+    assert_eq!(result["gaps"][0]["missedEstimate"], 30, "{result}");
+    let check = &result["check"];
     assert_eq!(check["outcome"], "fetching", "{check}");
+    assert_eq!(check["jobId"], json!(id), "the check names its own job");
     assert_eq!(
         (check["changed"].as_i64(), check["fetched"].as_i64()),
-        (Some(2), Some(2))
+        (Some(4), Some(4))
     );
-    let fetch = rig
-        .run_to_end(check["jobId"].as_str().unwrap().parse().unwrap())
-        .await;
-    assert_eq!(fetch.total_items, 2, "a queue message per changed room");
-    // The fetches are the starter's job too: among their own jobs, not the schedule's.
-    assert_eq!(fetch.user_id.as_deref(), Some("admin-1"));
-    let (status, theirs) = api(&rig, "GET", "/jobs?startedBy=admin-1", None).await;
-    assert_eq!(status, 200, "{theirs}");
-    let listed: Vec<&str> = theirs["items"]
-        .as_array()
-        .unwrap()
+
+    // The client saw the job open with its rooms known, and their count rise to the end.
+    let open: Vec<&(String, i64, i64)> = watched
+        .polls
         .iter()
-        .map(|job| job["id"].as_str().unwrap())
+        .filter(|(status, ..)| status != "completed")
         .collect();
     assert!(
-        listed.contains(&check["jobId"].as_str().unwrap()),
-        "{theirs}"
+        open.iter()
+            .any(|(_, total, processed)| *total == 4 && *processed < 3),
+        "{:?}",
+        watched.polls
     );
+    let processed: Vec<i64> = watched.polls.iter().map(|p| p.2).collect();
+    assert!(processed.windows(2).all(|w| w[0] <= w[1]), "{processed:?}");
     assert!(
-        listed.contains(&started["id"].as_str().unwrap()),
-        "{theirs}"
+        processed.windows(2).filter(|w| w[0] < w[1]).count() >= 2,
+        "it rose step by step: {processed:?}"
     );
-    let (_, scheduled) = api(&rig, "GET", "/jobs?startedBy=schedule", None).await;
-    assert!(
-        !scheduled
-            .to_string()
-            .contains(check["jobId"].as_str().unwrap()),
-        "{scheduled}"
-    );
+
+    // One job: no other job was started for the sync.
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE user_id = 'admin-1'")
+        .fetch_one(rig.pool())
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1);
     let requests = rig.requests_since(before);
-    assert_eq!(requests.len(), 1 + 2, "{requests:?}");
+    assert_eq!(room_list_requests(&requests), 1, "{requests:?}");
     let mut fetched = messages_requests(&requests);
     fetched.sort();
-    assert_eq!(fetched, [5704, 5716]);
-    rig.holds_everything_of(5704).await;
-    rig.holds_everything_of(5716).await;
+    fetched.dedup();
+    assert_eq!(fetched, [5701, 5702, 5703, 5705]);
+    rig.holds_everything_of(5701).await;
+    rig.holds_everything_of(5703).await;
     let trigger: String =
         sqlx::query_scalar("SELECT trigger FROM room_checks ORDER BY checked_at DESC LIMIT 1")
             .fetch_one(rig.pool())
@@ -456,19 +522,132 @@ async fn a_sync_of_all_rooms_started_over_http_fetches_only_the_changed_rooms() 
             .unwrap();
     assert_eq!(trigger, "sync");
 
+    // Retrying it fetches the failed room by name.
+    rig.fake.clear_faults();
+    let (status, retried) = api(&rig, "POST", &format!("/jobs/{id}/retry"), None).await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(
+        retried["payload"],
+        json!({"scope": "rooms", "roomIds": [5705]})
+    );
+    let again = rig
+        .run_to_end(retried["id"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert_eq!(again.status, JobStatus::Completed, "{again:?}");
+    rig.holds_everything_of(5705).await;
+
     // One room by name still always fetches that room.
     let before = rig.fake.requests().len();
     let (status, one) = api(
         &rig,
         "POST",
         "/chatwork/messages/sync",
-        Some(json!({"roomId": 5709})),
+        Some(json!({"roomId": 5706})),
     )
     .await;
     assert_eq!(status, 202, "{one}");
     rig.run_to_end(one["id"].as_str().unwrap().parse().unwrap())
         .await;
-    assert_eq!(messages_requests(&rig.requests_since(before)), [5709]);
+    assert_eq!(messages_requests(&rig.requests_since(before)), [5706]);
+}
+
+#[tokio::test]
+async fn a_sync_of_all_rooms_is_one_job_that_ends_after_its_last_room_embedded() {
+    one_sync_one_job(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn a_sync_of_all_rooms_is_one_job_that_ends_after_its_last_room_sqs() {
+    one_sync_one_job(Backend::Sqs).await;
+}
+
+async fn a_person_s_sync_waits_for_the_budget(backend: Backend) {
+    let rooms: Vec<_> = (1..=20).map(|i| room_with_history(6100 + i, 3)).collect();
+    let rig = SyncRig::new(backend, rooms).await;
+    rig.check(0).await;
+    for i in 1..=20 {
+        rig.fake.post_message(6100 + i, &poster(), "again").unwrap();
+    }
+    // Chatwork's window shrinks to 12 requests per 4 s: less than the 20 rooms, and less
+    // than the 30 a fixed reserve used to hold back.
+    rig.fake.set_rate_limit(12, Duration::from_secs(4));
+    let limited_before = rig.fake.rate_limited_count();
+    let (status, started) = api(&rig, "POST", "/chatwork/messages/sync", None).await;
+    assert_eq!(status, 202, "{started}");
+    let watched = rig.watch(started["id"].as_str().unwrap()).await;
+    let job = &watched.last;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["result"]["totalRooms"], 20, "{job}");
+    assert_eq!(job["result"]["processedRooms"], 20, "{job}");
+    assert_eq!(
+        job["result"]["check"]["deferred"], 0,
+        "a person's sync defers nothing"
+    );
+    for i in 1..=20 {
+        assert_eq!(rig.stored(6100 + i).await.len(), 4, "room {}", 6100 + i);
+    }
+    assert_eq!(rig.fake.rate_limited_count(), limited_before, "no 429");
+    assert!(
+        rig.fake.rate_windows(rig.fake.token()).len() >= 2,
+        "it waited for the next window"
+    );
+}
+
+#[tokio::test]
+async fn a_person_s_sync_of_twenty_changed_rooms_in_a_window_of_twelve_stores_all_twenty_embedded()
+{
+    a_person_s_sync_waits_for_the_budget(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn a_person_s_sync_of_twenty_changed_rooms_in_a_window_of_twelve_stores_all_twenty_sqs() {
+    a_person_s_sync_waits_for_the_budget(Backend::Sqs).await;
+}
+
+#[tokio::test]
+async fn a_sync_started_while_another_covers_the_same_rooms_answers_with_that_one() {
+    let rooms: Vec<_> = (1..=3).map(|i| room_with_history(6200 + i, 3)).collect();
+    let rig = SyncRig::new(Backend::Embedded, rooms).await;
+    rig.check(0).await;
+    rig.fake.post_message(6201, &poster(), "x").unwrap();
+    let (status, first) = api(&rig, "POST", "/chatwork/messages/sync", None).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = api(&rig, "POST", "/chatwork/messages/sync", None).await;
+    assert_eq!(status, 200, "the running sync: {again}");
+    assert_eq!(again["id"], first["id"]);
+
+    // A scheduled check while it runs leaves the rooms to it: no second job.
+    let report = rig.check(0).await;
+    assert_eq!(report.outcome, CheckOutcome::Busy, "{report:?}");
+    assert_eq!(
+        report.job_id.map(|j| j.to_string()),
+        first["id"].as_str().map(str::to_owned)
+    );
+    let job = rig
+        .run_to_end(first["id"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    rig.holds_everything_of(6201).await;
+
+    // And a person's sync while a scheduled check's job runs gets that job.
+    rig.fake.post_message(6202, &poster(), "y").unwrap();
+    tokio::time::sleep(SETTLE).await;
+    let client = ChatworkClient::new(client_settings(&rig.fake), rig.pool().clone()).unwrap();
+    let scheduled = schedule::room_check(
+        rig.pool(),
+        rig.queues.as_ref(),
+        &client,
+        &RoomCheckSettings::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(scheduled.outcome, CheckOutcome::Fetching, "{scheduled:?}");
+    let (status, theirs) = api(&rig, "POST", "/chatwork/messages/sync", None).await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_eq!(theirs["id"], json!(scheduled.job_id.unwrap()));
+    assert_eq!(theirs["userId"], Value::Null, "the schedule's job");
+    rig.run_to_end(scheduled.job_id.unwrap()).await;
+    rig.holds_everything_of(6202).await;
 }
 
 #[tokio::test]

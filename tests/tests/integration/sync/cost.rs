@@ -30,7 +30,8 @@ async fn statements_per_room() {
     config.max_connections = 1;
     let pool = cwsync::db::pool(&config).unwrap();
     let context = sync_context(&rig.fake, rig.pool());
-    let consumer: JobConsumer<MessagesSync> = JobConsumer::new(pool.clone(), context.clone());
+    let consumer: JobConsumer<MessagesSync> =
+        JobConsumer::new(pool.clone(), rig.queues.clone(), context.clone());
     // sqlx gives a connection back to the pool after a ping of its own, in a task of its
     // own: count a record's statements once its connection is back.
     let settled = || async {

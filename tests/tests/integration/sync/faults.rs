@@ -102,7 +102,11 @@ async fn consumer_behind(rig: &SyncRig, proxy: &TcpProxy) -> JobConsumer<Message
     let mut config = rig.db.config_via(proxy.addr());
     config.acquire_timeout = Duration::from_secs(1);
     let pool = cwsync::db::pool(&config).unwrap();
-    JobConsumer::new(pool.clone(), sync_context(&rig.fake, &pool))
+    JobConsumer::new(
+        pool.clone(),
+        rig.queues.clone(),
+        sync_context(&rig.fake, &pool),
+    )
 }
 
 #[tokio::test]
@@ -249,7 +253,11 @@ async fn a_session_the_server_ended_mid_record_is_replaced_and_the_record_runs_a
     let rig = SyncRig::new(Backend::Embedded, vec![room_with_history(2351, 6)]).await;
     rig.rooms_sync().await;
     let pool = cwsync::db::pool(&rig.db.config).unwrap();
-    let consumer = JobConsumer::<MessagesSync>::new(pool.clone(), sync_context(&rig.fake, &pool));
+    let consumer = JobConsumer::<MessagesSync>::new(
+        pool.clone(),
+        rig.queues.clone(),
+        sync_context(&rig.fake, &pool),
+    );
     rig.fake.inject(
         FaultScope::Room(2351),
         Fault::Hang(Duration::from_millis(800)),

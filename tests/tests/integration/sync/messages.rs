@@ -146,8 +146,11 @@ async fn messages_are_stored_once_when_two_deliveries_run_the_same_room() {
         || async { messages_requests(&rig.fake.requests()).contains(&901) },
     )
     .await;
-    let second_consumer: JobConsumer<MessagesSync> =
-        JobConsumer::new(rig.db.another_pool(), sync_context(&rig.fake, rig.pool()));
+    let second_consumer: JobConsumer<MessagesSync> = JobConsumer::new(
+        rig.db.another_pool(),
+        rig.queues.clone(),
+        sync_context(&rig.fake, rig.pool()),
+    );
     let source = rig.source(MessagesSync::QUEUE);
     eventually("the redelivery", Duration::from_secs(10), || async {
         source.poll_once(&second_consumer).await.unwrap() > 0
@@ -405,8 +408,11 @@ async fn concurrent_consumers_of_one_job_share_one_room_list() {
     for _ in 0..2 {
         let mut source = rig.source(MessagesSync::QUEUE);
         source.batch_size = 1;
-        let consumer: JobConsumer<MessagesSync> =
-            JobConsumer::new(rig.db.another_pool(), sync_context(&rig.fake, rig.pool()));
+        let consumer: JobConsumer<MessagesSync> = JobConsumer::new(
+            rig.db.another_pool(),
+            rig.queues.clone(),
+            sync_context(&rig.fake, rig.pool()),
+        );
         pollers.push(tokio::spawn(async move {
             source.poll_once(&consumer).await.unwrap()
         }));

@@ -96,10 +96,10 @@ impl SyncRig {
             Backend::Sqs => Arc::new(create_test_queues(1, MAX_RECEIVES).await),
         };
         let client = ChatworkClient::new(client_settings(&fake), db.pool.clone()).unwrap();
-        let context = Arc::new(SyncContext::new(client).with_queues(queues.clone()));
+        let context = Arc::new(SyncContext::new(client));
         Self {
-            rooms: JobConsumer::new(db.pool.clone(), context.clone()),
-            messages: JobConsumer::new(db.pool.clone(), context),
+            rooms: JobConsumer::new(db.pool.clone(), queues.clone(), context.clone()),
+            messages: JobConsumer::new(db.pool.clone(), queues.clone(), context),
             dead_letters: DeadLetterConsumer::new(
                 db.pool.clone(),
                 cwsync::job_types::registry(),
@@ -144,9 +144,9 @@ impl SyncRig {
         let started = jobs::start::<MessagesSync>(
             self.pool(),
             self.queues.as_ref(),
-            &MessagesSyncPayload {
-                room_id,
-                ..Default::default()
+            &match room_id {
+                Some(room_id) => MessagesSyncPayload::Room { room_id },
+                None => MessagesSyncPayload::Active,
             },
             Some("admin-1"),
         )

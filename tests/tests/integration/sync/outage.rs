@@ -31,8 +31,11 @@ async fn an_outage_gets_only_the_probes_and_the_next_sync_catches_up() {
     let mut settings = client_settings(&rig.fake);
     settings.breaker = breaker;
     let client = ChatworkClient::new(settings, rig.pool().clone()).unwrap();
-    let consumer: JobConsumer<MessagesSync> =
-        JobConsumer::new(rig.pool().clone(), Arc::new(SyncContext::new(client)));
+    let consumer: JobConsumer<MessagesSync> = JobConsumer::new(
+        rig.pool().clone(),
+        rig.queues.clone(),
+        Arc::new(SyncContext::new(client)),
+    );
 
     rig.fake.inject(FaultScope::Any, Fault::Status(503), None);
     let before = rig.fake.requests().len();

@@ -1,0 +1,316 @@
+//! One room's item: start it with what it decides by, decide, fetch, store.
+//!
+//! 1. One statement starts the item and reads the room's state at its last successful
+//!    sync, its entry in the job's room-list snapshot, and whether an earlier delivery
+//!    already stored its messages (then that result stands). When the item has what it
+//!    decides by, the same statement reserves the request in the rate budget.
+//! 2. Without a room check's word and without a snapshot yet, the item takes the job's
+//!    snapshot or waits for the consumer that does (see `super::super::snapshot`).
+//! 3. Decide (here, only): a room the job names, or a room check planned, is fetched; any
+//!    other room only when its `last_update_time` moved since its last sync; a room the
+//!    account left is not, unless named.
+//! 4. `GET /rooms/{id}/messages?force=1` (the latest 100), then one statement stores it
+//!    all and ends the item (see [`super::write`]).
+//!
+//! Statements per changed room, on the batch's one connection: 2 (the start with the read
+//! and the reservation; the write with the item's end and the budget's record).
+
+use uuid::Uuid;
+
+use super::fetch::{Fetch, settled_update_time};
+use super::{
+    GapEstimate, ItemRead, ItemReport, MessagesSyncMessage, MessagesSyncPayload, RoomFetch, write,
+};
+use crate::chatwork::GrantGuard;
+use crate::jobs::{
+    BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobType, Outcome,
+};
+use crate::sync::snapshot::{self, Entry, ListedRoom, SnapshotError};
+use crate::sync::{SyncContext, chatwork_failure};
+
+use super::MessagesSync;
+
+/// Runs a room's item (see the module documentation).
+pub(super) async fn run(
+    context: &SyncContext,
+    item: &ItemRun,
+    room_id: i64,
+    listed: Option<ListedRoom>,
+    read: FirstRead,
+) -> Result<Outcome<MessagesSync>, ItemError> {
+    tracing::Span::current().record("room_id", room_id);
+    let payload: MessagesSyncPayload = item.payload()?;
+    // Rooms the job names (one, or a retry's) are fetched whatever the room list says.
+    let single_room = payload.names_rooms();
+    // A room check already read the room list and decided this room needs a fetch.
+    let checked = listed.map(Entry::Listed);
+    let pool = &item.pool;
+    let FirstRead { state, prepaid } = read;
+    if state.job_canceled {
+        return Ok(ItemOutcome::Canceled);
+    }
+    if let Some(result) = state.written {
+        // An earlier delivery stored the messages and crashed before ending the item.
+        tracing::info!(room_id, "already stored by an earlier delivery");
+        return Ok(ItemOutcome::Completed {
+            fetched: result.fetched as i32,
+            result: ItemReport::Room(result),
+        });
+    }
+    let Some(room) = state.room else {
+        return Err(ItemError::Fail(ErrorInfo::new(
+            "RoomNotFound",
+            format!("room {room_id} is not registered; run a rooms sync first"),
+        )));
+    };
+    if room.left_at.is_some() && !single_room {
+        release(prepaid).await;
+        return Ok(unchanged(room_id, 0, "left"));
+    }
+
+    let (client, meter) = context.chatwork.metered();
+    let requests = || meter.snapshot().requests;
+    let entry = match checked.or(state.snapshot) {
+        Some(entry) => entry,
+        None => {
+            let entry = snapshot::room_entry(
+                &item.db,
+                &client,
+                &context.settings,
+                item.job_id,
+                room_id,
+                item.deadline,
+            )
+            .await;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(SnapshotError::Chatwork(e)) => {
+                    return Err(chatwork_failure(pool, Some(room.id), e).await);
+                }
+                Err(e) => return Err(ItemError::Retry(e.into())),
+            };
+            // Taking the snapshot (or waiting for it) took a while.
+            if item.is_canceled().await? {
+                return Ok(ItemOutcome::Canceled);
+            }
+            entry
+        }
+    };
+    if !single_room && checked.is_none() && !room.changed(&entry) {
+        release(prepaid).await;
+        return Ok(unchanged(room_id, requests(), "unchanged"));
+    }
+
+    let fetched_at = chrono::Utc::now().timestamp();
+    let (messages, limitation, deferred) = match client
+        .list_messages_prepaid(room_id, true, item.deadline, prepaid)
+        .await
+    {
+        Ok((listed, deferred)) => (listed.items, listed.limitation, deferred),
+        Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
+    };
+    let fetch = Fetch::analyse(messages, &room, &entry);
+    let listed = match entry {
+        Entry::Listed(listed) => Some(listed),
+        Entry::NotListed => None,
+    };
+    let synced_update_time = listed.map(|l| settled_update_time(l.last_update_time, fetched_at));
+    let result = RoomFetch {
+        room_id: Some(room_id),
+        fetched: fetch.messages.len() as i64,
+        requests: requests() as i64,
+        gap: fetch
+            .gap
+            .map(|missed_estimate| GapEstimate { missed_estimate }),
+        message_limitation: limitation.clone(),
+        ..RoomFetch::default()
+    };
+    let written = write::write(
+        item,
+        &room,
+        &fetch,
+        synced_update_time,
+        limitation.as_deref(),
+        &result,
+        deferred,
+    )
+    .await?;
+    let Some((result, ended)) = written else {
+        return Ok(ItemOutcome::Canceled);
+    };
+    let count = |n: Option<i64>| u64::try_from(n.unwrap_or(0)).unwrap_or(0);
+    metrics::counter!("messages_stored").increment(count(result.stored));
+    metrics::counter!("messages_edited").increment(count(result.edited));
+    if let Some(missed) = fetch.gap {
+        metrics::counter!("sync_gaps_detected").increment(1);
+        tracing::warn!(
+            room_id,
+            missed_estimate = missed,
+            "gap: more messages arrived since the last sync than one request returns"
+        );
+    }
+    tracing::info!(
+        room_id,
+        fetched = fetch.messages.len(),
+        stored = result.stored,
+        edited = result.edited,
+        "room synced"
+    );
+    Ok(ItemOutcome::Written {
+        fetched: fetch.messages.len() as i32,
+        ended,
+    })
+}
+
+/// Gives back a reservation the item will not use.
+async fn release(prepaid: Option<GrantGuard>) {
+    if let Some(grant) = prepaid {
+        grant.release().await;
+    }
+}
+
+fn unchanged(room_id: i64, requests: u64, reason: &str) -> Outcome<MessagesSync> {
+    ItemOutcome::Unchanged {
+        result: ItemReport::Room(RoomFetch {
+            room_id: Some(room_id),
+            requests: requests as i64,
+            reason: Some(reason.into()),
+            ..RoomFetch::default()
+        }),
+    }
+}
+
+/// The room as its last successful sync left it.
+#[derive(Debug, Clone)]
+pub(super) struct RoomState {
+    pub id: Uuid,
+    pub left_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_message_id: Option<String>,
+    pub synced_last_update_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub synced_message_num: Option<i32>,
+}
+
+impl RoomState {
+    /// Whether the room moved since its last successful sync, as far as the snapshot
+    /// tells. A room the snapshot does not list counts as changed: only a request can
+    /// tell what became of it.
+    fn changed(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Listed(listed) => {
+                let now = chrono::DateTime::from_timestamp(listed.last_update_time, 0)
+                    .filter(|_| listed.last_update_time > 0);
+                now != self.synced_last_update_time
+            }
+            Entry::NotListed => true,
+        }
+    }
+}
+
+/// What [`begin_and_read`] found.
+struct ItemState {
+    job_canceled: bool,
+    room: Option<RoomState>,
+    /// The room's entry in the job's snapshot, once it is taken.
+    snapshot: Option<Entry>,
+    /// The result an earlier delivery wrote with the messages.
+    written: Option<RoomFetch>,
+}
+
+/// The first read a room's item hands its handler: its state, and the room's request's
+/// reservation when it was taken with the read.
+pub struct FirstRead {
+    state: ItemState,
+    prepaid: Option<GrantGuard>,
+}
+
+/// Starts a room's item (the job core's start, `cwsync_begin_item`, as `store::begin_item`
+/// runs it) and reads everything the item decides by, in one statement: the room's state
+/// at its last successful sync, the room's entry in the job's snapshot, and whether an
+/// earlier delivery already stored its messages. When the item will run on a registered
+/// room it has not stored yet and has what it decides by (a room check's word in its
+/// message, or the job's snapshot), the same statement reserves the request in the rate
+/// budget (`cwsync_budget_reserve`): the decision itself is [`run`]'s, which gives the
+/// reservation back when it decides not to fetch.
+pub(super) async fn begin_and_read(
+    context: &SyncContext,
+    db: &BatchConnection,
+    job_id: Uuid,
+    item_key: &str,
+    room_id: i64,
+    message: &MessagesSyncMessage,
+) -> Result<Begin<ItemRead>, sqlx::Error> {
+    let decides_by_message = message.listed.is_some();
+    let budget = context.chatwork.budget().reserve_args();
+    let row = sqlx::query!(
+        r#"WITH b AS (
+               -- The item's start (migrations/0070_shared_rules.sql).
+               SELECT * FROM cwsync_begin_item($1, $2)
+           ), state AS (
+               SELECT j.type, j.payload, j.user_id, j.created_at,
+                      b.job_open, b.attempts, b.result AS written, b.item_exists,
+                      r.id AS room_uuid, r.left_at, r.last_message_id,
+                      r.synced_last_update_time, r.synced_message_num,
+                      s.taken_at IS NOT NULL AS snapshot_taken,
+                      s.rooms -> $4::text AS snapshot_entry
+                 FROM b CROSS JOIN jobs j
+                 LEFT JOIN chatwork_rooms r ON r.room_id = $3
+                 LEFT JOIN job_room_snapshots s ON s.job_id = $1
+                WHERE j.id = $1
+           )
+           SELECT st.type AS "job_type!: JobType", st.payload AS "payload!",
+                  st.user_id AS "user_id?", st.created_at AS "created_at!",
+                  st.job_open AS "job_open!", st.attempts AS "attempts?",
+                  st.item_exists AS "item_exists!",
+                  st.written AS "written?",
+                  st.room_uuid AS "room_uuid?", st.left_at AS "left_at?",
+                  st.last_message_id AS "last_message_id?",
+                  st.synced_last_update_time AS "synced_last_update_time?",
+                  st.synced_message_num AS "synced_message_num?",
+                  st.snapshot_taken AS "snapshot_taken!", st.snapshot_entry AS "snapshot_entry?",
+                  -- The item runs on a registered room it has not stored, and has what
+                  -- it decides by: `run` decides at once (and gives an unused
+                  -- reservation back).
+                  CASE WHEN st.attempts IS NOT NULL AND st.written IS NULL
+                            AND st.type = 'chatwork_messages_sync'
+                            AND st.room_uuid IS NOT NULL
+                            AND ($8 OR st.snapshot_taken)
+                       THEN cwsync_budget_reserve($5, $6, $7)
+                  END AS "grant_window?"
+             FROM state st"#,
+        job_id,
+        item_key,
+        room_id,
+        room_id.to_string(),
+        &budget.token_hash[..],
+        budget.lease,
+        budget.window,
+        decides_by_message,
+    )
+    .fetch_optional(&mut *db.lock().await?)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Begin::Unknown { why: "no such job" });
+    };
+    let prepaid = row.grant_window.map(|w| context.chatwork.prepaid(w));
+    let state = ItemState {
+        job_canceled: !row.job_open,
+        room: row.room_uuid.map(|id| RoomState {
+            id,
+            left_at: row.left_at,
+            last_message_id: row.last_message_id,
+            synced_last_update_time: row.synced_last_update_time,
+            synced_message_num: row.synced_message_num,
+        }),
+        snapshot: row
+            .snapshot_taken
+            .then(|| Entry::from_stored(row.snapshot_entry)),
+        written: row.written.and_then(|w| serde_json::from_value(w).ok()),
+    };
+    Ok(Begin::from_row(
+        row.item_exists,
+        row.job_open,
+        row.attempts,
+        (row.job_type, row.payload, row.user_id, row.created_at),
+        ItemRead::Room(FirstRead { state, prepaid }),
+    ))
+}
