@@ -93,7 +93,11 @@ pub fn check_line(report: &cwsync::sync::check::RoomCheckReport) -> Option<Strin
     if report.changed == 0 && report.registered == 0 {
         return None;
     }
-    Some(format!("[check] {}\n", report.describe()))
+    let by = report
+        .job_id
+        .map(|job| format!(" by messages sync {}", short(job)))
+        .unwrap_or_default();
+    Some(format!("[check] {}{by}\n", report.describe()))
 }
 
 /// Watches the jobs until `stop` is cancelled.

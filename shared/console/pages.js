@@ -83,13 +83,12 @@ function jobCard(ctx, job, onChange) {
       },
     }, t('job.retry')));
   }
-  // A sync of all rooms is a room check; the rooms it found changed are fetched by a job
-  // of their own, which its result names.
-  const fetchJobId = job.result && job.result.check && job.result.check.jobId;
+  // A sync of all rooms starts with a room check, whose rooms then join this same job.
+  const checking = open && job.payload && job.payload.scope === 'all' && !(job.result && job.result.check);
   return h('section', { class: 'card job-card', 'data-job': job.id, 'data-status': job.status, 'aria-label': typeLabel(job.type) },
     h('div', { class: 'row' }, h('strong', {}, typeLabel(job.type)), statusBadge(job.status),
-      h('a', { href: `#/jobs/${job.id}` }, t('job.open')),
-      fetchJobId ? h('a', { href: `#/jobs/${encodeURIComponent(fetchJobId)}`, 'data-action': 'fetch-job' }, t('job.fetchJob')) : null),
+      h('a', { href: `#/jobs/${job.id}` }, t('job.open'))),
+    checking ? h('p', { class: 'muted', 'data-state': 'checking' }, t('job.checking')) : null,
     h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': percent, 'aria-label': typeLabel(job.type) },
       h('div', { style: null, 'data-percent': percent })),
     h('div', { class: 'row muted' },

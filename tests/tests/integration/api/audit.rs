@@ -158,7 +158,7 @@ async fn every_mutation_writes_its_audit_row(app: &impl Api) {
         "job",
         messages_job.clone(),
         Value::Null,
-        json!({"type": "chatwork_messages_sync", "status": "queued", "payload": {"roomId": 701}}),
+        json!({"type": "chatwork_messages_sync", "status": "queued", "payload": {"scope": "room", "roomId": 701}}),
         &r,
     ));
 

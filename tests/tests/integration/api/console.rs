@@ -359,7 +359,10 @@ async fn retry_starts_a_job_over_the_failed_items_only() {
     let retried = app.call(&Who::admin(), "POST", &path, None).await;
     retried.expect(202);
     assert_eq!(retried.body["type"], "chatwork_messages_sync");
-    assert_eq!(retried.body["payload"], json!({"roomIds": [11, 13]}));
+    assert_eq!(
+        retried.body["payload"],
+        json!({"scope": "rooms", "roomIds": [11, 13]})
+    );
     assert_eq!(retried.body["totalItems"], 2);
     assert_eq!(retried.body["userId"], "admin-1");
     let new_id: Uuid = retried.body["id"].as_str().unwrap().parse().unwrap();
@@ -384,7 +387,10 @@ async fn retry_starts_a_job_over_the_failed_items_only() {
         row["old_values"],
         json!({"retryOf": sync.id, "failedItems": 2})
     );
-    assert_eq!(row["new_values"]["payload"], json!({"roomIds": [11, 13]}));
+    assert_eq!(
+        row["new_values"]["payload"],
+        json!({"scope": "rooms", "roomIds": [11, 13]})
+    );
 }
 
 #[tokio::test]

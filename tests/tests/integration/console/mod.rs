@@ -204,65 +204,44 @@ async fn the_console_operates_cwsync_in_a_browser() {
     system.fake.set_latency(Duration::ZERO);
     let notice = browser.text("#notice").await.unwrap_or_default();
     assert!(notice.contains("ended"), "{notice}");
-    // The ended check's card, with its link to the job fetching the changed rooms.
-    browser
-        .find("#active-job .job-card [data-action=fetch-job]")
-        .await;
-    browser.screenshot("sync-check-ended-en").await;
+    // One sync, one job: the card followed the job the button started to its end, and
+    // that job holds every room, the forbidden one among its failures.
     let sync_id = browser
         .js(
             "return document.querySelector('#active-job .job-card').dataset.job",
             json!([]),
         )
         .await;
-    let check_id: uuid::Uuid = sync_id.as_str().unwrap().parse().unwrap();
-    // A sync of all rooms is a room check; the rooms it found changed are fetched by a
-    // job of their own, named in its result, which the card links to: that job has the
-    // rooms.
-    let check = cwsync::jobs::get(&pool, check_id).await.unwrap().unwrap();
-    let fetch_id = check.result.as_ref().unwrap()["check"]["jobId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    browser
-        .click("#active-job .job-card [data-action=fetch-job]")
-        .await;
-    browser
-        .wait_for(
-            "the fetch job's page",
-            &format!(
-                "return location.hash === {}",
-                json!(format!("#/jobs/{fetch_id}"))
-            ),
-        )
-        .await;
-    // Its detail, once it ended: the forbidden room failed.
-    browser
-        .wait_for_within(
-            "the fetch job to end with room 103 failed",
-            "return !!document.querySelector('[data-failed-room=\"103\"]')",
-            Duration::from_secs(60),
-        )
-        .await;
-    // The check's own page links to it too.
+    let sync_id: uuid::Uuid = sync_id.as_str().unwrap().parse().unwrap();
+    let sync = cwsync::jobs::get(&pool, sync_id).await.unwrap().unwrap();
+    let result = sync.result.as_ref().unwrap();
+    let total = result["totalRooms"].as_i64().unwrap();
+    assert!(total > 1, "{result}");
+    assert_eq!(result["failedRooms"], 1, "{result}");
+    assert_eq!(result["check"]["jobId"], json!(sync_id));
+    let card = browser
+        .text("#active-job .job-card .progress-text")
+        .await
+        .unwrap();
+    assert!(card.contains(&format!("{total} of {total}")), "{card}");
+    assert!(
+        browser
+            .js(
+                "return document.querySelectorAll('[data-action=fetch-job]').length",
+                json!([])
+            )
+            .await
+            == json!(0),
+        "nothing else to follow"
+    );
+    browser.screenshot("sync-ended-en").await;
     open(
         &browser,
-        &format!("#/jobs/{check_id}"),
-        "[data-action=fetch-job]",
+        &format!("#/jobs/{sync_id}"),
+        "[data-failed-room=\"103\"]",
     )
     .await;
-    browser.click("[data-action=fetch-job]").await;
-    browser
-        .wait_for(
-            "the fetch job's page again",
-            &format!(
-                "return location.hash === {}",
-                json!(format!("#/jobs/{fetch_id}"))
-            ),
-        )
-        .await;
-    browser.find("[data-failed-room=\"103\"]").await;
-    let sync_id = fetch_id;
+    let sync_id = sync_id.to_string();
 
     // The job's detail: the forbidden room failed; retry it once Chatwork allows it.
     browser.screenshot("job-detail-en").await;
@@ -285,7 +264,7 @@ async fn the_console_operates_cwsync_in_a_browser() {
         .await;
     let payload = browser.text("#job-payload").await.unwrap();
     let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
-    assert_eq!(payload, json!({"roomIds": [103]}));
+    assert_eq!(payload, json!({"scope": "rooms", "roomIds": [103]}));
     let retry_id = browser
         .js("return location.hash.split('/')[2]", json!([]))
         .await;
