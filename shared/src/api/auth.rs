@@ -556,8 +556,8 @@ mod tests {
             }
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
         };
-        // Issue 15: 10 s past `exp` (the library's default leeway accepted 60 s), and an
-        // `nbf` a minute ahead (ignored by default).
+        // 10 s past `exp` (the library's default leeway would accept it: 60 s), and an
+        // `nbf` a minute ahead (the library ignores `nbf` by default).
         let just_expired = token_with(&[("exp", -10)]);
         let not_yet = token_with(&[("nbf", 60)]);
         for good in [token_with(&[]), token_with(&[("nbf", -10)])] {

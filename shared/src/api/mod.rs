@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN section 3) as one axum [`Router`]. The API Lambda hands it to
+//! The HTTP API as one axum [`Router`]. The API Lambda hands it to
 //! `lambda_http`, the local runner serves it on a loopback port, and tests call it
 //! directly, so all three run the same routes.
 //!

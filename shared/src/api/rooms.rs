@@ -663,7 +663,7 @@ mod tests {
             "djE6eDox",
             &URL_SAFE_NO_PAD.encode("v1:1:abc"),
             &URL_SAFE_NO_PAD.encode("v2:1:1"),
-            // Before what Postgres stores: the forged cursor of issue 15.
+            // A forged cursor whose time is before what Postgres stores.
             "djE6LTM3NzcwNTExNjgwMDAwMDAwMDox",
         ] {
             assert!(bad.parse::<MessageCursor>().is_err(), "{bad}");
