@@ -1,19 +1,21 @@
 //! The API's error shape:
 //! `{"error": {"code": "<snake_case>", "message": "<for a person>", "field"?, "requestId"}}`.
 //!
-//! `code` is stable (clients branch on it) and is one of [`ErrorCode`]; `field` names the
-//! offending input when there is one; `requestId` is added to every error by the request
-//! middleware, so a person can quote it. A 500 never carries internals: what went wrong
-//! is logged under the request id.
+//! `code` is stable (clients branch on it) and is one of [`ErrorCode`], whose values the
+//! OpenAPI document lists; `field` names the offending input when there is one;
+//! `requestId` is added to every error by the request middleware, so a person can quote
+//! it. A 500 never carries internals: what went wrong is logged under the request id.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use strum::IntoEnumIterator;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 /// Every `code` an error answer may carry, with the status it comes with. Adding one
-/// here is the only way to answer a new code.
+/// here is the only way to answer a new code; the OpenAPI document lists them all.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr, strum::EnumIter,
 )]
@@ -112,9 +114,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
-    /// Stable, snake_case; for example `forbidden`, `invalid_field`, `not_cancelable`.
-    #[schema(example = "invalid_field")]
-    pub code: String,
+    /// Stable, snake_case; clients branch on it.
+    #[schema(schema_with = code_schema)]
+    pub code: ErrorCode,
     /// For a person; not to be parsed.
     pub message: String,
     /// The request field, query or path parameter the error is about, when there is one.
@@ -124,6 +126,16 @@ pub struct ErrorDetail {
     /// problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// The document's schema of `code`: a string, one of [`ErrorCode`]'s values.
+fn code_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ErrorCode::iter().map(ErrorCode::as_str)))
+        .description(Some("Stable, snake_case; clients branch on it."))
+        .examples([ErrorCode::InvalidField.as_str()])
+        .build()
 }
 
 /// Longest message we echo back; serde's messages quote the offending input.
@@ -183,7 +195,7 @@ impl ApiError {
     pub(crate) fn body(&self, request_id: Option<&str>) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                code: self.code.as_str().to_owned(),
+                code: self.code,
                 message: self.message.clone(),
                 field: self.field.clone(),
                 request_id: request_id.map(str::to_owned),
@@ -230,8 +242,6 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use strum::IntoEnumIterator;
-
     use super::*;
 
     #[test]
