@@ -1,4 +1,4 @@
-//! Measurement 8, the capture benchmark (issue 16): an organization's traffic (the fake's
+//! Measurement 8, the capture benchmark: an organization's traffic (the fake's
 //! traffic mode: 300 rooms with heavy-tailed rates, a bot room, two bursts of 150
 //! messages in two minutes, edits) played against the fake Chatwork with time
 //! compressed, synced by one strategy, and what it captured, how fresh, and at what cost.
@@ -9,7 +9,7 @@
 //! reported in simulated seconds. Every strategy starts from the same state: every room
 //! registered and fetched once, with a set-up token whose requests are not counted.
 //!
-//! The third strategy (issue 17) adds Chatwork webhooks to the room check: the fake
+//! The third strategy adds Chatwork webhooks to the room check: the fake
 //! delivers every post and edit of the plan's five busiest rooms (Chatwork's limit per
 //! account) to the real API router served on a loopback port, so each message reaches
 //! `POST /webhooks/chatwork` as it would from Chatwork; a share of the deliveries is lost

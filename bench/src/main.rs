@@ -1,4 +1,4 @@
-//! cwsync's benchmarks (issue 10): how close the system runs to Chatwork's rate limit,
+//! cwsync's benchmarks: how close the system runs to Chatwork's rate limit,
 //! what a sync costs in Chatwork requests, SQS calls and database statements, how fast
 //! it stores, and the Lambda functions' cold start, memory and cost. Prints one table,
 //! every figure against its goal. Figures are printed, never asserted.
@@ -27,7 +27,7 @@ use measure::{Backend, Function};
 use stats::{Invocation, PRICES, PRICES_SOURCE, cost_per_million_messages, mib};
 
 #[derive(Parser)]
-#[command(about = "cwsync's benchmarks: one table of every figure of issue 10 against its goal")]
+#[command(about = "cwsync's benchmarks: one table of every figure against its goal")]
 struct Args {
     /// Measurements to run (1 to 9; 7 needs 6). Default: all.
     #[arg(long, value_delimiter = ',')]
@@ -290,7 +290,8 @@ async fn main() -> anyhow::Result<()> {
                 "(figure)",
                 Verdict::Info,
             ));
-            // The rate budget's own statements count too (issue 19).
+            // The rate budget's own statements count too: a messages sync folds them
+            // into its own (docs/architecture.md, "Chatwork's rate budget").
             let trips = per_room(r.sync.round_trips() + r.budget.round_trips());
             rows.push(row(
                 "4",

@@ -1,5 +1,6 @@
-//! The seven measurements of issue 10. Each returns figures; `main` puts them in the
-//! table against their goals.
+//! Measurements 1 to 7: rate-limit efficiency, incremental cost, fan-out, storage, cold
+//! start, memory (the cost is computed from these in `stats`). Each returns figures;
+//! `main` puts them in the table against their goals.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Measurement 9: a Postgres restart in the middle of a messages sync (issue 19): the
+//! Measurement 9: a Postgres restart in the middle of a messages sync: the
 //! real server restarted (`pg_ctl restart -m fast`: every session ended, a checkpoint, a new
 //! postmaster), not a proxy cut. The benchmark runs its own temporary cluster (initdb
 //! and pg_ctl on a free loopback port, in a temporary folder), so the shared server on

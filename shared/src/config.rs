@@ -1,4 +1,4 @@
-//! Typed configuration from the environment (DESIGN section 6).
+//! Typed configuration from the environment.
 //!
 //! Each part of the system reads only the sections it needs, so a consumer does not
 //! demand the local runner's settings. Every failure names the variable in one line

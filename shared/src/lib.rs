@@ -1,5 +1,6 @@
 //! cwsync's shared library. Every Lambda function, the local runner and the tests are thin
-//! shells over what is here, so the same code runs in all three (DESIGN section 1).
+//! shells over what is here, so the same code runs in all three (docs/architecture.md
+//! draws the whole and says where each part lives).
 //!
 //! - [`config`]: typed configuration from the environment.
 //! - [`db`]: the Postgres pool and the embedded migrations.

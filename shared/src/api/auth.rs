@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::console::OAuthSettings;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::config::{ConfigError, Env};
 
 /// A caller's role, in increasing order of power.
@@ -257,7 +257,9 @@ impl AuthConfig {
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| unauthenticated("invalid_token", "The token names no subject (sub)."))?;
+            .ok_or_else(|| {
+                unauthenticated(ErrorCode::InvalidToken, "The token names no subject (sub).")
+            })?;
         let role = [self.role_claim.as_str(), Self::COGNITO_GROUPS]
             .iter()
             .filter_map(|name| claims.get(*name))
@@ -266,7 +268,7 @@ impl AuthConfig {
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "no_role",
+                    ErrorCode::NoRole,
                     "Your token carries no cwsync role (admin, writer or reader).",
                 )
             })?;
@@ -290,7 +292,7 @@ fn role_claim(env: &Env) -> Result<String, ConfigError> {
     }
 }
 
-fn unauthenticated(code: &'static str, message: &str) -> ApiError {
+fn unauthenticated(code: ErrorCode, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
@@ -305,7 +307,7 @@ fn gateway_claims(parts: &Parts) -> Result<Map<String, Value>, ApiError> {
         .filter(|claims| !claims.is_empty())
         .ok_or_else(|| {
             unauthenticated(
-                "unauthenticated",
+                ErrorCode::Unauthenticated,
                 "This route needs a signed-in caller; the request carries no verified claims.",
             )
         })?;
@@ -325,7 +327,7 @@ fn bearer_claims(parts: &Parts, keys: &LocalJwtKeys) -> Result<Map<String, Value
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| {
             unauthenticated(
-                "unauthenticated",
+                ErrorCode::Unauthenticated,
                 "This route needs `Authorization: Bearer <token>`.",
             )
         })?;
@@ -339,7 +341,7 @@ fn bearer_claims(parts: &Parts, keys: &LocalJwtKeys) -> Result<Map<String, Value
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             unauthenticated(
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "The Authorization header must be `Bearer <token>`.",
             )
         })?;
@@ -356,7 +358,7 @@ fn bearer_claims(parts: &Parts, keys: &LocalJwtKeys) -> Result<Map<String, Value
                 ErrorKind::ImmatureSignature => "The token is not valid yet (its nbf).",
                 _ => "The token is not valid.",
             };
-            unauthenticated("invalid_token", message)
+            unauthenticated(ErrorCode::InvalidToken, message)
         })
 }
 
@@ -400,7 +402,7 @@ fn at_least(caller: Caller, role: Role) -> Result<Caller, ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!(
                 "This route needs the {role} role{}; you are a {}.",
                 if role == Role::Admin {
@@ -482,17 +484,17 @@ mod tests {
         let e = auth
             .caller_from_claims(&claims(json!({"sub": "u1", "role": "root"})))
             .unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (403, "no_role"));
+        assert_eq!((e.status.as_u16(), e.code), (403, ErrorCode::NoRole));
         let e = auth
             .caller_from_claims(&claims(json!({"role": "admin"})))
             .unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (401, "invalid_token"));
+        assert_eq!((e.status.as_u16(), e.code), (401, ErrorCode::InvalidToken));
         // Another claim name: `role` means nothing any more.
         let auth = config("custom:role");
         let e = auth
             .caller_from_claims(&claims(json!({"sub": "u1", "role": "admin"})))
             .unwrap_err();
-        assert_eq!(e.code, "no_role");
+        assert_eq!(e.code, ErrorCode::NoRole);
         let caller = auth
             .caller_from_claims(&claims(json!({"sub": "u1", "custom:role": "admin"})))
             .unwrap();
@@ -556,8 +558,8 @@ mod tests {
             }
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
         };
-        // Issue 15: 10 s past `exp` (the library's default leeway accepted 60 s), and an
-        // `nbf` a minute ahead (ignored by default).
+        // 10 s past `exp` (the library's default leeway would accept it: 60 s), and an
+        // `nbf` a minute ahead (the library ignores `nbf` by default).
         let just_expired = token_with(&[("exp", -10)]);
         let not_yet = token_with(&[("nbf", 60)]);
         for good in [token_with(&[]), token_with(&[("nbf", -10)])] {

@@ -20,7 +20,7 @@ use super::cursor::{NameSearch, NameUuidCursor, page};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
 use super::rooms::{ChatworkRoomId, Room, RoomFilter, RoomRef, resolve_room, rooms_where};
-use super::{ApiError, AppState, Limit};
+use super::{ApiError, AppState, ErrorCode, Limit};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -191,7 +191,7 @@ pub(crate) async fn get(
     .await?
     .ok_or_else(|| {
         ApiError::not_found(
-            "company_not_found",
+            ErrorCode::CompanyNotFound,
             format!("There is no company {}.", path.id),
         )
     })?;
@@ -258,7 +258,7 @@ pub(crate) async fn require_company(
     match found {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found(
-            "company_not_found",
+            ErrorCode::CompanyNotFound,
             format!("There is no company {id}."),
         )),
     }
@@ -414,7 +414,7 @@ pub(crate) async fn link(
     .ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "already_linked",
+            ErrorCode::AlreadyLinked,
             format!(
                 "Room {} is already linked to company {}.",
                 room.room_id, path.id
@@ -484,7 +484,7 @@ pub(crate) async fn unlink(
     .await?
     .ok_or_else(|| {
         ApiError::not_found(
-            "link_not_found",
+            ErrorCode::LinkNotFound,
             format!(
                 "Room {} is not linked to company {}.",
                 path.room_id, path.id

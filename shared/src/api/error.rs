@@ -1,21 +1,105 @@
 //! The API's error shape:
 //! `{"error": {"code": "<snake_case>", "message": "<for a person>", "field"?, "requestId"}}`.
 //!
-//! `code` is stable (clients branch on it); `field` names the offending input when there
-//! is one; `requestId` is added to every error by the request middleware, so a person can
-//! quote it. A 500 never carries internals: what went wrong is logged under the request id.
+//! `code` is stable (clients branch on it) and is one of [`ErrorCode`], whose values the
+//! OpenAPI document lists; `field` names the offending input when there is one;
+//! `requestId` is added to every error by the request middleware, so a person can quote
+//! it. A 500 never carries internals: what went wrong is logged under the request id.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use strum::IntoEnumIterator;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+/// Every `code` an error answer may carry, with the status it comes with. Adding one
+/// here is the only way to answer a new code; the OpenAPI document lists them all.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is missing where one is needed, unreadable or not JSON.
+    InvalidJson,
+    /// 400: a query parameter we cannot parse or use.
+    InvalidParameter,
+    /// 400: a query parameter that is not ours.
+    UnknownParameter,
+    /// 400: a path segment we cannot parse (`/api/jobs/abc`).
+    InvalidPathParameter,
+    /// 401: no identity (no verified claims, no `Authorization` header).
+    Unauthenticated,
+    /// 401: a token we cannot accept (malformed, badly signed, expired, without `sub`).
+    InvalidToken,
+    /// 401: a webhook delivery whose signature is missing or matches no webhook token.
+    InvalidSignature,
+    /// 403: the caller's role is below the route's.
+    Forbidden,
+    /// 403: a genuine token that carries none of the roles.
+    NoRole,
+    /// 404: no such route.
+    NotFound,
+    /// 404: no such job, or one the caller may not see.
+    JobNotFound,
+    /// 404: no such room.
+    RoomNotFound,
+    /// 404: no such company.
+    CompanyNotFound,
+    /// 404: the room is not linked to the company.
+    LinkNotFound,
+    /// 405: the route does not take that method.
+    MethodNotAllowed,
+    /// 409: the room is already linked to the company.
+    AlreadyLinked,
+    /// 409: the job is neither queued nor processing.
+    NotCancelable,
+    /// 409: the same work is queued or running for another user.
+    JobAlreadyActive,
+    /// 409: a retry of a job that is still queued or processing.
+    JobStillOpen,
+    /// 409: a retry of a job none of whose items failed.
+    NothingFailed,
+    /// 409: a retry of a job whose type cannot run again over some of its items.
+    NotRetryable,
+    /// 413: the body is larger than the route accepts.
+    PayloadTooLarge,
+    /// 414: the path and query are too long.
+    UriTooLong,
+    /// 415: a body without a JSON `Content-Type`.
+    UnsupportedMediaType,
+    /// 422: a body field of the wrong type or value.
+    InvalidField,
+    /// 422: a required body field is missing.
+    MissingField,
+    /// 422: a body field that is not ours.
+    UnknownField,
+    /// 431: the header section is too large or has too many lines.
+    HeadersTooLarge,
+    /// 500: something failed on our side; the cause is logged, never shown.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it is written in an answer (`invalid_field`, ...).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// An error answer: a status, a stable machine-readable code and a sentence for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// The input the error is about (`isActive`, `limit`, `id`, ...).
     pub field: Option<String>,
@@ -30,9 +114,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
-    /// Stable, snake_case; for example `forbidden`, `invalid_field`, `not_cancelable`.
-    #[schema(example = "invalid_field")]
-    pub code: String,
+    /// Stable, snake_case; clients branch on it.
+    #[schema(schema_with = code_schema)]
+    pub code: ErrorCode,
     /// For a person; not to be parsed.
     pub message: String,
     /// The request field, query or path parameter the error is about, when there is one.
@@ -44,11 +128,21 @@ pub struct ErrorDetail {
     pub request_id: Option<String>,
 }
 
+/// The document's schema of `code`: a string, one of [`ErrorCode`]'s values.
+fn code_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ErrorCode::iter().map(ErrorCode::as_str)))
+        .description(Some("Stable, snake_case; clients branch on it."))
+        .examples([ErrorCode::InvalidField.as_str()])
+        .build()
+}
+
 /// Longest message we echo back; serde's messages quote the offending input.
 const MAX_MESSAGE_CHARS: usize = 300;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         let mut message: String = message.into();
         if message.chars().count() > MAX_MESSAGE_CHARS {
             message = message.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…";
@@ -67,21 +161,26 @@ impl ApiError {
         self
     }
 
-    /// 404 with `code` (`job_not_found`, `room_not_found`, ...).
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    /// 404 with `code` ([`ErrorCode::JobNotFound`], [`ErrorCode::RoomNotFound`], ...).
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
     /// 422 `invalid_field`: a well-formed request whose `field` has a value we cannot use.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidField,
+            message,
+        )
+        .with_field(field)
     }
 
     /// 500 `internal`. The cause must already be logged; it is never shown.
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "Something went wrong on our side. Quote the request id when you report it.",
         )
     }
@@ -96,7 +195,7 @@ impl ApiError {
     pub(crate) fn body(&self, request_id: Option<&str>) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code,
                 message: self.message.clone(),
                 field: self.field.clone(),
                 request_id: request_id.map(str::to_owned),
@@ -128,7 +227,7 @@ impl IntoResponse for ApiError {
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         "There is no such route.",
     )
 }
@@ -136,7 +235,43 @@ pub(crate) async fn not_found() -> ApiError {
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "This route does not accept that method.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_written_as_its_snake_case_name() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::iter() {
+            let written = serde_json::to_value(code).unwrap();
+            assert_eq!(written, serde_json::json!(code.as_str()));
+            assert!(
+                code.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
+            assert!(seen.insert(code.as_str()), "{code} twice");
+        }
+    }
+
+    #[test]
+    fn the_body_carries_the_code() {
+        let error = ApiError::invalid_field("isActive", "isActive: expected a boolean");
+        let body = serde_json::to_value(error.body(Some("r-1"))).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "code": "invalid_field",
+                "message": "isActive: expected a boolean",
+                "field": "isActive",
+                "requestId": "r-1",
+            }})
+        );
+    }
 }

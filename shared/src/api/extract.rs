@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 
 /// The largest request body the API reads. Every body of the API is a handful of fields.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -42,7 +42,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Some(value) => Ok(Self(value)),
             None => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 "This route needs a JSON body.",
             )),
         }
@@ -85,7 +85,7 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
         } else {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 "The request body could not be read.",
             )
         }
@@ -96,7 +96,7 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
     if !json_content {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Send the body as JSON with `Content-Type: application/json`.",
         ));
     }
@@ -128,7 +128,7 @@ pub(crate) fn payload_too_large() -> ApiError {
 pub(crate) fn payload_too_large_of(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("The request body is larger than {limit} bytes."),
     )
 }
@@ -174,7 +174,7 @@ fn json_error(path: &str, error: serde_json::Error) -> ApiError {
         }
         _ => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("The body is not valid JSON: {error}"),
         ),
     }
@@ -192,7 +192,7 @@ fn without_position(e: &serde_json::Error) -> String {
 /// The code of a data error and the field it is about. serde names an unknown, missing
 /// or duplicate field in backticks; the path is the field's own (unknown) or its
 /// parent's (missing).
-fn classify_data_error(path: &str, message: &str) -> (&'static str, String) {
+fn classify_data_error(path: &str, message: &str) -> (ErrorCode, String) {
     let named = |prefix: &str| -> Option<String> {
         let rest = message.strip_prefix(prefix)?;
         let name = rest.split('`').next()?;
@@ -203,19 +203,19 @@ fn classify_data_error(path: &str, message: &str) -> (&'static str, String) {
         })
     };
     if let Some(field) = named("unknown field `") {
-        return ("unknown_field", field);
+        return (ErrorCode::UnknownField, field);
     }
     if let Some(field) = named("missing field `") {
-        return ("missing_field", field);
+        return (ErrorCode::MissingField, field);
     }
     if let Some(field) = named("duplicate field `") {
-        return ("invalid_field", field);
+        return (ErrorCode::InvalidField, field);
     }
     let field = match path {
         "." | "" => "body".to_owned(),
         p => p.to_owned(),
     };
-    ("invalid_field", field)
+    (ErrorCode::InvalidField, field)
 }
 
 /// Query parameters parsed into `T` (a struct with `deny_unknown_fields`).
@@ -232,10 +232,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
             let (code, field) = classify_data_error(&path, &message);
-            let code = if code == "unknown_field" {
-                "unknown_parameter"
+            let code = if code == ErrorCode::UnknownField {
+                ErrorCode::UnknownParameter
             } else {
-                "invalid_parameter"
+                ErrorCode::InvalidParameter
             };
             let field = if field == "body" {
                 "query".to_owned()
@@ -261,7 +261,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
             .map_err(|_| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_path_parameter",
+                    ErrorCode::InvalidPathParameter,
                     "A path segment is not valid UTF-8.",
                 )
             })?;
@@ -279,7 +279,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
                 let message = e.into_inner().to_string();
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_path_parameter",
+                    ErrorCode::InvalidPathParameter,
                     format!("{field}: {message}"),
                 )
                 .with_field(field)
@@ -345,38 +345,38 @@ mod tests {
         let e = err(r#"{"isActive": "yes"}"#);
         assert_eq!(
             (e.status.as_u16(), e.code, e.field.as_deref()),
-            (422, "invalid_field", Some("isActive"))
+            (422, ErrorCode::InvalidField, Some("isActive"))
         );
         assert!(!e.message.contains("line"), "{}", e.message);
         let e = err(r#"{}"#);
         assert_eq!(
             (e.code, e.field.as_deref()),
-            ("missing_field", Some("isActive"))
+            (ErrorCode::MissingField, Some("isActive"))
         );
         let e = err(r#"{"isActive": true, "role": "admin"}"#);
         assert_eq!(
             (e.code, e.field.as_deref()),
-            ("unknown_field", Some("role"))
+            (ErrorCode::UnknownField, Some("role"))
         );
         let e = err(r#"{"isActive": true, "inner": {"roomId": 1, "x": 2}}"#);
         assert_eq!(
             (e.code, e.field.as_deref()),
-            ("unknown_field", Some("inner.x"))
+            (ErrorCode::UnknownField, Some("inner.x"))
         );
         let e = err(r#"{"isActive": true, "inner": {"roomId": "1"}}"#);
         assert_eq!(
             (e.code, e.field.as_deref()),
-            ("invalid_field", Some("inner.roomId"))
+            (ErrorCode::InvalidField, Some("inner.roomId"))
         );
         let e = err(r#"{"isActive": true, "isActive": false}"#);
         assert_eq!(
             (e.code, e.field.as_deref()),
-            ("invalid_field", Some("isActive"))
+            (ErrorCode::InvalidField, Some("isActive"))
         );
         let e = err(r#"[true]"#);
         assert_eq!(
             (e.code, e.field.as_deref()),
-            ("invalid_field", Some("body"))
+            (ErrorCode::InvalidField, Some("body"))
         );
     }
 
@@ -389,7 +389,11 @@ mod tests {
             "{",
         ] {
             let e = err(bad);
-            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_json"), "{bad}");
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, ErrorCode::InvalidJson),
+                "{bad}"
+            );
         }
     }
 

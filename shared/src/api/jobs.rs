@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::cursor::{TimeUuidCursor, page};
 use super::error::ErrorBody;
 use super::extract::{ApiPath, ApiQuery, RequestId};
-use super::{ApiError, AppState, Limit};
+use super::{ApiError, AppState, ErrorCode, Limit};
 use crate::jobs::{
     self, CancelOutcome, ErrorInfo, Job, JobFilter, JobKind, JobStatus, JobType, Progress,
     RetryPlan,
@@ -187,7 +187,7 @@ pub(crate) async fn list(
                 let names: Vec<&str> = known.iter().map(|t| t.as_str()).collect();
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!(
                         "type: unknown job type; expected one of {}",
                         names.join(", ")
@@ -250,14 +250,14 @@ async fn visible_job(state: &AppState, caller: &Caller, id: Uuid) -> Result<Job,
 pub(crate) fn already_active() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "job_already_active",
+        ErrorCode::JobAlreadyActive,
         "The same work is already queued or running for another user; its result will be \
          there when it finishes.",
     )
 }
 
 fn job_not_found() -> ApiError {
-    ApiError::not_found("job_not_found", "There is no such job.")
+    ApiError::not_found(ErrorCode::JobNotFound, "There is no such job.")
 }
 
 /// One job with its progress (its starter or an admin).
@@ -316,7 +316,7 @@ pub(crate) async fn cancel(
         CancelOutcome::NotFound => Err(job_not_found()),
         CancelOutcome::NotCancelable(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "not_cancelable",
+            ErrorCode::NotCancelable,
             format!(
                 "The job is {}; only queued or processing jobs can be canceled.",
                 status.as_str()
@@ -351,7 +351,7 @@ pub(crate) async fn retry(
     if !job.status.is_terminal() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "job_still_open",
+            ErrorCode::JobStillOpen,
             format!(
                 "The job is {}; only a finished job's failed items can be retried.",
                 job.status.as_str()
@@ -361,7 +361,7 @@ pub(crate) async fn retry(
     let Some(registered) = state.registry.get(job.job_type) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "not_retryable",
+            ErrorCode::NotRetryable,
             format!("This API does not run {} jobs.", job.job_type),
         ));
     };
@@ -371,14 +371,14 @@ pub(crate) async fn retry(
         RetryPlan::NothingFailed => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "nothing_failed",
+                ErrorCode::NothingFailed,
                 "No item of this job failed; there is nothing to retry.",
             ));
         }
         RetryPlan::NotSupported => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "not_retryable",
+                ErrorCode::NotRetryable,
                 format!(
                     "A {} cannot be retried over only some of its items.",
                     registered.label()

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN section 3) as one axum [`Router`]. The API Lambda hands it to
+//! The HTTP API as one axum [`Router`]. The API Lambda hands it to
 //! `lambda_http`, the local runner serves it on a loopback port, and tests call it
 //! directly, so all three run the same routes.
 //!
@@ -49,7 +49,7 @@ use crate::queue::Queues;
 use crate::webhook::{WebhookKeySource, WebhookKeys};
 
 pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use jobs::JobView;
 pub use rooms::{ChatworkRoomId, Room, RoomRef};
 pub use scope::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES, REQUEST_ID_HEADER};

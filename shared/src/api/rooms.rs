@@ -20,7 +20,7 @@ use super::auth::Admin;
 use super::cursor::{NameIdCursor, NameSearch, page};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
-use super::{ApiError, AppState, Limit};
+use super::{ApiError, AppState, ErrorCode, Limit};
 
 /// A registered Chatwork room with its sync state and last error.
 //
@@ -264,7 +264,7 @@ pub(crate) async fn resolve_room(
 }
 
 pub(crate) fn room_not_found(room: impl fmt::Display) -> ApiError {
-    ApiError::not_found("room_not_found", format!("There is no room {room}."))
+    ApiError::not_found(ErrorCode::RoomNotFound, format!("There is no room {room}."))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -663,7 +663,7 @@ mod tests {
             "djE6eDox",
             &URL_SAFE_NO_PAD.encode("v1:1:abc"),
             &URL_SAFE_NO_PAD.encode("v2:1:1"),
-            // Before what Postgres stores: the forged cursor of issue 15.
+            // A forged cursor whose time is before what Postgres stores.
             "djE6LTM3NzcwNTExNjgwMDAwMDAwMDox",
         ] {
             assert!(bad.parse::<MessageCursor>().is_err(), "{bad}");

@@ -26,8 +26,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
-use super::ApiError;
 use super::extract::{RequestId, body_limit, payload_too_large_of};
+use super::{ApiError, ErrorCode};
 
 /// The response header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -113,7 +113,7 @@ async fn request_scope(mut req: Request, next: Next) -> Response {
         response.headers_mut().remove(header::CONTENT_LENGTH);
         *response.body_mut() = Body::from(body);
         if response.status().is_server_error() {
-            span.in_scope(|| tracing::warn!(status = %response.status(), code = error.code, "server error answered"));
+            span.in_scope(|| tracing::warn!(status = %response.status(), code = error.code.as_str(), "server error answered"));
         }
     }
     response
@@ -128,7 +128,7 @@ fn refused_early(req: &Request) -> Option<ApiError> {
     if uri_bytes > MAX_URI_BYTES {
         return Some(ApiError::new(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!("The request's path and query are longer than {MAX_URI_BYTES} bytes."),
         ));
     }
@@ -140,7 +140,7 @@ fn refused_early(req: &Request) -> Option<ApiError> {
     if headers.len() > MAX_HEADER_COUNT || header_bytes > MAX_HEADER_BYTES {
         return Some(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!(
                 "The request's headers are more than {MAX_HEADER_COUNT} or larger than {MAX_HEADER_BYTES} bytes."
             ),

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::webhook::{
     self, ChatworkWebhook, Ignored, MAX_WEBHOOK_BODY_BYTES, PushedEvent, SIGNATURE_HEADER,
     SIGNATURE_QUERY, Stored,
@@ -180,7 +180,7 @@ fn rejected(reason: &'static str, bytes: usize) -> ApiError {
     );
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "invalid_signature",
+        ErrorCode::InvalidSignature,
         "The webhook signature is missing or does not match any configured webhook token.",
     )
 }

@@ -9,7 +9,7 @@
 //! and a write. Both are SQL functions (`cwsync_budget_reserve`, `cwsync_budget_record`,
 //! migration 0050): a statement of their own here, or a part of a statement the caller
 //! runs anyway (a messages sync reserves in its item's first read and records in its
-//! write: issue 19, fewer round trips), with the same rules either way.
+//! write, one round trip less each), with the same rules either way.
 //!
 //! **Reserve** ([`RateBudget::try_reserve`], before every request, retries included):
 //! - no row yet: insert it as a *probe*: a limit of one request, until that request's

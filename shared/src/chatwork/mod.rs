@@ -1,4 +1,5 @@
-//! The Chatwork API v2 client (DESIGN section 5) and the token's shared rate budget.
+//! The Chatwork API v2 client and the token's shared rate budget (docs/architecture.md,
+//! "Chatwork's rate budget and outage breaker").
 //!
 //! - [`ChatworkClient`]: `list_rooms`, `get_room`, `list_messages(room, force)`, typed
 //!   [`models`], one error type [`ChatworkError`]. Built once per process from

@@ -1,5 +1,4 @@
-//! Chatwork's JSON shapes (DESIGN section 5) as typed models, and the ordering of message
-//! ids.
+//! Chatwork's JSON shapes as typed models, and the ordering of message ids.
 
 use std::cmp::Ordering;
 

@@ -1,7 +1,7 @@
-//! The FIFO queues that carry jobs (DESIGN section 4), behind one trait with two
-//! implementations: [`SqsQueues`] (SQS FIFO through `aws-sdk-sqs`, in AWS and against an
-//! SQS-compatible server) and [`EmbeddedQueues`] (in-process, for the local runner and
-//! tests, with SQS FIFO's semantics).
+//! The FIFO queues that carry jobs (docs/architecture.md, "The shape"), behind one trait
+//! with two implementations: [`SqsQueues`] (SQS FIFO through `aws-sdk-sqs`, in AWS and
+//! against an SQS-compatible server) and [`EmbeddedQueues`] (in-process, for the local
+//! runner and tests, with SQS FIFO's semantics).
 //!
 //! In AWS, Lambda's event source mappings receive and delete; the consumers only see
 //! batches. Locally, an [`EventSource`] does the event source mapping's part over either

@@ -219,7 +219,7 @@ impl SummaryContext {
     }
 }
 
-/// A stored draft as the job's result shows it (DESIGN section 3).
+/// A stored draft as the job's result shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DraftResult {

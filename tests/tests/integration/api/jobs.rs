@@ -147,7 +147,7 @@ async fn one_job_shows_its_progress_and_errors_by_role(app: &impl Api) {
     let admin = app.call(&Who::admin(), "GET", &path, None).await;
     assert_eq!(admin.body["error"], error);
 
-    // Issue 15: a database's words stored as the message never reach a non-admin.
+    // A database's words stored as the message never reach a non-admin.
     let error = json!({"name": "RetryableError",
                        "message": "error returned from database: new row for relation \"summary_drafts\" violates check constraint \"summary_drafts_check\""});
     sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")

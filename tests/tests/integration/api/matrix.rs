@@ -48,7 +48,7 @@ impl Fixture {
 
 struct Row {
     method: &'static str,
-    /// The route as DESIGN names it (for the failure message).
+    /// The route as the README's route table names it (for the failure message).
     route: &'static str,
     path: fn(&Fixture, &Who) -> String,
     body: fn(&Who) -> Option<Value>,

@@ -1,4 +1,4 @@
-//! The HTTP API (issue 6) through the real router, over real Postgres and the embedded
+//! The HTTP API through the real router, over real Postgres and the embedded
 //! queue: over HTTP with bearer tokens, and as API Gateway v2 events through
 //! `lambda_http` with authorizer claims. Tests written against [`Api`] run both ways.
 

@@ -44,7 +44,7 @@ async fn a_draft_request_starts_a_job_grouped_by_company(app: &impl Api) {
         again.expect(200);
         assert_eq!(again.body["id"], started.body["id"]);
     }
-    // Issue 15: another writer learns neither the job nor its owner.
+    // Another writer learns neither the job nor its owner.
     let other = app
         .call(&Who::user("bob", "writer"), "POST", &path, Some(period))
         .await;

@@ -40,7 +40,7 @@ async fn a_rooms_sync_starts_once_while_active(app: &impl Api) {
         .await;
     again.expect(200);
     assert_eq!(again.body["id"], first.body["id"]);
-    // So is `null`, as the document's `oneOf [object, null]` says (issue 15: it was a 422).
+    // So is `null`, as the document's `oneOf [object, null]` says (it once answered 422).
     let null = app
         .send(
             &admin,

@@ -111,7 +111,7 @@ async fn bad_input_is_a_json_4xx_naming_the_field(app: &impl Api) {
         case("POST", &draft, json_body(json!({"periodStart": "2025-01-01T00:00:00Z", "periodEnd": "2025-01-01T00:00:00Z"})), 422, "invalid_field", Some("periodEnd")),
         case("POST", &draft, json_body(json!({"periodStart": "2024-01-01T00:00:00Z", "periodEnd": "2025-02-01T00:00:00Z"})), 422, "invalid_field", Some("periodEnd")),
         case("POST", &draft, json_body(json!({"periodStart": "2025-01-01T00:00:00Z"})), 422, "missing_field", Some("periodEnd")),
-        // Issue 15: times the database cannot store, and periods empty once cut to microseconds.
+        // Times the database cannot store, and periods empty once cut to microseconds.
         case("POST", &draft, json_body(json!({"periodStart": "-005000-01-01T00:00:00Z", "periodEnd": "-005000-06-01T00:00:00Z"})), 422, "invalid_field", None),
         case("POST", &draft, json_body(json!({"periodStart": "1969-12-31T00:00:00Z", "periodEnd": "1970-01-02T00:00:00Z"})), 422, "invalid_field", Some("periodStart")),
         case("POST", &draft, json_body(json!({"periodStart": "9999-12-01T00:00:00Z", "periodEnd": "+10000-01-01T00:00:00Z"})), 422, "invalid_field", Some("periodEnd")),
@@ -145,7 +145,7 @@ async fn bad_input_is_a_json_4xx_naming_the_field(app: &impl Api) {
         case("GET", "/api/jobs?owner=me", None, 400, "unknown_parameter", Some("owner")),
         case("GET", "/api/chatwork/rooms/101/messages?cursor=%27%20OR%201%3D1", None, 400, "invalid_parameter", Some("cursor")),
         case("GET", "/api/chatwork/rooms/101/messages?cursor=djE6MTox", None, 200, "", None),
-        // Issue 15: base64url of `v1:-377705116800000000:1`, a time before what Postgres stores.
+        // Base64url of `v1:-377705116800000000:1`, a time before what Postgres stores.
         case("GET", "/api/chatwork/rooms/101/messages?cursor=djE6LTM3NzcwNTExNjgwMDAwMDAwMDox", None, 400, "invalid_parameter", Some("cursor")),
         case("GET", "/api/chatwork/rooms/101/messages?cursor=", None, 400, "invalid_parameter", Some("cursor")),
         case("GET", format!("/api/companies/{company}/summaries?limit=1000"), None, 400, "invalid_parameter", Some("limit")),

@@ -106,7 +106,7 @@ async fn summary_extractive_draft_names_the_key_points_with_their_links_every_ti
         assert!(!draft.content.contains(absent), "{absent} leaked");
     }
 
-    // The job's result is the stored draft (DESIGN section 3).
+    // The job's result is the stored draft.
     let result = first.result.clone().unwrap();
     assert_eq!(
         result,

@@ -162,8 +162,8 @@ async fn the_database_going_away_mid_room_fails_the_record_and_the_retry_complet
     );
 
     // Room 2302: the database goes away while the write waits for the job row. The
-    // write stores the messages, the room's state and the item's end in one statement
-    // (issue 19): none of it commits. The test holds a lock on the job row that the
+    // write stores the messages, the room's state and the item's end in one statement:
+    // none of it commits. The test holds a lock on the job row that the
     // write waits for; then the proxy is cut and the waiting backend terminated.
     rig.fake.inject(
         FaultScope::Room(2302),
