@@ -1,5 +1,5 @@
-//! The one connection a consumer's batch runs its records' statements on (issue 19: fewer
-//! round trips).
+//! The one connection a consumer's batch runs its records' statements on (fewer round
+//! trips: see docs/architecture.md, "Jobs").
 //!
 //! A statement on the pool takes a connection of its own, and sqlx pings every
 //! connection it hands out (`test_before_acquire`, see [`db::pool`](crate::db::pool)) and

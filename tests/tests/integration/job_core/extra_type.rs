@@ -338,3 +338,100 @@ async fn a_handler_panic_fails_its_record_and_the_poller_keeps_running() {
     stop.cancel();
     poller.await.expect("the poller ends cleanly when told to");
 }
+
+#[tokio::test]
+async fn a_step_grows_its_job_and_the_job_ends_after_the_items_it_planned() {
+    let db = database().await;
+    let pool = db.pool.clone();
+    let registry = Registry::of::<Echo>();
+    let queues = queues();
+    let context = Arc::new(EchoContext::default());
+    let consumer = registry
+        .get(Echo::TYPE)
+        .unwrap()
+        .consumer(
+            &pool,
+            &shared(&queues),
+            &Contexts::new().with(context.clone()),
+        )
+        .unwrap();
+    // A step that plans `c` (which the job already has) and `d`, beside the work item `c`.
+    let payload = EchoPayload {
+        words: vec!["more:c+d".into(), "c".into()],
+    };
+    let started = jobs::start::<Echo>(&pool, &queues, &payload, None)
+        .await
+        .unwrap();
+    assert_eq!(started.job.total_items, 1, "the step is not one of its items");
+    assert_eq!(started.job.open_items, 1);
+    assert_eq!(queues.depth(Echo::QUEUE).await.unwrap(), 2);
+
+    let mut work = EventSource::new(Arc::new(queues.clone()), Echo::QUEUE);
+    work.wait = Duration::from_millis(50);
+    work.batch_size = 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let job = jobs::get(&pool, started.job.id).await.unwrap().unwrap();
+        if job.status.is_terminal() {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
+        work.poll_once(consumer.as_ref()).await.unwrap();
+    };
+    // Every item ran once: the step, c, and d, which the step added.
+    assert_eq!(context.runs.load(Ordering::SeqCst), 3);
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(job.total_items, 2, "c and d: c is not planned twice");
+    assert_eq!((job.open_items, job.open_steps), (0, 0));
+    let items = jobs::items(&pool, job.id).await.unwrap();
+    let keys: Vec<(&str, bool, ItemStatus)> = items
+        .iter()
+        .map(|i| (i.item_key.as_str(), i.step, i.status))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("c", false, ItemStatus::Completed),
+            ("d", false, ItemStatus::Completed),
+            ("more:c+d", true, ItemStatus::Completed),
+        ]
+    );
+    let progress = jobs::progress(&pool, job.id).await.unwrap();
+    assert_eq!((progress.total, progress.completed), (2, 2));
+    let result = job.result_as::<Echo>().unwrap();
+    assert!(result.echoed.contains(&"d".to_owned()), "{result:?}");
+
+    // A step delivered again (its end lost) plans nothing twice and counts nothing twice.
+    sqlx::query(
+        "UPDATE job_items SET status = 'processing', finished_at = NULL
+          WHERE job_id = $1 AND item_key = 'more:c+d'",
+    )
+    .bind(job.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET status = 'processing', finished_at = NULL, open_steps = 1 WHERE id = $1",
+    )
+    .bind(job.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let body = serde_json::json!({"v": 1, "jobId": job.id, "word": "more:c+d"}).to_string();
+    queues
+        .send(
+            Echo::QUEUE,
+            &[cwsync::queue::OutgoingMessage {
+                group_id: "again".into(),
+                deduplication_id: "again".into(),
+                body,
+            }],
+        )
+        .await
+        .unwrap();
+    work.poll_once(consumer.as_ref()).await.unwrap();
+    let again = jobs::get(&pool, job.id).await.unwrap().unwrap();
+    assert_eq!(again.status, JobStatus::Completed, "{again:?}");
+    assert_eq!(again.total_items, 2);
+    assert_eq!(queues.depth(Echo::QUEUE).await.unwrap(), 0, "nothing sent again");
+}
