@@ -11,13 +11,14 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use url::Url;
 
+use super::attempt::{Answer, Facts, NextStep, Outcome, classify};
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
 use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
 use super::models::{Message, Room, RoomDetail};
 use crate::config::ChatworkConfig;
-use crate::retry::{Backoff, Retries};
+use crate::retry::Backoff;
 
 /// How the client talks to Chatwork.
 #[derive(Debug, Clone)]
@@ -116,13 +117,6 @@ impl std::fmt::Debug for ChatworkClient {
             .field("meters", &self.meters.len())
             .finish_non_exhaustive()
     }
-}
-
-/// One attempt's answer.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    limitation: Option<String>,
 }
 
 /// Chatwork's `chatwork-message-limitation` response header: `true` when the account's
@@ -343,6 +337,9 @@ impl ChatworkClient {
     /// statement of the caller took) instead of reserving, and which with `defer`
     /// leaves the record of a 2xx answer to the caller (to fold into a statement it runs
     /// anyway), as a [`DeferredRecord`].
+    ///
+    /// Each turn of the loop is one attempt: admission by the outage breaker, a unit of
+    /// the budget, the request, its record; then [`classify`] says what comes next.
     async fn call(
         &self,
         path: &str,
@@ -360,25 +357,14 @@ impl ChatworkClient {
         let url = format!("{}{path}", self.inner.base);
         let mut attempts = 0u32;
         let mut retries = settings.backoff().start();
-        // A run of 429s without a reset to wait for backs off on a schedule of its own.
-        let mut rate_limited: Option<Retries> = None;
+        // A run of 429s without a reset to wait for backs off on a schedule of its own,
+        // which any other failure ends.
+        let rate_limited_backoff = Backoff::new(settings.backoff_initial, settings.backoff_max);
+        let mut rate_limited = rate_limited_backoff.start();
         // After a 429: no request before its reported reset.
         let mut not_before: Option<Instant> = None;
         loop {
-            // A Chatwork that is down gets one probe per interval from all processes
-            // together; everything else fails fast, sending nothing.
-            let probe = match self.inner.breaker.admit().await {
-                Ok(Admission::Send { probe }) => probe,
-                Ok(Admission::Open { until }) => {
-                    metrics::counter!("chatwork_unavailable").increment(1);
-                    return Err(ChatworkError::Unavailable { until });
-                }
-                Err(e) => {
-                    // The breaker's database trouble never keeps a request back.
-                    tracing::warn!(error = %e, "could not read the Chatwork outage breaker");
-                    false
-                }
-            };
+            let probe = self.admit().await?;
             let mut grant = match prepaid.take() {
                 Some(grant) => grant,
                 None => GrantGuard::new(
@@ -395,9 +381,9 @@ impl ChatworkClient {
             attempts += 1;
             let sent_at = Instant::now();
             grant.sending();
-            let (rate, outcome) = self.attempt(&url, query, timeout).await;
+            let (rate, result) = self.attempt(&url, query, timeout).await;
             let elapsed_ms = sent_at.elapsed().as_millis() as u64;
-            let deferred = match &outcome {
+            let deferred = match &result {
                 Ok(answer) if defer && (200..300).contains(&answer.status) => {
                     Some(grant.defer(rate))
                 }
@@ -406,133 +392,153 @@ impl ChatworkClient {
                     None
                 }
             };
-            let down = match &outcome {
+            let down = match &result {
                 Ok(answer) => answer.status >= 500,
                 Err(_) => true,
             };
             let opened = self.breaker_outcome(down, probe).await;
+            let sent = Sent {
+                endpoint: &endpoint,
+                shown: &shown,
+                attempt: attempts,
+                elapsed_ms,
+                timeout,
+            };
+            let outcome = self.observe(result, rate, &sent);
 
-            let failure = match outcome {
-                Ok(answer) => {
-                    self.meter(|m| m.answered(answer.status));
-                    count_request(status_label(answer.status));
-                    tracing::debug!(
-                        method = "GET",
-                        path = %shown,
-                        status = answer.status,
-                        attempt = attempts,
-                        elapsed_ms,
-                        "chatwork request"
-                    );
-                    if (200..300).contains(&answer.status) {
-                        return Ok((answer, deferred));
-                    }
-                    if answer.status == 429 {
-                        // Not a failed attempt: Chatwork says the window is spent (the
-                        // budget now holds it spent until the reported reset), so the
-                        // next attempt waits for that reset, or the call gives up at
-                        // once when it lies past the deadline. Only a 429 without a
-                        // reset to wait for backs off on its own.
-                        attempts -= 1;
-                        let pause = match rate {
-                            Some(rate) => rate.reset_in() + settings.reset_margin,
-                            None => rate_limited
-                                .get_or_insert_with(|| {
-                                    Backoff::new(settings.backoff_initial, settings.backoff_max)
-                                        .start()
-                                })
-                                .next_delay()
-                                .unwrap_or(settings.backoff_max),
-                        };
-                        tracing::warn!(
-                            path = %shown,
-                            reset = rate.map(|r| r.reset),
-                            wait_ms = pause.as_millis() as u64,
-                            "Chatwork answered 429; waiting for the window to reset"
-                        );
-                        if Instant::now() + pause > deadline {
-                            return Err(ChatworkError::RateLimited {
-                                until: Utc::now() + pause,
-                            });
-                        }
-                        not_before = Some(Instant::now() + pause);
-                        continue;
-                    }
-                    let secret = self.inner.token.expose_secret();
-                    ChatworkError::Status {
-                        status: answer.status,
-                        endpoint: endpoint.clone(),
-                        errors: error::chatwork_errors(&answer.body, secret),
-                        body_excerpt: error::excerpt(&answer.body, secret),
-                    }
-                }
-                Err(e) if e.is_timeout() => {
-                    self.meter(RequestMeter::timed_out);
-                    count_request("timeout".into());
-                    tracing::debug!(
-                        method = "GET",
-                        path = %shown,
-                        attempt = attempts,
-                        elapsed_ms,
-                        error = "timeout",
-                        "chatwork request"
-                    );
-                    ChatworkError::Timeout {
-                        endpoint: endpoint.clone(),
-                        after: timeout,
-                        attempts,
-                    }
-                }
-                Err(e) => {
-                    self.meter(RequestMeter::failed);
-                    count_request("network".into());
-                    let message = clip(
-                        &error::scrub(
-                            &crate::text::error_chain(&e.without_url()),
-                            self.inner.token.expose_secret(),
-                        ),
-                        200,
-                    );
-                    tracing::debug!(
-                        method = "GET",
-                        path = %shown,
-                        attempt = attempts,
-                        elapsed_ms,
-                        error = %message,
-                        "chatwork request"
-                    );
-                    ChatworkError::Network {
-                        endpoint: endpoint.clone(),
-                        message,
-                        attempts,
-                    }
-                }
+            let now = Instant::now();
+            let facts = Facts {
+                now,
+                wall: Utc::now(),
+                deadline,
+                reset_margin: settings.reset_margin,
+                breaker_opened: opened,
+                retry_pause: retries.peek_pause(deadline),
+                // The schedule has no limit on attempts: it never runs out.
+                rate_limited_pause: rate_limited.peek_delay().unwrap_or(settings.backoff_max),
             };
-            rate_limited = None;
-            if let Some(until) = opened {
-                tracing::warn!(
-                    path = %shown,
-                    error = %failure,
-                    until = %until,
-                    "Chatwork looks down: the outage breaker is open"
-                );
+            match classify(outcome, &facts) {
+                NextStep::Done(answer) => return Ok((answer, deferred)),
+                NextStep::WaitForReset { pause, backed_off } => {
+                    // Not a failed attempt.
+                    attempts -= 1;
+                    if backed_off {
+                        rate_limited.next_delay();
+                    }
+                    warn_rate_limited(&shown, rate, pause);
+                    not_before = Some(now + pause);
+                }
+                NextStep::ResetPastDeadline { pause, until } => {
+                    warn_rate_limited(&shown, rate, pause);
+                    return Err(ChatworkError::RateLimited { until });
+                }
+                NextStep::BreakerOpened { until, failure } => {
+                    tracing::warn!(
+                        path = %shown,
+                        error = %failure,
+                        until = %until,
+                        "Chatwork looks down: the outage breaker is open"
+                    );
+                    metrics::counter!("chatwork_unavailable").increment(1);
+                    return Err(ChatworkError::Unavailable { until });
+                }
+                NextStep::Retry { pause, failure } => {
+                    retries.next_delay();
+                    rate_limited = rate_limited_backoff.start();
+                    tracing::info!(
+                        path = %shown,
+                        attempt = attempts,
+                        pause_ms = pause.as_millis() as u64,
+                        error = %failure,
+                        "retrying a Chatwork request"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                NextStep::Fail(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Asks the outage breaker whether a request may go out; `Ok(true)` for a probe.
+    async fn admit(&self) -> Result<bool, ChatworkError> {
+        // A Chatwork that is down gets one probe per interval from all processes
+        // together; everything else fails fast, sending nothing.
+        match self.inner.breaker.admit().await {
+            Ok(Admission::Send { probe }) => Ok(probe),
+            Ok(Admission::Open { until }) => {
                 metrics::counter!("chatwork_unavailable").increment(1);
-                return Err(ChatworkError::Unavailable { until });
+                Err(ChatworkError::Unavailable { until })
             }
-            if !failure.is_retryable() {
-                return Err(failure);
+            Err(e) => {
+                // The breaker's database trouble never keeps a request back.
+                tracing::warn!(error = %e, "could not read the Chatwork outage breaker");
+                Ok(false)
             }
-            let Ok(pause) = retries.pause_before_next(deadline) else {
-                return Err(failure);
-            };
-            tracing::info!(
-                path = %shown,
-                attempt = attempts,
-                pause_ms = pause.as_millis() as u64,
-                error = %failure,
-                "retrying a Chatwork request"
-            );
-            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Counts and logs one attempt, and says what it came to, its error (if any) scrubbed
+    /// of the token.
+    fn observe(
+        &self,
+        result: Result<Answer, reqwest::Error>,
+        rate: Option<RateHeaders>,
+        sent: &Sent<'_>,
+    ) -> Outcome {
+        let secret = self.inner.token.expose_secret();
+        match result {
+            Ok(answer) => {
+                self.meter(|m| m.answered(answer.status));
+                count_request(status_label(answer.status));
+                tracing::debug!(
+                    method = "GET",
+                    path = %sent.shown,
+                    status = answer.status,
+                    attempt = sent.attempt,
+                    elapsed_ms = sent.elapsed_ms,
+                    "chatwork request"
+                );
+                let reset_in = rate.map(|r| r.reset_in());
+                Outcome::answered(answer, reset_in, sent.endpoint, secret)
+            }
+            Err(e) if e.is_timeout() => {
+                self.meter(RequestMeter::timed_out);
+                count_request("timeout".into());
+                tracing::debug!(
+                    method = "GET",
+                    path = %sent.shown,
+                    attempt = sent.attempt,
+                    elapsed_ms = sent.elapsed_ms,
+                    error = "timeout",
+                    "chatwork request"
+                );
+                Outcome::Failed(ChatworkError::Timeout {
+                    endpoint: sent.endpoint.to_owned(),
+                    after: sent.timeout,
+                    attempts: sent.attempt,
+                })
+            }
+            Err(e) => {
+                self.meter(RequestMeter::failed);
+                count_request("network".into());
+                let message = clip(
+                    &error::scrub(&crate::text::error_chain(&e.without_url()), secret),
+                    200,
+                );
+                tracing::debug!(
+                    method = "GET",
+                    path = %sent.shown,
+                    attempt = sent.attempt,
+                    elapsed_ms = sent.elapsed_ms,
+                    error = %message,
+                    "chatwork request"
+                );
+                Outcome::Failed(ChatworkError::Network {
+                    endpoint: sent.endpoint.to_owned(),
+                    message,
+                    attempts: sent.attempt,
+                })
+            }
         }
     }
 
@@ -791,6 +797,29 @@ impl Drop for DeferredRecord {
             });
         }
     }
+}
+
+/// One attempt as its logs and errors name it.
+struct Sent<'a> {
+    /// `GET /rooms/1/messages?force=1`
+    endpoint: &'a str,
+    /// The path and query alone, as logs show it.
+    shown: &'a str,
+    /// The attempt's number, the first being 1.
+    attempt: u32,
+    elapsed_ms: u64,
+    /// The timeout the request was sent with.
+    timeout: Duration,
+}
+
+/// Logs a 429 and how long the call means to wait (or would have had to).
+fn warn_rate_limited(shown: &str, rate: Option<RateHeaders>, pause: Duration) {
+    tracing::warn!(
+        path = %shown,
+        reset = rate.map(|r| r.reset),
+        wait_ms = pause.as_millis() as u64,
+        "Chatwork answered 429; waiting for the window to reset"
+    );
 }
 
 /// Counts one request in the process's metrics by what became of it: the HTTP status,

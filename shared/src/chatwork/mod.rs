@@ -83,6 +83,7 @@
 //! exists for) and 96.8 % with 100 ms of latency. With Chatwork's real 5-minute window
 //! the margin costs 1 s in 301 s: 99.7 %.
 
+mod attempt;
 pub mod breaker;
 pub mod budget;
 mod client;
