@@ -129,10 +129,61 @@ pub const LIMITATION_SUMMARY_HEADER: &str = "chatwork-message-limitation-summary
 
 /// A list Chatwork answered, with the plan's message limitation when the response
 /// carried one.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Listed<T> {
     pub items: Vec<T>,
     pub limitation: Option<String>,
+    /// The record of the answer in the rate budget, when the caller asked to fold it
+    /// into a statement of its own ([`MessagesOptions::defer_record`]).
+    pub(crate) deferred: Option<DeferredRecord>,
+}
+
+/// How [`ChatworkClient::list_messages`] reads a room.
+#[derive(Debug)]
+pub struct MessagesOptions {
+    /// Without it, the messages this token has not fetched yet (at most 100); with it,
+    /// the latest 100 whatever was fetched before.
+    pub force: bool,
+    /// No wait of the call (budget, a 429's reset, retries) passes it.
+    pub deadline: Instant,
+    /// A reservation a statement of the caller took ahead, for the first attempt.
+    prepaid: Option<GrantGuard>,
+    /// Leave the record of a 2xx answer to the caller ([`Listed::deferred`]).
+    defer_record: bool,
+}
+
+impl MessagesOptions {
+    /// The unfetched messages, before `deadline`.
+    pub fn new(deadline: Instant) -> Self {
+        Self {
+            force: false,
+            deadline,
+            prepaid: None,
+            defer_record: false,
+        }
+    }
+
+    /// With `force`, the latest 100 messages instead.
+    pub fn force(self, force: bool) -> Self {
+        Self { force, ..self }
+    }
+
+    /// The first attempt uses `grant` (when given) instead of reserving.
+    pub(crate) fn prepaid(self, grant: Option<GrantGuard>) -> Self {
+        Self {
+            prepaid: grant,
+            ..self
+        }
+    }
+
+    /// A 2xx answer is not recorded in the rate budget by the client: the result carries
+    /// its [`DeferredRecord`] for the caller's own statement.
+    pub(crate) fn defer_record(self) -> Self {
+        Self {
+            defer_record: true,
+            ..self
+        }
+    }
 }
 
 impl ChatworkClient {
@@ -203,8 +254,7 @@ impl ChatworkClient {
 
     /// A reservation of this client's budget that a statement of the caller took
     /// (`cwsync_budget_reserve` returned `window_id`), for
-    /// [`list_messages_prepaid`](Self::list_messages_prepaid); given back if dropped
-    /// unused.
+    /// [`MessagesOptions::prepaid`]; given back if dropped unused.
     pub(crate) fn prepaid(&self, window_id: i64) -> GrantGuard {
         GrantGuard::new(Grant::taken(window_id), self.budget())
     }
@@ -214,20 +264,17 @@ impl ChatworkClient {
         &self.inner.breaker
     }
 
-    /// `GET /rooms`: every room of the token's account.
-    pub async fn list_rooms(&self, deadline: Instant) -> Result<Vec<Room>, ChatworkError> {
-        Ok(self.list_rooms_listed(deadline).await?.items)
-    }
-
-    /// `GET /rooms`, with the plan's message limitation when Chatwork reported one.
-    pub async fn list_rooms_listed(
-        &self,
-        deadline: Instant,
-    ) -> Result<Listed<Room>, ChatworkError> {
+    /// `GET /rooms`: every room of the token's account, with the plan's message
+    /// limitation when Chatwork reported one.
+    pub async fn list_rooms(&self, deadline: Instant) -> Result<Listed<Room>, ChatworkError> {
         let answer = self.get("/rooms", None, deadline).await?;
         let limitation = answer.limitation.clone();
         let items = self.decode_list("GET /rooms", answer)?;
-        Ok(Listed { items, limitation })
+        Ok(Listed {
+            items,
+            limitation,
+            deferred: None,
+        })
     }
 
     /// `GET /rooms/{room_id}`: one room with its description.
@@ -241,55 +288,33 @@ impl ChatworkClient {
         self.decode(&format!("GET {path}"), &answer.body)
     }
 
-    /// `GET /rooms/{room_id}/messages`: without `force`, the messages this token has not
-    /// fetched yet (at most 100); with `force`, the latest 100. Nothing new (204) is an
+    /// `GET /rooms/{room_id}/messages` as `options` say (see [`MessagesOptions`]), with
+    /// the plan's message limitation when Chatwork reported one. Nothing new (204) is an
     /// empty list.
     pub async fn list_messages(
         &self,
         room_id: i64,
-        force: bool,
-        deadline: Instant,
-    ) -> Result<Vec<Message>, ChatworkError> {
-        Ok(self
-            .list_messages_listed(room_id, force, deadline)
-            .await?
-            .items)
-    }
-
-    /// [`list_messages`](Self::list_messages), with the plan's message limitation when
-    /// Chatwork reported one.
-    pub async fn list_messages_listed(
-        &self,
-        room_id: i64,
-        force: bool,
-        deadline: Instant,
+        options: MessagesOptions,
     ) -> Result<Listed<Message>, ChatworkError> {
+        let MessagesOptions {
+            force,
+            deadline,
+            prepaid,
+            defer_record,
+        } = options;
         let path = format!("/rooms/{room_id}/messages");
         let query = force.then_some(("force", "1"));
-        let answer = self.get(&path, query, deadline).await?;
-        let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
-        let limitation = answer.limitation.clone();
-        let items = self.decode_list(&endpoint, answer)?;
-        Ok(Listed { items, limitation })
-    }
-
-    /// [`list_messages_listed`](Self::list_messages_listed), whose first attempt uses
-    /// `prepaid` when given (a reservation the caller's statement took ahead) and whose
-    /// 2xx answer is recorded by the caller: the [`DeferredRecord`] it returns.
-    pub(crate) async fn list_messages_prepaid(
-        &self,
-        room_id: i64,
-        force: bool,
-        deadline: Instant,
-        prepaid: Option<GrantGuard>,
-    ) -> Result<(Listed<Message>, Option<DeferredRecord>), ChatworkError> {
-        let path = format!("/rooms/{room_id}/messages");
-        let query = force.then_some(("force", "1"));
-        let (answer, deferred) = self.call(&path, query, deadline, prepaid, true).await?;
+        let (answer, deferred) = self
+            .call(&path, query, deadline, prepaid, defer_record)
+            .await?;
         let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
         let limitation = answer.limitation.clone();
         match self.decode_list(&endpoint, answer) {
-            Ok(items) => Ok((Listed { items, limitation }, deferred)),
+            Ok(items) => Ok(Listed {
+                items,
+                limitation,
+                deferred,
+            }),
             Err(e) => {
                 if let Some(deferred) = deferred {
                     deferred.finish().await;
@@ -684,6 +709,16 @@ pub(crate) struct GrantGuard {
     grant: Option<Grant>,
     budget: RateBudget,
     sent: bool,
+}
+
+// By hand: the budget it holds has no Debug (it is keyed by a hash of the token).
+impl std::fmt::Debug for GrantGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantGuard")
+            .field("grant", &self.grant)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrantGuard {

@@ -1,6 +1,6 @@
 //! The Chatwork API v2 client (DESIGN section 5) and the token's shared rate budget.
 //!
-//! - [`ChatworkClient`]: `list_rooms`, `get_room`, `list_messages(room, force)`, typed
+//! - [`ChatworkClient`]: `list_rooms`, `get_room`, `list_messages(room, options)`, typed
 //!   [`models`], one error type [`ChatworkError`]. Built once per process from
 //!   [`ClientSettings`] and a Postgres pool, and shared; [`ChatworkClient::metered`] gives
 //!   a handler a clone whose requests it can count ([`RequestMeter`]).
@@ -94,7 +94,7 @@ mod tls;
 
 pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
-pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed};
+pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed, MessagesOptions};
 pub(crate) use client::{DeferredRecord, GrantGuard};
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};

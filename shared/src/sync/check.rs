@@ -284,7 +284,7 @@ pub async fn run(
     started_by: Option<&str>,
 ) -> Result<RoomCheckReport, CheckError> {
     let deadline = Instant::now() + settings.list_timeout;
-    let listed = match chatwork.list_rooms_listed(deadline).await {
+    let listed = match chatwork.list_rooms(deadline).await {
         Ok(listed) => listed,
         Err(error) => {
             let check_id = record_failure(pool, trigger, settings, &error).await?;

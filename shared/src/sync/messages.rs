@@ -50,7 +50,7 @@ use uuid::Uuid;
 use super::check::{self, CheckError, CheckTrigger, RoomCheckReport};
 use super::snapshot::{self, Entry, ListedRoom, SnapshotError};
 use super::{SyncContext, chatwork_failure};
-use crate::chatwork::{DeferredRecord, GrantGuard, Message, compare_message_ids};
+use crate::chatwork::{DeferredRecord, GrantGuard, Message, MessagesOptions, compare_message_ids};
 use crate::jobs::{
     BatchConnection, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStart, ItemStatus, JobItem,
     JobKind, JobSpec, JobStatus, JobType, PlannedItem, store,
@@ -497,11 +497,12 @@ impl JobKind for MessagesSync {
         }
 
         let fetched_at = chrono::Utc::now().timestamp();
-        let (messages, limitation, deferred) = match client
-            .list_messages_prepaid(room_id, true, item.deadline, prepaid)
-            .await
-        {
-            Ok((listed, deferred)) => (listed.items, listed.limitation, deferred),
+        let options = MessagesOptions::new(item.deadline)
+            .force(true)
+            .prepaid(prepaid)
+            .defer_record();
+        let (messages, limitation, deferred) = match client.list_messages(room_id, options).await {
+            Ok(listed) => (listed.items, listed.limitation, listed.deferred),
             Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
         };
         let fetch = Fetch::analyse(messages, &room, &entry);
