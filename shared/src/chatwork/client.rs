@@ -374,12 +374,7 @@ impl ChatworkClient {
         defer: bool,
     ) -> Result<(Answer, Option<DeferredRecord>), ChatworkError> {
         let settings = &self.inner.settings;
-        let shown = match query {
-            Some((k, v)) => format!("{path}?{k}={v}"),
-            None => path.to_owned(),
-        };
-        let endpoint = format!("GET {shown}");
-        let url = format!("{}{path}", self.inner.base);
+        let request = Request::new(&self.inner.base, path, query, defer);
         let mut attempts = 0u32;
         let mut retries = settings.backoff().start();
         // A run of 429s without a reset to wait for backs off on a schedule of its own,
@@ -390,46 +385,33 @@ impl ChatworkClient {
         let mut not_before: Option<Instant> = None;
         loop {
             let probe = self.admit().await?;
-            let mut grant = match prepaid.take() {
+            let grant = match prepaid.take() {
                 Some(grant) => grant,
                 None => GrantGuard::new(
-                    self.acquire(&endpoint, deadline, not_before.take()).await?,
+                    self.acquire(&request.endpoint, deadline, not_before.take())
+                        .await?,
                     self.budget(),
                 ),
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 grant.finish(None).await;
-                return Err(ChatworkError::Deadline { endpoint });
+                return Err(ChatworkError::Deadline {
+                    endpoint: request.endpoint,
+                });
             }
-            let timeout = settings.request_timeout.min(left);
             attempts += 1;
-            let sent_at = Instant::now();
-            grant.sending();
-            let (rate, result) = self.attempt(&url, query, timeout).await;
-            let elapsed_ms = sent_at.elapsed().as_millis() as u64;
-            let deferred = match &result {
-                Ok(answer) if defer && (200..300).contains(&answer.status) => {
-                    Some(grant.defer(rate))
-                }
-                _ => {
-                    grant.finish(rate).await;
-                    None
-                }
+            let attempt = Try {
+                number: attempts,
+                timeout: settings.request_timeout.min(left),
+                probe,
             };
-            let down = match &result {
-                Ok(answer) => answer.status >= 500,
-                Err(_) => true,
-            };
-            let opened = self.breaker_outcome(down, probe).await;
-            let sent = Sent {
-                endpoint: &endpoint,
-                shown: &shown,
-                attempt: attempts,
-                elapsed_ms,
-                timeout,
-            };
-            let outcome = self.observe(result, rate, &sent);
+            let Attempted {
+                outcome,
+                rate,
+                deferred,
+                breaker_opened,
+            } = self.try_once(&request, grant, attempt).await;
 
             let now = Instant::now();
             let facts = Facts {
@@ -437,11 +419,12 @@ impl ChatworkClient {
                 wall: Utc::now(),
                 deadline,
                 reset_margin: settings.reset_margin,
-                breaker_opened: opened,
+                breaker_opened,
                 retry_pause: retries.peek_pause(deadline),
                 // The schedule has no limit on attempts: it never runs out.
                 rate_limited_pause: rate_limited.peek_delay().unwrap_or(settings.backoff_max),
             };
+            let shown = &request.shown;
             match classify(outcome, &facts) {
                 NextStep::Done(answer) => return Ok((answer, deferred)),
                 NextStep::WaitForReset { pause, backed_off } => {
@@ -450,11 +433,11 @@ impl ChatworkClient {
                     if backed_off {
                         rate_limited.next_delay();
                     }
-                    warn_rate_limited(&shown, rate, pause);
+                    warn_rate_limited(shown, rate, pause);
                     not_before = Some(now + pause);
                 }
                 NextStep::ResetPastDeadline { pause, until } => {
-                    warn_rate_limited(&shown, rate, pause);
+                    warn_rate_limited(shown, rate, pause);
                     return Err(ChatworkError::RateLimited { until });
                 }
                 NextStep::BreakerOpened { until, failure } => {
@@ -502,13 +485,52 @@ impl ChatworkClient {
         }
     }
 
+    /// Sends one attempt on `grant` and accounts for it: the budget records the answer
+    /// (or, for a request that defers it, a 2xx's record is left to the caller), the
+    /// outage breaker learns whether Chatwork is down, metrics and the log count it.
+    async fn try_once(
+        &self,
+        request: &Request<'_>,
+        mut grant: GrantGuard,
+        attempt: Try,
+    ) -> Attempted {
+        let sent_at = Instant::now();
+        grant.sending();
+        let (rate, result) = self
+            .attempt(&request.url, request.query, attempt.timeout)
+            .await;
+        let elapsed_ms = sent_at.elapsed().as_millis() as u64;
+        let deferred = match &result {
+            Ok(answer) if request.defer && (200..300).contains(&answer.status) => {
+                Some(grant.defer(rate))
+            }
+            _ => {
+                grant.finish(rate).await;
+                None
+            }
+        };
+        let down = match &result {
+            Ok(answer) => answer.status >= 500,
+            Err(_) => true,
+        };
+        let breaker_opened = self.breaker_outcome(down, attempt.probe).await;
+        Attempted {
+            outcome: self.observe(result, rate, request, attempt, elapsed_ms),
+            rate,
+            deferred,
+            breaker_opened,
+        }
+    }
+
     /// Counts and logs one attempt, and says what it came to, its error (if any) scrubbed
     /// of the token.
     fn observe(
         &self,
         result: Result<Answer, reqwest::Error>,
         rate: Option<RateHeaders>,
-        sent: &Sent<'_>,
+        request: &Request<'_>,
+        attempt: Try,
+        elapsed_ms: u64,
     ) -> Outcome {
         let secret = self.inner.token.expose_secret();
         match result {
@@ -517,30 +539,30 @@ impl ChatworkClient {
                 count_request(status_label(answer.status));
                 tracing::debug!(
                     method = "GET",
-                    path = %sent.shown,
+                    path = %request.shown,
                     status = answer.status,
-                    attempt = sent.attempt,
-                    elapsed_ms = sent.elapsed_ms,
+                    attempt = attempt.number,
+                    elapsed_ms,
                     "chatwork request"
                 );
                 let reset_in = rate.map(|r| r.reset_in());
-                Outcome::answered(answer, reset_in, sent.endpoint, secret)
+                Outcome::answered(answer, reset_in, &request.endpoint, secret)
             }
             Err(e) if e.is_timeout() => {
                 self.meter(RequestMeter::timed_out);
                 count_request("timeout".into());
                 tracing::debug!(
                     method = "GET",
-                    path = %sent.shown,
-                    attempt = sent.attempt,
-                    elapsed_ms = sent.elapsed_ms,
+                    path = %request.shown,
+                    attempt = attempt.number,
+                    elapsed_ms,
                     error = "timeout",
                     "chatwork request"
                 );
                 Outcome::Failed(ChatworkError::Timeout {
-                    endpoint: sent.endpoint.to_owned(),
-                    after: sent.timeout,
-                    attempts: sent.attempt,
+                    endpoint: request.endpoint.clone(),
+                    after: attempt.timeout,
+                    attempts: attempt.number,
                 })
             }
             Err(e) => {
@@ -552,16 +574,16 @@ impl ChatworkClient {
                 );
                 tracing::debug!(
                     method = "GET",
-                    path = %sent.shown,
-                    attempt = sent.attempt,
-                    elapsed_ms = sent.elapsed_ms,
+                    path = %request.shown,
+                    attempt = attempt.number,
+                    elapsed_ms,
                     error = %message,
                     "chatwork request"
                 );
                 Outcome::Failed(ChatworkError::Network {
-                    endpoint: sent.endpoint.to_owned(),
+                    endpoint: request.endpoint.clone(),
                     message,
-                    attempts: sent.attempt,
+                    attempts: attempt.number,
                 })
             }
         }
@@ -834,17 +856,54 @@ impl Drop for DeferredRecord {
     }
 }
 
-/// One attempt as its logs and errors name it.
-struct Sent<'a> {
-    /// `GET /rooms/1/messages?force=1`
-    endpoint: &'a str,
+/// What a call sends, as its attempts send, log and report it.
+struct Request<'a> {
+    url: String,
+    query: Option<(&'a str, &'a str)>,
+    /// `GET /rooms/1/messages?force=1`, as errors name it.
+    endpoint: String,
     /// The path and query alone, as logs show it.
-    shown: &'a str,
-    /// The attempt's number, the first being 1.
-    attempt: u32,
-    elapsed_ms: u64,
-    /// The timeout the request was sent with.
+    shown: String,
+    /// Leave the record of a 2xx answer to the caller.
+    defer: bool,
+}
+
+impl<'a> Request<'a> {
+    fn new(base: &str, path: &str, query: Option<(&'a str, &'a str)>, defer: bool) -> Self {
+        let shown = match query {
+            Some((k, v)) => format!("{path}?{k}={v}"),
+            None => path.to_owned(),
+        };
+        Self {
+            url: format!("{base}{path}"),
+            query,
+            endpoint: format!("GET {shown}"),
+            shown,
+            defer,
+        }
+    }
+}
+
+/// One attempt of a request.
+#[derive(Debug, Clone, Copy)]
+struct Try {
+    /// The first is 1.
+    number: u32,
+    /// What the request may take, body included.
     timeout: Duration,
+    /// The outage breaker let it out as its probe.
+    probe: bool,
+}
+
+/// An attempt, accounted for.
+struct Attempted {
+    outcome: Outcome,
+    /// The rate headers of the answer, if one came.
+    rate: Option<RateHeaders>,
+    /// A 2xx's record, for a request that leaves it to the caller.
+    deferred: Option<DeferredRecord>,
+    /// When the attempt's failure opened the outage breaker: the next probe's time.
+    breaker_opened: Option<chrono::DateTime<Utc>>,
 }
 
 /// Logs a 429 and how long the call means to wait (or would have had to).
