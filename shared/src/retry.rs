@@ -11,7 +11,9 @@
 //! start, or when it would end at or after the caller's deadline. A loop that also backs
 //! off for another reason that costs no attempt (the Chatwork client's runs of 429s)
 //! starts a schedule of its own for each run: `Backoff::new(initial, max).start()` and
-//! [`Retries::next_delay`], which never runs out without `max_attempts`.
+//! [`Retries::next_delay`], which never runs out without `max_attempts`. A loop that
+//! decides in a pure function of its own what to do next can look at both answers first
+//! ([`Retries::peek_pause`], [`Retries::peek_delay`]) and take only the one it uses.
 
 use std::time::Duration;
 
@@ -84,8 +86,10 @@ impl Backoff {
             Some(attempts) => builder.with_max_times(attempts.saturating_sub(1) as usize),
             None => builder.without_max_times(),
         };
+        let mut delays = builder.build();
         Retries {
-            delays: builder.build(),
+            upcoming: delays.next(),
+            delays,
             started: Instant::now(),
             max_elapsed: self.max_elapsed,
             attempts: 1,
@@ -98,6 +102,8 @@ impl Backoff {
 #[derive(Debug)]
 pub struct Retries {
     delays: ExponentialBackoff,
+    /// The next pause, drawn ahead so that it can be looked at before it is taken.
+    upcoming: Option<Duration>,
     started: Instant,
     max_elapsed: Option<Duration>,
     attempts: u32,
@@ -112,16 +118,30 @@ impl Retries {
     /// The pause before the next attempt, counting it as made; `None` when the attempts
     /// are used up. For loops that check time themselves.
     pub fn next_delay(&mut self) -> Option<Duration> {
-        let delay = self.delays.next()?;
+        let delay = self.upcoming?;
+        self.upcoming = self.delays.next();
         self.attempts += 1;
         Some(delay)
+    }
+
+    /// What [`next_delay`](Self::next_delay) would give now, without taking it.
+    pub fn peek_delay(&self) -> Option<Duration> {
+        self.upcoming
     }
 
     /// The pause before the next attempt, or why there is none: the attempts are used
     /// up, the retry would start past `max_elapsed`, or the pause would not end before
     /// `deadline`.
     pub fn pause_before_next(&mut self, deadline: Instant) -> Result<Duration, GiveUp> {
-        let pause = self.next_delay().ok_or(GiveUp::Attempts)?;
+        let verdict = self.peek_pause(deadline);
+        self.next_delay();
+        verdict
+    }
+
+    /// What [`pause_before_next`](Self::pause_before_next) would answer now, without
+    /// taking the pause: take it with [`next_delay`](Self::next_delay) if it is used.
+    pub fn peek_pause(&self, deadline: Instant) -> Result<Duration, GiveUp> {
+        let pause = self.upcoming.ok_or(GiveUp::Attempts)?;
         if self
             .max_elapsed
             .is_some_and(|max| self.started.elapsed() + pause > max)
@@ -203,6 +223,28 @@ mod tests {
         );
         assert_eq!(retries.attempts(), 4);
         assert_eq!(delays(backoff.with_max_attempts(1)), Vec::<Duration>::new());
+    }
+
+    #[test]
+    fn a_peek_takes_nothing_and_shows_the_pause_that_is_taken_next() {
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut retries = backoff.with_max_attempts(3).start();
+        let far = Instant::now() + FAR;
+        for attempt in 2..=3 {
+            let peeked = retries.peek_pause(far).unwrap();
+            assert_eq!(retries.peek_pause(far), Ok(peeked), "a peek is repeatable");
+            assert_eq!(retries.peek_delay(), Some(peeked));
+            assert_eq!(retries.attempts(), attempt - 1, "a peek is no attempt");
+            assert_eq!(retries.pause_before_next(far), Ok(peeked));
+        }
+        assert_eq!(retries.peek_pause(far), Err(GiveUp::Attempts));
+        assert_eq!(retries.peek_delay(), None);
+        assert_eq!(retries.attempts(), 3);
+        // A pause that would end past the deadline is shown as such, and still there.
+        let mut retries = backoff.start();
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert_eq!(retries.peek_pause(soon), Err(GiveUp::Deadline));
+        assert!(retries.next_delay().is_some());
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings};
+use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings, MessagesOptions};
 use cwsync::config::{DatabaseConfig, Env};
 use cwsync::db;
 use fake_chatwork::{FakeChatwork, FakeSettings, WindowKind};
@@ -124,7 +124,7 @@ async fn main() {
                         client.list_rooms(end).await.map(|_| ())
                     } else {
                         client
-                            .list_messages(281_000_105, true, end)
+                            .list_messages(281_000_105, MessagesOptions::new(end).force(true))
                             .await
                             .map(|_| ())
                     };

@@ -11,13 +11,14 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use url::Url;
 
+use super::attempt::{Answer, Facts, NextStep, Outcome, classify};
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
 use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
 use super::models::{Message, Room, RoomDetail};
 use crate::config::ChatworkConfig;
-use crate::retry::{Backoff, Retries};
+use crate::retry::Backoff;
 
 /// How the client talks to Chatwork.
 #[derive(Debug, Clone)]
@@ -118,13 +119,6 @@ impl std::fmt::Debug for ChatworkClient {
     }
 }
 
-/// One attempt's answer.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    limitation: Option<String>,
-}
-
 /// Chatwork's `chatwork-message-limitation` response header: `true` when the account's
 /// plan limits the messages it may read (the free plan: the latest 5,000 messages of the
 /// last 40 days), absent otherwise. `chatwork-message-limitation-summary` describes the
@@ -135,10 +129,61 @@ pub const LIMITATION_SUMMARY_HEADER: &str = "chatwork-message-limitation-summary
 
 /// A list Chatwork answered, with the plan's message limitation when the response
 /// carried one.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Listed<T> {
     pub items: Vec<T>,
     pub limitation: Option<String>,
+    /// The record of the answer in the rate budget, when the caller asked to fold it
+    /// into a statement of its own ([`MessagesOptions::defer_record`]).
+    pub(crate) deferred: Option<DeferredRecord>,
+}
+
+/// How [`ChatworkClient::list_messages`] reads a room.
+#[derive(Debug)]
+pub struct MessagesOptions {
+    /// Without it, the messages this token has not fetched yet (at most 100); with it,
+    /// the latest 100 whatever was fetched before.
+    pub force: bool,
+    /// No wait of the call (budget, a 429's reset, retries) passes it.
+    pub deadline: Instant,
+    /// A reservation a statement of the caller took ahead, for the first attempt.
+    prepaid: Option<GrantGuard>,
+    /// Leave the record of a 2xx answer to the caller ([`Listed::deferred`]).
+    defer_record: bool,
+}
+
+impl MessagesOptions {
+    /// The unfetched messages, before `deadline`.
+    pub fn new(deadline: Instant) -> Self {
+        Self {
+            force: false,
+            deadline,
+            prepaid: None,
+            defer_record: false,
+        }
+    }
+
+    /// With `force`, the latest 100 messages instead.
+    pub fn force(self, force: bool) -> Self {
+        Self { force, ..self }
+    }
+
+    /// The first attempt uses `grant` (when given) instead of reserving.
+    pub(crate) fn prepaid(self, grant: Option<GrantGuard>) -> Self {
+        Self {
+            prepaid: grant,
+            ..self
+        }
+    }
+
+    /// A 2xx answer is not recorded in the rate budget by the client: the result carries
+    /// its [`DeferredRecord`] for the caller's own statement.
+    pub(crate) fn defer_record(self) -> Self {
+        Self {
+            defer_record: true,
+            ..self
+        }
+    }
 }
 
 impl ChatworkClient {
@@ -209,8 +254,7 @@ impl ChatworkClient {
 
     /// A reservation of this client's budget that a statement of the caller took
     /// (`cwsync_budget_reserve` returned `window_id`), for
-    /// [`list_messages_prepaid`](Self::list_messages_prepaid); given back if dropped
-    /// unused.
+    /// [`MessagesOptions::prepaid`]; given back if dropped unused.
     pub(crate) fn prepaid(&self, window_id: i64) -> GrantGuard {
         GrantGuard::new(Grant::taken(window_id), self.budget())
     }
@@ -220,20 +264,17 @@ impl ChatworkClient {
         &self.inner.breaker
     }
 
-    /// `GET /rooms`: every room of the token's account.
-    pub async fn list_rooms(&self, deadline: Instant) -> Result<Vec<Room>, ChatworkError> {
-        Ok(self.list_rooms_listed(deadline).await?.items)
-    }
-
-    /// `GET /rooms`, with the plan's message limitation when Chatwork reported one.
-    pub async fn list_rooms_listed(
-        &self,
-        deadline: Instant,
-    ) -> Result<Listed<Room>, ChatworkError> {
+    /// `GET /rooms`: every room of the token's account, with the plan's message
+    /// limitation when Chatwork reported one.
+    pub async fn list_rooms(&self, deadline: Instant) -> Result<Listed<Room>, ChatworkError> {
         let answer = self.get("/rooms", None, deadline).await?;
         let limitation = answer.limitation.clone();
         let items = self.decode_list("GET /rooms", answer)?;
-        Ok(Listed { items, limitation })
+        Ok(Listed {
+            items,
+            limitation,
+            deferred: None,
+        })
     }
 
     /// `GET /rooms/{room_id}`: one room with its description.
@@ -247,55 +288,33 @@ impl ChatworkClient {
         self.decode(&format!("GET {path}"), &answer.body)
     }
 
-    /// `GET /rooms/{room_id}/messages`: without `force`, the messages this token has not
-    /// fetched yet (at most 100); with `force`, the latest 100. Nothing new (204) is an
+    /// `GET /rooms/{room_id}/messages` as `options` say (see [`MessagesOptions`]), with
+    /// the plan's message limitation when Chatwork reported one. Nothing new (204) is an
     /// empty list.
     pub async fn list_messages(
         &self,
         room_id: i64,
-        force: bool,
-        deadline: Instant,
-    ) -> Result<Vec<Message>, ChatworkError> {
-        Ok(self
-            .list_messages_listed(room_id, force, deadline)
-            .await?
-            .items)
-    }
-
-    /// [`list_messages`](Self::list_messages), with the plan's message limitation when
-    /// Chatwork reported one.
-    pub async fn list_messages_listed(
-        &self,
-        room_id: i64,
-        force: bool,
-        deadline: Instant,
+        options: MessagesOptions,
     ) -> Result<Listed<Message>, ChatworkError> {
+        let MessagesOptions {
+            force,
+            deadline,
+            prepaid,
+            defer_record,
+        } = options;
         let path = format!("/rooms/{room_id}/messages");
         let query = force.then_some(("force", "1"));
-        let answer = self.get(&path, query, deadline).await?;
-        let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
-        let limitation = answer.limitation.clone();
-        let items = self.decode_list(&endpoint, answer)?;
-        Ok(Listed { items, limitation })
-    }
-
-    /// [`list_messages_listed`](Self::list_messages_listed), whose first attempt uses
-    /// `prepaid` when given (a reservation the caller's statement took ahead) and whose
-    /// 2xx answer is recorded by the caller: the [`DeferredRecord`] it returns.
-    pub(crate) async fn list_messages_prepaid(
-        &self,
-        room_id: i64,
-        force: bool,
-        deadline: Instant,
-        prepaid: Option<GrantGuard>,
-    ) -> Result<(Listed<Message>, Option<DeferredRecord>), ChatworkError> {
-        let path = format!("/rooms/{room_id}/messages");
-        let query = force.then_some(("force", "1"));
-        let (answer, deferred) = self.call(&path, query, deadline, prepaid, true).await?;
+        let (answer, deferred) = self
+            .call(&path, query, deadline, prepaid, defer_record)
+            .await?;
         let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
         let limitation = answer.limitation.clone();
         match self.decode_list(&endpoint, answer) {
-            Ok(items) => Ok((Listed { items, limitation }, deferred)),
+            Ok(items) => Ok(Listed {
+                items,
+                limitation,
+                deferred,
+            }),
             Err(e) => {
                 if let Some(deferred) = deferred {
                     deferred.finish().await;
@@ -343,6 +362,9 @@ impl ChatworkClient {
     /// statement of the caller took) instead of reserving, and which with `defer`
     /// leaves the record of a 2xx answer to the caller (to fold into a statement it runs
     /// anyway), as a [`DeferredRecord`].
+    ///
+    /// Each turn of the loop is one attempt: admission by the outage breaker, a unit of
+    /// the budget, the request, its record; then [`classify`] says what comes next.
     async fn call(
         &self,
         path: &str,
@@ -352,187 +374,218 @@ impl ChatworkClient {
         defer: bool,
     ) -> Result<(Answer, Option<DeferredRecord>), ChatworkError> {
         let settings = &self.inner.settings;
-        let shown = match query {
-            Some((k, v)) => format!("{path}?{k}={v}"),
-            None => path.to_owned(),
-        };
-        let endpoint = format!("GET {shown}");
-        let url = format!("{}{path}", self.inner.base);
+        let request = Request::new(&self.inner.base, path, query, defer);
         let mut attempts = 0u32;
         let mut retries = settings.backoff().start();
-        // A run of 429s without a reset to wait for backs off on a schedule of its own.
-        let mut rate_limited: Option<Retries> = None;
+        // A run of 429s without a reset to wait for backs off on a schedule of its own,
+        // which any other failure ends.
+        let rate_limited_backoff = Backoff::new(settings.backoff_initial, settings.backoff_max);
+        let mut rate_limited = rate_limited_backoff.start();
         // After a 429: no request before its reported reset.
         let mut not_before: Option<Instant> = None;
         loop {
-            // A Chatwork that is down gets one probe per interval from all processes
-            // together; everything else fails fast, sending nothing.
-            let probe = match self.inner.breaker.admit().await {
-                Ok(Admission::Send { probe }) => probe,
-                Ok(Admission::Open { until }) => {
-                    metrics::counter!("chatwork_unavailable").increment(1);
-                    return Err(ChatworkError::Unavailable { until });
-                }
-                Err(e) => {
-                    // The breaker's database trouble never keeps a request back.
-                    tracing::warn!(error = %e, "could not read the Chatwork outage breaker");
-                    false
-                }
-            };
-            let mut grant = match prepaid.take() {
+            let probe = self.admit().await?;
+            let grant = match prepaid.take() {
                 Some(grant) => grant,
                 None => GrantGuard::new(
-                    self.acquire(&endpoint, deadline, not_before.take()).await?,
+                    self.acquire(&request.endpoint, deadline, not_before.take())
+                        .await?,
                     self.budget(),
                 ),
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 grant.finish(None).await;
-                return Err(ChatworkError::Deadline { endpoint });
+                return Err(ChatworkError::Deadline {
+                    endpoint: request.endpoint,
+                });
             }
-            let timeout = settings.request_timeout.min(left);
             attempts += 1;
-            let sent_at = Instant::now();
-            grant.sending();
-            let (rate, outcome) = self.attempt(&url, query, timeout).await;
-            let elapsed_ms = sent_at.elapsed().as_millis() as u64;
-            let deferred = match &outcome {
-                Ok(answer) if defer && (200..300).contains(&answer.status) => {
-                    Some(grant.defer(rate))
-                }
-                _ => {
-                    grant.finish(rate).await;
-                    None
-                }
+            let attempt = Try {
+                number: attempts,
+                timeout: settings.request_timeout.min(left),
+                probe,
             };
-            let down = match &outcome {
-                Ok(answer) => answer.status >= 500,
-                Err(_) => true,
-            };
-            let opened = self.breaker_outcome(down, probe).await;
+            let Attempted {
+                outcome,
+                rate,
+                deferred,
+                breaker_opened,
+            } = self.try_once(&request, grant, attempt).await;
 
-            let failure = match outcome {
-                Ok(answer) => {
-                    self.meter(|m| m.answered(answer.status));
-                    count_request(status_label(answer.status));
-                    tracing::debug!(
-                        method = "GET",
-                        path = %shown,
-                        status = answer.status,
-                        attempt = attempts,
-                        elapsed_ms,
-                        "chatwork request"
-                    );
-                    if (200..300).contains(&answer.status) {
-                        return Ok((answer, deferred));
-                    }
-                    if answer.status == 429 {
-                        // Not a failed attempt: Chatwork says the window is spent (the
-                        // budget now holds it spent until the reported reset), so the
-                        // next attempt waits for that reset, or the call gives up at
-                        // once when it lies past the deadline. Only a 429 without a
-                        // reset to wait for backs off on its own.
-                        attempts -= 1;
-                        let pause = match rate {
-                            Some(rate) => rate.reset_in() + settings.reset_margin,
-                            None => rate_limited
-                                .get_or_insert_with(|| {
-                                    Backoff::new(settings.backoff_initial, settings.backoff_max)
-                                        .start()
-                                })
-                                .next_delay()
-                                .unwrap_or(settings.backoff_max),
-                        };
-                        tracing::warn!(
-                            path = %shown,
-                            reset = rate.map(|r| r.reset),
-                            wait_ms = pause.as_millis() as u64,
-                            "Chatwork answered 429; waiting for the window to reset"
-                        );
-                        if Instant::now() + pause > deadline {
-                            return Err(ChatworkError::RateLimited {
-                                until: Utc::now() + pause,
-                            });
-                        }
-                        not_before = Some(Instant::now() + pause);
-                        continue;
-                    }
-                    let secret = self.inner.token.expose_secret();
-                    ChatworkError::Status {
-                        status: answer.status,
-                        endpoint: endpoint.clone(),
-                        errors: error::chatwork_errors(&answer.body, secret),
-                        body_excerpt: error::excerpt(&answer.body, secret),
-                    }
-                }
-                Err(e) if e.is_timeout() => {
-                    self.meter(RequestMeter::timed_out);
-                    count_request("timeout".into());
-                    tracing::debug!(
-                        method = "GET",
-                        path = %shown,
-                        attempt = attempts,
-                        elapsed_ms,
-                        error = "timeout",
-                        "chatwork request"
-                    );
-                    ChatworkError::Timeout {
-                        endpoint: endpoint.clone(),
-                        after: timeout,
-                        attempts,
-                    }
-                }
-                Err(e) => {
-                    self.meter(RequestMeter::failed);
-                    count_request("network".into());
-                    let message = clip(
-                        &error::scrub(
-                            &crate::text::error_chain(&e.without_url()),
-                            self.inner.token.expose_secret(),
-                        ),
-                        200,
-                    );
-                    tracing::debug!(
-                        method = "GET",
-                        path = %shown,
-                        attempt = attempts,
-                        elapsed_ms,
-                        error = %message,
-                        "chatwork request"
-                    );
-                    ChatworkError::Network {
-                        endpoint: endpoint.clone(),
-                        message,
-                        attempts,
-                    }
-                }
+            let now = Instant::now();
+            let facts = Facts {
+                now,
+                wall: Utc::now(),
+                deadline,
+                reset_margin: settings.reset_margin,
+                breaker_opened,
+                retry_pause: retries.peek_pause(deadline),
+                // The schedule has no limit on attempts: it never runs out.
+                rate_limited_pause: rate_limited.peek_delay().unwrap_or(settings.backoff_max),
             };
-            rate_limited = None;
-            if let Some(until) = opened {
-                tracing::warn!(
-                    path = %shown,
-                    error = %failure,
-                    until = %until,
-                    "Chatwork looks down: the outage breaker is open"
-                );
+            let shown = &request.shown;
+            match classify(outcome, &facts) {
+                NextStep::Done(answer) => return Ok((answer, deferred)),
+                NextStep::WaitForReset { pause, backed_off } => {
+                    // Not a failed attempt.
+                    attempts -= 1;
+                    if backed_off {
+                        rate_limited.next_delay();
+                    }
+                    warn_rate_limited(shown, rate, pause);
+                    not_before = Some(now + pause);
+                }
+                NextStep::ResetPastDeadline { pause, until } => {
+                    warn_rate_limited(shown, rate, pause);
+                    return Err(ChatworkError::RateLimited { until });
+                }
+                NextStep::BreakerOpened { until, failure } => {
+                    tracing::warn!(
+                        path = %shown,
+                        error = %failure,
+                        until = %until,
+                        "Chatwork looks down: the outage breaker is open"
+                    );
+                    metrics::counter!("chatwork_unavailable").increment(1);
+                    return Err(ChatworkError::Unavailable { until });
+                }
+                NextStep::Retry { pause, failure } => {
+                    retries.next_delay();
+                    rate_limited = rate_limited_backoff.start();
+                    tracing::info!(
+                        path = %shown,
+                        attempt = attempts,
+                        pause_ms = pause.as_millis() as u64,
+                        error = %failure,
+                        "retrying a Chatwork request"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                NextStep::Fail(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Asks the outage breaker whether a request may go out; `Ok(true)` for a probe.
+    async fn admit(&self) -> Result<bool, ChatworkError> {
+        // A Chatwork that is down gets one probe per interval from all processes
+        // together; everything else fails fast, sending nothing.
+        match self.inner.breaker.admit().await {
+            Ok(Admission::Send { probe }) => Ok(probe),
+            Ok(Admission::Open { until }) => {
                 metrics::counter!("chatwork_unavailable").increment(1);
-                return Err(ChatworkError::Unavailable { until });
+                Err(ChatworkError::Unavailable { until })
             }
-            if !failure.is_retryable() {
-                return Err(failure);
+            Err(e) => {
+                // The breaker's database trouble never keeps a request back.
+                tracing::warn!(error = %e, "could not read the Chatwork outage breaker");
+                Ok(false)
             }
-            let Ok(pause) = retries.pause_before_next(deadline) else {
-                return Err(failure);
-            };
-            tracing::info!(
-                path = %shown,
-                attempt = attempts,
-                pause_ms = pause.as_millis() as u64,
-                error = %failure,
-                "retrying a Chatwork request"
-            );
-            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Sends one attempt on `grant` and accounts for it: the budget records the answer
+    /// (or, for a request that defers it, a 2xx's record is left to the caller), the
+    /// outage breaker learns whether Chatwork is down, metrics and the log count it.
+    async fn try_once(
+        &self,
+        request: &Request<'_>,
+        mut grant: GrantGuard,
+        attempt: Try,
+    ) -> Attempted {
+        let sent_at = Instant::now();
+        grant.sending();
+        let (rate, result) = self
+            .attempt(&request.url, request.query, attempt.timeout)
+            .await;
+        let elapsed_ms = sent_at.elapsed().as_millis() as u64;
+        let deferred = match &result {
+            Ok(answer) if request.defer && (200..300).contains(&answer.status) => {
+                Some(grant.defer(rate))
+            }
+            _ => {
+                grant.finish(rate).await;
+                None
+            }
+        };
+        let down = match &result {
+            Ok(answer) => answer.status >= 500,
+            Err(_) => true,
+        };
+        let breaker_opened = self.breaker_outcome(down, attempt.probe).await;
+        Attempted {
+            outcome: self.observe(result, rate, request, attempt, elapsed_ms),
+            rate,
+            deferred,
+            breaker_opened,
+        }
+    }
+
+    /// Counts and logs one attempt, and says what it came to, its error (if any) scrubbed
+    /// of the token.
+    fn observe(
+        &self,
+        result: Result<Answer, reqwest::Error>,
+        rate: Option<RateHeaders>,
+        request: &Request<'_>,
+        attempt: Try,
+        elapsed_ms: u64,
+    ) -> Outcome {
+        let secret = self.inner.token.expose_secret();
+        match result {
+            Ok(answer) => {
+                self.meter(|m| m.answered(answer.status));
+                count_request(status_label(answer.status));
+                tracing::debug!(
+                    method = "GET",
+                    path = %request.shown,
+                    status = answer.status,
+                    attempt = attempt.number,
+                    elapsed_ms,
+                    "chatwork request"
+                );
+                let reset_in = rate.map(|r| r.reset_in());
+                Outcome::answered(answer, reset_in, &request.endpoint, secret)
+            }
+            Err(e) if e.is_timeout() => {
+                self.meter(RequestMeter::timed_out);
+                count_request("timeout".into());
+                tracing::debug!(
+                    method = "GET",
+                    path = %request.shown,
+                    attempt = attempt.number,
+                    elapsed_ms,
+                    error = "timeout",
+                    "chatwork request"
+                );
+                Outcome::Failed(ChatworkError::Timeout {
+                    endpoint: request.endpoint.clone(),
+                    after: attempt.timeout,
+                    attempts: attempt.number,
+                })
+            }
+            Err(e) => {
+                self.meter(RequestMeter::failed);
+                count_request("network".into());
+                let message = clip(
+                    &error::scrub(&crate::text::error_chain(&e.without_url()), secret),
+                    200,
+                );
+                tracing::debug!(
+                    method = "GET",
+                    path = %request.shown,
+                    attempt = attempt.number,
+                    elapsed_ms,
+                    error = %message,
+                    "chatwork request"
+                );
+                Outcome::Failed(ChatworkError::Network {
+                    endpoint: request.endpoint.clone(),
+                    message,
+                    attempts: attempt.number,
+                })
+            }
         }
     }
 
@@ -680,6 +733,16 @@ pub(crate) struct GrantGuard {
     sent: bool,
 }
 
+// By hand: the budget it holds has no Debug (it is keyed by a hash of the token).
+impl std::fmt::Debug for GrantGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantGuard")
+            .field("grant", &self.grant)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
 impl GrantGuard {
     fn new(grant: Grant, budget: &RateBudget) -> Self {
         Self {
@@ -791,6 +854,66 @@ impl Drop for DeferredRecord {
             });
         }
     }
+}
+
+/// What a call sends, as its attempts send, log and report it.
+struct Request<'a> {
+    url: String,
+    query: Option<(&'a str, &'a str)>,
+    /// `GET /rooms/1/messages?force=1`, as errors name it.
+    endpoint: String,
+    /// The path and query alone, as logs show it.
+    shown: String,
+    /// Leave the record of a 2xx answer to the caller.
+    defer: bool,
+}
+
+impl<'a> Request<'a> {
+    fn new(base: &str, path: &str, query: Option<(&'a str, &'a str)>, defer: bool) -> Self {
+        let shown = match query {
+            Some((k, v)) => format!("{path}?{k}={v}"),
+            None => path.to_owned(),
+        };
+        Self {
+            url: format!("{base}{path}"),
+            query,
+            endpoint: format!("GET {shown}"),
+            shown,
+            defer,
+        }
+    }
+}
+
+/// One attempt of a request.
+#[derive(Debug, Clone, Copy)]
+struct Try {
+    /// The first is 1.
+    number: u32,
+    /// What the request may take, body included.
+    timeout: Duration,
+    /// The outage breaker let it out as its probe.
+    probe: bool,
+}
+
+/// An attempt, accounted for.
+struct Attempted {
+    outcome: Outcome,
+    /// The rate headers of the answer, if one came.
+    rate: Option<RateHeaders>,
+    /// A 2xx's record, for a request that leaves it to the caller.
+    deferred: Option<DeferredRecord>,
+    /// When the attempt's failure opened the outage breaker: the next probe's time.
+    breaker_opened: Option<chrono::DateTime<Utc>>,
+}
+
+/// Logs a 429 and how long the call means to wait (or would have had to).
+fn warn_rate_limited(shown: &str, rate: Option<RateHeaders>, pause: Duration) {
+    tracing::warn!(
+        path = %shown,
+        reset = rate.map(|r| r.reset),
+        wait_ms = pause.as_millis() as u64,
+        "Chatwork answered 429; waiting for the window to reset"
+    );
 }
 
 /// Counts one request in the process's metrics by what became of it: the HTTP status,

@@ -1,7 +1,7 @@
 //! The Chatwork API v2 client and the token's shared rate budget (docs/architecture.md,
 //! "Chatwork's rate budget and outage breaker").
 //!
-//! - [`ChatworkClient`]: `list_rooms`, `get_room`, `list_messages(room, force)`, typed
+//! - [`ChatworkClient`]: `list_rooms`, `get_room`, `list_messages(room, options)`, typed
 //!   [`models`], one error type [`ChatworkError`]. Built once per process from
 //!   [`ClientSettings`] and a Postgres pool, and shared; [`ChatworkClient::metered`] gives
 //!   a handler a clone whose requests it can count ([`RequestMeter`]).
@@ -84,6 +84,7 @@
 //! exists for) and 96.8 % with 100 ms of latency. With Chatwork's real 5-minute window
 //! the margin costs 1 s in 301 s: 99.7 %.
 
+mod attempt;
 pub mod breaker;
 pub mod budget;
 mod client;
@@ -94,7 +95,7 @@ mod tls;
 
 pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
-pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed};
+pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed, MessagesOptions};
 pub(crate) use client::{DeferredRecord, GrantGuard};
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};

@@ -367,7 +367,7 @@ pub async fn run(
     trigger: CheckTrigger,
 ) -> Result<Check, CheckError> {
     let deadline = Instant::now() + settings.list_timeout;
-    let listed = match chatwork.list_rooms_listed(deadline).await {
+    let listed = match chatwork.list_rooms(deadline).await {
         Ok(listed) => listed,
         Err(error) => {
             let check_id = record_failure(pool, trigger, settings, &error).await?;

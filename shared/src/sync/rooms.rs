@@ -131,7 +131,7 @@ impl JobKind for RoomsSync {
         let pool = &item.pool;
         let (client, meter) = context.chatwork.metered();
         let mut rooms = match client.list_rooms(item.deadline).await {
-            Ok(rooms) => rooms,
+            Ok(listed) => listed.items,
             Err(e) => return Err(chatwork_failure(pool, None, e).await),
         };
         rooms.sort_by_key(|r| r.room_id);

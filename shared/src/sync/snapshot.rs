@@ -119,7 +119,7 @@ async fn take(
 ) -> Result<Entry, SnapshotError> {
     let lease_end = Instant::now() + settings.snapshot_claim_lease;
     let rooms = match client.list_rooms(deadline.min(lease_end)).await {
-        Ok(rooms) => rooms,
+        Ok(listed) => listed.items,
         Err(e) => {
             // Give the claim back, so that the next consumer asks at once.
             sqlx::query!(

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cwsync::chatwork::budget::{BudgetSettings, RateBudget, RateHeaders, Reservation};
 use cwsync::chatwork::{
-    BreakerSettings, ChatworkClient, ChatworkError, ClientSettings, latest_message_id,
+    BreakerSettings, ChatworkClient, ChatworkError, ClientSettings, MessagesOptions,
+    latest_message_id,
 };
 use cwsync_tests::TestDb;
 use fake_chatwork::{
@@ -58,7 +59,7 @@ async fn rooms_and_messages_are_read_and_a_204_is_an_empty_list() {
     let db = TestDb::new().await;
     let (client, meter) = client(&fake, &db).metered();
 
-    let rooms = client.list_rooms(in_secs(30)).await.unwrap();
+    let rooms = client.list_rooms(in_secs(30)).await.unwrap().items;
     assert_eq!(rooms.len(), 12);
     let big = rooms.iter().find(|r| r.room_id == BIG_ROOM).unwrap();
     assert!(big.message_num > 100);
@@ -69,9 +70,10 @@ async fn rooms_and_messages_are_read_and_a_204_is_an_empty_list() {
     assert!(detail.description.contains("日報"));
 
     let first = client
-        .list_messages(BIG_ROOM, false, in_secs(30))
+        .list_messages(BIG_ROOM, MessagesOptions::new(in_secs(30)))
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(first.len(), MAX_MESSAGES);
     let newest = fake
         .room(BIG_ROOM)
@@ -88,18 +90,20 @@ async fn rooms_and_messages_are_read_and_a_204_is_an_empty_list() {
 
     // Nothing new: Chatwork's 204 is an empty list, not an error.
     let nothing = client
-        .list_messages(BIG_ROOM, false, in_secs(30))
+        .list_messages(BIG_ROOM, MessagesOptions::new(in_secs(30)))
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert!(nothing.is_empty());
     assert_eq!(fake.requests().last().unwrap().status, Some(204));
 
     // An edit shows with force, as an update time.
     assert!(fake.edit_message(BIG_ROOM, &newest.message_id, "edited ✏️"));
     let forced = client
-        .list_messages(BIG_ROOM, true, in_secs(30))
+        .list_messages(BIG_ROOM, MessagesOptions::new(in_secs(30)).force(true))
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(forced.len(), MAX_MESSAGES);
     let edited = forced.last().unwrap();
     assert_eq!(edited.body, "edited ✏️");
@@ -173,7 +177,7 @@ async fn a_429_is_waited_out_and_the_call_then_succeeds() {
     fake.use_up_rate_limit(fake.token());
     let reset = fake.rate_limit_state(fake.token()).reset;
 
-    let rooms = client.list_rooms(in_secs(30)).await.unwrap();
+    let rooms = client.list_rooms(in_secs(30)).await.unwrap().items;
     assert_eq!(rooms.len(), 12);
     assert_eq!(statuses(&fake), [Some(429), Some(200)]);
     assert_eq!(fake.rate_limited_count(), 1);
@@ -224,7 +228,7 @@ async fn exhausted_retries_give_the_typed_error() {
     let client = ChatworkClient::new(settings, db.pool.clone()).unwrap();
     fake.inject(FaultScope::Room(DM_ROOM), Fault::Status(502), None);
     let err = client
-        .list_messages(DM_ROOM, false, in_secs(30))
+        .list_messages(DM_ROOM, MessagesOptions::new(in_secs(30)))
         .await
         .unwrap_err();
     assert!(
@@ -248,7 +252,7 @@ async fn exhausted_retries_give_the_typed_error() {
     let bounded = ChatworkClient::new(settings, db.another_pool()).unwrap();
     let before = fake.requests().len();
     let err = bounded
-        .list_messages(DM_ROOM, false, in_secs(30))
+        .list_messages(DM_ROOM, MessagesOptions::new(in_secs(30)))
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(502));
@@ -268,7 +272,7 @@ async fn a_request_that_hangs_past_the_timeout_is_retried_then_reported() {
         .metered();
 
     fake.hang_next(1, Duration::from_secs(10));
-    let rooms = client.list_rooms(in_secs(30)).await.unwrap();
+    let rooms = client.list_rooms(in_secs(30)).await.unwrap().items;
     assert_eq!(rooms.len(), 12);
     assert_eq!(statuses(&fake), [None, Some(200)]);
 
@@ -323,7 +327,7 @@ async fn client_errors_are_not_retried() {
 
     fake.set_room_access(DM_ROOM, RoomAccess::Forbidden);
     let forbidden = client
-        .list_messages(DM_ROOM, false, in_secs(30))
+        .list_messages(DM_ROOM, MessagesOptions::new(in_secs(30)))
         .await
         .unwrap_err();
     assert_eq!(forbidden.status(), Some(403));
@@ -406,7 +410,9 @@ async fn three_processes_share_one_token(fake: FakeChatwork, margin: Duration, p
                     if (process + caller + i) % 2 == 0 {
                         client.list_rooms(deadline).await?;
                     } else {
-                        client.list_messages(BIG_ROOM, true, deadline).await?;
+                        client
+                            .list_messages(BIG_ROOM, MessagesOptions::new(deadline).force(true))
+                            .await?;
                     }
                 }
                 Ok::<_, ChatworkError>(())
@@ -670,8 +676,8 @@ async fn an_outage_costs_the_failures_that_open_the_breaker_and_one_probe_per_in
     for client in &clients {
         loop {
             match client.list_rooms(in_secs(30)).await {
-                Ok(rooms) => {
-                    assert_eq!(rooms.len(), 12);
+                Ok(listed) => {
+                    assert_eq!(listed.items.len(), 12);
                     break;
                 }
                 Err(ChatworkError::Unavailable { .. }) => {
@@ -849,7 +855,7 @@ async fn the_token_never_shows_in_logs_errors_or_debug_output() {
     client.get_room(DM_ROOM, in_secs(30)).await.unwrap();
     fake.hang_next(1, Duration::from_secs(5));
     client
-        .list_messages(BIG_ROOM, true, in_secs(30))
+        .list_messages(BIG_ROOM, MessagesOptions::new(in_secs(30)).force(true))
         .await
         .unwrap();
     fake.set_room_access(DM_ROOM, RoomAccess::Gone);

@@ -21,7 +21,7 @@ use super::fetch::{Fetch, settled_update_time};
 use super::{
     GapEstimate, ItemRead, ItemReport, MessagesSyncMessage, MessagesSyncPayload, RoomFetch, write,
 };
-use crate::chatwork::GrantGuard;
+use crate::chatwork::{GrantGuard, MessagesOptions};
 use crate::jobs::{
     BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobType, Outcome,
 };
@@ -102,11 +102,12 @@ pub(super) async fn run(
     }
 
     let fetched_at = chrono::Utc::now().timestamp();
-    let (messages, limitation, deferred) = match client
-        .list_messages_prepaid(room_id, true, item.deadline, prepaid)
-        .await
-    {
-        Ok((listed, deferred)) => (listed.items, listed.limitation, deferred),
+    let options = MessagesOptions::new(item.deadline)
+        .force(true)
+        .prepaid(prepaid)
+        .defer_record();
+    let (messages, limitation, deferred) = match client.list_messages(room_id, options).await {
+        Ok(listed) => (listed.items, listed.limitation, listed.deferred),
         Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
     };
     let fetch = Fetch::analyse(messages, &room, &entry);
