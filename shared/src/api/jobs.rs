@@ -33,7 +33,8 @@ pub struct JobView {
     #[schema(schema_with = job_type_schema)]
     pub job_type: JobType,
     pub status: JobStatus,
-    /// What the job was asked to do (`{roomId}`, `{companyId, periodStart, periodEnd}`, ...).
+    /// What the job was asked to do (`{scope: "room", roomId}`, `{scope: "all"}`,
+    /// `{companyId, periodStart, periodEnd}`, ...).
     #[schema(value_type = Object)]
     pub payload: Value,
     /// Derived from the job's items; its shape is its type's. In answers about one job,
@@ -48,7 +49,8 @@ pub struct JobView {
     pub finished_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Units of work (rooms of a messages sync; 1 for the other types).
+    /// Units of work (rooms of a messages sync, which grows as its room check plans them;
+    /// 1 for the other types).
     pub total_items: i32,
     /// Units not finished yet.
     pub open_items: i32,

@@ -303,8 +303,8 @@ pub async fn items(
     .await
 }
 
-/// How far a job has come, counted from its items (its steps left out: see
-/// [`super::PlannedItem::step`]).
+/// How far a job has come, counted from its items (a step of the job's own, such as a
+/// sync's room check, is not one of them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {

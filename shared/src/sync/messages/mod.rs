@@ -246,7 +246,7 @@ pub fn item_key(room_id: i64) -> String {
 pub enum ItemRead {
     /// The room check step reads nothing there.
     Step,
-    Room(room::FirstRead),
+    Room(Box<room::FirstRead>),
 }
 
 type Item = JobItem<MessagesSyncMessage, ItemReport>;
@@ -462,7 +462,7 @@ impl JobKind for MessagesSync {
     ) -> Result<Outcome<Self>, ItemError> {
         match (message.room_id, read) {
             (Some(room_id), ItemRead::Room(read)) => {
-                room::run(context, item, room_id, message.listed, read).await
+                room::run(context, item, room_id, message.listed, *read).await
             }
             (None, ItemRead::Step) => step::run(context, item).await,
             // `begin` reads by the message: the two always agree.

@@ -312,6 +312,6 @@ pub(super) async fn begin_and_read(
         row.job_open,
         row.attempts,
         (row.job_type, row.payload, row.user_id, row.created_at),
-        ItemRead::Room(FirstRead { state, prepaid }),
+        ItemRead::Room(Box::new(FirstRead { state, prepaid })),
     ))
 }

@@ -362,7 +362,10 @@ async fn a_step_grows_its_job_and_the_job_ends_after_the_items_it_planned() {
     let started = jobs::start::<Echo>(&pool, &queues, &payload, None)
         .await
         .unwrap();
-    assert_eq!(started.job.total_items, 1, "the step is not one of its items");
+    assert_eq!(
+        started.job.total_items, 1,
+        "the step is not one of its items"
+    );
     assert_eq!(started.job.open_items, 1);
     assert_eq!(queues.depth(Echo::QUEUE).await.unwrap(), 2);
 
@@ -433,5 +436,9 @@ async fn a_step_grows_its_job_and_the_job_ends_after_the_items_it_planned() {
     let again = jobs::get(&pool, job.id).await.unwrap().unwrap();
     assert_eq!(again.status, JobStatus::Completed, "{again:?}");
     assert_eq!(again.total_items, 2);
-    assert_eq!(queues.depth(Echo::QUEUE).await.unwrap(), 0, "nothing sent again");
+    assert_eq!(
+        queues.depth(Echo::QUEUE).await.unwrap(),
+        0,
+        "nothing sent again"
+    );
 }
