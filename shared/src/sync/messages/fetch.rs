@@ -3,9 +3,36 @@
 
 use std::cmp::Ordering;
 
-use super::room::RoomState;
+use uuid::Uuid;
+
 use crate::chatwork::{MESSAGES_PER_REQUEST, Message, compare_message_ids};
 use crate::sync::snapshot::{Entry, ListedRoom};
+
+/// The room as its last successful sync left it.
+#[derive(Debug, Clone)]
+pub(super) struct RoomState {
+    pub id: Uuid,
+    pub left_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_message_id: Option<String>,
+    pub synced_last_update_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub synced_message_num: Option<i32>,
+}
+
+impl RoomState {
+    /// Whether the room moved since its last successful sync, as far as the snapshot
+    /// tells. A room the snapshot does not list counts as changed: only a request can
+    /// tell what became of it.
+    pub(super) fn changed(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Listed(listed) => {
+                let now = chrono::DateTime::from_timestamp(listed.last_update_time, 0)
+                    .filter(|_| listed.last_update_time > 0);
+                now != self.synced_last_update_time
+            }
+            Entry::NotListed => true,
+        }
+    }
+}
 
 /// One fetch of a room and what it tells.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +113,6 @@ pub(super) fn settled_update_time(
 mod tests {
     use super::*;
     use crate::chatwork::MessageAccount;
-    use uuid::Uuid;
 
     fn message(id: &str) -> Message {
         Message {

@@ -17,7 +17,7 @@
 
 use uuid::Uuid;
 
-use super::fetch::{Fetch, settled_update_time};
+use super::fetch::{Fetch, RoomState, settled_update_time};
 use super::{
     GapEstimate, ItemRead, ItemReport, MessagesSyncMessage, MessagesSyncPayload, RoomFetch, write,
 };
@@ -178,32 +178,6 @@ fn unchanged(room_id: i64, requests: u64, reason: &str) -> Outcome<MessagesSync>
             reason: Some(reason.into()),
             ..RoomFetch::default()
         }),
-    }
-}
-
-/// The room as its last successful sync left it.
-#[derive(Debug, Clone)]
-pub(super) struct RoomState {
-    pub id: Uuid,
-    pub left_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub last_message_id: Option<String>,
-    pub synced_last_update_time: Option<chrono::DateTime<chrono::Utc>>,
-    pub synced_message_num: Option<i32>,
-}
-
-impl RoomState {
-    /// Whether the room moved since its last successful sync, as far as the snapshot
-    /// tells. A room the snapshot does not list counts as changed: only a request can
-    /// tell what became of it.
-    fn changed(&self, entry: &Entry) -> bool {
-        match entry {
-            Entry::Listed(listed) => {
-                let now = chrono::DateTime::from_timestamp(listed.last_update_time, 0)
-                    .filter(|_| listed.last_update_time > 0);
-                now != self.synced_last_update_time
-            }
-            Entry::NotListed => true,
-        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! The one statement that stores a room's fetch and ends its item.
 
-use super::fetch::Fetch;
-use super::room::RoomState;
+use super::fetch::{Fetch, RoomState};
 use super::{ItemReport, RoomFetch};
 use crate::chatwork::DeferredRecord;
 use crate::jobs::{Ended, ItemRun, JobStatus};
