@@ -16,10 +16,10 @@ use anyhow::Context;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
 use cwsync::config::{
-    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, SummaryConfig,
-    WebhookConfig,
+    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, WebhookConfig,
 };
 use cwsync::schedule::ScheduleSettings;
+use cwsync::summary::SummaryConfig;
 use cwsync::{api, db, telemetry};
 use secrecy::{ExposeSecret, SecretString};
 

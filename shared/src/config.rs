@@ -15,7 +15,6 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::queue::QueueName;
-use crate::summary::locale::{DraftStyle, LanguageChoice};
 
 /// A setting that is missing or cannot be used. Its `Display` is the one line that start-up
 /// prints; it never contains a secret value.
@@ -91,13 +90,35 @@ impl Env {
     pub fn in_lambda(&self) -> bool {
         self.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
     }
+
+    /// `name` as a whole number of seconds; `default` seconds when unset.
+    pub fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: u64 = self
+            .parse(name, "a whole number of seconds")?
+            .unwrap_or(default);
+        Ok(Duration::from_secs(secs))
+    }
 }
 
-fn seconds(env: &Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    let secs: u64 = env
-        .parse(name, "a whole number of seconds")?
-        .unwrap_or(default);
-    Ok(Duration::from_secs(secs))
+/// `raw`, the value of `name`, as a URL. The error gives the parser's reason, not the
+/// value.
+pub fn url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    Url::parse(raw).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("not a URL ({e})"),
+    })
+}
+
+/// [`url`], and only an `http://` or `https://` one (an API's base URL).
+pub fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = url(name, raw)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "the scheme must be http:// or https://".into(),
+        });
+    }
+    Ok(url)
 }
 
 /// How to reach Postgres and how large a pool to keep.
@@ -158,9 +179,9 @@ impl DatabaseConfig {
         Ok(Self {
             url: SecretString::from(raw.to_owned()),
             max_connections,
-            acquire_timeout: seconds(env, "DATABASE_ACQUIRE_TIMEOUT_SECS", 5)?,
-            statement_timeout: seconds(env, "DATABASE_STATEMENT_TIMEOUT_SECS", 30)?,
-            idle_timeout: seconds(env, "DATABASE_IDLE_TIMEOUT_SECS", 60)?,
+            acquire_timeout: env.seconds("DATABASE_ACQUIRE_TIMEOUT_SECS", 5)?,
+            statement_timeout: env.seconds("DATABASE_STATEMENT_TIMEOUT_SECS", 30)?,
+            idle_timeout: env.seconds("DATABASE_IDLE_TIMEOUT_SECS", 60)?,
         })
     }
 
@@ -245,7 +266,7 @@ impl ChatworkConfig {
                 url
             }
         };
-        let request_timeout = seconds(env, "CHATWORK_REQUEST_TIMEOUT_SECS", 10)?;
+        let request_timeout = env.seconds("CHATWORK_REQUEST_TIMEOUT_SECS", 10)?;
         if request_timeout.is_zero() {
             return Err(ConfigError::Invalid {
                 name: "CHATWORK_REQUEST_TIMEOUT_SECS",
@@ -274,7 +295,7 @@ impl ChatworkConfig {
             base_url,
             request_timeout,
             max_attempts,
-            retry_max_elapsed: seconds(env, "CHATWORK_RETRY_MAX_SECS", 30)?,
+            retry_max_elapsed: env.seconds("CHATWORK_RETRY_MAX_SECS", 30)?,
             rate_reset_margin: Duration::from_millis(margin_ms),
         })
     }
@@ -320,137 +341,6 @@ impl QueueConfig {
             .filter(|q| !self.urls.contains_key(q))
             .copied()
             .collect()
-    }
-}
-
-/// How summary drafts are written. Without a model the built-in extractive summarizer
-/// drafts them (no network, deterministic).
-#[derive(Debug, Clone)]
-pub struct SummaryConfig {
-    /// The OpenAI-compatible model, when `SUMMARY_MODEL_BASE_URL` and `SUMMARY_MODEL` are
-    /// set (both or neither).
-    pub model: Option<SummaryModelConfig>,
-    /// `SUMMARY_CONTEXT_TOKENS` (default 16000, 1024 to 2000000): the model's context
-    /// window as cwsync budgets it; a period whose messages do not fit in one request is
-    /// split into chunks that do, summarized one by one, then combined.
-    pub context_tokens: u32,
-    /// `SUMMARY_LANGUAGE` (`auto`, `ja` or `en`; default `auto`: Japanese when most of
-    /// the period's text is) and `SUMMARY_TIME_ZONE` (an IANA name; default
-    /// `Asia/Tokyo`): the language drafts are written in and the zone of their times.
-    pub style: DraftStyle,
-}
-
-/// An OpenAI-compatible chat-completions API.
-#[derive(Debug, Clone)]
-pub struct SummaryModelConfig {
-    /// `SUMMARY_MODEL_BASE_URL`, e.g. `https://api.openai.com/v1`; requests go to
-    /// `<base>/chat/completions`.
-    pub base_url: Url,
-    /// `SUMMARY_MODEL`: the model's name, sent in each request and stored with the draft.
-    pub model: String,
-    /// `SUMMARY_MODEL_API_KEY` (sent as a bearer token). In AWS it comes from the secret
-    /// named by `SUMMARY_MODEL_API_KEY_SECRET_ARN`; a local server may need none.
-    pub api_key: Option<SecretString>,
-    /// `SUMMARY_MODEL_TIMEOUT_SECS` (default 120): the longest one request may take.
-    pub timeout: Duration,
-}
-
-impl SummaryConfig {
-    pub const DEFAULT_CONTEXT_TOKENS: u32 = 16_000;
-
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let context_tokens: u32 = env
-            .parse(
-                "SUMMARY_CONTEXT_TOKENS",
-                "a whole number of tokens from 1024 to 2000000",
-            )?
-            .unwrap_or(Self::DEFAULT_CONTEXT_TOKENS);
-        if !(1024..=2_000_000).contains(&context_tokens) {
-            return Err(ConfigError::Invalid {
-                name: "SUMMARY_CONTEXT_TOKENS",
-                reason: format!(
-                    "expected a whole number of tokens from 1024 to 2000000, got {context_tokens}"
-                ),
-            });
-        }
-        let language: LanguageChoice = env
-            .parse("SUMMARY_LANGUAGE", "auto, ja or en")?
-            .unwrap_or_default();
-        let time_zone: chrono_tz::Tz = env
-            .parse(
-                "SUMMARY_TIME_ZONE",
-                "an IANA time zone name such as Asia/Tokyo or UTC",
-            )?
-            .unwrap_or(chrono_tz::Asia::Tokyo);
-        let timeout = seconds(env, "SUMMARY_MODEL_TIMEOUT_SECS", 120)?;
-        if timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                name: "SUMMARY_MODEL_TIMEOUT_SECS",
-                reason: "expected at least 1 second, got 0".into(),
-            });
-        }
-        let api_key = env
-            .get("SUMMARY_MODEL_API_KEY")
-            .map(|k| SecretString::from(k.to_owned()));
-        let model = match (env.get("SUMMARY_MODEL_BASE_URL"), env.get("SUMMARY_MODEL")) {
-            (None, None) => {
-                if api_key.is_some() {
-                    return Err(ConfigError::Missing {
-                        name: "SUMMARY_MODEL_BASE_URL",
-                        hint: "SUMMARY_MODEL_API_KEY is set; set SUMMARY_MODEL_BASE_URL and SUMMARY_MODEL too, or unset the key for the built-in extractive summarizer",
-                    });
-                }
-                None
-            }
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "SUMMARY_MODEL",
-                    hint: "SUMMARY_MODEL_BASE_URL is set; name the model too (or unset both for the built-in extractive summarizer)",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "SUMMARY_MODEL_BASE_URL",
-                    hint: "SUMMARY_MODEL is set; give the API's base URL too, e.g. https://api.openai.com/v1 (or unset both for the built-in extractive summarizer)",
-                });
-            }
-            (Some(raw), Some(model)) => {
-                let invalid = |reason: String| ConfigError::Invalid {
-                    name: "SUMMARY_MODEL_BASE_URL",
-                    reason,
-                };
-                let base_url = Url::parse(raw).map_err(|e| invalid(format!("not a URL ({e})")))?;
-                if !matches!(base_url.scheme(), "http" | "https") {
-                    return Err(invalid("the scheme must be http:// or https://".into()));
-                }
-                if !base_url.username().is_empty() || base_url.password().is_some() {
-                    // Credentials in the URL would end up in logs; the key has its own variable.
-                    return Err(invalid(
-                        "it must not carry credentials; use SUMMARY_MODEL_API_KEY".into(),
-                    ));
-                }
-                if model.chars().count() > 200 || model.chars().any(char::is_control) {
-                    return Err(ConfigError::Invalid {
-                        name: "SUMMARY_MODEL",
-                        reason: "expected a model name of at most 200 printable characters".into(),
-                    });
-                }
-                Some(SummaryModelConfig {
-                    base_url,
-                    model: model.to_owned(),
-                    api_key,
-                    timeout,
-                })
-            }
-        };
-        Ok(Self {
-            model,
-            context_tokens,
-            style: DraftStyle {
-                language,
-                time_zone,
-            },
-        })
     }
 }
 
@@ -675,98 +565,6 @@ mod tests {
         let config = QueueConfig::from_env(&env, &queues).unwrap();
         assert!(config.urls.contains_key(&queues[0]));
         assert_eq!(config.missing(&queues), [queues[1]]);
-    }
-
-    #[test]
-    fn summaries_are_extractive_unless_a_model_is_configured() {
-        let config = SummaryConfig::from_env(&Env::default()).unwrap();
-        assert!(config.model.is_none());
-        assert_eq!(config.context_tokens, 16_000);
-        assert_eq!(config.style, DraftStyle::default());
-        assert_eq!(config.style.language, LanguageChoice::Auto);
-        assert_eq!(config.style.time_zone, chrono_tz::Asia::Tokyo);
-        let env = Env::from_pairs([
-            ("SUMMARY_MODEL_BASE_URL", "http://127.0.0.1:8080/v1"),
-            ("SUMMARY_MODEL", "local-model"),
-            ("SUMMARY_MODEL_API_KEY", "sk-very-secret"),
-            ("SUMMARY_MODEL_TIMEOUT_SECS", "7"),
-            ("SUMMARY_CONTEXT_TOKENS", "4096"),
-        ]);
-        let config = SummaryConfig::from_env(&env).unwrap();
-        assert!(!format!("{config:?}").contains("sk-very-secret"));
-        let model = config.model.unwrap();
-        assert_eq!(model.model, "local-model");
-        assert_eq!(model.timeout, Duration::from_secs(7));
-        assert_eq!(model.api_key.unwrap().expose_secret(), "sk-very-secret");
-        assert_eq!(config.context_tokens, 4096);
-    }
-
-    #[test]
-    fn malformed_summary_settings_name_the_variable() {
-        let base = ("SUMMARY_MODEL_BASE_URL", "https://api.example.com/v1");
-        let model = ("SUMMARY_MODEL", "m");
-        for (pairs, name) in [
-            (vec![base], "SUMMARY_MODEL is not set"),
-            (vec![model], "SUMMARY_MODEL_BASE_URL is not set"),
-            (
-                vec![("SUMMARY_MODEL_API_KEY", "k")],
-                "SUMMARY_MODEL_BASE_URL is not set",
-            ),
-            (
-                vec![("SUMMARY_MODEL_BASE_URL", "ftp://x"), model],
-                "SUMMARY_MODEL_BASE_URL is malformed",
-            ),
-            (
-                vec![("SUMMARY_MODEL_BASE_URL", "https://u:pw@x/v1"), model],
-                "SUMMARY_MODEL_BASE_URL is malformed",
-            ),
-            (
-                vec![base, model, ("SUMMARY_CONTEXT_TOKENS", "100")],
-                "SUMMARY_CONTEXT_TOKENS is malformed",
-            ),
-            (
-                vec![("SUMMARY_CONTEXT_TOKENS", "lots")],
-                "SUMMARY_CONTEXT_TOKENS is malformed",
-            ),
-            (
-                vec![base, model, ("SUMMARY_MODEL_TIMEOUT_SECS", "0")],
-                "SUMMARY_MODEL_TIMEOUT_SECS is malformed",
-            ),
-        ] {
-            let line = SummaryConfig::from_env(&Env::from_pairs(pairs))
-                .unwrap_err()
-                .to_string();
-            assert!(line.starts_with(name), "{line}");
-            assert!(!line.contains('\n') && !line.contains("pw@"), "{line}");
-        }
-    }
-
-    #[test]
-    fn the_summary_language_and_time_zone_are_read_and_checked_in_one_line() {
-        let env = Env::from_pairs([
-            ("SUMMARY_LANGUAGE", "en"),
-            ("SUMMARY_TIME_ZONE", "America/New_York"),
-        ]);
-        let config = SummaryConfig::from_env(&env).unwrap();
-        assert_eq!(
-            config.style.language,
-            LanguageChoice::Fixed(crate::summary::locale::Language::English)
-        );
-        assert_eq!(config.style.time_zone, chrono_tz::America::New_York);
-        let line = SummaryConfig::from_env(&Env::from_pairs([("SUMMARY_TIME_ZONE", "Tokyo")]))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            line,
-            "SUMMARY_TIME_ZONE is malformed: expected an IANA time zone name such as Asia/Tokyo or UTC, got \"Tokyo\""
-        );
-        let line = SummaryConfig::from_env(&Env::from_pairs([("SUMMARY_LANGUAGE", "fr")]))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            line,
-            "SUMMARY_LANGUAGE is malformed: expected auto, ja or en, got \"fr\""
-        );
     }
 
     #[test]

@@ -54,8 +54,7 @@ use url::Url;
 
 use super::locale::{DraftStyle, Language, Locale};
 use super::transcript::{Line, SourceLink, Transcript};
-use super::{Checkpoint, SummarizeError, Summarizer, Summary};
-use crate::config::{SummaryConfig, SummaryModelConfig};
+use super::{Checkpoint, SummarizeError, Summarizer, Summary, SummaryConfig, SummaryModelConfig};
 use crate::jobs::ErrorInfo;
 use crate::retry::Backoff;
 

@@ -19,6 +19,7 @@
 //! A period without messages ends completed, with a draft that says so.
 
 pub mod chat_model;
+mod config;
 pub mod extractive;
 pub mod locale;
 pub mod markup;
@@ -34,12 +35,12 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::config::SummaryConfig;
 use crate::jobs::{
     ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec, JobType, PlannedItem,
 };
 use crate::queue::QueueName;
 use chat_model::{ChatModel, ChatModelSettings, ChatModelSetupError, TokenUsage};
+pub use config::{SummaryConfig, SummaryModelConfig};
 use transcript::{SourceLink, StoredMessage, Transcript};
 
 /// The summary draft job type.
