@@ -16,8 +16,9 @@ use anyhow::Context;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
 use cwsync::config::{
-    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, WebhookConfig,
+    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, WebhookConfig,
 };
+use cwsync::queue::QueueConfig;
 use cwsync::schedule::ScheduleSettings;
 use cwsync::summary::SummaryConfig;
 use cwsync::{api, db, telemetry};

@@ -6,15 +6,13 @@
 //! are secret (the database URL may carry a password, the Chatwork token always is one)
 //! are held as [`SecretString`], whose `Debug` prints a placeholder.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
-
-use crate::queue::QueueName;
 
 /// A setting that is missing or cannot be used. Its `Display` is the one line that start-up
 /// prints; it never contains a secret value.
@@ -301,49 +299,6 @@ impl ChatworkConfig {
     }
 }
 
-/// Which SQS queues carry the jobs: the URL of each work queue whose setting is set
-/// (`<QUEUE>_QUEUE_URL`, named after the queue: `ROOMS_SYNC_QUEUE_URL`). The queues are the
-/// registry's (`Registry::work_queues`). A queue whose URL is unset is served by the
-/// embedded queue of the local runner.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueConfig {
-    pub urls: BTreeMap<QueueName, String>,
-}
-
-impl QueueConfig {
-    pub fn from_env(env: &Env, queues: &[QueueName]) -> Result<Self, ConfigError> {
-        let mut urls = BTreeMap::new();
-        for queue in queues {
-            // Setting names are `&'static str` in errors; these few are made from queue names.
-            let name = crate::text::intern(&queue.url_variable());
-            let Some(raw) = env.get(name) else {
-                continue;
-            };
-            let parsed = Url::parse(raw).map_err(|e| ConfigError::Invalid {
-                name,
-                reason: format!("not a URL ({e})"),
-            })?;
-            if !parsed.path().ends_with(".fifo") {
-                return Err(ConfigError::Invalid {
-                    name,
-                    reason: "cwsync needs a FIFO queue (its name ends in .fifo)".into(),
-                });
-            }
-            urls.insert(*queue, raw.to_owned());
-        }
-        Ok(Self { urls })
-    }
-
-    /// The queues of `queues` whose URL is not set.
-    pub fn missing(&self, queues: &[QueueName]) -> Vec<QueueName> {
-        queues
-            .iter()
-            .filter(|q| !self.urls.contains_key(q))
-            .copied()
-            .collect()
-    }
-}
-
 /// The tokens of the Chatwork webhooks whose deliveries the API accepts.
 #[derive(Clone, Default)]
 pub struct WebhookConfig {
@@ -539,32 +494,6 @@ mod tests {
                 .to_string();
             assert!(line.starts_with(&format!("{name} is malformed")), "{line}");
         }
-    }
-
-    #[test]
-    fn queue_urls_must_be_fifo() {
-        let env = Env::from_pairs([(
-            "ROOMS_SYNC_QUEUE_URL",
-            "http://127.0.0.1:4566/000000000000/rooms",
-        )]);
-        let queues = [
-            QueueName::work("rooms-sync"),
-            QueueName::work("summary-draft"),
-        ];
-        let line = QueueConfig::from_env(&env, &queues)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            line.starts_with("ROOMS_SYNC_QUEUE_URL is malformed"),
-            "{line}"
-        );
-        let env = Env::from_pairs([(
-            "ROOMS_SYNC_QUEUE_URL",
-            "http://127.0.0.1:4566/000000000000/rooms.fifo",
-        )]);
-        let config = QueueConfig::from_env(&env, &queues).unwrap();
-        assert!(config.urls.contains_key(&queues[0]));
-        assert_eq!(config.missing(&queues), [queues[1]]);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use cwsync::api::{self, AppState, AuthConfig};
-use cwsync::config::{ConfigError, Env, QueueConfig};
-use cwsync::queue::LazySqsQueues;
+use cwsync::config::{ConfigError, Env};
+use cwsync::queue::{LazySqsQueues, QueueConfig};
 use cwsync::{db, job_types};
 use cwsync_lambda::{Error, Secrets, exit_on_startup_error};
 

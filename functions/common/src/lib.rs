@@ -84,7 +84,7 @@ impl ColdStart {
             &chatwork,
             self.pool.clone(),
         ));
-        let queues = self.or_exit(cwsync::config::QueueConfig::from_env(
+        let queues = self.or_exit(cwsync::queue::QueueConfig::from_env(
             &self.env,
             &cwsync::job_types::registry().work_queues(),
         ));
