@@ -15,12 +15,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
-use cwsync::config::{
-    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, WebhookConfig,
-};
+use cwsync::config::{ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig};
 use cwsync::queue::QueueConfig;
 use cwsync::schedule::ScheduleSettings;
 use cwsync::summary::SummaryConfig;
+use cwsync::webhook::WebhookConfig;
 use cwsync::{api, db, telemetry};
 use secrecy::{ExposeSecret, SecretString};
 
