@@ -212,7 +212,7 @@ pub async fn recover(
 pub async fn work_consumers(
     pool: &PgPool,
     registry: &Registry,
-    chatwork: &cwsync::config::ChatworkConfig,
+    chatwork: &cwsync::chatwork::ChatworkConfig,
     summary: &SummaryContext,
     queues: Arc<dyn Queues>,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {

@@ -4,7 +4,8 @@
 //! ...); the environment wins when both are set.
 
 use aws_sdk_secretsmanager::Client;
-use cwsync::config::{ChatworkConfig, ConfigError, DatabaseConfig, Env};
+use cwsync::chatwork::ChatworkConfig;
+use cwsync::config::{ConfigError, DatabaseConfig, Env};
 use cwsync::summary::SummaryConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;

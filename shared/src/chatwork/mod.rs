@@ -86,6 +86,7 @@
 pub mod breaker;
 pub mod budget;
 mod client;
+mod config;
 mod error;
 mod meter;
 pub mod models;
@@ -95,6 +96,7 @@ pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
 pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed};
 pub(crate) use client::{DeferredRecord, GrantGuard};
+pub use config::ChatworkConfig;
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{
