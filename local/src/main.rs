@@ -16,12 +16,13 @@ use anyhow::Context;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
 use cwsync::chatwork::ChatworkConfig;
-use cwsync::config::{ConfigError, DatabaseConfig, Env, LocalConfig};
+use cwsync::config::{ConfigError, Env, LocalConfig};
+use cwsync::db::{self, DatabaseConfig};
 use cwsync::queue::QueueConfig;
 use cwsync::schedule::ScheduleSettings;
 use cwsync::summary::SummaryConfig;
 use cwsync::webhook::WebhookConfig;
-use cwsync::{api, db, telemetry};
+use cwsync::{api, telemetry};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::progress::say;

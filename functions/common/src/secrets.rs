@@ -5,7 +5,8 @@
 
 use aws_sdk_secretsmanager::Client;
 use cwsync::chatwork::ChatworkConfig;
-use cwsync::config::{ConfigError, DatabaseConfig, Env};
+use cwsync::config::{ConfigError, Env};
+use cwsync::db::DatabaseConfig;
 use cwsync::summary::SummaryConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
