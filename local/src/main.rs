@@ -3,6 +3,7 @@
 //! FIFO queue (or SQS), against Postgres, and, without a Chatwork token, a fake Chatwork
 //! serving demo data.
 
+mod config;
 mod demo;
 mod progress;
 mod system;
@@ -16,7 +17,7 @@ use anyhow::Context;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
 use cwsync::chatwork::ChatworkConfig;
-use cwsync::config::{ConfigError, Env, LocalConfig};
+use cwsync::config::{ConfigError, Env};
 use cwsync::db::{self, DatabaseConfig};
 use cwsync::queue::QueueConfig;
 use cwsync::schedule::ScheduleSettings;
@@ -25,6 +26,7 @@ use cwsync::webhook::WebhookConfig;
 use cwsync::{api, telemetry};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::config::LocalConfig;
 use crate::progress::say;
 use crate::system::{Cadence, QueueBackend, Workers};
 

@@ -1,17 +1,19 @@
-//! Typed configuration from the environment (DESIGN section 6).
+//! The generic layer of configuration: a snapshot of the environment ([`Env`]), the one
+//! error a setting can have ([`ConfigError`]) and the parsers settings share. Each module
+//! owns its settings and reads them from an [`Env`] (`db::DatabaseConfig`,
+//! `chatwork::ChatworkConfig`, `queue::QueueConfig`, `summary::SummaryConfig`,
+//! `webhook::WebhookConfig`, `api::AuthConfig`, ...): a process reads only the sections it
+//! needs, and this module, which they all use, imports none of them.
 //!
-//! Each part of the system reads only the sections it needs, so a consumer does not
-//! demand the local runner's settings. Every failure names the variable in one line
-//! ([`ConfigError`]); binaries print that line and exit instead of panicking. Values that
-//! are secret (the database URL may carry a password, the Chatwork token always is one)
-//! are held as [`SecretString`], whose `Debug` prints a placeholder.
+//! Every failure names the variable in one line ([`ConfigError`]); binaries print that
+//! line and exit instead of panicking. Secret values (the database URL may carry a
+//! password, the Chatwork token always is one) are held as `SecretString`, whose `Debug`
+//! prints a placeholder.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use url::Url;
 
 /// A setting that is missing or cannot be used. Its `Display` is the one line that start-up
@@ -119,41 +121,27 @@ pub fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// Settings of the local runner.
-#[derive(Debug, Clone)]
-pub struct LocalConfig {
-    /// `LISTEN_ADDR`, default `127.0.0.1:3000`.
-    pub listen_addr: SocketAddr,
-    /// `LOCAL_JWT_SECRET`: the HS256 key of the local runner's tokens; the runner
-    /// generates (and prints) one when unset.
-    pub jwt_secret: Option<SecretString>,
-}
-
-impl LocalConfig {
-    pub const DEFAULT_LISTEN_ADDR: &'static str = "127.0.0.1:3000";
-
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let listen_addr = env
-            .parse("LISTEN_ADDR", "a socket address such as 127.0.0.1:3000")?
-            .unwrap_or_else(|| Self::DEFAULT_LISTEN_ADDR.parse().expect("constant address"));
-        Ok(Self {
-            listen_addr,
-            jwt_secret: env
-                .get("LOCAL_JWT_SECRET")
-                .map(|s| SecretString::from(s.to_owned())),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn listen_addr_is_parsed() {
-        let config = LocalConfig::from_env(&Env::default()).unwrap();
-        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:3000");
-        let bad = Env::from_pairs([("LISTEN_ADDR", "localhost")]);
-        assert!(LocalConfig::from_env(&bad).is_err());
+    fn seconds_and_urls_name_the_variable() {
+        let env = Env::from_pairs([("A_SECS", "7"), ("B_SECS", "soon")]);
+        assert_eq!(env.seconds("A_SECS", 1).unwrap(), Duration::from_secs(7));
+        assert_eq!(env.seconds("C_SECS", 1).unwrap(), Duration::from_secs(1));
+        let line = env.seconds("B_SECS", 1).unwrap_err().to_string();
+        assert_eq!(
+            line,
+            "B_SECS is malformed: expected a whole number of seconds, got \"soon\""
+        );
+        assert!(http_url("U", "https://example.com/v1").is_ok());
+        let line = http_url("U", "ftp://example.com").unwrap_err().to_string();
+        assert_eq!(
+            line,
+            "U is malformed: the scheme must be http:// or https://"
+        );
+        let line = url("U", "not a url").unwrap_err().to_string();
+        assert!(line.starts_with("U is malformed: not a URL ("), "{line}");
     }
 }
