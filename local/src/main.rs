@@ -113,9 +113,9 @@ async fn main() -> ExitCode {
     if serving && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // On a terminal the live job view speaks; logs only when something is wrong
         // (unless RUST_LOG asks for more).
-        telemetry::init_local_with("warn");
+        telemetry::init_local_with(&env, "warn");
     } else {
-        telemetry::init_local();
+        telemetry::init_local(&env);
     }
     match run(cli, &env).await {
         Ok(()) => ExitCode::SUCCESS,

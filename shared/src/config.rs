@@ -5,8 +5,10 @@
 //! `webhook::WebhookConfig`, `api::AuthConfig`, ...): a process reads only the sections it
 //! needs, and this module, which they all use, imports none of them.
 //!
-//! Every failure names the variable in one line ([`ConfigError`]); binaries print that
-//! line and exit instead of panicking. Secret values (the database URL may carry a
+//! [`Env::from_process`] is where our code reads the process environment (the AWS SDK
+//! reads its own settings, region, credentials and endpoints, itself). Every failure
+//! names the variable in one line ([`ConfigError`]); binaries print that line and exit
+//! instead of panicking. Secret values (the database URL may carry a
 //! password, the Chatwork token always is one) are held as `SecretString`, whose `Debug`
 //! prints a placeholder.
 

@@ -14,8 +14,9 @@ const FUNCTION: &str = "api";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let metrics = cwsync_lambda::init(FUNCTION);
-    let state = state(&Env::from_process())
+    let env = Env::from_process();
+    let metrics = cwsync_lambda::init(FUNCTION, &env);
+    let state = state(&env)
         .await
         .unwrap_or_else(|e| exit_on_startup_error(FUNCTION, e));
     cwsync_lambda::run_http(metrics, api::router(state)).await
