@@ -18,6 +18,7 @@
 //!
 //! A period without messages ends completed, with a draft that says so.
 
+pub mod chat_client;
 pub mod chat_model;
 mod config;
 pub mod extractive;
@@ -39,7 +40,8 @@ use crate::jobs::{
     ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec, JobType, PlannedItem,
 };
 use crate::queue::QueueName;
-use chat_model::{ChatModel, ChatModelSettings, ChatModelSetupError, TokenUsage};
+use chat_client::{ChatModelSettings, ChatModelSetupError, TokenUsage};
+use chat_model::ChatModel;
 pub use config::{SummaryConfig, SummaryModelConfig};
 use transcript::{SourceLink, StoredMessage, Transcript};
 
