@@ -104,16 +104,16 @@ impl Env {
 
 /// `raw`, the value of `name`, as a URL. The error gives the parser's reason, not the
 /// value.
-pub fn url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+pub fn parse_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
     Url::parse(raw).map_err(|e| ConfigError::Invalid {
         name,
         reason: format!("not a URL ({e})"),
     })
 }
 
-/// [`url`], and only an `http://` or `https://` one (an API's base URL).
-pub fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url = url(name, raw)?;
+/// [`parse_url`], and only an `http://` or `https://` one (an API's base URL).
+pub fn parse_http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_url(name, raw)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ConfigError::Invalid {
             name,
@@ -137,13 +137,15 @@ mod tests {
             line,
             "B_SECS is malformed: expected a whole number of seconds, got \"soon\""
         );
-        assert!(http_url("U", "https://example.com/v1").is_ok());
-        let line = http_url("U", "ftp://example.com").unwrap_err().to_string();
+        assert!(parse_http_url("U", "https://example.com/v1").is_ok());
+        let line = parse_http_url("U", "ftp://example.com")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             line,
             "U is malformed: the scheme must be http:// or https://"
         );
-        let line = url("U", "not a url").unwrap_err().to_string();
+        let line = parse_url("U", "not a url").unwrap_err().to_string();
         assert!(line.starts_with("U is malformed: not a URL ("), "{line}");
     }
 }

@@ -1,7 +1,8 @@
 //! cwsync's shared library. Every Lambda function, the local runner and the tests are thin
 //! shells over what is here, so the same code runs in all three (DESIGN section 1).
 //!
-//! - [`config`]: typed configuration from the environment.
+//! - [`config`]: the environment and the parsers every module's settings share; each
+//!   module reads its own settings (`db::DatabaseConfig`, `summary::SummaryConfig`, ...).
 //! - [`db`]: the Postgres pool and the embedded migrations.
 //! - [`jobs`]: the job state machine, job types, starting, running, the dead-letter
 //!   consumer and the sweeper.

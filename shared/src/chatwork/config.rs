@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::config::{ConfigError, Env, http_url};
+use crate::config::{ConfigError, Env, parse_http_url};
 
 /// How to reach Chatwork.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ impl ChatworkConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let base_url = match env.get("CHATWORK_API_BASE_URL") {
             None => Url::parse(Self::DEFAULT_BASE_URL).expect("constant URL"),
-            Some(raw) => http_url("CHATWORK_API_BASE_URL", raw)?,
+            Some(raw) => parse_http_url("CHATWORK_API_BASE_URL", raw)?,
         };
         let request_timeout = env.seconds("CHATWORK_REQUEST_TIMEOUT_SECS", 10)?;
         if request_timeout.is_zero() {

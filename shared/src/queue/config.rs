@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::QueueName;
-use crate::config::{ConfigError, Env, url};
+use crate::config::{ConfigError, Env, parse_url};
 
 /// Which SQS queues carry the jobs: the URL of each work queue whose setting is set
 /// (`<QUEUE>_QUEUE_URL`, named after the queue: `ROOMS_SYNC_QUEUE_URL`). The queues are the
@@ -25,7 +25,7 @@ impl QueueConfig {
             let Some(raw) = env.get(name) else {
                 continue;
             };
-            let parsed = url(name, raw)?;
+            let parsed = parse_url(name, raw)?;
             if !parsed.path().ends_with(".fifo") {
                 return Err(ConfigError::Invalid {
                     name,

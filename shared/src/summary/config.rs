@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::locale::{DraftStyle, LanguageChoice};
-use crate::config::{ConfigError, Env, http_url};
+use crate::config::{ConfigError, Env, parse_http_url};
 
 /// How summary drafts are written. Without a model the built-in extractive summarizer
 /// drafts them (no network, deterministic).
@@ -101,7 +101,7 @@ impl SummaryConfig {
                 });
             }
             (Some(raw), Some(model)) => {
-                let base_url = http_url("SUMMARY_MODEL_BASE_URL", raw)?;
+                let base_url = parse_http_url("SUMMARY_MODEL_BASE_URL", raw)?;
                 if !base_url.username().is_empty() || base_url.password().is_some() {
                     // Credentials in the URL would end up in logs; the key has its own variable.
                     return Err(ConfigError::Invalid {

@@ -8,9 +8,10 @@
 //!    < periodEnd`), room by room in time order, and prepares them ([`transcript`]):
 //!    markup resolved ([`markup`]), e-mail addresses and phone numbers masked ([`mask`]);
 //! 3. hands them to the process's [`Summarizer`]: the built-in [`extractive`] one, or an
-//!    OpenAI-compatible model ([`chat_model`]) when one is configured. Either writes in
-//!    the language and time zone the settings give ([`locale`]). The summarizer asks
-//!    the [`Checkpoint`] whether the job was canceled between its chunks;
+//!    OpenAI-compatible model ([`chat_model`], over the HTTP client [`chat_client`]) when
+//!    one is configured ([`SummaryConfig`]). Either writes in the language and time zone
+//!    the settings give ([`locale`]). The summarizer asks the [`Checkpoint`] whether the
+//!    job was canceled between its chunks;
 //! 4. stores the draft in `summary_drafts` in one statement that writes only while the
 //!    job is open and at most one draft per job (a unique index on `job_id`), and
 //!    returns it as the job's result `{draft: {id, periodStart, periodEnd, content,
