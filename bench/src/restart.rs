@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use cwsync::chatwork::ChatworkClient;
-use cwsync::config::DatabaseConfig;
+use cwsync::db::DatabaseConfig;
 use cwsync::jobs::{self, JobConsumer, JobSpec, JobStatus};
 use cwsync::queue::{BatchConsumer, Delivery, EmbeddedQueues, EmbeddedSettings, EventSource};
 use cwsync::sync::SyncContext;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cwsync::chatwork::{ChatworkClient, ClientSettings};
-use cwsync::config::DatabaseConfig;
+use cwsync::db::DatabaseConfig;
 use cwsync::jobs::{self, Job, JobConsumer, JobSpec};
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
 use cwsync::sync::SyncContext;

@@ -36,6 +36,7 @@
 //! rooms that moved still sees edits (with `force=1`, since an edited message that was
 //! already fetched is not "new").
 
+mod clock;
 mod demo;
 mod model;
 mod server;
@@ -370,6 +371,7 @@ impl FakeChatwork {
         let (id, queue) = lock(&self.shared).webhooks.add(webhook)?;
         self.runtime.spawn(webhook::deliver(
             Arc::downgrade(&self.shared),
+            |state: &mut State| &mut state.webhooks,
             self.webhook_client.clone(),
             queue,
         ));

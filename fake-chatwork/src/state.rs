@@ -2,8 +2,9 @@
 //! the per-token read position behind `force`, faults, the request log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
+use crate::clock::{now_ms, now_secs};
 use crate::model::{
     Account, Fault, FaultScope, Message, RateLimitState, RateWindowRecord, RequestRecord, Room,
     RoomAccess, WindowKind,
@@ -12,17 +13,6 @@ use crate::webhook::Webhooks;
 
 /// Chatwork answers at most this many messages per request.
 pub const MAX_MESSAGES: usize = 100;
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn now_secs() -> i64 {
-    (now_ms() / 1000) as i64
-}
 
 /// The numeric value of a message id, for ordering. Ids are decimal strings; ids the fake
 /// makes fit easily, and a test that adds a longer one gets it ordered by length first.

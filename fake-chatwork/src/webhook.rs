@@ -36,8 +36,8 @@ use serde::Serialize;
 use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::now_secs;
 use crate::model::Message;
-use crate::state::{State, now_secs};
 
 /// Chatwork's limit of webhooks per account.
 pub const MAX_WEBHOOKS_PER_ACCOUNT: usize = 5;
@@ -268,7 +268,7 @@ struct Registered {
 }
 
 /// Every webhook of a fake, the loss the test asked for, and the delivery log. Lives in
-/// the fake's [`State`], under its lock.
+/// the fake's state, under its lock.
 pub(crate) struct Webhooks {
     hooks: BTreeMap<u64, Registered>,
     last_id: u64,
@@ -584,14 +584,17 @@ pub(crate) fn sign(key: &[u8], body: &[u8]) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+fn lock<S>(state: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One webhook's deliveries, in order, until the fake closes its queue. Holds the fake's
-/// state weakly: a fake that is dropped is not kept alive by its webhooks.
-pub(crate) async fn deliver(
-    state: Weak<Mutex<State>>,
+/// state weakly: a fake that is dropped is not kept alive by its webhooks. `webhooks`
+/// picks the [`Webhooks`] out of that state, so that this module needs nothing else of
+/// it (the state holds the webhooks, not the other way round).
+pub(crate) async fn deliver<S>(
+    state: Weak<Mutex<S>>,
+    webhooks: fn(&mut S) -> &mut Webhooks,
     client: reqwest::Client,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
 ) {
@@ -599,10 +602,10 @@ pub(crate) async fn deliver(
         let Some(shared) = state.upgrade() else {
             return;
         };
-        let timeout = lock(&shared).webhooks.may_send(delivery.hook);
+        let timeout = webhooks(&mut lock(&shared)).may_send(delivery.hook);
         let Some(timeout) = timeout else {
             let dropped = record(&delivery, None, None, DeliveryOutcome::Dropped);
-            lock(&shared).webhooks.finish(&delivery, dropped);
+            webhooks(&mut lock(&shared)).finish(&delivery, dropped);
             continue;
         };
         // Not kept across the request: the fake can go away meanwhile.
@@ -639,7 +642,7 @@ pub(crate) async fn deliver(
         let Some(shared) = state.upgrade() else {
             return;
         };
-        lock(&shared).webhooks.finish(&delivery, done);
+        webhooks(&mut lock(&shared)).finish(&delivery, done);
     }
 }
 

@@ -3,6 +3,7 @@
 //! FIFO queue (or SQS), against Postgres, and, without a Chatwork token, a fake Chatwork
 //! serving demo data.
 
+mod config;
 mod demo;
 mod progress;
 mod system;
@@ -15,14 +16,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use cwsync::api::{AuthConfig, Role};
-use cwsync::config::{
-    ChatworkConfig, ConfigError, DatabaseConfig, Env, LocalConfig, QueueConfig, SummaryConfig,
-    WebhookConfig,
-};
+use cwsync::chatwork::ChatworkConfig;
+use cwsync::config::{ConfigError, Env};
+use cwsync::db::{self, DatabaseConfig};
+use cwsync::queue::QueueConfig;
 use cwsync::schedule::ScheduleSettings;
-use cwsync::{api, db, telemetry};
+use cwsync::summary::SummaryConfig;
+use cwsync::webhook::WebhookConfig;
+use cwsync::{api, telemetry};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::config::LocalConfig;
 use crate::progress::say;
 use crate::system::{Cadence, QueueBackend, Workers};
 
@@ -109,9 +113,9 @@ async fn main() -> ExitCode {
     if serving && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // On a terminal the live job view speaks; logs only when something is wrong
         // (unless RUST_LOG asks for more).
-        telemetry::init_local_with("warn");
+        telemetry::init_local_with(&env, "warn");
     } else {
-        telemetry::init_local();
+        telemetry::init_local(&env);
     }
     match run(cli, &env).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cwsync::chatwork::ChatworkClient;
-use cwsync::config::QueueConfig;
 use cwsync::jobs::{self, Contexts, DeadLetterConsumer, Registry};
 use cwsync::queue::{
-    BatchConsumer, EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues, SqsQueues,
+    BatchConsumer, EmbeddedQueues, EmbeddedSettings, EventSource, QueueConfig, QueueName, Queues,
+    SqsQueues,
 };
 use cwsync::schedule::{self, ScheduleSettings, Task};
 use cwsync::summary::SummaryContext;
@@ -212,7 +212,7 @@ pub async fn recover(
 pub async fn work_consumers(
     pool: &PgPool,
     registry: &Registry,
-    chatwork: &cwsync::config::ChatworkConfig,
+    chatwork: &cwsync::chatwork::ChatworkConfig,
     summary: &SummaryContext,
     queues: Arc<dyn Queues>,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {

@@ -1,21 +1,22 @@
-//! Typed configuration from the environment.
+//! The generic layer of configuration: a snapshot of the environment ([`Env`]), the one
+//! error a setting can have ([`ConfigError`]) and the parsers settings share. Each module
+//! owns its settings and reads them from an [`Env`] (`db::DatabaseConfig`,
+//! `chatwork::ChatworkConfig`, `queue::QueueConfig`, `summary::SummaryConfig`,
+//! `webhook::WebhookConfig`, `api::AuthConfig`, ...): a process reads only the sections it
+//! needs, and this module, which they all use, imports none of them.
 //!
-//! Each part of the system reads only the sections it needs, so a consumer does not
-//! demand the local runner's settings. Every failure names the variable in one line
-//! ([`ConfigError`]); binaries print that line and exit instead of panicking. Values that
-//! are secret (the database URL may carry a password, the Chatwork token always is one)
-//! are held as [`SecretString`], whose `Debug` prints a placeholder.
+//! [`Env::from_process`] is where our code reads the process environment (the AWS SDK
+//! reads its own settings, region, credentials and endpoints, itself). Every failure
+//! names the variable in one line ([`ConfigError`]); binaries print that line and exit
+//! instead of panicking. Secret values (the database URL may carry a
+//! password, the Chatwork token always is one) are held as `SecretString`, whose `Debug`
+//! prints a placeholder.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use url::Url;
-
-use crate::queue::QueueName;
-use crate::summary::locale::{DraftStyle, LanguageChoice};
 
 /// A setting that is missing or cannot be used. Its `Display` is the one line that start-up
 /// prints; it never contains a secret value.
@@ -91,433 +92,35 @@ impl Env {
     pub fn in_lambda(&self) -> bool {
         self.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
     }
-}
 
-fn seconds(env: &Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    let secs: u64 = env
-        .parse(name, "a whole number of seconds")?
-        .unwrap_or(default);
-    Ok(Duration::from_secs(secs))
-}
-
-/// How to reach Postgres and how large a pool to keep.
-#[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    /// `DATABASE_URL`, validated to be a `postgres://` URL.
-    pub url: SecretString,
-    /// `DATABASE_MAX_CONNECTIONS`: 2 inside Lambda (one invocation at a time, and RDS
-    /// Proxy multiplexes), 10 elsewhere.
-    pub max_connections: u32,
-    /// `DATABASE_ACQUIRE_TIMEOUT_SECS` (default 5): the longest wait for a connection,
-    /// including opening one. A thawed Lambda whose connection died must fail fast and
-    /// let the queue retry, not sit out its whole timeout.
-    pub acquire_timeout: Duration,
-    /// `DATABASE_STATEMENT_TIMEOUT_SECS` (default 30): server-side limit per statement.
-    pub statement_timeout: Duration,
-    /// `DATABASE_IDLE_TIMEOUT_SECS` (default 60): idle connections are closed after this,
-    /// so a frozen Lambda does not hold connections the proxy already dropped.
-    pub idle_timeout: Duration,
-}
-
-impl DatabaseConfig {
-    pub const URL_VAR: &'static str = "DATABASE_URL";
-
-    /// Reads the database settings; `DATABASE_URL` is required.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Self::build(env, None)
-    }
-
-    /// Reads the database settings, using `default_url` when `DATABASE_URL` is unset
-    /// (the local runner and the tests have a well-known local server).
-    pub fn from_env_or(env: &Env, default_url: &str) -> Result<Self, ConfigError> {
-        Self::build(env, Some(default_url))
-    }
-
-    fn build(env: &Env, default_url: Option<&str>) -> Result<Self, ConfigError> {
-        let raw = match (env.get(Self::URL_VAR), default_url) {
-            (Some(url), _) => url,
-            (None, Some(default)) => default,
-            (None, None) => {
-                return Err(ConfigError::Missing {
-                    name: Self::URL_VAR,
-                    hint: "set it to postgres://user[:password]@host[:port]/database",
-                });
-            }
-        };
-        validate_postgres_url(raw)?;
-        let default_max = if env.in_lambda() { 2 } else { 10 };
-        let max_connections: u32 = env
-            .parse("DATABASE_MAX_CONNECTIONS", "a whole number from 1 to 100")?
-            .unwrap_or(default_max);
-        if !(1..=100).contains(&max_connections) {
-            return Err(ConfigError::Invalid {
-                name: "DATABASE_MAX_CONNECTIONS",
-                reason: format!("expected a whole number from 1 to 100, got {max_connections}"),
-            });
-        }
-        Ok(Self {
-            url: SecretString::from(raw.to_owned()),
-            max_connections,
-            acquire_timeout: seconds(env, "DATABASE_ACQUIRE_TIMEOUT_SECS", 5)?,
-            statement_timeout: seconds(env, "DATABASE_STATEMENT_TIMEOUT_SECS", 30)?,
-            idle_timeout: seconds(env, "DATABASE_IDLE_TIMEOUT_SECS", 60)?,
-        })
-    }
-
-    /// The same settings pointed at another database on the same server (the test
-    /// harness makes one database per test; the local runner creates its own).
-    pub fn with_database(&self, database: &str) -> Self {
-        let mut url = Url::parse(self.url.expose_secret()).expect("validated at load");
-        url.set_path(&format!("/{database}"));
-        Self {
-            url: SecretString::from(url.to_string()),
-            ..self.clone()
-        }
-    }
-
-    /// The database name the URL points at.
-    pub fn database_name(&self) -> String {
-        let url = Url::parse(self.url.expose_secret()).expect("validated at load");
-        url.path().trim_start_matches('/').to_owned()
+    /// `name` as a whole number of seconds; `default` seconds when unset.
+    pub fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: u64 = self
+            .parse(name, "a whole number of seconds")?
+            .unwrap_or(default);
+        Ok(Duration::from_secs(secs))
     }
 }
 
-/// Checks the form of a database URL without ever echoing it: it may carry a password.
-fn validate_postgres_url(raw: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid {
-        name: DatabaseConfig::URL_VAR,
-        reason: reason.to_owned(),
-    };
-    let url = Url::parse(raw).map_err(|e| invalid(&format!("not a URL ({e})")))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(invalid("the scheme must be postgres:// or postgresql://"));
+/// `raw`, the value of `name`, as a URL. The error gives the parser's reason, not the
+/// value.
+pub fn parse_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    Url::parse(raw).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("not a URL ({e})"),
+    })
+}
+
+/// [`parse_url`], and only an `http://` or `https://` one (an API's base URL).
+pub fn parse_http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_url(name, raw)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "the scheme must be http:// or https://".into(),
+        });
     }
-    if url.host_str().is_none_or(str::is_empty) && !url.query().is_some_and(|q| q.contains("host="))
-    {
-        return Err(invalid("it names no host"));
-    }
-    if url.path().trim_start_matches('/').is_empty() {
-        return Err(invalid(
-            "it names no database (add /<database> after the host)",
-        ));
-    }
-    Ok(())
-}
-
-/// How to reach Chatwork.
-#[derive(Debug, Clone)]
-pub struct ChatworkConfig {
-    /// `CHATWORK_API_TOKEN`. Unset inside AWS, where the token comes from Secrets Manager;
-    /// unset locally, where the local runner starts the fake Chatwork instead.
-    pub token: Option<SecretString>,
-    /// `CHATWORK_API_BASE_URL`, default [`ChatworkConfig::DEFAULT_BASE_URL`].
-    pub base_url: Url,
-    /// `CHATWORK_REQUEST_TIMEOUT_SECS` (default 10): the longest one request may take.
-    pub request_timeout: Duration,
-    /// `CHATWORK_MAX_ATTEMPTS` (default 4, 1 to 10): attempts per call on 5xx, network
-    /// errors and timeouts, the first included.
-    pub max_attempts: u32,
-    /// `CHATWORK_RETRY_MAX_SECS` (default 30): no retry starts later than this after a
-    /// call's first attempt.
-    pub retry_max_elapsed: Duration,
-    /// `CHATWORK_RATE_RESET_MARGIN_MS` (default 1000): added to Chatwork's reset time
-    /// before the shared budget counts on a fresh window.
-    pub rate_reset_margin: Duration,
-}
-
-impl ChatworkConfig {
-    pub const DEFAULT_BASE_URL: &'static str = "https://api.chatwork.com/v2";
-
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let base_url = match env.get("CHATWORK_API_BASE_URL") {
-            None => Url::parse(Self::DEFAULT_BASE_URL).expect("constant URL"),
-            Some(raw) => {
-                let url = Url::parse(raw).map_err(|e| ConfigError::Invalid {
-                    name: "CHATWORK_API_BASE_URL",
-                    reason: format!("not a URL ({e})"),
-                })?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(ConfigError::Invalid {
-                        name: "CHATWORK_API_BASE_URL",
-                        reason: "the scheme must be http:// or https://".into(),
-                    });
-                }
-                url
-            }
-        };
-        let request_timeout = seconds(env, "CHATWORK_REQUEST_TIMEOUT_SECS", 10)?;
-        if request_timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                name: "CHATWORK_REQUEST_TIMEOUT_SECS",
-                reason: "expected at least 1 second, got 0".into(),
-            });
-        }
-        let max_attempts: u32 = env
-            .parse("CHATWORK_MAX_ATTEMPTS", "a whole number from 1 to 10")?
-            .unwrap_or(4);
-        if !(1..=10).contains(&max_attempts) {
-            return Err(ConfigError::Invalid {
-                name: "CHATWORK_MAX_ATTEMPTS",
-                reason: format!("expected a whole number from 1 to 10, got {max_attempts}"),
-            });
-        }
-        let margin_ms: u64 = env
-            .parse(
-                "CHATWORK_RATE_RESET_MARGIN_MS",
-                "a whole number of milliseconds",
-            )?
-            .unwrap_or(1000);
-        Ok(Self {
-            token: env
-                .get("CHATWORK_API_TOKEN")
-                .map(|t| SecretString::from(t.to_owned())),
-            base_url,
-            request_timeout,
-            max_attempts,
-            retry_max_elapsed: seconds(env, "CHATWORK_RETRY_MAX_SECS", 30)?,
-            rate_reset_margin: Duration::from_millis(margin_ms),
-        })
-    }
-}
-
-/// Which SQS queues carry the jobs: the URL of each work queue whose setting is set
-/// (`<QUEUE>_QUEUE_URL`, named after the queue: `ROOMS_SYNC_QUEUE_URL`). The queues are the
-/// registry's (`Registry::work_queues`). A queue whose URL is unset is served by the
-/// embedded queue of the local runner.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueConfig {
-    pub urls: BTreeMap<QueueName, String>,
-}
-
-impl QueueConfig {
-    pub fn from_env(env: &Env, queues: &[QueueName]) -> Result<Self, ConfigError> {
-        let mut urls = BTreeMap::new();
-        for queue in queues {
-            // Setting names are `&'static str` in errors; these few are made from queue names.
-            let name = crate::text::intern(&queue.url_variable());
-            let Some(raw) = env.get(name) else {
-                continue;
-            };
-            let parsed = Url::parse(raw).map_err(|e| ConfigError::Invalid {
-                name,
-                reason: format!("not a URL ({e})"),
-            })?;
-            if !parsed.path().ends_with(".fifo") {
-                return Err(ConfigError::Invalid {
-                    name,
-                    reason: "cwsync needs a FIFO queue (its name ends in .fifo)".into(),
-                });
-            }
-            urls.insert(*queue, raw.to_owned());
-        }
-        Ok(Self { urls })
-    }
-
-    /// The queues of `queues` whose URL is not set.
-    pub fn missing(&self, queues: &[QueueName]) -> Vec<QueueName> {
-        queues
-            .iter()
-            .filter(|q| !self.urls.contains_key(q))
-            .copied()
-            .collect()
-    }
-}
-
-/// How summary drafts are written. Without a model the built-in extractive summarizer
-/// drafts them (no network, deterministic).
-#[derive(Debug, Clone)]
-pub struct SummaryConfig {
-    /// The OpenAI-compatible model, when `SUMMARY_MODEL_BASE_URL` and `SUMMARY_MODEL` are
-    /// set (both or neither).
-    pub model: Option<SummaryModelConfig>,
-    /// `SUMMARY_CONTEXT_TOKENS` (default 16000, 1024 to 2000000): the model's context
-    /// window as cwsync budgets it; a period whose messages do not fit in one request is
-    /// split into chunks that do, summarized one by one, then combined.
-    pub context_tokens: u32,
-    /// `SUMMARY_LANGUAGE` (`auto`, `ja` or `en`; default `auto`: Japanese when most of
-    /// the period's text is) and `SUMMARY_TIME_ZONE` (an IANA name; default
-    /// `Asia/Tokyo`): the language drafts are written in and the zone of their times.
-    pub style: DraftStyle,
-}
-
-/// An OpenAI-compatible chat-completions API.
-#[derive(Debug, Clone)]
-pub struct SummaryModelConfig {
-    /// `SUMMARY_MODEL_BASE_URL`, e.g. `https://api.openai.com/v1`; requests go to
-    /// `<base>/chat/completions`.
-    pub base_url: Url,
-    /// `SUMMARY_MODEL`: the model's name, sent in each request and stored with the draft.
-    pub model: String,
-    /// `SUMMARY_MODEL_API_KEY` (sent as a bearer token). In AWS it comes from the secret
-    /// named by `SUMMARY_MODEL_API_KEY_SECRET_ARN`; a local server may need none.
-    pub api_key: Option<SecretString>,
-    /// `SUMMARY_MODEL_TIMEOUT_SECS` (default 120): the longest one request may take.
-    pub timeout: Duration,
-}
-
-impl SummaryConfig {
-    pub const DEFAULT_CONTEXT_TOKENS: u32 = 16_000;
-
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let context_tokens: u32 = env
-            .parse(
-                "SUMMARY_CONTEXT_TOKENS",
-                "a whole number of tokens from 1024 to 2000000",
-            )?
-            .unwrap_or(Self::DEFAULT_CONTEXT_TOKENS);
-        if !(1024..=2_000_000).contains(&context_tokens) {
-            return Err(ConfigError::Invalid {
-                name: "SUMMARY_CONTEXT_TOKENS",
-                reason: format!(
-                    "expected a whole number of tokens from 1024 to 2000000, got {context_tokens}"
-                ),
-            });
-        }
-        let language: LanguageChoice = env
-            .parse("SUMMARY_LANGUAGE", "auto, ja or en")?
-            .unwrap_or_default();
-        let time_zone: chrono_tz::Tz = env
-            .parse(
-                "SUMMARY_TIME_ZONE",
-                "an IANA time zone name such as Asia/Tokyo or UTC",
-            )?
-            .unwrap_or(chrono_tz::Asia::Tokyo);
-        let timeout = seconds(env, "SUMMARY_MODEL_TIMEOUT_SECS", 120)?;
-        if timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                name: "SUMMARY_MODEL_TIMEOUT_SECS",
-                reason: "expected at least 1 second, got 0".into(),
-            });
-        }
-        let api_key = env
-            .get("SUMMARY_MODEL_API_KEY")
-            .map(|k| SecretString::from(k.to_owned()));
-        let model = match (env.get("SUMMARY_MODEL_BASE_URL"), env.get("SUMMARY_MODEL")) {
-            (None, None) => {
-                if api_key.is_some() {
-                    return Err(ConfigError::Missing {
-                        name: "SUMMARY_MODEL_BASE_URL",
-                        hint: "SUMMARY_MODEL_API_KEY is set; set SUMMARY_MODEL_BASE_URL and SUMMARY_MODEL too, or unset the key for the built-in extractive summarizer",
-                    });
-                }
-                None
-            }
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "SUMMARY_MODEL",
-                    hint: "SUMMARY_MODEL_BASE_URL is set; name the model too (or unset both for the built-in extractive summarizer)",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "SUMMARY_MODEL_BASE_URL",
-                    hint: "SUMMARY_MODEL is set; give the API's base URL too, e.g. https://api.openai.com/v1 (or unset both for the built-in extractive summarizer)",
-                });
-            }
-            (Some(raw), Some(model)) => {
-                let invalid = |reason: String| ConfigError::Invalid {
-                    name: "SUMMARY_MODEL_BASE_URL",
-                    reason,
-                };
-                let base_url = Url::parse(raw).map_err(|e| invalid(format!("not a URL ({e})")))?;
-                if !matches!(base_url.scheme(), "http" | "https") {
-                    return Err(invalid("the scheme must be http:// or https://".into()));
-                }
-                if !base_url.username().is_empty() || base_url.password().is_some() {
-                    // Credentials in the URL would end up in logs; the key has its own variable.
-                    return Err(invalid(
-                        "it must not carry credentials; use SUMMARY_MODEL_API_KEY".into(),
-                    ));
-                }
-                if model.chars().count() > 200 || model.chars().any(char::is_control) {
-                    return Err(ConfigError::Invalid {
-                        name: "SUMMARY_MODEL",
-                        reason: "expected a model name of at most 200 printable characters".into(),
-                    });
-                }
-                Some(SummaryModelConfig {
-                    base_url,
-                    model: model.to_owned(),
-                    api_key,
-                    timeout,
-                })
-            }
-        };
-        Ok(Self {
-            model,
-            context_tokens,
-            style: DraftStyle {
-                language,
-                time_zone,
-            },
-        })
-    }
-}
-
-/// The tokens of the Chatwork webhooks whose deliveries the API accepts.
-#[derive(Clone, Default)]
-pub struct WebhookConfig {
-    /// The keys decoded from the tokens (none: every delivery is refused with a 401).
-    pub keys: crate::webhook::WebhookKeys,
-}
-
-impl std::fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WebhookConfig({} tokens)", self.keys.len())
-    }
-}
-
-impl WebhookConfig {
-    pub const TOKENS_VAR: &'static str = "CHATWORK_WEBHOOK_TOKENS";
-
-    /// `CHATWORK_WEBHOOK_TOKENS`: the webhooks' tokens as Chatwork shows them (base64),
-    /// separated by commas or white space; unset: none.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Self::from_tokens(Self::TOKENS_VAR, env.get(Self::TOKENS_VAR).unwrap_or(""))
-    }
-
-    /// The tokens in `raw` (commas or white space between them), read from `name`. A
-    /// token that is not base64 is named by its position, never by its value.
-    pub fn from_tokens(name: &'static str, raw: &str) -> Result<Self, ConfigError> {
-        let tokens: Vec<SecretString> = raw
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|t| !t.is_empty())
-            .map(|t| SecretString::from(t.to_owned()))
-            .collect();
-        let keys = crate::webhook::WebhookKeys::from_tokens(&tokens).map_err(|e| {
-            ConfigError::Invalid {
-                name,
-                reason: e.to_string(),
-            }
-        })?;
-        Ok(Self { keys })
-    }
-}
-
-/// Settings of the local runner.
-#[derive(Debug, Clone)]
-pub struct LocalConfig {
-    /// `LISTEN_ADDR`, default `127.0.0.1:3000`.
-    pub listen_addr: SocketAddr,
-    /// `LOCAL_JWT_SECRET`: the HS256 key of the local runner's tokens; the runner
-    /// generates (and prints) one when unset.
-    pub jwt_secret: Option<SecretString>,
-}
-
-impl LocalConfig {
-    pub const DEFAULT_LISTEN_ADDR: &'static str = "127.0.0.1:3000";
-
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let listen_addr = env
-            .parse("LISTEN_ADDR", "a socket address such as 127.0.0.1:3000")?
-            .unwrap_or_else(|| Self::DEFAULT_LISTEN_ADDR.parse().expect("constant address"));
-        Ok(Self {
-            listen_addr,
-            jwt_secret: env
-                .get("LOCAL_JWT_SECRET")
-                .map(|s| SecretString::from(s.to_owned())),
-        })
-    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -525,255 +128,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_database_url_names_the_variable_in_one_line() {
-        let err = DatabaseConfig::from_env(&Env::default()).unwrap_err();
-        let line = err.to_string();
-        assert!(line.starts_with("DATABASE_URL is not set"), "{line}");
-        assert!(!line.contains('\n'));
-    }
-
-    #[test]
-    fn webhook_tokens_are_several_and_never_echoed() {
-        let env = Env::from_pairs([(
-            "CHATWORK_WEBHOOK_TOKENS",
-            " dG9rZW4tb25l, dG9rZW4tdHdv\ndG9rZW4tdGhyZWU= ",
-        )]);
-        let config = WebhookConfig::from_env(&env).unwrap();
-        assert_eq!(config.keys.len(), 3);
-        assert!(!format!("{config:?}").contains("dG9r"));
-        assert!(
-            WebhookConfig::from_env(&Env::default())
-                .unwrap()
-                .keys
-                .is_empty()
-        );
-        let env = Env::from_pairs([("CHATWORK_WEBHOOK_TOKENS", "dG9rZW4tb25l,hunter2!")]);
-        let line = WebhookConfig::from_env(&env).unwrap_err().to_string();
-        assert!(
-            line.starts_with("CHATWORK_WEBHOOK_TOKENS is malformed: token 2 of 2"),
-            "{line}"
-        );
-        assert!(!line.contains("hunter2"), "{line}");
-    }
-
-    #[test]
-    fn blank_counts_as_unset() {
-        let env = Env::from_pairs([("DATABASE_URL", "  ")]);
-        assert!(matches!(
-            DatabaseConfig::from_env(&env),
-            Err(ConfigError::Missing {
-                name: "DATABASE_URL",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn malformed_database_url_never_echoes_the_password() {
-        for raw in [
-            "mysql://u:hunter2@db/x",
-            "postgres://u:hunter2@db",
-            "not a url hunter2",
-        ] {
-            let env = Env::from_pairs([("DATABASE_URL", raw)]);
-            let line = DatabaseConfig::from_env(&env).unwrap_err().to_string();
-            assert!(line.starts_with("DATABASE_URL is malformed"), "{line}");
-            assert!(!line.contains("hunter2"), "{line}");
-        }
-    }
-
-    #[test]
-    fn debug_of_database_config_hides_the_url() {
-        let env = Env::from_pairs([("DATABASE_URL", "postgres://u:hunter2@db:5432/x")]);
-        let config = DatabaseConfig::from_env(&env).unwrap();
-        let debug = format!("{config:?}");
-        assert!(!debug.contains("hunter2"), "{debug}");
-        assert_eq!(config.database_name(), "x");
-        assert_eq!(config.with_database("y").database_name(), "y");
-    }
-
-    #[test]
-    fn pool_size_defaults_to_two_inside_lambda() {
-        let url = ("DATABASE_URL", "postgres://u@db/x");
-        let local = DatabaseConfig::from_env(&Env::from_pairs([url])).unwrap();
-        let lambda =
-            DatabaseConfig::from_env(&Env::from_pairs([url, ("AWS_LAMBDA_FUNCTION_NAME", "f")]))
-                .unwrap();
-        assert_eq!(local.max_connections, 10);
-        assert_eq!(lambda.max_connections, 2);
-        let bad = Env::from_pairs([url, ("DATABASE_MAX_CONNECTIONS", "0")]);
-        assert!(DatabaseConfig::from_env(&bad).is_err());
-        let bad = Env::from_pairs([url, ("DATABASE_ACQUIRE_TIMEOUT_SECS", "soon")]);
-        let line = DatabaseConfig::from_env(&bad).unwrap_err().to_string();
-        assert!(
-            line.starts_with("DATABASE_ACQUIRE_TIMEOUT_SECS is malformed"),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn chatwork_token_is_secret_and_base_url_defaults() {
-        let env = Env::from_pairs([("CHATWORK_API_TOKEN", "tok-123")]);
-        let config = ChatworkConfig::from_env(&env).unwrap();
-        assert!(!format!("{config:?}").contains("tok-123"));
-        assert_eq!(config.base_url.as_str(), "https://api.chatwork.com/v2");
-        let bad = Env::from_pairs([("CHATWORK_API_BASE_URL", "ftp://x")]);
-        assert!(ChatworkConfig::from_env(&bad).is_err());
-        assert_eq!(config.request_timeout, Duration::from_secs(10));
-        assert_eq!(config.max_attempts, 4);
-        assert_eq!(config.retry_max_elapsed, Duration::from_secs(30));
-        assert_eq!(config.rate_reset_margin, Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn chatwork_retry_settings_are_read_and_checked() {
-        let env = Env::from_pairs([
-            ("CHATWORK_REQUEST_TIMEOUT_SECS", "3"),
-            ("CHATWORK_MAX_ATTEMPTS", "2"),
-            ("CHATWORK_RETRY_MAX_SECS", "5"),
-            ("CHATWORK_RATE_RESET_MARGIN_MS", "0"),
-        ]);
-        let config = ChatworkConfig::from_env(&env).unwrap();
-        assert_eq!(config.request_timeout, Duration::from_secs(3));
-        assert_eq!(config.max_attempts, 2);
-        assert_eq!(config.retry_max_elapsed, Duration::from_secs(5));
-        assert!(config.rate_reset_margin.is_zero());
-        for (name, value) in [
-            ("CHATWORK_MAX_ATTEMPTS", "0"),
-            ("CHATWORK_MAX_ATTEMPTS", "many"),
-            ("CHATWORK_REQUEST_TIMEOUT_SECS", "0"),
-            ("CHATWORK_RATE_RESET_MARGIN_MS", "-1"),
-        ] {
-            let line = ChatworkConfig::from_env(&Env::from_pairs([(name, value)]))
-                .unwrap_err()
-                .to_string();
-            assert!(line.starts_with(&format!("{name} is malformed")), "{line}");
-        }
-    }
-
-    #[test]
-    fn queue_urls_must_be_fifo() {
-        let env = Env::from_pairs([(
-            "ROOMS_SYNC_QUEUE_URL",
-            "http://127.0.0.1:4566/000000000000/rooms",
-        )]);
-        let queues = [
-            QueueName::work("rooms-sync"),
-            QueueName::work("summary-draft"),
-        ];
-        let line = QueueConfig::from_env(&env, &queues)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            line.starts_with("ROOMS_SYNC_QUEUE_URL is malformed"),
-            "{line}"
-        );
-        let env = Env::from_pairs([(
-            "ROOMS_SYNC_QUEUE_URL",
-            "http://127.0.0.1:4566/000000000000/rooms.fifo",
-        )]);
-        let config = QueueConfig::from_env(&env, &queues).unwrap();
-        assert!(config.urls.contains_key(&queues[0]));
-        assert_eq!(config.missing(&queues), [queues[1]]);
-    }
-
-    #[test]
-    fn summaries_are_extractive_unless_a_model_is_configured() {
-        let config = SummaryConfig::from_env(&Env::default()).unwrap();
-        assert!(config.model.is_none());
-        assert_eq!(config.context_tokens, 16_000);
-        assert_eq!(config.style, DraftStyle::default());
-        assert_eq!(config.style.language, LanguageChoice::Auto);
-        assert_eq!(config.style.time_zone, chrono_tz::Asia::Tokyo);
-        let env = Env::from_pairs([
-            ("SUMMARY_MODEL_BASE_URL", "http://127.0.0.1:8080/v1"),
-            ("SUMMARY_MODEL", "local-model"),
-            ("SUMMARY_MODEL_API_KEY", "sk-very-secret"),
-            ("SUMMARY_MODEL_TIMEOUT_SECS", "7"),
-            ("SUMMARY_CONTEXT_TOKENS", "4096"),
-        ]);
-        let config = SummaryConfig::from_env(&env).unwrap();
-        assert!(!format!("{config:?}").contains("sk-very-secret"));
-        let model = config.model.unwrap();
-        assert_eq!(model.model, "local-model");
-        assert_eq!(model.timeout, Duration::from_secs(7));
-        assert_eq!(model.api_key.unwrap().expose_secret(), "sk-very-secret");
-        assert_eq!(config.context_tokens, 4096);
-    }
-
-    #[test]
-    fn malformed_summary_settings_name_the_variable() {
-        let base = ("SUMMARY_MODEL_BASE_URL", "https://api.example.com/v1");
-        let model = ("SUMMARY_MODEL", "m");
-        for (pairs, name) in [
-            (vec![base], "SUMMARY_MODEL is not set"),
-            (vec![model], "SUMMARY_MODEL_BASE_URL is not set"),
-            (
-                vec![("SUMMARY_MODEL_API_KEY", "k")],
-                "SUMMARY_MODEL_BASE_URL is not set",
-            ),
-            (
-                vec![("SUMMARY_MODEL_BASE_URL", "ftp://x"), model],
-                "SUMMARY_MODEL_BASE_URL is malformed",
-            ),
-            (
-                vec![("SUMMARY_MODEL_BASE_URL", "https://u:pw@x/v1"), model],
-                "SUMMARY_MODEL_BASE_URL is malformed",
-            ),
-            (
-                vec![base, model, ("SUMMARY_CONTEXT_TOKENS", "100")],
-                "SUMMARY_CONTEXT_TOKENS is malformed",
-            ),
-            (
-                vec![("SUMMARY_CONTEXT_TOKENS", "lots")],
-                "SUMMARY_CONTEXT_TOKENS is malformed",
-            ),
-            (
-                vec![base, model, ("SUMMARY_MODEL_TIMEOUT_SECS", "0")],
-                "SUMMARY_MODEL_TIMEOUT_SECS is malformed",
-            ),
-        ] {
-            let line = SummaryConfig::from_env(&Env::from_pairs(pairs))
-                .unwrap_err()
-                .to_string();
-            assert!(line.starts_with(name), "{line}");
-            assert!(!line.contains('\n') && !line.contains("pw@"), "{line}");
-        }
-    }
-
-    #[test]
-    fn the_summary_language_and_time_zone_are_read_and_checked_in_one_line() {
-        let env = Env::from_pairs([
-            ("SUMMARY_LANGUAGE", "en"),
-            ("SUMMARY_TIME_ZONE", "America/New_York"),
-        ]);
-        let config = SummaryConfig::from_env(&env).unwrap();
+    fn seconds_and_urls_name_the_variable() {
+        let env = Env::from_pairs([("A_SECS", "7"), ("B_SECS", "soon")]);
+        assert_eq!(env.seconds("A_SECS", 1).unwrap(), Duration::from_secs(7));
+        assert_eq!(env.seconds("C_SECS", 1).unwrap(), Duration::from_secs(1));
+        let line = env.seconds("B_SECS", 1).unwrap_err().to_string();
         assert_eq!(
-            config.style.language,
-            LanguageChoice::Fixed(crate::summary::locale::Language::English)
+            line,
+            "B_SECS is malformed: expected a whole number of seconds, got \"soon\""
         );
-        assert_eq!(config.style.time_zone, chrono_tz::America::New_York);
-        let line = SummaryConfig::from_env(&Env::from_pairs([("SUMMARY_TIME_ZONE", "Tokyo")]))
+        assert!(parse_http_url("U", "https://example.com/v1").is_ok());
+        let line = parse_http_url("U", "ftp://example.com")
             .unwrap_err()
             .to_string();
         assert_eq!(
             line,
-            "SUMMARY_TIME_ZONE is malformed: expected an IANA time zone name such as Asia/Tokyo or UTC, got \"Tokyo\""
+            "U is malformed: the scheme must be http:// or https://"
         );
-        let line = SummaryConfig::from_env(&Env::from_pairs([("SUMMARY_LANGUAGE", "fr")]))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            line,
-            "SUMMARY_LANGUAGE is malformed: expected auto, ja or en, got \"fr\""
-        );
-    }
-
-    #[test]
-    fn listen_addr_is_parsed() {
-        let config = LocalConfig::from_env(&Env::default()).unwrap();
-        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:3000");
-        let bad = Env::from_pairs([("LISTEN_ADDR", "localhost")]);
-        assert!(LocalConfig::from_env(&bad).is_err());
+        let line = parse_url("U", "not a url").unwrap_err().to_string();
+        assert!(line.starts_with("U is malformed: not a URL ("), "{line}");
     }
 }

@@ -2,7 +2,8 @@
 //! shells over what is here, so the same code runs in all three (docs/architecture.md
 //! draws the whole and says where each part lives).
 //!
-//! - [`config`]: typed configuration from the environment.
+//! - [`config`]: the environment and the parsers every module's settings share; each
+//!   module reads its own settings (`db::DatabaseConfig`, `summary::SummaryConfig`, ...).
 //! - [`db`]: the Postgres pool and the embedded migrations.
 //! - [`jobs`]: the job state machine, job types, starting, running, the dead-letter
 //!   consumer and the sweeper.

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use cwsync::chatwork::{ChatworkClient, ChatworkError, ClientSettings, MessagesOptions};
-use cwsync::config::{DatabaseConfig, Env};
-use cwsync::db;
+use cwsync::config::Env;
+use cwsync::db::{self, DatabaseConfig};
 use fake_chatwork::{FakeChatwork, FakeSettings, WindowKind};
 use secrecy::SecretString;
 use tokio::time::Instant;

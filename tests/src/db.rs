@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use cwsync::config::{DatabaseConfig, Env};
+use cwsync::config::Env;
+use cwsync::db::DatabaseConfig;
 use secrecy::ExposeSecret;
 // The names are generated here (a prefix and a UUID), never taken from input.
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use cwsync::api::{self, AppState, AuthConfig};
-use cwsync::config::{ConfigError, Env, QueueConfig};
-use cwsync::queue::LazySqsQueues;
+use cwsync::config::{ConfigError, Env};
+use cwsync::queue::{LazySqsQueues, QueueConfig};
 use cwsync::{db, job_types};
 use cwsync_lambda::{Error, Secrets, exit_on_startup_error};
 
@@ -14,8 +14,9 @@ const FUNCTION: &str = "api";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let metrics = cwsync_lambda::init(FUNCTION);
-    let state = state(&Env::from_process())
+    let env = Env::from_process();
+    let metrics = cwsync_lambda::init(FUNCTION, &env);
+    let state = state(&env)
         .await
         .unwrap_or_else(|e| exit_on_startup_error(FUNCTION, e));
     cwsync_lambda::run_http(metrics, api::router(state)).await

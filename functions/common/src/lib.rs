@@ -27,10 +27,12 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 /// says so, level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`) and the metrics collector
 /// (CloudWatch Embedded Metric Format on stdout, flushed after each invocation, with the
 /// function as the only dimension and the request id as a property).
-pub fn init(function: &'static str) -> &'static Collector {
+pub fn init(function: &'static str, env: &cwsync::config::Env) -> &'static Collector {
     lambda_runtime::tracing::init_default_subscriber();
-    let namespace =
-        std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_owned());
+    let namespace = env
+        .get("METRICS_NAMESPACE")
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_owned();
     match metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(namespace)
         .with_dimension("function", function)
@@ -56,8 +58,8 @@ pub struct ColdStart {
 
 impl ColdStart {
     pub async fn new(function: &'static str) -> Self {
-        let metrics = init(function);
         let env = cwsync::config::Env::from_process();
+        let metrics = init(function, &env);
         let secrets = Secrets::new(&env).await;
         let database = secrets
             .database()
@@ -77,7 +79,7 @@ impl ColdStart {
     /// The work queues (SQS, built on first use): where a consumer sends the items a
     /// job grows by (a sync of all rooms: the rooms its room check plans).
     pub fn queues(&self) -> Arc<dyn cwsync::queue::Queues> {
-        let queues = self.or_exit(cwsync::config::QueueConfig::from_env(
+        let queues = self.or_exit(cwsync::queue::QueueConfig::from_env(
             &self.env,
             &cwsync::job_types::registry().work_queues(),
         ));

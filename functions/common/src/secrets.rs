@@ -4,7 +4,10 @@
 //! ...); the environment wins when both are set.
 
 use aws_sdk_secretsmanager::Client;
-use cwsync::config::{ChatworkConfig, ConfigError, DatabaseConfig, Env, SummaryConfig};
+use cwsync::chatwork::ChatworkConfig;
+use cwsync::config::{ConfigError, Env};
+use cwsync::db::DatabaseConfig;
+use cwsync::summary::SummaryConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;

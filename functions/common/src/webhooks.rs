@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use cwsync::config::{ConfigError, Env, WebhookConfig};
-use cwsync::webhook::{WebhookKeySource, WebhookKeys};
+use cwsync::config::{ConfigError, Env};
+use cwsync::webhook::{WebhookConfig, WebhookKeySource, WebhookKeys};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 

@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-use cwsync::config::QueueConfig;
-use cwsync::queue::LazySqsQueues;
+use cwsync::queue::{LazySqsQueues, QueueConfig};
 use cwsync::schedule::{self, ScheduleSettings};
 use cwsync_lambda::{ColdStart, Error, LambdaEvent};
 

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::console::OAuthSettings;
+use super::oauth::OAuthSettings;
 use super::{ApiError, AppState, ErrorCode};
 use crate::config::{ConfigError, Env};
 

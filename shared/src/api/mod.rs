@@ -11,8 +11,8 @@
 //!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
 //!   signature authenticates).
-//! - [`console`]: the admin console's files at `/` (outside the JSON API) and its
-//!   sign-in settings.
+//! - [`console`]: the admin console's files at `/` (outside the JSON API);
+//!   [`oauth`]: its sign-in settings.
 
 mod audit;
 pub mod auth;
@@ -23,6 +23,7 @@ mod error;
 pub mod extract;
 mod health;
 mod jobs;
+pub mod oauth;
 pub mod openapi;
 mod rooms;
 mod scope;

@@ -340,7 +340,7 @@ mod tests {
     fn the_committed_openapi_document_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.json");
         let generated = document();
-        if std::env::var_os("CWSYNC_UPDATE_OPENAPI").is_some() {
+        if Env::from_process().get("CWSYNC_UPDATE_OPENAPI").is_some() {
             std::fs::write(&path, &generated).expect("write openapi.json");
             return;
         }

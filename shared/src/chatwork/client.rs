@@ -11,13 +11,13 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use url::Url;
 
+use super::ChatworkConfig;
 use super::attempt::{Answer, Facts, NextStep, Outcome, classify};
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
 use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
 use super::models::{Message, Room, RoomDetail};
-use crate::config::ChatworkConfig;
 use crate::retry::Backoff;
 
 /// How the client talks to Chatwork.

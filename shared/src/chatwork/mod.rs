@@ -88,6 +88,7 @@ mod attempt;
 pub mod breaker;
 pub mod budget;
 mod client;
+mod config;
 mod error;
 mod meter;
 pub mod models;
@@ -97,6 +98,7 @@ pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
 pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed, MessagesOptions};
 pub(crate) use client::{DeferredRecord, GrantGuard};
+pub use config::ChatworkConfig;
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{

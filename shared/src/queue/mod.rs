@@ -7,6 +7,7 @@
 //! batches. Locally, an [`EventSource`] does the event source mapping's part over either
 //! implementation, so the same consumer code runs in both places.
 
+mod config;
 mod embedded;
 mod event_source;
 mod sqs;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
 
+pub use config::QueueConfig;
 pub use embedded::{EmbeddedQueues, EmbeddedSettings};
 pub use event_source::{BatchConsumer, EventSource};
 pub use sqs::{LazySqsQueues, SqsQueues};

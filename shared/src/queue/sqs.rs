@@ -17,8 +17,9 @@ use aws_sdk_sqs::types::{
     QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
-use super::{Delivery, MAX_BATCH, OutgoingMessage, QueueError, QueueName, Queues, SendError};
-use crate::config::QueueConfig;
+use super::{
+    Delivery, MAX_BATCH, OutgoingMessage, QueueConfig, QueueError, QueueName, Queues, SendError,
+};
 use crate::retry::Backoff;
 
 /// How the entries of one batch that SQS did not accept are sent again: 4 attempts in

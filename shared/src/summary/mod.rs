@@ -8,9 +8,10 @@
 //!    < periodEnd`), room by room in time order, and prepares them ([`transcript`]):
 //!    markup resolved ([`markup`]), e-mail addresses and phone numbers masked ([`mask`]);
 //! 3. hands them to the process's [`Summarizer`]: the built-in [`extractive`] one, or an
-//!    OpenAI-compatible model ([`chat_model`]) when one is configured. Either writes in
-//!    the language and time zone the settings give ([`locale`]). The summarizer asks
-//!    the [`Checkpoint`] whether the job was canceled between its chunks;
+//!    OpenAI-compatible model ([`chat_model`], over the HTTP client [`chat_client`]) when
+//!    one is configured ([`SummaryConfig`]). Either writes in the language and time zone
+//!    the settings give ([`locale`]). The summarizer asks the [`Checkpoint`] whether the
+//!    job was canceled between its chunks;
 //! 4. stores the draft in `summary_drafts` in one statement that writes only while the
 //!    job is open and at most one draft per job (a unique index on `job_id`), and
 //!    returns it as the job's result `{draft: {id, periodStart, periodEnd, content,
@@ -18,7 +19,9 @@
 //!
 //! A period without messages ends completed, with a draft that says so.
 
+pub mod chat_client;
 pub mod chat_model;
+mod config;
 pub mod extractive;
 pub mod locale;
 pub mod markup;
@@ -34,13 +37,14 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::config::SummaryConfig;
 use crate::jobs::{
     self, BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind,
     JobSpec, JobType, Outcome, PlannedItem,
 };
 use crate::queue::QueueName;
-use chat_model::{ChatModel, ChatModelSettings, ChatModelSetupError, TokenUsage};
+use chat_client::{ChatModelSettings, ChatModelSetupError, TokenUsage};
+use chat_model::ChatModel;
+pub use config::{SummaryConfig, SummaryModelConfig};
 use transcript::{SourceLink, StoredMessage, Transcript};
 
 /// The summary draft job type.

@@ -18,6 +18,7 @@
 //! name our stored messages give that account; when none does, the name stays NULL and
 //! the room asks the next check for a fetch, which fills it in.
 
+mod config;
 pub mod signature;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
+pub use config::WebhookConfig;
 pub use signature::{InvalidToken, SIGNATURE_HEADER, SIGNATURE_QUERY, WebhookKeys, sign};
 
 /// The path Chatwork posts to.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cwsync::jobs::{ItemStatus, JobConsumer, JobStatus, items};
-use cwsync::summary::chat_model::{ChatModel, ChatModelSettings, estimate_tokens};
+use cwsync::summary::chat_client::ChatModelSettings;
+use cwsync::summary::chat_model::{ChatModel, estimate_tokens};
 use cwsync::summary::locale::{DraftStyle, Language, LanguageChoice};
 use cwsync::summary::{SummaryContext, SummaryDraft};
 use cwsync_tests::{FakeModel, ModelReply, eventually};
