@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cwsync::chatwork::{ChatworkClient, ClientSettings};
+use cwsync::consumer::EventSource;
 use cwsync::db::DatabaseConfig;
 use cwsync::jobs::{self, Job, JobConsumer, JobSpec};
-use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueName, Queues};
 use cwsync::sync::SyncContext;
 use cwsync::sync::messages::{MessagesSync, MessagesSyncPayload};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};
@@ -197,7 +198,7 @@ impl World {
         timeout: Duration,
     ) -> anyhow::Result<Job>
     where
-        JobConsumer<K>: cwsync::queue::BatchConsumer,
+        JobConsumer<K>: cwsync::consumer::BatchConsumer,
     {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut tasks = tokio::task::JoinSet::new();

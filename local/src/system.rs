@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cwsync::chatwork::ChatworkClient;
+use cwsync::consumer::{BatchConsumer, EventSource};
 use cwsync::jobs::{self, Contexts, DeadLetterConsumer, Registry};
-use cwsync::queue::{
-    BatchConsumer, EmbeddedQueues, EmbeddedSettings, EventSource, QueueConfig, QueueName, Queues,
-    SqsQueues,
-};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueConfig, QueueName, Queues, SqsQueues};
 use cwsync::schedule::{self, ScheduleSettings, Task};
 use cwsync::summary::SummaryContext;
 use cwsync::sync::SyncContext;

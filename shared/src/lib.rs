@@ -8,7 +8,8 @@
 //! - [`jobs`]: the job state machine, job types, starting, running, the dead-letter
 //!   consumer and the sweeper.
 //! - [`queue`]: the FIFO queues (SQS and embedded) and the local event source.
-//! - [`consumer`]: the FIFO batch runtime (skip-group-on-error).
+//! - [`consumer`]: what processes a queue's batches: the FIFO batch runtime
+//!   (skip-group-on-error) and, out of Lambda, the event source.
 //! - [`sync`], [`summary`]: the job types; [`job_types`]: the one list of them.
 //! - [`schedule`]: the scheduled tasks (syncs, sweeper, retention).
 //! - [`api`]: the HTTP API as an axum router.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use cwsync::queue::BatchConsumer;
+use cwsync::consumer::BatchConsumer;
 pub use lambda_runtime::{Context, Error, LambdaEvent, service_fn};
 use metrics_cloudwatch_embedded::Collector;
 

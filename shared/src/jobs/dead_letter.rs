@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::store;
 use super::{ErrorInfo, ItemStatus, Registry};
+use crate::consumer::BatchConsumer;
 use crate::consumer::process_fifo_batch;
-use crate::queue::{BatchConsumer, Delivery};
+use crate::queue::Delivery;
 
 /// Ends the items of dead-lettered messages.
 #[derive(Clone)]

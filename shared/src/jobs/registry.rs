@@ -17,8 +17,9 @@ use sqlx::PgPool;
 use super::{
     ItemRecord, ItemStatus, JobKind, JobRecord, JobType, StartError, Started, start_recorded,
 };
+use crate::consumer::BatchConsumer;
 use crate::jobs::JobConsumer;
-use crate::queue::{BatchConsumer, QueueName, Queues};
+use crate::queue::{QueueName, Queues};
 
 /// One registered job type, its Rust types erased: what code that handles jobs of any
 /// type may ask of it.

@@ -30,8 +30,9 @@ use super::{
     BatchConnection, Envelope, ErrorInfo, ItemError, ItemOutcome, ItemRun, ItemStatus, JobKind,
     MESSAGE_VERSION, PlannedItem, Registry,
 };
+use crate::consumer::BatchConsumer;
 use crate::consumer::process_fifo_batch;
-use crate::queue::{BatchConsumer, Delivery, Queues};
+use crate::queue::{Delivery, Queues};
 
 /// Why a record could not be processed. [`RecordFailure::is_retryable`] tells whether it
 /// is reported failed (delivered again) or acknowledged.

@@ -4,12 +4,11 @@
 //! runner and tests, with SQS FIFO's semantics).
 //!
 //! In AWS, Lambda's event source mappings receive and delete; the consumers only see
-//! batches. Locally, an [`EventSource`] does the event source mapping's part over either
-//! implementation, so the same consumer code runs in both places.
+//! batches. Locally, `consumer::EventSource` does the event source mapping's part over
+//! either implementation, so the same consumer code runs in both places.
 
 mod config;
 mod embedded;
-mod event_source;
 mod sqs;
 
 use std::fmt;
@@ -20,7 +19,6 @@ use aws_lambda_events::sqs::SqsMessage;
 
 pub use config::QueueConfig;
 pub use embedded::{EmbeddedQueues, EmbeddedSettings};
-pub use event_source::{BatchConsumer, EventSource};
 pub use sqs::{LazySqsQueues, SqsQueues};
 
 /// SQS accepts at most this many entries per batch call.

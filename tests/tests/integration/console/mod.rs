@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use cwsync::api::{AuthConfig, Role};
 use cwsync::config::Env;
+use cwsync::consumer::EventSource;
 use cwsync::jobs::Contexts;
-use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, Queues};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, Queues};
 use cwsync::summary::SummaryContext;
 use cwsync_tests::{Browser, FakeOidc, TEST_JWT_SECRET, TestApp, TestDb, eventually, settled_room};
 use fake_chatwork::{Account, FakeChatwork, FakeSettings, RoomAccess};

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cwsync::consumer::EventSource;
 use cwsync::jobs::{
     self, BatchConnection, Begin, Contexts, DeadLetterConsumer, ItemError, ItemOutcome, ItemRun,
     ItemStatus, JobItem, JobKind, JobSpec, JobStatus, JobType, Outcome, PlannedItem, Registry,
 };
-use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueName, Queues};
 use cwsync_tests::{TestDb, Who, spawn_app_on};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;

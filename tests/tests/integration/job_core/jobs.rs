@@ -259,7 +259,7 @@ async fn two_last_items_ending_at_once_end_the_job_once(backend: Backend) {
         // Two consumers, one item each, both ending the job's last items at once.
         let mut source = rig.source(MessagesSync::QUEUE);
         source.batch_size = 1;
-        let work = |source: cwsync::queue::EventSource,
+        let work = |source: cwsync::consumer::EventSource,
                     consumer: cwsync::jobs::JobConsumer<Probe>| async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             while source.poll_once(&consumer).await.unwrap() == 0 {

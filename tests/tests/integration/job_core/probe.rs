@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cwsync::consumer::EventSource;
 use cwsync::jobs::{
     self, BatchConnection, Begin, DeadLetterConsumer, ErrorInfo, ItemError, ItemOutcome,
     ItemRecord, ItemRun, Job, JobConsumer, JobItem, JobKind, JobSpec, JobType, Outcome,
     PlannedItem, Registry, Started,
 };
-use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueName, Queues};
 use cwsync::sync::messages::{ItemReport, MessagesSyncResult, RoomFetch};
 use cwsync_tests::{TestDb, create_test_queues};
 use serde::{Deserialize, Serialize};

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsBatchResponse;
+use cwsync::consumer::BatchConsumer;
 use cwsync::consumer::process_fifo_batch;
-use cwsync::queue::{
-    BatchConsumer, Delivery, OutgoingMessage, QueueName, Queues, group_of, receive_count_of,
-};
+use cwsync::queue::{Delivery, OutgoingMessage, QueueName, Queues, group_of, receive_count_of};
 use tokio::time::Instant;
 
 use super::probe::{Backend, MAX_RECEIVES, Rig};

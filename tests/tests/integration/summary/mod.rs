@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use cwsync::consumer::EventSource;
 use cwsync::jobs::{self, DeadLetterConsumer, Job, JobConsumer};
-use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueName, Queues};
 use cwsync::summary::{SummaryContext, SummaryDraft, SummaryDraftPayload};
 use cwsync_tests::TestDb;
 use serde_json::Value;

@@ -18,8 +18,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use cwsync::chatwork::{ChatworkClient, ClientSettings};
+use cwsync::consumer::EventSource;
 use cwsync::jobs::{self, DeadLetterConsumer, ItemRecord, Job, JobConsumer};
-use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, EventSource, QueueName, Queues};
+use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueName, Queues};
 use cwsync::sync::SyncContext;
 use cwsync::sync::messages::{MessagesSync, MessagesSyncPayload};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};

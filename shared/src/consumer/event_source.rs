@@ -7,21 +7,12 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use aws_lambda_events::sqs::SqsBatchResponse;
 use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Delivery, QueueError, QueueName, Queues};
-
-/// Something that processes a batch the way a consumer Lambda does.
-#[async_trait]
-pub trait BatchConsumer: Send + Sync {
-    /// Processes `records` in order and reports the ones to leave in the queue. `deadline`
-    /// is when the batch's time is up (a Lambda's remaining time).
-    async fn consume(&self, records: Vec<Delivery>, deadline: Instant) -> SqsBatchResponse;
-}
+use super::BatchConsumer;
+use crate::queue::{QueueError, QueueName, Queues};
 
 /// A poller of one queue feeding one consumer.
 #[derive(Clone)]
@@ -41,7 +32,7 @@ impl EventSource {
         Self {
             queues,
             queue,
-            batch_size: super::MAX_BATCH,
+            batch_size: crate::queue::MAX_BATCH,
             wait: Duration::from_secs(1),
             batch_timeout: Duration::from_secs(50),
         }
@@ -95,7 +86,7 @@ impl EventSource {
                 .unwrap_or_else(|panic| {
                     tracing::error!(
                         queue = %self.queue,
-                        panic = crate::consumer::panic_message(panic.as_ref()),
+                        panic = super::fifo::panic_message(panic.as_ref()),
                         "a batch's consumer panicked; its records come back later"
                     );
                     Ok(0)
