@@ -13,7 +13,9 @@ use url::Url;
 
 use super::attempt::{Answer, Facts, NextStep, Outcome, classify};
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
-use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation};
+use super::budget::{
+    BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation, max_reset_ahead,
+};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
 use super::models::{Message, Room, RoomDetail};
@@ -496,9 +498,7 @@ impl ChatworkClient {
     ) -> Attempted {
         let sent_at = Instant::now();
         grant.sending();
-        let (rate, result) = self
-            .attempt(&request.url, request.query, attempt.timeout)
-            .await;
+        let (rate, result) = self.attempt(request, attempt.timeout).await;
         let elapsed_ms = sent_at.elapsed().as_millis() as u64;
         let deferred = match &result {
             Ok(answer) if request.defer && (200..300).contains(&answer.status) => {
@@ -592,25 +592,25 @@ impl ChatworkClient {
     /// Sends one request; returns the rate headers if an answer came, and the answer.
     async fn attempt(
         &self,
-        url: &str,
-        query: Option<(&str, &str)>,
+        request: &Request<'_>,
         timeout: Duration,
     ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
-        let mut request = self
+        let mut sent = self
             .inner
             .http
-            .get(url)
+            .get(&request.url)
             .header("X-ChatWorkToken", self.inner.token_header.clone())
             .timeout(timeout);
-        if let Some(pair) = query {
-            request = request.query(&[pair]);
+        if let Some(pair) = request.query {
+            sent = sent.query(&[pair]);
         }
-        let response = match request.send().await {
+        let response = match sent.send().await {
             Ok(response) => response,
             Err(e) => return (None, Err(e)),
         };
         let status = response.status().as_u16();
-        let rate = RateHeaders::from_headers(response.headers()).map(|r| r.answered_with(status));
+        let rate = RateHeaders::from_headers(response.headers())
+            .map(|r| self.bounded(r.answered_with(status), &request.shown));
         let headers = response.headers();
         let limitation = headers.get(LIMITATION_HEADER).map(|flag| {
             let shown = headers.get(LIMITATION_SUMMARY_HEADER).unwrap_or(flag);
@@ -625,6 +625,23 @@ impl ChatworkClient {
                 limitation,
             }),
         )
+    }
+
+    /// `rate` with its reset no further ahead than one window allows, logged and
+    /// counted when Chatwork reported one beyond (see [`RateHeaders::bounded`]).
+    fn bounded(&self, rate: RateHeaders, shown: &str) -> RateHeaders {
+        let (bounded, cut) = rate.bounded(max_reset_ahead(self.inner.settings.assumed_window));
+        if cut {
+            tracing::warn!(
+                path = %shown,
+                reported = rate.reset,
+                date = rate.date,
+                believed = bounded.reset,
+                "Chatwork reported a rate reset beyond one window; believed only up to one window"
+            );
+            metrics::counter!("chatwork_rate_reset_capped").increment(1);
+        }
+        bounded
     }
 
     /// Tells the outage breaker how an attempt went (`down`: a 5xx, a timeout or no

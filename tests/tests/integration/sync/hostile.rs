@@ -1,0 +1,119 @@
+//! A Chatwork that answers what it cannot mean: a window spent for ten years. It never
+//! stops syncing for longer than a window.
+
+use std::time::Duration;
+
+use cwsync::jobs::JobStatus;
+use fake_chatwork::{FakeSettings, Fault, FaultScope};
+use tokio::time::Instant;
+
+use super::{Backend, SyncRig, count_metrics, counter, poster, room_with_history};
+
+/// The fake's window in these tests (12 requests per 4 s).
+const WINDOW: Duration = Duration::from_secs(4);
+/// Ten years, as an answer's reset.
+const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// How long syncing may be held back after a hostile answer: a window, its slack (2 s)
+/// and the reset margin (1 s), and time for the sync itself.
+const AT_MOST: Duration = Duration::from_secs(4 + 2 + 1 + 5);
+
+async fn rig(rooms: Vec<fake_chatwork::Room>) -> SyncRig {
+    count_metrics();
+    SyncRig::with_fake(
+        Backend::Embedded,
+        FakeSettings::default()
+            .with_rate_limit(12, WINDOW)
+            .with_rooms(rooms),
+    )
+    .await
+}
+
+/// After the sync that met a hostile answer: a new message in `room_id` is synced, and
+/// within [`AT_MOST`].
+async fn syncing_resumes(rig: &SyncRig, room_id: i64) {
+    let body = format!("after the hostile answer to {room_id}");
+    rig.fake.post_message(room_id, &poster(), &body).unwrap();
+    let started = Instant::now();
+    let job = rig.messages_sync(Some(room_id)).await;
+    let took = started.elapsed();
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert!(took <= AT_MOST, "syncing was held back {took:?}");
+    let stored = rig.stored(room_id).await;
+    assert_eq!(stored.last().unwrap().1, body);
+}
+
+async fn reset_at_within(rig: &SyncRig, within: Duration) -> bool {
+    sqlx::query_scalar(
+        "SELECT bool_and(reset_at <= now() + make_interval(secs => $1))
+           FROM chatwork_rate_budgets",
+    )
+    .bind(within.as_secs_f64())
+    .fetch_one(rig.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_window_reported_spent_for_ten_years_holds_syncing_back_at_most_a_window() {
+    let rig = rig(vec![room_with_history(8101, 3)]).await;
+    rig.rooms_sync().await;
+    let capped = counter("chatwork_rate_reset_capped", &[]);
+    rig.fake.inject(
+        FaultScope::Any,
+        Fault::SpentFor {
+            ahead: TEN_YEARS,
+            refused: false,
+        },
+        Some(1),
+    );
+    let job = rig.messages_sync(Some(8101)).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Completed,
+        "the answer itself is good"
+    );
+    assert!(
+        reset_at_within(&rig, WINDOW * 2).await,
+        "the budget believes no reset years ahead"
+    );
+    assert!(counter("chatwork_rate_reset_capped", &[]) > capped);
+    syncing_resumes(&rig, 8101).await;
+}
+
+#[tokio::test]
+async fn a_429_reporting_a_reset_ten_years_ahead_holds_syncing_back_at_most_a_window() {
+    let rig = rig(vec![room_with_history(8111, 3)]).await;
+    rig.rooms_sync().await;
+    rig.fake.inject(
+        FaultScope::Any,
+        Fault::SpentFor {
+            ahead: TEN_YEARS,
+            refused: true,
+        },
+        Some(1),
+    );
+    rig.fake.post_message(8111, &poster(), "first").unwrap();
+    let started = Instant::now();
+    let job = rig.messages_sync(Some(8111)).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert!(started.elapsed() <= AT_MOST, "{:?}", started.elapsed());
+    assert!(reset_at_within(&rig, WINDOW * 2).await);
+    syncing_resumes(&rig, 8111).await;
+}
+
+#[tokio::test]
+async fn a_budget_left_spent_for_years_lets_a_request_through() {
+    let rig = rig(vec![room_with_history(8121, 3)]).await;
+    rig.rooms_sync().await;
+    // As an answer believed before answers were bounded left it.
+    sqlx::query(
+        "UPDATE chatwork_rate_budgets
+            SET remaining = 0, reset_at = now() + interval '10 years',
+                server_reset = extract(epoch FROM now() + interval '10 years')::int8",
+    )
+    .execute(rig.pool())
+    .await
+    .unwrap();
+    syncing_resumes(&rig, 8121).await;
+    assert!(reset_at_within(&rig, WINDOW * 2).await);
+}
