@@ -18,7 +18,7 @@ use super::budget::{
 };
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
-use super::models::{Message, Room, RoomDetail};
+use super::models::{Message, Room, RoomDetail, Storable, count_replaced};
 use crate::config::ChatworkConfig;
 use crate::retry::Backoff;
 
@@ -326,7 +326,7 @@ impl ChatworkClient {
         }
     }
 
-    fn decode_list<T: DeserializeOwned>(
+    fn decode_list<T: DeserializeOwned + Storable>(
         &self,
         endpoint: &str,
         answer: Answer,
@@ -337,15 +337,31 @@ impl ChatworkClient {
         self.decode(endpoint, &answer.body)
     }
 
-    fn decode<T: DeserializeOwned>(&self, endpoint: &str, body: &[u8]) -> Result<T, ChatworkError> {
-        serde_json::from_slice(body).map_err(|e| {
+    /// Decodes an answer and makes its text storable (the one place every answer passes).
+    fn decode<T: DeserializeOwned + Storable>(
+        &self,
+        endpoint: &str,
+        body: &[u8],
+    ) -> Result<T, ChatworkError> {
+        let mut decoded: T = serde_json::from_slice(body).map_err(|e| {
             let secret = self.inner.token.expose_secret();
             ChatworkError::Decode {
                 endpoint: endpoint.to_owned(),
                 message: clip(&error::scrub(&e.to_string(), secret), 200),
                 body_excerpt: error::excerpt(body, secret),
             }
-        })
+        })?;
+        let replaced = decoded.make_storable();
+        if replaced > 0 {
+            tracing::warn!(
+                endpoint,
+                replaced,
+                "Chatwork's answer holds NUL characters, which Postgres cannot store; \
+                 each is stored as U+FFFD"
+            );
+            count_replaced("api", replaced);
+        }
+        Ok(decoded)
     }
 
     /// One call: budget, send, record, retry. Returns a 2xx answer or the error.

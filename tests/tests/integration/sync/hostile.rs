@@ -1,10 +1,10 @@
-//! A Chatwork that answers what it cannot mean: a window spent for ten years. It never
-//! stops syncing for longer than a window.
+//! A Chatwork that answers what it cannot mean: a window spent for ten years, text
+//! Postgres cannot store. Neither stops syncing for longer than a window.
 
 use std::time::Duration;
 
 use cwsync::jobs::JobStatus;
-use fake_chatwork::{FakeSettings, Fault, FaultScope};
+use fake_chatwork::{Account, FakeSettings, Fault, FaultScope};
 use tokio::time::Instant;
 
 use super::{Backend, SyncRig, count_metrics, counter, poster, room_with_history};
@@ -116,4 +116,51 @@ async fn a_budget_left_spent_for_years_lets_a_request_through() {
     .unwrap();
     syncing_resumes(&rig, 8121).await;
     assert!(reset_at_within(&rig, WINDOW * 2).await);
+}
+
+#[tokio::test]
+async fn nul_in_room_names_and_descriptions_is_stored_visibly_and_counted() {
+    let mut room = room_with_history(8201, 2);
+    room.name = "営業\0部".into();
+    room.description = "説明\0".into();
+    let rig = rig(vec![room, room_with_history(8202, 2)]).await;
+    let replaced = counter("chatwork_text_replaced", &[("source", "api")]);
+
+    // The room check registers rooms by their listed names.
+    rig.check(0).await;
+    let job = rig.rooms_sync().await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let stored = rig.room(8201).await;
+    assert_eq!(stored.name, "営業\u{FFFD}部");
+    assert_eq!(stored.description.as_deref(), Some("説明\u{FFFD}"));
+    assert_eq!(rig.room(8202).await.name, "room 8202");
+    assert!(counter("chatwork_text_replaced", &[("source", "api")]) >= replaced + 2);
+
+    let job = rig.messages_sync(None).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(rig.stored(8201).await.len(), 2);
+}
+
+#[tokio::test]
+async fn nul_in_a_message_and_its_authors_name_is_stored_visibly_and_counted() {
+    let rig = rig(vec![room_with_history(8301, 2)]).await;
+    rig.rooms_sync().await;
+    rig.messages_sync(None).await;
+    let replaced = counter("chatwork_text_replaced", &[("source", "api")]);
+    let author = Account::new(4242, "名前\0");
+    rig.fake.post_message(8301, &author, "本文\0です").unwrap();
+
+    let job = rig.messages_sync(Some(8301)).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let stored = rig.stored(8301).await;
+    assert_eq!(stored.last().unwrap().1, "本文\u{FFFD}です");
+    let name: Option<String> = sqlx::query_scalar(
+        "SELECT account_name FROM messages WHERE room_id = 8301 AND account_id = 4242",
+    )
+    .fetch_one(rig.pool())
+    .await
+    .unwrap();
+    assert_eq!(name.as_deref(), Some("名前\u{FFFD}"));
+    assert!(counter("chatwork_text_replaced", &[("source", "api")]) >= replaced + 2);
+    syncing_resumes(&rig, 8301).await;
 }
