@@ -1,9 +1,10 @@
 //! A Chatwork that answers what it cannot mean: a window spent for ten years, text
-//! Postgres cannot store. Neither stops syncing for longer than a window.
+//! Postgres cannot store, a body of garbage. Each may fail what it touches once, but
+//! never stops syncing for longer than a window.
 
 use std::time::Duration;
 
-use cwsync::jobs::JobStatus;
+use cwsync::jobs::{ItemStatus, JobStatus};
 use fake_chatwork::{Account, FakeSettings, Fault, FaultScope};
 use tokio::time::Instant;
 
@@ -163,4 +164,49 @@ async fn nul_in_a_message_and_its_authors_name_is_stored_visibly_and_counted() {
     assert_eq!(name.as_deref(), Some("名前\u{FFFD}"));
     assert!(counter("chatwork_text_replaced", &[("source", "api")]) >= replaced + 2);
     syncing_resumes(&rig, 8301).await;
+}
+
+/// 64 MiB: more than any cap, and more than a loopback connection buffers.
+const GARBAGE: usize = 64 << 20;
+
+#[tokio::test]
+async fn a_messages_answer_of_garbage_is_read_only_to_its_cap_and_fails_the_room_once() {
+    let rig = rig(vec![room_with_history(8401, 2), room_with_history(8402, 2)]).await;
+    rig.rooms_sync().await;
+    rig.fake
+        .inject(FaultScope::Room(8401), Fault::Garbage(GARBAGE), Some(1));
+
+    let job = rig.messages_sync(Some(8401)).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let item = &rig.items(job.id).await[0];
+    assert_eq!(
+        (item.status, item.attempts),
+        (ItemStatus::Failed, 1),
+        "not retried: the same request would get the same answer"
+    );
+    let sent = rig.fake.garbage_sent();
+    assert!(sent < (32 << 20), "read {sent} bytes of garbage");
+    let error = rig.room(8401).await.last_error_message.unwrap();
+    assert!(error.contains("larger than 8192 KiB"), "{error}");
+
+    syncing_resumes(&rig, 8401).await;
+    assert_eq!(rig.room(8401).await.last_error_message, None);
+}
+
+#[tokio::test]
+async fn a_room_list_of_garbage_is_read_only_to_its_cap_and_fails_one_rooms_sync() {
+    let rig = rig(vec![room_with_history(8501, 2)]).await;
+    rig.fake
+        .inject(FaultScope::Any, Fault::Garbage(GARBAGE), Some(1));
+
+    let job = rig.rooms_sync().await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let sent = rig.fake.garbage_sent();
+    assert!(sent < (48 << 20), "read {sent} bytes of garbage");
+    let error = job.error.unwrap();
+    assert!(error.message.contains("larger than"), "{error:?}");
+
+    let job = rig.rooms_sync().await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    syncing_resumes(&rig, 8501).await;
 }
