@@ -21,10 +21,10 @@
 //! A test changes the world while the fake runs (rooms, messages, edits, a room that is
 //! gone or forbidden), injects faults ([`Fault`]: server errors, hangs, network delay,
 //! a window reported spent for years, a body of garbage, for the next N requests, for
-//! one room, or a random share), and reads back every
-//! request received ([`FakeChatwork::requests`]). [`DemoData`] is a realistic data set
-//! of a dozen rooms for the local runner and demos. In traffic mode
-//! ([`FakeChatwork::play`]) it plays an organization's messages with time compressed.
+//! one room, or a random share), and reads back every request received
+//! ([`FakeChatwork::requests`]). [`DemoData`] is a realistic data set of a dozen rooms
+//! for the local runner and demos. In traffic mode ([`FakeChatwork::play`]) it plays an
+//! organization's messages with time compressed.
 //!
 //! Webhooks ([`FakeChatwork::add_webhook`]): the fake POSTs Chatwork's signed
 //! `message_created`, `message_updated` and `mention_to_me` events for every message it
