@@ -71,7 +71,7 @@ async fn a_window_reported_spent_for_ten_years_holds_syncing_back_at_most_a_wind
     assert_eq!(
         job.status,
         JobStatus::Completed,
-        "the answer itself is good"
+        "the answer itself is good: {job:?}"
     );
     assert!(
         reset_at_within(&rig, WINDOW * 2).await,
