@@ -20,10 +20,11 @@
 //!
 //! A test changes the world while the fake runs (rooms, messages, edits, a room that is
 //! gone or forbidden), injects faults ([`Fault`]: server errors, hangs, network delay,
-//! for the next N requests, for one room, or a random share), and reads back every
-//! request received ([`FakeChatwork::requests`]). [`DemoData`] is a realistic data set
-//! of a dozen rooms for the local runner and demos. In traffic mode
-//! ([`FakeChatwork::play`]) it plays an organization's messages with time compressed.
+//! a window reported spent for years, a body of garbage, for the next N requests, for
+//! one room, or a random share), and reads back every request received
+//! ([`FakeChatwork::requests`]). [`DemoData`] is a realistic data set of a dozen rooms
+//! for the local runner and demos. In traffic mode ([`FakeChatwork::play`]) it plays an
+//! organization's messages with time compressed.
 //!
 //! Webhooks ([`FakeChatwork::add_webhook`]): the fake POSTs Chatwork's signed
 //! `message_created`, `message_updated` and `mention_to_me` events for every message it
@@ -302,6 +303,14 @@ impl FakeChatwork {
     /// The next `n` requests with a valid token are held for `hold` before answering.
     pub fn hang_next(&self, n: u32, hold: Duration) {
         self.inject(FaultScope::Any, Fault::Hang(hold), Some(n));
+    }
+
+    /// How many bytes of garbage answers ([`Fault::Garbage`]) have been sent so far: what
+    /// a client that stops reading at its cap let out of the fake.
+    pub fn garbage_sent(&self) -> u64 {
+        lock(&self.shared)
+            .garbage_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A share (0 to 1) of requests is answered with a random 500, 502 or 503.

@@ -119,6 +119,14 @@ pub enum Fault {
     /// Hold the request this long before it reaches the rate limiter (a slow network):
     /// a request sent late in a window is counted in the next one.
     Delay(Duration),
+    /// Report the window spent (`x-ratelimit-remaining: 0`) until `ahead` from now,
+    /// however long that is: on a normal answer, or on a 429 when `refused`.
+    SpentFor { ahead: Duration, refused: bool },
+    /// Answer 200 with this many bytes of garbage, sent as they are produced and without
+    /// a `Content-Length` (a reader learns the size only by reading);
+    /// [`FakeChatwork::garbage_sent`](crate::FakeChatwork::garbage_sent) counts the
+    /// bytes that left.
+    Garbage(usize),
 }
 
 /// Which requests a scheduled fault applies to.

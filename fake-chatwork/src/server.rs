@@ -3,6 +3,7 @@
 //! for (latency, faults).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -103,7 +104,7 @@ async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next
     };
 
     let admission = lock(&shared).admit(&token);
-    let rate = match admission {
+    let mut rate = match admission {
         Admission::Limited(rate) => {
             let mut response = errors(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -116,11 +117,25 @@ async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next
         Admission::Counted(rate) => rate,
     };
 
+    if let Some(Fault::SpentFor { ahead, refused }) = fault {
+        rate.remaining = 0;
+        rate.reset = crate::clock::now_secs().saturating_add(ahead.as_secs() as i64);
+        if refused {
+            let mut response = errors(
+                StatusCode::TOO_MANY_REQUESTS,
+                "You have exceeded the maximum number of API requests. Please try again later.",
+            );
+            set_rate_headers(response.headers_mut(), rate);
+            finish(StatusCode::TOO_MANY_REQUESTS);
+            return response;
+        }
+    }
     let mut response = match fault {
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             errors(status, "Injected fault")
         }
+        Some(Fault::Garbage(bytes)) => garbage(lock(&shared).garbage_sent.clone(), bytes),
         _ => {
             if let Some(Fault::Hang(hold)) = fault {
                 tokio::time::sleep(hold).await;
@@ -153,6 +168,24 @@ async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next
     }
     finish(response.status());
     response
+}
+
+/// `bytes` of garbage, produced a chunk at a time as the client reads them.
+fn garbage(sent: Arc<AtomicU64>, bytes: usize) -> Response {
+    const CHUNK: usize = 64 << 10;
+    let chunks = futures_util::stream::unfold(bytes, move |left| {
+        let sent = sent.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let n = left.min(CHUNK);
+            sent.fetch_add(n as u64, Ordering::Relaxed);
+            let chunk = axum::body::Bytes::from(b"garbage ".repeat(n.div_ceil(8))).slice(..n);
+            Some((Ok::<_, std::io::Error>(chunk), left - n))
+        }
+    });
+    Response::new(axum::body::Body::from_stream(chunks))
 }
 
 fn room_json(room: &Room, detail: bool) -> Value {

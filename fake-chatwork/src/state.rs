@@ -2,6 +2,8 @@
 //! the per-token read position behind `force`, faults, the request log.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::clock::{now_ms, now_secs};
@@ -78,6 +80,8 @@ pub(crate) struct State {
     /// Registered webhooks and their deliveries: every post and edit goes through
     /// [`State::post`] and [`State::edit`], which hand it to them.
     pub webhooks: Webhooks,
+    /// Bytes of garbage answers that left (`Fault::Garbage`), counted as they are sent.
+    pub garbage_sent: Arc<AtomicU64>,
 }
 
 impl State {
@@ -105,6 +109,7 @@ impl State {
             last_id: 0,
             message_limitation: None,
             webhooks: Webhooks::new(seed),
+            garbage_sent: Arc::default(),
         };
         for room in rooms {
             state.put_room(room);

@@ -19,6 +19,9 @@ pub(super) struct Answer {
     pub(super) status: u16,
     pub(super) body: Vec<u8>,
     pub(super) limitation: Option<String>,
+    /// A 2xx answer was larger than its endpoint's cap (this many bytes): `body` holds
+    /// only its start.
+    pub(super) over_cap: Option<usize>,
 }
 
 // Not derived: a body may echo the token, and a Debug line may reach a log.
@@ -28,6 +31,7 @@ impl std::fmt::Debug for Answer {
             .field("status", &self.status)
             .field("body_bytes", &self.body.len())
             .field("limitation", &self.limitation)
+            .field("over_cap", &self.over_cap)
             .finish()
     }
 }
@@ -54,7 +58,13 @@ impl Outcome {
         secret: &str,
     ) -> Self {
         match answer.status {
-            200..=299 => Outcome::Success(answer),
+            200..=299 => match answer.over_cap {
+                None => Outcome::Success(answer),
+                Some(limit) => Outcome::Failed(ChatworkError::TooLarge {
+                    endpoint: endpoint.to_owned(),
+                    limit,
+                }),
+            },
             429 => Outcome::TooManyRequests { reset_in },
             status => Outcome::Failed(ChatworkError::Status {
                 status,
@@ -174,6 +184,7 @@ mod tests {
             status,
             body: body.as_bytes().to_vec(),
             limitation: None,
+            over_cap: None,
         }
     }
 
@@ -376,6 +387,20 @@ mod tests {
                 classify(Outcome::Failed(error.clone()), &spent),
                 NextStep::Fail(e) if e == error
             ));
+        }
+    }
+
+    #[test]
+    fn a_2xx_over_its_cap_fails_at_once() {
+        let over = Answer {
+            over_cap: Some(8 << 20),
+            ..answer(200, "[")
+        };
+        match classify(Outcome::answered(over, None, ENDPOINT, TOKEN), &facts()) {
+            NextStep::Fail(ChatworkError::TooLarge { endpoint, limit }) => {
+                assert_eq!((endpoint.as_str(), limit), (ENDPOINT, 8 << 20));
+            }
+            other => panic!("{other:?}"),
         }
     }
 

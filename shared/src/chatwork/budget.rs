@@ -77,6 +77,15 @@
 //! the earliest (tightest) is kept. Then a margin (default 1 s) is added because the
 //! reset header itself has one-second resolution and Chatwork does not document how it
 //! rounds. Without a `Date` header the reset is read as an absolute time.
+//!
+//! **Bounds.** A reset further ahead than one window and a little
+//! ([`max_reset_ahead`]) is cut to that before anything uses it
+//! ([`RateHeaders::bounded`], logged and counted by the client): a spent window with a
+//! reset years ahead would otherwise keep every request back, and with no request sent
+//! no answer could correct it. For the same reason the reserve rolls over a row whose
+//! `reset_at` lies more than two windows and a lease ahead (migration 0090), which no
+//! bounded answer can leave: the budget never holds every request back for much longer
+//! than a window without letting one through.
 
 use std::time::Duration;
 
@@ -147,9 +156,45 @@ impl RateHeaders {
     /// How long after the answer Chatwork's window resets, read on Chatwork's own clock
     /// (`reset - Date`; against this process's clock when there is no `Date`).
     pub fn reset_in(&self) -> Duration {
-        let now = self.date.unwrap_or_else(|| chrono::Utc::now().timestamp());
-        Duration::from_secs(self.reset.saturating_sub(now).clamp(0, 86_400) as u64)
+        Duration::from_secs(
+            self.reset
+                .saturating_sub(self.answered_at())
+                .clamp(0, 86_400) as u64,
+        )
     }
+
+    /// The headers with a reset no later than `max_ahead` after the answer (its `Date`, or
+    /// this process's clock without one), and whether it had to be cut. A window cannot
+    /// end later than one window after an answer, so a reset beyond is not believed: it
+    /// would keep every request back with no answer to correct it (docs/architecture.md,
+    /// "Chatwork's rate budget and outage breaker").
+    pub fn bounded(self, max_ahead: Duration) -> (Self, bool) {
+        let latest = self
+            .answered_at()
+            .saturating_add(max_ahead.as_secs().min(i64::MAX as u64) as i64);
+        if self.reset > latest {
+            (
+                Self {
+                    reset: latest,
+                    ..self
+                },
+                true,
+            )
+        } else {
+            (self, false)
+        }
+    }
+
+    fn answered_at(&self) -> i64 {
+        self.date.unwrap_or_else(|| chrono::Utc::now().timestamp())
+    }
+}
+
+/// The furthest ahead of an answer a reset is believed, for a window of `window`: the
+/// window and a tenth of it (at least 2 s) for the reset's rounding and the skew between
+/// Chatwork's clocks.
+pub fn max_reset_ahead(window: Duration) -> Duration {
+    window + (window / 10).max(Duration::from_secs(2))
 }
 
 /// A unit of budget taken for one request. Hand it back to [`RateBudget::record`]
@@ -420,5 +465,35 @@ mod tests {
         assert_eq!(refused.reset_in(), Duration::from_secs(300));
         headers.insert("x-ratelimit-limit", HeaderValue::from_static("zero"));
         assert_eq!(RateHeaders::from_headers(&headers), None);
+    }
+
+    #[test]
+    fn a_reset_beyond_one_window_is_cut_to_it() {
+        let window = Duration::from_secs(300);
+        assert_eq!(max_reset_ahead(window), Duration::from_secs(330));
+        assert_eq!(
+            max_reset_ahead(Duration::from_secs(4)),
+            Duration::from_secs(6)
+        );
+        let date = 1_747_008_000;
+        let answer = |reset| RateHeaders {
+            limit: 300,
+            remaining: 0,
+            reset,
+            date: Some(date),
+            rate_limited: false,
+        };
+        // Chatwork's own window, rounded up a second: believed.
+        assert_eq!(
+            answer(date + 301).bounded(max_reset_ahead(window)),
+            (answer(date + 301), false)
+        );
+        // Ten years ahead: one window and its slack after the answer.
+        let (cut, was_cut) = answer(date + 315_360_000).bounded(max_reset_ahead(window));
+        assert!(was_cut);
+        assert_eq!(cut.reset, date + 330);
+        assert_eq!(cut.reset_in(), Duration::from_secs(330));
+        let (far, _) = answer(i64::MAX).bounded(Duration::MAX);
+        assert_eq!(far.reset, i64::MAX);
     }
 }

@@ -14,10 +14,12 @@ use url::Url;
 use super::ChatworkConfig;
 use super::attempt::{Answer, Facts, NextStep, Outcome, classify};
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
-use super::budget::{BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation};
+use super::budget::{
+    BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation, max_reset_ahead,
+};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
-use super::models::{Message, Room, RoomDetail};
+use super::models::{Message, Room, RoomDetail, Storable, count_replaced};
 use crate::retry::Backoff;
 
 /// How the client talks to Chatwork.
@@ -126,6 +128,18 @@ impl std::fmt::Debug for ChatworkClient {
 pub const LIMITATION_HEADER: &str = "chatwork-message-limitation";
 /// See [`LIMITATION_HEADER`].
 pub const LIMITATION_SUMMARY_HEADER: &str = "chatwork-message-limitation-summary";
+
+/// The most bytes read of an answer to `GET /rooms/{id}/messages`: at most 100 messages
+/// (Chatwork's limit), which leaves each about 80 KiB, far more than an honest answer
+/// carries. Caps keep an answer of garbage from growing memory without bound.
+pub const MAX_MESSAGES_ANSWER_BYTES: usize = 8 << 20;
+/// ... of `GET /rooms`: some 8,000 rooms at 2 KiB (a long name with every character
+/// escaped), 40,000 of the usual size.
+pub const MAX_ROOMS_ANSWER_BYTES: usize = 16 << 20;
+/// ... of `GET /rooms/{id}`: one room and its description.
+pub const MAX_ROOM_ANSWER_BYTES: usize = 1 << 20;
+/// ... of an error status, of which only an excerpt is kept: the rest is not read.
+const MAX_ERROR_ANSWER_BYTES: usize = 64 << 10;
 
 /// A list Chatwork answered, with the plan's message limitation when the response
 /// carried one.
@@ -267,7 +281,9 @@ impl ChatworkClient {
     /// `GET /rooms`: every room of the token's account, with the plan's message
     /// limitation when Chatwork reported one.
     pub async fn list_rooms(&self, deadline: Instant) -> Result<Listed<Room>, ChatworkError> {
-        let answer = self.get("/rooms", None, deadline).await?;
+        let answer = self
+            .get("/rooms", None, MAX_ROOMS_ANSWER_BYTES, deadline)
+            .await?;
         let limitation = answer.limitation.clone();
         let items = self.decode_list("GET /rooms", answer)?;
         Ok(Listed {
@@ -284,7 +300,9 @@ impl ChatworkClient {
         deadline: Instant,
     ) -> Result<RoomDetail, ChatworkError> {
         let path = format!("/rooms/{room_id}");
-        let answer = self.get(&path, None, deadline).await?;
+        let answer = self
+            .get(&path, None, MAX_ROOM_ANSWER_BYTES, deadline)
+            .await?;
         self.decode(&format!("GET {path}"), &answer.body)
     }
 
@@ -304,9 +322,9 @@ impl ChatworkClient {
         } = options;
         let path = format!("/rooms/{room_id}/messages");
         let query = force.then_some(("force", "1"));
-        let (answer, deferred) = self
-            .call(&path, query, deadline, prepaid, defer_record)
-            .await?;
+        let request = Request::new(&self.inner.base, &path, query, defer_record)
+            .capped(MAX_MESSAGES_ANSWER_BYTES);
+        let (answer, deferred) = self.call(request, deadline, prepaid).await?;
         let endpoint = format!("GET {path}{}", if force { "?force=1" } else { "" });
         let limitation = answer.limitation.clone();
         match self.decode_list(&endpoint, answer) {
@@ -324,7 +342,7 @@ impl ChatworkClient {
         }
     }
 
-    fn decode_list<T: DeserializeOwned>(
+    fn decode_list<T: DeserializeOwned + Storable>(
         &self,
         endpoint: &str,
         answer: Answer,
@@ -335,15 +353,31 @@ impl ChatworkClient {
         self.decode(endpoint, &answer.body)
     }
 
-    fn decode<T: DeserializeOwned>(&self, endpoint: &str, body: &[u8]) -> Result<T, ChatworkError> {
-        serde_json::from_slice(body).map_err(|e| {
+    /// Decodes an answer and makes its text storable (the one place every answer passes).
+    fn decode<T: DeserializeOwned + Storable>(
+        &self,
+        endpoint: &str,
+        body: &[u8],
+    ) -> Result<T, ChatworkError> {
+        let mut decoded: T = serde_json::from_slice(body).map_err(|e| {
             let secret = self.inner.token.expose_secret();
             ChatworkError::Decode {
                 endpoint: endpoint.to_owned(),
                 message: clip(&error::scrub(&e.to_string(), secret), 200),
                 body_excerpt: error::excerpt(body, secret),
             }
-        })
+        })?;
+        let replaced = decoded.make_storable();
+        if replaced > 0 {
+            tracing::warn!(
+                endpoint,
+                replaced,
+                "Chatwork's answer holds NUL characters, which Postgres cannot store; \
+                 each is stored as U+FFFD"
+            );
+            count_replaced("api", replaced);
+        }
+        Ok(decoded)
     }
 
     /// One call: budget, send, record, retry. Returns a 2xx answer or the error.
@@ -351,9 +385,11 @@ impl ChatworkClient {
         &self,
         path: &str,
         query: Option<(&str, &str)>,
+        max_body: usize,
         deadline: Instant,
     ) -> Result<Answer, ChatworkError> {
-        let (answer, deferred) = self.call(path, query, deadline, None, false).await?;
+        let request = Request::new(&self.inner.base, path, query, false).capped(max_body);
+        let (answer, deferred) = self.call(request, deadline, None).await?;
         debug_assert!(deferred.is_none());
         Ok(answer)
     }
@@ -367,14 +403,11 @@ impl ChatworkClient {
     /// the budget, the request, its record; then [`classify`] says what comes next.
     async fn call(
         &self,
-        path: &str,
-        query: Option<(&str, &str)>,
+        request: Request<'_>,
         deadline: Instant,
         mut prepaid: Option<GrantGuard>,
-        defer: bool,
     ) -> Result<(Answer, Option<DeferredRecord>), ChatworkError> {
         let settings = &self.inner.settings;
-        let request = Request::new(&self.inner.base, path, query, defer);
         let mut attempts = 0u32;
         let mut retries = settings.backoff().start();
         // A run of 429s without a reset to wait for backs off on a schedule of its own,
@@ -496,12 +529,14 @@ impl ChatworkClient {
     ) -> Attempted {
         let sent_at = Instant::now();
         grant.sending();
-        let (rate, result) = self
-            .attempt(&request.url, request.query, attempt.timeout)
-            .await;
+        let (rate, result) = self.attempt(request, attempt.timeout).await;
         let elapsed_ms = sent_at.elapsed().as_millis() as u64;
         let deferred = match &result {
-            Ok(answer) if request.defer && (200..300).contains(&answer.status) => {
+            Ok(answer)
+                if request.defer
+                    && (200..300).contains(&answer.status)
+                    && answer.over_cap.is_none() =>
+            {
                 Some(grant.defer(rate))
             }
             _ => {
@@ -545,6 +580,14 @@ impl ChatworkClient {
                     elapsed_ms,
                     "chatwork request"
                 );
+                if let Some(limit) = answer.over_cap {
+                    tracing::warn!(
+                        path = %request.shown,
+                        limit,
+                        "Chatwork's answer is larger than its cap; the rest is not read"
+                    );
+                    metrics::counter!("chatwork_answers_too_large").increment(1);
+                }
                 let reset_in = rate.map(|r| r.reset_in());
                 Outcome::answered(answer, reset_in, &request.endpoint, secret)
             }
@@ -592,39 +635,64 @@ impl ChatworkClient {
     /// Sends one request; returns the rate headers if an answer came, and the answer.
     async fn attempt(
         &self,
-        url: &str,
-        query: Option<(&str, &str)>,
+        request: &Request<'_>,
         timeout: Duration,
     ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
-        let mut request = self
+        let mut sent = self
             .inner
             .http
-            .get(url)
+            .get(&request.url)
             .header("X-ChatWorkToken", self.inner.token_header.clone())
             .timeout(timeout);
-        if let Some(pair) = query {
-            request = request.query(&[pair]);
+        if let Some(pair) = request.query {
+            sent = sent.query(&[pair]);
         }
-        let response = match request.send().await {
+        let response = match sent.send().await {
             Ok(response) => response,
             Err(e) => return (None, Err(e)),
         };
         let status = response.status().as_u16();
-        let rate = RateHeaders::from_headers(response.headers()).map(|r| r.answered_with(status));
+        let rate = RateHeaders::from_headers(response.headers())
+            .map(|r| self.bounded(r.answered_with(status), &request.shown));
         let headers = response.headers();
         let limitation = headers.get(LIMITATION_HEADER).map(|flag| {
             let shown = headers.get(LIMITATION_SUMMARY_HEADER).unwrap_or(flag);
             clip(String::from_utf8_lossy(shown.as_bytes()).trim(), 200)
         });
-        let body = response.bytes().await.map(|b| b.to_vec());
+        let success = (200..300).contains(&status);
+        let cap = if success {
+            request.max_body
+        } else {
+            MAX_ERROR_ANSWER_BYTES
+        };
+        let body = read_capped(response, cap).await;
         (
             rate,
-            body.map(|body| Answer {
+            body.map(|(body, over)| Answer {
                 status,
                 body,
                 limitation,
+                // An error's excerpt needs only its start.
+                over_cap: (over && success).then_some(cap),
             }),
         )
+    }
+
+    /// `rate` with its reset no further ahead than one window allows, logged and
+    /// counted when Chatwork reported one beyond (see [`RateHeaders::bounded`]).
+    fn bounded(&self, rate: RateHeaders, shown: &str) -> RateHeaders {
+        let (bounded, cut) = rate.bounded(max_reset_ahead(self.inner.settings.assumed_window));
+        if cut {
+            tracing::warn!(
+                path = %shown,
+                reported = rate.reset,
+                date = rate.date,
+                believed = bounded.reset,
+                "Chatwork reported a rate reset beyond one window; believed only up to one window"
+            );
+            metrics::counter!("chatwork_rate_reset_capped").increment(1);
+        }
+        bounded
     }
 
     /// Tells the outage breaker how an attempt went (`down`: a 5xx, a timeout or no
@@ -866,6 +934,8 @@ struct Request<'a> {
     shown: String,
     /// Leave the record of a 2xx answer to the caller.
     defer: bool,
+    /// The most bytes of a 2xx answer read (the endpoint's cap).
+    max_body: usize,
 }
 
 impl<'a> Request<'a> {
@@ -880,8 +950,34 @@ impl<'a> Request<'a> {
             endpoint: format!("GET {shown}"),
             shown,
             defer,
+            max_body: MAX_ROOM_ANSWER_BYTES,
         }
     }
+
+    fn capped(self, max_body: usize) -> Self {
+        Self { max_body, ..self }
+    }
+}
+
+/// Reads `response`'s body up to `cap` bytes; `true` when there was more (then the rest
+/// is not read: the connection is dropped, and only the first KiB is kept).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok((Vec::new(), true));
+    }
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+    while let Some(chunk) = response.chunk().await? {
+        if chunk.len() > cap - body.len() {
+            body.extend_from_slice(&chunk[..(cap - body.len()).min(1024)]);
+            body.truncate(1024);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 /// One attempt of a request.

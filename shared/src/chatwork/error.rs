@@ -48,6 +48,9 @@ pub enum ChatworkError {
         message: String,
         body_excerpt: String,
     },
+    /// Chatwork answered 2xx with a body larger than such an answer can honestly be
+    /// (`limit` bytes); the rest was not read.
+    TooLarge { endpoint: String, limit: usize },
     /// The caller's deadline passed before the request could be sent.
     Deadline { endpoint: String },
     /// The shared rate budget in Postgres could not be used.
@@ -62,8 +65,10 @@ pub enum ChatworkError {
 
 impl ChatworkError {
     /// Whether trying again later can succeed: 5xx, 429, network failures, timeouts, an
-    /// open outage breaker and an unreachable budget are; 400, 401, 403, 404 and
-    /// malformed answers are not.
+    /// open outage breaker and an unreachable budget are; 400, 401, 403, 404,
+    /// malformed answers and answers over their size cap are not (the same request
+    /// would get the same answer, and each try costs a request and the cap in memory:
+    /// the room fails and the next check asks again).
     pub fn is_retryable(&self) -> bool {
         match self {
             ChatworkError::Status { status, .. } => *status >= 500 || *status == 429,
@@ -73,7 +78,9 @@ impl ChatworkError {
             | ChatworkError::Deadline { .. }
             | ChatworkError::Budget { .. }
             | ChatworkError::Unavailable { .. } => true,
-            ChatworkError::Decode { .. } | ChatworkError::Setup { .. } => false,
+            ChatworkError::Decode { .. }
+            | ChatworkError::TooLarge { .. }
+            | ChatworkError::Setup { .. } => false,
         }
     }
 
@@ -136,6 +143,12 @@ impl ChatworkError {
             } => write!(
                 f,
                 "unexpected answer from Chatwork to {endpoint}: {message}"
+            ),
+            ChatworkError::TooLarge { endpoint, limit } => write!(
+                f,
+                "Chatwork's answer to {endpoint} is larger than {} KiB, more than it can \
+                 honestly hold; not read",
+                limit / 1024
             ),
             ChatworkError::Deadline { endpoint } => write!(
                 f,

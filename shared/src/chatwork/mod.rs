@@ -70,7 +70,11 @@
 //! or `timeout` / `network` when no answer came; `chatwork_rate_limit_waits` counts the
 //! calls that waited for the budget (or a 429's reset) and `chatwork_rate_limit_wait_ms`
 //! records how long; `chatwork_unavailable` counts the calls the open outage breaker
-//! failed fast. Rooms are never labels (each label value would be a CloudWatch
+//! failed fast; `chatwork_rate_reset_capped` the resets cut to one window,
+//! `chatwork_answers_too_large` the answers over their endpoint's cap and
+//! `chatwork_text_replaced` (by `source`) the NUL characters stored as U+FFFD (what
+//! cwsync does not believe of Chatwork: docs/architecture.md, "Chatwork's rate budget
+//! and outage breaker"). Rooms are never labels (each label value would be a CloudWatch
 //! dimension of its own); they go in log fields.
 //!
 //! # Measured

@@ -149,6 +149,62 @@ fn message_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::E
     }
 }
 
+/// What stands in for a character of Chatwork's text that Postgres cannot store.
+pub const REPLACEMENT_CHAR: char = '\u{FFFD}';
+
+/// Replaces each NUL in `text` (which Postgres refuses in `text` and `jsonb`) by
+/// [`REPLACEMENT_CHAR`], so that a reader sees where it was; returns how many. The rule
+/// for every Chatwork text cwsync stores, fetched or pushed by a webhook.
+pub fn replace_nul(text: &mut String) -> usize {
+    let count = text.bytes().filter(|b| *b == 0).count();
+    if count > 0 {
+        *text = text.replace('\0', REPLACEMENT_CHAR.encode_utf8(&mut [0; 4]));
+    }
+    count
+}
+
+/// Counts the characters of Chatwork's text replaced to be storable, by where the text
+/// came from (`api`, `webhook`).
+pub(crate) fn count_replaced(source: &'static str, replaced: usize) {
+    metrics::counter!("chatwork_text_replaced", "source" => source).increment(replaced as u64);
+}
+
+/// A decoded answer made storable: every text field through [`replace_nul`].
+pub trait Storable {
+    /// Replaces what Postgres cannot store; returns how many characters.
+    fn make_storable(&mut self) -> usize;
+}
+
+impl<T: Storable> Storable for Vec<T> {
+    fn make_storable(&mut self) -> usize {
+        self.iter_mut().map(Storable::make_storable).sum()
+    }
+}
+
+impl Storable for Room {
+    fn make_storable(&mut self) -> usize {
+        replace_nul(&mut self.name) + replace_nul(&mut self.role) + replace_nul(&mut self.icon_path)
+    }
+}
+
+impl Storable for RoomDetail {
+    fn make_storable(&mut self) -> usize {
+        self.room.make_storable() + replace_nul(&mut self.description)
+    }
+}
+
+impl Storable for MessageAccount {
+    fn make_storable(&mut self) -> usize {
+        replace_nul(&mut self.name) + replace_nul(&mut self.avatar_image_url)
+    }
+}
+
+impl Storable for Message {
+    fn make_storable(&mut self) -> usize {
+        self.account.make_storable() + replace_nul(&mut self.body)
+    }
+}
+
 /// Orders two message ids by their numeric value, for decimal strings of any length
 /// ("99" < "100"; leading zeros do not count). Ids are never parsed into a machine
 /// integer: Chatwork's already have 19 digits and will outgrow `u64`. Strings that are
@@ -234,6 +290,28 @@ mod tests {
             );
             assert!(serde_json::from_str::<Message>(&json).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nul_is_replaced_visibly_and_counted() {
+        let mut text = "a\0b\0".to_owned();
+        assert_eq!(replace_nul(&mut text), 2);
+        assert_eq!(text, "a\u{FFFD}b\u{FFFD}");
+        assert_eq!(replace_nul(&mut text), 0, "already storable");
+        let mut messages: Vec<Message> = serde_json::from_str(
+            r#"[{"message_id": "1", "account": {"account_id": 1, "name": "a\u0000"},
+                 "body": "x\u0000y", "send_time": 1}]"#,
+        )
+        .unwrap();
+        assert_eq!(messages.make_storable(), 2);
+        assert_eq!(messages[0].body, "x\u{FFFD}y");
+        assert_eq!(messages[0].account.name, "a\u{FFFD}");
+        let mut detail: RoomDetail = serde_json::from_str(
+            r#"{"room_id": 1, "name": "\u0000", "type": "my", "description": "d\u0000"}"#,
+        )
+        .unwrap();
+        assert_eq!(detail.make_storable(), 2);
+        assert_eq!(detail.room.name, "\u{FFFD}");
     }
 
     #[test]

@@ -204,9 +204,17 @@ impl PushedEvent {
         if !(0..=MAX_EPOCH_SECS).contains(&message.update_time) {
             return Err(Ignored::InvalidEvent("update_time is out of range"));
         }
-        if message.body.contains('\0') {
-            // Postgres text cannot hold NUL.
-            return Err(Ignored::InvalidEvent("body contains a NUL character"));
+        let mut message = message;
+        let replaced = crate::chatwork::models::replace_nul(&mut message.body);
+        if replaced > 0 {
+            // The rule of a fetched message, so that either path stores the same text.
+            tracing::warn!(
+                message_id = %message_id,
+                replaced,
+                "a webhook's message holds NUL characters, which Postgres cannot store; \
+                 each is stored as U+FFFD"
+            );
+            crate::chatwork::models::count_replaced("webhook", replaced);
         }
         Ok(Self {
             kind,
@@ -428,7 +436,6 @@ mod tests {
             ("send_time", Value::from(0)),
             ("send_time", Value::from(MAX_EPOCH_SECS + 1)),
             ("update_time", Value::from(-1)),
-            ("body", Value::from("a\0b")),
             ("account_id", Value::from("x")),
         ] {
             let mut event = message_event();
@@ -441,5 +448,10 @@ mod tests {
                 "{field}"
             );
         }
+        // Stored as a fetch would store it, not dropped.
+        let mut event = message_event();
+        event["body"] = Value::from("a\0b");
+        let parsed = PushedEvent::parse(&body("message_created", event)).unwrap();
+        assert_eq!(parsed.message.body, "a\u{FFFD}b");
     }
 }

@@ -6,6 +6,7 @@ use cwsync::jobs::JobSpec as _;
 mod check;
 mod cost;
 mod faults;
+mod hostile;
 mod messages;
 mod outage;
 mod rate;
