@@ -620,7 +620,11 @@ async fn a_hostile_markup_message_renders_at_once() {
         )
         .await;
     println!("readableMarkup over {} bytes: {took}", hostile.len());
-    assert_eq!(took[1], json!(hostile.trim().chars().count()), "no tag in it closes");
+    assert_eq!(
+        took[1],
+        json!(hostile.trim().chars().count()),
+        "no tag in it closes"
+    );
 
     // The room's page shows it.
     let started = std::time::Instant::now();
