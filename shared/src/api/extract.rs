@@ -319,6 +319,18 @@ impl RequestId {
     }
 }
 
+/// A parameter holding NUL, which Postgres refuses in text: a 400 of its own rather than
+/// the database's error (a 500) when the value reaches a query.
+fn unstorable(field: &str) -> ApiError {
+    let field: String = field.replace('\0', "\\0");
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::UnstorableText,
+        format!("{field}: contains a NUL character, which cwsync cannot store or search for."),
+    )
+    .with_field(field)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,16 +422,4 @@ mod tests {
         assert!(!is_json_media_type("text/plain"));
         assert!(!is_json_media_type("application/x-www-form-urlencoded"));
     }
-}
-
-/// A parameter holding NUL, which Postgres refuses in text: a 400 of its own rather than
-/// the database's error (a 500) when the value reaches a query.
-fn unstorable(field: &str) -> ApiError {
-    let field: String = field.replace('\0', "\\0");
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        ErrorCode::UnstorableText,
-        format!("{field}: contains a NUL character, which cwsync cannot store or search for."),
-    )
-    .with_field(field)
 }
