@@ -266,7 +266,9 @@ pub(crate) async fn require_company(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkedRoomList {
-    /// The rooms linked to the company, by name, each with `linkedAt`.
+    /// The rooms linked to the company, by name, each with `linkedAt`. The room list is
+    /// admins' alone, so for anyone else a room's description, last error and message
+    /// limitation are null and `companyIds` names only this company.
     pub items: Vec<Room>,
 }
 
@@ -284,11 +286,11 @@ pub struct LinkedRoomList {
 )]
 pub(crate) async fn rooms(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiPath(path): ApiPath<CompanyPath>,
 ) -> Result<Json<LinkedRoomList>, ApiError> {
     require_company(&state.pool, path.id).await?;
-    let items = rooms_where(
+    let mut items = rooms_where(
         &state.pool,
         RoomFilter {
             company_id: Some(path.id),
@@ -296,6 +298,11 @@ pub(crate) async fn rooms(
         },
     )
     .await?;
+    if !caller.is_admin() {
+        for room in &mut items {
+            room.hide_admin_detail(path.id);
+        }
+    }
     Ok(Json(LinkedRoomList { items }))
 }
 

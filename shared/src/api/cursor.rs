@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
@@ -22,6 +22,10 @@ fn encode(parts: &[&str]) -> String {
 fn decode(s: &str, n: usize) -> Result<Vec<String>, &'static str> {
     let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| INVALID)?;
     let text = String::from_utf8(bytes).map_err(|_| INVALID)?;
+    // No name we store holds NUL, and Postgres would refuse it as a bound value.
+    if text.contains('\0') {
+        return Err(INVALID);
+    }
     let rest = text.strip_prefix("v1:").ok_or(INVALID)?;
     let parts: Vec<String> = rest.splitn(n, ':').map(str::to_owned).collect();
     if parts.len() == n {
@@ -120,6 +124,7 @@ impl FromStr for TimeUuidCursor {
                 .parse::<i64>()
                 .ok()
                 .and_then(DateTime::from_timestamp_micros)
+                .filter(|at| (1..=9999).contains(&at.year()))
                 .ok_or(INVALID)?,
             id: Uuid::parse_str(&parts[1]).map_err(|_| INVALID)?,
         })
@@ -181,6 +186,24 @@ impl NameSearch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_holding_nul_or_a_time_postgres_cannot_store_are_refused() {
+        let nul = NameIdCursor {
+            name: "a\0b".into(),
+            id: 1,
+        };
+        assert!(nul.encode().parse::<NameIdCursor>().is_err());
+        for micros in [i64::MIN, -62_135_596_800_000_001, 253_402_300_800_000_000] {
+            let cursor = URL_SAFE_NO_PAD.encode(format!("v1:{micros}:{}", Uuid::nil()));
+            assert!(cursor.parse::<TimeUuidCursor>().is_err(), "{micros}");
+        }
+        let now = TimeUuidCursor {
+            at: DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap(),
+            id: Uuid::nil(),
+        };
+        assert_eq!(now.encode().parse::<TimeUuidCursor>(), Ok(now));
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

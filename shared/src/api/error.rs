@@ -30,6 +30,9 @@ pub enum ErrorCode {
     UnknownParameter,
     /// 400: a path segment we cannot parse (`/api/jobs/abc`).
     InvalidPathParameter,
+    /// 400: a query or path parameter holding a character the database cannot store or
+    /// search for (NUL).
+    UnstorableText,
     /// 401: no identity (no verified claims, no `Authorization` header).
     Unauthenticated,
     /// 401: a token we cannot accept (malformed, badly signed, expired, without `sub`).

@@ -227,6 +227,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name.contains('\0') || value.contains('\0') {
+                return Err(unstorable(&name));
+            }
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
             let path = e.path().to_string();
@@ -312,6 +317,18 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A parameter holding NUL, which Postgres refuses in text: a 400 of its own rather than
+/// the database's error (a 500) when the value reaches a query.
+fn unstorable(field: &str) -> ApiError {
+    let field: String = field.replace('\0', "\\0");
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::UnstorableText,
+        format!("{field}: contains a NUL character, which cwsync cannot store or search for."),
+    )
+    .with_field(field)
 }
 
 #[cfg(test)]

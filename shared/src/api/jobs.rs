@@ -153,6 +153,9 @@ pub(crate) struct JobListQuery {
     limit: Option<Limit>,
 }
 
+/// `startedBy`'s documented `maxLength`.
+const MAX_STARTED_BY_CHARS: usize = 200;
+
 /// `startedBy`'s value for the jobs nobody started.
 const SCHEDULE: &str = "schedule";
 
@@ -200,6 +203,14 @@ pub(crate) async fn list(
         }
     };
     let started_by = query.started_by.as_deref().map(str::trim);
+    if started_by.is_some_and(|s| s.chars().count() > MAX_STARTED_BY_CHARS) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidParameter,
+            format!("startedBy: must be at most {MAX_STARTED_BY_CHARS} characters"),
+        )
+        .with_field("startedBy"));
+    }
     let (user_id, scheduled) = match started_by {
         Some(SCHEDULE) => (None, true),
         Some(user) if !user.is_empty() => (Some(user.to_owned()), false),
@@ -340,7 +351,7 @@ pub(crate) async fn cancel(
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "No role", body = ErrorBody),
         (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
-        (status = 409, description = "The job is still queued or processing (`job_still_open`), no item failed (`nothing_failed`), or its type cannot retry only some items (`not_retryable`)", body = ErrorBody),
+        (status = 409, description = "The job is still queued or processing (`job_still_open`), no item failed (`nothing_failed`), its type cannot retry only some items (`not_retryable`), or the same work is active for another user (`job_already_active`, naming no job)", body = ErrorBody),
     )
 )]
 pub(crate) async fn retry(
@@ -411,13 +422,7 @@ pub(crate) async fn retry(
         )
         .await
         .map_err(|e| ApiError::unexpected("could not start a retry", e))?;
-    let status = if started.created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    let view = JobView::with_progress(&state, started.job, &caller).await?;
-    Ok((status, Json(view)))
+    started_answer(&state, &caller, started).await
 }
 
 /// Starts a job of kind `K` for `caller`: 202 with the new job, or 200 with the job of
@@ -454,6 +459,17 @@ pub(crate) async fn start<K: JobKind>(
     )
     .await
     .map_err(|e| ApiError::unexpected("could not start a job", e))?;
+    started_answer(state, caller, started).await
+}
+
+/// The answer of every route that starts a job: 202 with the new job; or, when the same
+/// work was already active, 200 with that job if the caller may see it
+/// ([`Caller::may_see_job_of`], the rule of every job answer), else 409 naming no job.
+async fn started_answer(
+    state: &AppState,
+    caller: &Caller,
+    started: jobs::Started,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let status = if started.created {
         StatusCode::ACCEPTED
     } else if caller.may_see_job_of(started.job.user_id.as_deref()) {

@@ -110,6 +110,20 @@ pub struct Room {
     pub linked_at: Option<DateTime<Utc>>,
 }
 
+impl Room {
+    /// The room as a non-admin may see it among `company`'s rooms: what Chatwork and
+    /// syncing said of it is the room list's (admins only), and so are its other links.
+    pub(crate) fn hide_admin_detail(&mut self, company: Uuid) {
+        self.description = None;
+        self.last_error_at = None;
+        self.last_error_message = None;
+        self.last_error_status = None;
+        self.message_limitation = None;
+        self.message_limitation_at = None;
+        self.company_ids.retain(|id| *id == company);
+    }
+}
+
 /// Which rooms [`rooms_where`] returns; every condition given must hold.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RoomFilter {

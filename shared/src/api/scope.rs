@@ -103,10 +103,24 @@ async fn request_scope(mut req: Request, next: Next) -> Response {
         method = %req.method(),
         path = %req.uri().path(),
     );
+    let declares_body = declares_body(&req);
     let mut response = match refused_early(&req) {
         Some(error) => error.into_response(),
         None => next.run(req).instrument(span.clone()).await,
     };
+    // A refusal of who or how much comes before the body is read, and the server then
+    // drops the connection with the body unread: say so, or a keep-alive client sends its
+    // next request into a closed connection.
+    if declares_body
+        && matches!(
+            response.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE
+        )
+    {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let body = serde_json::to_vec(&error.body(Some(request_id.as_str())))
             .expect("an error body serializes");
@@ -117,6 +131,16 @@ async fn request_scope(mut req: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// Whether a body follows the request's head.
+fn declares_body(req: &Request) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 /// The error of a request refused before any handler runs, for its size: its path and

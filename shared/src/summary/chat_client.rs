@@ -355,10 +355,17 @@ fn refusal(status: u16, detail: &str) -> ErrorInfo {
             "ModelUnauthorized",
             format!("the model API refused the key ({status}); check SUMMARY_MODEL_API_KEY"),
         ),
-        _ => ErrorInfo::new(
-            "ModelRejected",
-            format!("the model API answered {status}: {detail}"),
-        ),
+        // The body is the model provider's words (it may echo the prompt): only admins
+        // see it, as the stack.
+        _ => ErrorInfo {
+            stack: Some(format!("the model API answered {status}: {detail}")),
+            ..ErrorInfo::new(
+                "ModelRejected",
+                format!(
+                    "the model API refused the request ({status}); an administrator can see its answer in the job's details"
+                ),
+            )
+        },
     }
 }
 
@@ -399,6 +406,25 @@ fn clip(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusals_body_is_for_admins_only() {
+        let error = refusal(400, "your prompt: confidential words");
+        assert_eq!(error.name, "ModelRejected");
+        assert!(
+            error
+                .stack
+                .as_deref()
+                .unwrap()
+                .contains("confidential words")
+        );
+        let public = error.public();
+        assert!(
+            !format!("{public:?}").contains("confidential"),
+            "{public:?}"
+        );
+        assert!(public.message.contains("400"), "{public:?}");
+    }
 
     #[test]
     fn retry_after_is_read_in_its_three_forms() {

@@ -84,13 +84,13 @@ impl JobSpec for SummaryDraft {
     type ItemResult = SummaryDraftResult;
     type Result = SummaryDraftResult;
 
-    /// One active draft per company and period.
+    /// One active draft per company and period, to the microsecond a period keeps.
     fn active_key(payload: &SummaryDraftPayload) -> String {
         format!(
             "company-{}:{}:{}",
             payload.company_id,
-            payload.period_start.timestamp(),
-            payload.period_end.timestamp()
+            payload.period_start.timestamp_micros(),
+            payload.period_end.timestamp_micros()
         )
     }
 
@@ -407,4 +407,29 @@ async fn store(
         tracing::info!("another delivery of this job stored its draft first; keeping that one");
     }
     stored_draft(&item.pool, item.job_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_a_microsecond_apart_are_different_work() {
+        let start = DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
+        let end = start + chrono::TimeDelta::days(1);
+        let a = SummaryDraftPayload {
+            company_id: Uuid::nil(),
+            period_start: start,
+            period_end: end,
+        };
+        let b = SummaryDraftPayload {
+            period_start: start + chrono::TimeDelta::microseconds(1),
+            ..a.clone()
+        };
+        assert_ne!(SummaryDraft::active_key(&a), SummaryDraft::active_key(&b));
+        assert_eq!(
+            SummaryDraft::active_key(&a),
+            SummaryDraft::active_key(&a.clone())
+        );
+    }
 }

@@ -226,3 +226,53 @@ async fn links_to_what_does_not_exist_are_404(app: &impl Api) {
     assert_eq!(audit, 0, "nothing changed, nothing audited");
 }
 both_ways!(links_to_what_does_not_exist_are_404);
+
+/// The room list is admins' alone; a company's rooms show a non-admin no more of a room
+/// than the company's view needs: no description, last error or message limitation, and
+/// no other company's id.
+async fn a_companys_rooms_show_non_admins_only_what_their_role_allows(app: &impl Api) {
+    let pool = app.pool();
+    let acme = seed::company(pool, "Acme").await;
+    let other = seed::company(pool, "Other").await;
+    let room = seed::room(pool, 31, "Shared room").await;
+    seed::link(pool, acme, room).await;
+    seed::link(pool, other, room).await;
+    sqlx::query(
+        "UPDATE chatwork_rooms
+            SET description = 'secret plans', last_error_at = now(),
+                last_error_message = 'Chatwork answered 403', last_error_status = 403,
+                message_limitation = 'latest 5000', message_limitation_at = now()
+          WHERE id = $1",
+    )
+    .bind(room.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let path = format!("/api/companies/{acme}/chatwork-rooms");
+    let admin = app.call(&Who::admin(), "GET", &path, None).await;
+    admin.expect(200);
+    let seen = &admin.body["items"][0];
+    assert_eq!(seen["description"], "secret plans");
+    assert_eq!(seen["lastErrorStatus"], 403);
+    assert_eq!(seen["companyIds"].as_array().unwrap().len(), 2);
+    for who in [Who::reader(), Who::writer()] {
+        let answer = app.call(&who, "GET", &path, None).await;
+        answer.expect(200);
+        let seen = &answer.body["items"][0];
+        assert_eq!(seen["roomId"], 31);
+        assert_eq!(seen["name"], "Shared room");
+        for field in [
+            "description",
+            "lastErrorAt",
+            "lastErrorMessage",
+            "lastErrorStatus",
+            "messageLimitation",
+            "messageLimitationAt",
+        ] {
+            assert!(seen[field].is_null(), "{field}: {seen}");
+        }
+        assert_eq!(seen["companyIds"], json!([acme]));
+        assert!(!answer.text.contains(&other.to_string()), "{}", answer.text);
+    }
+}
+both_ways!(a_companys_rooms_show_non_admins_only_what_their_role_allows);

@@ -393,6 +393,67 @@ async fn retry_starts_a_job_over_the_failed_items_only() {
     );
 }
 
+/// Writer A's failed draft while writer B runs the same draft: A's retry meets B's job
+/// and answers as A's own request for that draft does, 409 naming no job.
+#[tokio::test]
+async fn a_retry_never_shows_another_users_active_job() {
+    let app = cwsync_tests::spawn_app().await;
+    let pool = &app.db.pool;
+    let acme = seed::company(pool, "Acme").await;
+    let payload = SummaryDraftPayload {
+        company_id: acme,
+        period_start: seed::t0(),
+        period_end: seed::t0() + chrono::TimeDelta::days(7),
+    };
+    let a = jobs::start::<SummaryDraft>(pool, &app.queues, &payload, Some("writer-1"))
+        .await
+        .unwrap()
+        .job;
+    finish(pool, &a, &["draft"]).await;
+    let b = jobs::start::<SummaryDraft>(pool, &app.queues, &payload, Some("writer-2"))
+        .await
+        .unwrap();
+    assert!(b.created);
+
+    let direct = app
+        .call(
+            &Who::writer(),
+            "POST",
+            &format!("/api/companies/{acme}/summaries/draft"),
+            Some(json!({"periodStart": payload.period_start, "periodEnd": payload.period_end})),
+        )
+        .await;
+    direct.expect(409);
+    assert_eq!(direct.body["error"]["code"], "job_already_active");
+    let retried = app
+        .call(
+            &Who::writer(),
+            "POST",
+            &format!("/api/jobs/{}/retry", a.id),
+            None,
+        )
+        .await;
+    assert_eq!(retried.status, 409, "{}", retried.text);
+    assert_eq!(retried.body["error"]["code"], direct.body["error"]["code"]);
+    assert_eq!(
+        retried.body["error"]["message"],
+        direct.body["error"]["message"]
+    );
+    assert!(!retried.text.contains(&b.job.id.to_string()));
+    assert!(!retried.text.contains("writer-2"));
+    // An admin may see it.
+    let admin = app
+        .call(
+            &Who::admin(),
+            "POST",
+            &format!("/api/jobs/{}/retry", a.id),
+            None,
+        )
+        .await;
+    admin.expect(200);
+    assert_eq!(admin.body["id"], b.job.id.to_string());
+}
+
 #[tokio::test]
 async fn the_owner_retries_a_failed_job_and_nothing_failed_is_409() {
     let app = cwsync_tests::spawn_app().await;

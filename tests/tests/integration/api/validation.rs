@@ -290,3 +290,120 @@ async fn a_declared_oversize_body_is_413_before_authentication() {
         (413, "payload_too_large")
     );
 }
+
+/// Text Postgres refuses (NUL) in any query parameter or inside a cursor, and a jobs
+/// cursor holding a time Postgres cannot store, are 400s with a stable code, never the
+/// database's 500.
+async fn nul_and_unstorable_times_are_400s(app: &impl Api) {
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    let unstorable = [
+        ("/api/companies?q=a%00b", "q"),
+        ("/api/chatwork/rooms?q=a%00b", "q"),
+        ("/api/jobs?startedBy=a%00b", "startedBy"),
+        ("/api/jobs?type=%00", "type"),
+    ];
+    for (who, admin) in [
+        (Who::admin(), true),
+        (Who::writer(), false),
+        (Who::reader(), false),
+    ] {
+        for (path, field) in unstorable {
+            if path.starts_with("/api/chatwork/rooms") && !admin {
+                continue; // the room list is admins' alone
+            }
+            let answer = app.call(&who, "GET", path, None).await;
+            assert_eq!(answer.status, 400, "{path}: {}", answer.text);
+            assert_eq!(answer.body["error"]["code"], "unstorable_text", "{path}");
+            assert_eq!(answer.body["error"]["field"], field, "{path}");
+        }
+    }
+    let nil = uuid::Uuid::nil();
+    let cursors = [
+        format!("/api/companies?cursor={}", b64(&format!("v1:{nil}:a\0b"))),
+        format!("/api/chatwork/rooms?cursor={}", b64("v1:1:a\0b")),
+        format!("/api/jobs?cursor={}", b64(&format!("v1:1\0:{nil}"))),
+        format!(
+            "/api/jobs?cursor={}",
+            b64(&format!("v1:{}:{nil}", i64::MIN))
+        ),
+        format!(
+            "/api/jobs?cursor={}",
+            b64(&format!("v1:-62135596800000001:{nil}"))
+        ),
+        format!(
+            "/api/jobs?cursor={}",
+            b64(&format!("v1:253402300800000000:{nil}"))
+        ),
+    ];
+    for path in cursors {
+        let answer = app.call(&Who::admin(), "GET", &path, None).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.text);
+        assert_eq!(answer.body["error"]["code"], "invalid_parameter", "{path}");
+        assert_eq!(answer.body["error"]["field"], "cursor", "{path}");
+    }
+}
+both_ways!(nul_and_unstorable_times_are_400s);
+
+/// Every documented limit of every query and path parameter in the committed OpenAPI
+/// document is enforced: one past each `maxLength`, `maximum` and `minimum` is a 4xx.
+#[tokio::test]
+async fn one_past_every_documented_limit_is_refused() {
+    let app = cwsync_tests::spawn_app().await;
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(cwsync_tests::workspace_root().join("openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let mut tried = 0;
+    for (template, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            // Path parameters as valid values, so that only the one tried is wrong.
+            let mut base = template.clone();
+            for p in parameters.iter().filter(|p| p["in"] == "path") {
+                let value = if p["schema"]["format"] == "uuid" {
+                    uuid::Uuid::nil().to_string()
+                } else {
+                    "1".to_owned()
+                };
+                base = base.replace(&format!("{{{}}}", p["name"].as_str().unwrap()), &value);
+            }
+            for p in &parameters {
+                let name = p["name"].as_str().unwrap();
+                let schema = &p["schema"];
+                let mut wrong = Vec::new();
+                if let Some(max) = schema["maxLength"].as_u64() {
+                    wrong.push("x".repeat(max as usize + 1));
+                }
+                if let Some(max) = schema["maximum"].as_i64() {
+                    wrong.push((max + 1).to_string());
+                }
+                if let Some(min) = schema["minimum"].as_i64() {
+                    wrong.push((min - 1).to_string());
+                }
+                for value in wrong {
+                    let path = match p["in"].as_str() {
+                        Some("query") => format!("{base}?{name}={value}"),
+                        Some("path") => template.replace(&format!("{{{name}}}"), &value),
+                        _ => continue,
+                    };
+                    let answer = app
+                        .call(&Who::admin(), &method.to_ascii_uppercase(), &path, None)
+                        .await;
+                    assert!(
+                        answer.status == 400 || answer.status == 422,
+                        "{method} {path}: {} {}",
+                        answer.status,
+                        answer.text
+                    );
+                    tried += 1;
+                }
+            }
+        }
+    }
+    println!("{tried} values one past a documented limit, all refused");
+    assert!(tried >= 10, "only {tried} limits in the document");
+}

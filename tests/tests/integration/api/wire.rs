@@ -202,3 +202,32 @@ async fn a_head_past_the_servers_limits_is_hypers_empty_431() {
         String::from_utf8_lossy(&answer.body)
     );
 }
+
+/// A 401 given before the body arrives says `connection: close`, so a keep-alive client
+/// opens a new connection for its next request instead of writing into a closed one.
+#[tokio::test]
+async fn a_refusal_before_the_body_says_connection_close() {
+    let app = spawn_app().await;
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    // Only the head: the body (100 bytes declared) never comes.
+    stream
+        .write_all(
+            b"POST /api/companies HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("an answer before the body")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        bytes.extend_from_slice(&buffer[..n]);
+    }
+    let head = String::from_utf8_lossy(&bytes).to_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+}

@@ -572,3 +572,73 @@ async fn the_console_operates_cwsync_in_a_browser() {
     assert_eq!(refused.status(), 400);
     assert_eq!(provider.exchanges(), (1, 1));
 }
+
+/// Anyone in a synced room can post `[info: ` 16,000 times (112 KB); the room's page
+/// still renders it at once, because the markup scan is linear in the message's length.
+#[tokio::test]
+async fn a_hostile_markup_message_renders_at_once() {
+    let app = cwsync_tests::spawn_app().await;
+    let pool = app.db.pool.clone();
+    let hostile = "[info: ".repeat(16_000);
+    let room: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO chatwork_rooms (room_id, name, room_type, message_count)
+         VALUES (201, 'hostile markup', 'group', 1) RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (chatwork_room_id, room_id, message_id, account_id, account_name,
+                               body, send_time)
+         VALUES ($1, 201, '1', 7, 'Mallory', $2, now())",
+    )
+    .bind(room)
+    .bind(&hostile)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let browser = Browser::start().await;
+    let admin = app.token("admin-1", Role::Admin);
+    browser.goto("about:blank").await;
+    browser
+        .goto(&format!("{}/#token={admin}", app.address))
+        .await;
+    browser
+        .wait_for(
+            "signed in",
+            "return document.getElementById('who').textContent.includes('admin-1')",
+        )
+        .await;
+
+    // The scan alone, timed in the page.
+    let took = browser
+        .js(
+            "return import('/console/dom.js').then((dom) => { \
+               const started = performance.now(); \
+               const text = dom.readableMarkup(arguments[0]); \
+               return [performance.now() - started, text.length]; })",
+            json!([hostile]),
+        )
+        .await;
+    println!("readableMarkup over {} bytes: {took}", hostile.len());
+    assert_eq!(
+        took[1],
+        json!(hostile.trim().chars().count()),
+        "no tag in it closes"
+    );
+
+    // The room's page shows it.
+    let started = std::time::Instant::now();
+    browser
+        .js("location.hash = arguments[0]", json!(["#/room/201"]))
+        .await;
+    let length = browser
+        .wait_for_within(
+            "the hostile message on the room's page",
+            "return document.querySelector('.message .body')?.textContent.length",
+            Duration::from_secs(30),
+        )
+        .await;
+    println!("the room's page rendered it in {:?}", started.elapsed());
+    assert_eq!(length, json!(hostile.trim().chars().count()));
+}
