@@ -10,13 +10,25 @@
 //! "Below the router"): a head over [`HEAD_BUFFER_BYTES`] or with more than
 //! [`PARSED_HEADER_COUNT`] lines (431), a request target over 64 KiB (414, a limit fixed
 //! in hyper) and a head that is not HTTP, such as a control byte in a header value (400).
+//!
+//! Slow clients cost little: a body must arrive within [`ServeOptions::body_timeout`] of
+//! its head (else reading it fails, which the routes answer 408); an answer given before
+//! the body was read says `Connection: close`, so a keep-alive client does not send its
+//! next request into a connection we are about to close; and a stop waits at most
+//! [`ServeOptions::drain`] for the requests in flight, then drops them.
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::Request;
+use axum::body::Bytes;
+use axum::http::{HeaderValue, Request, header};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -34,12 +46,41 @@ pub const PARSED_HEADER_COUNT: usize = 1000;
 /// timer to take effect).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits
-/// for the requests in flight to be answered (idle connections close at once).
+/// What bounds a slow client and a stop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// How long a request's body may take to arrive after its head.
+    pub body_timeout: Duration,
+    /// How long a stop waits for the requests in flight before it drops them.
+    pub drain: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            body_timeout: Duration::from_secs(15),
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, waits
+/// for the requests in flight to be answered (idle connections close at once) for at most
+/// [`ServeOptions::drain`], and drops those still open.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send,
+) {
+    serve_with(listener, router, shutdown, ServeOptions::default()).await;
+}
+
+/// [`serve`] with other bounds.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send,
+    options: ServeOptions,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(HEAD_BUFFER_BYTES)
@@ -47,6 +88,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_READ_TIMEOUT);
     let connections = GracefulShutdown::new();
+    let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -63,18 +105,97 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            router.clone().oneshot(request)
+            let read = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+            let request = request.map(|body| {
+                axum::body::Body::new(Deadline {
+                    inner: body,
+                    sleep: Box::pin(tokio::time::sleep(options.body_timeout)),
+                    read: read.clone(),
+                })
+            });
+            let answer = router.clone().oneshot(request);
+            async move {
+                let mut response = answer.await?;
+                if !read.load(Ordering::Relaxed) {
+                    // hyper closes a connection whose body was left unread; say so.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             // A client that hung up or sent what hyper refused; nothing of ours failed.
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
+        // Reap the connections that ended, so the set does not grow.
+        while tasks.try_join_next().is_some() {}
     }
     drop(listener);
-    connections.shutdown().await;
+    if tokio::time::timeout(options.drain, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tasks.len(),
+            "requests still in flight after the drain bound; dropping them"
+        );
+    }
+    // Dropping the set aborts every connection still open.
+    tasks.shutdown().await;
+}
+
+/// A request body that fails once its deadline passes and tells whether it was read to
+/// its end.
+struct Deadline {
+    inner: Incoming,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    read: Arc<AtomicBool>,
+}
+
+/// The error of a body that did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+impl Body for Deadline {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.read.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(frame)) => {
+                if this.inner.is_end_stream() {
+                    this.read.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(frame.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut.into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// An accept that failed: a connection reset before it was taken is nothing; anything
