@@ -211,3 +211,122 @@ async fn accept_failed(e: io::Error) {
     tracing::warn!(error = %e, "accepting a connection failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::body::to_bytes;
+    use axum::extract::Request as AxumRequest;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// A server whose `/read` reads the whole body and `/refuse` answers without it; the
+    /// sender that stops it, and its task.
+    async fn start(
+        options: ServeOptions,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let router = Router::new()
+            .route(
+                "/read",
+                post(|request: AxumRequest| async move {
+                    match to_bytes(request.into_body(), 1 << 20).await {
+                        Ok(_) => StatusCode::OK,
+                        Err(_) => StatusCode::REQUEST_TIMEOUT,
+                    }
+                }),
+            )
+            .route("/refuse", post(|| async { StatusCode::UNAUTHORIZED }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with(
+            listener,
+            router,
+            async {
+                let _ = stopped.await;
+            },
+            options,
+        ));
+        (addr, stop, server)
+    }
+
+    /// Sends a head promising 1,000 bytes to `path` and 10 of them, then stalls.
+    async fn stalled_upload(addr: SocketAddr, path: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b'a'; 10]).await.unwrap();
+        stream
+    }
+
+    async fn answer(stream: &mut TcpStream) -> String {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+            .await
+            .expect("an answer, and the connection closed")
+            .unwrap();
+        String::from_utf8_lossy(&answer).to_lowercase()
+    }
+
+    #[tokio::test]
+    async fn a_stalled_upload_is_cut_after_the_body_deadline_and_told_connection_close() {
+        let options = ServeOptions {
+            body_timeout: Duration::from_millis(500),
+            ..ServeOptions::default()
+        };
+        let (addr, _stop, _server) = start(options).await;
+        let mut stream = stalled_upload(addr, "/read").await;
+        let answer = answer(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 408 "), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_body_says_connection_close_and_one_after_does_not() {
+        let (addr, _stop, _server) = start(ServeOptions::default()).await;
+        let mut stream = stalled_upload(addr, "/refuse").await;
+        let answer = answer(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 401 "), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = "POST /read HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nab";
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 512];
+        let n = stream.read(&mut head).await.unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_stop_drops_a_stalled_upload_after_the_drain_bound() {
+        let options = ServeOptions {
+            body_timeout: Duration::from_secs(600),
+            drain: Duration::from_millis(500),
+        };
+        let (addr, stop, server) = start(options).await;
+        let mut stream = stalled_upload(addr, "/read").await;
+        // Let the server take the head before the stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("the server stops within its drain bound, not the body's 600 s")
+            .unwrap();
+        // The upload's connection is gone.
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection is closed");
+    }
+}
