@@ -282,13 +282,14 @@ async fn serve(
         let pool = pool.clone();
         workers.spawn(move |stop| demo::link_when_rooms_arrive(pool, company, stop));
         // One demo room fed by webhook: the fake delivers it to this run's own route,
-        // signed with a token this run accepts besides the configured ones.
+        // signed with a token this run accepts, for that room only, besides the
+        // configured ones.
         let url = format!("http://{addr}{}", cwsync::webhook::WEBHOOK_PATH);
         let token = demo::register_webhook(fake, &url).context("the demo's webhook")?;
         let configured = env.get(WebhookConfig::TOKENS_VAR).unwrap_or("");
         webhooks = WebhookConfig::from_tokens(
             WebhookConfig::TOKENS_VAR,
-            &format!("{configured},{token}"),
+            &format!("{configured},{token}@{}", demo::WEBHOOK_ROOM),
         )?;
         let fed = fake.clone();
         workers.spawn(move |stop| demo::feed(fed, stop));
@@ -374,9 +375,21 @@ async fn serve(
     );
     // Our server rather than axum::serve: hyper's parser limits sit above the API's own,
     // so an oversized request gets our JSON error (see cwsync::api::serve).
-    api::serve(listener, app, stop_requested()).await;
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(api::serve(
+        listener,
+        app,
+        stopping.clone().cancelled_owned(),
+    ));
+    stop_requested().await;
     say("Stopping: no new work is taken; waiting for work in flight...\n");
-    let drained = workers.stop().await;
+    // The server (requests in flight get ServeOptions::drain, 5 s, then are dropped) and
+    // the consumers stop side by side.
+    stopping.cancel();
+    let (served, drained) = tokio::join!(server, workers.stop());
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "the API server ended abnormally");
+    }
     if !drained {
         say("Some work was still running after 30 s; it runs again at the next start.\n");
     }

@@ -539,6 +539,74 @@ async fn an_oversized_header_is_our_json_and_an_idle_connection_does_not_hold_up
     drop(idle);
 }
 
+/// A stalled upload does not hold up the stop: SIGTERM ends the runner within the
+/// server's drain bound (5 s) plus the consumers' stop, not when the client gives up; and
+/// a stalled upload without a signature is answered at once, before its body.
+#[tokio::test]
+async fn a_stalled_upload_neither_waits_for_its_body_nor_holds_up_the_stop() {
+    use std::io::{Read, Write};
+    let db = TestDb::empty().await;
+    let mut runner = Runner::start(&db, &[]);
+    let base = runner.printed("cwsync-local is serving the API at");
+    let host = base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api")
+        .to_owned();
+    let head = |signed: bool| {
+        format!(
+            "POST /webhooks/chatwork HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n{}\r\n",
+            if signed {
+                "x-chatworkwebhooksignature: AAAA\r\n"
+            } else {
+                ""
+            }
+        )
+    };
+
+    let mut unsigned = std::net::TcpStream::connect(&host).unwrap();
+    unsigned
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    unsigned.write_all(head(false).as_bytes()).unwrap();
+    unsigned.write_all(&[b' '; 1000]).unwrap();
+    let mut answer = String::new();
+    unsigned
+        .read_to_string(&mut answer)
+        .expect("answered without waiting for the body");
+    let answer = answer.to_lowercase();
+    assert!(answer.starts_with("http/1.1 401 "), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+
+    // Signed (wrongly, which only the body would show): its body is awaited.
+    let mut stalled = std::net::TcpStream::connect(&host).unwrap();
+    stalled.write_all(head(true).as_bytes()).unwrap();
+    stalled.write_all(&[b' '; 1000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let signaled = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(runner.child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(status) = runner.child.try_wait().unwrap() {
+            break status;
+        }
+        if signaled.elapsed() > Duration::from_secs(40) {
+            let _ = runner.child.kill();
+            panic!("still running 40 s after SIGTERM with a stalled upload open");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // The drain bound (5 s) and the consumers' stop, side by side; far less than the
+    // body's own deadline would be had the stop waited for it.
+    assert!(
+        signaled.elapsed() < Duration::from_secs(14),
+        "exit took {:?}",
+        signaled.elapsed()
+    );
+    drop(stalled);
+}
+
 /// `cwsync-local token` mints a token for any user and role, signed with the running
 /// server's LOCAL_JWT_SECRET; the API gives each role what it may have.
 #[tokio::test]

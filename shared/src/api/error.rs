@@ -67,6 +67,8 @@ pub enum ErrorCode {
     NothingFailed,
     /// 409: a retry of a job whose type cannot run again over some of its items.
     NotRetryable,
+    /// 408: the body did not arrive within the server's body deadline.
+    RequestTimeout,
     /// 413: the body is larger than the route accepts.
     PayloadTooLarge,
     /// 414: the path and query are too long.

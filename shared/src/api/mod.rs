@@ -54,7 +54,9 @@ pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use jobs::JobView;
 pub use rooms::{ChatworkRoomId, Room, RoomRef};
 pub use scope::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES, REQUEST_ID_HEADER};
-pub use serve::{HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, serve};
+pub use serve::{
+    BodyTimedOut, HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, ServeOptions, serve, serve_with,
+};
 pub use webhook::{WebhookAck, WebhookOutcome};
 
 /// What every request handler may use; built once per process (a Lambda's cold start).

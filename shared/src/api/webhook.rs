@@ -3,9 +3,16 @@
 //! No JWT: the signature over the raw body is the authentication. What the route answers,
 //! and why:
 //!
-//! - A missing or wrong signature: 401 JSON, nothing stored, a `webhook_rejected` metric
-//!   and a warning log without the body.
-//! - A body over [`MAX_WEBHOOK_BODY_BYTES`]: 413 JSON.
+//! - No signature at all: 401 JSON before the body is read (the server then closes the
+//!   connection), so an unsigned upload costs nothing.
+//! - A wrong signature: 401 JSON, nothing stored, a `webhook_rejected` metric and a
+//!   warning log without the body.
+//! - A body over [`MAX_WEBHOOK_BODY_BYTES`]: 413 JSON; one that does not arrive within
+//!   the server's body deadline: 408. At most [`BODIES_READ_AT_ONCE`] bodies are read at
+//!   once; more wait, so slow uploads hold a bounded amount of memory.
+//! - A signed event for a room its token does not name, or a room cwsync does not know:
+//!   200 `room_not_served` / `room_unknown`, stored nowhere, logged and counted (see
+//!   docs/architecture.md, "Webhooks").
 //! - A signed body cwsync cannot use (not JSON, an event type it does not store, fields
 //!   out of range): 200, logged and counted. Chatwork disables a webhook that fails too
 //!   often, and sending the same body again would not change the answer.
@@ -17,7 +24,7 @@
 //!   move, so the next check fetches it).
 
 use axum::Json;
-use axum::body::to_bytes;
+use axum::body::{Bytes, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -27,8 +34,15 @@ use super::error::ErrorBody;
 use super::{ApiError, AppState, ErrorCode};
 use crate::webhook::{
     self, ChatworkWebhook, Ignored, MAX_WEBHOOK_BODY_BYTES, PushedEvent, SIGNATURE_HEADER,
-    SIGNATURE_QUERY, Stored,
+    SIGNATURE_QUERY, Serves, Stored,
 };
+
+/// How many webhook bodies are read at once, process-wide; a delivery beyond waits for
+/// one to finish. Chatwork's deliveries are a few KiB and arrive whole, so only slow or
+/// hostile uploads ever wait; the memory they hold is bounded by this times 1 MiB.
+pub const BODIES_READ_AT_ONCE: usize = 16;
+
+static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODIES_READ_AT_ONCE);
 
 /// What the route did with a delivery.
 #[derive(
@@ -45,6 +59,10 @@ pub enum WebhookOutcome {
     Unchanged,
     /// The room is deactivated in cwsync; nothing stored.
     RoomInactive,
+    /// The token that signed names other rooms; nothing stored.
+    RoomNotServed,
+    /// No room of this id is registered in cwsync; nothing stored.
+    RoomUnknown,
     /// Signed, but not an event cwsync stores (logged and counted).
     Ignored,
     /// The database failed; logged. The next room check fetches the room.
@@ -72,6 +90,7 @@ pub struct WebhookAck {
     responses(
         (status = 200, description = "Verified and stored, or acknowledged and ignored", body = WebhookAck),
         (status = 401, description = "The signature is missing or does not verify under any configured token; nothing stored", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the server's body deadline", body = ErrorBody),
         (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
         (status = 500, description = "Unexpected failure", body = ErrorBody),
     )
@@ -86,16 +105,15 @@ pub(crate) async fn chatwork(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let signature = header_signature.or_else(|| query_signature(request.uri().query()));
-    let body = to_bytes(request.into_body(), MAX_WEBHOOK_BODY_BYTES)
-        .await
-        .map_err(|_| super::extract::payload_too_large_of(MAX_WEBHOOK_BODY_BYTES))?;
     let Some(signature) = signature else {
-        return Err(rejected("missing", body.len()));
+        return Err(rejected("missing", 0));
     };
-    if !verified(&state, &body, &signature).await {
+    let body = read_body(request).await?;
+    let Some(serves) = verified(&state, &body, &signature).await else {
         return Err(rejected("invalid", body.len()));
-    }
-    let event = match PushedEvent::parse(&body) {
+    };
+    let now = chrono::Utc::now().timestamp();
+    let event = match PushedEvent::parse(&body, now) {
         Ok(event) => event,
         Err(ignored) => {
             let reason: &'static str = (&ignored).into();
@@ -119,11 +137,18 @@ pub(crate) async fn chatwork(
     };
     let kind: &'static str = event.kind.into();
     let message = &event.message;
-    let outcome = match webhook::store(&state.pool, message).await {
+    let stored = if serves.room(message.room_id) {
+        webhook::store(&state.pool, message).await
+    } else {
+        Ok(Stored::NotServed)
+    };
+    let outcome = match stored {
         Ok(Stored::Inserted) => WebhookOutcome::Stored,
         Ok(Stored::Updated) => WebhookOutcome::Updated,
         Ok(Stored::Unchanged) => WebhookOutcome::Unchanged,
         Ok(Stored::RoomInactive) => WebhookOutcome::RoomInactive,
+        Ok(Stored::NotServed) => WebhookOutcome::RoomNotServed,
+        Ok(Stored::RoomUnknown) => WebhookOutcome::RoomUnknown,
         Err(e) => {
             tracing::error!(
                 error = %e, event = kind, room_id = message.room_id,
@@ -135,6 +160,19 @@ pub(crate) async fn chatwork(
     };
     let outcome_name = outcome_name(outcome);
     metrics::counter!("webhook_events", "event" => kind, "outcome" => outcome_name).increment(1);
+    if matches!(
+        outcome,
+        WebhookOutcome::RoomNotServed | WebhookOutcome::RoomUnknown
+    ) {
+        tracing::warn!(
+            event = kind,
+            outcome = outcome_name,
+            room_id = message.room_id,
+            webhook_setting_id = %event.setting_id,
+            "webhook for a room its token may not speak for; acknowledged, not stored"
+        );
+        return Ok(Json(WebhookAck { outcome }));
+    }
     tracing::info!(
         event = kind,
         outcome = outcome_name,
@@ -158,16 +196,40 @@ fn query_signature(query: Option<&str>) -> Option<String> {
         .map(|(_, value)| value.replace(' ', "+"))
 }
 
-/// Whether `signature` signs `body` under the configured keys, read again once when the
-/// source allows (a token rotated since they were read).
-async fn verified(state: &AppState, body: &[u8], signature: &str) -> bool {
-    if state.webhooks.keys().await.verify(body, signature) {
-        return true;
+/// The body, read once one of [`BODIES_READ_AT_ONCE`] is free: 413 past the limit, 408
+/// when the server's body deadline cut it (or the client went away).
+async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    let _reading = READING
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    to_bytes(request.into_body(), MAX_WEBHOOK_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                super::extract::payload_too_large_of(MAX_WEBHOOK_BODY_BYTES)
+            } else {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::RequestTimeout,
+                    "The request body did not arrive in time.",
+                )
+            }
+        })
+}
+
+/// The rooms `signature` vouches for when it signs `body` under the configured keys,
+/// read again once when the source allows (a token rotated since they were read).
+async fn verified(state: &AppState, body: &[u8], signature: &str) -> Option<Serves> {
+    if let Some(serves) = state.webhooks.keys().await.serves(body, signature) {
+        return Some(serves);
     }
-    match state.webhooks.reload().await {
-        Some(keys) => keys.verify(body, signature),
-        None => false,
-    }
+    state.webhooks.reload().await?.serves(body, signature)
 }
 
 /// The 401 for a delivery whose signature is `reason` (`missing` or `invalid`).
@@ -210,6 +272,8 @@ mod tests {
             WebhookOutcome::Updated,
             WebhookOutcome::Unchanged,
             WebhookOutcome::RoomInactive,
+            WebhookOutcome::RoomNotServed,
+            WebhookOutcome::RoomUnknown,
             WebhookOutcome::Ignored,
             WebhookOutcome::NotStored,
         ] {

@@ -4,9 +4,13 @@
 //! checks; a webhook brings each message as it happens. `POST /webhooks/chatwork`
 //! (`api::webhook`) verifies the signature ([`signature`]), parses the event
 //! ([`PushedEvent::parse`]) and stores it with [`store`]: one statement, through the same
-//! unique key (`room_id`, `message_id`) and the same rules as the polling path, so the
-//! same event twice, an update before its create, and a poll of a message a webhook
-//! stored all leave one row with the newest `update_time`'s body.
+//! unique key (`room_id`, `message_id`) as the polling path, so the same event twice and
+//! an update before its create leave one row with the newest `update_time`'s body.
+//!
+//! A webhook is believed only as far as it can be checked (docs/architecture.md,
+//! "Webhooks"): a token vouches only for the rooms it names, a room cwsync does not know
+//! stores nothing, times beyond [`MAX_FUTURE_SKEW_SECS`] ahead are refused, and a fetch
+//! replaces a body a webhook stored before the fetch was sent (`webhook_stored_at`).
 //!
 //! What a webhook stores counts for the room check: each message a webhook inserts adds
 //! one to the room's `webhook_messages_since_fetch` and moves the `last_update_time` the
@@ -28,7 +32,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 pub use config::WebhookConfig;
-pub use signature::{InvalidToken, SIGNATURE_HEADER, SIGNATURE_QUERY, WebhookKeys, sign};
+pub use signature::{InvalidToken, SIGNATURE_HEADER, SIGNATURE_QUERY, Serves, WebhookKeys, sign};
 
 /// The path Chatwork posts to.
 pub const WEBHOOK_PATH: &str = "/webhooks/chatwork";
@@ -36,6 +40,11 @@ pub const WEBHOOK_PATH: &str = "/webhooks/chatwork";
 /// The largest webhook body accepted (a 413 beyond). Chatwork's own message length limit
 /// is far below this even with every character escaped in the JSON.
 pub const MAX_WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
+
+/// How far ahead of our clock an event's `send_time` or `update_time` may be (clocks
+/// drift); beyond, the event is refused, since a future `update_time` would outrank every
+/// later edit.
+pub const MAX_FUTURE_SKEW_SECS: i64 = 300;
 
 /// The kinds of event cwsync stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -143,8 +152,9 @@ fn id_text(value: &Value) -> Option<String> {
 }
 
 impl PushedEvent {
-    /// The event in `body`, or why it is acknowledged without storing.
-    pub fn parse(body: &[u8]) -> Result<Self, Ignored> {
+    /// The event in `body`, or why it is acknowledged without storing; `now` is our
+    /// clock (epoch seconds).
+    pub fn parse(body: &[u8], now: i64) -> Result<Self, Ignored> {
         let envelope: ChatworkWebhook =
             serde_json::from_slice(body).map_err(|_| Ignored::Malformed)?;
         let setting_id = id_text(&envelope.webhook_setting_id).unwrap_or_default();
@@ -204,6 +214,12 @@ impl PushedEvent {
         if !(0..=MAX_EPOCH_SECS).contains(&message.update_time) {
             return Err(Ignored::InvalidEvent("update_time is out of range"));
         }
+        let latest = now.saturating_add(MAX_FUTURE_SKEW_SECS);
+        if message.send_time > latest || message.update_time > latest {
+            return Err(Ignored::InvalidEvent(
+                "send_time or update_time is in the future",
+            ));
+        }
         let mut message = message;
         let replaced = crate::chatwork::models::replace_nul(&mut message.body);
         if replaced > 0 {
@@ -239,26 +255,16 @@ pub enum Stored {
     Unchanged,
     /// The room is deactivated in cwsync: its messages are not synced.
     RoomInactive,
+    /// No room of this id is registered: nothing stored (Chatwork's room list, not a
+    /// webhook, says which rooms exist).
+    RoomUnknown,
+    /// The token that signed names other rooms: not stored (the route decides this).
+    NotServed,
 }
 
-/// Stores `message` as the polling path would (see the module documentation); registers
-/// its room when cwsync does not know it yet. One statement; run again once when a
-/// concurrent request registered the room first.
-pub async fn store(pool: &PgPool, message: &PushedMessage) -> Result<Stored, sqlx::Error> {
-    for _ in 0..2 {
-        if let Some(stored) = store_once(pool, message).await? {
-            return Ok(stored);
-        }
-    }
-    // Registered twice and still not visible: only a room deleted meanwhile does that.
-    Ok(Stored::Unchanged)
-}
-
-/// `None` when the room was registered by a concurrent statement this one cannot see.
-async fn store_once(pool: &PgPool, m: &PushedMessage) -> Result<Option<Stored>, sqlx::Error> {
-    // A data-modifying CTE does not see the rows its siblings insert: a room registered
-    // here is found through `registered`, and the room's bookkeeping (`noted`) only runs
-    // for a room that existed before (a new room is fetched by the next check anyway).
+/// Stores `message` as the polling path would (see the module documentation), in a room
+/// cwsync already knows. One statement.
+pub async fn store(pool: &PgPool, m: &PushedMessage) -> Result<Stored, sqlx::Error> {
     let row = sqlx::query!(
         r#"WITH input AS (
                SELECT $1::int8 AS room_id, $2::text AS message_id, $3::int8 AS account_id,
@@ -270,33 +276,24 @@ async fn store_once(pool: &PgPool, m: &PushedMessage) -> Result<Option<Stored>, 
                  FROM messages m, input i
                 WHERE m.account_id = i.account_id AND m.account_name IS NOT NULL
                 ORDER BY m.id DESC LIMIT 1
-           ), registered AS (
-               INSERT INTO chatwork_rooms (room_id, name, room_type, description_stale,
-                                           webhook_message_at, author_names_wanted_since)
-               SELECT i.room_id, '', 'group', true, now(),
-                      CASE WHEN NOT EXISTS (SELECT 1 FROM author) THEN now() END
-                 FROM input i
-               ON CONFLICT (room_id) DO NOTHING
-            RETURNING id, room_id
            ), room AS (
                SELECT r.id, r.room_id, r.is_active AND r.left_at IS NULL AS syncable,
                       -- The company when the room is linked to exactly one.
                       (SELECT (array_agg(l.company_id))[1] FROM company_room_links l
                         WHERE l.chatwork_room_id = r.id HAVING count(*) = 1) AS company_id
                  FROM chatwork_rooms r JOIN input i ON i.room_id = r.room_id
-               UNION ALL
-               SELECT g.id, g.room_id, true, NULL::uuid FROM registered g
            ), written AS (
                INSERT INTO messages AS m (chatwork_room_id, room_id, message_id, account_id,
                                           account_name, account_avatar_url, body, send_time,
-                                          update_time, company_id)
+                                          update_time, company_id, webhook_stored_at)
                SELECT room.id, room.room_id, i.message_id, i.account_id,
                       (SELECT account_name FROM author), (SELECT account_avatar_url FROM author),
-                      i.body, i.send_time, i.update_time, room.company_id
+                      i.body, i.send_time, i.update_time, room.company_id, now()
                  FROM room, input i
                 WHERE room.syncable
                ON CONFLICT (room_id, message_id) DO UPDATE
-                  SET body = EXCLUDED.body, update_time = EXCLUDED.update_time
+                  SET body = EXCLUDED.body, update_time = EXCLUDED.update_time,
+                      webhook_stored_at = now()
                 WHERE EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
             RETURNING (xmax = 0) AS inserted, m.account_name IS NULL AS unnamed
            ), noted AS (
@@ -312,7 +309,7 @@ async fn store_once(pool: &PgPool, m: &PushedMessage) -> Result<Option<Stored>, 
                           THEN coalesce(r.author_names_wanted_since, now())
                           ELSE r.author_names_wanted_since END
                  FROM written w, input i
-                WHERE r.id = (SELECT id FROM room) AND NOT EXISTS (SELECT 1 FROM registered)
+                WHERE r.id = (SELECT id FROM room)
             RETURNING 1
            )
            SELECT EXISTS (SELECT 1 FROM room) AS "room_found!",
@@ -328,14 +325,14 @@ async fn store_once(pool: &PgPool, m: &PushedMessage) -> Result<Option<Stored>, 
     .fetch_one(pool)
     .await?;
     if !row.room_found {
-        return Ok(None);
+        return Ok(Stored::RoomUnknown);
     }
-    Ok(Some(match (row.syncable, row.inserted) {
+    Ok(match (row.syncable, row.inserted) {
         (Some(false), _) => Stored::RoomInactive,
         (_, Some(true)) => Stored::Inserted,
         (_, Some(false)) => Stored::Updated,
         (_, None) => Stored::Unchanged,
-    }))
+    })
 }
 
 /// Where the API finds the webhook keys. The local runner and tests hold them fixed; in
@@ -374,6 +371,28 @@ mod tests {
         .unwrap()
     }
 
+    impl PushedEvent {
+        fn parse_now(body: &[u8]) -> Result<Self, Ignored> {
+            Self::parse(body, 1_700_000_000)
+        }
+    }
+
+    #[test]
+    fn times_beyond_the_skew_are_refused() {
+        let now = 1_700_000_000;
+        for (field, at, ok) in [
+            ("send_time", now + MAX_FUTURE_SKEW_SECS, true),
+            ("send_time", now + MAX_FUTURE_SKEW_SECS + 1, false),
+            ("update_time", now + MAX_FUTURE_SKEW_SECS, true),
+            ("update_time", MAX_EPOCH_SECS, false),
+        ] {
+            let mut event = message_event();
+            event[field] = at.into();
+            let parsed = PushedEvent::parse(&body("message_updated", event), now);
+            assert_eq!(parsed.is_ok(), ok, "{field} {at}: {parsed:?}");
+        }
+    }
+
     fn message_event() -> Value {
         serde_json::json!({
             "message_id": "1234567890123456789",
@@ -387,7 +406,7 @@ mod tests {
 
     #[test]
     fn message_events_parse() {
-        let created = PushedEvent::parse(&body("message_created", message_event())).unwrap();
+        let created = PushedEvent::parse_now(&body("message_created", message_event())).unwrap();
         assert_eq!(created.kind, EventKind::MessageCreated);
         assert_eq!(created.setting_id, "12345");
         assert_eq!(
@@ -403,7 +422,7 @@ mod tests {
         );
         let mut edited = message_event();
         edited["update_time"] = 1_700_000_050.into();
-        let updated = PushedEvent::parse(&body("message_updated", edited)).unwrap();
+        let updated = PushedEvent::parse_now(&body("message_updated", edited)).unwrap();
         assert_eq!(updated.kind, EventKind::MessageUpdated);
         assert_eq!(updated.message.update_time, 1_700_000_050);
     }
@@ -415,7 +434,7 @@ mod tests {
             "message_id": "99", "body": "[To:8] hi", "send_time": 1_700_000_000,
             "update_time": 0,
         });
-        let mention = PushedEvent::parse(&body("mention_to_me", event)).unwrap();
+        let mention = PushedEvent::parse_now(&body("mention_to_me", event)).unwrap();
         assert_eq!(mention.kind, EventKind::MentionToMe);
         assert_eq!(mention.message.account_id, 7);
         assert_eq!(mention.message.room_id, 5);
@@ -423,10 +442,10 @@ mod tests {
 
     #[test]
     fn what_cannot_be_stored_is_ignored_with_a_reason() {
-        assert_eq!(PushedEvent::parse(b"not json"), Err(Ignored::Malformed));
-        assert_eq!(PushedEvent::parse(b"{}"), Err(Ignored::Malformed));
+        assert_eq!(PushedEvent::parse_now(b"not json"), Err(Ignored::Malformed));
+        assert_eq!(PushedEvent::parse_now(b"{}"), Err(Ignored::Malformed));
         assert_eq!(
-            PushedEvent::parse(&body("room_deleted", Value::Null)),
+            PushedEvent::parse_now(&body("room_deleted", Value::Null)),
             Err(Ignored::UnknownEvent("room_deleted".into()))
         );
         for (field, value) in [
@@ -442,7 +461,7 @@ mod tests {
             event[field] = value;
             assert!(
                 matches!(
-                    PushedEvent::parse(&body("message_created", event)),
+                    PushedEvent::parse_now(&body("message_created", event)),
                     Err(Ignored::InvalidEvent(_))
                 ),
                 "{field}"
@@ -451,7 +470,7 @@ mod tests {
         // Stored as a fetch would store it, not dropped.
         let mut event = message_event();
         event["body"] = Value::from("a\0b");
-        let parsed = PushedEvent::parse(&body("message_created", event)).unwrap();
+        let parsed = PushedEvent::parse_now(&body("message_created", event)).unwrap();
         assert_eq!(parsed.message.body, "a\u{FFFD}b");
     }
 }

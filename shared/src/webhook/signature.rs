@@ -6,6 +6,11 @@
 //! Several tokens are valid at once (one per webhook, and old and new during a
 //! rotation): a body is authentic when its signature verifies under any of them. The
 //! comparison is the `hmac` crate's, in constant time.
+//!
+//! A token may name the rooms it serves, `token@roomId+roomId` (`@` and digits are not
+//! base64, so the form is unambiguous): its signature then vouches only for events of
+//! those rooms. A token without rooms serves every room cwsync knows (see README,
+//! "Security notes").
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -19,10 +24,36 @@ pub const SIGNATURE_HEADER: &str = "x-chatworkwebhooksignature";
 /// The query parameter Chatwork also signs in.
 pub const SIGNATURE_QUERY: &str = "chatwork_webhook_signature";
 
-/// The decoded keys of every webhook token we accept. Its `Debug` prints how many.
+/// The decoded keys of every webhook token we accept, each with the rooms it serves. Its
+/// `Debug` prints how many.
 #[derive(Clone, Default)]
 pub struct WebhookKeys {
-    keys: Vec<std::sync::Arc<SecretBox<Vec<u8>>>>,
+    keys: Vec<Key>,
+}
+
+#[derive(Clone)]
+struct Key {
+    secret: std::sync::Arc<SecretBox<Vec<u8>>>,
+    /// `None`: every room.
+    rooms: Option<std::sync::Arc<[i64]>>,
+}
+
+/// The rooms a verified signature vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serves {
+    /// A token that names no rooms.
+    AnyRoom,
+    /// The rooms the signing token(s) named.
+    Rooms(Vec<i64>),
+}
+
+impl Serves {
+    pub fn room(&self, room_id: i64) -> bool {
+        match self {
+            Self::AnyRoom => true,
+            Self::Rooms(rooms) => rooms.contains(&room_id),
+        }
+    }
 }
 
 impl std::fmt::Debug for WebhookKeys {
@@ -31,37 +62,70 @@ impl std::fmt::Debug for WebhookKeys {
     }
 }
 
-/// A token that is not base64. Names its position, never its value.
+/// A token that is not base64, or whose room list is not `@id+id`. Names its position,
+/// never its value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("token {position} of {count} is not base64 (Chatwork shows webhook tokens in base64)")]
+#[error("token {position} of {count} {why}")]
 pub struct InvalidToken {
     /// 1-based.
     pub position: usize,
     pub count: usize,
+    pub why: &'static str,
+}
+
+const NOT_BASE64: &str = "is not base64 (Chatwork shows webhook tokens in base64)";
+const BAD_ROOMS: &str =
+    "names its rooms wrongly (token@roomId+roomId, each a positive decimal room id)";
+
+/// `token` or `token@id+id`: the key and the rooms, or what is wrong.
+fn parse_token(raw: &str) -> Result<Key, &'static str> {
+    let (token, rooms) = match raw.trim().split_once('@') {
+        Some((token, rooms)) => (token, Some(rooms)),
+        None => (raw.trim(), None),
+    };
+    let secret = match STANDARD.decode(token) {
+        Ok(key) if !key.is_empty() => std::sync::Arc::new(SecretBox::new(Box::new(key))),
+        _ => return Err(NOT_BASE64),
+    };
+    let rooms = rooms
+        .map(|list| {
+            list.split('+')
+                .map(|text| {
+                    let digits = text.bytes().all(|b| b.is_ascii_digit());
+                    match text.parse::<i64>() {
+                        Ok(id) if digits && id > 0 && !text.starts_with('0') => Ok(id),
+                        _ => Err(BAD_ROOMS),
+                    }
+                })
+                .collect::<Result<std::sync::Arc<[i64]>, _>>()
+        })
+        .transpose()?;
+    Ok(Key { secret, rooms })
 }
 
 impl WebhookKeys {
-    /// The keys of `tokens` (base64, as Chatwork shows them). Surrounding blanks are
-    /// ignored; an empty token is refused like any other that does not decode.
+    /// The keys of `tokens` (base64, as Chatwork shows them, each optionally followed by
+    /// `@roomId+roomId`). Surrounding blanks are ignored; an empty token is refused like
+    /// any other that does not decode.
     pub fn from_tokens(tokens: &[SecretString]) -> Result<Self, InvalidToken> {
         let count = tokens.len();
         let keys = tokens
             .iter()
             .enumerate()
             .map(|(i, token)| {
-                let raw = token.expose_secret().trim();
-                match STANDARD.decode(raw) {
-                    Ok(key) if !key.is_empty() => {
-                        Ok(std::sync::Arc::new(SecretBox::new(Box::new(key))))
-                    }
-                    _ => Err(InvalidToken {
-                        position: i + 1,
-                        count,
-                    }),
-                }
+                parse_token(token.expose_secret()).map_err(|why| InvalidToken {
+                    position: i + 1,
+                    count,
+                    why,
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { keys })
+    }
+
+    /// How many tokens name no rooms (they vouch for every room).
+    pub fn unscoped(&self) -> usize {
+        self.keys.iter().filter(|k| k.rooms.is_none()).count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,19 +138,32 @@ impl WebhookKeys {
 
     /// Whether `signature` (base64, as received) signs `body` under one of the keys.
     pub fn verify(&self, body: &[u8], signature: &str) -> bool {
-        let Ok(digest) = STANDARD.decode(signature.trim()) else {
-            return false;
-        };
+        self.serves(body, signature).is_some()
+    }
+
+    /// The rooms `signature` vouches for when it signs `body` under one of the keys (the
+    /// union when the same key is configured more than once); `None` when it does not.
+    pub fn serves(&self, body: &[u8], signature: &str) -> Option<Serves> {
+        let digest = STANDARD.decode(signature.trim()).ok()?;
         // Every key is tried, whether or not an earlier one matched, so the time taken
         // does not say which token (or whether the first) signed.
-        let mut verified = false;
+        let mut serves: Option<Serves> = None;
         for key in &self.keys {
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose_secret())
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.secret.expose_secret())
                 .expect("HMAC takes a key of any length");
             mac.update(body);
-            verified |= mac.verify_slice(&digest).is_ok();
+            if mac.verify_slice(&digest).is_ok() {
+                serves = Some(match (serves, &key.rooms) {
+                    (Some(Serves::AnyRoom), _) | (_, None) => Serves::AnyRoom,
+                    (None, Some(rooms)) => Serves::Rooms(rooms.to_vec()),
+                    (Some(Serves::Rooms(mut had)), Some(rooms)) => {
+                        had.extend(rooms.iter());
+                        Serves::Rooms(had)
+                    }
+                });
+            }
         }
-        verified
+        serves
     }
 }
 
@@ -144,14 +221,34 @@ mod tests {
             SecretString::from("secret value!"),
         ];
         let err = WebhookKeys::from_tokens(&tokens).unwrap_err();
-        assert_eq!(
-            err,
-            InvalidToken {
-                position: 2,
-                count: 2
-            }
-        );
+        assert_eq!((err.position, err.count), (2, 2));
         assert!(!err.to_string().contains("secret value"));
         assert!(!format!("{:?}", keys(&[TOKEN])).contains(TOKEN));
+    }
+
+    #[test]
+    fn a_token_may_name_the_rooms_it_serves() {
+        let scoped = keys(&[&format!("{TOKEN}@281+9007199254740993")]);
+        assert_eq!(
+            scoped.serves(BODY, SIGNATURE),
+            Some(Serves::Rooms(vec![281, 9_007_199_254_740_993]))
+        );
+        assert!(scoped.serves(BODY, SIGNATURE).unwrap().room(281));
+        assert!(!scoped.serves(BODY, SIGNATURE).unwrap().room(282));
+        assert_eq!(scoped.unscoped(), 0);
+        // The same key also configured without rooms: every room.
+        let both = keys(&[&format!("{TOKEN}@281"), TOKEN]);
+        assert_eq!(both.serves(BODY, SIGNATURE), Some(Serves::AnyRoom));
+        let twice = keys(&[&format!("{TOKEN}@1"), &format!("{TOKEN}@2")]);
+        assert_eq!(
+            twice.serves(BODY, SIGNATURE),
+            Some(Serves::Rooms(vec![1, 2]))
+        );
+        for bad in ["@", "@1+", "@+1", "@0", "@-1", "@1x", "@+", "@01", "@1@2"] {
+            let token = SecretString::from(format!("{TOKEN}{bad}"));
+            let err = WebhookKeys::from_tokens(&[token]).unwrap_err();
+            assert_eq!(err.why, BAD_ROOMS, "{bad}");
+            assert!(!err.to_string().contains(TOKEN));
+        }
     }
 }

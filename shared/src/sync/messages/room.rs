@@ -101,7 +101,8 @@ pub(super) async fn run(
         return Ok(unchanged(room_id, requests(), "unchanged"));
     }
 
-    let fetched_at = chrono::Utc::now().timestamp();
+    let requested_at = chrono::Utc::now();
+    let fetched_at = requested_at.timestamp();
     let options = MessagesOptions::new(item.deadline)
         .force(true)
         .prepaid(prepaid)
@@ -128,6 +129,7 @@ pub(super) async fn run(
     };
     let written = write::write(
         item,
+        requested_at,
         &room,
         &fetch,
         synced_update_time,

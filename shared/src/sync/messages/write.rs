@@ -11,9 +11,12 @@ use crate::jobs::{Ended, ItemRun, JobStatus};
 /// (`deferred`: `cwsync_budget_record`). `synced_update_time` is what to record as the
 /// `last_update_time` the room was synced at (`None` when the snapshot did not list it:
 /// the recorded one stays). Returns the item's result and how its end went, or `None`
-/// when the job was canceled (nothing is written then).
+/// when the job was canceled (nothing is written then). `requested_at` is when the fetch
+/// was sent: a body a webhook stored before then yields to the fetch's.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn write(
     item: &ItemRun,
+    requested_at: chrono::DateTime<chrono::Utc>,
     room: &RoomState,
     fetch: &Fetch,
     synced_update_time: Option<Option<chrono::DateTime<chrono::Utc>>>,
@@ -69,19 +72,40 @@ pub(super) async fn write(
                              $9::int8[], $10::int8[])
                         AS t(message_id, account_id, account_name, avatar, body, send_time,
                              update_time)
-               -- A newer version replaces the body; a message a webhook stored without
-               -- its author's name gets the name (counted as edited).
+               -- A newer version replaces the body, and so does any other version
+               -- than a webhook stored before this fetch was sent: Chatwork's answer is
+               -- the truth (docs/architecture.md, "Webhooks"). A message a webhook
+               -- stored without its author's name gets the name (counted as edited).
                ON CONFLICT (room_id, message_id) DO UPDATE
-                  SET body = CASE WHEN EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
-                                  THEN EXCLUDED.body ELSE m.body END,
-                      update_time = greatest(m.update_time, EXCLUDED.update_time),
+                  SET (body, update_time, webhook_stored_at) = (
+                      SELECT CASE WHEN r THEN EXCLUDED.body ELSE m.body END,
+                             CASE WHEN r THEN EXCLUDED.update_time ELSE m.update_time END,
+                             CASE WHEN r THEN NULL ELSE m.webhook_stored_at END
+                        FROM (SELECT (EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
+                             OR (m.webhook_stored_at < $27
+                                 AND (m.body, m.update_time)
+                                     IS DISTINCT FROM (EXCLUDED.body, EXCLUDED.update_time))) AS r) d),
                       account_name = coalesce(m.account_name, EXCLUDED.account_name),
                       account_avatar_url = CASE WHEN m.account_name IS NULL
                                                 THEN EXCLUDED.account_avatar_url
                                                 ELSE m.account_avatar_url END
-                WHERE EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
+                WHERE (EXCLUDED.update_time > coalesce(m.update_time, '-infinity')
+                           OR (m.webhook_stored_at < $27
+                               AND (m.body, m.update_time)
+                                   IS DISTINCT FROM (EXCLUDED.body, EXCLUDED.update_time)))
                    OR m.account_name IS NULL
             RETURNING (xmax = 0) AS inserted
+           ), unconfirmed AS (
+               -- A webhook's version stored after this fetch was sent and unlike it:
+               -- perhaps an edit the fetch came too early to see, perhaps a lie; the
+               -- room stays unsynced so that the next check fetches it again.
+               SELECT 1 FROM room, messages m,
+                      UNNEST($4::text[], $8::text[], $10::int8[]) AS t(message_id, body, update_time)
+                WHERE m.room_id = room.room_id AND m.message_id = t.message_id
+                  AND m.webhook_stored_at >= $27
+                  AND (m.body, m.update_time) IS DISTINCT FROM
+                      (t.body, CASE WHEN t.update_time > 0 THEN to_timestamp(t.update_time) END)
+                LIMIT 1
            ), counts AS (
                SELECT count(*) FILTER (WHERE inserted) AS stored,
                       count(*) FILTER (WHERE NOT inserted) AS edited
@@ -95,7 +119,9 @@ pub(super) async fn write(
                           ELSE r.last_message_id END,
                       last_sync_at = now(),
                       last_error_at = NULL, last_error_message = NULL, last_error_status = NULL,
-                      synced_last_update_time = CASE WHEN $12 THEN $13 ELSE r.synced_last_update_time END,
+                      synced_last_update_time = CASE WHEN EXISTS (SELECT 1 FROM unconfirmed) THEN NULL
+                                                     WHEN $12 THEN $13
+                                                     ELSE r.synced_last_update_time END,
                       synced_message_num = coalesce($14, r.synced_message_num),
                       gap_detected_at = CASE WHEN $15::int IS NULL THEN r.gap_detected_at ELSE now() END,
                       gap_missed_estimate = coalesce($15::int, r.gap_missed_estimate),
@@ -156,6 +182,7 @@ pub(super) async fn write(
         record.as_ref().and_then(|r| r.date),
         record.as_ref().map(|r| r.margin),
         record.as_ref().map(|r| r.refused),
+        requested_at,
     )
     .fetch_one(&mut *item.db.lock().await?)
     .await?;

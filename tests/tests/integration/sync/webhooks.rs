@@ -57,22 +57,25 @@ impl Drop for Receiver {
 
 impl Receiver {
     async fn start(rig: &SyncRig) -> Self {
+        Self::start_with(rig, &[OTHER_TOKEN, TOKEN]).await
+    }
+
+    /// With these tokens configured (`token@room+room` names a token's rooms).
+    async fn start_with(rig: &SyncRig, tokens: &[&str]) -> Self {
         let auth = AuthConfig::local_jwt(
             &cwsync::config::Env::default(),
             &SecretString::from(cwsync_tests::TEST_JWT_SECRET),
         )
         .unwrap();
-        let keys =
-            WebhookKeys::from_tokens(&[SecretString::from(OTHER_TOKEN), SecretString::from(TOKEN)])
-                .unwrap();
+        let tokens: Vec<SecretString> = tokens.iter().map(|t| SecretString::from(*t)).collect();
+        let keys = WebhookKeys::from_tokens(&tokens).unwrap();
         let state = AppState::new(rig.pool().clone(), rig.queues.clone(), auth)
             .with_webhook_keys(std::sync::Arc::new(keys));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            axum::serve(listener, cwsync::api::router(state))
-                .await
-                .unwrap();
+            // The runner's server: its body deadline and `Connection: close` apply.
+            cwsync::api::serve(listener, cwsync::api::router(state), std::future::pending()).await;
         });
         Self {
             address,
@@ -412,50 +415,153 @@ async fn webhooks_and_polls_overlapping_store_each_message_once() {
 }
 
 #[tokio::test]
-async fn an_event_for_an_unknown_room_registers_it_and_a_new_author_is_named_by_the_next_fetch() {
+async fn an_event_for_a_room_nobody_registered_is_acknowledged_and_stored_nowhere() {
     let rig = SyncRig::new(Backend::Embedded, vec![room_with_history(6501, 2)]).await;
     let receiver = Receiver::start(&rig).await;
-    // Nothing is registered yet: no check has run.
-    let stranger = fake_chatwork::Account::new(90_001, "新しい 人");
-    let message = post_as(&rig, 6501, &stranger, "hello from a new room");
+    count_metrics();
+    let unknown = || {
+        counter(
+            "webhook_events",
+            &[("event", "message_created"), ("outcome", "room_unknown")],
+        )
+    };
+    let before = unknown();
+    // Nothing is registered yet: no check has run. A made-up room neither.
+    let message = post(&rig, 6501, "hello from a new room");
+    for room_id in [6501, 999_999_999_001] {
+        assert_eq!(
+            receiver
+                .deliver(&event("message_created", room_id, &message))
+                .await,
+            "room_unknown"
+        );
+    }
+    assert_eq!(message_count(&rig).await, 0);
+    let rooms: i64 = sqlx::query_scalar("SELECT count(*) FROM chatwork_rooms")
+        .fetch_one(rig.pool())
+        .await
+        .unwrap();
+    assert_eq!(rooms, 0, "a webhook registers no room");
+    assert!(unknown() >= before + 2);
+    // The check registers the room; the message arrives with its fetch.
+    rig.check(0).await;
+    rig.holds_everything_of(6501).await;
+}
+
+#[tokio::test]
+async fn a_token_that_names_its_rooms_speaks_for_those_only() {
+    let rooms = vec![room_with_history(6551, 1), room_with_history(6552, 1)];
+    let rig = SyncRig::new(Backend::Embedded, rooms).await;
+    rig.check(0).await;
+    let receiver = Receiver::start_with(&rig, &[&format!("{TOKEN}@6551+1")]).await;
+    count_metrics();
+    let not_served = || {
+        counter(
+            "webhook_events",
+            &[("event", "message_created"), ("outcome", "room_not_served")],
+        )
+    };
+    let before = (message_count(&rig).await, not_served());
+    let other = post(&rig, 6552, "forged into another room");
     assert_eq!(
         receiver
-            .deliver(&event("message_created", 6501, &message))
+            .deliver(&event("message_created", 6552, &other))
+            .await,
+        "room_not_served"
+    );
+    assert_eq!(message_count(&rig).await, before.0);
+    assert!(not_served() > before.1);
+    let own = post(&rig, 6551, "in its own room");
+    assert_eq!(
+        receiver
+            .deliver(&event("message_created", 6551, &own))
             .await,
         "stored"
     );
-    let rows = rows_of(&rig, 6501, &message.message_id).await;
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].2, None, "no stored message names account 90001 yet");
-    let (name, wanted): (String, bool) = sqlx::query_as(
-        "SELECT name, author_names_wanted_since IS NOT NULL FROM chatwork_rooms WHERE room_id = 6501",
-    )
-    .fetch_one(rig.pool())
-    .await
-    .unwrap();
-    assert_eq!((name.as_str(), wanted), ("", true), "a minimal row");
+    assert_eq!(message_count(&rig).await, before.0 + 1);
+}
 
-    // The next check names the room and fetches it, which names the author.
-    let report = rig.check(0).await;
-    assert_eq!(report.planned, [6501], "{report:?}");
-    assert_eq!(rig.room(6501).await.name, "room 6501");
-    let rows = rows_of(&rig, 6501, &message.message_id).await;
+#[tokio::test]
+async fn a_future_time_is_refused_and_a_fetch_replaces_what_a_webhook_claimed() {
+    let rig = SyncRig::new(Backend::Embedded, vec![room_with_history(6581, 2)]).await;
+    rig.check(0).await;
+    let receiver = Receiver::start(&rig).await;
+    let genuine = newest(&rig, 6581);
+    let now = chrono::Utc::now().timestamp();
+
+    // Far in the future: refused, as Chatwork cannot have sent it.
+    let mut pinned = genuine.clone();
+    pinned.body = "forged forever".into();
+    pinned.update_time = 253_402_300_799;
+    assert_eq!(
+        receiver
+            .deliver(&event("message_updated", 6581, &pinned))
+            .await,
+        "ignored"
+    );
+    assert_eq!(
+        rows_of(&rig, 6581, &genuine.message_id).await[0].0,
+        genuine.body
+    );
+
+    // Within the clocks' skew: stored, until a fetch says otherwise.
+    let mut forged = genuine.clone();
+    forged.body = "forged for a while".into();
+    forged.update_time = now + 120;
+    assert_eq!(
+        receiver
+            .deliver(&event("message_updated", 6581, &forged))
+            .await,
+        "updated"
+    );
+    assert_eq!(
+        rows_of(&rig, 6581, &genuine.message_id).await[0].0,
+        "forged for a while"
+    );
+    let job = rig.messages_sync(Some(6581)).await;
+    assert_eq!(job.status, cwsync::jobs::JobStatus::Completed);
+    let rows = rows_of(&rig, 6581, &genuine.message_id).await;
     assert_eq!(
         rows,
         [(
-            "hello from a new room".to_owned(),
-            0,
-            Some("新しい 人".to_owned())
-        )]
+            genuine.body.clone(),
+            genuine.update_time,
+            Some("佐藤 健一".into())
+        )],
+        "Chatwork's fetch is the truth"
     );
-    rig.holds_everything_of(6501).await;
-    let wanted: bool = sqlx::query_scalar(
-        "SELECT author_names_wanted_since IS NOT NULL FROM chatwork_rooms WHERE room_id = 6501",
+    let from_webhook: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT webhook_stored_at FROM messages WHERE room_id = 6581 AND message_id = $1",
     )
+    .bind(&genuine.message_id)
     .fetch_one(rig.pool())
     .await
     .unwrap();
-    assert!(!wanted);
+    assert_eq!(from_webhook, None);
+}
+
+#[tokio::test]
+async fn no_signature_is_refused_before_the_body_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rig = SyncRig::new(Backend::Embedded, vec![]).await;
+    let receiver = Receiver::start(&rig).await;
+    let host = receiver.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    // A head promising 1 MiB, and not a byte of it.
+    let head = format!(
+        "POST /webhooks/chatwork HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "no answer while the body is awaited");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 401 "), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
 }
 
 #[tokio::test]
