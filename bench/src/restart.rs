@@ -280,7 +280,7 @@ pub async fn restart_mid_sync(
     let rooms_job = jobs::start::<cwsync::sync::rooms::RoomsSync>(
         &pool,
         queues.as_ref(),
-        &cwsync::sync::rooms::RoomsSyncPayload {},
+        &cwsync::sync::rooms::RoomsSyncPayload::default(),
         Some("bench"),
     )
     .await?;

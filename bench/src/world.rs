@@ -126,7 +126,7 @@ impl World {
         let started = jobs::start::<RoomsSync>(
             self.pool(),
             self.queues.as_ref(),
-            &RoomsSyncPayload {},
+            &RoomsSyncPayload::default(),
             Some("bench"),
         )
         .await?;

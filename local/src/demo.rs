@@ -159,3 +159,25 @@ pub async fn feed(fake: Arc<FakeChatwork>, stop: CancellationToken) {
         }
     }
 }
+
+/// Registers this run's OAuth client with the fake (its consent page sends the browser
+/// back to `redirect`) and returns the settings that use it.
+pub fn register_oauth_client(
+    fake: &FakeChatwork,
+    redirect: &str,
+) -> anyhow::Result<cwsync::connections::ChatworkOAuthConfig> {
+    fake.register_oauth_client(fake_chatwork::FakeOAuthClient {
+        client_id: DemoData::OAUTH_CLIENT_ID.to_owned(),
+        client_secret: DemoData::OAUTH_CLIENT_SECRET.to_owned(),
+        redirect_uris: vec![redirect.to_owned()],
+    });
+    let env = cwsync::config::Env::from_pairs([
+        (cwsync::connections::ChatworkOAuthConfig::CLIENT_ID_VAR, DemoData::OAUTH_CLIENT_ID),
+        (cwsync::connections::ChatworkOAuthConfig::CLIENT_SECRET_VAR, DemoData::OAUTH_CLIENT_SECRET),
+        (cwsync::connections::ChatworkOAuthConfig::REDIRECT_URI_VAR, redirect),
+        (cwsync::connections::ChatworkOAuthConfig::AUTHORIZE_URL_VAR, &fake.oauth_authorize_url()),
+        (cwsync::connections::ChatworkOAuthConfig::TOKEN_URL_VAR, &fake.oauth_token_url()),
+    ]);
+    Ok(cwsync::connections::ChatworkOAuthConfig::from_env(&env, None)?
+        .expect("a client id was just set"))
+}

@@ -4,6 +4,7 @@
 //! serving demo data.
 
 mod config;
+mod connections;
 mod demo;
 mod progress;
 mod system;
@@ -248,14 +249,17 @@ async fn serve(
         .await
         .context("re-sending unfinished work")?;
 
+    let connections = connections::build(env, &pool, &chatwork, fake.as_deref(), addr)
+        .await
+        .context("setting up the Chatwork connections")?;
     let mut consumers = system::dead_letter_consumers(&pool, &registry);
     consumers.extend(
-        system::work_consumers(&pool, &registry, &chatwork, &summary, queues.clone()).await?,
+        system::work_consumers(&pool, &registry, &connections.connections, &summary, queues.clone())
+            .await?,
     );
     let mut workers = Workers::start(queues.clone(), consumers);
-    let mut settings = ScheduleSettings::from_env(env)?.with_chatwork(
-        cwsync::chatwork::ChatworkClient::from_config(&chatwork, pool.clone())?,
-    );
+    let mut settings =
+        ScheduleSettings::from_env(env)?.with_connections(connections.connections.clone());
     let cadence = Cadence {
         sweep: Duration::from_secs(60),
         room_check: args.room_check_every(),
@@ -309,6 +313,7 @@ async fn serve(
         )),
         None => banner.push_str(&format!("  Chatwork: {}\n", chatwork.base_url)),
     }
+    banner.push_str(&connections.describe());
     banner.push_str(&format!("  queues: {}\n", backend.describe()));
     banner.push_str(&match configured_webhook_tokens {
         0 if demo_webhook.is_some() => format!(
@@ -371,6 +376,7 @@ async fn serve(
     let app = api::router(
         api::AppState::new(pool.clone(), queues, auth)
             .with_registry(registry)
+            .with_connections(connections.connections.clone())
             .with_webhook_keys(Arc::new(webhooks.keys)),
     );
     // Our server rather than axum::serve: hyper's parser limits sit above the API's own,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cwsync::chatwork::ChatworkClient;
+use cwsync::connections::Connections;
 use cwsync::consumer::{BatchConsumer, EventSource};
 use cwsync::jobs::{self, Contexts, DeadLetterConsumer, Registry};
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueConfig, QueueName, Queues, SqsQueues};
@@ -210,13 +210,12 @@ pub async fn recover(
 pub async fn work_consumers(
     pool: &PgPool,
     registry: &Registry,
-    chatwork: &cwsync::chatwork::ChatworkConfig,
+    connections: &Connections,
     summary: &SummaryContext,
     queues: Arc<dyn Queues>,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
-    let client = ChatworkClient::from_config(chatwork, pool.clone())?;
     let contexts = Contexts::new()
-        .with(Arc::new(SyncContext::new(client)))
+        .with(Arc::new(SyncContext::with_connections(connections.clone())))
         .with(Arc::new(summary.clone()));
     Ok(registry.consumers(pool, &queues, &contexts)?)
 }

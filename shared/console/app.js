@@ -6,7 +6,7 @@ import { api, whenUnauthorized } from './api.js';
 import * as auth from './auth.js';
 import { h, fill, field } from './dom.js';
 import { t, setLang, currentLang } from './i18n.js';
-import { pages } from './pages.js';
+import { pages, OAUTH_RETURN } from './pages.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -34,6 +34,7 @@ function fail(error) {
 const SECTIONS = [
   { path: 'sync', label: 'nav.sync', roles: ['admin', 'writer', 'reader'] },
   { path: 'status', label: 'nav.status', roles: ['admin'] },
+  { path: 'connections', label: 'nav.connections', roles: ['admin'] },
   { path: 'rooms', label: 'nav.rooms', roles: ['admin'] },
   { path: 'room', roles: ['admin'], hidden: true },
   { path: 'companies', label: 'nav.companies', roles: ['admin', 'writer', 'reader'] },
@@ -108,7 +109,20 @@ async function start() {
   await route();
 }
 
+/** Chatwork sent the browser back from its consent page (`/oauth/chatwork?code&state`):
+ * keep what it said for the Connections page, and go there. */
+function takeChatworkReturn() {
+  if (location.pathname !== '/oauth/chatwork') return;
+  const query = new URLSearchParams(location.search);
+  const said = { state: query.get('state') || '' };
+  if (query.get('code')) said.code = query.get('code');
+  if (query.get('error')) said.error = query.get('error');
+  sessionStorage.setItem(OAUTH_RETURN, JSON.stringify(said));
+  history.replaceState(null, '', '/#/connections');
+}
+
 async function boot() {
+  takeChatworkReturn();
   setLang(currentLang());
   langSwitch.addEventListener('change', () => { setLang(langSwitch.value); noticeBox.replaceChildren(); route(); });
   signOutButton.addEventListener('click', () => { auth.signOut(); me = null; route(); });

@@ -568,9 +568,97 @@ async function statusPage(ctx) {
 }
 
 /** `#/<page>` and `#/<page>/<id>`. */
+/** Where a *Connect with Chatwork* round trip waits between Chatwork's redirect and the
+ * Connections page (this tab only). */
+export const OAUTH_RETURN = 'cwsync.chatworkOAuthReturn';
+
+const connectionKind = { active: 'ok', reauth_required: 'bad', revoked: 'bad', disabled: 'warn' };
+
+async function connectionsPage(ctx) {
+  const box = h('div', { id: 'connections' });
+  const tokenInput = h('input', { type: 'password', autocomplete: 'off', id: 'connection-token', size: 40 });
+  let listing = null;
+  const change = async (id, body, method) => {
+    try {
+      await api(method || 'PATCH', `/api/chatwork/connections/${encodeURIComponent(id)}`, body);
+      ctx.notify(t('connections.changed'));
+    } catch (e) { ctx.fail(e); }
+    await draw();
+  };
+  const connected = (data) => {
+    ctx.notify(t(data.reconnected ? 'connections.reconnected' : 'connections.connected', data.connection.accountName || `#${data.connection.accountId}`));
+  };
+  const draw = async () => {
+    const { data } = await api('GET', '/api/chatwork/connections');
+    listing = data;
+    const rows = data.items.map((c) => h('tr', { 'data-connection': c.id, 'data-status': c.status },
+      h('td', {}, c.bootstrap ? t('connections.bootstrap') : (c.accountName || `#${c.accountId}`),
+        c.organizationName ? h('div', { class: 'muted' }, c.organizationName) : null),
+      h('td', {}, t(`connections.kind.${c.kind}`)),
+      h('td', {}, badge(t(`connections.status.${c.status}`), connectionKind[c.status] || 'info'),
+        c.lastError ? h('div', { class: 'error-text', 'data-error': '' }, c.lastError) : null,
+        c.status === 'reauth_required' ? h('div', {}, t('connections.reauthWho', c.connectedBy)) : null),
+      h('td', {}, number(c.rooms)),
+      h('td', {}, c.listedAt ? time(c.listedAt) : '—', c.listError ? h('div', { class: 'error-text' }, c.listError) : null),
+      h('td', {}, c.bootstrap ? '' : t('connections.by', c.connectedBy, time(c.connectedAt))),
+      h('td', {},
+        c.status === 'active' ? h('button', { type: 'button', class: 'secondary', 'data-action': 'disable', onclick: () => change(c.id, { status: 'disabled' }) }, t('connections.disable')) : null,
+        c.status === 'disabled' ? h('button', { type: 'button', class: 'secondary', 'data-action': 'enable', onclick: () => change(c.id, { status: 'active' }) }, t('connections.enable')) : null,
+        c.kind === 'oauth' && c.status !== 'active' && data.canConnectOauth ? h('button', { type: 'button', 'data-action': 'reconnect', onclick: startOAuth }, t('connections.reconnect')) : null,
+        c.bootstrap ? null : h('button', {
+          type: 'button', class: 'danger', 'data-action': 'delete',
+          onclick: () => { if (confirm(t('connections.confirmDelete'))) change(c.id, undefined, 'DELETE'); },
+        }, t('connections.delete')))));
+    fill(box,
+      h('div', { class: 'card' },
+        h('p', {}, t('connections.intro')),
+        data.canConnectOauth
+          ? h('button', { type: 'button', id: 'connect-chatwork', onclick: startOAuth }, t('connections.oauth'))
+          : h('p', { class: 'muted', id: 'oauth-off' }, t('connections.oauthOff')),
+        data.canAdd ? h('form', {
+          class: 'row', id: 'add-token',
+          onsubmit: async (event) => {
+            event.preventDefault();
+            if (!tokenInput.value.trim()) return;
+            try {
+              const { data: made } = await api('POST', '/api/chatwork/connections', { token: tokenInput.value.trim() });
+              tokenInput.value = '';
+              connected(made);
+            } catch (e) { ctx.fail(e); }
+            await draw();
+          },
+        }, field(t('connections.token'), tokenInput), h('button', { type: 'submit', class: 'secondary', id: 'add-token-submit' }, t('connections.add'))) : null),
+      rows.length
+        ? h('div', { class: 'table-wrap' }, h('table', { id: 'connection-list' },
+          h('caption', {}, t('connections.title')),
+          h('thead', {}, h('tr', {}, [t('connections.account'), t('connections.kindHead'), t('job.status'), t('connections.rooms'), t('connections.listed'), t('connections.connectedBy'), ''].map((x) => h('th', {}, x)))),
+          h('tbody', {}, rows)))
+        : h('p', { class: 'muted', id: 'connection-list' }, t('connections.none')));
+  };
+  const startOAuth = async () => {
+    try {
+      const { data } = await api('POST', '/api/chatwork/connections/oauth');
+      location.assign(data.authorizationUrl);
+    } catch (e) { ctx.fail(e); }
+  };
+  fill(ctx.main, h('h1', {}, t('connections.title')), box);
+  // Back from Chatwork's consent page: complete the round trip once.
+  const pending = sessionStorage.getItem(OAUTH_RETURN);
+  if (pending) {
+    sessionStorage.removeItem(OAUTH_RETURN);
+    try {
+      const { data } = await api('POST', '/api/chatwork/connections/oauth/complete', JSON.parse(pending));
+      connected(data);
+    } catch (e) { ctx.fail(e); }
+  }
+  await draw();
+  return poller(async () => { await draw(); return true; }, STATUS_POLL_MS);
+}
+
 export const pages = {
   sync: syncPage,
   status: statusPage,
+  connections: connectionsPage,
   rooms: roomsPage,
   room: roomPage,
   companies: (ctx, id) => (id ? companyPage(ctx, id) : companiesPage(ctx)),

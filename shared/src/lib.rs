@@ -20,6 +20,7 @@
 pub mod api;
 pub mod chatwork;
 pub mod config;
+pub mod connections;
 pub mod consumer;
 pub mod db;
 pub mod job_types;

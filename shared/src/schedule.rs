@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use crate::chatwork::ChatworkClient;
 use crate::config::{ConfigError, Env};
+use crate::connections::Connections;
 use crate::jobs::{self, StartError, SweepSettings};
 use crate::queue::Queues;
 use crate::sync::check::{self, CheckError, CheckTrigger, RoomCheckReport, RoomCheckSettings};
@@ -65,9 +66,9 @@ pub struct ScheduleSettings {
     /// deleted.
     pub retention: Duration,
     pub room_check: RoomCheckSettings,
-    /// The Chatwork client the room check reads the room list with; without one the
-    /// task fails (the other tasks never call Chatwork).
-    pub chatwork: Option<ChatworkClient>,
+    /// The Chatwork connections the room check reads the room lists through; without
+    /// them the task fails (the other tasks never call Chatwork).
+    pub connections: Option<Connections>,
 }
 
 impl ScheduleSettings {
@@ -90,13 +91,18 @@ impl ScheduleSettings {
             },
             retention: Duration::from_secs(days * 24 * 60 * 60),
             room_check: RoomCheckSettings::from_env(env)?,
-            chatwork: None,
+            connections: None,
         })
     }
 
-    /// The settings with the Chatwork client the room check uses.
-    pub fn with_chatwork(mut self, chatwork: ChatworkClient) -> Self {
-        self.chatwork = Some(chatwork);
+    /// The settings with only the bootstrap connection of `chatwork`.
+    pub fn with_chatwork(self, chatwork: ChatworkClient) -> Self {
+        self.with_connections(Connections::of_client(chatwork))
+    }
+
+    /// The settings with the connections the room check reads through.
+    pub fn with_connections(mut self, connections: Connections) -> Self {
+        self.connections = Some(connections);
         self
     }
 }
@@ -124,12 +130,14 @@ pub async fn run(
 ) -> Result<TaskReport, TaskError> {
     let report = match task {
         Task::RoomCheck => {
-            let chatwork = settings.chatwork.as_ref().ok_or(TaskError::NoChatwork)?;
-            TaskReport::RoomCheck(room_check(pool, queues, chatwork, &settings.room_check).await?)
+            let connections = settings.connections.as_ref().ok_or(TaskError::NoChatwork)?;
+            TaskReport::RoomCheck(
+                room_check(pool, queues, connections, &settings.room_check).await?,
+            )
         }
         Task::RoomsSync => {
             let started =
-                jobs::start::<RoomsSync>(pool, queues, &RoomsSyncPayload {}, None).await?;
+                jobs::start::<RoomsSync>(pool, queues, &RoomsSyncPayload::default(), None).await?;
             TaskReport::RoomsSync {
                 job_id: started.job.id,
                 created: started.created,
@@ -171,10 +179,10 @@ pub async fn run(
 pub async fn room_check(
     pool: &PgPool,
     queues: &dyn Queues,
-    chatwork: &ChatworkClient,
+    connections: &Connections,
     settings: &RoomCheckSettings,
 ) -> Result<RoomCheckReport, TaskError> {
-    let check = check::run(pool, chatwork, settings, CheckTrigger::Schedule).await?;
+    let check = check::run(pool, connections, None, settings, CheckTrigger::Schedule).await?;
     if check.planned().is_empty() {
         return Ok(check.record(pool, settings, None, false).await?);
     }

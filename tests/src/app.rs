@@ -268,9 +268,37 @@ pub async fn spawn_app_configured(
     queues: EmbeddedQueues,
     env: &Env,
 ) -> TestApp {
+    spawn_app_stated(db, registry, api_queues, queues, env, |state| state).await
+}
+
+/// [`spawn_app`] whose API adds and connects Chatwork accounts through `connections`.
+pub async fn spawn_app_with_connections(
+    db: TestDb,
+    connections: cwsync::connections::Connections,
+) -> TestApp {
+    let queues = embedded_queues();
+    spawn_app_stated(
+        db,
+        cwsync::job_types::registry(),
+        Arc::new(queues.clone()),
+        queues,
+        &Env::default(),
+        move |state| state.with_connections(connections),
+    )
+    .await
+}
+
+async fn spawn_app_stated(
+    db: TestDb,
+    registry: cwsync::jobs::Registry,
+    api_queues: Arc<dyn Queues>,
+    queues: EmbeddedQueues,
+    env: &Env,
+    shape: impl FnOnce(AppState) -> AppState,
+) -> TestApp {
     let auth = AuthConfig::local_jwt(env, &SecretString::from(TEST_JWT_SECRET))
         .expect("the test secret is long enough");
-    let state = AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry);
+    let state = shape(AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry));
     let auth = state.auth.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -30,7 +30,7 @@ mod sqs;
 pub use app::{
     ApiResponse, Body, GatewayApp, TEST_JWT_SECRET, TestApp, Who, gateway_app, gateway_app_with,
     gateway_claims, gateway_event, response_of, spawn_app, spawn_app_configured, spawn_app_on,
-    spawn_app_with,
+    spawn_app_with, spawn_app_with_connections,
 };
 pub use browser::{Browser, screenshot_dir};
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
@@ -39,7 +39,7 @@ pub use model::{FakeModel, ModelReply, ModelRequest};
 pub use oidc::FakeOidc;
 pub use proxy::{TcpProxy, WireCounts};
 pub use rooms::{now_secs, settled_room};
-pub use sqs::{SqsEmulator, create_test_queues, sqs_client, sqs_emulator};
+pub use sqs::{SqsEmulator, create_test_queues, kms_client, sqs_client, sqs_emulator};
 
 /// The workspace's root folder (where `Cargo.toml` and `.venv` live).
 pub fn workspace_root() -> std::path::PathBuf {

@@ -146,6 +146,18 @@ pub fn sqs_client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
+/// A KMS client for the emulator.
+pub fn kms_client() -> aws_sdk_kms::Client {
+    use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(SqsEmulator::REGION))
+        .endpoint_url(&sqs_emulator().endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "cwsync-tests"))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
 /// Creates cwsync's FIFO queues (every job type's work queue and its dead-letter queue)
 /// under a prefix of their own (so tests never share queues), each work queue redriving
 /// to its dead-letter queue after `max_receive_count` receives, and returns them as

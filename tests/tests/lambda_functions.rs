@@ -352,7 +352,7 @@ async fn sync_functions_run_their_jobs(world: &World) {
     // The rooms sync: rooms 11 and 12 are registered already (by the scheduler's test),
     // 13 is new. The queue still holds the message of the job the DLQ test failed,
     // which the function acknowledges without work.
-    let started = jobs::start::<RoomsSync>(pool, &world.queues, &RoomsSyncPayload {}, None)
+    let started = jobs::start::<RoomsSync>(pool, &world.queues, &RoomsSyncPayload::default(), None)
         .await
         .unwrap();
     let job = feed_until_finished(world, RoomsSync::QUEUE, "rooms-sync", started.job.id).await;
@@ -462,7 +462,7 @@ async fn scheduler_runs_its_tasks(world: &World) {
 
 async fn dlq_fails_the_item_of_a_dead_lettered_message(world: &World) {
     let pool = &world.db.pool;
-    let started = jobs::start::<RoomsSync>(pool, &world.queues, &RoomsSyncPayload {}, Some("u1"))
+    let started = jobs::start::<RoomsSync>(pool, &world.queues, &RoomsSyncPayload::default(), Some("u1"))
         .await
         .unwrap();
     // The message that exhausted its retries, as it sits in the dead-letter queue.

@@ -90,15 +90,58 @@ impl ColdStart {
     /// environment or Secrets Manager) whose rate budget lives in the pool's database,
     /// and the room check's settings.
     pub async fn sync_context(&self) -> Arc<cwsync::sync::SyncContext> {
-        let chatwork = self.or_exit(self.secrets.chatwork().await);
-        let client = self.or_exit(cwsync::chatwork::ChatworkClient::from_config(
-            &chatwork,
-            self.pool.clone(),
-        ));
-        let mut context = cwsync::sync::SyncContext::new(client);
+        let connections = self.connections().await;
+        let mut context = cwsync::sync::SyncContext::with_connections(connections);
         context.settings.room_check =
             self.or_exit(cwsync::sync::check::RoomCheckSettings::from_env(&self.env));
         Arc::new(context)
+    }
+
+    /// The Chatwork connections: the bootstrap connection of `CHATWORK_API_TOKEN` (or its
+    /// secret) when set, and the stored connections when a token key is configured
+    /// (`TOKEN_KMS_KEY_ID` in AWS, `TOKEN_ENCRYPTION_KEY` elsewhere), with the OAuth
+    /// client that refreshes their tokens. Without a key the token is required, as
+    /// before connections.
+    pub async fn connections(&self) -> cwsync::connections::Connections {
+        use cwsync::connections::{
+            CipherConfig, ChatworkOAuthConfig, Connections, TokenCipher, TokenEndpoint,
+        };
+        let cipher_config = self.or_exit(CipherConfig::from_env(&self.env));
+        let cipher = match &cipher_config {
+            None => None,
+            Some(config @ CipherConfig::Kms { .. }) => {
+                let aws = aws_config::load_from_env().await;
+                let kms = aws_sdk_kms::Client::new(&aws);
+                Some(self.or_exit(TokenCipher::new(config, Some(kms))))
+            }
+            Some(config) => Some(self.or_exit(TokenCipher::new(config, None))),
+        };
+        let chatwork = if cipher.is_some() {
+            self.or_exit(self.secrets.chatwork_optional().await)
+        } else {
+            self.or_exit(self.secrets.chatwork().await)
+        };
+        let client_secret = self.or_exit(
+            self.secrets
+                .optional(
+                    ChatworkOAuthConfig::CLIENT_SECRET_VAR,
+                    "CHATWORK_OAUTH_CLIENT_SECRET_ARN",
+                )
+                .await,
+        );
+        let oauth = self.or_exit(ChatworkOAuthConfig::from_env(&self.env, client_secret));
+        let endpoint = oauth.map(|config| self.or_exit(TokenEndpoint::new(config)));
+        let settings = cwsync::chatwork::ClientSettings::from_config(
+            &chatwork,
+            secrecy::SecretString::from(String::new()),
+        );
+        let bootstrap = chatwork.token.clone().map(|token| {
+            self.or_exit(cwsync::chatwork::ChatworkClient::new(
+                cwsync::chatwork::ClientSettings::from_config(&chatwork, token),
+                self.pool.clone(),
+            ))
+        });
+        Connections::new(self.pool.clone(), settings, bootstrap, cipher, endpoint)
     }
 
     /// The value, or one line naming what is wrong and an exit.

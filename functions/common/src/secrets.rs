@@ -47,6 +47,7 @@ impl Secrets {
             "DATABASE_SECRET_ARN",
             "CHATWORK_API_TOKEN_SECRET_ARN",
             "SUMMARY_MODEL_API_KEY_SECRET_ARN",
+            "CHATWORK_OAUTH_CLIENT_SECRET_ARN",
         ]
         .iter()
         .any(|name| env.get(name).is_some());
@@ -143,6 +144,17 @@ impl Secrets {
             .into());
         }
         Ok(config)
+    }
+
+    /// The Chatwork settings with the token when one is given (the stored connections
+    /// may do without it).
+    pub async fn chatwork_optional(&self) -> Result<ChatworkConfig, SecretError> {
+        match self.chatwork().await {
+            Err(SecretError::Config(ConfigError::Missing { .. })) => {
+                Ok(ChatworkConfig::from_env(&self.env)?)
+            }
+            other => other,
+        }
     }
 
     /// The summary settings. With a model configured and no `SUMMARY_MODEL_API_KEY`, the

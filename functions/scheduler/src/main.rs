@@ -14,12 +14,12 @@ use cwsync_lambda::{ColdStart, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let start = ColdStart::new("scheduler").await;
-    // The room check reads Chatwork's room list every minute: its client (and the
-    // token's shared budget) is built once per cold start.
-    let chatwork = start.sync_context().await.chatwork.clone();
+    // The room check reads Chatwork's room lists every minute: the connections' clients
+    // (and their shared budgets) are built once per cold start.
+    let connections = start.connections().await;
     let settings = start
         .or_exit(ScheduleSettings::from_env(&start.env))
-        .with_chatwork(chatwork);
+        .with_connections(connections);
     let queue_config = start.or_exit(QueueConfig::from_env(
         &start.env,
         &cwsync::job_types::registry().work_queues(),

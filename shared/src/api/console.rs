@@ -48,6 +48,9 @@ const JS: &str = "text/javascript; charset=utf-8";
 
 static ASSETS: &[Asset] = &[
     asset!("/", "index.html", "text/html; charset=utf-8"),
+    // Where Chatwork sends the admin's browser back after its consent page: the console
+    // completes the connection from there.
+    asset!("/oauth/chatwork", "index.html", "text/html; charset=utf-8"),
     asset!("/console/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/console/app.js", "app.js", JS),
     asset!("/console/api.js", "api.js", JS),
@@ -59,8 +62,9 @@ static ASSETS: &[Asset] = &[
 
 /// The paths the console's files are served at (what the OpenAPI test expects to find
 /// undocumented).
-pub const ASSET_PATHS: [&str; 8] = [
+pub const ASSET_PATHS: [&str; 9] = [
     "/",
+    "/oauth/chatwork",
     "/console/style.css",
     "/console/app.js",
     "/console/api.js",

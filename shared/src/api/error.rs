@@ -53,6 +53,8 @@ pub enum ErrorCode {
     CompanyNotFound,
     /// 404: the room is not linked to the company.
     LinkNotFound,
+    /// 404: no such Chatwork connection.
+    ConnectionNotFound,
     /// 405: the route does not take that method.
     MethodNotAllowed,
     /// 409: the room is already linked to the company.
@@ -67,6 +69,21 @@ pub enum ErrorCode {
     NothingFailed,
     /// 409: a retry of a job whose type cannot run again over some of its items.
     NotRetryable,
+    /// 409: enabling a connection whose token was refused or revoked (connect it again).
+    ConnectionNeedsReconnect,
+    /// 409: deleting the bootstrap connection (`CHATWORK_API_TOKEN`), which lives in a
+    /// setting.
+    BootstrapConnection,
+    /// 400: an OAuth `state` that is unknown, expired, used, or another admin's.
+    OauthStateInvalid,
+    /// 400: Chatwork did not connect the account (consent refused, a code refused).
+    OauthRefused,
+    /// 422: Chatwork refused the token being added.
+    ChatworkTokenRefused,
+    /// 502: Chatwork could not be asked (down, slow, an unusable answer).
+    ChatworkUnavailable,
+    /// 503: connections cannot be added here (no token key, or no OAuth client).
+    ConnectionsNotConfigured,
     /// 408: the body did not arrive within the server's body deadline.
     RequestTimeout,
     /// 413: the body is larger than the route accepts.

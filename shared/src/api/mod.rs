@@ -17,6 +17,7 @@
 mod audit;
 pub mod auth;
 mod companies;
+mod connections;
 pub mod console;
 mod cursor;
 mod error;
@@ -70,6 +71,9 @@ pub struct AppState {
     /// The keys Chatwork's webhook deliveries are verified with (none: every delivery is
     /// refused).
     pub webhooks: Arc<dyn WebhookKeySource>,
+    /// The Chatwork connections, to add and connect accounts (none: the routes that add
+    /// one answer 503).
+    pub connections: Option<crate::connections::Connections>,
 }
 
 impl AppState {
@@ -81,7 +85,14 @@ impl AppState {
             auth: Arc::new(auth),
             registry: crate::job_types::registry(),
             webhooks: Arc::new(WebhookKeys::default()),
+            connections: None,
         }
+    }
+
+    /// The same state adding and connecting Chatwork accounts through `connections`.
+    pub fn with_connections(mut self, connections: crate::connections::Connections) -> Self {
+        self.connections = Some(connections);
+        self
     }
 
     /// The same state verifying webhook deliveries with `keys`.
@@ -115,6 +126,10 @@ macro_rules! operations {
             rooms::messages;
             sync::messages;
             status::get;
+            connections::list, connections::add;
+            connections::update, connections::delete;
+            connections::start_oauth;
+            connections::complete_oauth;
             companies::list, companies::create;
             companies::get;
             companies::rooms, companies::link;

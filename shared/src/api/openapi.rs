@@ -38,6 +38,7 @@ use super::error;
     security(("bearer" = [])),
     tags(
         (name = "chatwork", description = "Rooms, messages and the sync jobs (admins)"),
+        (name = "connections", description = "The team's Chatwork accounts: API tokens and OAuth 2.0 (admins)"),
         (name = "companies", description = "Companies and their linked rooms"),
         (name = "summaries", description = "Summary drafts of a company's conversations"),
         (name = "jobs", description = "Watching and canceling jobs"),

@@ -42,7 +42,7 @@ pub(crate) async fn rooms(
     request_id: RequestId,
     OptionalJson(_request): OptionalJson<RoomsSyncRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    jobs::start::<RoomsSync>(&state, &caller, &request_id, &RoomsSyncPayload {}).await
+    jobs::start::<RoomsSync>(&state, &caller, &request_id, &RoomsSyncPayload::default()).await
 }
 
 /// Which rooms a messages sync covers; the body may be left out.

@@ -120,9 +120,14 @@ fn after(secs: f64) -> (Instant, DateTime<Utc>) {
 
 impl OutageBreaker {
     pub fn new(pool: PgPool, token: &SecretString, settings: BreakerSettings) -> Self {
+        Self::keyed(pool, token_hash(token), settings)
+    }
+
+    /// The breaker whose row is keyed by `key` (a token's hash, or a connection's key).
+    pub fn keyed(pool: PgPool, key: [u8; 32], settings: BreakerSettings) -> Self {
         Self {
             pool,
-            token_hash: token_hash(token),
+            token_hash: key,
             settings,
             view: Arc::default(),
         }

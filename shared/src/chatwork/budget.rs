@@ -291,9 +291,19 @@ impl std::fmt::Debug for RateBudget {
 
 impl RateBudget {
     pub fn new(pool: PgPool, token: &SecretString, settings: BudgetSettings) -> Self {
+        Self::keyed(pool, token_hash(token), settings)
+    }
+
+    /// The database the budget lives in.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The budget whose row is keyed by `key` (a token's hash, or a connection's key).
+    pub fn keyed(pool: PgPool, key: [u8; 32], settings: BudgetSettings) -> Self {
         Self {
             pool,
-            token_hash: token_hash(token),
+            token_hash: key,
             settings,
         }
     }

@@ -15,18 +15,24 @@ use super::ChatworkConfig;
 use super::attempt::{Answer, Facts, NextStep, Outcome, classify};
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
 use super::budget::{
-    BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation, max_reset_ahead,
+    BudgetSettings, Grant, RateBudget, token_hash, RateHeaders, RecordArgs, Reservation, max_reset_ahead,
 };
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
-use super::models::{Message, Room, RoomDetail, Storable, count_replaced};
+use super::models::{Me, Message, Room, RoomDetail, Storable, count_replaced};
 use crate::retry::Backoff;
 
 /// How the client talks to Chatwork.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    /// The API token (sent only in the `X-ChatWorkToken` header).
+    /// The API token (sent only in the `X-ChatWorkToken` header), unless `connection`
+    /// is set.
     pub token: SecretString,
+    /// A connection's tokens, read per request from its source (which refreshes an
+    /// OAuth access token before it expires), with the key of the connection's own rate
+    /// budget and outage breaker. `None`: the API token above, whose budget is keyed by
+    /// its hash.
+    pub connection: Option<ConnectionAuth>,
     /// `https://api.chatwork.com/v2` or a fake's.
     pub base_url: Url,
     /// The longest one request may take, body included.
@@ -65,6 +71,7 @@ impl ClientSettings {
     pub fn new(token: SecretString, base_url: Url) -> Self {
         Self {
             token,
+            connection: None,
             base_url,
             request_timeout: Duration::from_secs(10),
             max_attempts: 4,
@@ -88,6 +95,47 @@ impl ClientSettings {
             ..Self::new(token, config.base_url.clone())
         }
     }
+
+    /// These settings speaking as `connection` instead of an API token.
+    pub fn for_connection(self, connection: ConnectionAuth) -> Self {
+        Self {
+            token: SecretString::from(String::new()),
+            connection: Some(connection),
+            ..self
+        }
+    }
+}
+
+/// A token a [`TokenSource`] gives for one request.
+pub struct SourcedToken {
+    pub secret: SecretString,
+    /// An OAuth access token (`Authorization: Bearer`), else an API token
+    /// (`X-ChatWorkToken`).
+    pub bearer: bool,
+}
+
+/// Where a connection's client takes its token from, per request (the connection's
+/// sealed row, opened only here, and refreshed when it is about to expire).
+#[async_trait::async_trait]
+pub trait TokenSource: Send + Sync {
+    /// The token to send now.
+    async fn token(&self, deadline: Instant) -> Result<SourcedToken, ChatworkError>;
+    /// Chatwork answered 401 to `secret`: it must not be given out again (an OAuth
+    /// connection refreshes; an API token's connection needs a person).
+    async fn refused(&self, secret: &SecretString);
+}
+
+/// A connection's source of tokens and the key of its budget and breaker rows.
+#[derive(Clone)]
+pub struct ConnectionAuth {
+    pub source: Arc<dyn TokenSource>,
+    pub budget_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ConnectionAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionAuth").finish_non_exhaustive()
+    }
 }
 
 /// The Chatwork API client. Build one per process and share it: clones are cheap and
@@ -105,11 +153,41 @@ struct Inner {
     http: reqwest::Client,
     /// The base URL without a trailing slash.
     base: String,
-    token_header: HeaderValue,
-    token: SecretString,
+    auth: Auth,
+    /// The last token a source gave (scrubbed from errors as the static one is).
+    last_token: std::sync::Mutex<Option<SecretString>>,
     budget: RateBudget,
     breaker: OutageBreaker,
     settings: ClientSettings,
+}
+
+/// How requests are authorized.
+enum Auth {
+    /// An API token, the same for every request.
+    Static {
+        header: HeaderValue,
+        secret: SecretString,
+    },
+    /// A connection's token, asked for per request.
+    Source(Arc<dyn TokenSource>),
+}
+
+/// The header one attempt sends, and the secret in it (to scrub from errors).
+struct Sending {
+    name: &'static str,
+    value: HeaderValue,
+    secret: SecretString,
+}
+
+/// A header value marked sensitive: printed as "Sensitive" by every Debug, and kept out
+/// of HPACK tables.
+fn header_of(secret: &SecretString) -> Result<HeaderValue, ChatworkError> {
+    let mut value =
+        HeaderValue::from_str(secret.expose_secret()).map_err(|_| ChatworkError::Setup {
+            message: "the token is not a valid HTTP header value".into(),
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl std::fmt::Debug for ChatworkClient {
@@ -204,10 +282,13 @@ impl ChatworkClient {
     /// A client for `settings` whose rate budget lives in `pool`'s database.
     pub fn new(settings: ClientSettings, pool: PgPool) -> Result<Self, ChatworkError> {
         let setup = |message: String| ChatworkError::Setup { message };
-        let mut token_header = HeaderValue::from_str(settings.token.expose_secret())
-            .map_err(|_| setup("the token is not a valid HTTP header value".into()))?;
-        // Printed as "Sensitive" by every Debug, and kept out of HPACK tables.
-        token_header.set_sensitive(true);
+        let auth = match &settings.connection {
+            Some(connection) => Auth::Source(connection.source.clone()),
+            None => Auth::Static {
+                header: header_of(&settings.token)?,
+                secret: settings.token.clone(),
+            },
+        };
         let http = reqwest::Client::builder()
             // Compiled-in roots: no certificate files read at cold start (see `tls`).
             .tls_backend_preconfigured(super::tls::client_config().map_err(setup)?)
@@ -218,22 +299,26 @@ impl ChatworkClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| setup(clip(&e.without_url().to_string(), 200)))?;
-        let budget = RateBudget::new(
+        let budget_key = match &settings.connection {
+            Some(connection) => connection.budget_key,
+            None => token_hash(&settings.token),
+        };
+        let budget = RateBudget::keyed(
             pool.clone(),
-            &settings.token,
+            budget_key,
             BudgetSettings {
                 lease: settings.request_timeout + Duration::from_secs(1),
                 assumed_window: settings.assumed_window,
                 reset_margin: settings.reset_margin,
             },
         );
-        let breaker = OutageBreaker::new(pool, &settings.token, settings.breaker);
+        let breaker = OutageBreaker::keyed(pool, budget_key, settings.breaker);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 base: settings.base_url.as_str().trim_end_matches('/').to_owned(),
-                token_header,
-                token: settings.token.clone(),
+                auth,
+                last_token: std::sync::Mutex::new(None),
                 budget,
                 breaker,
                 settings,
@@ -259,6 +344,19 @@ impl ChatworkClient {
         let mut client = self.clone();
         client.meters.push(meter.clone());
         (client, meter)
+    }
+
+    /// A clone that also counts its requests into `meter` (one meter shared by the
+    /// clients of several connections).
+    pub fn counted_by(&self, meter: &RequestMeter) -> ChatworkClient {
+        let mut client = self.clone();
+        client.meters.push(meter.clone());
+        client
+    }
+
+    /// How this client talks to Chatwork.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.inner.settings
     }
 
     /// The token's shared budget.
@@ -291,6 +389,14 @@ impl ChatworkClient {
             limitation,
             deferred: None,
         })
+    }
+
+    /// `GET /me`: the account the token speaks for.
+    pub async fn me(&self, deadline: Instant) -> Result<Me, ChatworkError> {
+        let answer = self
+            .get("/me", None, MAX_ROOM_ANSWER_BYTES, deadline)
+            .await?;
+        self.decode("GET /me", &answer.body)
     }
 
     /// `GET /rooms/{room_id}`: one room with its description.
@@ -360,7 +466,8 @@ impl ChatworkClient {
         body: &[u8],
     ) -> Result<T, ChatworkError> {
         let mut decoded: T = serde_json::from_slice(body).map_err(|e| {
-            let secret = self.inner.token.expose_secret();
+            let secret = self.scrubbed();
+            let secret = secret.expose_secret();
             ChatworkError::Decode {
                 endpoint: endpoint.to_owned(),
                 message: clip(&error::scrub(&e.to_string(), secret), 200),
@@ -416,6 +523,7 @@ impl ChatworkClient {
         let mut rate_limited = rate_limited_backoff.start();
         // After a 429: no request before its reported reset.
         let mut not_before: Option<Instant> = None;
+        let mut reauthorized = false;
         loop {
             let probe = self.admit().await?;
             let grant = match prepaid.take() {
@@ -439,12 +547,19 @@ impl ChatworkClient {
                 timeout: settings.request_timeout.min(left),
                 probe,
             };
+            let token = match self.token(deadline).await {
+                Ok(token) => token,
+                Err(e) => {
+                    grant.release().await;
+                    return Err(e);
+                }
+            };
             let Attempted {
                 outcome,
                 rate,
                 deferred,
                 breaker_opened,
-            } = self.try_once(&request, grant, attempt).await;
+            } = self.try_once(&request, grant, attempt, &token).await;
 
             let now = Instant::now();
             let facts = Facts {
@@ -495,8 +610,62 @@ impl ChatworkClient {
                     );
                     tokio::time::sleep(pause).await;
                 }
-                NextStep::Fail(error) => return Err(error),
+                NextStep::Fail(error) => {
+                    // A connection's token Chatwork refused: once per call, its source
+                    // refreshes it (or marks the connection for a person) and the call
+                    // tries again with what it gives next.
+                    if let (Some(401), Auth::Source(source), false) =
+                        (error.status(), &self.inner.auth, reauthorized)
+                    {
+                        reauthorized = true;
+                        attempts -= 1;
+                        source.refused(&token.secret).await;
+                        continue;
+                    }
+                    return Err(error);
+                }
             }
+        }
+    }
+
+    /// The token for the next attempt: the API token, or what the connection's source
+    /// gives now.
+    async fn token(&self, deadline: Instant) -> Result<Sending, ChatworkError> {
+        match &self.inner.auth {
+            Auth::Static { header, secret } => Ok(Sending {
+                name: "X-ChatWorkToken",
+                value: header.clone(),
+                secret: secret.clone(),
+            }),
+            Auth::Source(source) => {
+                let token = source.token(deadline).await?;
+                let (name, value) = if token.bearer {
+                    let value = SecretString::from(format!("Bearer {}", token.secret.expose_secret()));
+                    ("Authorization", header_of(&value)?)
+                } else {
+                    ("X-ChatWorkToken", header_of(&token.secret)?)
+                };
+                *self.inner.last_token.lock().expect("token") = Some(token.secret.clone());
+                Ok(Sending {
+                    name,
+                    value,
+                    secret: token.secret,
+                })
+            }
+        }
+    }
+
+    /// The secret to scrub from what an error shows.
+    fn scrubbed(&self) -> SecretString {
+        match &self.inner.auth {
+            Auth::Static { secret, .. } => secret.clone(),
+            Auth::Source(_) => self
+                .inner
+                .last_token
+                .lock()
+                .expect("token")
+                .clone()
+                .unwrap_or_else(|| SecretString::from(String::new())),
         }
     }
 
@@ -526,10 +695,11 @@ impl ChatworkClient {
         request: &Request<'_>,
         mut grant: GrantGuard,
         attempt: Try,
+        token: &Sending,
     ) -> Attempted {
         let sent_at = Instant::now();
         grant.sending();
-        let (rate, result) = self.attempt(request, attempt.timeout).await;
+        let (rate, result) = self.attempt(request, attempt.timeout, token).await;
         let elapsed_ms = sent_at.elapsed().as_millis() as u64;
         let deferred = match &result {
             Ok(answer)
@@ -550,7 +720,7 @@ impl ChatworkClient {
         };
         let breaker_opened = self.breaker_outcome(down, attempt.probe).await;
         Attempted {
-            outcome: self.observe(result, rate, request, attempt, elapsed_ms),
+            outcome: self.observe(result, rate, request, attempt, elapsed_ms, token),
             rate,
             deferred,
             breaker_opened,
@@ -566,8 +736,9 @@ impl ChatworkClient {
         request: &Request<'_>,
         attempt: Try,
         elapsed_ms: u64,
+        token: &Sending,
     ) -> Outcome {
-        let secret = self.inner.token.expose_secret();
+        let secret = token.secret.expose_secret();
         match result {
             Ok(answer) => {
                 self.meter(|m| m.answered(answer.status));
@@ -637,12 +808,13 @@ impl ChatworkClient {
         &self,
         request: &Request<'_>,
         timeout: Duration,
+        token: &Sending,
     ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
         let mut sent = self
             .inner
             .http
             .get(&request.url)
-            .header("X-ChatWorkToken", self.inner.token_header.clone())
+            .header(token.name, token.value.clone())
             .timeout(timeout);
         if let Some(pair) = request.query {
             sent = sent.query(&[pair]);

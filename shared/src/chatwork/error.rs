@@ -61,6 +61,9 @@ pub enum ChatworkError {
     Unavailable { until: DateTime<Utc> },
     /// The client could not be built (a token that is not a valid header value, TLS).
     Setup { message: String },
+    /// The connection cannot speak to Chatwork until a person acts: it is disabled, or
+    /// Chatwork refused its token or its refresh (`reauth_required`). Sent nothing.
+    Connection { message: String },
 }
 
 impl ChatworkError {
@@ -80,7 +83,8 @@ impl ChatworkError {
             | ChatworkError::Unavailable { .. } => true,
             ChatworkError::Decode { .. }
             | ChatworkError::TooLarge { .. }
-            | ChatworkError::Setup { .. } => false,
+            | ChatworkError::Setup { .. }
+            | ChatworkError::Connection { .. } => false,
         }
     }
 
@@ -159,6 +163,9 @@ impl ChatworkError {
                     f,
                     "the shared Chatwork rate budget is unavailable: {message}"
                 )
+            }
+            ChatworkError::Connection { message } => {
+                write!(f, "the Chatwork connection cannot be used: {message}")
             }
             ChatworkError::Setup { message } => {
                 write!(f, "the Chatwork client could not be built: {message}")

@@ -100,12 +100,16 @@ mod tls;
 
 pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
-pub use client::{ChatworkClient, ClientSettings, LIMITATION_HEADER, Listed, MessagesOptions};
+pub use client::{
+    ChatworkClient, ClientSettings, ConnectionAuth, LIMITATION_HEADER, Listed, MessagesOptions,
+    SourcedToken, TokenSource,
+};
 pub(crate) use client::{DeferredRecord, GrantGuard};
 pub use config::ChatworkConfig;
+pub(crate) use tls::client_config as tls_client_config;
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{
-    MESSAGES_PER_REQUEST, Message, MessageAccount, Room, RoomDetail, RoomType, compare_message_ids,
+    MESSAGES_PER_REQUEST, Me, Message, MessageAccount, Room, RoomDetail, RoomType, compare_message_ids,
     is_message_id, latest_message_id,
 };

@@ -73,6 +73,24 @@ pub struct RoomDetail {
     pub description: String,
 }
 
+/// The account a token speaks for, as `GET /me` answers (the fields cwsync keeps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub account_id: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub organization_id: Option<i64>,
+    #[serde(default)]
+    pub organization_name: String,
+}
+
+impl Storable for Me {
+    fn make_storable(&mut self) -> usize {
+        replace_nul(&mut self.name) + replace_nul(&mut self.organization_name)
+    }
+}
+
 /// The author of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageAccount {

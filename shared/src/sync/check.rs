@@ -34,7 +34,8 @@ use uuid::Uuid;
 
 use super::columns::RoomColumns;
 use super::snapshot::ListedRoom;
-use crate::chatwork::{ChatworkClient, ChatworkError, MESSAGES_PER_REQUEST, Room};
+use crate::chatwork::{ChatworkError, MESSAGES_PER_REQUEST, RequestMeter, Room};
+use crate::connections::{Connections, store as connection_store};
 use crate::config::{ConfigError, Env};
 
 /// The knobs of the room check.
@@ -101,6 +102,9 @@ impl RoomCheckSettings {
 #[serde(rename_all = "camelCase")]
 pub struct CheckedRoom {
     pub room_id: i64,
+    /// The connection to fetch it through (absent in plans made before connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Uuid>,
     /// Chatwork's `last_update_time` (epoch seconds; 0 for a room without activity).
     pub last_update_time: i64,
     /// Chatwork's `message_num`.
@@ -358,54 +362,125 @@ impl Check {
     }
 }
 
-/// Runs one check with `chatwork` and plans its fetches: see the module documentation.
-/// A room list Chatwork does not give is recorded as a `failed` check at once.
+/// Runs one check through every active connection and plans its fetches: see the
+/// module documentation. The room lists are read side by side; a connection whose list
+/// fails is left out of this check (its error recorded on it), and the check is
+/// recorded `failed` only when no list could be read. `meter`, when given, counts the
+/// requests.
 pub async fn run(
     pool: &PgPool,
-    chatwork: &ChatworkClient,
+    connections: &Connections,
+    meter: Option<&RequestMeter>,
     settings: &RoomCheckSettings,
     trigger: CheckTrigger,
 ) -> Result<Check, CheckError> {
     let deadline = Instant::now() + settings.list_timeout;
-    let listed = match chatwork.list_rooms(deadline).await {
-        Ok(listed) => listed,
-        Err(error) => {
-            let check_id = record_failure(pool, trigger, settings, &error).await?;
-            metrics::counter!("room_checks", "outcome" => CheckOutcome::Failed.as_str())
-                .increment(1);
-            tracing::warn!(error = %error, "room check: the room list could not be read");
-            return Err(CheckError::Chatwork { check_id, error });
+    let targets = connections.active().await?;
+    let reads = targets.iter().map(|target| async move {
+        let client = connections.client(target.id).await?;
+        let client = match meter {
+            Some(meter) => client.counted_by(meter),
+            None => client,
+        };
+        let listed = client.list_rooms(deadline).await?;
+        Ok::<_, ChatworkError>((client, listed))
+    });
+    let results = futures_util::future::join_all(reads).await;
+    let mut lists = Vec::new();
+    let mut first_error = None;
+    for (target, result) in targets.iter().zip(results) {
+        match result {
+            Ok((client, listed)) => lists.push((target.id, client, listed)),
+            Err(error) => {
+                tracing::warn!(connection = %target.id, error = %error, "room check: a connection's room list could not be read");
+                connection_store::record_list_error(pool, target.id, &error.to_string()).await?;
+                first_error.get_or_insert(error);
+            }
         }
-    };
-    let mut rooms = listed.items;
-    rooms.sort_by_key(|r| r.room_id);
+    }
+    if lists.is_empty() {
+        let error = first_error.unwrap_or_else(|| ChatworkError::Connection {
+            message: "no active Chatwork connection: connect an account first".into(),
+        });
+        let check_id = record_failure(pool, trigger, settings, &error).await?;
+        metrics::counter!("room_checks", "outcome" => CheckOutcome::Failed.as_str())
+            .increment(1);
+        tracing::warn!(error = %error, "room check: the room list could not be read");
+        return Err(CheckError::Chatwork { check_id, error });
+    }
+
+    // One list of every room any connection sees; a room several see is judged once,
+    // by the entry that has moved furthest.
+    let mut rooms: Vec<Room> = lists
+        .iter()
+        .flat_map(|(_, _, listed)| listed.items.iter().cloned())
+        .collect();
+    rooms.sort_by(|a, b| {
+        a.room_id
+            .cmp(&b.room_id)
+            .then(b.message_num.cmp(&a.message_num))
+            .then(b.last_update_time.cmp(&a.last_update_time))
+    });
     rooms.dedup_by_key(|r| r.room_id);
+    let limitation = lists.iter().find_map(|(_, _, l)| l.limitation.clone());
 
     let seen = observe(pool, &rooms).await?;
+    let mut members: std::collections::HashMap<i64, Vec<usize>> = Default::default();
+    for (index, (id, _, listed)) in lists.iter().enumerate() {
+        let ids: Vec<i64> = listed.items.iter().map(|r| r.room_id).collect();
+        if !ids.is_empty() {
+            connection_store::record_listing(pool, *id, &ids).await?;
+        }
+        for room_id in ids {
+            members.entry(room_id).or_default().push(index);
+        }
+    }
     let mut candidates = seen.candidates;
     rank(&mut candidates);
-    let budget = match chatwork.budget().state().await? {
-        Some(state) if state.limit_known => Some(BudgetSeen {
-            limit: state.limit_count,
-            remaining: state.remaining,
-            reset_at: state.reset_at,
-        }),
-        _ => None,
-    };
-    // Only the schedule leaves the reserve: it is there for syncs people start.
-    let reserve = match (trigger, budget) {
-        (CheckTrigger::Schedule, Some(budget)) => settings.reserve_of(i64::from(budget.limit)),
-        _ => 0,
-    };
-    let allowance = allowance(budget, Utc::now(), settings.cadence, reserve);
-    let planned: Vec<CheckedRoom> = match trigger {
-        CheckTrigger::Schedule => candidates
-            .iter()
-            .take(allowance)
-            .map(|c| c.listed)
-            .collect(),
-        CheckTrigger::Sync => candidates.iter().map(|c| c.listed).collect(),
-    };
+    let now = Utc::now();
+    // Each connection's budget: what it can serve before the next check.
+    let mut budgets = Vec::with_capacity(lists.len());
+    for (_, client, _) in &lists {
+        budgets.push(match client.budget().state().await? {
+            Some(state) if state.limit_known => Some(BudgetSeen {
+                limit: state.limit_count,
+                remaining: state.remaining,
+                reset_at: state.reset_at,
+            }),
+            _ => None,
+        });
+    }
+    let mut left: Vec<i64> = budgets
+        .iter()
+        .map(|budget| {
+            // Only the schedule leaves the reserve: it is there for syncs people start.
+            let reserve = match (trigger, budget) {
+                (CheckTrigger::Schedule, Some(b)) => settings.reserve_of(i64::from(b.limit)),
+                _ => 0,
+            };
+            allowance(*budget, now, settings.cadence, reserve) as i64
+        })
+        .collect();
+    let total_allowance = left.iter().sum::<i64>() as usize;
+    // Each room goes to the member with the most left; a scheduled check plans a room
+    // only while a member has some left.
+    let mut planned = Vec::new();
+    for candidate in &candidates {
+        let Some(best) = members
+            .get(&candidate.room_id)
+            .and_then(|m| m.iter().copied().max_by_key(|&i| (left[i], std::cmp::Reverse(i))))
+        else {
+            continue;
+        };
+        if trigger == CheckTrigger::Schedule && left[best] <= 0 {
+            continue;
+        }
+        left[best] -= 1;
+        planned.push(CheckedRoom {
+            connection: Some(lists[best].0),
+            ..candidate.listed
+        });
+    }
     let outcome = if candidates.is_empty() {
         CheckOutcome::Current
     } else if planned.is_empty() {
@@ -422,8 +497,8 @@ pub async fn run(
         fetched: planned.len(),
         deferred: candidates.len() - planned.len(),
         unseen_max: seen.unseen_max,
-        allowance,
-        budget,
+        allowance: total_allowance,
+        budget: combined(&budgets),
         job_id: None,
         planned: planned.iter().map(|c| c.room_id).collect(),
     };
@@ -432,7 +507,17 @@ pub async fn run(
         report,
         planned,
         unseen_total: seen.unseen_total,
-        limitation: listed.limitation,
+        limitation,
+    })
+}
+
+/// The budgets of the connections a check read through, as one: their limits and what
+/// they have left added up, and the earliest reset.
+fn combined(budgets: &[Option<BudgetSeen>]) -> Option<BudgetSeen> {
+    budgets.iter().flatten().copied().reduce(|a, b| BudgetSeen {
+        limit: a.limit.saturating_add(b.limit),
+        remaining: a.remaining.saturating_add(b.remaining),
+        reset_at: a.reset_at.min(b.reset_at),
     })
 }
 
@@ -544,6 +629,7 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
                 waiting_since: row.wanted_since.unwrap_or(now),
                 listed: CheckedRoom {
                     room_id: row.room_id,
+                    connection: None,
                     last_update_time: row.updated,
                     message_num: i64::from(row.message_num),
                 },
@@ -639,6 +725,7 @@ mod tests {
             waiting_since: DateTime::from_timestamp(1_800_000_000 - waiting_secs, 0).unwrap(),
             listed: CheckedRoom {
                 room_id,
+                connection: None,
                 last_update_time: 1,
                 message_num: unseen,
             },

@@ -20,21 +20,28 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::chatwork::{ChatworkClient, ChatworkError};
+use crate::connections::Connections;
 use crate::jobs::{ErrorInfo, ItemError};
 
-/// What the sync consumers run with: the process's Chatwork client (shared, with the
-/// token's rate budget) and the knobs below.
+/// What the sync consumers run with: the process's Chatwork connections (each with its
+/// client, rate budget and breaker, shared) and the knobs below.
 #[derive(Debug, Clone)]
 pub struct SyncContext {
-    pub chatwork: ChatworkClient,
+    pub connections: Connections,
     pub settings: SyncSettings,
 }
 
 impl SyncContext {
-    /// A context with the default [`SyncSettings`].
+    /// A context with only the bootstrap connection of `chatwork` and the default
+    /// [`SyncSettings`].
     pub fn new(chatwork: ChatworkClient) -> Self {
+        Self::with_connections(Connections::of_client(chatwork))
+    }
+
+    /// A context over `connections` with the default [`SyncSettings`].
+    pub fn with_connections(connections: Connections) -> Self {
         Self {
-            chatwork,
+            connections,
             settings: SyncSettings::default(),
         }
     }

@@ -2,17 +2,23 @@
 //!
 //! The one item of a rooms sync:
 //!
-//! 1. `GET /rooms`.
+//! For each active connection (or the one the payload names: a new connection's first
+//! sync), in turn:
+//!
+//! 1. `GET /rooms` with the connection's token; the rooms it lists become its rooms
+//!    (`chatwork_room_connections`). A connection whose list fails is skipped (its
+//!    error recorded on it) unless it is the only one, whose failure is the item's.
 //! 2. Upserts the rooms by `room_id` in chunks of [`SyncSettings::rooms_per_chunk`],
 //!    checking for cancellation before each: name, type, icon, `last_update_time`,
 //!    `message_num`. A row is written only when one of those actually changed (or the
 //!    room comes back after the account had left it), so a second identical sync
 //!    changes nothing and counts nothing. New rooms are active.
-//! 3. Marks the rooms no longer listed as left (`left_at`); they and their messages
-//!    stay, and messages syncs skip them.
+//! 3. Marks the rooms no connection lists any more as left (`left_at`); they and their
+//!    messages stay, and messages syncs skip them.
 //! 4. Fetches descriptions (`GET /rooms/{id}`) of the rooms that are new or changed
 //!    since their description was last fetched, within a share of the rate budget;
-//!    rooms left over wait for the next rooms sync.
+//!    rooms left over wait for the next rooms sync. Each connection fetches those of its
+//!    own rooms, within its own budget.
 //!
 //! Each statement that counts adds its counts to the item's result in the same
 //! statement, so a delivery that runs again after a crash adds only what it changed
@@ -30,9 +36,10 @@ use uuid::Uuid;
 
 use super::columns::RoomColumns;
 use super::{SyncContext, chatwork_failure};
-use crate::chatwork::{ChatworkClient, Room};
+use crate::chatwork::{ChatworkClient, ChatworkError, RequestMeter, Room};
+use crate::connections::{Active, store as connections};
 use crate::jobs::{
-    self, BatchConnection, Begin, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec,
+    self, BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec,
     JobType, Outcome, PlannedItem,
 };
 use crate::queue::QueueName;
@@ -40,13 +47,22 @@ use crate::queue::QueueName;
 /// The rooms sync job type.
 pub struct RoomsSync;
 
-/// A rooms sync takes no parameters.
+/// A rooms sync of every active connection, or of one (`connectionId`: the first sync
+/// of a connection just made).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomsSyncPayload {}
+#[serde(rename_all = "camelCase")]
+pub struct RoomsSyncPayload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<Uuid>,
+}
 
-/// The queue message: `{v:1, jobId}`.
+/// The queue message: `{v:1, jobId}`, and the connection when the payload names one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomsSyncMessage {}
+#[serde(rename_all = "camelCase")]
+pub struct RoomsSyncMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<Uuid>,
+}
 
 /// The result of a rooms sync (and of its one item): rooms inserted, rooms whose stored
 /// fields changed, rooms Chatwork listed, rooms marked left, and the descriptions and
@@ -60,6 +76,11 @@ pub struct RoomsSyncResult {
     pub left: i64,
     pub descriptions: i64,
     pub requests: i64,
+    /// Connections whose room list was read, and those whose list failed.
+    #[serde(default)]
+    pub connections: i64,
+    #[serde(default)]
+    pub failed_connections: i64,
 }
 
 /// The item key of a rooms sync's only item.
@@ -77,8 +98,11 @@ impl JobSpec for RoomsSync {
     type ItemResult = RoomsSyncResult;
     type Result = RoomsSyncResult;
 
-    fn active_key(_: &RoomsSyncPayload) -> String {
-        "all".into()
+    fn active_key(payload: &RoomsSyncPayload) -> String {
+        match payload.connection_id {
+            None => "all".into(),
+            Some(id) => format!("connection:{id}"),
+        }
     }
 
     fn item_key(_: &RoomsSyncMessage) -> String {
@@ -87,9 +111,14 @@ impl JobSpec for RoomsSync {
 
     async fn plan(
         _pool: &PgPool,
-        _payload: &RoomsSyncPayload,
+        payload: &RoomsSyncPayload,
     ) -> Result<Vec<PlannedItem<RoomsSyncMessage>>, sqlx::Error> {
-        Ok(vec![PlannedItem::work(RoomsSyncMessage {}, "rooms")])
+        Ok(vec![PlannedItem::work(
+            RoomsSyncMessage {
+                connection_id: payload.connection_id,
+            },
+            "rooms",
+        )])
     }
 
     /// The item's own result (zeros before it ran).
@@ -125,53 +154,110 @@ impl JobKind for RoomsSync {
     async fn run(
         context: &SyncContext,
         item: &ItemRun,
-        _message: RoomsSyncMessage,
+        message: RoomsSyncMessage,
         _read: (),
     ) -> Result<Outcome<Self>, ItemError> {
         let pool = &item.pool;
-        let (client, meter) = context.chatwork.metered();
-        let mut rooms = match client.list_rooms(item.deadline).await {
-            Ok(listed) => listed.items,
-            Err(e) => return Err(chatwork_failure(pool, None, e).await),
+        let targets = match message.connection_id {
+            Some(id) => vec![Active {
+                id,
+                bootstrap: false,
+            }],
+            None => context.connections.active().await?,
         };
-        rooms.sort_by_key(|r| r.room_id);
-        rooms.dedup_by_key(|r| r.room_id);
-        for chunk in rooms.chunks(context.settings.rooms_per_chunk.max(1)) {
+        if targets.is_empty() {
+            return Err(ItemError::Fail(ErrorInfo::new(
+                "NoConnection",
+                "no active Chatwork connection: connect an account first",
+            )));
+        }
+        let meter = RequestMeter::default();
+        let mut all_rooms = std::collections::BTreeSet::new();
+        let (mut descriptions, mut listed_connections, mut failed) = (0usize, 0i64, 0i64);
+        let mut last_error = None;
+        for target in &targets {
+            let listed = match self::list(context, target, &meter, item).await {
+                Ok(rooms) => rooms,
+                Err(e) => {
+                    if let Err(db) = connections::record_list_error(pool, target.id, &e.to_string()).await {
+                        tracing::warn!(error = %db, "could not record a connection's list error");
+                    }
+                    tracing::warn!(connection = %target.id, error = %e, "a connection's room list could not be read");
+                    failed += 1;
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            let (client, mut rooms) = listed;
+            rooms.sort_by_key(|r| r.room_id);
+            rooms.dedup_by_key(|r| r.room_id);
+            for chunk in rooms.chunks(context.settings.rooms_per_chunk.max(1)) {
+                if item.is_canceled().await? {
+                    return Ok(ItemOutcome::Canceled);
+                }
+                upsert(pool, item.job_id, &item.item_key, chunk).await?;
+            }
             if item.is_canceled().await? {
                 return Ok(ItemOutcome::Canceled);
             }
-            upsert(pool, item.job_id, &item.item_key, chunk).await?;
+            let ids: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
+            if ids.is_empty() {
+                // Every account has at least its own "my chat": an empty list is not the
+                // account leaving every room, and forgetting them all would hide them.
+                tracing::warn!(connection = %target.id, "Chatwork listed no rooms at all; the connection keeps its rooms");
+            } else {
+                connections::record_listing(pool, target.id, &ids).await?;
+            }
+            listed_connections += 1;
+            all_rooms.extend(ids);
+            let Some(fetched) =
+                fetch_descriptions(context, &client, item, pool, target.id).await?
+            else {
+                return Ok(ItemOutcome::Canceled);
+            };
+            descriptions += fetched;
         }
-        if item.is_canceled().await? {
-            return Ok(ItemOutcome::Canceled);
+        if listed_connections == 0 {
+            let error = last_error.expect("every connection failed");
+            return Err(chatwork_failure(pool, None, error).await);
         }
-        let listed: Vec<i64> = rooms.iter().map(|r| r.room_id).collect();
-        if listed.is_empty() {
-            // Every account has at least its own "my chat": an empty list is not the
-            // account leaving every room, and marking them all left would hide them.
-            tracing::warn!("Chatwork listed no rooms at all; no room is marked left");
-        }
-        let mut result = mark_left(pool, item.job_id, &item.item_key, &listed).await?;
-
-        let Some(descriptions) = fetch_descriptions(context, &client, item, pool).await? else {
-            return Ok(ItemOutcome::Canceled);
-        };
-        result.total = rooms.len() as i64;
+        let mut result = mark_left(pool, item.job_id, &item.item_key).await?;
+        result.total = all_rooms.len() as i64;
         result.descriptions = descriptions as i64;
         result.requests = meter.snapshot().requests as i64;
+        result.connections = listed_connections;
+        result.failed_connections = failed;
         tracing::info!(
             created = result.created,
             updated = result.updated,
             left = result.left,
-            total = rooms.len(),
+            total = all_rooms.len(),
             descriptions,
+            connections = listed_connections,
+            failed_connections = failed,
             "rooms synced"
         );
         Ok(ItemOutcome::Completed {
-            fetched: rooms.len() as i32,
+            fetched: all_rooms.len() as i32,
             result,
         })
     }
+}
+
+/// A connection's client (counting into `meter`) and its room list.
+async fn list(
+    context: &SyncContext,
+    target: &Active,
+    meter: &RequestMeter,
+    item: &ItemRun,
+) -> Result<(ChatworkClient, Vec<Room>), ChatworkError> {
+    let client = context
+        .connections
+        .client(target.id)
+        .await?
+        .counted_by(meter);
+    let listed = client.list_rooms(item.deadline).await?;
+    Ok((client, listed.items))
 }
 
 /// Upserts one chunk of rooms and adds what it created and changed to the item's result.
@@ -233,20 +319,20 @@ async fn upsert(
     Ok(())
 }
 
-/// Marks the rooms not in `listed` as left (an empty list marks none) and returns the
-/// item's counts so far (`created`, `updated`, `left`).
+/// Marks the rooms no connection lists as left and returns the item's counts so far
+/// (`created`, `updated`, `left`).
 async fn mark_left(
     pool: &PgPool,
     job_id: Uuid,
     item_key: &str,
-    listed: &[i64],
 ) -> Result<RoomsSyncResult, sqlx::Error> {
     let result = sqlx::query_scalar!(
         r#"WITH gone AS (
-               UPDATE chatwork_rooms
+               UPDATE chatwork_rooms r
                   SET left_at = now(), updated_at = now()
-                WHERE left_at IS NULL AND cardinality($3::int8[]) > 0
-                  AND room_id <> ALL($3::int8[])
+                WHERE r.left_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM chatwork_room_connections m
+                                   WHERE m.room_id = r.room_id)
             RETURNING room_id
            ), item AS (
                UPDATE job_items i
@@ -260,7 +346,6 @@ async fn mark_left(
            SELECT (SELECT result FROM item) AS "result?""#,
         job_id,
         item_key,
-        listed,
     )
     .fetch_one(pool)
     .await?;
@@ -292,16 +377,19 @@ async fn fetch_descriptions(
     client: &ChatworkClient,
     item: &ItemRun,
     pool: &PgPool,
+    connection: Uuid,
 ) -> Result<Option<usize>, ItemError> {
     let allowance = description_allowance(client, context.settings.max_descriptions).await;
     if allowance == 0 {
         return Ok(Some(0));
     }
     let stale = sqlx::query_scalar!(
-        "SELECT room_id FROM chatwork_rooms
-          WHERE description_stale AND left_at IS NULL
-          ORDER BY room_id LIMIT $1",
+        "SELECT r.room_id FROM chatwork_rooms r
+           JOIN chatwork_room_connections m ON m.room_id = r.room_id AND m.connection_id = $2
+          WHERE r.description_stale AND r.left_at IS NULL AND m.refused_at IS NULL
+          ORDER BY r.room_id LIMIT $1",
         allowance as i64,
+        connection,
     )
     .fetch_all(pool)
     .await?;

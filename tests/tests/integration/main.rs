@@ -2,6 +2,7 @@
 
 mod api;
 mod chatwork;
+mod connections;
 mod console;
 mod harness;
 mod health;

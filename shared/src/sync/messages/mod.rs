@@ -121,6 +121,9 @@ pub struct MessagesSyncMessage {
     /// item fetches it, and detects gaps by this, without a room list of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<ListedRoom>,
+    /// The connection the check chose to fetch it through (else the item chooses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<Uuid>,
 }
 
 impl MessagesSyncMessage {
@@ -129,6 +132,7 @@ impl MessagesSyncMessage {
         Self {
             room_id: Some(room.room_id),
             listed: Some(room.listed()),
+            connection_id: room.connection,
         }
     }
 
@@ -137,6 +141,7 @@ impl MessagesSyncMessage {
         Self {
             room_id: Some(room_id),
             listed: None,
+            connection_id: None,
         }
     }
 }
@@ -311,6 +316,7 @@ impl JobSpec for MessagesSync {
                     MessagesSyncMessage {
                         room_id: None,
                         listed: None,
+                        connection_id: None,
                     },
                     CHECK_ITEM_KEY,
                 )]);
@@ -462,7 +468,15 @@ impl JobKind for MessagesSync {
     ) -> Result<Outcome<Self>, ItemError> {
         match (message.room_id, read) {
             (Some(room_id), ItemRead::Room(read)) => {
-                room::run(context, item, room_id, message.listed, *read).await
+                room::run(
+                    context,
+                    item,
+                    room_id,
+                    message.listed,
+                    message.connection_id,
+                    *read,
+                )
+                .await
             }
             (None, ItemRead::Step) => step::run(context, item).await,
             // `begin` reads by the message: the two always agree.

@@ -9,7 +9,9 @@
 //! 3. Decide (here, only): a room the job names, or a room check planned, is fetched; any
 //!    other room only when its `last_update_time` moved since its last sync; a room the
 //!    account left is not, unless named.
-//! 4. `GET /rooms/{id}/messages?force=1` (the latest 100), then one statement stores it
+//! 4. `GET /rooms/{id}/messages?force=1` (the latest 100) through the connection the
+//!    check chose, or else the member with the most budget left; when Chatwork answers
+//!    403 or 404 for that account, through the next member. Then one statement stores it
 //!    all and ends the item (see [`super::write`]).
 //!
 //! Statements per changed room, on the batch's one connection: 2 (the start with the read
@@ -21,7 +23,10 @@ use super::fetch::{Fetch, RoomState, settled_update_time};
 use super::{
     GapEstimate, ItemRead, ItemReport, MessagesSyncMessage, MessagesSyncPayload, RoomFetch, write,
 };
-use crate::chatwork::{GrantGuard, MessagesOptions};
+use crate::chatwork::{
+    ChatworkClient, ChatworkError, GrantGuard, Listed, MessagesOptions, RequestMeter,
+};
+use crate::connections::store as connection_store;
 use crate::jobs::{
     BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobType, Outcome,
 };
@@ -36,6 +41,7 @@ pub(super) async fn run(
     item: &ItemRun,
     room_id: i64,
     listed: Option<ListedRoom>,
+    connection: Option<Uuid>,
     read: FirstRead,
 ) -> Result<Outcome<MessagesSync>, ItemError> {
     tracing::Span::current().record("room_id", room_id);
@@ -45,7 +51,11 @@ pub(super) async fn run(
     // A room check already read the room list and decided this room needs a fetch.
     let checked = listed.map(Entry::Listed);
     let pool = &item.pool;
-    let FirstRead { state, prepaid } = read;
+    let FirstRead {
+        state,
+        prepaid,
+        prepaid_on,
+    } = read;
     if state.job_canceled {
         return Ok(ItemOutcome::Canceled);
     }
@@ -68,8 +78,27 @@ pub(super) async fn run(
         return Ok(unchanged(room_id, 0, "left"));
     }
 
-    let (client, meter) = context.chatwork.metered();
+    let meter = RequestMeter::default();
     let requests = || meter.snapshot().requests;
+    let mut through = match connection.or(prepaid_on) {
+        // Without a cipher only the bootstrap connection can speak: no choice to make.
+        Some(id) if connection.is_some() || context.connections.cipher().is_none() => Some(id),
+        _ => connection_store::fetcher_of(pool, room_id, &[]).await?,
+    };
+    let mut prepaid = match (prepaid, through) {
+        (Some(grant), Some(id)) if Some(id) == prepaid_on => Some(grant),
+        (grant, _) => {
+            release(grant).await;
+            None
+        }
+    };
+    let Some(first) = through else {
+        return Err(no_member(pool, room.id, room_id).await);
+    };
+    let client = match context.connections.client(first).await {
+        Ok(client) => client.counted_by(&meter),
+        Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
+    };
     let entry = match checked.or(state.snapshot) {
         Some(entry) => entry,
         None => {
@@ -101,16 +130,36 @@ pub(super) async fn run(
         return Ok(unchanged(room_id, requests(), "unchanged"));
     }
 
-    let requested_at = chrono::Utc::now();
-    let fetched_at = requested_at.timestamp();
-    let options = MessagesOptions::new(item.deadline)
-        .force(true)
-        .prepaid(prepaid)
-        .defer_record();
-    let (messages, limitation, deferred) = match client.list_messages(room_id, options).await {
-        Ok(listed) => (listed.items, listed.limitation, listed.deferred),
-        Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
+    let mut tried = Vec::new();
+    let mut client = client;
+    let (requested_at, listed_messages) = loop {
+        let requested_at = chrono::Utc::now();
+        let options = MessagesOptions::new(item.deadline)
+            .force(true)
+            .prepaid(prepaid.take())
+            .defer_record();
+        match client.list_messages(room_id, options).await {
+            Ok(listed) => break (requested_at, listed),
+            Err(e) => {
+                let id = through.expect("a connection was chosen");
+                let Some(next) = failover(pool, room_id, id, &mut tried, &e).await? else {
+                    return Err(chatwork_failure(pool, Some(room.id), e).await);
+                };
+                tracing::info!(room_id, from = %id, to = %next, error = %e, "fetching the room through another member");
+                through = Some(next);
+                client = match context.connections.client(next).await {
+                    Ok(c) => c.counted_by(&meter),
+                    Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
+                };
+            }
+        }
     };
+    let fetched_at = requested_at.timestamp();
+    let Listed {
+        items: messages,
+        limitation,
+        deferred,
+    } = listed_messages;
     let fetch = Fetch::analyse(messages, &room, &entry);
     let listed = match entry {
         Entry::Listed(listed) => Some(listed),
@@ -165,6 +214,35 @@ pub(super) async fn run(
     })
 }
 
+/// After `error` from connection `id` on a room: the next member to try, when the error
+/// is about that account (403/404: recorded, so the room is fetched elsewhere until the
+/// account lists it again; or a connection that cannot be used), else `None`.
+async fn failover(
+    pool: &sqlx::PgPool,
+    room_id: i64,
+    id: Uuid,
+    tried: &mut Vec<Uuid>,
+    error: &ChatworkError,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let about_account = error.is_room_unavailable() || matches!(error, ChatworkError::Connection { .. });
+    if !about_account {
+        return Ok(None);
+    }
+    if error.is_room_unavailable() {
+        connection_store::record_refusal(pool, id, room_id).await?;
+    }
+    tried.push(id);
+    connection_store::fetcher_of(pool, room_id, tried).await
+}
+
+/// A room no active connection can read: its error recorded, the item failed.
+async fn no_member(pool: &sqlx::PgPool, room: Uuid, room_id: i64) -> ItemError {
+    let error = ChatworkError::Connection {
+        message: format!("no active connection is a member of room {room_id}"),
+    };
+    chatwork_failure(pool, Some(room), error).await
+}
+
 /// Gives back a reservation the item will not use.
 async fn release(prepaid: Option<GrantGuard>) {
     if let Some(grant) = prepaid {
@@ -198,6 +276,8 @@ struct ItemState {
 pub struct FirstRead {
     state: ItemState,
     prepaid: Option<GrantGuard>,
+    /// The connection whose budget `prepaid` is.
+    prepaid_on: Option<Uuid>,
 }
 
 /// Starts a room's item (the job core's start, `cwsync_begin_item`, as `store::begin_item`
@@ -217,7 +297,21 @@ pub(super) async fn begin_and_read(
     message: &MessagesSyncMessage,
 ) -> Result<Begin<ItemRead>, sqlx::Error> {
     let decides_by_message = message.listed.is_some();
-    let budget = context.chatwork.budget().reserve_args();
+    // The request is reserved on the budget of the connection the check chose, or of the
+    // bootstrap connection (the item may still choose another and give it back).
+    let prepaid_on = match message.connection_id {
+        Some(id) => Some(id),
+        None => context.connections.bootstrap_id().await?,
+    };
+    let prepay: Option<ChatworkClient> = match prepaid_on {
+        Some(id) => context.connections.client(id).await.ok(),
+        None => None,
+    };
+    let budget = prepay.as_ref().map(|c| c.budget().reserve_args());
+    let (key, lease, window) = match &budget {
+        Some(b) => (Some(b.token_hash.to_vec()), b.lease, b.window),
+        None => (None, 0.0, 0.0),
+    };
     let row = sqlx::query!(
         r#"WITH b AS (
                -- The item's start (migrations/0070_shared_rules.sql).
@@ -251,6 +345,7 @@ pub(super) async fn begin_and_read(
                             AND st.type = 'chatwork_messages_sync'
                             AND st.room_uuid IS NOT NULL
                             AND ($8 OR st.snapshot_taken)
+                            AND $5::bytea IS NOT NULL
                        THEN cwsync_budget_reserve($5, $6, $7)
                   END AS "grant_window?"
              FROM state st"#,
@@ -258,9 +353,9 @@ pub(super) async fn begin_and_read(
         item_key,
         room_id,
         room_id.to_string(),
-        &budget.token_hash[..],
-        budget.lease,
-        budget.window,
+        key,
+        lease,
+        window,
         decides_by_message,
     )
     .fetch_optional(&mut *db.lock().await?)
@@ -268,7 +363,10 @@ pub(super) async fn begin_and_read(
     let Some(row) = row else {
         return Ok(Begin::Unknown { why: "no such job" });
     };
-    let prepaid = row.grant_window.map(|w| context.chatwork.prepaid(w));
+    let prepaid = match (row.grant_window, &prepay) {
+        (Some(w), Some(client)) => Some(client.prepaid(w)),
+        _ => None,
+    };
     let state = ItemState {
         job_canceled: !row.job_open,
         room: row.room_uuid.map(|id| RoomState {
@@ -288,6 +386,10 @@ pub(super) async fn begin_and_read(
         row.job_open,
         row.attempts,
         (row.job_type, row.payload, row.user_id, row.created_at),
-        ItemRead::Room(Box::new(FirstRead { state, prepaid })),
+        ItemRead::Room(Box::new(FirstRead {
+            state,
+            prepaid,
+            prepaid_on: prepaid_on.filter(|_| budget.is_some()),
+        })),
     ))
 }

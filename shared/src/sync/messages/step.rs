@@ -4,6 +4,7 @@
 //! now: the items wait for the shared budget as it reopens.
 
 use super::{ItemReport, MessagesSync, MessagesSyncMessage, room_item};
+use crate::chatwork::RequestMeter;
 use crate::jobs::{ItemError, ItemOutcome, ItemRun, Outcome};
 use crate::sync::check::{self, CheckError, CheckTrigger};
 use crate::sync::{SyncContext, chatwork_failure};
@@ -14,9 +15,17 @@ pub(super) async fn run(
     context: &SyncContext,
     item: &ItemRun,
 ) -> Result<Outcome<MessagesSync>, ItemError> {
-    let (client, meter) = context.chatwork.metered();
+    let meter = RequestMeter::default();
     let settings = &context.settings.room_check;
-    let check = match check::run(&item.pool, &client, settings, CheckTrigger::Sync).await {
+    let check = match check::run(
+        &item.pool,
+        &context.connections,
+        Some(&meter),
+        settings,
+        CheckTrigger::Sync,
+    )
+    .await
+    {
         Ok(check) => check,
         Err(CheckError::Chatwork { error, .. }) => {
             return Err(chatwork_failure(&item.pool, None, error).await);

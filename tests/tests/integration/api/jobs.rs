@@ -25,7 +25,7 @@ async fn job_lists_are_filtered_and_scoped_to_the_caller(app: &impl Api) {
     let w2 = seed::job(pool, app.queues(), acme, "writer-1", 2).await;
     let other = seed::job(pool, app.queues(), acme, "writer-2", 3).await;
     // A scheduled job has no user.
-    let scheduled = jobs::start::<RoomsSync>(pool, app.queues(), &RoomsSyncPayload {}, None)
+    let scheduled = jobs::start::<RoomsSync>(pool, app.queues(), &RoomsSyncPayload::default(), None)
         .await
         .unwrap()
         .job;

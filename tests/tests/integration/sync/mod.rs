@@ -133,7 +133,7 @@ impl SyncRig {
         let started = jobs::start::<RoomsSync>(
             self.pool(),
             self.queues.as_ref(),
-            &RoomsSyncPayload {},
+            &RoomsSyncPayload::default(),
             Some("admin-1"),
         )
         .await
