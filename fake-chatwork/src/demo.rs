@@ -11,12 +11,18 @@
 //! summary of "the last 7 days" always has something to read; the dates the messages
 //! mention (「議事録（5/21）」, a report's date) are those days. Built twice on the same
 //! day, it is the same data, byte for byte.
+//!
+//! Two accounts of the company speak to the API: the owner 佐藤 (the default token, a
+//! member of the twelve rooms) and his colleague 鈴木 ([`DemoData::SECOND_ACCOUNT_TOKEN`]),
+//! who shares the Minato project room with him and has three rooms of her own (her notes,
+//! a prospect's proposal room, a direct chat with another customer) that he cannot see.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Weekday};
 
-use crate::model::{Account, Message, Room, RoomType};
+use crate::AccountSetup;
+use crate::model::{Account, FakeAccount, FakeOAuthClient, Message, Room, RoomType};
 
 const MINUTE: i64 = 60;
 /// Working days the history spans (two weeks).
@@ -118,7 +124,12 @@ impl Calendar {
 #[derive(Debug, Clone)]
 pub struct DemoData {
     pub accounts: Vec<Account>,
+    /// The owner's rooms (the default account is a member of each).
     pub rooms: Vec<Room>,
+    /// The second account of the company ([`Self::SECOND_ACCOUNT_TOKEN`]).
+    pub second_account: FakeAccount,
+    /// The rooms only the second account is a member of.
+    pub second_rooms: Vec<Room>,
 }
 
 /// The people of the demo, and the days they talk on.
@@ -134,6 +145,8 @@ struct People {
     daniel: Account,
     yamamoto: Account,
     nakamura: Account,
+    kobayashi: Account,
+    mori: Account,
 }
 
 impl People {
@@ -150,6 +163,8 @@ impl People {
             daniel: Account::new(1_001_008, "Daniel Kim"),
             yamamoto: Account::new(1_001_009, "山本 直樹"),
             nakamura: Account::new(1_001_010, "中村 彩"),
+            kobayashi: Account::new(1_001_011, "小林 恵"),
+            mori: Account::new(1_001_012, "森 拓也"),
         }
     }
 
@@ -165,6 +180,8 @@ impl People {
             self.daniel.clone(),
             self.yamamoto.clone(),
             self.nakamura.clone(),
+            self.kobayashi.clone(),
+            self.mori.clone(),
         ]
     }
 }
@@ -276,15 +293,55 @@ impl DemoData {
             accounting(&p),
             lunch(&p),
         ];
+        let second_rooms = vec![suzuki_my_chat(&p), aoba_proposal(&p), direct_mori(&p)];
         Self {
             accounts: p.all(),
             rooms,
+            second_account: FakeAccount {
+                account_id: Self::SECOND_ACCOUNT_ID,
+                name: p.suzuki.name.clone(),
+                organization_id: crate::state::default_account().organization_id,
+                organization_name: crate::state::default_account().organization_name,
+            },
+            second_rooms,
         }
     }
 
     /// The account the demo token belongs to (its "my" room is its own).
     pub fn owner(&self) -> &Account {
         &self.accounts[0]
+    }
+
+    /// 鈴木 美咲, the owner's colleague in sales: the second account of the demo.
+    pub const SECOND_ACCOUNT_ID: i64 = 1_001_002;
+    /// The second account's API token.
+    pub const SECOND_ACCOUNT_TOKEN: &'static str = "fake-chatwork-token-suzuki-fedcba9876543210";
+    /// The room both accounts are members of (the Minato project room).
+    pub const SHARED_ROOM_ID: i64 = 281_000_106;
+    /// The demo's OAuth client, registered by whoever knows its redirect URI
+    /// ([`Self::oauth_client`]).
+    pub const OAUTH_CLIENT_ID: &'static str = "fake-chatwork-demo-client";
+    pub const OAUTH_CLIENT_SECRET: &'static str = "fake-chatwork-demo-client-secret-5f1e0c";
+
+    /// The demo's OAuth client for these redirect URIs (the local runner's callback),
+    /// for [`FakeChatwork::register_oauth_client`](crate::FakeChatwork::register_oauth_client).
+    pub fn oauth_client(redirect_uris: Vec<String>) -> FakeOAuthClient {
+        FakeOAuthClient {
+            client_id: Self::OAUTH_CLIENT_ID.to_owned(),
+            client_secret: Self::OAUTH_CLIENT_SECRET.to_owned(),
+            redirect_uris,
+        }
+    }
+
+    /// The second account as a fake starts with it: its token, the shared room, its own
+    /// rooms.
+    pub fn second_account_setup(&self) -> AccountSetup {
+        AccountSetup {
+            account: self.second_account.clone(),
+            api_token: Some(Self::SECOND_ACCOUNT_TOKEN.to_owned()),
+            shared_rooms: vec![Self::SHARED_ROOM_ID],
+            own_rooms: self.second_rooms.clone(),
+        }
     }
 }
 
@@ -923,6 +980,152 @@ fn lunch(p: &People) -> Room {
     s.done()
 }
 
+/// 鈴木's own notes.
+fn suzuki_my_chat(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_201,
+        "マイチャット",
+        RoomType::My,
+        "自分用のメモ",
+        p.cal.at(0, 9, 10),
+    )
+    .role("admin")
+    .sticky();
+    let me = &p.suzuki;
+    s.say(
+        me,
+        0,
+        "今週の営業TODO\n・アオバ商事様 提案書の初稿\n・ヒカリ不動産様 更新契約の見積もり\n・ミナト様 キックオフの議事録テンプレート",
+    );
+    s.day(&p.cal, 4, 17, 30);
+    s.say(
+        me,
+        0,
+        "[info][title]提案のポイント（アオバ商事様）[/title]・紙の受注票をなくしたい\n・営業所ごとに在庫の見え方が違う\n・予算は今期中に決裁[/info]",
+    );
+    s.day(&p.cal, 9, 9, 15);
+    s.say(
+        me,
+        0,
+        &format!(
+            "予定：アオバ商事様 デモ（{}）／森様 契約更新の押印確認",
+            p.cal.ahead_weekday(2)
+        ),
+    );
+    s.done()
+}
+
+/// A prospect's room that only 鈴木 is in (with the prospect's people).
+fn aoba_proposal(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_202,
+        "【アオバ商事様】受注管理システム ご提案",
+        RoomType::Group,
+        "アオバ商事様への受注管理システムのご提案用チャットです。",
+        p.cal.at(2, 10, 0),
+    );
+    let (me, her) = (&p.suzuki, &p.kobayashi);
+    s.say(
+        me,
+        0,
+        "[To:1001011]小林様\nいつもお世話になっております。株式会社ニシカゼの鈴木です。\n先日はお時間をいただきありがとうございました。ご提案用にこちらのチャットを作成しました。",
+    );
+    s.say(
+        her,
+        40,
+        "鈴木様\nご丁寧にありがとうございます。アオバ商事の小林です。社内の関係者にも共有しておきます。",
+    );
+    let ask = s.say(
+        her,
+        5,
+        "早速ですが、現在の受注票（紙）のサンプルをお送りします。営業所ごとに書式が少しずつ違う点がご相談したいところです。",
+    );
+    s.reply(
+        me,
+        30,
+        ask,
+        "拝見しました。書式の違いは取込時に吸収できます。共通の項目を整理した一覧を作成してお送りします。",
+    );
+    s.day(&p.cal, 6, 14, 0);
+    let draft = s.say(
+        me,
+        0,
+        &format!(
+            "[info][title]ご提案書（初稿）[/title]・受注入力の画面化とFAX受注の取込\n・営業所別の在庫照会\n・導入期間：約3か月\n・概算費用：別紙のとおり\nご確認のほど、よろしくお願いいたします（{}）。[/info]",
+            p.cal.date(6)
+        ),
+    );
+    s.edit(
+        draft,
+        12,
+        &format!(
+            "[info][title]ご提案書（初稿）[/title]・受注入力の画面化とFAX受注の取込\n・営業所別の在庫照会\n・導入期間：約3か月（段階導入も可）\n・概算費用：別紙のとおり\nご確認のほど、よろしくお願いいたします（{}）。[/info]",
+            p.cal.date(6)
+        ),
+    );
+    s.say(
+        her,
+        90,
+        "ありがとうございます。段階導入ができるのは助かります。部長にも見せて、来週までにご連絡します🙏",
+    );
+    s.day(&p.cal, 9, 11, 0);
+    s.say(
+        her,
+        0,
+        &format!(
+            "鈴木様\n社内で前向きに検討することになりました。一度、実際の画面を見せていただけますか？候補日は{}の午後です。",
+            p.cal.ahead_weekday(2)
+        ),
+    );
+    s.say(
+        me,
+        20,
+        "ありがとうございます！その日の14時からはいかがでしょうか。デモ環境をご用意して伺います。",
+    );
+    s.done()
+}
+
+/// A direct chat of 鈴木 with a long-standing customer.
+fn direct_mori(p: &People) -> Room {
+    let mut s = Script::new(
+        281_000_203,
+        "森 拓也（ヒカリ不動産）",
+        RoomType::Direct,
+        "",
+        p.cal.at(3, 11, 30),
+    )
+    .role("admin");
+    let (me, him) = (&p.suzuki, &p.mori);
+    s.say(
+        him,
+        0,
+        "鈴木さん、お疲れさまです。ヒカリ不動産の森です。物件管理システムの保守契約、来月で更新ですよね。今年も同じ条件で大丈夫でしょうか？",
+    );
+    s.say(
+        me,
+        25,
+        "森様、お疲れさまです！はい、来月末で更新です。条件は昨年と同じで、更新のお見積もりを今週中にお送りします。",
+    );
+    s.say(
+        him,
+        10,
+        "助かります。あと、スマホから空室情報を見られるようにしたいという話が社内で出ていまして…別途ご相談できますか？",
+    );
+    s.say(
+        me,
+        15,
+        "ぜひ！まずは現状の画面と使い方をお伺いしたいので、30分ほどお打ち合わせの時間をいただけますか？📱",
+    );
+    s.day(&p.cal, 8, 16, 0);
+    s.say(
+        me,
+        0,
+        "お見積もりをお送りしました。ご確認のうえ、押印した注文書をご返送いただけますと幸いです。",
+    );
+    s.say(him, 45, "受け取りました。来週早々に返送します👍");
+    s.done()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -937,6 +1140,20 @@ mod tests {
             data.rooms[4].messages.len()
         );
         assert_eq!(data.rooms.len(), 12);
+        // The second account: three rooms of its own, none of the owner's ids, and the
+        // shared room is one of the owner's.
+        assert_eq!(data.second_rooms.len(), 3);
+        let second = data.second_account_setup();
+        assert_eq!(second.account.account_id, DemoData::SECOND_ACCOUNT_ID);
+        assert_eq!(second.shared_rooms, vec![DemoData::SHARED_ROOM_ID]);
+        assert!(
+            data.rooms
+                .iter()
+                .any(|r| r.room_id == DemoData::SHARED_ROOM_ID)
+        );
+        assert!(data.second_rooms.iter().all(|r| {
+            !data.rooms.iter().any(|o| o.room_id == r.room_id) && r.messages.len() >= 3
+        }));
         let types: HashSet<RoomType> = data.rooms.iter().map(|r| r.room_type).collect();
         assert_eq!(types.len(), 3);
         assert!(data.rooms.iter().any(|r| r.messages.len() > 100));
@@ -951,7 +1168,7 @@ mod tests {
             assert!(bodies.contains(markup), "{markup}");
         }
         let mut ids = HashSet::new();
-        for room in &data.rooms {
+        for room in data.rooms.iter().chain(&data.second_rooms) {
             assert!(room.last_update_time > 0);
             let mut previous: Option<u128> = None;
             for m in &room.messages {
@@ -980,7 +1197,7 @@ mod tests {
             let data = DemoData::built_before(now);
             let tokyo = tokyo();
             let today = tokyo.timestamp_opt(now, 0).unwrap().date_naive();
-            for room in &data.rooms {
+            for room in data.rooms.iter().chain(&data.second_rooms) {
                 for m in &room.messages {
                     let at = tokyo.timestamp_opt(m.send_time, 0).unwrap();
                     let days_ago = (today - at.date_naive()).num_days();

@@ -1,37 +1,64 @@
 //! A fake Chatwork API v2 server for cwsync's tests, its local runner and its benchmarks.
 //!
-//! It serves `GET /v2/rooms`, `GET /v2/rooms/{id}` and `GET /v2/rooms/{id}/messages` with
-//! Chatwork's JSON shapes over real HTTP on a loopback port, and behaves like the real API
-//! where cwsync depends on it:
+//! It serves `GET /v2/me`, `GET /v2/rooms`, `GET /v2/rooms/{id}` and
+//! `GET /v2/rooms/{id}/messages` with Chatwork's JSON shapes over real HTTP on a loopback
+//! port, with Chatwork's OAuth 2.0 pages beside them on the same port, and behaves like
+//! the real API where cwsync depends on it:
 //!
-//! - The token travels in `X-ChatWorkToken`; an unknown or missing token is a 401.
+//! - Accounts ([`FakeAccount`]): every request speaks for one. The default token
+//!   ([`FakeSettings::token`]) is [`FakeChatwork::DEFAULT_ACCOUNT_ID`]'s, a member of every
+//!   room added without saying otherwise; [`FakeChatwork::add_account`] adds another with
+//!   an API token of its own and its rooms, [`FakeChatwork::set_member`] changes who is in
+//!   a room. A room is in `GET /rooms` of its members only; a non-member gets a 403 for
+//!   it, a room that does not exist is a 404.
+//! - The token travels in `X-ChatWorkToken`, or an OAuth access token in
+//!   `Authorization: Bearer`; an unknown or missing token is a 401 (for a Bearer token an
+//!   expired, revoked or unknown one, with `WWW-Authenticate: Bearer
+//!   error="invalid_token"`). A grant without the scope a route needs is a 403.
+//! - OAuth 2.0 as Chatwork documents it: the authorization code grant with PKCE (S256)
+//!   for confidential clients ([`FakeChatwork::register_oauth_client`]); a consent page at
+//!   [`FakeChatwork::oauth_authorize_url`] where a browser picks the account and allows
+//!   or denies, and a token endpoint at [`FakeChatwork::oauth_token_url`] (HTTP Basic
+//!   client authentication). Codes live a minute and work once, access tokens 15
+//!   minutes, refresh tokens rotate on every refresh. A test expires access tokens
+//!   ([`FakeChatwork::expire_access_tokens`]), revokes an account's grants as a user
+//!   removing the app would ([`FakeChatwork::revoke_grants`]), and reads the token
+//!   endpoint's log ([`FakeChatwork::token_requests`]). Expiry uses the real clock.
 //! - Every answer to a known token carries `x-ratelimit-limit`, `x-ratelimit-remaining`
 //!   and `x-ratelimit-reset` (epoch seconds). Beyond the limit the answer is a 429, which
-//!   is not counted; [`FakeChatwork::rate_limited_count`] says how many were sent. A
-//!   test can change the limit and window mid-run ([`FakeChatwork::set_rate_limit`]) or
-//!   spend a token's window as a second program would
-//!   ([`FakeChatwork::spend_rate_limit`]), to prove a client survives a wrong belief.
-//!   Windows are fixed, not sliding: see [`WindowKind`] for the two layouts the fake can
-//!   play (Chatwork does not document its own).
-//! - `force`: without it a token gets only the messages it has not fetched yet (the
-//!   newest 100 of them); with `force=1` the newest 100. Nothing to answer is a 204 with
-//!   an empty body. Messages come oldest first.
-//! - Errors are `{"errors": ["..."]}`.
+//!   is not counted; [`FakeChatwork::rate_limited_count`] says how many were sent. The
+//!   budget is the account's: its API token and all its access tokens spend one
+//!   (Chatwork does not say whether it counts per token or per account; per account is
+//!   the cautious reading), while a token added with [`FakeChatwork::add_token`] has one
+//!   of its own. A test can change the limit and window mid-run
+//!   ([`FakeChatwork::set_rate_limit`]) or spend a budget as a second program would
+//!   ([`FakeChatwork::spend_rate_limit`], [`FakeChatwork::spend_rate_limit_of_account`]),
+//!   to prove a client survives a wrong belief. Windows are fixed, not sliding: see
+//!   [`WindowKind`] for the layouts the fake can play (Chatwork does not document its
+//!   own).
+//! - `force`: without it an account gets only the messages it has not fetched yet (the
+//!   newest 100 of them); with `force=1` the newest 100. The read position is kept per
+//!   account, like the budget (per token for a token added with `add_token`). Nothing
+//!   to answer is a 204 with an empty body. Messages come oldest first.
+//! - Errors are `{"errors": ["..."]}`; the token endpoint's are OAuth's
+//!   `{"error", "error_description"}`.
 //!
 //! A test changes the world while the fake runs (rooms, messages, edits, a room that is
 //! gone or forbidden), injects faults ([`Fault`]: server errors, hangs, network delay,
 //! a window reported spent for years, a body of garbage, for the next N requests, for
 //! one room, or a random share), and reads back every request received
-//! ([`FakeChatwork::requests`]). [`DemoData`] is a realistic data set of a dozen rooms
-//! for the local runner and demos. In traffic mode ([`FakeChatwork::play`]) it plays an
+//! ([`FakeChatwork::requests`], with the account each spoke for). [`DemoData`] is a
+//! realistic data set of a dozen rooms and two accounts of one company, who share one
+//! room and each see rooms the other does not, for the local runner and demos. In traffic mode ([`FakeChatwork::play`]) it plays an
 //! organization's messages with time compressed.
 //!
 //! Webhooks ([`FakeChatwork::add_webhook`]): the fake POSTs Chatwork's signed
 //! `message_created`, `message_updated` and `mention_to_me` events for every message it
 //! adds or edits (by a test, or by traffic playback) to the URLs registered, in the
 //! background, with Chatwork's rules (never re-sent, disabled after repeated failures,
-//! five per account); a test can lose deliveries, read the delivery log and wait until
-//! everything is sent. See the `webhook` module for the protocol.
+//! five per account). A webhook belongs to an account and hears only of the rooms that
+//! account is a member of. A test can lose deliveries, read the delivery log and wait
+//! until everything is sent. See the `webhook` module for the protocol.
 //!
 //! Edits move the room's `last_update_time` as posts do: a reader that only re-reads
 //! rooms that moved still sees edits (with `force=1`, since an edited message that was
@@ -40,6 +67,8 @@
 mod clock;
 mod demo;
 mod model;
+mod oauth;
+mod oauth_http;
 mod server;
 mod state;
 mod traffic;
@@ -51,9 +80,11 @@ use std::time::Duration;
 
 pub use demo::DemoData;
 pub use model::{
-    Account, Fault, FaultScope, Message, RateLimitState, RateWindowRecord, RequestRecord, Room,
-    RoomAccess, RoomType, WindowKind,
+    Account, FakeAccount, FakeOAuthClient, Fault, FaultScope, Message, RateLimitState,
+    RateWindowRecord, RequestRecord, Room, RoomAccess, RoomType, TokenOutcome, TokenRequestRecord,
+    WindowKind,
 };
+pub use oauth::{ACCESS_TOKEN_TTL, CODE_TTL, KNOWN_SCOPES, REFRESH_TOKEN_TTL, s256_challenge};
 pub use state::MAX_MESSAGES;
 pub use traffic::{
     PlaybackRecord, Posted, RoomKind, RoomProfile, Scheduled, TrafficEvent, TrafficPlan,
@@ -66,21 +97,39 @@ pub use webhook::{
 };
 
 use server::{Shared, lock};
-use state::State;
+use state::{Principal, State};
+
+/// An account a fake starts with, besides the default one (see
+/// [`FakeChatwork::add_account`]).
+#[derive(Debug, Clone)]
+pub struct AccountSetup {
+    pub account: FakeAccount,
+    /// Its own API token, if it has one.
+    pub api_token: Option<String>,
+    /// Rooms of [`FakeSettings::rooms`] (or added later) it is a member of too.
+    pub shared_rooms: Vec<i64>,
+    /// Rooms of its own: only this account is a member.
+    pub own_rooms: Vec<Room>,
+}
 
 /// How a fake starts.
 #[derive(Debug, Clone)]
 pub struct FakeSettings {
-    /// The token the fake accepts (more can be added with [`FakeChatwork::add_token`]).
+    /// The token the fake accepts (more can be added with [`FakeChatwork::add_token`]):
+    /// the API token of the default account ([`FakeChatwork::DEFAULT_ACCOUNT_ID`]).
     pub token: String,
-    /// Requests allowed per window and token (Chatwork: 300).
+    /// Requests allowed per window and budget (an account's, or a token's of its own;
+    /// Chatwork: 300).
     pub rate_limit: u32,
     /// The window (Chatwork: 5 minutes). Keep it whole seconds so that the reset header,
     /// which has a resolution of one second, is exact.
     pub rate_window: Duration,
     pub window_kind: WindowKind,
-    /// The rooms (with their messages) the fake starts with.
+    /// The rooms (with their messages) the fake starts with; the default account is a
+    /// member of each.
     pub rooms: Vec<Room>,
+    /// More accounts, with their rooms.
+    pub accounts: Vec<AccountSetup>,
     /// Seed of the random share of server errors, so a run can be repeated.
     pub seed: u64,
 }
@@ -94,18 +143,29 @@ impl Default for FakeSettings {
             rate_window: Duration::from_secs(300),
             window_kind: WindowKind::default(),
             rooms: Vec::new(),
+            accounts: Vec::new(),
             seed: 7,
         }
     }
 }
 
 impl FakeSettings {
-    /// The real limit with the demo data set.
+    /// The real limit with the demo data set: the default account's rooms, and a
+    /// colleague ([`DemoData::SECOND_ACCOUNT_TOKEN`]) who shares one of them and has
+    /// rooms of its own.
     pub fn demo() -> Self {
+        let data = DemoData::build();
         Self {
-            rooms: DemoData::build().rooms,
+            accounts: vec![data.second_account_setup()],
+            rooms: data.rooms,
             ..Self::default()
         }
+    }
+
+    /// Another account to start with.
+    pub fn with_account(mut self, account: AccountSetup) -> Self {
+        self.accounts.push(account);
+        self
     }
 
     /// A scaled-down rate limit (for tests: e.g. 30 per 3 s).
@@ -148,6 +208,10 @@ impl FakeChatwork {
     /// The token of [`FakeSettings::default`].
     pub const DEFAULT_TOKEN: &'static str = "fake-chatwork-token-0123456789abcdef";
 
+    /// The account of [`FakeSettings::token`] (and of tokens added with
+    /// [`add_token`](Self::add_token)): 佐藤 健一 of 株式会社ニシカゼ, the demo data's owner.
+    pub const DEFAULT_ACCOUNT_ID: i64 = state::DEFAULT_ACCOUNT_ID;
+
     /// Starts a fake on a free loopback port (inside a tokio runtime).
     pub async fn start(settings: FakeSettings) -> Self {
         Self::start_on(settings, SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -165,14 +229,26 @@ impl FakeChatwork {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let token = settings.token.clone();
-        let shared: Shared = Arc::new(Mutex::new(State::new(
+        let mut state = State::new(
             settings.token,
             settings.rate_limit,
             settings.rate_window,
             settings.window_kind,
             settings.rooms,
             settings.seed,
-        )));
+        );
+        for setup in settings.accounts {
+            let id = setup.account.account_id;
+            state.add_account(
+                setup.account,
+                setup.api_token.as_deref(),
+                &setup.shared_rooms,
+            );
+            for room in setup.own_rooms {
+                state.put_room_of(room, &[id]);
+            }
+        }
+        let shared: Shared = Arc::new(Mutex::new(state));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = server::router(shared.clone());
         tokio::spawn(async move {
@@ -214,9 +290,112 @@ impl FakeChatwork {
         &self.token
     }
 
-    /// Accepts another token (with its own rate window and read positions).
+    /// Accepts another token of the default account, with a rate budget and read
+    /// positions of its own (not the account's).
     pub fn add_token(&self, token: &str) {
         lock(&self.shared).add_token(token.to_owned());
+    }
+
+    // ---- accounts ----
+
+    /// Adds an account (or updates its name and organization) as a member of `rooms`
+    /// (which may be added later), with an API token of its own if given. The account's
+    /// API token and its OAuth access tokens share one rate budget and one set of read
+    /// positions.
+    pub fn add_account(&self, account: FakeAccount, api_token: Option<&str>, rooms: &[i64]) {
+        lock(&self.shared).add_account(account, api_token, rooms);
+    }
+
+    /// Makes an account a member of a room, or not: a room is in `GET /rooms` of its
+    /// members only, and a non-member gets a 403 for it. False when the account is
+    /// unknown.
+    pub fn set_member(&self, account_id: i64, room_id: i64, member: bool) -> bool {
+        lock(&self.shared).set_member(account_id, room_id, member)
+    }
+
+    /// Adds (or replaces) a room whose only members are `members` (the default account
+    /// only if listed).
+    pub fn add_room_of(&self, room: Room, members: &[i64]) {
+        lock(&self.shared).put_room_of(room, members);
+    }
+
+    /// Every account (the default one included), by id.
+    pub fn accounts(&self) -> Vec<FakeAccount> {
+        lock(&self.shared)
+            .accounts
+            .values()
+            .map(|a| a.info.clone())
+            .collect()
+    }
+
+    /// The default account ([`Self::DEFAULT_ACCOUNT_ID`]).
+    pub fn default_account(&self) -> FakeAccount {
+        lock(&self.shared)
+            .accounts
+            .get(&Self::DEFAULT_ACCOUNT_ID)
+            .map_or_else(state::default_account, |a| a.info.clone())
+    }
+
+    /// The ids of the rooms an account is a member of (including gone ones).
+    pub fn rooms_of(&self, account_id: i64) -> Vec<i64> {
+        lock(&self.shared)
+            .accounts
+            .get(&account_id)
+            .map(|a| a.rooms.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    // ---- OAuth 2.0 ----
+
+    /// Registers a confidential OAuth client (or replaces the one with the same id).
+    pub fn register_oauth_client(&self, client: FakeOAuthClient) {
+        lock(&self.shared).oauth.register(client);
+    }
+
+    /// The consent page, `http://127.0.0.1:<port>/packages/oauth2/login.php` (Chatwork's:
+    /// `https://www.chatwork.com/packages/oauth2/login.php`).
+    pub fn oauth_authorize_url(&self) -> String {
+        format!("http://{}{}", self.addr, oauth_http::CONSENT_PATH)
+    }
+
+    /// The token endpoint, `http://127.0.0.1:<port>/token` (Chatwork's:
+    /// `https://oauth.chatwork.com/token`).
+    pub fn oauth_token_url(&self) -> String {
+        format!("http://{}{}", self.addr, oauth_http::TOKEN_PATH)
+    }
+
+    /// How long access tokens issued from now on live ([`ACCESS_TOKEN_TTL`] unless
+    /// changed).
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        lock(&self.shared).oauth.access_ttl = ttl;
+    }
+
+    /// How long codes issued from now on live ([`CODE_TTL`] unless changed).
+    pub fn set_code_ttl(&self, ttl: Duration) {
+        lock(&self.shared).oauth.code_ttl = ttl;
+    }
+
+    /// Every access token issued so far expires now (its refresh token still works).
+    pub fn expire_access_tokens(&self) {
+        lock(&self.shared)
+            .oauth
+            .expire_access_tokens(clock::now_ms());
+    }
+
+    /// As if the user removed the app in Chatwork: every access and refresh token issued
+    /// for the account dies.
+    pub fn revoke_grants(&self, account_id: i64) {
+        lock(&self.shared).oauth.revoke_account(account_id);
+    }
+
+    /// Every request to the token endpoint so far, oldest first.
+    pub fn token_requests(&self) -> Vec<TokenRequestRecord> {
+        lock(&self.shared).oauth.log.clone()
+    }
+
+    /// Successful `refresh_token` grants so far.
+    pub fn refresh_count(&self) -> usize {
+        lock(&self.shared).oauth.refreshes
     }
 
     // ---- the world ----
@@ -335,21 +514,45 @@ impl FakeChatwork {
         lock(&self.shared).rate_limited
     }
 
-    /// The window of `token` as the headers would report it now.
+    /// The window of `token`'s budget (its account's, for an account's API token or
+    /// access token) as the headers would report it now.
     pub fn rate_limit_state(&self, token: &str) -> RateLimitState {
-        lock(&self.shared).rate_state(token)
+        let state = lock(&self.shared);
+        state.rate_state(&state.principal_of_token(token))
     }
 
-    /// Uses up the rest of the current window of `token`, as another consumer would.
+    /// Uses up the rest of the current window of `token`'s budget, as another consumer
+    /// would.
     pub fn use_up_rate_limit(&self, token: &str) {
-        lock(&self.shared).use_up(token);
+        let mut state = lock(&self.shared);
+        let principal = state.principal_of_token(token);
+        state.use_up(&principal);
     }
 
-    /// Counts up to `n` requests against the current window of `token` without a request,
-    /// as a second program using the same token would behind the client's back; returns
-    /// how many fit before the limit.
+    /// Counts up to `n` requests against the current window of `token`'s budget without a
+    /// request, as a second program using the same token would behind the client's back;
+    /// returns how many fit before the limit.
     pub fn spend_rate_limit(&self, token: &str, n: u32) -> u32 {
-        lock(&self.shared).spend(token, n)
+        let mut state = lock(&self.shared);
+        let principal = state.principal_of_token(token);
+        state.spend(&principal, n)
+    }
+
+    /// The window of an account's budget (shared by its API token and its access
+    /// tokens) as the headers would report it now.
+    pub fn rate_state_of_account(&self, account_id: i64) -> RateLimitState {
+        lock(&self.shared).rate_state(&Principal::Account(account_id))
+    }
+
+    /// Counts up to `n` requests against an account's current window, as another program
+    /// of that account would; returns how many fit before the limit.
+    pub fn spend_rate_limit_of_account(&self, account_id: i64, n: u32) -> u32 {
+        lock(&self.shared).spend(&Principal::Account(account_id), n)
+    }
+
+    /// Every rate window of an account's budget so far, oldest first.
+    pub fn rate_windows_of_account(&self, account_id: i64) -> Vec<RateWindowRecord> {
+        lock(&self.shared).windows(&Principal::Account(account_id))
     }
 
     /// Changes the limit and the window while the fake runs, as Chatwork might: every
@@ -359,10 +562,11 @@ impl FakeChatwork {
         lock(&self.shared).set_rate_limit(limit, window);
     }
 
-    /// Every rate window of `token` so far (when it started and ended, what it counted),
-    /// oldest first.
+    /// Every rate window of `token`'s budget so far (when it started and ended, what it
+    /// counted), oldest first.
     pub fn rate_windows(&self, token: &str) -> Vec<RateWindowRecord> {
-        lock(&self.shared).windows(token)
+        let state = lock(&self.shared);
+        state.windows(&state.principal_of_token(token))
     }
 
     /// The configured limit and window.
@@ -376,8 +580,17 @@ impl FakeChatwork {
     /// Registers a webhook; returns its `webhook_setting_id`. From now on every message
     /// posted or edited in its scope is delivered to it. Refused beyond
     /// [`MAX_WEBHOOKS_PER_ACCOUNT`] for its owner, or with a token that is not base64.
+    /// Its owner must be an account of the fake; it hears only of rooms the owner is a
+    /// member of (at the time of each post or edit).
     pub fn add_webhook(&self, webhook: Webhook) -> Result<String, WebhookError> {
-        let (id, queue) = lock(&self.shared).webhooks.add(webhook)?;
+        let mut state = lock(&self.shared);
+        if !state.accounts.contains_key(&webhook.owner) {
+            return Err(WebhookError::UnknownAccount {
+                account_id: webhook.owner,
+            });
+        }
+        let (id, queue) = state.webhooks.add(webhook)?;
+        drop(state);
         self.runtime.spawn(webhook::deliver(
             Arc::downgrade(&self.shared),
             |state: &mut State| &mut state.webhooks,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_chatwork::{FakeChatwork, FakeSettings, WindowKind};
+use fake_chatwork::{DemoData, FakeChatwork, FakeSettings, WindowKind};
 
 #[derive(Parser)]
 #[command(
@@ -33,9 +33,12 @@ struct Cli {
     /// first request after the last one ended.
     #[arg(long)]
     aligned_windows: bool,
-    /// Start without the demo rooms.
+    /// Start without the demo rooms (and without the demo's second account).
     #[arg(long)]
     empty: bool,
+    /// Registers the demo OAuth client with this redirect URI (repeat for more).
+    #[arg(long = "oauth-redirect-uri")]
+    oauth_redirect_uris: Vec<String>,
 }
 
 #[tokio::main]
@@ -70,6 +73,22 @@ async fn main() -> ExitCode {
         cli.window_secs
     );
     println!("  CHATWORK_API_BASE_URL={}", fake.base_url());
+    if !cli.empty {
+        println!(
+            "  a second account ({}) has the token {}",
+            DemoData::SECOND_ACCOUNT_ID,
+            DemoData::SECOND_ACCOUNT_TOKEN
+        );
+    }
+    if !cli.oauth_redirect_uris.is_empty() {
+        fake.register_oauth_client(DemoData::oauth_client(cli.oauth_redirect_uris));
+        println!(
+            "  OAuth: client {} at {} and {}",
+            DemoData::OAUTH_CLIENT_ID,
+            fake.oauth_authorize_url(),
+            fake.oauth_token_url()
+        );
+    }
     println!(
         "  try: curl -s -H 'X-ChatWorkToken: <token>' {}/rooms",
         fake.base_url()

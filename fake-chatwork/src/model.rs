@@ -163,8 +163,11 @@ pub struct RequestRecord {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    /// Whether the request carried a token the fake accepts.
+    /// Whether the request carried a token the fake accepts (an API token, or a live
+    /// OAuth access token).
     pub token_valid: bool,
+    /// The account that token speaks for (`None` when it is not valid).
+    pub account_id: Option<i64>,
     /// The status answered; `None` while it is being handled, or when the client went
     /// away first (a hang past its timeout).
     pub status: Option<u16>,
@@ -172,7 +175,8 @@ pub struct RequestRecord {
     pub at: SystemTime,
 }
 
-/// The rate-limit state of one token, as the headers would report it now.
+/// The rate-limit state of one budget (an account's, or a token's of its own), as the
+/// headers would report it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitState {
     pub limit: u32,
@@ -191,4 +195,67 @@ pub struct RateWindowRecord {
     pub reset: i64,
     /// Requests it counted.
     pub counted: u32,
+}
+
+/// A Chatwork account as an API principal: whose token a request carries, whose rooms it
+/// sees, whose rate budget it spends (see [`FakeChatwork::add_account`]).
+///
+/// [`FakeChatwork::add_account`]: crate::FakeChatwork::add_account
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeAccount {
+    pub account_id: i64,
+    pub name: String,
+    pub organization_id: i64,
+    pub organization_name: String,
+}
+
+impl FakeAccount {
+    /// The account as it appears on a message (Chatwork's default avatar).
+    pub fn as_author(&self) -> Account {
+        Account::new(self.account_id, self.name.clone())
+    }
+}
+
+/// A confidential OAuth 2.0 client registered with the fake, as a developer registers
+/// one in Chatwork's settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FakeOAuthClient {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Exact URIs the consent page may send the browser back to.
+    pub redirect_uris: Vec<String>,
+}
+
+impl std::fmt::Debug for FakeOAuthClient {
+    // The secret is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeOAuthClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
+}
+
+/// How a request to the token endpoint ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOutcome {
+    /// Tokens were issued.
+    Ok,
+    /// Refused with this OAuth error code (`invalid_client`, `invalid_grant`,
+    /// `invalid_request`, `unsupported_grant_type`).
+    Error(String),
+}
+
+/// One request to the token endpoint. Codes, tokens and secrets are never recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequestRecord {
+    /// As sent (empty when missing).
+    pub grant_type: String,
+    /// The client of the Basic credentials, when they named one.
+    pub client_id: Option<String>,
+    /// The account the tokens were issued for (on success).
+    pub account_id: Option<i64>,
+    pub outcome: TokenOutcome,
+    pub at: SystemTime,
 }

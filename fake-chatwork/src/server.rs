@@ -1,6 +1,7 @@
-//! The HTTP face of the fake: Chatwork's routes and JSON shapes, with every request passing
-//! a gate that does what Chatwork's front does (token, rate limit) and what a test asked
-//! for (latency, faults).
+//! The HTTP face of the fake: Chatwork's routes and JSON shapes, with every API request
+//! passing a gate that does what Chatwork's front does (token or OAuth access token, the
+//! account's rate budget, room membership) and what a test asked for (latency, faults).
+//! The OAuth pages live beside the API, outside the gate (see `oauth_http`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::model::{Fault, RateLimitState, RequestRecord, Room, RoomAccess};
-use crate::state::{Admission, State};
+use crate::state::{Admission, Caller, Credential, Refused, State};
 
 pub(crate) type Shared = Arc<Mutex<State>>;
 
@@ -26,22 +27,90 @@ pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The token a request was admitted with, for the handlers.
-#[derive(Clone)]
-struct Token(String);
-
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
+        .route("/v2/me", get(me))
         .route("/v2/rooms", get(list_rooms))
         .route("/v2/rooms/{room_id}", get(get_room))
         .route("/v2/rooms/{room_id}/messages", get(list_messages))
         .fallback(|| async { errors(StatusCode::NOT_FOUND, "Resource not found") })
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(crate::oauth_http::router(shared))
 }
 
-fn errors(status: StatusCode, message: &str) -> Response {
+pub(crate) fn errors(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "errors": [message] }))).into_response()
+}
+
+/// The credential a request carries: `X-ChatWorkToken` first, else a Bearer token.
+fn credential(headers: &HeaderMap) -> Credential {
+    if let Some(token) = headers.get("x-chatworktoken") {
+        return match token.to_str() {
+            Ok(t) => Credential::ApiToken(t.to_owned()),
+            Err(_) => Credential::None,
+        };
+    }
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+    match bearer {
+        Some(token) if !token.is_empty() => Credential::Bearer(token),
+        _ => Credential::None,
+    }
+}
+
+/// The 401 for a refused credential, as Chatwork words it.
+fn unauthorized(refused: Refused) -> Response {
+    match refused {
+        Refused::ApiToken => errors(
+            StatusCode::UNAUTHORIZED,
+            "Invalid API token. Please check the value of X-ChatWorkToken.",
+        ),
+        Refused::Bearer { expired } => {
+            let (header, message) = if expired {
+                (
+                    r#"Bearer error="invalid_token", error_description="The access token expired""#,
+                    "The access token expired",
+                )
+            } else {
+                (
+                    r#"Bearer error="invalid_token", error_description="The access token is invalid""#,
+                    "Invalid access token",
+                )
+            };
+            let mut response = errors(StatusCode::UNAUTHORIZED, message);
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(header),
+            );
+            response
+        }
+    }
+}
+
+/// A 403 when the caller's grant does not allow `needed` (API tokens allow everything).
+fn scope_refusal(caller: &Caller, needed: &'static str) -> Option<Response> {
+    match &caller.scopes {
+        Some(scopes) if !scopes.allows(needed) => {
+            let mut response = errors(
+                StatusCode::FORBIDDEN,
+                "The access token does not have the scope required for this request",
+            );
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer error="insufficient_scope""#),
+            );
+            Some(response)
+        }
+        _ => None,
+    }
 }
 
 fn room_id_in(path: &str) -> Option<i64> {
@@ -62,19 +131,16 @@ fn set_rate_headers(headers: &mut HeaderMap, state: RateLimitState) {
 async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let room_id = room_id_in(&path);
-    let token = req
-        .headers()
-        .get("x-chatworktoken")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let credential = credential(req.headers());
     let (index, latency, fault) = {
         let mut state = lock(&shared);
-        let token_valid = state.token_valid(token.as_deref());
+        let caller = state.authenticate(&credential).ok();
         let record = RequestRecord {
             method: req.method().to_string(),
             path: path.clone(),
             query: req.uri().query().map(str::to_owned),
-            token_valid,
+            token_valid: caller.is_some(),
+            account_id: caller.map(|c| c.account_id),
             status: None,
             at: SystemTime::now(),
         };
@@ -91,19 +157,18 @@ async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next
         tokio::time::sleep(delay).await;
     }
 
-    let token = match token {
-        Some(t) if lock(&shared).token_valid(Some(&t)) => t,
-        _ => {
+    // Checked again after the delay: an access token may have expired meanwhile.
+    let authenticated = lock(&shared).authenticate(&credential);
+    let caller = match authenticated {
+        Ok(caller) => caller,
+        Err(refused) => {
             // No window to report for a token the fake does not know.
             finish(StatusCode::UNAUTHORIZED);
-            return errors(
-                StatusCode::UNAUTHORIZED,
-                "Invalid API token. Please check the value of X-ChatWorkToken.",
-            );
+            return unauthorized(refused);
         }
     };
 
-    let admission = lock(&shared).admit(&token);
+    let admission = lock(&shared).admit(&caller.principal);
     let mut rate = match admission {
         Admission::Limited(rate) => {
             let mut response = errors(
@@ -140,15 +205,29 @@ async fn gate(AxumState(shared): AxumState<Shared>, mut req: Request, next: Next
             if let Some(Fault::Hang(hold)) = fault {
                 tokio::time::sleep(hold).await;
             }
-            let access = room_id.and_then(|id| lock(&shared).rooms.get(&id).map(|r| r.access));
+            let (access, member) = match room_id {
+                Some(id) => {
+                    let state = lock(&shared);
+                    (
+                        state.rooms.get(&id).map(|r| r.access),
+                        state.is_member(caller.account_id, id),
+                    )
+                }
+                None => (None, true),
+            };
             match access {
                 Some(RoomAccess::Gone) => errors(StatusCode::NOT_FOUND, "Room not found"),
                 Some(RoomAccess::Forbidden) => errors(
                     StatusCode::FORBIDDEN,
                     "You don't have permission to access this room",
                 ),
+                // A room that exists, of which the account is not a member.
+                Some(RoomAccess::Open) if !member => errors(
+                    StatusCode::FORBIDDEN,
+                    "You don't have permission to get this room",
+                ),
                 _ => {
-                    req.extensions_mut().insert(Token(token));
+                    req.extensions_mut().insert(caller);
                     next.run(req).await
                 }
             }
@@ -210,12 +289,63 @@ fn room_json(room: &Room, detail: bool) -> Value {
     value
 }
 
-async fn list_rooms(AxumState(shared): AxumState<Shared>) -> Response {
+async fn me(
+    AxumState(shared): AxumState<Shared>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    if let Some(refused) = scope_refusal(&caller, "users.profile.me:read") {
+        return refused;
+    }
+    let state = lock(&shared);
+    let Some(account) = state.accounts.get(&caller.account_id) else {
+        return errors(StatusCode::NOT_FOUND, "Account not found");
+    };
+    // The account's own "my chat", when it has one.
+    let my_room = account
+        .rooms
+        .iter()
+        .filter_map(|id| state.rooms.get(id))
+        .find(|r| r.room.room_type == crate::model::RoomType::My)
+        .map_or(0, |r| r.room.room_id);
+    let info = &account.info;
+    let author = info.as_author();
+    axum::Json(json!({
+        "account_id": info.account_id,
+        "room_id": my_room,
+        "name": info.name,
+        "chatwork_id": "",
+        "organization_id": info.organization_id,
+        "organization_name": info.organization_name,
+        "department": "",
+        "title": "",
+        "url": "",
+        "introduction": "",
+        "mail": "",
+        "tel_organization": "",
+        "tel_extension": "",
+        "tel_mobile": "",
+        "skype": "",
+        "facebook": "",
+        "twitter": "",
+        "avatar_image_url": author.avatar_image_url,
+        "login_mail": format!("user{}@example.com", info.account_id),
+    }))
+    .into_response()
+}
+
+async fn list_rooms(
+    AxumState(shared): AxumState<Shared>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    if let Some(refused) = scope_refusal(&caller, "rooms.info:read") {
+        return refused;
+    }
     let state = lock(&shared);
     let rooms: Vec<Value> = state
         .rooms
         .values()
         .filter(|r| r.access != RoomAccess::Gone)
+        .filter(|r| state.is_member(caller.account_id, r.room.room_id))
         .map(|r| room_json(&r.room, false))
         .collect();
     axum::Json(rooms).into_response()
@@ -229,10 +359,17 @@ fn invalid_room_id() -> Response {
     errors(StatusCode::BAD_REQUEST, "Invalid room_id")
 }
 
-async fn get_room(AxumState(shared): AxumState<Shared>, Path(raw): Path<String>) -> Response {
+async fn get_room(
+    AxumState(shared): AxumState<Shared>,
+    Path(raw): Path<String>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
     let Some(room_id) = parse_room_id(&raw) else {
         return invalid_room_id();
     };
+    if let Some(refused) = scope_refusal(&caller, "rooms.info:read") {
+        return refused;
+    }
     match lock(&shared).rooms.get(&room_id) {
         Some(stored) => axum::Json(room_json(&stored.room, true)).into_response(),
         None => errors(StatusCode::NOT_FOUND, "Room not found"),
@@ -243,11 +380,14 @@ async fn list_messages(
     AxumState(shared): AxumState<Shared>,
     Path(raw): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    axum::Extension(Token(token)): axum::Extension<Token>,
+    axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
     let Some(room_id) = parse_room_id(&raw) else {
         return invalid_room_id();
     };
+    if let Some(refused) = scope_refusal(&caller, "rooms.messages:read") {
+        return refused;
+    }
     let force = match query.get("force").map(String::as_str) {
         None | Some("0") => false,
         Some("1") => true,
@@ -257,7 +397,7 @@ async fn list_messages(
     if !state.rooms.contains_key(&room_id) {
         return errors(StatusCode::NOT_FOUND, "Room not found");
     }
-    let messages = state.fetch_messages(&token, room_id, force);
+    let messages = state.fetch_messages(&caller.principal, room_id, force);
     drop(state);
     if messages.is_empty() {
         return StatusCode::NO_CONTENT.into_response();

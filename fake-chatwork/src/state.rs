@@ -1,17 +1,81 @@
-//! The fake's state and rules, free of HTTP: tokens and their rate windows, rooms and
-//! the per-token read position behind `force`, faults, the request log.
+//! The fake's state and rules, free of HTTP: accounts, their tokens, rate budgets and room
+//! memberships, rooms and the read positions behind `force`, faults, the request log.
+//!
+//! Who a request is: a [`Principal`] owns a rate budget and read positions. Every token of
+//! an account (its API token and all its OAuth access tokens) is that account's
+//! principal, so they share one budget (Chatwork does not say whether it counts per token
+//! or per account; per account is the cautious reading). A token added with
+//! `add_token` is a principal of its own that reads as the default account.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::clock::{now_ms, now_secs};
 use crate::model::{
-    Account, Fault, FaultScope, Message, RateLimitState, RateWindowRecord, RequestRecord, Room,
-    RoomAccess, WindowKind,
+    Account, FakeAccount, Fault, FaultScope, Message, RateLimitState, RateWindowRecord,
+    RequestRecord, Room, RoomAccess, WindowKind,
 };
+use crate::oauth::{OAuth, Scopes};
 use crate::webhook::Webhooks;
+
+/// The account the fake's default token belongs to: the demo data's owner, and the owner
+/// of webhooks unless told otherwise.
+pub const DEFAULT_ACCOUNT_ID: i64 = 1_001_001;
+
+pub(crate) fn default_account() -> FakeAccount {
+    FakeAccount {
+        account_id: DEFAULT_ACCOUNT_ID,
+        name: "佐藤 健一".to_owned(),
+        organization_id: 870_001,
+        organization_name: "株式会社ニシカゼ".to_owned(),
+    }
+}
+
+/// Whose rate budget and read positions a request spends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Principal {
+    /// An account: its API token and every OAuth access token issued for it.
+    Account(i64),
+    /// A token added with `add_token`: a budget of its own, reading as the default
+    /// account.
+    Token(String),
+}
+
+/// Who a request is, once its token was accepted.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub principal: Principal,
+    pub account_id: i64,
+    /// The scopes of an OAuth access token; `None` for an API token (everything).
+    pub scopes: Option<Scopes>,
+}
+
+/// The credential a request carried.
+#[derive(Debug, Clone)]
+pub(crate) enum Credential {
+    None,
+    ApiToken(String),
+    Bearer(String),
+}
+
+/// Why a credential was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    ApiToken,
+    /// Unknown, revoked, or (`expired`) past its lifetime.
+    Bearer {
+        expired: bool,
+    },
+}
+
+/// An account the fake knows, and the rooms it is a member of.
+#[derive(Debug)]
+pub(crate) struct AccountState {
+    pub info: FakeAccount,
+    pub rooms: BTreeSet<i64>,
+}
 
 /// Chatwork answers at most this many messages per request.
 pub const MAX_MESSAGES: usize = 100;
@@ -30,12 +94,13 @@ pub(crate) struct RateWindow {
     ends_ms: u64,
 }
 
+/// One principal's rate budget and read positions.
 #[derive(Debug, Default)]
-pub(crate) struct TokenState {
+pub(crate) struct Budget {
     window: Option<RateWindow>,
     /// Every window so far, the current one last.
     history: Vec<RateWindowRecord>,
-    /// Per room, the key of the newest message this token has fetched.
+    /// Per room, the key of the newest message this principal has fetched.
     fetched: HashMap<i64, (usize, String)>,
 }
 
@@ -64,7 +129,13 @@ pub(crate) struct State {
     pub limit: u32,
     pub window: Duration,
     pub window_kind: WindowKind,
-    pub tokens: HashMap<String, TokenState>,
+    /// Every account, the default one included.
+    pub accounts: BTreeMap<i64, AccountState>,
+    /// API tokens (`X-ChatWorkToken`) and whose they are.
+    api_tokens: HashMap<String, Principal>,
+    budgets: HashMap<Principal, Budget>,
+    /// OAuth clients, codes, grants and tokens.
+    pub oauth: OAuth,
     pub rooms: BTreeMap<i64, StoredRoom>,
     pub log: Vec<RequestRecord>,
     pub rate_limited: u64,
@@ -97,7 +168,16 @@ impl State {
             limit: limit.max(1),
             window: window.max(Duration::from_millis(1)),
             window_kind,
-            tokens: HashMap::from([(token, TokenState::default())]),
+            accounts: BTreeMap::from([(
+                DEFAULT_ACCOUNT_ID,
+                AccountState {
+                    info: default_account(),
+                    rooms: BTreeSet::new(),
+                },
+            )]),
+            api_tokens: HashMap::from([(token, Principal::Account(DEFAULT_ACCOUNT_ID))]),
+            budgets: HashMap::new(),
+            oauth: OAuth::new(),
             rooms: BTreeMap::new(),
             log: Vec::new(),
             rate_limited: 0,
@@ -117,7 +197,19 @@ impl State {
         state
     }
 
-    pub fn put_room(&mut self, mut room: Room) {
+    /// Adds (or replaces) a room; the default account is a member of it.
+    pub fn put_room(&mut self, room: Room) {
+        self.put_room_of(room, &[DEFAULT_ACCOUNT_ID]);
+    }
+
+    /// Adds (or replaces) a room with these members (accounts the fake does not know are
+    /// left out).
+    pub fn put_room_of(&mut self, mut room: Room, members: &[i64]) {
+        for id in members {
+            if let Some(account) = self.accounts.get_mut(id) {
+                account.rooms.insert(room.room_id);
+            }
+        }
         room.messages.sort_by_key(|m| id_key(&m.message_id));
         for m in &room.messages {
             if let Ok(id) = m.message_id.parse::<u128>() {
@@ -134,11 +226,90 @@ impl State {
     }
 
     pub fn add_token(&mut self, token: String) {
-        self.tokens.entry(token).or_default();
+        self.api_tokens
+            .entry(token.clone())
+            .or_insert(Principal::Token(token));
     }
 
-    pub fn token_valid(&self, token: Option<&str>) -> bool {
-        token.is_some_and(|t| self.tokens.contains_key(t))
+    /// Adds an account (or updates its name and organization), with an API token of its
+    /// own if given, as a member of `rooms` (rooms added later keep the membership).
+    pub fn add_account(&mut self, info: FakeAccount, api_token: Option<&str>, rooms: &[i64]) {
+        let id = info.account_id;
+        let account = self.accounts.entry(id).or_insert_with(|| AccountState {
+            info: info.clone(),
+            rooms: BTreeSet::new(),
+        });
+        account.info = info;
+        account.rooms.extend(rooms.iter().copied());
+        if let Some(token) = api_token {
+            self.api_tokens
+                .insert(token.to_owned(), Principal::Account(id));
+        }
+    }
+
+    /// Makes an account a member of a room or not; false when the account is unknown.
+    pub fn set_member(&mut self, account_id: i64, room_id: i64, member: bool) -> bool {
+        let Some(account) = self.accounts.get_mut(&account_id) else {
+            return false;
+        };
+        if member {
+            account.rooms.insert(room_id);
+        } else {
+            account.rooms.remove(&room_id);
+        }
+        true
+    }
+
+    pub fn is_member(&self, account_id: i64, room_id: i64) -> bool {
+        self.accounts
+            .get(&account_id)
+            .is_some_and(|a| a.rooms.contains(&room_id))
+    }
+
+    /// The account a principal reads as.
+    fn account_of(principal: &Principal) -> i64 {
+        match principal {
+            Principal::Account(id) => *id,
+            Principal::Token(_) => DEFAULT_ACCOUNT_ID,
+        }
+    }
+
+    /// Who a credential speaks for, now.
+    pub fn authenticate(&self, credential: &Credential) -> Result<Caller, Refused> {
+        match credential {
+            Credential::None => Err(Refused::ApiToken),
+            Credential::ApiToken(token) => {
+                let principal = self.api_tokens.get(token).ok_or(Refused::ApiToken)?;
+                Ok(Caller {
+                    account_id: Self::account_of(principal),
+                    principal: principal.clone(),
+                    scopes: None,
+                })
+            }
+            Credential::Bearer(token) => {
+                let (account_id, scopes) = self
+                    .oauth
+                    .access(token, now_ms())
+                    .map_err(|expired| Refused::Bearer { expired })?;
+                Ok(Caller {
+                    principal: Principal::Account(account_id),
+                    account_id,
+                    scopes: Some(scopes),
+                })
+            }
+        }
+    }
+
+    /// The principal whose budget a token spends: its account's for an API token of an
+    /// account or an OAuth access token (live or not), its own otherwise.
+    pub fn principal_of_token(&self, token: &str) -> Principal {
+        if let Some(principal) = self.api_tokens.get(token) {
+            return principal.clone();
+        }
+        match self.oauth.account_of_access(token) {
+            Some(id) => Principal::Account(id),
+            None => Principal::Token(token.to_owned()),
+        }
     }
 
     /// Logs a request's arrival and picks the fault it meets, if any.
@@ -194,12 +365,12 @@ impl State {
         }
     }
 
-    /// The token's current window, a new one if the last has ended.
-    fn current_window(&mut self, token: &str, now: u64) -> &mut RateWindow {
+    /// The principal's current window, a new one if the last has ended.
+    fn current_window(&mut self, principal: &Principal, now: u64) -> &mut RateWindow {
         let ends_ms = self.window_end(now);
         let reset = self.reset_header(ends_ms);
         let len = self.window.as_millis() as u64;
-        let entry = self.tokens.entry(token.to_owned()).or_default();
+        let entry = self.budgets.entry(principal.clone()).or_default();
         if entry.window.is_none_or(|w| now >= w.ends_ms) {
             entry.history.push(RateWindowRecord {
                 start: UNIX_EPOCH + Duration::from_millis(ends_ms.saturating_sub(len)),
@@ -212,12 +383,12 @@ impl State {
         entry.window.as_mut().expect("set above")
     }
 
-    /// Counts a request against the token's window, or refuses it when the window is
+    /// Counts a request against the principal's window, or refuses it when the window is
     /// used up (a refused request is not counted).
-    pub fn admit(&mut self, token: &str) -> Admission {
+    pub fn admit(&mut self, principal: &Principal) -> Admission {
         let now = now_ms();
         let limit = self.limit;
-        let window = self.current_window(token, now);
+        let window = self.current_window(principal, now);
         let ends_ms = window.ends_ms;
         let used = window.used;
         let reset = self.reset_header(ends_ms);
@@ -229,7 +400,7 @@ impl State {
                 reset,
             });
         }
-        if let Some(entry) = self.tokens.get_mut(token) {
+        if let Some(entry) = self.budgets.get_mut(principal) {
             if let Some(window) = entry.window.as_mut() {
                 window.used += 1;
             }
@@ -245,10 +416,10 @@ impl State {
         })
     }
 
-    /// The token's window as the headers would show it without counting a request.
-    pub fn rate_state(&self, token: &str) -> RateLimitState {
+    /// The principal's window as the headers would show it without counting a request.
+    pub fn rate_state(&self, principal: &Principal) -> RateLimitState {
         let now = now_ms();
-        match self.tokens.get(token).and_then(|t| t.window) {
+        match self.budgets.get(principal).and_then(|t| t.window) {
             Some(w) if now < w.ends_ms => RateLimitState {
                 limit: self.limit,
                 remaining: self.limit.saturating_sub(w.used),
@@ -262,23 +433,23 @@ impl State {
         }
     }
 
-    /// Uses up what is left of the token's current window, as another consumer of the
-    /// same token would.
-    pub fn use_up(&mut self, token: &str) {
+    /// Uses up what is left of the principal's current window, as another consumer of the
+    /// same budget would.
+    pub fn use_up(&mut self, principal: &Principal) {
         let limit = self.limit;
-        self.current_window(token, now_ms()).used = limit;
+        self.current_window(principal, now_ms()).used = limit;
     }
 
-    /// Counts up to `n` requests against the token's current window, as another program
-    /// using the same token would; returns how many fit before the limit.
-    pub fn spend(&mut self, token: &str, n: u32) -> u32 {
+    /// Counts up to `n` requests against the principal's current window, as another
+    /// program using the same budget would; returns how many fit before the limit.
+    pub fn spend(&mut self, principal: &Principal, n: u32) -> u32 {
         let limit = self.limit;
-        let window = self.current_window(token, now_ms());
+        let window = self.current_window(principal, now_ms());
         let spent = n.min(limit.saturating_sub(window.used));
         window.used += spent;
         if let Some(record) = self
-            .tokens
-            .get_mut(token)
+            .budgets
+            .get_mut(principal)
             .and_then(|t| t.history.last_mut())
         {
             record.counted += spent;
@@ -293,7 +464,7 @@ impl State {
         self.limit = limit.max(1);
         self.window = window.max(Duration::from_millis(1));
         let now = now_ms();
-        for entry in self.tokens.values_mut() {
+        for entry in self.budgets.values_mut() {
             if let Some(current) = entry.window.take()
                 && current.ends_ms > now
                 && let Some(record) = entry.history.last_mut()
@@ -303,10 +474,10 @@ impl State {
         }
     }
 
-    /// Every rate window of `token` so far, oldest first.
-    pub fn windows(&self, token: &str) -> Vec<RateWindowRecord> {
-        self.tokens
-            .get(token)
+    /// Every rate window of the principal so far, oldest first.
+    pub fn windows(&self, principal: &Principal) -> Vec<RateWindowRecord> {
+        self.budgets
+            .get(principal)
             .map(|t| t.history.clone())
             .unwrap_or_default()
     }
@@ -360,6 +531,7 @@ impl State {
             }
             None => self.next_id(),
         };
+        let members = self.members_of(room_id);
         let room = &mut self.rooms.get_mut(&room_id)?.room;
         let now = now_secs();
         let key = id_key(&id);
@@ -373,13 +545,24 @@ impl State {
             send_time: now,
             update_time: 0,
         };
-        self.webhooks.message_event(room_id, &message, false);
+        self.webhooks
+            .message_event(room_id, &message, false, |id| members.contains(&id));
         room.messages.insert(at, message);
         room.last_update_time = room.last_update_time.max(now);
         Some(id)
     }
 
+    /// The accounts that are members of a room.
+    fn members_of(&self, room_id: i64) -> BTreeSet<i64> {
+        self.accounts
+            .iter()
+            .filter(|(_, a)| a.rooms.contains(&room_id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     pub fn edit(&mut self, room_id: i64, message_id: &str, body: String) -> bool {
+        let members = self.members_of(room_id);
         let Some(stored) = self.rooms.get_mut(&room_id) else {
             return false;
         };
@@ -398,21 +581,27 @@ impl State {
             .max(message.send_time + 1);
         message.body = body;
         message.update_time = at;
-        self.webhooks.message_event(room_id, message, true);
+        self.webhooks
+            .message_event(room_id, message, true, |id| members.contains(&id));
         room.last_update_time = room.last_update_time.max(at);
         true
     }
 
-    /// The messages `token` gets from `GET /rooms/{id}/messages`: with `force`, the
+    /// The messages `principal` gets from `GET /rooms/{id}/messages`: with `force`, the
     /// latest [`MAX_MESSAGES`]; without, the latest [`MAX_MESSAGES`] of those it has not
     /// fetched yet (older unfetched ones are skipped, as Chatwork does). Either way the
     /// room counts as fetched up to its newest message afterwards.
-    pub fn fetch_messages(&mut self, token: &str, room_id: i64, force: bool) -> Vec<Message> {
+    pub fn fetch_messages(
+        &mut self,
+        principal: &Principal,
+        room_id: i64,
+        force: bool,
+    ) -> Vec<Message> {
         let Some(stored) = self.rooms.get(&room_id) else {
             return Vec::new();
         };
         let messages = &stored.room.messages;
-        let entry = self.tokens.entry(token.to_owned()).or_default();
+        let entry = self.budgets.entry(principal.clone()).or_default();
         let unseen_from = match (force, entry.fetched.get(&room_id)) {
             (false, Some(seen)) => messages.partition_point(|m| &id_key(&m.message_id) <= seen),
             _ => 0,

@@ -7,7 +7,8 @@
 //!   webhook_event_time, webhook_event}` with `Content-Type: application/json` and a
 //!   `User-Agent` of `ChatWork-Webhook/<version>`.
 //! - A webhook is about one room (`message_created`, `message_updated`) or about its
-//!   account (`mention_to_me`). An account has at most [`MAX_WEBHOOKS_PER_ACCOUNT`].
+//!   account (`mention_to_me`). An account has at most [`MAX_WEBHOOKS_PER_ACCOUNT`], and
+//!   hears only of the rooms it is a member of.
 //! - The signature: the webhook's token is base64; its decoded bytes are the HMAC-SHA256
 //!   key over the body as sent; the digest, base64, travels in the
 //!   `X-ChatWorkWebhookSignature` header and, URL-encoded, in the
@@ -85,8 +86,9 @@ pub struct Webhook {
 
 impl Webhook {
     /// The account that owns room webhooks unless told otherwise: the demo data's owner,
-    /// the account the fake's token stands for.
-    pub const DEFAULT_OWNER: i64 = 1_001_001;
+    /// the account the fake's token stands for
+    /// ([`FakeChatwork::DEFAULT_ACCOUNT_ID`](crate::FakeChatwork::DEFAULT_ACCOUNT_ID)).
+    pub const DEFAULT_OWNER: i64 = crate::state::DEFAULT_ACCOUNT_ID;
 
     /// A webhook for one room's message events, owned by [`Self::DEFAULT_OWNER`].
     pub fn room(url: impl Into<String>, token: impl Into<String>, room_id: i64) -> Self {
@@ -143,6 +145,9 @@ pub enum WebhookError {
     InvalidToken,
     /// The URL is not an absolute `http` or `https` URL.
     InvalidUrl(String),
+    /// The owner is not an account of the fake
+    /// ([`FakeChatwork::add_account`](crate::FakeChatwork::add_account) first).
+    UnknownAccount { account_id: i64 },
 }
 
 impl fmt::Display for WebhookError {
@@ -154,6 +159,9 @@ impl fmt::Display for WebhookError {
             ),
             Self::InvalidToken => f.write_str("the webhook token is not base64"),
             Self::InvalidUrl(url) => write!(f, "not an http(s) URL: {url}"),
+            Self::UnknownAccount { account_id } => {
+                write!(f, "account {account_id} is not an account of the fake")
+            }
         }
     }
 }
@@ -430,8 +438,16 @@ impl Webhooks {
         self.hooks.values_mut().for_each(|h| h.queue = None);
     }
 
-    /// Queues the events a message that was just posted (`edited`: edited) causes.
-    pub fn message_event(&mut self, room_id: i64, message: &Message, edited: bool) {
+    /// Queues the events a message that was just posted (`edited`: edited) causes, for
+    /// the webhooks whose owner `is_member` of the room (an account hears only of the
+    /// rooms it is in).
+    pub fn message_event(
+        &mut self,
+        room_id: i64,
+        message: &Message,
+        edited: bool,
+        is_member: impl Fn(i64) -> bool,
+    ) {
         if self.hooks.is_empty() {
             return;
         }
@@ -439,7 +455,10 @@ impl Webhooks {
         let event_secs = now_secs();
         let mut queued = Vec::new();
         for (&hook, registered) in &self.hooks {
-            if !registered.enabled || registered.queue.is_none() {
+            if !registered.enabled
+                || registered.queue.is_none()
+                || !is_member(registered.spec.owner)
+            {
                 continue;
             }
             let setting_id = hook.to_string();

@@ -406,9 +406,17 @@ async fn a_hang_outlasts_a_client_timeout_and_stays_unanswered_in_the_log() {
 async fn demo_data_is_served_as_built() {
     let fake = FakeChatwork::demo().await;
     let data = DemoData::build();
-    assert_eq!(fake.room_ids().len(), data.rooms.len());
-    assert_eq!(data.owner().account_id, 1_001_001);
+    assert_eq!(
+        fake.room_ids().len(),
+        data.rooms.len() + data.second_rooms.len()
+    );
+    assert_eq!(data.owner().account_id, FakeChatwork::DEFAULT_ACCOUNT_ID);
     let my: Vec<Value> = get(&fake, "/rooms").await.json().await.unwrap();
+    assert_eq!(
+        my.len(),
+        data.rooms.len(),
+        "the owner's rooms, not the colleague's"
+    );
     assert!(my.iter().any(|r| r["type"] == "my"));
     assert!(my.iter().any(|r| r["type"] == "direct"));
 }

@@ -15,8 +15,8 @@ use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use fake_chatwork::{
-    Account, DeliveryOutcome, FakeChatwork, FakeSettings, MAX_ANSWER_BYTES, Room, RoomType,
-    WEBHOOK_FAILURE_LIMIT, Webhook, WebhookEventType, webhook_token,
+    Account, DeliveryOutcome, FakeAccount, FakeChatwork, FakeSettings, MAX_ANSWER_BYTES, Room,
+    RoomType, WEBHOOK_FAILURE_LIMIT, Webhook, WebhookError, WebhookEventType, webhook_token,
 };
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde_json::Value;
@@ -146,6 +146,20 @@ fn alice() -> Account {
     Account::new(1_001_002, "Alice")
 }
 
+/// Alice as an account of the fake (a member of `rooms`).
+fn alice_account(fake: &FakeChatwork, rooms: &[i64]) {
+    fake.add_account(
+        FakeAccount {
+            account_id: 1_001_002,
+            name: "Alice".into(),
+            organization_id: 1,
+            organization_name: "Org".into(),
+        },
+        None,
+        rooms,
+    );
+}
+
 fn bob() -> Account {
     Account::new(1_001_003, "Bob")
 }
@@ -265,10 +279,15 @@ async fn mentions_of_an_account_arrive_as_mention_to_me() {
     let fake = fake().await;
     let (receiver, url) = Receiver::start().await;
     let token = webhook_token();
+    // Alice is in the other room only: a mention in a room she is not in is not hers to
+    // hear of.
+    alice_account(&fake, &[OTHER_ROOM]);
     fake.add_webhook(Webhook::mentions(url, token.clone(), 1_001_002))
         .unwrap();
 
     fake.post_message(OTHER_ROOM, &bob(), "no mention here")
+        .unwrap();
+    fake.post_message(ROOM, &bob(), "[To:1001002]Alice さん\nこちらは見えません")
         .unwrap();
     fake.post_message(OTHER_ROOM, &alice(), "[To:1001002] a note to myself")
         .unwrap();
@@ -498,4 +517,48 @@ async fn traffic_playback_is_delivered_with_its_edits() {
         .count();
     assert_eq!(updated, edits);
     assert!(edits > 0, "the plan edits some of the bot's posts");
+}
+
+#[tokio::test]
+async fn a_webhook_belongs_to_an_account_and_hears_only_of_its_rooms() {
+    let fake = fake().await;
+    let (receiver, url) = Receiver::start().await;
+    // An owner the fake does not know is refused.
+    assert_eq!(
+        fake.add_webhook(Webhook::room(url.clone(), webhook_token(), ROOM).owned_by(1_001_002))
+            .unwrap_err(),
+        WebhookError::UnknownAccount {
+            account_id: 1_001_002
+        }
+    );
+    alice_account(&fake, &[OTHER_ROOM]);
+    // Alice's webhook for a room she is not in: nothing arrives until she joins it.
+    let id = fake
+        .add_webhook(Webhook::room(url.clone(), webhook_token(), ROOM).owned_by(1_001_002))
+        .unwrap();
+    fake.post_message(ROOM, &bob(), "before Alice joins")
+        .unwrap();
+    fake.wait_for_deliveries().await;
+    assert!(receiver.received().is_empty());
+    assert!(fake.set_member(1_001_002, ROOM, true));
+    let after = fake
+        .post_message(ROOM, &bob(), "after Alice joined")
+        .unwrap();
+    fake.wait_for_deliveries().await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].json()["webhook_setting_id"], id.as_str());
+    assert_eq!(
+        received[0].json()["webhook_event"]["message_id"],
+        after.as_str()
+    );
+    // She leaves it: silence again. The default account's webhook still hears.
+    fake.set_member(1_001_002, ROOM, false);
+    fake.add_webhook(Webhook::room(url, webhook_token(), ROOM))
+        .unwrap();
+    fake.post_message(ROOM, &bob(), "after Alice left").unwrap();
+    fake.wait_for_deliveries().await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    assert_ne!(received[1].json()["webhook_setting_id"], id.as_str());
 }
