@@ -279,6 +279,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
     let mut settings = client_settings(&world.fake, world.fake.token())?;
     settings.reset_margin = Duration::from_secs_f64(1.0 / s.speed);
     let client = ChatworkClient::new(settings, pool.clone())?;
+    let connections = cwsync::connections::Connections::of_client(client.clone());
     let context = Arc::new(SyncContext::new(client.clone()));
     let watched = if strategy == Strategy::Webhooks {
         let rooms = busiest_rooms(&plan, MAX_WEBHOOKS_PER_ACCOUNT);
@@ -345,7 +346,7 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
             }
             Strategy::RoomCheck | Strategy::Webhooks => {
                 if let Err(e) =
-                    schedule::room_check(&pool, world.queues.as_ref(), &client, &check_settings)
+                    schedule::room_check(&pool, world.queues.as_ref(), &connections, &check_settings)
                         .await
                 {
                     eprintln!("    room check {tick} failed: {e}");

@@ -111,7 +111,13 @@ async fn consent(authorization_url: &str, account: i64, decision: &str) -> Vec<(
     form.push(("decision".into(), decision.into()));
     let mut post = url.clone();
     post.set_query(None);
-    let answer = http.post(post).form(&form).send().await.unwrap();
+    let answer = http
+        .post(post)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&form).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 302, "the consent page redirects");
     let location = answer.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with(REDIRECT), "{location}");
@@ -477,7 +483,7 @@ async fn a_refused_refresh_asks_for_a_reconnect_and_the_room_goes_through_anothe
     assert_eq!(row["status"], "reauth_required", "{row}");
     assert!(row["last_error"].as_str().unwrap().contains("connect the account again"));
     let stored: i64 = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM messages WHERE room_id = (SELECT id FROM chatwork_rooms WHERE room_id = $1)"#,
+        r#"SELECT count(*) AS "n!" FROM messages m JOIN chatwork_rooms r ON r.id = m.chatwork_room_id WHERE r.room_id = $1"#,
         SHARED
     )
     .fetch_one(&pool)

@@ -230,6 +230,7 @@ impl JobSpec for Probe {
                     ProbeMessage {
                         room_id: Some(room_id),
                         listed: None,
+                        connection_id: None,
                     },
                     payload
                         .group_override

@@ -33,7 +33,8 @@ impl SyncRig {
             reserve_percent,
             ..RoomCheckSettings::default()
         };
-        let report = schedule::room_check(self.pool(), self.queues.as_ref(), &client, &settings)
+        let connections = cwsync::connections::Connections::of_client(client);
+        let report = schedule::room_check(self.pool(), self.queues.as_ref(), &connections, &settings)
             .await
             .unwrap();
         if let (CheckOutcome::Fetching, Some(job_id)) = (report.outcome, report.job_id) {
@@ -636,7 +637,7 @@ async fn a_sync_started_while_another_covers_the_same_rooms_answers_with_that_on
     let scheduled = schedule::room_check(
         rig.pool(),
         rig.queues.as_ref(),
-        &client,
+        &cwsync::connections::Connections::of_client(client),
         &RoomCheckSettings::default(),
     )
     .await

@@ -126,7 +126,15 @@ async fn statements_per_room() {
         assert_eq!(cost.round_trips(), round_trips, "{room}: {cost:?}");
     }
     // Every reservation, those the rooms' statements took included, was recorded.
-    let budget = context.chatwork.budget().state().await.unwrap().unwrap();
+    let budget = context
+        .connections
+        .bootstrap()
+        .unwrap()
+        .budget()
+        .state()
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(budget.in_flight, 0, "{budget:?}");
     let fetched: Vec<_> = rows
         .iter()
