@@ -388,7 +388,8 @@ impl FakeChatwork {
         lock(&self.shared).oauth.revoke_account(account_id);
     }
 
-    /// Every request to the token endpoint so far, oldest first.
+    /// Every request to the token endpoint so far, oldest first (the OAuth pages are not
+    /// in [`requests`](Self::requests), which logs the API).
     pub fn token_requests(&self) -> Vec<TokenRequestRecord> {
         lock(&self.shared).oauth.log.clone()
     }

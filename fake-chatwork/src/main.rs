@@ -55,7 +55,13 @@ async fn main() -> ExitCode {
     if cli.aligned_windows {
         settings = settings.with_window_kind(WindowKind::Aligned);
     }
-    let rooms = settings.rooms.len();
+    let rooms = settings.rooms.len()
+        + settings
+            .accounts
+            .iter()
+            .map(|a| a.own_rooms.len())
+            .sum::<usize>();
+    let accounts = 1 + settings.accounts.len();
     let fake = match FakeChatwork::start_on(settings, SocketAddr::new(cli.host, cli.port)).await {
         Ok(fake) => fake,
         Err(e) => {
@@ -67,7 +73,7 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "fake-chatwork is serving {rooms} rooms at {} (limit {} per {} s)",
+        "fake-chatwork is serving {rooms} rooms of {accounts} accounts at {} (limit {} per {} s)",
         fake.base_url(),
         cli.rate_limit,
         cli.window_secs

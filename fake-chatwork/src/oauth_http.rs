@@ -321,31 +321,62 @@ fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-/// The client id and secret of `Authorization: Basic …`.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
+/// The client id and secret of `Authorization: Basic …`: as sent, and form-decoded
+/// (RFC 6749 §2.3.1 has a client form-encode both before base64; many clients do not,
+/// so either is accepted).
+fn basic_credentials(headers: &HeaderMap) -> Vec<(String, String)> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Vec::new();
+    };
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Vec::new();
+    };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
+        return Vec::new();
     }
-    let decoded = String::from_utf8(BASE64.decode(encoded.trim()).ok()?).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
+    let Some(decoded) = BASE64
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return Vec::new();
+    };
+    let Some((id, secret)) = decoded.split_once(':') else {
+        return Vec::new();
+    };
+    let form_decoded = |text: &str| -> String {
+        form_urlencoded::parse(format!("x={text}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let mut candidates = vec![(id.to_owned(), secret.to_owned())];
+    let unescaped = (form_decoded(id), form_decoded(secret));
+    if unescaped != candidates[0] {
+        candidates.push(unescaped);
+    }
+    candidates
 }
 
 async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let credentials = basic_credentials(&headers);
-    let client_named = credentials.as_ref().map(|(id, _)| id.clone());
+    let candidates = basic_credentials(&headers);
     let params = form(&headers, &body);
     let grant_type = params
         .as_ref()
         .and_then(|p| p.get("grant_type").cloned())
         .unwrap_or_default();
     let mut state = lock(&shared);
-    let authenticated = credentials
-        .as_ref()
-        .is_some_and(|(id, secret)| state.oauth.authenticate_client(id, secret));
-    if !authenticated {
+    let authenticated = candidates
+        .iter()
+        .find(|(id, secret)| state.oauth.authenticate_client(id, secret))
+        .map(|(id, _)| id.clone());
+    let client_named = authenticated
+        .clone()
+        .or_else(|| candidates.first().map(|(id, _)| id.clone()));
+    let Some(client_id) = authenticated else {
         state
             .oauth
             .record(&grant_type, client_named.as_deref(), Err("invalid_client"));
@@ -360,8 +391,7 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: B
             HeaderValue::from_static(r#"Basic realm="chatwork""#),
         );
         return response;
-    }
-    let client_id = client_named.unwrap_or_default();
+    };
     let Some(params) = params else {
         state
             .oauth

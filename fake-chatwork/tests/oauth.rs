@@ -252,6 +252,41 @@ async fn the_client_must_authenticate() {
 }
 
 #[tokio::test]
+async fn basic_credentials_may_be_form_encoded_or_not() {
+    use base64::Engine as _;
+    let fake = fake().await;
+    let (id, secret) = ("odd client", "s+e/c:r=t%");
+    fake.register_oauth_client(fake_chatwork::FakeOAuthClient {
+        client_id: id.into(),
+        client_secret: secret.into(),
+        redirect_uris: vec![REDIRECT_URI.into()],
+    });
+    let fields = form(&[("grant_type", "refresh_token"), ("refresh_token", "none")]);
+    let encode =
+        |text: &str| -> String { form_urlencoded::byte_serialize(text.as_bytes()).collect() };
+    let as_sent = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        encode(id),
+        encode(secret)
+    ));
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{id}:s+e/c:r=t"));
+    for (credentials, status) in [(as_sent, 400), (encoded, 400), (wrong, 401)] {
+        let response = http()
+            .post(fake.oauth_token_url())
+            .header("authorization", format!("Basic {credentials}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(fields.clone())
+            .send()
+            .await
+            .unwrap();
+        // 400: authenticated, and the refresh token refused; 401: not authenticated.
+        assert_eq!(response.status(), status);
+    }
+    assert_eq!(fake.token_requests()[0].client_id.as_deref(), Some(id));
+}
+
+#[tokio::test]
 async fn a_refresh_rotates_the_refresh_token() {
     let fake = fake().await;
     let (access, first_refresh) = connect(&fake, BOB_ID, SCOPES).await;
