@@ -95,28 +95,44 @@ pub(super) async fn run(
     let Some(first) = through else {
         return Err(no_member(pool, room.id, room_id).await);
     };
-    let client = match context.connections.client(first).await {
+    let mut client = match context.connections.client(first).await {
         Ok(client) => client.counted_by(&meter),
         Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
     };
+    let mut tried = Vec::new();
     let entry = match checked.or(state.snapshot) {
         Some(entry) => entry,
         None => {
-            let entry = snapshot::room_entry(
-                &item.db,
-                &client,
-                &context.settings,
-                item.job_id,
-                room_id,
-                item.deadline,
-            )
-            .await;
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(SnapshotError::Chatwork(e)) => {
-                    return Err(chatwork_failure(pool, Some(room.id), e).await);
+            let entry = loop {
+                let entry = snapshot::room_entry(
+                    &item.db,
+                    &client,
+                    &context.settings,
+                    item.job_id,
+                    room_id,
+                    item.deadline,
+                )
+                .await;
+                match entry {
+                    Ok(entry) => break entry,
+                    // A connection that cannot be used: the list through the next member.
+                    Err(SnapshotError::Chatwork(e @ ChatworkError::Connection { .. })) => {
+                        let id = through.expect("a connection was chosen");
+                        let Some(next) = failover(pool, room_id, id, &mut tried, &e).await?
+                        else {
+                            return Err(chatwork_failure(pool, Some(room.id), e).await);
+                        };
+                        through = Some(next);
+                        client = match context.connections.client(next).await {
+                            Ok(c) => c.counted_by(&meter),
+                            Err(e) => return Err(chatwork_failure(pool, Some(room.id), e).await),
+                        };
+                    }
+                    Err(SnapshotError::Chatwork(e)) => {
+                        return Err(chatwork_failure(pool, Some(room.id), e).await);
+                    }
+                    Err(e) => return Err(ItemError::Retry(e.into())),
                 }
-                Err(e) => return Err(ItemError::Retry(e.into())),
             };
             // Taking the snapshot (or waiting for it) took a while.
             if item.is_canceled().await? {
@@ -130,8 +146,6 @@ pub(super) async fn run(
         return Ok(unchanged(room_id, requests(), "unchanged"));
     }
 
-    let mut tried = Vec::new();
-    let mut client = client;
     let (requested_at, listed_messages) = loop {
         let requested_at = chrono::Utc::now();
         let options = MessagesOptions::new(item.deadline)
