@@ -345,9 +345,13 @@ pub async fn capture(strategy: Strategy, s: &CaptureSettings) -> anyhow::Result<
                 jobs::start::<MessagesSync>(&pool, world.queues.as_ref(), &payload, None).await?;
             }
             Strategy::RoomCheck | Strategy::Webhooks => {
-                if let Err(e) =
-                    schedule::room_check(&pool, world.queues.as_ref(), &connections, &check_settings)
-                        .await
+                if let Err(e) = schedule::room_check(
+                    &pool,
+                    world.queues.as_ref(),
+                    &connections,
+                    &check_settings,
+                )
+                .await
                 {
                     eprintln!("    room check {tick} failed: {e}");
                 }

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use cwsync::chatwork::{ChatworkClient, ChatworkConfig, ClientSettings};
 use cwsync::config::Env;
 use cwsync::connections::{
-    CipherConfig, ChatworkOAuthConfig, Connections, TokenCipher, TokenEndpoint,
+    ChatworkOAuthConfig, CipherConfig, Connections, TokenCipher, TokenEndpoint,
 };
 use fake_chatwork::FakeChatwork;
 use secrecy::SecretString;
@@ -34,7 +34,10 @@ impl Built {
     pub fn describe(&self) -> String {
         let key = match &self.key {
             KeySource::Setting => "TOKEN_ENCRYPTION_KEY".to_owned(),
-            KeySource::File(path) => format!("{} (made by this runner; or set TOKEN_ENCRYPTION_KEY)", path.display()),
+            KeySource::File(path) => format!(
+                "{} (made by this runner; or set TOKEN_ENCRYPTION_KEY)",
+                path.display()
+            ),
         };
         let mut lines = format!("  connections: tokens sealed with the key in {key}\n");
         match &self.oauth {
@@ -53,7 +56,10 @@ fn data_dir(env: &Env) -> PathBuf {
     let cache = env
         .get("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| env.get("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .or_else(|| {
+            env.get("HOME")
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })
         .unwrap_or_else(std::env::temp_dir);
     cache.join("cwsync").join("local")
 }
@@ -112,13 +118,19 @@ pub async fn build(
     let cipher = TokenCipher::new(&config, None)?;
     let (oauth, oauth_said) = match (fake, ChatworkOAuthConfig::from_env(env, None)?) {
         (_, Some(config)) => {
-            let said = format!("Chatwork's OAuth client {} (redirect {})", config.client_id, config.redirect_uri);
+            let said = format!(
+                "Chatwork's OAuth client {} (redirect {})",
+                config.client_id, config.redirect_uri
+            );
             (Some(config), Some(said))
         }
         (Some(fake), None) => {
             let redirect = format!("http://{addr}/oauth/chatwork");
             let config = crate::demo::register_oauth_client(fake, &redirect)?;
-            (Some(config), Some(format!("the fake's consent page ({})", fake.base_url())))
+            (
+                Some(config),
+                Some(format!("the fake's consent page ({})", fake.base_url())),
+            )
         }
         (None, None) => (None, None),
     };

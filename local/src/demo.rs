@@ -172,12 +172,29 @@ pub fn register_oauth_client(
         redirect_uris: vec![redirect.to_owned()],
     });
     let env = cwsync::config::Env::from_pairs([
-        (cwsync::connections::ChatworkOAuthConfig::CLIENT_ID_VAR, DemoData::OAUTH_CLIENT_ID),
-        (cwsync::connections::ChatworkOAuthConfig::CLIENT_SECRET_VAR, DemoData::OAUTH_CLIENT_SECRET),
-        (cwsync::connections::ChatworkOAuthConfig::REDIRECT_URI_VAR, redirect),
-        (cwsync::connections::ChatworkOAuthConfig::AUTHORIZE_URL_VAR, &fake.oauth_authorize_url()),
-        (cwsync::connections::ChatworkOAuthConfig::TOKEN_URL_VAR, &fake.oauth_token_url()),
+        (
+            cwsync::connections::ChatworkOAuthConfig::CLIENT_ID_VAR,
+            DemoData::OAUTH_CLIENT_ID,
+        ),
+        (
+            cwsync::connections::ChatworkOAuthConfig::CLIENT_SECRET_VAR,
+            DemoData::OAUTH_CLIENT_SECRET,
+        ),
+        (
+            cwsync::connections::ChatworkOAuthConfig::REDIRECT_URI_VAR,
+            redirect,
+        ),
+        (
+            cwsync::connections::ChatworkOAuthConfig::AUTHORIZE_URL_VAR,
+            &fake.oauth_authorize_url(),
+        ),
+        (
+            cwsync::connections::ChatworkOAuthConfig::TOKEN_URL_VAR,
+            &fake.oauth_token_url(),
+        ),
     ]);
-    Ok(cwsync::connections::ChatworkOAuthConfig::from_env(&env, None)?
-        .expect("a client id was just set"))
+    Ok(
+        cwsync::connections::ChatworkOAuthConfig::from_env(&env, None)?
+            .expect("a client id was just set"),
+    )
 }

@@ -254,8 +254,14 @@ async fn serve(
         .context("setting up the Chatwork connections")?;
     let mut consumers = system::dead_letter_consumers(&pool, &registry);
     consumers.extend(
-        system::work_consumers(&pool, &registry, &connections.connections, &summary, queues.clone())
-            .await?,
+        system::work_consumers(
+            &pool,
+            &registry,
+            &connections.connections,
+            &summary,
+            queues.clone(),
+        )
+        .await?,
     );
     let mut workers = Workers::start(queues.clone(), consumers);
     let mut settings =

@@ -268,13 +268,22 @@ pub async fn spawn_app_configured(
     queues: EmbeddedQueues,
     env: &Env,
 ) -> TestApp {
-    spawn_app_stated(db, registry, api_queues, queues, env, |state| state).await
+    spawn_app_stated(db, registry, api_queues, queues, env, |state, _| state).await
 }
 
 /// [`spawn_app`] whose API adds and connects Chatwork accounts through `connections`.
 pub async fn spawn_app_with_connections(
     db: TestDb,
     connections: cwsync::connections::Connections,
+) -> TestApp {
+    spawn_app_connecting(db, move |_, _| connections).await
+}
+
+/// [`spawn_app_with_connections`] with connections made knowing the app's address
+/// (`http://127.0.0.1:<port>`), for an OAuth redirect that comes back to it.
+pub async fn spawn_app_connecting(
+    db: TestDb,
+    connections: impl FnOnce(&str, &sqlx::PgPool) -> cwsync::connections::Connections,
 ) -> TestApp {
     let queues = embedded_queues();
     spawn_app_stated(
@@ -283,7 +292,10 @@ pub async fn spawn_app_with_connections(
         Arc::new(queues.clone()),
         queues,
         &Env::default(),
-        move |state| state.with_connections(connections),
+        move |state, address| {
+            let connections = connections(address, &state.pool);
+            state.with_connections(connections)
+        },
     )
     .await
 }
@@ -294,16 +306,19 @@ async fn spawn_app_stated(
     api_queues: Arc<dyn Queues>,
     queues: EmbeddedQueues,
     env: &Env,
-    shape: impl FnOnce(AppState) -> AppState,
+    shape: impl FnOnce(AppState, &str) -> AppState,
 ) -> TestApp {
-    let auth = AuthConfig::local_jwt(env, &SecretString::from(TEST_JWT_SECRET))
-        .expect("the test secret is long enough");
-    let state = shape(AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry));
-    let auth = state.auth.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a loopback port");
     let address = format!("http://{}", listener.local_addr().expect("bound address"));
+    let auth = AuthConfig::local_jwt(env, &SecretString::from(TEST_JWT_SECRET))
+        .expect("the test secret is long enough");
+    let state = shape(
+        AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry),
+        &address,
+    );
+    let auth = state.auth.clone();
     let app = api::router(state);
     tokio::spawn(async move {
         // Served as the local runner serves it.

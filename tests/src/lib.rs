@@ -29,8 +29,8 @@ mod sqs;
 
 pub use app::{
     ApiResponse, Body, GatewayApp, TEST_JWT_SECRET, TestApp, Who, gateway_app, gateway_app_with,
-    gateway_claims, gateway_event, response_of, spawn_app, spawn_app_configured, spawn_app_on,
-    spawn_app_with, spawn_app_with_connections,
+    gateway_claims, gateway_event, response_of, spawn_app, spawn_app_configured,
+    spawn_app_connecting, spawn_app_on, spawn_app_with, spawn_app_with_connections,
 };
 pub use browser::{Browser, screenshot_dir};
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};

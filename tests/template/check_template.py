@@ -121,8 +121,8 @@ api_events = functions["ApiFunction"]["Properties"]["Events"]
 public = {e["Properties"]["Path"] for e in api_events.values()
           if e["Properties"].get("Auth", {}).get("Authorizer") == "NONE"}
 fact(public == {"/api/health", "/api/openapi.json", "/", "/console/{proxy+}", "/api/console/config",
-                "/webhooks/chatwork"},
-     "only health, the OpenAPI document, the console's files and settings and the webhook route skip the authorizer")
+                "/webhooks/chatwork", "/oauth/chatwork"},
+     "only health, the OpenAPI document, the console's files, settings and OAuth return page and the webhook route skip the authorizer")
 
 # Schedules: the room check every minute by default, the fixed messages sync only as its
 # fallback, the rooms sync, the sweeper, the retention cleanup.
@@ -146,7 +146,7 @@ fact(env.get("ROOM_CHECK_EVERY_MINUTES") == {"Ref": "RoomCheckEveryMinutes"}
      and env.get("ROOM_CHECK_RESERVE_PERCENT") == {"Ref": "RoomCheckReservePercent"},
      "the scheduler knows the check's cadence and reserve")
 fact(env.get("CHATWORK_API_TOKEN_SECRET_ARN") == {"Ref": "ChatworkTokenSecretArn"},
-     "the scheduler reads the Chatwork token (the check's room list)")
+     "the scheduler reads the bootstrap Chatwork token (the check's room lists)")
 messages_env = functions["MessagesSyncFunction"]["Properties"]["Environment"]["Variables"]
 fact(messages_env.get("MESSAGES_SYNC_QUEUE_URL") == {"Ref": "MessagesSyncQueue"},
      "the messages consumer can send a room check's fetches to its own queue")
@@ -157,7 +157,38 @@ fact(len(messages_sends) == 1 and messages_sends[0]["Resource"] == {"Fn::GetAtt"
 scheduler_secrets = [r for p in scheduler["Policies"] for s in p["Statement"]
                      if "secretsmanager:GetSecretValue" in s["Action"]
                      for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
-fact({"Ref": "ChatworkTokenSecretArn"} in scheduler_secrets, "the scheduler may read the Chatwork token secret")
+fact({"Fn::If": ["HasBootstrapToken", {"Ref": "ChatworkTokenSecretArn"}, {"Ref": "AWS::NoValue"}]} in scheduler_secrets,
+     "the scheduler may read the Chatwork token secret when there is one")
+
+# Connections: one KMS key with rotation; only the functions that call Chatwork may use it
+# (to seal and open tokens), each knowing its id and the OAuth client; the OAuth return
+# route is public (the console completes it with the admin's token); an alarm per function
+# when a connection needs a person.
+keys = {k: v for k, v in resources.items() if v["Type"] == "AWS::KMS::Key"}
+fact(list(keys) == ["TokenKey"] and keys["TokenKey"]["Properties"].get("EnableKeyRotation") is True,
+     "one KMS key for the tokens, rotated")
+calls_chatwork = {"ApiFunction", "RoomsSyncFunction", "MessagesSyncFunction", "SchedulerFunction"}
+for name, function in functions.items():
+    props = function["Properties"]
+    kms = [s for p in props.get("Policies", []) for s in p.get("Statement", [])
+           if any(str(a).startswith("kms:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    if name in calls_chatwork:
+        fact(len(kms) == 1 and sorted(kms[0]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+             and kms[0]["Resource"] == {"Fn::GetAtt": ["TokenKey", "Arn"]},
+             f"{name} may seal and open tokens with TokenKey, nothing else of KMS")
+        variables = props["Environment"]["Variables"]
+        fact(variables.get("TOKEN_KMS_KEY_ID") == {"Fn::GetAtt": ["TokenKey", "Arn"]}, f"{name} knows the token key")
+        fact(variables.get("CHATWORK_OAUTH_CLIENT_ID") == {"Ref": "ChatworkOAuthClientId"}, f"{name} knows the OAuth client")
+    else:
+        fact(not kms, f"{name} may not use KMS (it never calls Chatwork)")
+api_events = functions["ApiFunction"]["Properties"]["Events"]
+oauth_return = [e["Properties"] for e in api_events.values() if e["Properties"].get("Path") == "/oauth/chatwork"]
+fact(len(oauth_return) == 1 and oauth_return[0]["Auth"] == {"Authorizer": "NONE"},
+     "Chatwork's OAuth redirect reaches the console's page without a JWT")
+for function in ("rooms-sync", "messages-sync", "scheduler"):
+    found = [a for a in alarms if a["MetricName"] == "chatwork_connections_reauth_required"
+             and a["Dimensions"][0]["Value"] == function]
+    fact(len(found) == 1 and found[0]["Threshold"] == 1, f"an alarm when a connection of {function} needs reconnecting")
 
 # Alarms: DLQ depth >= 1, oldest message over 5 minutes, errors, throttles, duration, API 5xx,
 # Chatwork unavailable.

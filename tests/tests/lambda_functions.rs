@@ -462,9 +462,14 @@ async fn scheduler_runs_its_tasks(world: &World) {
 
 async fn dlq_fails_the_item_of_a_dead_lettered_message(world: &World) {
     let pool = &world.db.pool;
-    let started = jobs::start::<RoomsSync>(pool, &world.queues, &RoomsSyncPayload::default(), Some("u1"))
-        .await
-        .unwrap();
+    let started = jobs::start::<RoomsSync>(
+        pool,
+        &world.queues,
+        &RoomsSyncPayload::default(),
+        Some("u1"),
+    )
+    .await
+    .unwrap();
     // The message that exhausted its retries, as it sits in the dead-letter queue.
     let item = &jobs::items(pool, started.job.id).await.unwrap()[0];
     world

@@ -41,5 +41,13 @@ async fn state(env: &Env) -> Result<AppState, Box<dyn std::error::Error>> {
     // Chatwork's webhook tokens: from the environment, or a secret read on the first
     // delivery (most requests are not webhooks).
     let webhooks = cwsync_lambda::webhook_keys(env)?;
-    Ok(AppState::new(pool, Arc::new(queues), auth).with_webhook_keys(webhooks))
+    let state = AppState::new(pool.clone(), Arc::new(queues), auth).with_webhook_keys(webhooks);
+    // Connecting accounts: only with a token key (the clients are built on first use).
+    let secrets = Secrets::new(env).await;
+    Ok(
+        match cwsync_lambda::connections(env, &secrets, &pool).await? {
+            Some(connections) => state.with_connections(connections),
+            None => state,
+        },
+    )
 }

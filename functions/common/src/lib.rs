@@ -97,51 +97,16 @@ impl ColdStart {
         Arc::new(context)
     }
 
-    /// The Chatwork connections: the bootstrap connection of `CHATWORK_API_TOKEN` (or its
-    /// secret) when set, and the stored connections when a token key is configured
-    /// (`TOKEN_KMS_KEY_ID` in AWS, `TOKEN_ENCRYPTION_KEY` elsewhere), with the OAuth
-    /// client that refreshes their tokens. Without a key the token is required, as
-    /// before connections.
+    /// The Chatwork connections (see [`connections`]); without a token key, the token
+    /// of the bootstrap connection is required, as before connections.
     pub async fn connections(&self) -> cwsync::connections::Connections {
-        use cwsync::connections::{
-            CipherConfig, ChatworkOAuthConfig, Connections, TokenCipher, TokenEndpoint,
-        };
-        let cipher_config = self.or_exit(CipherConfig::from_env(&self.env));
-        let cipher = match &cipher_config {
-            None => None,
-            Some(config @ CipherConfig::Kms { .. }) => {
-                let aws = aws_config::load_from_env().await;
-                let kms = aws_sdk_kms::Client::new(&aws);
-                Some(self.or_exit(TokenCipher::new(config, Some(kms))))
-            }
-            Some(config) => Some(self.or_exit(TokenCipher::new(config, None))),
-        };
-        let chatwork = if cipher.is_some() {
-            self.or_exit(self.secrets.chatwork_optional().await)
-        } else {
-            self.or_exit(self.secrets.chatwork().await)
-        };
-        let client_secret = self.or_exit(
-            self.secrets
-                .optional(
-                    ChatworkOAuthConfig::CLIENT_SECRET_VAR,
-                    "CHATWORK_OAUTH_CLIENT_SECRET_ARN",
-                )
-                .await,
-        );
-        let oauth = self.or_exit(ChatworkOAuthConfig::from_env(&self.env, client_secret));
-        let endpoint = oauth.map(|config| self.or_exit(TokenEndpoint::new(config)));
-        let settings = cwsync::chatwork::ClientSettings::from_config(
-            &chatwork,
-            secrecy::SecretString::from(String::new()),
-        );
-        let bootstrap = chatwork.token.clone().map(|token| {
-            self.or_exit(cwsync::chatwork::ChatworkClient::new(
-                cwsync::chatwork::ClientSettings::from_config(&chatwork, token),
-                self.pool.clone(),
-            ))
-        });
-        Connections::new(self.pool.clone(), settings, bootstrap, cipher, endpoint)
+        match self.or_exit(connections(&self.env, &self.secrets, &self.pool).await) {
+            Some(connections) => connections,
+            None => match self.secrets.chatwork().await {
+                Err(missing) => exit_on_startup_error(self.function, missing),
+                Ok(_) => exit_on_startup_error(self.function, "the Chatwork token vanished"),
+            },
+        }
     }
 
     /// The value, or one line naming what is wrong and an exit.
@@ -236,4 +201,62 @@ mod tests {
         // cargo lambda watch's constant.
         assert_eq!(remaining_time(600_000, now), Duration::from_secs(600));
     }
+}
+
+/// The Chatwork connections of a function: the bootstrap connection of
+/// `CHATWORK_API_TOKEN` (or its secret) when set, and the stored connections when a token
+/// key is configured (`TOKEN_KMS_KEY_ID` in AWS, `TOKEN_ENCRYPTION_KEY` elsewhere), with
+/// the OAuth client that connects accounts and refreshes their tokens
+/// (`CHATWORK_OAUTH_*`, its secret from `CHATWORK_OAUTH_CLIENT_SECRET_ARN`). `None` when
+/// there is neither a key nor a token.
+pub async fn connections(
+    env: &cwsync::config::Env,
+    secrets: &Secrets,
+    pool: &sqlx::PgPool,
+) -> Result<Option<cwsync::connections::Connections>, Box<dyn std::error::Error>> {
+    use cwsync::connections::{
+        ChatworkOAuthConfig, CipherConfig, Connections, TokenCipher, TokenEndpoint,
+    };
+    let cipher = match CipherConfig::from_env(env)? {
+        None => None,
+        Some(config @ CipherConfig::Kms { .. }) => {
+            let aws = aws_config::load_from_env().await;
+            Some(TokenCipher::new(
+                &config,
+                Some(aws_sdk_kms::Client::new(&aws)),
+            )?)
+        }
+        Some(config) => Some(TokenCipher::new(&config, None)?),
+    };
+    let chatwork = secrets.chatwork_optional().await?;
+    if cipher.is_none() && chatwork.token.is_none() {
+        return Ok(None);
+    }
+    let client_secret = secrets
+        .optional(
+            ChatworkOAuthConfig::CLIENT_SECRET_VAR,
+            "CHATWORK_OAUTH_CLIENT_SECRET_ARN",
+        )
+        .await?;
+    let endpoint = ChatworkOAuthConfig::from_env(env, client_secret)?
+        .map(TokenEndpoint::new)
+        .transpose()?;
+    let settings = cwsync::chatwork::ClientSettings::from_config(
+        &chatwork,
+        secrecy::SecretString::from(String::new()),
+    );
+    let bootstrap = match &chatwork.token {
+        Some(token) => Some(cwsync::chatwork::ChatworkClient::new(
+            cwsync::chatwork::ClientSettings::from_config(&chatwork, token.clone()),
+            pool.clone(),
+        )?),
+        None => None,
+    };
+    Ok(Some(Connections::new(
+        pool.clone(),
+        settings,
+        bootstrap,
+        cipher,
+        endpoint,
+    )))
 }

@@ -69,7 +69,8 @@ pub struct NewApiTokenConnection {
 
 impl std::fmt::Debug for NewApiTokenConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewApiTokenConnection").finish_non_exhaustive()
+        f.debug_struct("NewApiTokenConnection")
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,7 +176,8 @@ pub(crate) async fn list(
     Ok(Json(ConnectionList {
         items,
         can_add: connections.is_some_and(|c| c.cipher().is_some()),
-        can_connect_oauth: connections.is_some_and(|c| c.cipher().is_some() && c.endpoint().is_some()),
+        can_connect_oauth: connections
+            .is_some_and(|c| c.cipher().is_some() && c.endpoint().is_some()),
     }))
 }
 
@@ -205,10 +207,7 @@ pub(crate) async fn add(
         return Err(not_configured());
     }
     let token = new.token.trim();
-    if token.is_empty()
-        || token.len() > 200
-        || !token.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if token.is_empty() || token.len() > 200 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::invalid_field(
             "token",
             "the token must be 1 to 200 printable ASCII characters",
@@ -323,7 +322,10 @@ pub(crate) async fn complete_oauth(
     let endpoint = oauth_endpoint(connections)?;
     let cipher = connections.cipher().ok_or_else(not_configured)?;
     if completion.state.len() > 200 || completion.code.as_ref().is_some_and(|c| c.len() > 2000) {
-        return Err(ApiError::invalid_field("state", "the state or code is too long"));
+        return Err(ApiError::invalid_field(
+            "state",
+            "the state or code is too long",
+        ));
     }
     let state_hash = token_hash(&SecretString::from(completion.state.clone()));
     // Spent here, whatever follows: a state works once.
@@ -348,16 +350,28 @@ pub(crate) async fn complete_oauth(
         .await?;
         let message = match why {
             None => "This sign-in with Chatwork is unknown here; start again",
-            Some(w) if w.other => "This sign-in with Chatwork was started by another admin; start your own",
+            Some(w) if w.other => {
+                "This sign-in with Chatwork was started by another admin; start your own"
+            }
             Some(w) if w.used => "This sign-in with Chatwork was already completed; start again",
-            Some(w) if w.expired => "This sign-in with Chatwork took longer than 10 minutes; start again",
+            Some(w) if w.expired => {
+                "This sign-in with Chatwork took longer than 10 minutes; start again"
+            }
             Some(_) => "This sign-in with Chatwork cannot be completed; start again",
         };
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::OauthStateInvalid, message)
-            .with_field("state"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::OauthStateInvalid,
+            message,
+        )
+        .with_field("state"));
     };
     if let Some(error) = completion.error.as_deref() {
-        let shown: String = error.chars().filter(|c| c.is_ascii_graphic()).take(60).collect();
+        let shown: String = error
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(60)
+            .collect();
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::OauthRefused,
@@ -365,7 +379,12 @@ pub(crate) async fn complete_oauth(
         ));
     }
     let Some(code) = completion.code.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MissingField, "code or error is required").with_field("code"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::MissingField,
+            "code or error is required",
+        )
+        .with_field("code"));
     };
     let verifier = cipher
         .open(
@@ -391,7 +410,8 @@ pub(crate) async fn complete_oauth(
         }
     };
     let me = whoami(connections, &granted.access_token, true).await?;
-    let expires_at = Utc::now() + chrono::Duration::from_std(granted.expires_in).unwrap_or_default();
+    let expires_at =
+        Utc::now() + chrono::Duration::from_std(granted.expires_in).unwrap_or_default();
     let made = save(
         &state,
         connections,
@@ -420,11 +440,19 @@ fn chatwork_unavailable() -> ApiError {
 }
 
 /// `GET /me` with a token being added.
-async fn whoami(connections: &Connections, token: &SecretString, bearer: bool) -> Result<Me, ApiError> {
+async fn whoami(
+    connections: &Connections,
+    token: &SecretString,
+    bearer: bool,
+) -> Result<Me, ApiError> {
     let deadline = tokio::time::Instant::now() + CHATWORK_DEADLINE;
     match connections.whoami(token, bearer, deadline).await {
         Ok(me) if me.account_id > 0 => Ok(me),
-        Ok(_) => Err(ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::ChatworkUnavailable, "Chatwork named no account for the token")),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::ChatworkUnavailable,
+            "Chatwork named no account for the token",
+        )),
         Err(e) if matches!(e.status(), Some(400..=499)) && e.status() != Some(429) => {
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -454,7 +482,10 @@ async fn save(
         Ok(made) => made,
         Err(store::SaveError::Db(e)) => return Err(e.into()),
         Err(store::SaveError::Cipher(e)) => {
-            return Err(ApiError::unexpected("could not seal a connection's token", e));
+            return Err(ApiError::unexpected(
+                "could not seal a connection's token",
+                e,
+            ));
         }
     };
     let connection = store::get(&state.pool, id)
@@ -465,7 +496,11 @@ async fn save(
         AuditEntry {
             caller,
             request_id,
-            action: if created { "chatwork_connection.connect" } else { "chatwork_connection.reconnect" },
+            action: if created {
+                "chatwork_connection.connect"
+            } else {
+                "chatwork_connection.reconnect"
+            },
             resource_type: "chatwork_connection",
             resource_id: id.to_string(),
             old_values: None,

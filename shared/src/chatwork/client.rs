@@ -15,7 +15,8 @@ use super::ChatworkConfig;
 use super::attempt::{Answer, Facts, NextStep, Outcome, classify};
 use super::breaker::{Admission, BreakerSettings, OutageBreaker};
 use super::budget::{
-    BudgetSettings, Grant, RateBudget, token_hash, RateHeaders, RecordArgs, Reservation, max_reset_ahead,
+    BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation, max_reset_ahead,
+    token_hash,
 };
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
@@ -640,7 +641,8 @@ impl ChatworkClient {
             Auth::Source(source) => {
                 let token = source.token(deadline).await?;
                 let (name, value) = if token.bearer {
-                    let value = SecretString::from(format!("Bearer {}", token.secret.expose_secret()));
+                    let value =
+                        SecretString::from(format!("Bearer {}", token.secret.expose_secret()));
                     ("Authorization", header_of(&value)?)
                 } else {
                     ("X-ChatWorkToken", header_of(&token.secret)?)

@@ -106,10 +106,10 @@ pub use client::{
 };
 pub(crate) use client::{DeferredRecord, GrantGuard};
 pub use config::ChatworkConfig;
-pub(crate) use tls::client_config as tls_client_config;
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{
-    MESSAGES_PER_REQUEST, Me, Message, MessageAccount, Room, RoomDetail, RoomType, compare_message_ids,
-    is_message_id, latest_message_id,
+    MESSAGES_PER_REQUEST, Me, Message, MessageAccount, Room, RoomDetail, RoomType,
+    compare_message_ids, is_message_id, latest_message_id,
 };
+pub(crate) use tls::client_config as tls_client_config;

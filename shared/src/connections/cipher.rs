@@ -207,7 +207,10 @@ impl TokenCipher {
     /// A cipher under the local keys of `config`, or under KMS with `kms` (which the
     /// caller builds from the AWS configuration, so that tests can point it at a local
     /// KMS).
-    pub fn new(config: &CipherConfig, kms: Option<aws_sdk_kms::Client>) -> Result<Self, CipherError> {
+    pub fn new(
+        config: &CipherConfig,
+        kms: Option<aws_sdk_kms::Client>,
+    ) -> Result<Self, CipherError> {
         let source = match config {
             CipherConfig::Local { key, previous } => {
                 let current = Arc::new(DataKey::local(key));
@@ -334,7 +337,8 @@ impl TokenCipher {
                             .as_ref()
                             .to_vec();
                         let id = made.key_id().unwrap_or(key_id).to_owned();
-                        let key = Arc::new(DataKey::new(plain.as_ref(), id, Some(wrapped.clone()))?);
+                        let key =
+                            Arc::new(DataKey::new(plain.as_ref(), id, Some(wrapped.clone()))?);
                         opened
                             .lock()
                             .expect("cipher cache")
@@ -450,20 +454,29 @@ mod tests {
         assert_eq!(opened.expose_secret(), "tok-secret");
         // Another place (row or field): refused.
         assert!(matches!(
-            cipher.open("cwsync:b:access", &sealed.bytes, &sealed.key_id, None).await,
+            cipher
+                .open("cwsync:b:access", &sealed.bytes, &sealed.key_id, None)
+                .await,
             Err(CipherError::Open)
         ));
         // A flipped bit: refused.
         let mut bent = sealed.bytes.clone();
         *bent.last_mut().unwrap() ^= 1;
-        assert!(cipher.open("cwsync:a:access", &bent, &sealed.key_id, None).await.is_err());
+        assert!(
+            cipher
+                .open("cwsync:a:access", &bent, &sealed.key_id, None)
+                .await
+                .is_err()
+        );
         // Two seals of one value differ (a fresh nonce each).
         let again = cipher.seal("cwsync:a:access", b"tok-secret").await.unwrap();
         assert_ne!(again.bytes, sealed.bytes);
         // Another key does not know it.
         let other = TokenCipher::local([8; 32]);
         assert!(matches!(
-            other.open("cwsync:a:access", &sealed.bytes, &sealed.key_id, None).await,
+            other
+                .open("cwsync:a:access", &sealed.bytes, &sealed.key_id, None)
+                .await,
             Err(CipherError::UnknownKey { .. })
         ));
         assert!(!format!("{cipher:?} {sealed:?}").contains("tok-secret"));
@@ -474,7 +487,10 @@ mod tests {
         let old = TokenCipher::local([1; 32]);
         let sealed = old.seal("p", b"value").await.unwrap();
         let env = Env::from_pairs([
-            (CipherConfig::KEY_VAR, base64::engine::general_purpose::STANDARD.encode([2u8; 32])),
+            (
+                CipherConfig::KEY_VAR,
+                base64::engine::general_purpose::STANDARD.encode([2u8; 32]),
+            ),
             (
                 CipherConfig::PREVIOUS_VAR,
                 base64::engine::general_purpose::STANDARD.encode([1u8; 32]),
@@ -483,7 +499,10 @@ mod tests {
         let config = CipherConfig::from_env(&env).unwrap().unwrap();
         let rotated = TokenCipher::new(&config, None).unwrap();
         assert!(!rotated.is_current(&sealed.key_id));
-        let opened = rotated.open("p", &sealed.bytes, &sealed.key_id, None).await.unwrap();
+        let opened = rotated
+            .open("p", &sealed.bytes, &sealed.key_id, None)
+            .await
+            .unwrap();
         assert_eq!(opened.expose_secret(), "value");
         let resealed = rotated.seal("p", b"value").await.unwrap();
         assert!(rotated.is_current(&resealed.key_id));

@@ -152,9 +152,12 @@ impl Connections {
 
     /// The client of connection `id`.
     pub async fn client(&self, id: Uuid) -> Result<ChatworkClient, ChatworkError> {
-        let bootstrap = self.bootstrap_id().await.map_err(|e| ChatworkError::Budget {
-            message: e.to_string().chars().take(200).collect(),
-        })?;
+        let bootstrap = self
+            .bootstrap_id()
+            .await
+            .map_err(|e| ChatworkError::Budget {
+                message: e.to_string().chars().take(200).collect(),
+            })?;
         if bootstrap == Some(id)
             && let Some(client) = &self.inner.bootstrap
         {

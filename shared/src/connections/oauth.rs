@@ -257,8 +257,8 @@ impl TokenEndpoint {
         if (200..300).contains(&status) {
             let answer: TokenAnswer = serde_json::from_slice(&body)
                 .map_err(|_| unavailable(format!("HTTP {status} without a token")))?;
-            let expires_in = Duration::from_secs(answer.expires_in.unwrap_or(900))
-                .min(MAX_ACCESS_LIFETIME);
+            let expires_in =
+                Duration::from_secs(answer.expires_in.unwrap_or(900)).min(MAX_ACCESS_LIFETIME);
             return Ok(Granted {
                 access_token: SecretString::from(answer.access_token),
                 refresh_token: answer.refresh_token.map(SecretString::from),
@@ -302,7 +302,10 @@ mod tests {
         assert_eq!(pairs["code_challenge_method"], "S256");
         assert_eq!(pairs["state"], "st");
         assert_eq!(pairs["client_id"], "client-1");
-        assert!(url.as_str().starts_with(ChatworkOAuthConfig::DEFAULT_AUTHORIZE_URL));
+        assert!(
+            url.as_str()
+                .starts_with(ChatworkOAuthConfig::DEFAULT_AUTHORIZE_URL)
+        );
         // RFC 7636's example.
         assert_eq!(
             challenge_of("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),

@@ -50,7 +50,12 @@ struct Row {
 }
 
 impl ConnectionSource {
-    pub fn new(id: Uuid, pool: PgPool, cipher: TokenCipher, endpoint: Option<TokenEndpoint>) -> Self {
+    pub fn new(
+        id: Uuid,
+        pool: PgPool,
+        cipher: TokenCipher,
+        endpoint: Option<TokenEndpoint>,
+    ) -> Self {
         Self {
             id,
             pool,
@@ -75,10 +80,20 @@ impl ConnectionSource {
         }
     }
 
-    async fn open(&self, row: &Row, field: &str, bytes: &[u8]) -> Result<SecretString, ChatworkError> {
+    async fn open(
+        &self,
+        row: &Row,
+        field: &str,
+        bytes: &[u8],
+    ) -> Result<SecretString, ChatworkError> {
         let key_id = row.key_id.as_deref().unwrap_or_default();
         self.cipher
-            .open(&place(&self.id, field), bytes, key_id, row.wrapped_key.as_deref())
+            .open(
+                &place(&self.id, field),
+                bytes,
+                key_id,
+                row.wrapped_key.as_deref(),
+            )
             .await
             .map_err(|e| self.unusable(format!("its token cannot be opened: {e}")))
     }
@@ -87,11 +102,16 @@ impl ConnectionSource {
     fn due(expires_at: Option<DateTime<Utc>>) -> bool {
         match expires_at {
             None => false,
-            Some(at) => at - chrono::Duration::from_std(REFRESH_AHEAD).expect("5 minutes") <= Utc::now(),
+            Some(at) => {
+                at - chrono::Duration::from_std(REFRESH_AHEAD).expect("5 minutes") <= Utc::now()
+            }
         }
     }
 
-    async fn read(&self, lock: bool) -> Result<(Row, Option<sqlx::Transaction<'static, sqlx::Postgres>>), sqlx::Error> {
+    async fn read(
+        &self,
+        lock: bool,
+    ) -> Result<(Row, Option<sqlx::Transaction<'static, sqlx::Postgres>>), sqlx::Error> {
         let mut tx = None;
         let row = if lock {
             let mut t = self.pool.begin().await?;
@@ -183,15 +203,18 @@ impl ConnectionSource {
                 let (mut sealed, key_id, wrapped) = self
                     .cipher
                     .seal_all(&[
-                        (&access_place, granted.access_token.expose_secret().as_bytes()),
+                        (
+                            &access_place,
+                            granted.access_token.expose_secret().as_bytes(),
+                        ),
                         (&refresh_place, new_refresh.expose_secret().as_bytes()),
                     ])
                     .await
                     .map_err(|e| self.unusable(format!("its new token cannot be sealed: {e}")))?;
                 let refresh_sealed = sealed.pop().expect("two values");
                 let access_sealed = sealed.pop().expect("two values");
-                let expires_at = Utc::now()
-                    + chrono::Duration::from_std(granted.expires_in).unwrap_or_default();
+                let expires_at =
+                    Utc::now() + chrono::Duration::from_std(granted.expires_in).unwrap_or_default();
                 let refreshed_at = sqlx::query_scalar!(
                     r#"UPDATE chatwork_connections
                           SET access_token = $2, refresh_token = $3, key_id = $4, wrapped_key = $5,
@@ -212,7 +235,8 @@ impl ConnectionSource {
                 .await
                 .map_err(|e| self.db_error(e))?;
                 tx.commit().await.map_err(|e| self.db_error(e))?;
-                metrics::counter!("chatwork_token_refreshes", "outcome" => "refreshed").increment(1);
+                metrics::counter!("chatwork_token_refreshes", "outcome" => "refreshed")
+                    .increment(1);
                 tracing::info!(connection = %self.id, "refreshed a Chatwork access token");
                 Ok(Cached {
                     secret: granted.access_token,
@@ -245,7 +269,8 @@ impl ConnectionSource {
             }
             Err(GrantError::Unavailable { message }) => {
                 let _ = tx.rollback().await;
-                metrics::counter!("chatwork_token_refreshes", "outcome" => "unavailable").increment(1);
+                metrics::counter!("chatwork_token_refreshes", "outcome" => "unavailable")
+                    .increment(1);
                 Err(ChatworkError::Network {
                     endpoint: "POST /token".into(),
                     message,
@@ -266,7 +291,8 @@ impl ConnectionSource {
         };
         let access_place = place(&self.id, "access_token");
         let refresh_place = place(&self.id, "refresh_token");
-        let mut values: Vec<(&str, &[u8])> = vec![(&access_place, access.expose_secret().as_bytes())];
+        let mut values: Vec<(&str, &[u8])> =
+            vec![(&access_place, access.expose_secret().as_bytes())];
         if let Some(refresh) = &refresh {
             values.push((&refresh_place, refresh.expose_secret().as_bytes()));
         }

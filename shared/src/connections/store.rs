@@ -204,11 +204,7 @@ pub async fn set_status(
 /// Records what a connection's room list said: the rooms its account is a member of
 /// now (each one listed again is no longer refused), and when. A room it no longer
 /// lists is no longer one of its rooms.
-pub async fn record_listing(
-    pool: &PgPool,
-    id: Uuid,
-    rooms: &[i64],
-) -> Result<(), sqlx::Error> {
+pub async fn record_listing(pool: &PgPool, id: Uuid, rooms: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"WITH listed AS (
                SELECT DISTINCT t.room_id FROM UNNEST($2::int8[]) AS t(room_id)

@@ -35,8 +35,8 @@ use uuid::Uuid;
 use super::columns::RoomColumns;
 use super::snapshot::ListedRoom;
 use crate::chatwork::{ChatworkError, MESSAGES_PER_REQUEST, RequestMeter, Room};
-use crate::connections::{Connections, store as connection_store};
 use crate::config::{ConfigError, Env};
+use crate::connections::{Connections, store as connection_store};
 
 /// The knobs of the room check.
 #[derive(Debug, Clone)]
@@ -403,8 +403,7 @@ pub async fn run(
             message: "no active Chatwork connection: connect an account first".into(),
         });
         let check_id = record_failure(pool, trigger, settings, &error).await?;
-        metrics::counter!("room_checks", "outcome" => CheckOutcome::Failed.as_str())
-            .increment(1);
+        metrics::counter!("room_checks", "outcome" => CheckOutcome::Failed.as_str()).increment(1);
         tracing::warn!(error = %error, "room check: the room list could not be read");
         return Err(CheckError::Chatwork { check_id, error });
     }
@@ -466,10 +465,11 @@ pub async fn run(
     // only while a member has some left.
     let mut planned = Vec::new();
     for candidate in &candidates {
-        let Some(best) = members
-            .get(&candidate.room_id)
-            .and_then(|m| m.iter().copied().max_by_key(|&i| (left[i], std::cmp::Reverse(i))))
-        else {
+        let Some(best) = members.get(&candidate.room_id).and_then(|m| {
+            m.iter()
+                .copied()
+                .max_by_key(|&i| (left[i], std::cmp::Reverse(i)))
+        }) else {
             continue;
         };
         if trigger == CheckTrigger::Schedule && left[best] <= 0 {

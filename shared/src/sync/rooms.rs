@@ -39,8 +39,8 @@ use super::{SyncContext, chatwork_failure};
 use crate::chatwork::{ChatworkClient, ChatworkError, RequestMeter, Room};
 use crate::connections::{Active, store as connections};
 use crate::jobs::{
-    self, BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind, JobSpec,
-    JobType, Outcome, PlannedItem,
+    self, BatchConnection, Begin, ErrorInfo, ItemError, ItemOutcome, ItemRun, JobItem, JobKind,
+    JobSpec, JobType, Outcome, PlannedItem,
 };
 use crate::queue::QueueName;
 
@@ -179,7 +179,9 @@ impl JobKind for RoomsSync {
             let listed = match self::list(context, target, &meter, item).await {
                 Ok(rooms) => rooms,
                 Err(e) => {
-                    if let Err(db) = connections::record_list_error(pool, target.id, &e.to_string()).await {
+                    if let Err(db) =
+                        connections::record_list_error(pool, target.id, &e.to_string()).await
+                    {
                         tracing::warn!(error = %db, "could not record a connection's list error");
                     }
                     tracing::warn!(connection = %target.id, error = %e, "a connection's room list could not be read");
@@ -210,8 +212,7 @@ impl JobKind for RoomsSync {
             }
             listed_connections += 1;
             all_rooms.extend(ids);
-            let Some(fetched) =
-                fetch_descriptions(context, &client, item, pool, target.id).await?
+            let Some(fetched) = fetch_descriptions(context, &client, item, pool, target.id).await?
             else {
                 return Ok(ItemOutcome::Canceled);
             };

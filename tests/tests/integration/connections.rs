@@ -10,7 +10,7 @@ use std::time::Duration;
 use cwsync::chatwork::{ChatworkClient, ClientSettings, Me};
 use cwsync::connections::store::{self, NewConnection};
 use cwsync::connections::{
-    CipherConfig, ChatworkOAuthConfig, Connections, TokenCipher, TokenEndpoint,
+    ChatworkOAuthConfig, CipherConfig, Connections, TokenCipher, TokenEndpoint,
 };
 use cwsync::jobs::{self, JobConsumer, JobSpec as _, JobStatus};
 use cwsync::queue::Queues;
@@ -70,9 +70,15 @@ async fn two_accounts() -> FakeChatwork {
 fn oauth_config(fake: &FakeChatwork) -> ChatworkOAuthConfig {
     let env = cwsync::config::Env::from_pairs([
         (ChatworkOAuthConfig::CLIENT_ID_VAR, CLIENT_ID.to_owned()),
-        (ChatworkOAuthConfig::CLIENT_SECRET_VAR, CLIENT_SECRET.to_owned()),
+        (
+            ChatworkOAuthConfig::CLIENT_SECRET_VAR,
+            CLIENT_SECRET.to_owned(),
+        ),
         (ChatworkOAuthConfig::REDIRECT_URI_VAR, REDIRECT.to_owned()),
-        (ChatworkOAuthConfig::AUTHORIZE_URL_VAR, fake.oauth_authorize_url()),
+        (
+            ChatworkOAuthConfig::AUTHORIZE_URL_VAR,
+            fake.oauth_authorize_url(),
+        ),
         (ChatworkOAuthConfig::TOKEN_URL_VAR, fake.oauth_token_url()),
     ]);
     ChatworkOAuthConfig::from_env(&env, None).unwrap().unwrap()
@@ -150,7 +156,10 @@ async fn run_job(pool: &PgPool, queues: Arc<dyn Queues>, context: Arc<SyncContex
         if !matches!(job.status, JobStatus::Queued | JobStatus::Processing) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "job {id} did not finish: {job:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} did not finish: {job:?}"
+        );
         let polled = rooms_source.poll_once(&rooms).await.unwrap()
             + messages_source.poll_once(&messages).await.unwrap();
         if polled == 0 {
@@ -192,14 +201,24 @@ async fn the_oauth_round_trip_stores_a_sealed_connection_whose_first_rooms_sync_
         .call(&admin, "POST", "/api/chatwork/connections/oauth", None)
         .await;
     started.expect(201);
-    let url = started.body["authorizationUrl"].as_str().unwrap().to_owned();
+    let url = started.body["authorizationUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(url.starts_with(&fake.oauth_authorize_url()), "{url}");
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     let back = consent(&url, B, "allow").await;
-    let (state, code) = (param(&back, "state").unwrap(), param(&back, "code").unwrap());
+    let (state, code) = (
+        param(&back, "state").unwrap(),
+        param(&back, "code").unwrap(),
+    );
 
     let done = app
-        .call(&admin, "POST", "/api/chatwork/connections/oauth/complete", Some(json!({"state": state, "code": code})),
+        .call(
+            &admin,
+            "POST",
+            "/api/chatwork/connections/oauth/complete",
+            Some(json!({"state": state, "code": code})),
         )
         .await;
     done.expect(201);
@@ -210,7 +229,12 @@ async fn the_oauth_round_trip_stores_a_sealed_connection_whose_first_rooms_sync_
     assert_eq!(connection["kind"], "oauth");
     assert_eq!(connection["status"], "active");
     assert_eq!(connection["connectedBy"], "admin-1");
-    assert!(connection["scopes"].as_str().unwrap().contains("rooms.messages:read"));
+    assert!(
+        connection["scopes"]
+            .as_str()
+            .unwrap()
+            .contains("rooms.messages:read")
+    );
     let id: Uuid = connection["id"].as_str().unwrap().parse().unwrap();
 
     // Sealed: the access token (opened with the test's key) is nowhere in the row's text.
@@ -219,11 +243,14 @@ async fn the_oauth_round_trip_stores_a_sealed_connection_whose_first_rooms_sync_
     let access = TokenCipher::local(KEY)
         .open(
             &cwsync::connections::cipher::place(&id, "access_token"),
-            &sqlx::query_scalar!("SELECT access_token FROM chatwork_connections WHERE id = $1", id)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-                .unwrap(),
+            &sqlx::query_scalar!(
+                "SELECT access_token FROM chatwork_connections WHERE id = $1",
+                id
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .unwrap(),
             row["key_id"].as_str().unwrap(),
             None,
         )
@@ -231,14 +258,26 @@ async fn the_oauth_round_trip_stores_a_sealed_connection_whose_first_rooms_sync_
         .unwrap();
     assert!(access.expose_secret().len() >= 16);
     let text = table_text(&pool).await;
-    assert!(!text.contains(access.expose_secret()), "the token in plain text");
-    assert!(!done.text.contains(access.expose_secret()), "the token in the answer");
-    let listed = app.call(&admin, "GET", "/api/chatwork/connections", None).await;
+    assert!(
+        !text.contains(access.expose_secret()),
+        "the token in plain text"
+    );
+    assert!(
+        !done.text.contains(access.expose_secret()),
+        "the token in the answer"
+    );
+    let listed = app
+        .call(&admin, "GET", "/api/chatwork/connections", None)
+        .await;
     listed.expect(200);
     assert!(!listed.text.contains(access.expose_secret()));
 
     // Its first rooms sync reads B's rooms through B.
-    let job: Uuid = done.body["roomsSyncJobId"].as_str().unwrap().parse().unwrap();
+    let job: Uuid = done.body["roomsSyncJobId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let context = Arc::new(SyncContext::with_connections(connections));
     run_job(&pool, Arc::new(app.queues.clone()), context, job).await;
     let job = jobs::get(&pool, job).await.unwrap().unwrap();
@@ -252,7 +291,11 @@ async fn the_oauth_round_trip_stores_a_sealed_connection_whose_first_rooms_sync_
     .unwrap();
     assert_eq!(seen, vec![B_ONLY[0], B_ONLY[1], SHARED]);
     // A request with B's bearer token went to Chatwork; none carried it in the URL.
-    assert!(fake.requests().iter().all(|r| !r.path.contains(access.expose_secret())));
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| !r.path.contains(access.expose_secret()))
+    );
 }
 
 #[tokio::test]
@@ -268,20 +311,30 @@ async fn a_state_works_once_for_its_admin_within_ten_minutes_and_a_code_once() {
             .call(&admin, "POST", "/api/chatwork/connections/oauth", None)
             .await;
         started.expect(201);
-        started.body["authorizationUrl"].as_str().unwrap().to_owned()
+        started.body["authorizationUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let complete = |who: Who, body: Value| {
         let app = &app;
         async move {
-            app.call(&who, "POST", "/api/chatwork/connections/oauth/complete", Some(body))
-                .await
+            app.call(
+                &who,
+                "POST",
+                "/api/chatwork/connections/oauth/complete",
+                Some(body),
+            )
+            .await
         }
     };
     let count = || async {
-        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM chatwork_connections WHERE NOT bootstrap"#)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM chatwork_connections WHERE NOT bootstrap"#
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
     };
 
     // Another admin's state: refused, and it stays usable for its own admin.
@@ -290,7 +343,12 @@ async fn a_state_works_once_for_its_admin_within_ten_minutes_and_a_code_once() {
     let refused = complete(other.clone(), body.clone()).await;
     refused.expect(400);
     assert_eq!(refused.code(), "oauth_state_invalid");
-    assert!(refused.body["error"]["message"].as_str().unwrap().contains("another admin"));
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another admin")
+    );
     complete(admin.clone(), body.clone()).await.expect(201);
     // Used: refused.
     let again = complete(admin.clone(), body).await;
@@ -308,7 +366,11 @@ async fn a_state_works_once_for_its_admin_within_ten_minutes_and_a_code_once() {
         .execute(&pool)
         .await
         .unwrap();
-    let expired = complete(admin.clone(), json!({"state": param(&back, "state"), "code": param(&back, "code")})).await;
+    let expired = complete(
+        admin.clone(),
+        json!({"state": param(&back, "state"), "code": param(&back, "code")}),
+    )
+    .await;
     expired.expect(400);
     assert_eq!(expired.code(), "oauth_state_invalid");
     // Unknown.
@@ -318,15 +380,22 @@ async fn a_state_works_once_for_its_admin_within_ten_minutes_and_a_code_once() {
 
     // A code used before, under a new state: Chatwork refuses it.
     let first = consent(&start().await, B, "allow").await;
-    complete(admin.clone(), json!({"state": param(&first, "state"), "code": param(&first, "code")}))
-        .await
-        .expect(201);
+    complete(
+        admin.clone(),
+        json!({"state": param(&first, "state"), "code": param(&first, "code")}),
+    )
+    .await
+    .expect(201);
     sqlx::query!("DELETE FROM chatwork_connections WHERE NOT bootstrap")
         .execute(&pool)
         .await
         .unwrap();
     let second = consent(&start().await, B, "allow").await;
-    let reused = complete(admin.clone(), json!({"state": param(&second, "state"), "code": param(&first, "code")})).await;
+    let reused = complete(
+        admin.clone(),
+        json!({"state": param(&second, "state"), "code": param(&first, "code")}),
+    )
+    .await;
     reused.expect(400);
     assert_eq!(reused.code(), "oauth_refused");
     assert_eq!(count().await, 0);
@@ -334,7 +403,11 @@ async fn a_state_works_once_for_its_admin_within_ten_minutes_and_a_code_once() {
     // Consent refused: said so, nothing stored.
     let denied = consent(&start().await, B, "deny").await;
     assert_eq!(param(&denied, "error"), Some("access_denied"));
-    let answer = complete(admin.clone(), json!({"state": param(&denied, "state"), "error": "access_denied"})).await;
+    let answer = complete(
+        admin.clone(),
+        json!({"state": param(&denied, "state"), "error": "access_denied"}),
+    )
+    .await;
     answer.expect(400);
     assert_eq!(answer.code(), "oauth_refused");
     assert_eq!(count().await, 0);
@@ -359,7 +432,11 @@ async fn a_state_works_once_for_its_admin_within_ten_minutes_and_a_code_once() {
     .execute(&pool)
     .await
     .unwrap();
-    let pkce = complete(admin.clone(), json!({"state": state, "code": param(&back, "code")})).await;
+    let pkce = complete(
+        admin.clone(),
+        json!({"state": state, "code": param(&back, "code")}),
+    )
+    .await;
     pkce.expect(400);
     assert_eq!(pkce.code(), "oauth_refused");
     assert_eq!(count().await, 0);
@@ -423,10 +500,13 @@ async fn five_consumers_needing_a_token_as_it_expires_cause_exactly_one_refresh(
     let id = connect_b_by_oauth(&fake, &db.pool, &first).await;
     // The access token expires now, at Chatwork and in our row.
     fake.expire_access_tokens();
-    sqlx::query!("UPDATE chatwork_connections SET access_token_expires_at = now() WHERE id = $1", id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query!(
+        "UPDATE chatwork_connections SET access_token_expires_at = now() WHERE id = $1",
+        id
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     // Five processes (each its own registry and pool) need it in the same moment.
     let calls = (0..5).map(|_| {
         let connections = connections_for(&fake, &db.another_pool());
@@ -455,17 +535,21 @@ async fn a_refused_refresh_asks_for_a_reconnect_and_the_room_goes_through_anothe
     let b = connect_b_by_oauth(&fake, &pool, &connections).await;
     let context = Arc::new(SyncContext::with_connections(connections.clone()));
     let queues: Arc<dyn Queues> = Arc::new(cwsync_tests_queues());
-    let rooms = jobs::start::<RoomsSync>(&pool, queues.as_ref(), &RoomsSyncPayload::default(), None)
-        .await
-        .unwrap();
+    let rooms =
+        jobs::start::<RoomsSync>(&pool, queues.as_ref(), &RoomsSyncPayload::default(), None)
+            .await
+            .unwrap();
     run_job(&pool, queues.clone(), context.clone(), rooms.job.id).await;
 
     // B removed cwsync in Chatwork; its token is due.
     fake.revoke_grants(B);
-    sqlx::query!("UPDATE chatwork_connections SET access_token_expires_at = now() WHERE id = $1", b)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query!(
+        "UPDATE chatwork_connections SET access_token_expires_at = now() WHERE id = $1",
+        b
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     // Make B the member with the most budget left for the shared room.
     fake.spend_rate_limit(fake.token(), 250);
     let sync = jobs::start::<MessagesSync>(
@@ -481,7 +565,12 @@ async fn a_refused_refresh_asks_for_a_reconnect_and_the_room_goes_through_anothe
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     let row = connection_row(&pool, b).await;
     assert_eq!(row["status"], "reauth_required", "{row}");
-    assert!(row["last_error"].as_str().unwrap().contains("connect the account again"));
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("connect the account again")
+    );
     let stored: i64 = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM messages m JOIN chatwork_rooms r ON r.id = m.chatwork_room_id WHERE r.room_id = $1"#,
         SHARED
@@ -543,11 +632,17 @@ async fn every_room_of_both_accounts_is_synced_a_shared_room_once_each_budget_it
     let b = connect_b_by_token(&pool, &connections).await;
     let context = Arc::new(SyncContext::with_connections(connections.clone()));
     let queues: Arc<dyn Queues> = Arc::new(cwsync_tests_queues());
-    let rooms = jobs::start::<RoomsSync>(&pool, queues.as_ref(), &RoomsSyncPayload::default(), None)
-        .await
-        .unwrap();
+    let rooms =
+        jobs::start::<RoomsSync>(&pool, queues.as_ref(), &RoomsSyncPayload::default(), None)
+            .await
+            .unwrap();
     run_job(&pool, queues.clone(), context.clone(), rooms.job.id).await;
-    let result = jobs::get(&pool, rooms.job.id).await.unwrap().unwrap().result.unwrap();
+    let result = jobs::get(&pool, rooms.job.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .result
+        .unwrap();
     assert_eq!(result["total"], 5, "{result}");
     assert_eq!(result["connections"], 2, "{result}");
 
@@ -581,9 +676,17 @@ async fn every_room_of_both_accounts_is_synced_a_shared_room_once_each_budget_it
     // window (the fake's is 5 minutes).
     assert!(started.elapsed() < Duration::from_secs(30));
     for room in A_ONLY {
-        assert_eq!(message_fetches(&fake, room), 0, "room {room} went through A's spent budget");
+        assert_eq!(
+            message_fetches(&fake, room),
+            0,
+            "room {room} went through A's spent budget"
+        );
     }
-    assert_eq!(message_fetches(&fake, SHARED), 1, "the shared room fetched once");
+    assert_eq!(
+        message_fetches(&fake, SHARED),
+        1,
+        "the shared room fetched once"
+    );
     assert_eq!(message_fetches(&fake, B_ONLY[0]), 1);
     let _ = b;
 }
@@ -597,17 +700,32 @@ async fn an_api_token_connection_is_checked_sealed_and_managed_through_the_api()
     let admin = Who::user("admin-1", "admin");
 
     let refused = app
-        .call(&admin, "POST", "/api/chatwork/connections", Some(json!({"token": "not-a-known-token"})))
+        .call(
+            &admin,
+            "POST",
+            "/api/chatwork/connections",
+            Some(json!({"token": "not-a-known-token"})),
+        )
         .await;
     refused.expect(422);
     assert_eq!(refused.code(), "chatwork_token_refused");
     let blank = app
-        .call(&admin, "POST", "/api/chatwork/connections", Some(json!({"token": "a b"})))
+        .call(
+            &admin,
+            "POST",
+            "/api/chatwork/connections",
+            Some(json!({"token": "a b"})),
+        )
         .await;
     blank.expect(422);
 
     let added = app
-        .call(&admin, "POST", "/api/chatwork/connections", Some(json!({"token": B_TOKEN})))
+        .call(
+            &admin,
+            "POST",
+            "/api/chatwork/connections",
+            Some(json!({"token": B_TOKEN})),
+        )
         .await;
     added.expect(201);
     assert!(!added.text.contains(B_TOKEN));
@@ -615,28 +733,44 @@ async fn an_api_token_connection_is_checked_sealed_and_managed_through_the_api()
     assert_eq!(added.body["connection"]["accountId"], B);
     assert_eq!(added.body["reconnected"], false);
     let id = added.body["connection"]["id"].as_str().unwrap().to_owned();
-    assert!(!table_text(&pool).await.contains(B_TOKEN), "the token in plain text");
+    assert!(
+        !table_text(&pool).await.contains(B_TOKEN),
+        "the token in plain text"
+    );
     // The same account again: reconnected, one row.
     let again = app
-        .call(&admin, "POST", "/api/chatwork/connections", Some(json!({"token": B_TOKEN})))
+        .call(
+            &admin,
+            "POST",
+            "/api/chatwork/connections",
+            Some(json!({"token": B_TOKEN})),
+        )
         .await;
     again.expect(201);
     assert_eq!(again.body["reconnected"], true);
     assert_eq!(again.body["connection"]["id"], id.as_str());
 
-    let list = app.call(&admin, "GET", "/api/chatwork/connections", None).await;
+    let list = app
+        .call(&admin, "GET", "/api/chatwork/connections", None)
+        .await;
     list.expect(200);
     assert_eq!(list.body["canAdd"], true);
     assert_eq!(list.body["canConnectOauth"], true);
     assert!(!list.text.contains(B_TOKEN));
 
     let path = format!("/api/chatwork/connections/{id}");
-    let disabled = app.call(&admin, "PATCH", &path, Some(json!({"status": "disabled"}))).await;
+    let disabled = app
+        .call(&admin, "PATCH", &path, Some(json!({"status": "disabled"})))
+        .await;
     disabled.expect(200);
     assert_eq!(disabled.body["status"], "disabled");
-    let bad = app.call(&admin, "PATCH", &path, Some(json!({"status": "revoked"}))).await;
+    let bad = app
+        .call(&admin, "PATCH", &path, Some(json!({"status": "revoked"})))
+        .await;
     bad.expect(422);
-    app.call(&admin, "PATCH", &path, Some(json!({"status": "active"}))).await.expect(200);
+    app.call(&admin, "PATCH", &path, Some(json!({"status": "active"})))
+        .await
+        .expect(200);
     let writer = Who::writer();
     app.call(&writer, "DELETE", &path, None).await.expect(403);
     app.call(&admin, "DELETE", &path, None).await.expect(204);
@@ -668,8 +802,14 @@ async fn kms_seals_under_a_data_key_it_made_once_and_opens_in_another_process() 
     let key_id = key.key_metadata().unwrap().arn().unwrap().to_owned();
     let config = CipherConfig::Kms { key_id };
     let writer = TokenCipher::new(&config, Some(kms.clone())).unwrap();
-    let one = writer.seal("cwsync:a:access_token", b"token-one").await.unwrap();
-    let two = writer.seal("cwsync:b:access_token", b"token-two").await.unwrap();
+    let one = writer
+        .seal("cwsync:a:access_token", b"token-one")
+        .await
+        .unwrap();
+    let two = writer
+        .seal("cwsync:b:access_token", b"token-two")
+        .await
+        .unwrap();
     // One data key per process: both rows carry the same wrapped key.
     assert_eq!(one.wrapped_key, two.wrapped_key);
     let wrapped = one.wrapped_key.clone().unwrap();
@@ -677,7 +817,12 @@ async fn kms_seals_under_a_data_key_it_made_once_and_opens_in_another_process() 
     // Another process opens it through KMS's Decrypt.
     let reader = TokenCipher::new(&config, Some(kms_client())).unwrap();
     let opened = reader
-        .open("cwsync:a:access_token", &one.bytes, &one.key_id, Some(&wrapped))
+        .open(
+            "cwsync:a:access_token",
+            &one.bytes,
+            &one.key_id,
+            Some(&wrapped),
+        )
         .await
         .unwrap();
     assert_eq!(opened.expose_secret(), "token-one");
@@ -687,7 +832,12 @@ async fn kms_seals_under_a_data_key_it_made_once_and_opens_in_another_process() 
     forged[last] ^= 1;
     assert!(
         reader
-            .open("cwsync:b:access_token", &two.bytes, &two.key_id, Some(&forged))
+            .open(
+                "cwsync:b:access_token",
+                &two.bytes,
+                &two.key_id,
+                Some(&forged)
+            )
             .await
             .is_err()
     );

@@ -118,8 +118,7 @@ pub(super) async fn run(
                     // A connection that cannot be used: the list through the next member.
                     Err(SnapshotError::Chatwork(e @ ChatworkError::Connection { .. })) => {
                         let id = through.expect("a connection was chosen");
-                        let Some(next) = failover(pool, room_id, id, &mut tried, &e).await?
-                        else {
+                        let Some(next) = failover(pool, room_id, id, &mut tried, &e).await? else {
                             return Err(chatwork_failure(pool, Some(room.id), e).await);
                         };
                         through = Some(next);
@@ -238,7 +237,8 @@ async fn failover(
     tried: &mut Vec<Uuid>,
     error: &ChatworkError,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let about_account = error.is_room_unavailable() || matches!(error, ChatworkError::Connection { .. });
+    let about_account =
+        error.is_room_unavailable() || matches!(error, ChatworkError::Connection { .. });
     if !about_account {
         return Ok(None);
     }

@@ -25,10 +25,11 @@ async fn job_lists_are_filtered_and_scoped_to_the_caller(app: &impl Api) {
     let w2 = seed::job(pool, app.queues(), acme, "writer-1", 2).await;
     let other = seed::job(pool, app.queues(), acme, "writer-2", 3).await;
     // A scheduled job has no user.
-    let scheduled = jobs::start::<RoomsSync>(pool, app.queues(), &RoomsSyncPayload::default(), None)
-        .await
-        .unwrap()
-        .job;
+    let scheduled =
+        jobs::start::<RoomsSync>(pool, app.queues(), &RoomsSyncPayload::default(), None)
+            .await
+            .unwrap()
+            .job;
     // Distinct creation times, so "newest first" is observable.
     for (i, id) in [w1.id, w2.id, other.id, scheduled.id].iter().enumerate() {
         sqlx::query("UPDATE jobs SET created_at = $2 WHERE id = $1")

@@ -642,3 +642,117 @@ async fn a_hostile_markup_message_renders_at_once() {
     println!("the room's page rendered it in {:?}", started.elapsed());
     assert_eq!(length, json!(hostile.trim().chars().count()));
 }
+
+/// An admin connects a second Chatwork account through the console: *Connect with
+/// Chatwork*, the fake's consent page (choosing the account, allowing), back to the
+/// console, which completes it; the connection is listed, and its rooms sync runs.
+#[tokio::test]
+async fn an_admin_connects_a_chatwork_account_through_the_consent_page() {
+    use cwsync::connections::{ChatworkOAuthConfig, Connections, TokenCipher, TokenEndpoint};
+    use fake_chatwork::{FakeAccount, FakeOAuthClient};
+
+    let fake = FakeChatwork::start(FakeSettings::default().with_rooms(vec![
+        settled_room(101, 3, |i| format!("A {i}")),
+        settled_room(201, 3, |i| format!("B {i}")),
+    ]))
+    .await;
+    fake.add_account(
+        FakeAccount {
+            account_id: 3_000_002,
+            name: "高橋 美咲".into(),
+            organization_id: 77,
+            organization_name: "テスト商事".into(),
+        },
+        None,
+        &[201],
+    );
+    let fake_base = (fake.oauth_authorize_url(), fake.oauth_token_url());
+    let registered = fake_base.clone();
+    let app = cwsync_tests::spawn_app_connecting(TestDb::new().await, |address, pool| {
+        let redirect = format!("{address}/oauth/chatwork");
+        let env = Env::from_pairs([
+            (
+                ChatworkOAuthConfig::CLIENT_ID_VAR,
+                "console-test-client".to_owned(),
+            ),
+            (
+                ChatworkOAuthConfig::CLIENT_SECRET_VAR,
+                "console-test-secret-0123".to_owned(),
+            ),
+            (ChatworkOAuthConfig::REDIRECT_URI_VAR, redirect),
+            (ChatworkOAuthConfig::AUTHORIZE_URL_VAR, registered.0.clone()),
+            (ChatworkOAuthConfig::TOKEN_URL_VAR, registered.1.clone()),
+        ]);
+        let oauth = ChatworkOAuthConfig::from_env(&env, None).unwrap().unwrap();
+        let settings = client_settings(&fake);
+        Connections::new(
+            pool.clone(),
+            settings,
+            None,
+            Some(TokenCipher::local([9; 32])),
+            Some(TokenEndpoint::new(oauth).unwrap()),
+        )
+    })
+    .await;
+    let _ = fake_base;
+    fake.register_oauth_client(FakeOAuthClient {
+        client_id: "console-test-client".into(),
+        client_secret: "console-test-secret-0123".into(),
+        redirect_uris: vec![format!("{}/oauth/chatwork", app.address)],
+    });
+    let admin = app.token("admin-1", Role::Admin);
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/#token={admin}", app.address))
+        .await;
+    browser
+        .wait_for(
+            "signed in",
+            "return document.getElementById('who').textContent.includes('admin-1')",
+        )
+        .await;
+    browser
+        .js("location.hash = '#/connections'", json!([]))
+        .await;
+    browser.find("#connect-chatwork").await;
+    browser.screenshot("connections-before").await;
+    browser.click("#connect-chatwork").await;
+    // Chatwork's consent page (the fake's): log in as 高橋 and allow.
+    browser.find("#allow").await;
+    let consent = browser.js("return location.href", json!([])).await;
+    assert!(
+        consent
+            .as_str()
+            .unwrap()
+            .starts_with(&fake.oauth_authorize_url()),
+        "{consent}"
+    );
+    browser
+        .js(
+            "document.getElementById('account').value = '3000002'",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("connections-consent").await;
+    browser.click("#allow").await;
+    // Back in the console, which completed the connection.
+    browser
+        .wait_for_within(
+            "the new connection listed",
+            "return [...document.querySelectorAll('#connection-list tr[data-connection]')].some((r) => r.textContent.includes('高橋 美咲') && r.dataset.status === 'active')",
+            Duration::from_secs(20),
+        )
+        .await;
+    let notice = browser.text("[data-notice]").await.unwrap_or_default();
+    assert!(notice.contains("高橋 美咲"), "{notice}");
+    let href = browser.js("return location.href", json!([])).await;
+    assert!(href.as_str().unwrap().ends_with("/#/connections"), "{href}");
+    assert!(!href.as_str().unwrap().contains("code="), "{href}");
+    browser.screenshot("connections-after").await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chatwork_connections WHERE account_id = 3000002 AND status = 'active'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+}

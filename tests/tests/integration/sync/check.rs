@@ -34,9 +34,10 @@ impl SyncRig {
             ..RoomCheckSettings::default()
         };
         let connections = cwsync::connections::Connections::of_client(client);
-        let report = schedule::room_check(self.pool(), self.queues.as_ref(), &connections, &settings)
-            .await
-            .unwrap();
+        let report =
+            schedule::room_check(self.pool(), self.queues.as_ref(), &connections, &settings)
+                .await
+                .unwrap();
         if let (CheckOutcome::Fetching, Some(job_id)) = (report.outcome, report.job_id) {
             let job = self.run_to_end(job_id).await;
             assert_eq!(job.status, JobStatus::Completed, "{job:?}");
