@@ -147,6 +147,31 @@ pub struct SyncStatus {
     pub gaps_last_24h: Vec<GapView>,
     /// Null when Chatwork never reported one (a paid plan).
     pub message_limitation: Option<LimitationView>,
+    /// Each Chatwork connection: its status, rooms, budget and breaker, and its last
+    /// room list (the bootstrap connection first).
+    pub connections: Vec<ConnectionStatus>,
+}
+
+/// One connection as the status route shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStatus {
+    pub id: Uuid,
+    pub account_name: Option<String>,
+    pub bootstrap: bool,
+    /// `active`, `reauth_required`, `revoked` or `disabled`.
+    pub status: String,
+    pub last_error: Option<String>,
+    /// Rooms its account is a member of.
+    pub rooms: i64,
+    pub listed_at: Option<DateTime<Utc>>,
+    pub list_error: Option<String>,
+    /// Its rate window as the shared budget believes it; null before its first request.
+    pub budget_limit: Option<i32>,
+    pub budget_remaining: Option<i32>,
+    pub budget_reset_at: Option<DateTime<Utc>>,
+    /// Whether its outage breaker is open.
+    pub breaker_open: bool,
 }
 
 /// The sync status: the last room check, the budget, rooms at risk and recent gaps.
@@ -276,7 +301,26 @@ pub(crate) async fn get(
     )
     .fetch_optional(pool)
     .await?;
+    let connections = sqlx::query_as!(
+        ConnectionStatus,
+        r#"SELECT c.id, c.account_name, c.bootstrap, c.status, c.last_error,
+                  (SELECT count(*) FROM chatwork_room_connections m
+                    WHERE m.connection_id = c.id AND m.refused_at IS NULL) AS "rooms!",
+                  c.listed_at, c.list_error,
+                  b.limit_count AS "budget_limit?",
+                  CASE WHEN b.reset_at <= now() THEN b.limit_count ELSE b.remaining END
+                      AS "budget_remaining?",
+                  b.reset_at AS "budget_reset_at?",
+                  coalesce(k.opened_at IS NOT NULL, false) AS "breaker_open!"
+             FROM chatwork_connections c
+             LEFT JOIN chatwork_rate_budgets b ON b.token_hash = c.budget_key
+             LEFT JOIN chatwork_breakers k ON k.token_hash = c.budget_key
+            ORDER BY c.bootstrap DESC, c.connected_at, c.id"#
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(Json(SyncStatus {
+        connections,
         last_check,
         check_cadence_secs: cadence,
         checks_last_hour: checks.last_hour,
