@@ -79,3 +79,19 @@ CREATE TABLE chatwork_oauth_states (
     used_at        timestamptz
 );
 CREATE INDEX chatwork_oauth_states_expires ON chatwork_oauth_states (expires_at);
+
+-- The tokens of the Chatwork webhooks a connection's account created (Chatwork allows 5
+-- per account), sealed like its tokens: a delivery signed with one is believed only for
+-- the rooms that account is a member of.
+CREATE TABLE chatwork_connection_webhooks (
+    id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    connection_id  uuid NOT NULL REFERENCES chatwork_connections (id) ON DELETE CASCADE,
+    token          bytea NOT NULL,
+    key_id         text NOT NULL,
+    wrapped_key    bytea,
+    -- The token's SHA-256, so the same token is not added twice.
+    token_hash     bytea NOT NULL UNIQUE CHECK (octet_length(token_hash) = 32),
+    created_by     text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX chatwork_connection_webhooks_connection ON chatwork_connection_webhooks (connection_id);

@@ -22,6 +22,8 @@ pub struct Built {
     pub connections: Connections,
     key: KeySource,
     oauth: Option<String>,
+    /// The fake's second account, not connected yet.
+    colleague: Option<String>,
 }
 
 enum KeySource {
@@ -43,6 +45,11 @@ impl Built {
         match &self.oauth {
             Some(what) => lines.push_str(&format!("  Connect with Chatwork: {what}\n")),
             None => lines.push_str("  Connect with Chatwork: off (set CHATWORK_OAUTH_CLIENT_ID, _SECRET and _REDIRECT_URI)\n"),
+        }
+        if let Some(name) = &self.colleague {
+            lines.push_str(&format!(
+                "  demo accounts: the fake's second account ({name}) shares one room and has rooms only she sees; connect her on the console's Connections page (Connect with Chatwork, choose her on the consent page)\n"
+            ));
         }
         lines
     }
@@ -147,9 +154,17 @@ pub async fn build(
         None => None,
     };
     let connections = Connections::new(pool.clone(), settings, bootstrap, Some(cipher), endpoint);
+    let colleague = fake
+        .and_then(|fake| {
+            fake.accounts()
+                .into_iter()
+                .find(|a| a.account_id == fake_chatwork::DemoData::SECOND_ACCOUNT_ID)
+        })
+        .map(|a| a.name);
     Ok(Built {
         connections,
         key,
         oauth: oauth_said,
+        colleague,
     })
 }

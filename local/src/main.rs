@@ -382,8 +382,8 @@ async fn serve(
     let app = api::router(
         api::AppState::new(pool.clone(), queues, auth)
             .with_registry(registry)
-            .with_connections(connections.connections.clone())
-            .with_webhook_keys(Arc::new(webhooks.keys)),
+            .with_webhook_keys(Arc::new(webhooks.keys))
+            .with_connections(connections.connections.clone()),
     );
     // Our server rather than axum::serve: hyper's parser limits sit above the API's own,
     // so an oversized request gets our JSON error (see cwsync::api::serve).

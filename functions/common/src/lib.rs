@@ -188,21 +188,6 @@ where
     metrics_cloudwatch_embedded::lambda::service::run_http(metrics, router).await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_time_left_comes_from_lambdas_deadline_or_the_emulators_timeout() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let in_a_minute = 1_795_000_060_000;
-        assert_eq!(remaining_time(in_a_minute, now), Duration::from_secs(60));
-        assert_eq!(remaining_time(1_794_999_000_000, now), Duration::ZERO);
-        // cargo lambda watch's constant.
-        assert_eq!(remaining_time(600_000, now), Duration::from_secs(600));
-    }
-}
-
 /// The Chatwork connections of a function: the bootstrap connection of
 /// `CHATWORK_API_TOKEN` (or its secret) when set, and the stored connections when a token
 /// key is configured (`TOKEN_KMS_KEY_ID` in AWS, `TOKEN_ENCRYPTION_KEY` elsewhere), with
@@ -259,4 +244,19 @@ pub async fn connections(
         cipher,
         endpoint,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_left_comes_from_lambdas_deadline_or_the_emulators_timeout() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let in_a_minute = 1_795_000_060_000;
+        assert_eq!(remaining_time(in_a_minute, now), Duration::from_secs(60));
+        assert_eq!(remaining_time(1_794_999_000_000, now), Duration::ZERO);
+        // cargo lambda watch's constant.
+        assert_eq!(remaining_time(600_000, now), Duration::from_secs(600));
+    }
 }

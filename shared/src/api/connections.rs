@@ -654,3 +654,169 @@ pub(crate) async fn delete(
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewWebhookToken {
+    /// The webhook's token as Chatwork shows it (base64), kept sealed.
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    pub token: String,
+}
+
+impl std::fmt::Debug for NewWebhookToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewWebhookToken").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAdded {
+    pub id: Uuid,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct WebhookPath {
+    /// The connection's id.
+    id: Uuid,
+    /// The webhook token's id.
+    #[param(rename = "webhookId")]
+    webhook_id: Uuid,
+}
+
+/// Adds the token of a webhook the connection's account created in Chatwork: deliveries
+/// signed with it are believed for that account's rooms only (read again within a minute).
+#[utoipa::path(
+    post, path = "/api/chatwork/connections/{id}/webhooks", operation_id = "addChatworkConnectionWebhook",
+    tag = "connections",
+    params(ConnectionPath),
+    request_body = NewWebhookToken,
+    responses(
+        (status = 201, description = "Added", body = WebhookAdded),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "Five tokens already, or this one is added", body = ErrorBody),
+        (status = 422, description = "Not a webhook token", body = ErrorBody),
+        (status = 503, description = "No token encryption key is configured", body = ErrorBody),
+    )
+)]
+pub(crate) async fn add_webhook(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    request_id: RequestId,
+    ApiPath(path): ApiPath<ConnectionPath>,
+    ApiJson(new): ApiJson<NewWebhookToken>,
+) -> Result<(StatusCode, Json<WebhookAdded>), ApiError> {
+    let connections = connections(&state)?;
+    let cipher = connections.cipher().ok_or_else(not_configured)?;
+    let connection = store::get(&state.pool, path.id)
+        .await?
+        .ok_or_else(connection_not_found)?;
+    if new.token.len() > 200 {
+        return Err(ApiError::invalid_field(
+            "token",
+            "the token is at most 200 characters",
+        ));
+    }
+    let token = SecretString::from(new.token);
+    let id = match crate::connections::webhooks::add(
+        &state.pool,
+        cipher,
+        connection.id,
+        &token,
+        &caller.user_id,
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(e @ crate::connections::webhooks::AddError::NotBase64) => {
+            return Err(ApiError::invalid_field("token", e.to_string()));
+        }
+        Err(e @ crate::connections::webhooks::AddError::Full) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::WebhookLimitReached,
+                e.to_string(),
+            ));
+        }
+        Err(e @ crate::connections::webhooks::AddError::Duplicate) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::WebhookAlreadyAdded,
+                e.to_string(),
+            ));
+        }
+        Err(crate::connections::webhooks::AddError::Db(e)) => return Err(e.into()),
+        Err(crate::connections::webhooks::AddError::Cipher(e)) => {
+            return Err(ApiError::unexpected("could not seal a webhook token", e));
+        }
+    };
+    audit::record(
+        &state.pool,
+        AuditEntry {
+            caller: &caller,
+            request_id: &request_id,
+            action: "chatwork_connection.webhook_add",
+            resource_type: "chatwork_connection",
+            resource_id: connection.id.to_string(),
+            old_values: None,
+            new_values: Some(json!({"webhookId": id})),
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(WebhookAdded { id })))
+}
+
+/// Removes a connection's webhook token: its deliveries are refused from the next read of
+/// the tokens (within a minute).
+#[utoipa::path(
+    delete, path = "/api/chatwork/connections/{id}/webhooks/{webhookId}",
+    operation_id = "deleteChatworkConnectionWebhook", tag = "connections",
+    params(WebhookPath),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No identity", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such connection or token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_webhook(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    request_id: RequestId,
+    ApiPath(path): ApiPath<WebhookPath>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let gone = sqlx::query!(
+        "DELETE FROM chatwork_connection_webhooks WHERE id = $1 AND connection_id = $2",
+        path.webhook_id,
+        path.id,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if gone == 0 {
+        return Err(ApiError::not_found(
+            ErrorCode::ConnectionNotFound,
+            "No such connection or webhook token",
+        ));
+    }
+    audit::record(
+        &mut *tx,
+        AuditEntry {
+            caller: &caller,
+            request_id: &request_id,
+            action: "chatwork_connection.webhook_delete",
+            resource_type: "chatwork_connection",
+            resource_id: path.id.to_string(),
+            old_values: Some(json!({"webhookId": path.webhook_id})),
+            new_values: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

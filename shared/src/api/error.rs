@@ -71,6 +71,10 @@ pub enum ErrorCode {
     NotRetryable,
     /// 409: enabling a connection whose token was refused or revoked (connect it again).
     ConnectionNeedsReconnect,
+    /// 409: a connection that has Chatwork's 5 webhook tokens already.
+    WebhookLimitReached,
+    /// 409: a webhook token that is added already.
+    WebhookAlreadyAdded,
     /// 409: deleting the bootstrap connection (`CHATWORK_API_TOKEN`), which lives in a
     /// setting.
     BootstrapConnection,

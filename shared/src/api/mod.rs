@@ -89,8 +89,17 @@ impl AppState {
         }
     }
 
-    /// The same state adding and connecting Chatwork accounts through `connections`.
+    /// The same state adding and connecting Chatwork accounts through `connections`, and
+    /// verifying webhook deliveries with the connections' webhook tokens too (give the
+    /// configured keys first, with [`with_webhook_keys`](Self::with_webhook_keys)).
     pub fn with_connections(mut self, connections: crate::connections::Connections) -> Self {
+        if let Some(cipher) = connections.cipher() {
+            self.webhooks = Arc::new(crate::connections::webhooks::ConnectionWebhookKeys::new(
+                self.webhooks.clone(),
+                self.pool.clone(),
+                cipher.clone(),
+            ));
+        }
         self.connections = Some(connections);
         self
     }
@@ -130,6 +139,8 @@ macro_rules! operations {
             connections::update, connections::delete;
             connections::start_oauth;
             connections::complete_oauth;
+            connections::add_webhook;
+            connections::delete_webhook;
             companies::list, companies::create;
             companies::get;
             companies::rooms, companies::link;

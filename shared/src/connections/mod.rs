@@ -15,6 +15,7 @@ pub mod cipher;
 pub mod oauth;
 pub mod source;
 pub mod store;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -42,6 +42,8 @@ pub struct Connection {
     pub list_error: Option<String>,
     /// Rooms its account is a member of (as its room lists said).
     pub rooms: i64,
+    /// Webhook tokens of its account added here.
+    pub webhooks: i64,
 }
 
 /// The key of a (non-bootstrap) connection's rate budget and breaker rows.
@@ -57,7 +59,9 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Connection>, sqlx::Error> {
                   c.status_changed_at, c.last_error, c.access_token_expires_at, c.refreshed_at,
                   c.listed_at, c.rooms_listed, c.list_error,
                   (SELECT count(*) FROM chatwork_room_connections m
-                    WHERE m.connection_id = c.id AND m.refused_at IS NULL) AS "rooms!"
+                    WHERE m.connection_id = c.id AND m.refused_at IS NULL) AS "rooms!",
+                  (SELECT count(*) FROM chatwork_connection_webhooks w
+                    WHERE w.connection_id = c.id) AS "webhooks!"
              FROM chatwork_connections c
             ORDER BY c.bootstrap DESC, c.connected_at, c.id"#
     )

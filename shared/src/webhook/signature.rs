@@ -123,6 +123,12 @@ impl WebhookKeys {
         Ok(Self { keys })
     }
 
+    /// These keys and those of `other`.
+    pub fn merged(mut self, other: WebhookKeys) -> Self {
+        self.keys.extend(other.keys);
+        self
+    }
+
     /// How many tokens name no rooms (they vouch for every room).
     pub fn unscoped(&self) -> usize {
         self.keys.iter().filter(|k| k.rooms.is_none()).count()

@@ -842,3 +842,119 @@ async fn kms_seals_under_a_data_key_it_made_once_and_opens_in_another_process() 
             .is_err()
     );
 }
+
+/// A delivery signed with B's webhook token, for `room_id`, as Chatwork sends it: the
+/// route's answer.
+async fn deliver_signed(
+    app: &cwsync_tests::TestApp,
+    token: &str,
+    room_id: i64,
+    message_id: &str,
+) -> Value {
+    let now = cwsync_tests::now_secs();
+    let body = serde_json::to_vec(&json!({
+        "webhook_setting_id": "5001",
+        "webhook_event_type": "message_created",
+        "webhook_event_time": now,
+        "webhook_event": {
+            "message_id": message_id,
+            "room_id": room_id,
+            "account_id": B,
+            "body": "webhook body",
+            "send_time": now,
+            "update_time": 0,
+        }
+    }))
+    .unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{}{}", app.address, cwsync::webhook::WEBHOOK_PATH))
+        .header("content-type", "application/json")
+        .header(
+            cwsync::webhook::SIGNATURE_HEADER,
+            cwsync::webhook::sign(token, &body).unwrap(),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_connections_webhook_token_speaks_for_its_accounts_rooms_only() {
+    let fake = two_accounts().await;
+    let db = TestDb::new().await;
+    let pool = db.pool.clone();
+    let connections = connections_for(&fake, &pool);
+    let b = connect_b_by_token(&pool, &connections).await;
+    let context = Arc::new(SyncContext::with_connections(connections.clone()));
+    let queues: Arc<dyn Queues> = Arc::new(cwsync_tests_queues());
+    let rooms =
+        jobs::start::<RoomsSync>(&pool, queues.as_ref(), &RoomsSyncPayload::default(), None)
+            .await
+            .unwrap();
+    run_job(&pool, queues.clone(), context, rooms.job.id).await;
+    let app = spawn_app_with_connections(db, connections).await;
+    let admin = Who::user("admin-1", "admin");
+    let token = fake_chatwork::webhook_token();
+    let path = format!("/api/chatwork/connections/{b}/webhooks");
+
+    let bad = app
+        .call(
+            &admin,
+            "POST",
+            &path,
+            Some(json!({"token": "not base64 !"})),
+        )
+        .await;
+    bad.expect(422);
+    let added = app
+        .call(&admin, "POST", &path, Some(json!({"token": token})))
+        .await;
+    added.expect(201);
+    assert!(!added.text.contains(&token));
+    let twice = app
+        .call(&admin, "POST", &path, Some(json!({"token": token})))
+        .await;
+    twice.expect(409);
+    assert_eq!(twice.code(), "webhook_already_added");
+    assert!(!table_text(&pool).await.contains(&token));
+    let sealed: Vec<u8> = sqlx::query_scalar!("SELECT token FROM chatwork_connection_webhooks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!sealed.windows(token.len()).any(|w| w == token.as_bytes()));
+
+    // B's room: stored. A room only A is in: acknowledged, stored nowhere.
+    let mine = deliver_signed(&app, &token, B_ONLY[0], "9000000000000000001").await;
+    assert_eq!(mine["outcome"], "stored", "{mine}");
+    let not_mine = deliver_signed(&app, &token, A_ONLY[0], "9000000000000000002").await;
+    assert_eq!(not_mine["outcome"], "room_not_served", "{not_mine}");
+    let stored: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM messages WHERE message_id IN ('9000000000000000001', '9000000000000000002')"#
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 1);
+
+    // Removed: refused once the tokens are read again.
+    let id = added.body["id"].as_str().unwrap();
+    app.call(&admin, "DELETE", &format!("{path}/{id}"), None)
+        .await
+        .expect(204);
+    tokio::time::sleep(cwsync::connections::webhooks::RELOAD_EVERY).await;
+    let gone = reqwest::Client::new()
+        .post(format!("{}{}", app.address, cwsync::webhook::WEBHOOK_PATH))
+        .header("content-type", "application/json")
+        .header(
+            cwsync::webhook::SIGNATURE_HEADER,
+            cwsync::webhook::sign(&token, b"{}").unwrap(),
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 401);
+}
