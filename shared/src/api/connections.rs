@@ -135,7 +135,7 @@ fn connections(state: &AppState) -> Result<&Connections, ApiError> {
 
 fn not_configured() -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::CONFLICT,
         ErrorCode::ConnectionsNotConfigured,
         "Connections cannot be added here: no token encryption key is configured \
          (TOKEN_KMS_KEY_ID or TOKEN_ENCRYPTION_KEY)",
@@ -145,7 +145,7 @@ fn not_configured() -> ApiError {
 fn oauth_endpoint(connections: &Connections) -> Result<&TokenEndpoint, ApiError> {
     connections.endpoint().ok_or_else(|| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::CONFLICT,
             ErrorCode::ConnectionsNotConfigured,
             "Connect with Chatwork is not set up here: no OAuth client is configured \
              (CHATWORK_OAUTH_CLIENT_ID)",
@@ -193,7 +193,7 @@ pub(crate) async fn list(
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 422, description = "The token is malformed, or Chatwork refused it", body = ErrorBody),
         (status = 502, description = "Chatwork could not be asked", body = ErrorBody),
-        (status = 503, description = "No token encryption key is configured", body = ErrorBody),
+        (status = 409, description = "No token encryption key is configured here", body = ErrorBody),
     )
 )]
 pub(crate) async fn add(
@@ -243,7 +243,7 @@ pub(crate) async fn add(
         (status = 201, description = "Send the browser to the URL", body = OAuthStart),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "No OAuth client or token key is configured", body = ErrorBody),
+        (status = 409, description = "No OAuth client or token key is configured here", body = ErrorBody),
     )
 )]
 pub(crate) async fn start_oauth(
@@ -309,7 +309,7 @@ fn state_place(state_hash: &[u8; 32]) -> String {
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 502, description = "Chatwork could not be asked", body = ErrorBody),
-        (status = 503, description = "No OAuth client or token key is configured", body = ErrorBody),
+        (status = 409, description = "No OAuth client or token key is configured here", body = ErrorBody),
     )
 )]
 pub(crate) async fn complete_oauth(
@@ -583,6 +583,7 @@ pub(crate) async fn update(
     )
     .await?;
     tx.commit().await?;
+    state.webhooks.forget().await;
     let after = store::get(&state.pool, path.id)
         .await?
         .ok_or_else(connection_not_found)?;
@@ -652,6 +653,7 @@ pub(crate) async fn delete(
     )
     .await?;
     tx.commit().await?;
+    state.webhooks.forget().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -698,9 +700,8 @@ pub(crate) struct WebhookPath {
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
-        (status = 409, description = "Five tokens already, or this one is added", body = ErrorBody),
+        (status = 409, description = "Five tokens already, this one is added, or no token key is configured here", body = ErrorBody),
         (status = 422, description = "Not a webhook token", body = ErrorBody),
-        (status = 503, description = "No token encryption key is configured", body = ErrorBody),
     )
 )]
 pub(crate) async fn add_webhook(
@@ -767,6 +768,7 @@ pub(crate) async fn add_webhook(
         },
     )
     .await?;
+    state.webhooks.forget().await;
     Ok((StatusCode::CREATED, Json(WebhookAdded { id })))
 }
 
@@ -818,5 +820,6 @@ pub(crate) async fn delete_webhook(
     )
     .await?;
     tx.commit().await?;
+    state.webhooks.forget().await;
     Ok(StatusCode::NO_CONTENT)
 }

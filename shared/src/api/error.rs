@@ -86,7 +86,7 @@ pub enum ErrorCode {
     ChatworkTokenRefused,
     /// 502: Chatwork could not be asked (down, slow, an unusable answer).
     ChatworkUnavailable,
-    /// 503: connections cannot be added here (no token key, or no OAuth client).
+    /// 409: connections cannot be added here (no token key, or no OAuth client).
     ConnectionsNotConfigured,
     /// 408: the body did not arrive within the server's body deadline.
     RequestTimeout,

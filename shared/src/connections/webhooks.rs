@@ -189,6 +189,10 @@ impl WebhookKeySource for ConnectionWebhookKeys {
         }
     }
 
+    async fn forget(&self) {
+        *self.cached.lock().await = None;
+    }
+
     async fn reload(&self) -> Option<WebhookKeys> {
         let fixed = self.fixed.reload().await;
         let stored = {

@@ -348,6 +348,10 @@ pub trait WebhookKeySource: Send + Sync {
     async fn reload(&self) -> Option<WebhookKeys> {
         None
     }
+
+    /// The keys changed here (a token added or removed through this process): the next
+    /// delivery reads them again.
+    async fn forget(&self) {}
 }
 
 #[async_trait]

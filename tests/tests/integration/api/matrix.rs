@@ -119,6 +119,68 @@ fn rows() -> Vec<Row> {
             body: no_body,
             expect: [401, 403, 403, 403, 200],
         },
+        // Connections: admins only. Without connections configured, adding one is 503
+        // (the matrix's app has no token key); reading the list works.
+        Row {
+            method: "GET",
+            route: "/api/chatwork/connections",
+            path: |_, _| "/api/chatwork/connections".into(),
+            body: no_body,
+            expect: [401, 403, 403, 403, 200],
+        },
+        Row {
+            method: "POST",
+            route: "/api/chatwork/connections",
+            path: |_, _| "/api/chatwork/connections".into(),
+            body: |_| Some(json!({"token": "abc"})),
+            expect: [401, 403, 403, 403, 409],
+        },
+        Row {
+            method: "PATCH",
+            route: "/api/chatwork/connections/{id}",
+            path: |_, _| "/api/chatwork/connections/00000000-0000-0000-0000-000000000000".into(),
+            body: |_| Some(json!({"status": "disabled"})),
+            expect: [401, 403, 403, 403, 404],
+        },
+        Row {
+            method: "DELETE",
+            route: "/api/chatwork/connections/{id}",
+            path: |_, _| "/api/chatwork/connections/00000000-0000-0000-0000-000000000000".into(),
+            body: no_body,
+            expect: [401, 403, 403, 403, 404],
+        },
+        Row {
+            method: "POST",
+            route: "/api/chatwork/connections/oauth",
+            path: |_, _| "/api/chatwork/connections/oauth".into(),
+            body: no_body,
+            expect: [401, 403, 403, 403, 409],
+        },
+        Row {
+            method: "POST",
+            route: "/api/chatwork/connections/oauth/complete",
+            path: |_, _| "/api/chatwork/connections/oauth/complete".into(),
+            body: |_| Some(json!({"state": "s", "code": "c"})),
+            expect: [401, 403, 403, 403, 409],
+        },
+        Row {
+            method: "POST",
+            route: "/api/chatwork/connections/{id}/webhooks",
+            path: |_, _| {
+                "/api/chatwork/connections/00000000-0000-0000-0000-000000000000/webhooks".into()
+            },
+            body: |_| Some(json!({"token": "dG9rZW4="})),
+            expect: [401, 403, 403, 403, 409],
+        },
+        Row {
+            method: "DELETE",
+            route: "/api/chatwork/connections/{id}/webhooks/{webhookId}",
+            path: |_, _| {
+                "/api/chatwork/connections/00000000-0000-0000-0000-000000000000/webhooks/00000000-0000-0000-0000-000000000000".into()
+            },
+            body: no_body,
+            expect: [401, 403, 403, 403, 404],
+        },
         Row {
             method: "GET",
             route: "/api/chatwork/rooms/{id}/messages",
@@ -319,6 +381,9 @@ async fn every_route_answers_every_caller_as_designed(app: &impl Api) {
                 (401, _) => Some("unauthenticated"),
                 (403, "no role") => Some("no_role"),
                 (403, _) => Some("forbidden"),
+                (404, _) if row.route.starts_with("/api/chatwork/connections") => {
+                    Some("connection_not_found")
+                }
                 (404, _) => Some("job_not_found"),
                 _ => None,
             };

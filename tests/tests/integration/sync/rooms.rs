@@ -38,7 +38,8 @@ async fn counts_created_and_updated_and_fetches_descriptions_of_new_or_changed_r
     let result = job.result.unwrap();
     assert_eq!(
         result,
-        json!({"created": 3, "updated": 0, "total": 3, "left": 0, "descriptions": 3, "requests": 4})
+        json!({"created": 3, "updated": 0, "total": 3, "left": 0, "descriptions": 3, "requests": 4,
+               "connections": 1, "failedConnections": 0})
     );
     let room = rig.room(501).await;
     assert_eq!(room.name, "room 501");
@@ -52,7 +53,8 @@ async fn counts_created_and_updated_and_fetches_descriptions_of_new_or_changed_r
     let job = rig.rooms_sync().await;
     assert_eq!(
         job.result.unwrap(),
-        json!({"created": 0, "updated": 0, "total": 3, "left": 0, "descriptions": 0, "requests": 1})
+        json!({"created": 0, "updated": 0, "total": 3, "left": 0, "descriptions": 0, "requests": 1,
+               "connections": 1, "failedConnections": 0})
     );
     assert_eq!(rig.requests_since(before).len(), 1);
 
@@ -65,7 +67,8 @@ async fn counts_created_and_updated_and_fetches_descriptions_of_new_or_changed_r
     let job = rig.rooms_sync().await;
     assert_eq!(
         job.result.unwrap(),
-        json!({"created": 1, "updated": 1, "total": 4, "left": 0, "descriptions": 2, "requests": 3})
+        json!({"created": 1, "updated": 1, "total": 4, "left": 0, "descriptions": 2, "requests": 3,
+               "connections": 1, "failedConnections": 0})
     );
     let mut described = description_requests(&rig.requests_since(before));
     described.sort();
