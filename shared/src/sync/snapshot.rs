@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::SyncSettings;
 use crate::chatwork::{ChatworkClient, ChatworkError, Room};
+use crate::connections::Connections;
 use crate::jobs::BatchConnection;
 
 /// One room as a room list (the job's snapshot, or a room check's) saw it.
@@ -62,7 +63,7 @@ pub(crate) enum SnapshotError {
 /// `room_id`'s entry in the job's snapshot, taking the snapshot when nobody has.
 pub(crate) async fn room_entry(
     db: &BatchConnection,
-    client: &ChatworkClient,
+    lists: Lists<'_>,
     settings: &SyncSettings,
     job_id: Uuid,
     room_id: i64,
@@ -96,7 +97,7 @@ pub(crate) async fn room_entry(
             return Ok(Entry::from_stored(look.entry));
         }
         if look.mine {
-            return take(db, client, settings, job_id, claim, &key, deadline).await;
+            return take(db, lists, settings, job_id, claim, &key, deadline).await;
         }
         let now = Instant::now();
         if now >= deadline {
@@ -106,11 +107,56 @@ pub(crate) async fn room_entry(
     }
 }
 
+/// Where a snapshot's room list comes from: the client of the item that takes it (its
+/// failure is the item's), and the other active connections, whose lists join it so
+/// that a room only another account sees is listed too (one of those failing leaves
+/// only its own rooms out).
+#[derive(Clone, Copy)]
+pub(crate) struct Lists<'a> {
+    pub client: &'a ChatworkClient,
+    pub through: Uuid,
+    pub connections: &'a Connections,
+}
+
+impl Lists<'_> {
+    async fn read(&self, deadline: Instant) -> Result<Vec<Room>, ChatworkError> {
+        let mut rooms = self.client.list_rooms(deadline).await?.items;
+        let others = match self.connections.active().await {
+            Ok(active) => active,
+            Err(e) => {
+                tracing::warn!(error = %e, "the other connections could not be read; the room list is one connection's");
+                Vec::new()
+            }
+        };
+        for other in others.into_iter().filter(|c| c.id != self.through) {
+            let listed = match self.connections.client(other.id).await {
+                Ok(client) => client.list_rooms(deadline).await,
+                Err(e) => Err(e),
+            };
+            match listed {
+                Ok(listed) => rooms.extend(listed.items),
+                Err(e) => {
+                    tracing::warn!(connection = %other.id, error = %e, "a connection's room list is missing from the job's")
+                }
+            }
+        }
+        // A room several see: the entry that has moved furthest.
+        rooms.sort_by(|a, b| {
+            a.room_id
+                .cmp(&b.room_id)
+                .then(b.message_num.cmp(&a.message_num))
+                .then(b.last_update_time.cmp(&a.last_update_time))
+        });
+        rooms.dedup_by_key(|r| r.room_id);
+        Ok(rooms)
+    }
+}
+
 /// Asks Chatwork for the room list under our claim and stores it (unless another
 /// consumer stored one first: then theirs is the job's).
 async fn take(
     db: &BatchConnection,
-    client: &ChatworkClient,
+    lists: Lists<'_>,
     settings: &SyncSettings,
     job_id: Uuid,
     claim: Uuid,
@@ -118,8 +164,8 @@ async fn take(
     deadline: Instant,
 ) -> Result<Entry, SnapshotError> {
     let lease_end = Instant::now() + settings.snapshot_claim_lease;
-    let rooms = match client.list_rooms(deadline.min(lease_end)).await {
-        Ok(listed) => listed.items,
+    let rooms = match lists.read(deadline.min(lease_end)).await {
+        Ok(rooms) => rooms,
         Err(e) => {
             // Give the claim back, so that the next consumer asks at once.
             sqlx::query!(

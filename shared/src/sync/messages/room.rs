@@ -104,9 +104,14 @@ pub(super) async fn run(
         Some(entry) => entry,
         None => {
             let entry = loop {
+                let lists = snapshot::Lists {
+                    client: &client,
+                    through: through.expect("a connection was chosen"),
+                    connections: &context.connections,
+                };
                 let entry = snapshot::room_entry(
                     &item.db,
-                    &client,
+                    lists,
                     &context.settings,
                     item.job_id,
                     room_id,
