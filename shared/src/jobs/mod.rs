@@ -63,7 +63,7 @@ pub use store::{
     Begin, CancelOutcome, Ended, JobFilter, JobRecord, Progress, cancel, cancel_recorded, finalize,
     get, items, list, progress,
 };
-pub use sweeper::{SweepReport, SweepSettings, recover_unfinished, sweep};
+pub use sweeper::{SweepReport, SweepSettings, recover_unfinished, sweep, sweep_preview};
 
 /// The version of the queue message bodies this code writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
