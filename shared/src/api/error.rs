@@ -53,6 +53,8 @@ pub enum ErrorCode {
     CompanyNotFound,
     /// 404: the room is not linked to the company.
     LinkNotFound,
+    /// 404: no such scheduled task.
+    TaskNotFound,
     /// 405: the route does not take that method.
     MethodNotAllowed,
     /// 409: the room is already linked to the company.
@@ -67,6 +69,10 @@ pub enum ErrorCode {
     NothingFailed,
     /// 409: a retry of a job whose type cannot run again over some of its items.
     NotRetryable,
+    /// 409: a run of the scheduled task is already requested or running.
+    TaskRunActive,
+    /// 409: the scheduled task is paused (only a dry run may be asked for).
+    TaskPaused,
     /// 408: the body did not arrive within the server's body deadline.
     RequestTimeout,
     /// 413: the body is larger than the route accepts.

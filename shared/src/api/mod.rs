@@ -8,7 +8,7 @@
 //! - [`error`]: the error shape; `scope`: request id, size limits and panics; `serve`:
 //!   the HTTP server of the local runner and the tests.
 //! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
-//!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
+//!   `schedules`, `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
 //!   signature authenticates).
 //! - [`console`]: the admin console's files at `/` (outside the JSON API);
@@ -26,6 +26,7 @@ mod jobs;
 pub mod oauth;
 pub mod openapi;
 mod rooms;
+mod schedules;
 mod scope;
 mod serve;
 mod status;
@@ -47,6 +48,7 @@ use utoipa_axum::{PathItemExt, routes};
 
 use crate::jobs::Registry;
 use crate::queue::Queues;
+use crate::schedule::Cadences;
 use crate::webhook::{WebhookKeySource, WebhookKeys};
 
 pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
@@ -70,6 +72,8 @@ pub struct AppState {
     /// The keys Chatwork's webhook deliveries are verified with (none: every delivery is
     /// refused).
     pub webhooks: Arc<dyn WebhookKeySource>,
+    /// How often the scheduled tasks run, as the schedules route shows it.
+    pub cadences: Arc<Cadences>,
 }
 
 impl AppState {
@@ -81,7 +85,14 @@ impl AppState {
             auth: Arc::new(auth),
             registry: crate::job_types::registry(),
             webhooks: Arc::new(WebhookKeys::default()),
+            cadences: Arc::new(Cadences::default()),
         }
+    }
+
+    /// The same state showing the scheduled tasks' `cadences`.
+    pub fn with_cadences(mut self, cadences: Cadences) -> Self {
+        self.cadences = Arc::new(cadences);
+        self
     }
 
     /// The same state verifying webhook deliveries with `keys`.
@@ -125,6 +136,11 @@ macro_rules! operations {
             jobs::get;
             jobs::cancel;
             jobs::retry;
+            schedules::list;
+            schedules::runs;
+            schedules::run;
+            schedules::pause;
+            schedules::resume;
             webhook::chatwork;
         }
     };
