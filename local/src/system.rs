@@ -163,8 +163,8 @@ impl Cadence {
     }
 }
 
-/// How often the timer takes the runs people requested (`POST /api/schedules/{task}/run`)
-/// and measures the tasks' health: the scheduler function's minutely tick, sooner.
+/// How often the timer takes the runs people requested (`POST /api/schedules/{task}/run`):
+/// the scheduler function's minutely tick, sooner.
 pub const TICK: Duration = Duration::from_secs(2);
 
 /// Runs the scheduled tasks on their cadence until `stop`, each start recorded (see
@@ -201,9 +201,8 @@ pub async fn run_schedule(
             Some(task) => runs::fire(&pool, queues.as_ref(), task, &settings)
                 .await
                 .map(|run| vec![run]),
-            None => schedule::tick(&pool, queues.as_ref(), &settings)
-                .await
-                .map(|(done, _health)| done),
+            // The alarms' health is AWS's; locally, only the requested runs.
+            None => runs::run_requested(&pool, queues.as_ref(), &settings).await,
         };
         match ended {
             Ok(ended) => ended.iter().for_each(say_run),

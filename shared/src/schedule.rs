@@ -396,6 +396,9 @@ pub async fn tick(
 ) -> Result<(Vec<runs::Run>, runs::Health), sqlx::Error> {
     let done = runs::run_requested(pool, queues, settings).await?;
     let health = runs::health(pool, &settings.cadences).await?;
+    if health != runs::Health::default() {
+        tracing::warn!(?health, "scheduled tasks are late or running long");
+    }
     Ok((done, health))
 }
 

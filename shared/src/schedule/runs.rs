@@ -665,9 +665,6 @@ pub async fn health(pool: &PgPool, cadences: &Cadences) -> Result<Health, sqlx::
     }
     metrics::gauge!("schedule_tasks_overdue").set(health.overdue.len() as f64);
     metrics::gauge!("schedule_runs_overlong").set(health.overlong.len() as f64);
-    if health != Health::default() {
-        tracing::warn!(?health, "scheduled tasks are late or running long");
-    }
     Ok(health)
 }
 
