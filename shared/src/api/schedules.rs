@@ -119,8 +119,9 @@ pub struct RunRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseRequest {
-    /// Shown beside the pause (at most 500 characters).
-    #[schema(max_length = 500)]
+    /// Shown beside the pause: at most 500 characters, no control characters; trimmed,
+    /// and a blank one is none.
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -300,25 +301,26 @@ pub(crate) async fn pause(
     OptionalJson(request): OptionalJson<PauseRequest>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let task = path.task()?;
-    let reason = request
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    if let Some(reason) = reason {
+    if let Some(reason) = request.reason.as_deref() {
         if reason.chars().count() > MAX_REASON_CHARS {
             return Err(ApiError::invalid_field(
                 "reason",
                 format!("reason: at most {MAX_REASON_CHARS} characters"),
             ));
         }
-        if reason.contains('\0') {
+        if reason.chars().any(char::is_control) {
             return Err(ApiError::invalid_field(
                 "reason",
-                "reason: must not contain NUL",
+                "reason: must not contain control characters",
             ));
         }
     }
+    // A blank reason is no reason.
+    let reason = request
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
     let mut tx = state.pool.begin().await?;
     let (before, after) = runs::pause(&mut tx, task, &caller.user_id, reason).await?;
     if before.is_none() {

@@ -521,6 +521,21 @@ async fn a_paused_task_records_paused_runs_and_pausing_is_audited() {
         .await;
     assert_eq!((refused.status, refused.code()), (422, "invalid_field"));
     assert_eq!(refused.field(), Some("reason"));
+    let refused = app
+        .call(
+            &admin,
+            "POST",
+            "/api/schedules/sweep/pause",
+            Some(json!({"reason": "a\u{0}b"})),
+        )
+        .await;
+    assert_eq!((refused.status, refused.code()), (422, "invalid_field"));
+    let paused: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM schedule_tasks WHERE paused_at IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(paused, 0, "a refused pause pauses nothing");
 }
 
 #[tokio::test]
