@@ -619,11 +619,12 @@ async function schedulesPage(ctx) {
           h('td', { 'data-state': s.paused ? 'paused' : open ? open.status : 'scheduled' },
             s.paused ? [badge(t('schedules.paused'), 'warn'), ' ', h('span', { class: 'muted' },
               t('schedules.pausedBy', s.paused.pausedBy, time(s.paused.pausedAt)), s.paused.reason ? ` — ${s.paused.reason}` : '')]
-              : open ? runBadge(open.status) : badge(t('schedules.active'), 'ok')),
+              : open ? runBadge(open.status)
+                : s.cadenceSecs ? badge(t('schedules.active'), 'ok') : badge(t('schedules.onRequest'), 'info')),
           h('td', { 'data-last': last ? last.status : 'none' },
-            last ? [runBadge(last.status), ' ', time(last.endedAt), last.dryRun ? ` (${t('schedules.dryRun')})` : ''] : t('rooms.never')),
+            last ? [runBadge(last.status), ' ', time(last.endedAt), last.dryRun ? ` (${t('schedules.dryRun')})` : ''] : t('schedules.neverRan')),
           h('td', {}, s.nextDueAt ? time(s.nextDueAt) : '—'),
-          h('td', { class: 'row' },
+          h('td', {}, h('div', { class: 'row' },
             h('button', { type: 'button', 'data-action': 'run', disabled: open || s.paused ? true : null,
               onclick: () => act(s.task, 'run', {}, t('schedules.requested', label)) }, t('schedules.runNow')),
             s.hasDryRun ? h('button', { type: 'button', class: 'secondary', 'data-action': 'dry-run', disabled: open ? true : null,
@@ -631,7 +632,7 @@ async function schedulesPage(ctx) {
             s.paused
               ? h('button', { type: 'button', 'data-action': 'resume', onclick: () => act(s.task, 'resume', undefined, t('schedules.resumed', label)) }, t('schedules.resume'))
               : h('button', { type: 'button', class: 'secondary', 'data-action': 'pause',
-                onclick: () => act(s.task, 'pause', reason.value.trim() ? { reason: reason.value.trim() } : {}, t('schedules.pausedNow', label)) }, t('schedules.pause'))));
+                onclick: () => act(s.task, 'pause', reason.value.trim() ? { reason: reason.value.trim() } : {}, t('schedules.pausedNow', label)) }, t('schedules.pause')))));
       })))));
     return true;
   };
