@@ -247,27 +247,12 @@ pub enum TaskError {
     NoDryRun(Task),
 }
 
-/// What retention would delete now: the same conditions as its deletes, counted.
+/// What retention would delete now: each delete's own count, beside it.
 async fn retention_preview(pool: &PgPool, retention: Duration) -> Result<TaskReport, sqlx::Error> {
-    let secs = retention.as_secs_f64();
-    let counts = sqlx::query!(
-        r#"SELECT
-             (SELECT count(*) FROM jobs
-               WHERE status IN ('completed', 'failed', 'canceled')
-                 AND finished_at < now() - make_interval(secs => $1)) AS "jobs!",
-             (SELECT count(*) FROM room_checks
-               WHERE checked_at < now() - make_interval(secs => $1)) AS "checks!",
-             (SELECT count(*) FROM schedule_runs
-               WHERE ended_at < now() - make_interval(secs => $1)) AS "runs!""#,
-        secs,
-    )
-    .fetch_one(pool)
-    .await?;
-    let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(TaskReport::Retention {
-        deleted_jobs: count(counts.jobs),
-        deleted_checks: count(counts.checks),
-        deleted_runs: count(counts.runs),
+        deleted_jobs: jobs::count_finished_jobs(pool, retention).await?,
+        deleted_checks: check::count_old_checks(pool, retention).await?,
+        deleted_runs: runs::count_old_runs(pool, retention).await?,
     })
 }
 

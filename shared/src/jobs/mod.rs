@@ -56,7 +56,7 @@ use crate::queue::QueueName;
 pub use connection::BatchConnection;
 pub use dead_letter::DeadLetterConsumer;
 pub use registry::{Contexts, MissingContext, RegisteredType, Registry, RetryPlan};
-pub use retention::delete_finished_jobs;
+pub use retention::{count_finished_jobs, delete_finished_jobs};
 pub use runner::{JobConsumer, RecordFailure};
 pub use start::{StartError, Started, start, start_recorded};
 pub use store::{
