@@ -1,5 +1,6 @@
 //! The scheduled room check through its run record: paused, it fetches nothing (not
-//! even the room list) and says so; resumed, it catches up with what changed meanwhile.
+//! even the room list) and says so; resumed, it catches up with what changed meanwhile;
+//! a person's run now of it is run by the scheduler's tick.
 
 use cwsync::chatwork::ChatworkClient;
 use cwsync::config::Env;
@@ -11,12 +12,16 @@ use super::check::SETTLE;
 use super::{Backend, SyncRig, client_settings, messages_requests, poster, room_with_history};
 
 impl SyncRig {
+    fn schedule_settings(&self) -> ScheduleSettings {
+        let client = ChatworkClient::new(client_settings(&self.fake), self.pool().clone()).unwrap();
+        ScheduleSettings::from_env(&Env::default())
+            .unwrap()
+            .with_chatwork(client)
+    }
+
     /// The schedule's start of the room check, as the scheduler does it.
     async fn fire_check(&self) -> runs::Run {
-        let client = ChatworkClient::new(client_settings(&self.fake), self.pool().clone()).unwrap();
-        let settings = ScheduleSettings::from_env(&Env::default())
-            .unwrap()
-            .with_chatwork(client);
+        let settings = self.schedule_settings();
         runs::fire(
             self.pool(),
             self.queues.as_ref(),
@@ -102,7 +107,9 @@ async fn a_paused_room_check_fetches_nothing_and_catches_up_when_resumed() {
         "no job, no check"
     );
 
-    // Resumed, the next check fetches exactly what changed while it was paused.
+    // Resumed, the next check fetches exactly what changed while it was paused (settled,
+    // so that the run now below finds only its own room changed).
+    tokio::time::sleep(SETTLE).await;
     rig.set_paused(false).await;
     let caught_up = rig.fire_check().await;
     assert_eq!(caught_up.status, RunStatus::Completed, "{caught_up:?}");
@@ -117,6 +124,30 @@ async fn a_paused_room_check_fetches_nothing_and_catches_up_when_resumed() {
     for room in [5602, 5604] {
         rig.holds_everything_of(room).await;
     }
+    // A person's run now of the check: requested, then run by the scheduler's tick.
+    rig.fake.post_message(5601, &poster(), "asked for").unwrap();
+    let runs::Requested::Run(asked) =
+        runs::request(rig.pool(), Task::RoomCheck, "admin-1", false, "r-1")
+            .await
+            .unwrap()
+    else {
+        panic!("the run is requested");
+    };
+    assert_eq!(asked.status, RunStatus::Requested);
+    let done = runs::run_requested(rig.pool(), rig.queues.as_ref(), &rig.schedule_settings())
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].id, done[0].status),
+        (asked.id, RunStatus::Completed)
+    );
+    let report = done[0].report.as_ref().unwrap();
+    assert_eq!(report["changed"], 1, "{report}");
+    let job_id = report["jobId"].as_str().unwrap().parse().unwrap();
+    assert_eq!(rig.run_to_end(job_id).await.status, JobStatus::Completed);
+    rig.holds_everything_of(5601).await;
+
     // The history shows it all, newest first.
     let history = runs::list(rig.pool(), Task::RoomCheck, None, 10)
         .await
@@ -126,9 +157,11 @@ async fn a_paused_room_check_fetches_nothing_and_catches_up_when_resumed() {
         statuses,
         [
             RunStatus::Completed,
+            RunStatus::Completed,
             RunStatus::Paused,
             RunStatus::Paused,
             RunStatus::Completed
         ]
     );
+    assert_eq!(history[0].trigger, "admin-1");
 }
