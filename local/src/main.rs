@@ -275,6 +275,8 @@ async fn serve(
     if let Some(every) = cadence.room_check {
         settings.room_check.cadence = every;
     }
+    settings.cadences = cadence.cadences();
+    let cadences = settings.cadences.clone();
     {
         let (pool, queues, cadence) = (pool.clone(), queues.clone(), cadence.clone());
         workers.spawn(move |stop| system::run_schedule(pool, queues, settings, cadence, stop));
@@ -383,7 +385,8 @@ async fn serve(
         api::AppState::new(pool.clone(), queues, auth)
             .with_registry(registry)
             .with_webhook_keys(Arc::new(webhooks.keys))
-            .with_connections(connections.connections.clone()),
+            .with_connections(connections.connections.clone())
+            .with_cadences(cadences),
     );
     // Our server rather than axum::serve: hyper's parser limits sit above the API's own,
     // so an oversized request gets our JSON error (see cwsync::api::serve).

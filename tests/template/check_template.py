@@ -233,6 +233,25 @@ fact(resources.get("ChatworkWebhookTokensSecret", {}).get("Type") == "AWS::Secre
 fact(any(a["MetricName"] == "webhook_rejected" and a["Namespace"] == "cwsync"
          and a["Dimensions"] == [{"Name": "function", "Value": "api"}] for a in alarms),
      "an alarm on refused webhook signatures")
+# Scheduled tasks: a failed run, a task overdue (three intervals without a run; no report
+# at all is the scheduler not running), a run longer than its interval; and the tick that
+# runs requested runs and reports that health every minute.
+for metric, stat, missing, what in (
+    ("schedule_runs_failed", "Sum", "notBreaching", "a scheduled task failed"),
+    ("schedule_tasks_overdue", "Maximum", "breaching", "a scheduled task is overdue"),
+    ("schedule_runs_overlong", "Maximum", "notBreaching", "a run longer than its interval"),
+):
+    found = [a for a in alarms if a.get("MetricName") == metric and a["Namespace"] == "cwsync"
+             and a["Dimensions"] == [{"Name": "function", "Value": "scheduler"}]]
+    fact(len(found) == 1 and found[0]["Statistic"] == stat and found[0]["Threshold"] == 1
+         and found[0]["TreatMissingData"] == missing, f"an alarm when {what}")
+fact(any(e["Properties"]["Input"] == '{"tick": true}' and e["Properties"]["Schedule"] == "rate(1 minute)"
+         for e in events.values()), "a minutely tick runs requested runs and measures the tasks")
+api_env = functions["ApiFunction"]["Properties"]["Environment"]["Variables"]
+for variable in ("ROOM_CHECK_ENABLED", "ROOM_CHECK_EVERY_MINUTES", "MESSAGES_SYNC_EVERY_MINUTES",
+                 "ROOMS_SYNC_EVERY_HOURS"):
+    fact(variable in env and env[variable] == api_env.get(variable),
+         f"the API and the scheduler see the same {variable}")
 fact(all(a.get("AlarmActions") == [{"Ref": "AlarmTopic"}] for a in alarms), "every alarm notifies the topic")
 fact(resources["AlarmSubscription"]["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}, "alarm e-mail parameter")
 fact("Dashboard" in resources, "a dashboard")

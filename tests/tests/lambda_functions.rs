@@ -13,6 +13,8 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsEvent;
 use cwsync::jobs::{self, ItemStatus, JobStatus};
 use cwsync::queue::{QueueName, Queues, SqsQueues};
+use cwsync::schedule::Task;
+use cwsync::schedule::runs::{self, Requested, RunStatus};
 use cwsync::summary::{SummaryDraft, SummaryDraftPayload};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};
 use cwsync_tests::{LambdaEmulator, SqsEmulator, TestDb, create_test_queues, sqs_emulator};
@@ -178,11 +180,20 @@ async fn api_receives_a_chatwork_webhook(world: &World) {
 /// function then fetches.
 async fn scheduler_checks_the_rooms(world: &World) {
     let pool = &world.db.pool;
-    let (status, report) = world
+    let (status, run) = world
         .emulator
         .invoke("scheduler", &serde_json::json!({"task": "room-check"}))
         .await;
-    assert_eq!(status, 200, "{report}");
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        (&run["task"], &run["status"]),
+        (
+            &serde_json::json!("room-check"),
+            &serde_json::json!("completed")
+        ),
+        "{run}"
+    );
+    let report = &run["report"];
     assert_eq!(report["task"], "room-check", "{report}");
     assert_eq!(report["outcome"], "fetching", "{report}");
     assert_eq!(report["listed"], 3, "{report}");
@@ -406,13 +417,25 @@ async fn scheduler_runs_its_tasks(world: &World) {
         .execute(pool)
         .await
         .unwrap();
-    // A schedule's constant input.
-    let (status, report) = world
+    // A schedule's constant input; the answer is the run, recorded.
+    let (status, run) = world
         .emulator
         .invoke("scheduler", &serde_json::json!({"task": "messages-sync"}))
         .await;
-    assert_eq!(status, 200, "{report}");
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    let run_id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
+    let recorded = runs::get(pool, run_id)
+        .await
+        .unwrap()
+        .expect("the run is recorded");
+    assert_eq!(
+        (recorded.task, recorded.trigger.as_str(), recorded.status),
+        (Task::MessagesSync, "schedule", RunStatus::Completed)
+    );
+    let report = &run["report"];
     assert_eq!(report["task"], "messages-sync", "{report}");
+    assert_eq!(recorded.report.as_ref(), Some(report));
     assert_eq!(report["created"], true);
     let job_id: uuid::Uuid = report["jobId"].as_str().unwrap().parse().unwrap();
     let job = jobs::get(pool, job_id).await.unwrap().unwrap();
@@ -434,19 +457,40 @@ async fn scheduler_runs_its_tasks(world: &World) {
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/cwsync-sweep"],
         "detail": {"task": "sweep"}
     });
-    let (status, report) = world.emulator.invoke("scheduler", &scheduled).await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["task"], "sweep", "{report}");
+    let (status, run) = world.emulator.invoke("scheduler", &scheduled).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["report"]["task"], "sweep", "{run}");
 
-    let (status, report) = world
+    let (status, run) = world
         .emulator
         .invoke("scheduler", &serde_json::json!({"task": "migrate"}))
         .await;
     assert_eq!(
-        (status, &report["task"]),
+        (status, &run["report"]["task"]),
         (200, &serde_json::json!("migrate")),
-        "{report}"
+        "{run}"
     );
+
+    // A person's dry run of retention, taken by the minutely tick.
+    let Requested::Run(asked) = runs::request(pool, Task::Retention, "admin-1", true, "r-1")
+        .await
+        .unwrap()
+    else {
+        panic!("the run is requested");
+    };
+    let (status, ticked) = world
+        .emulator
+        .invoke("scheduler", &serde_json::json!({"tick": true}))
+        .await;
+    assert_eq!(status, 200, "{ticked}");
+    let done = ticked["requestedRuns"].as_array().unwrap();
+    assert_eq!(done.len(), 1, "{ticked}");
+    assert_eq!(done[0]["id"], serde_json::json!(asked.id), "{ticked}");
+    assert_eq!(done[0]["status"], "completed", "{ticked}");
+    assert_eq!(done[0]["dryRun"], true, "{ticked}");
+    let ended = runs::get(pool, asked.id).await.unwrap().unwrap();
+    assert_eq!(ended.status, RunStatus::Completed);
+    assert!(ticked["health"]["overdue"].is_array(), "{ticked}");
 
     // An event that names no task is an error, not a crash.
     let (status, answer) = world

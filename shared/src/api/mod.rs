@@ -8,7 +8,7 @@
 //! - [`error`]: the error shape; `scope`: request id, size limits and panics; `serve`:
 //!   the HTTP server of the local runner and the tests.
 //! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
-//!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
+//!   `schedules`, `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
 //!   signature authenticates).
 //! - [`console`]: the admin console's files at `/` (outside the JSON API);
@@ -27,6 +27,7 @@ mod jobs;
 pub mod oauth;
 pub mod openapi;
 mod rooms;
+mod schedules;
 mod scope;
 mod serve;
 mod status;
@@ -48,6 +49,7 @@ use utoipa_axum::{PathItemExt, routes};
 
 use crate::jobs::Registry;
 use crate::queue::Queues;
+use crate::schedule::Cadences;
 use crate::webhook::{WebhookKeySource, WebhookKeys};
 
 pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
@@ -72,8 +74,10 @@ pub struct AppState {
     /// refused).
     pub webhooks: Arc<dyn WebhookKeySource>,
     /// The Chatwork connections, to add and connect accounts (none: the routes that add
-    /// one answer 503).
+    /// one answer 409).
     pub connections: Option<crate::connections::Connections>,
+    /// How often the scheduled tasks run, as the schedules route shows it.
+    pub cadences: Arc<Cadences>,
 }
 
 impl AppState {
@@ -86,6 +90,7 @@ impl AppState {
             registry: crate::job_types::registry(),
             webhooks: Arc::new(WebhookKeys::default()),
             connections: None,
+            cadences: Arc::new(Cadences::default()),
         }
     }
 
@@ -101,6 +106,12 @@ impl AppState {
             ));
         }
         self.connections = Some(connections);
+        self
+    }
+
+    /// The same state showing the scheduled tasks' `cadences`.
+    pub fn with_cadences(mut self, cadences: Cadences) -> Self {
+        self.cadences = Arc::new(cadences);
         self
     }
 
@@ -151,6 +162,11 @@ macro_rules! operations {
             jobs::get;
             jobs::cancel;
             jobs::retry;
+            schedules::list;
+            schedules::runs;
+            schedules::run;
+            schedules::pause;
+            schedules::resume;
             webhook::chatwork;
         }
     };

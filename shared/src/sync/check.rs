@@ -714,6 +714,18 @@ pub async fn delete_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx
     Ok(done.rows_affected())
 }
 
+/// How many checks [`delete_old_checks`] would delete now (retention's dry run).
+pub async fn count_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx::Error> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM room_checks
+            WHERE checked_at < now() - make_interval(secs => $1::float8)"#,
+        age.as_secs_f64(),
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
