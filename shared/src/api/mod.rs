@@ -57,7 +57,10 @@ pub use scope::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES, REQUEST_ID_HE
 pub use serve::{
     BodyTimedOut, HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, ServeOptions, serve, serve_with,
 };
-pub use webhook::{WebhookAck, WebhookOutcome};
+pub use webhook::{
+    DELIVERY_LOG_TARGET, DeliveryTally, WebhookAck, WebhookOutcome,
+    take_tally as take_webhook_tally,
+};
 
 /// What every request handler may use; built once per process (a Lambda's cold start).
 #[derive(Clone)]

@@ -23,6 +23,8 @@
 //!   to being disabled, while the room check repairs the miss (the room's counts do not
 //!   move, so the next check fetches it).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::Json;
 use axum::body::{Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -43,6 +45,72 @@ use crate::webhook::{
 pub const BODIES_READ_AT_ONCE: usize = 16;
 
 static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODIES_READ_AT_ONCE);
+
+/// The log target of the line each delivery writes. The local runner turns it off and
+/// prints [`take_tally`]'s summary instead (a delivery every few seconds would drown its
+/// job view); `RUST_LOG=debug` shows the lines again.
+pub const DELIVERY_LOG_TARGET: &str = "cwsync::webhook::delivery";
+
+/// Deliveries by what became of them, counted process-wide since the last [`take_tally`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryTally {
+    /// A message stored, updated or already on file.
+    pub stored: u64,
+    /// Signed, but nothing to store: an event cwsync does not keep, or a room it does not
+    /// serve (unknown, deactivated, or not named by the token that signed).
+    pub ignored: u64,
+    /// Refused: the signature was missing or did not verify.
+    pub refused: u64,
+    /// Signed and storable, but the database failed (the next room check repairs it).
+    pub failed: u64,
+}
+
+impl DeliveryTally {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Counts of deliveries by outcome, taken (and started again) at once.
+#[derive(Debug, Default)]
+struct Counts([AtomicU64; 4]);
+
+const STORED: usize = 0;
+const IGNORED: usize = 1;
+const REFUSED: usize = 2;
+const FAILED: usize = 3;
+
+impl Counts {
+    const fn new() -> Self {
+        Self([const { AtomicU64::new(0) }; 4])
+    }
+
+    fn add(&self, which: usize, n: u64) {
+        self.0[which].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> DeliveryTally {
+        let take = |which: usize| self.0[which].swap(0, Ordering::Relaxed);
+        DeliveryTally {
+            stored: take(STORED),
+            ignored: take(IGNORED),
+            refused: take(REFUSED),
+            failed: take(FAILED),
+        }
+    }
+}
+
+/// The process's deliveries since the last [`take_tally`] (the local runner's summary).
+static TALLY: Counts = Counts::new();
+
+/// The deliveries counted since the last call, which starts the count again.
+pub fn take_tally() -> DeliveryTally {
+    TALLY.take()
+}
+
+fn count(which: usize) {
+    TALLY.add(which, 1);
+}
 
 /// What the route did with a delivery.
 #[derive(
@@ -106,10 +174,12 @@ pub(crate) async fn chatwork(
         .map(str::to_owned);
     let signature = header_signature.or_else(|| query_signature(request.uri().query()));
     let Some(signature) = signature else {
+        count(REFUSED);
         return Err(rejected("missing", 0));
     };
     let body = read_body(request).await?;
     let Some(serves) = verified(&state, &body, &signature).await else {
+        count(REFUSED);
         return Err(rejected("invalid", body.len()));
     };
     let now = chrono::Utc::now().timestamp();
@@ -122,7 +192,9 @@ pub(crate) async fn chatwork(
                 Ignored::InvalidEvent(why) => why,
                 Ignored::Malformed => "",
             };
+            count(IGNORED);
             tracing::warn!(
+                target: DELIVERY_LOG_TARGET,
                 reason,
                 detail,
                 bytes = body.len(),
@@ -159,12 +231,19 @@ pub(crate) async fn chatwork(
         }
     };
     let outcome_name = outcome_name(outcome);
+    let counted = match outcome {
+        WebhookOutcome::Stored | WebhookOutcome::Updated | WebhookOutcome::Unchanged => STORED,
+        WebhookOutcome::NotStored => FAILED,
+        _ => IGNORED,
+    };
+    count(counted);
     metrics::counter!("webhook_events", "event" => kind, "outcome" => outcome_name).increment(1);
     if matches!(
         outcome,
         WebhookOutcome::RoomNotServed | WebhookOutcome::RoomUnknown
     ) {
         tracing::warn!(
+            target: DELIVERY_LOG_TARGET,
             event = kind,
             outcome = outcome_name,
             room_id = message.room_id,
@@ -173,7 +252,8 @@ pub(crate) async fn chatwork(
         );
         return Ok(Json(WebhookAck { outcome }));
     }
-    tracing::info!(
+    tracing::debug!(
+        target: DELIVERY_LOG_TARGET,
         event = kind,
         outcome = outcome_name,
         room_id = message.room_id,
@@ -236,6 +316,7 @@ async fn verified(state: &AppState, body: &[u8], signature: &str) -> Option<Serv
 fn rejected(reason: &'static str, bytes: usize) -> ApiError {
     metrics::counter!("webhook_rejected", "reason" => reason).increment(1);
     tracing::warn!(
+        target: DELIVERY_LOG_TARGET,
         reason,
         bytes,
         "webhook rejected: its signature is {reason} (nothing stored)"
