@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use tokio::time::Instant;
+use tracing::Instrument;
 use url::Url;
 
 use super::ChatworkConfig;
@@ -634,6 +635,28 @@ impl ChatworkClient {
 
     /// Sends one request; returns the rate headers if an answer came, and the answer.
     async fn attempt(
+        &self,
+        request: &Request<'_>,
+        timeout: Duration,
+    ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
+        // One span per request (logged when it closes, with its duration and the trace
+        // id); the path as shown, without the token.
+        let span = tracing::info_span!(
+            "chatwork",
+            path = %request.shown,
+            status = tracing::field::Empty,
+        );
+        let answered = self
+            .send_once(request, timeout)
+            .instrument(span.clone())
+            .await;
+        if let (_, Ok(answer)) = &answered {
+            span.record("status", answer.status);
+        }
+        answered
+    }
+
+    async fn send_once(
         &self,
         request: &Request<'_>,
         timeout: Duration,
