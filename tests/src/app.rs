@@ -270,7 +270,11 @@ pub async fn spawn_app_configured(
 ) -> TestApp {
     let auth = AuthConfig::local_jwt(env, &SecretString::from(TEST_JWT_SECRET))
         .expect("the test secret is long enough");
-    let state = AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry);
+    // Webhook counts reach the status page's history with each delivery, so that a test
+    // reads them at once.
+    let state = AppState::new(db.pool.clone(), api_queues, auth)
+        .with_registry(registry)
+        .with_webhook_history_every(std::time::Duration::ZERO);
     let auth = state.auth.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -22,6 +22,7 @@ mod cursor;
 mod error;
 pub mod extract;
 mod health;
+mod history;
 mod jobs;
 pub mod oauth;
 pub mod openapi;
@@ -58,7 +59,7 @@ pub use serve::{
     BodyTimedOut, HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, ServeOptions, serve, serve_with,
 };
 pub use webhook::{
-    DELIVERY_LOG_TARGET, DeliveryTally, WebhookAck, WebhookOutcome,
+    DELIVERY_LOG_TARGET, DeliveryTally, WebhookAck, WebhookHistory, WebhookOutcome,
     take_tally as take_webhook_tally,
 };
 
@@ -73,6 +74,8 @@ pub struct AppState {
     /// The keys Chatwork's webhook deliveries are verified with (none: every delivery is
     /// refused).
     pub webhooks: Arc<dyn WebhookKeySource>,
+    /// The webhook delivery counts not yet added to the status page's history.
+    pub webhook_history: Arc<webhook::WebhookHistory>,
 }
 
 impl AppState {
@@ -84,7 +87,14 @@ impl AppState {
             auth: Arc::new(auth),
             registry: crate::job_types::registry(),
             webhooks: Arc::new(WebhookKeys::default()),
+            webhook_history: Arc::new(webhook::WebhookHistory::default()),
         }
+    }
+
+    /// The same state adding webhook counts to the history at most every `every`.
+    pub fn with_webhook_history_every(mut self, every: std::time::Duration) -> Self {
+        self.webhook_history = Arc::new(webhook::WebhookHistory::new(every));
+        self
     }
 
     /// The same state verifying webhook deliveries with `keys`.
@@ -118,6 +128,7 @@ macro_rules! operations {
             rooms::messages;
             sync::messages;
             status::get;
+            history::get;
             companies::list, companies::create;
             companies::get;
             companies::rooms, companies::link;

@@ -24,6 +24,7 @@
 //!   move, so the next check fetches it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Bytes, to_bytes};
@@ -98,6 +99,13 @@ impl Counts {
             failed: take(FAILED),
         }
     }
+
+    fn put_back(&self, tally: DeliveryTally) {
+        self.add(STORED, tally.stored);
+        self.add(IGNORED, tally.ignored);
+        self.add(REFUSED, tally.refused);
+        self.add(FAILED, tally.failed);
+    }
 }
 
 /// The process's deliveries since the last [`take_tally`] (the local runner's summary).
@@ -108,8 +116,85 @@ pub fn take_tally() -> DeliveryTally {
     TALLY.take()
 }
 
-fn count(which: usize) {
-    TALLY.add(which, 1);
+/// How often at most an API's delivery counts are added to `activity_minutes` (the
+/// status page's history), unless set otherwise.
+pub const HISTORY_FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+/// The delivery counts an API has not yet added to `activity_minutes`. A delivery adds
+/// them when the last addition is [`every`](Self::every) old or more, so deliveries cost
+/// at most one write per that time per process, refusals included (a flood of forged
+/// deliveries is one row update every few seconds). Counts a process holds when it stops
+/// are lost; counts added late land in the minute they are added in.
+#[derive(Debug)]
+pub struct WebhookHistory {
+    pending: Counts,
+    last_flush: std::sync::Mutex<Option<std::time::Instant>>,
+    every: Duration,
+}
+
+impl WebhookHistory {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            pending: Counts::new(),
+            last_flush: std::sync::Mutex::new(None),
+            every,
+        }
+    }
+
+    /// Counts one delivery, and adds the pending counts to the history when it is time.
+    async fn note(&self, pool: &sqlx::PgPool, which: usize) {
+        TALLY.add(which, 1);
+        self.pending.add(which, 1);
+        let due = {
+            let mut last = self.last_flush.lock().unwrap_or_else(|e| e.into_inner());
+            match *last {
+                Some(at) if at.elapsed() < self.every => false,
+                _ => {
+                    *last = Some(std::time::Instant::now());
+                    true
+                }
+            }
+        };
+        if due {
+            self.flush(pool).await;
+        }
+    }
+
+    /// Adds the pending counts to the current minute's row.
+    async fn flush(&self, pool: &sqlx::PgPool) {
+        let tally = self.pending.take();
+        if tally.is_empty() {
+            return;
+        }
+        let n = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+        let added = sqlx::query!(
+            r#"INSERT INTO activity_minutes AS a
+                      (minute, webhook_stored, webhook_ignored, webhook_refused, webhook_failed)
+               VALUES (date_trunc('minute', now()), $1, $2, $3, $4)
+               ON CONFLICT (minute) DO UPDATE
+                  SET webhook_stored = a.webhook_stored + EXCLUDED.webhook_stored,
+                      webhook_ignored = a.webhook_ignored + EXCLUDED.webhook_ignored,
+                      webhook_refused = a.webhook_refused + EXCLUDED.webhook_refused,
+                      webhook_failed = a.webhook_failed + EXCLUDED.webhook_failed"#,
+            n(tally.stored),
+            n(tally.ignored),
+            n(tally.refused),
+            n(tally.failed),
+        )
+        .execute(pool)
+        .await;
+        if let Err(e) = added {
+            // Kept for the next addition; the history is a picture, not a ledger.
+            self.pending.put_back(tally);
+            tracing::warn!(error = %e, "webhook counts not added to the history; kept for the next try");
+        }
+    }
+}
+
+impl Default for WebhookHistory {
+    fn default() -> Self {
+        Self::new(HISTORY_FLUSH_EVERY)
+    }
 }
 
 /// What the route did with a delivery.
@@ -173,13 +258,14 @@ pub(crate) async fn chatwork(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let signature = header_signature.or_else(|| query_signature(request.uri().query()));
+    let history = &state.webhook_history;
     let Some(signature) = signature else {
-        count(REFUSED);
+        history.note(&state.pool, REFUSED).await;
         return Err(rejected("missing", 0));
     };
     let body = read_body(request).await?;
     let Some(serves) = verified(&state, &body, &signature).await else {
-        count(REFUSED);
+        history.note(&state.pool, REFUSED).await;
         return Err(rejected("invalid", body.len()));
     };
     let now = chrono::Utc::now().timestamp();
@@ -192,7 +278,7 @@ pub(crate) async fn chatwork(
                 Ignored::InvalidEvent(why) => why,
                 Ignored::Malformed => "",
             };
-            count(IGNORED);
+            history.note(&state.pool, IGNORED).await;
             tracing::warn!(
                 target: DELIVERY_LOG_TARGET,
                 reason,
@@ -236,7 +322,7 @@ pub(crate) async fn chatwork(
         WebhookOutcome::NotStored => FAILED,
         _ => IGNORED,
     };
-    count(counted);
+    history.note(&state.pool, counted).await;
     metrics::counter!("webhook_events", "event" => kind, "outcome" => outcome_name).increment(1);
     if matches!(
         outcome,
