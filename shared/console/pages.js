@@ -8,6 +8,7 @@
 import { api, withQuery } from './api.js';
 import { h, fill, field, badge, readableMarkup } from './dom.js';
 import { t, time, duration, number } from './i18n.js';
+import { statusCharts } from './charts.js';
 
 const POLL_MS = 2000;
 const STATUS_POLL_MS = 10000;
@@ -519,8 +520,17 @@ async function statusPage(ctx) {
     ? h('div', { class: 'table-wrap' }, h('table', { id }, h('thead', {}, h('tr', {}, heads.map((x) => h('th', {}, x)))), h('tbody', {}, rows)))
     : h('p', { class: 'muted', id }, none)];
   const outcomeKind = { current: 'ok', fetching: 'info', deferred: 'warn', busy: 'warn', failed: 'bad' };
+  // The charts' range: the last hour (by minute) or day (by 15 minutes).
+  let range = 'hour';
+  const rangeButton = (value, label) => h('button', {
+    class: 'secondary', type: 'button', 'data-range': value, 'aria-pressed': String(range === value),
+    onclick: () => { range = value; draw(); },
+  }, label);
   const draw = async () => {
-    const { data: s } = await api('GET', '/api/chatwork/status');
+    const [{ data: s }, { data: history }] = await Promise.all([
+      api('GET', '/api/chatwork/status'),
+      api('GET', withQuery('/api/chatwork/status/history', { range })),
+    ]);
     rememberRoomNames([...s.roomsAtRisk, ...s.gapsLast24h]);
     const c = s.lastCheck;
     const b = s.chatworkBreaker;
@@ -548,6 +558,10 @@ async function statusPage(ctx) {
         : h('p', { class: 'muted' }, t('status.noBudget')),
       facts([t('status.waiting'), s.roomsWaiting ? t('status.waitingSince', number(s.roomsWaiting), time(s.oldestWaitSince)) : number(0), 'rooms-waiting']),
       s.messageLimitation ? h('p', { class: 'card', id: 'limitation' }, badge(t('status.limitation'), 'warn'), ' ', s.messageLimitation.summary) : null,
+      h('h2', { id: 'charts-title' }, t('charts.title')),
+      h('div', { class: 'row chart-range', role: 'group', 'aria-labelledby': 'charts-title' },
+        rangeButton('hour', t('charts.hour')), rangeButton('day', t('charts.day'))),
+      h('div', { class: 'charts', id: 'charts', 'data-range': history.range }, statusCharts(history)),
       table('at-risk', t('status.atRisk'), [t('job.room'), t('status.perHour'), t('status.perCheck'), t('status.unseen'), t('status.webhook')],
         s.roomsAtRisk.map((r) => h('tr', { 'data-room': r.roomId },
           h('td', {}, h('a', { href: `#/room/${r.roomId}` }, r.name || `#${r.roomId}`)),

@@ -74,6 +74,9 @@ for name, function in functions.items():
     binaries.add(binary)
     fact((ROOT / function["Properties"]["CodeUri"] / "Cargo.toml").exists(), f"{name}'s CodeUri is a crate")
     fact(function["Properties"].get("LoggingConfig", {}).get("LogFormat") == "JSON", f"{name} logs JSON")
+    # X-Ray tracing on every function (its own setting, else the global one).
+    tracing = function["Properties"].get("Tracing", glob.get("Tracing"))
+    fact(tracing == "Active", f"{name} has X-Ray tracing Active, not {tracing}")
 fact(binaries == expected_binaries, f"functions are {expected_binaries}, not {binaries}")
 
 # Every SQS event source: partial batch failures, a batch size and a concurrency cap.
@@ -261,6 +264,12 @@ fact(mappings["Environments"]["staging"]["LogRetentionDays"] == 7, "staging keep
 fact(mappings["Environments"]["production"]["LogRetentionDays"] == 30, "production keeps logs 30 days")
 log_groups = [v for v in resources.values() if v["Type"] == "AWS::Logs::LogGroup"]
 fact(len(log_groups) == len(functions) + 1, "a log group per function and one for API access logs")
+# The access log names the API Gateway request and the API function's request, whose log
+# lines carry the trace id.
+access_format = json.loads(resources["HttpApi"]["Properties"]["AccessLogSettings"]["Format"])
+fact(access_format.get("requestId") == "$context.requestId"
+     and access_format.get("lambdaRequestId") == "$context.integration.requestId",
+     "the API access log carries the request id and the function's request id")
 
 # The release profile sets what `cargo lambda build --release` would otherwise fill in,
 # panic = "abort" among it: a deployed consumer must survive a handler's panic.

@@ -23,6 +23,7 @@ mod cursor;
 mod error;
 pub mod extract;
 mod health;
+mod history;
 mod jobs;
 pub mod oauth;
 pub mod openapi;
@@ -60,7 +61,10 @@ pub use scope::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES, REQUEST_ID_HE
 pub use serve::{
     BodyTimedOut, HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, ServeOptions, serve, serve_with,
 };
-pub use webhook::{WebhookAck, WebhookOutcome};
+pub use webhook::{
+    DELIVERY_LOG_TARGET, DeliveryTally, WebhookAck, WebhookHistory, WebhookOutcome,
+    take_tally as take_webhook_tally,
+};
 
 /// What every request handler may use; built once per process (a Lambda's cold start).
 #[derive(Clone)]
@@ -78,6 +82,8 @@ pub struct AppState {
     pub connections: Option<crate::connections::Connections>,
     /// How often the scheduled tasks run, as the schedules route shows it.
     pub cadences: Arc<Cadences>,
+    /// The webhook delivery counts not yet added to the status page's history.
+    pub webhook_history: Arc<webhook::WebhookHistory>,
 }
 
 impl AppState {
@@ -91,6 +97,7 @@ impl AppState {
             webhooks: Arc::new(WebhookKeys::default()),
             connections: None,
             cadences: Arc::new(Cadences::default()),
+            webhook_history: Arc::new(webhook::WebhookHistory::default()),
         }
     }
 
@@ -112,6 +119,12 @@ impl AppState {
     /// The same state showing the scheduled tasks' `cadences`.
     pub fn with_cadences(mut self, cadences: Cadences) -> Self {
         self.cadences = Arc::new(cadences);
+        self
+    }
+
+    /// The same state adding webhook counts to the history at most every `every`.
+    pub fn with_webhook_history_every(mut self, every: std::time::Duration) -> Self {
+        self.webhook_history = Arc::new(webhook::WebhookHistory::new(every));
         self
     }
 
@@ -152,6 +165,7 @@ macro_rules! operations {
             connections::complete_oauth;
             connections::add_webhook;
             connections::delete_webhook;
+            history::get;
             companies::list, companies::create;
             companies::get;
             companies::rooms, companies::link;

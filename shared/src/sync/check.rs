@@ -703,10 +703,17 @@ fn cadence_secs(settings: &RoomCheckSettings) -> i32 {
     i32::try_from(settings.cadence.as_secs().max(1)).unwrap_or(i32::MAX)
 }
 
-/// Deletes the checks older than `age` (the retention task); returns how many.
+/// Deletes the checks older than `age` (the retention task), and the status page's other
+/// history of that age (`activity_minutes`); returns how many checks.
 pub async fn delete_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         "DELETE FROM room_checks WHERE checked_at < now() - make_interval(secs => $1::float8)",
+        age.as_secs_f64(),
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM activity_minutes WHERE minute < now() - make_interval(secs => $1::float8)",
         age.as_secs_f64(),
     )
     .execute(pool)

@@ -183,6 +183,13 @@ fn rows() -> Vec<Row> {
         },
         Row {
             method: "GET",
+            route: "/api/chatwork/status/history",
+            path: |_, _| "/api/chatwork/status/history?range=day".into(),
+            body: no_body,
+            expect: [401, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
             route: "/api/chatwork/rooms/{id}/messages",
             path: |_, _| "/api/chatwork/rooms/101/messages".into(),
             body: no_body,
