@@ -81,6 +81,10 @@ struct ServeArgs {
     /// Default: none while the room check runs, 15 when it is off.
     #[arg(long, env = "LOCAL_MESSAGES_SYNC_EVERY_MINUTES")]
     sync_every_minutes: Option<u64>,
+    /// Seconds between the lines that sum up webhook deliveries (stored, ignored,
+    /// refused), printed only when there were some (0: none).
+    #[arg(long, env = "LOCAL_WEBHOOK_SUMMARY_EVERY_SECS", default_value_t = 60)]
+    webhook_summary_every_secs: u64,
 }
 
 impl ServeArgs {
@@ -101,6 +105,11 @@ impl ServeArgs {
         (minutes > 0).then(|| Duration::from_secs(minutes * 60))
     }
 
+    fn webhook_summary_every(&self) -> Option<Duration> {
+        (self.webhook_summary_every_secs > 0)
+            .then(|| Duration::from_secs(self.webhook_summary_every_secs))
+    }
+
     fn room_check_every(&self) -> Option<Duration> {
         (self.check_every_secs > 0).then(|| Duration::from_secs(self.check_every_secs))
     }
@@ -111,12 +120,18 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Env::from_process();
     let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    // Webhook deliveries are summarized once a minute (progress::webhook_lines) rather
+    // than logged one by one, unless RUST_LOG asks for them.
+    let quiet_deliveries = format!("{}=off", cwsync::api::DELIVERY_LOG_TARGET);
     if serving && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // On a terminal the live job view speaks; logs only when something is wrong
         // (unless RUST_LOG asks for more).
-        telemetry::init_local_with(&env, "warn");
+        telemetry::init_local_with(&env, &format!("warn,{quiet_deliveries}"));
     } else {
-        telemetry::init_local(&env);
+        telemetry::init_local_with(
+            &env,
+            &format!("{},{quiet_deliveries}", telemetry::DEFAULT_FILTER),
+        );
     }
     match run(cli, &env).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -275,6 +290,8 @@ async fn serve(
     if let Some(every) = cadence.room_check {
         settings.room_check.cadence = every;
     }
+    settings.cadences = cadence.cadences();
+    let cadences = settings.cadences.clone();
     {
         let (pool, queues, cadence) = (pool.clone(), queues.clone(), cadence.clone());
         workers.spawn(move |stop| system::run_schedule(pool, queues, settings, cadence, stop));
@@ -283,6 +300,9 @@ async fn serve(
         let pool = pool.clone();
         let registry = registry.clone();
         workers.spawn(move |stop| progress::watch(pool, registry, stop));
+    }
+    if let Some(every) = args.webhook_summary_every() {
+        workers.spawn(move |stop| progress::webhook_lines(every, stop));
     }
     let mut demo_webhook = None;
     if let Some(fake) = &fake {
@@ -383,7 +403,8 @@ async fn serve(
         api::AppState::new(pool.clone(), queues, auth)
             .with_registry(registry)
             .with_webhook_keys(Arc::new(webhooks.keys))
-            .with_connections(connections.connections.clone()),
+            .with_connections(connections.connections.clone())
+            .with_cadences(cadences),
     );
     // Our server rather than axum::serve: hyper's parser limits sit above the API's own,
     // so an oversized request gets our JSON error (see cwsync::api::serve).

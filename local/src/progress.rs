@@ -100,6 +100,48 @@ pub fn check_line(report: &cwsync::sync::check::RoomCheckReport) -> Option<Strin
     Some(format!("[check] {}{by}\n", report.describe()))
 }
 
+/// The line that sums up the webhook deliveries of the last `every`, unless there were
+/// none.
+pub fn webhook_line(tally: &cwsync::api::DeliveryTally, every: Duration) -> Option<String> {
+    if tally.is_empty() {
+        return None;
+    }
+    let span = match every.as_secs() {
+        60 => "the last minute".to_owned(),
+        s if s % 60 == 0 => format!("the last {} minutes", s / 60),
+        s => format!("the last {s} s"),
+    };
+    let mut line = format!(
+        "[webhooks] {span}: {} stored, {} ignored, {} refused",
+        tally.stored, tally.ignored, tally.refused
+    );
+    if tally.failed > 0 {
+        line.push_str(&format!(", {} not stored (database)", tally.failed));
+    }
+    line.push('\n');
+    Some(line)
+}
+
+/// Prints [`webhook_line`] every `every` until `stop` is cancelled: what the deliveries
+/// came to, in place of a log line each.
+pub async fn webhook_lines(every: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        // The deliveries since the last line are summed up once more when stopping.
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = ticker.tick() => false,
+        };
+        if let Some(line) = webhook_line(&cwsync::api::take_webhook_tally(), every) {
+            say(&line);
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
 /// Watches the jobs until `stop` is cancelled.
 pub async fn watch(pool: PgPool, registry: Registry, stop: CancellationToken) {
     let interactive = std::io::stderr().is_terminal();
@@ -170,5 +212,34 @@ pub async fn watch(pool: PgPool, registry: Registry, stop: CancellationToken) {
     }
     for bar in shown.values() {
         bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cwsync::api::DeliveryTally;
+
+    #[test]
+    fn a_webhook_line_sums_up_the_deliveries_and_none_is_silent() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(webhook_line(&DeliveryTally::default(), minute), None);
+        let tally = DeliveryTally {
+            stored: 4,
+            ignored: 1,
+            refused: 2,
+            failed: 0,
+        };
+        assert_eq!(
+            webhook_line(&tally, minute).as_deref(),
+            Some("[webhooks] the last minute: 4 stored, 1 ignored, 2 refused\n")
+        );
+        let failed = DeliveryTally { failed: 3, ..tally };
+        assert_eq!(
+            webhook_line(&failed, Duration::from_secs(5)).as_deref(),
+            Some(
+                "[webhooks] the last 5 s: 4 stored, 1 ignored, 2 refused, 3 not stored (database)\n"
+            )
+        );
     }
 }

@@ -9,9 +9,10 @@ use cwsync::connections::Connections;
 use cwsync::consumer::{BatchConsumer, EventSource};
 use cwsync::jobs::{self, Contexts, DeadLetterConsumer, Registry};
 use cwsync::queue::{EmbeddedQueues, EmbeddedSettings, QueueConfig, QueueName, Queues, SqsQueues};
-use cwsync::schedule::{self, ScheduleSettings, Task};
+use cwsync::schedule::{self, ScheduleSettings, Task, runs};
 use cwsync::summary::SummaryContext;
 use cwsync::sync::SyncContext;
+use cwsync::sync::check::RoomCheckReport;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -148,7 +149,26 @@ pub struct Cadence {
     pub retention: Duration,
 }
 
-/// Runs the scheduled tasks on their cadence until `stop`.
+impl Cadence {
+    /// The same, as the API and the run records see it (the local timer runs no rooms
+    /// sync).
+    pub fn cadences(&self) -> schedule::Cadences {
+        schedule::Cadences {
+            room_check: self.room_check,
+            rooms_sync: None,
+            messages_sync: self.messages_sync,
+            sweep: Some(self.sweep),
+            retention: Some(self.retention),
+        }
+    }
+}
+
+/// How often the timer takes the runs people requested (`POST /api/schedules/{task}/run`):
+/// the scheduler function's minutely tick, sooner.
+pub const TICK: Duration = Duration::from_secs(2);
+
+/// Runs the scheduled tasks on their cadence until `stop`, each start recorded (see
+/// `cwsync::schedule::runs`), and every [`TICK`] the runs people requested.
 pub async fn run_schedule(
     pool: PgPool,
     queues: Arc<dyn Queues>,
@@ -163,28 +183,58 @@ pub async fn run_schedule(
     let mut check = tokio::time::interval(cadence.room_check.unwrap_or(Duration::from_secs(86400)));
     // A check that runs late (a slow Chatwork) is not followed by a burst of catch-ups.
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick of an interval is immediate; a sync should wait its first period.
     sync.tick().await;
     check.tick().await;
     loop {
         let task = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = sweep.tick() => Task::Sweep,
-            _ = retention.tick() => Task::Retention,
-            _ = sync.tick(), if cadence.messages_sync.is_some() => Task::MessagesSync,
-            _ = check.tick(), if cadence.room_check.is_some() => Task::RoomCheck,
+            _ = tick.tick() => None,
+            _ = sweep.tick() => Some(Task::Sweep),
+            _ = retention.tick() => Some(Task::Retention),
+            _ = sync.tick(), if cadence.messages_sync.is_some() => Some(Task::MessagesSync),
+            _ = check.tick(), if cadence.room_check.is_some() => Some(Task::RoomCheck),
         };
-        match schedule::run(&pool, queues.as_ref(), task, &settings).await {
-            Ok(schedule::TaskReport::RoomCheck(report)) => {
-                if let Some(line) = crate::progress::check_line(&report) {
-                    crate::progress::say(&line);
-                }
-            }
-            Ok(_) => {}
+        let ended = match task {
+            Some(task) => runs::fire(&pool, queues.as_ref(), task, &settings)
+                .await
+                .map(|run| vec![run]),
+            // The alarms' health is AWS's; locally, only the requested runs.
+            None => runs::run_requested(&pool, queues.as_ref(), &settings).await,
+        };
+        match ended {
+            Ok(ended) => ended.iter().for_each(say_run),
             Err(e) => {
-                tracing::warn!(?task, error = %e, "scheduled task failed; it runs again next time");
+                tracing::warn!(?task, error = %e, "could not record a scheduled task; it runs again next time");
             }
         }
+    }
+}
+
+/// A room check's line, a failure's warning, a requested run's end.
+fn say_run(run: &runs::Run) {
+    match (run.status, &run.report) {
+        (runs::RunStatus::Failed, _) => {
+            tracing::warn!(task = %run.task, error = ?run.error, "scheduled task failed; it runs again next time");
+        }
+        (runs::RunStatus::Completed, Some(report)) if run.task == Task::RoomCheck => {
+            // The report is the check's own, tagged with the task.
+            if let Ok(report) = serde_json::from_value::<RoomCheckReport>(report.clone())
+                && let Some(line) = crate::progress::check_line(&report)
+            {
+                crate::progress::say(&line);
+            }
+        }
+        _ if run.trigger != runs::SCHEDULE_TRIGGER => crate::progress::say(&format!(
+            "{} run requested by {} ended {:?}{}",
+            run.task,
+            run.trigger,
+            run.status,
+            if run.dry_run { " (dry run)" } else { "" }
+        )),
+        _ => {}
     }
 }
 

@@ -22,6 +22,20 @@ const WEBHOOK_ROOM: i64 = 281_000_106;
 struct Runner {
     child: Child,
     out: Arc<Mutex<Vec<String>>>,
+    /// Its log lines (stderr).
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Collects the lines of `from` as they come.
+fn collect(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let into = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
+    lines
 }
 
 impl Runner {
@@ -32,22 +46,19 @@ impl Runner {
             .env("LOCAL_MESSAGES_SYNC_EVERY_MINUTES", "0")
             // The pasted commands decide when to sync; no scheduled check interferes.
             .env("LOCAL_ROOM_CHECK_EVERY_SECS", "0")
-            .env("RUST_LOG", "warn")
+            // Its own default filter, as a newcomer's first run has it.
+            .env_remove("RUST_LOG")
             .env_remove("CHATWORK_API_TOKEN")
             .env_remove("LOCAL_JWT_SECRET")
+            .env("LOCAL_WEBHOOK_SUMMARY_EVERY_SECS", "2")
             .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start cwsync-local");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let lines = out.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Self { child, out }
+        let out = collect(child.stdout.take().expect("piped stdout"));
+        let logs = collect(child.stderr.take().expect("piped stderr"));
+        Self { child, out, logs }
     }
 
     /// Waits for a printed line that starts with `prefix` (after indentation).
@@ -376,7 +387,22 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     assert_eq!(job["result"]["totalRooms"], 0, "nothing to fetch: {job}");
     assert_eq!(job["result"]["requests"], 1, "{job}");
 
+    // The webhook deliveries are summed up (every 2 s here, a minute by default), not
+    // logged one by one.
+    let summary = runner.printed("[webhooks] the last 2 s:");
+    assert!(
+        summary.ends_with(" stored, 0 ignored, 0 refused"),
+        "{summary}"
+    );
+    let logs = runner.logs.clone();
     let printed = runner.stop();
+    let logs = logs.lock().unwrap();
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("cwsync::webhook::delivery") || l.contains("cwsync::api::webhook")),
+        "a log line per delivery: {logs:?}"
+    );
     assert!(
         printed
             .iter()

@@ -39,6 +39,7 @@ const SECTIONS = [
   { path: 'room', roles: ['admin'], hidden: true },
   { path: 'companies', label: 'nav.companies', roles: ['admin', 'writer', 'reader'] },
   { path: 'jobs', label: 'nav.jobs', roles: ['admin', 'writer', 'reader'] },
+  { path: 'schedules', label: 'nav.schedules', roles: ['admin'] },
 ];
 
 function drawChrome() {

@@ -1,12 +1,14 @@
 // The console's pages: Sync, Status (the room check, the budget, the outage breaker,
 // rooms at risk and gaps), Rooms (and a room's messages), Companies (and a company's
-// page with its rooms and summary drafts), Jobs (and a job's detail). A page draws what
+// page with its rooms and summary drafts), Jobs (and a job's detail), Schedules (the
+// scheduled tasks and a task's runs). A page draws what
 // the caller's role can use (the API enforces it regardless) and returns a cleanup for
 // its timers. Everything from the API is written as text.
 
 import { api, withQuery } from './api.js';
 import { h, fill, field, badge, readableMarkup } from './dom.js';
 import { t, time, duration, number } from './i18n.js';
+import { statusCharts } from './charts.js';
 
 const POLL_MS = 2000;
 const STATUS_POLL_MS = 10000;
@@ -518,8 +520,17 @@ async function statusPage(ctx) {
     ? h('div', { class: 'table-wrap' }, h('table', { id }, h('thead', {}, h('tr', {}, heads.map((x) => h('th', {}, x)))), h('tbody', {}, rows)))
     : h('p', { class: 'muted', id }, none)];
   const outcomeKind = { current: 'ok', fetching: 'info', deferred: 'warn', busy: 'warn', failed: 'bad' };
+  // The charts' range: the last hour (by minute) or day (by 15 minutes).
+  let range = 'hour';
+  const rangeButton = (value, label) => h('button', {
+    class: 'secondary', type: 'button', 'data-range': value, 'aria-pressed': String(range === value),
+    onclick: () => { range = value; draw(); },
+  }, label);
   const draw = async () => {
-    const { data: s } = await api('GET', '/api/chatwork/status');
+    const [{ data: s }, { data: history }] = await Promise.all([
+      api('GET', '/api/chatwork/status'),
+      api('GET', withQuery('/api/chatwork/status/history', { range })),
+    ]);
     rememberRoomNames([...s.roomsAtRisk, ...s.gapsLast24h]);
     const c = s.lastCheck;
     const b = s.chatworkBreaker;
@@ -547,6 +558,10 @@ async function statusPage(ctx) {
         : h('p', { class: 'muted' }, t('status.noBudget')),
       facts([t('status.waiting'), s.roomsWaiting ? t('status.waitingSince', number(s.roomsWaiting), time(s.oldestWaitSince)) : number(0), 'rooms-waiting']),
       s.messageLimitation ? h('p', { class: 'card', id: 'limitation' }, badge(t('status.limitation'), 'warn'), ' ', s.messageLimitation.summary) : null,
+      h('h2', { id: 'charts-title' }, t('charts.title')),
+      h('div', { class: 'row chart-range', role: 'group', 'aria-labelledby': 'charts-title' },
+        rangeButton('hour', t('charts.hour')), rangeButton('day', t('charts.day'))),
+      h('div', { class: 'charts', id: 'charts', 'data-range': history.range }, statusCharts(history)),
       table('at-risk', t('status.atRisk'), [t('job.room'), t('status.perHour'), t('status.perCheck'), t('status.unseen'), t('status.webhook')],
         s.roomsAtRisk.map((r) => h('tr', { 'data-room': r.roomId },
           h('td', {}, h('a', { href: `#/room/${r.roomId}` }, r.name || `#${r.roomId}`)),
@@ -565,6 +580,126 @@ async function statusPage(ctx) {
   fill(ctx.main, h('h1', {}, t('status.title')), h('p', { class: 'muted' }, t('status.intro')), box);
   await draw();
   return poller(draw, STATUS_POLL_MS);
+}
+
+const taskLabel = (task) => t(`task.${task}`);
+const runBadge = (status) => badge(t(`run.${status}`),
+  status === 'completed' ? 'ok' : status === 'failed' ? 'bad' : status === 'paused' || status === 'skipped_overlap' ? 'warn' : 'info');
+const byWhom = (trigger) => (trigger === 'schedule' ? t('job.schedule') : trigger);
+
+/** Seconds as `every 5 min` / `every 6 h`. */
+function cadenceText(secs) {
+  if (secs === null || secs === undefined) return t('schedules.unscheduled');
+  if (secs % 3600 === 0) return t('schedules.everyHours', number(secs / 3600));
+  if (secs % 60 === 0) return t('schedules.everyMinutes', number(secs / 60));
+  return t('schedules.everySeconds', number(secs));
+}
+
+/**
+ * The scheduled tasks (admins, GET /api/schedules): each task's cadence, pause, last run
+ * and next start, with run now (and a dry run for retention and the sweep) and
+ * pause/resume. A run now is only requested: the scheduler takes it within a minute, and
+ * the list, redrawn every 2 s, shows it go from requested to running to its end.
+ */
+async function schedulesPage(ctx) {
+  const reason = h('input', { type: 'text', id: 'pause-reason', maxlength: 500, size: 40 });
+  const box = h('div', { id: 'schedules' });
+  const act = async (task, action, body, done) => {
+    try {
+      await api('POST', `/api/schedules/${encodeURIComponent(task)}/${action}`, body);
+      ctx.notify(done);
+    } catch (error) {
+      ctx.fail(error);
+    }
+    await draw();
+  };
+  let drawn = '';
+  const draw = async () => {
+    const { data } = await api('GET', '/api/schedules');
+    // Redrawn only when something changed, so that a button is not replaced under a click.
+    const text = JSON.stringify(data);
+    if (text === drawn) return true;
+    drawn = text;
+    fill(box, h('div', { class: 'table-wrap' }, h('table', { id: 'schedule-list' },
+      h('thead', {}, h('tr', {}, [t('schedules.task'), t('schedules.cadence'), t('schedules.state'),
+        t('schedules.lastRun'), t('schedules.nextDue'), t('rooms.actions')].map((x) => h('th', {}, x)))),
+      h('tbody', {}, data.items.map((s) => {
+        const open = s.openRun;
+        const last = s.lastRun;
+        const label = taskLabel(s.task);
+        return h('tr', { 'data-task': s.task },
+          h('td', {}, h('a', { href: `#/schedules/${encodeURIComponent(s.task)}` }, label)),
+          h('td', {}, cadenceText(s.cadenceSecs)),
+          h('td', { 'data-state': s.paused ? 'paused' : open ? open.status : 'scheduled' },
+            s.paused ? [badge(t('schedules.paused'), 'warn'), ' ', h('span', { class: 'muted' },
+              t('schedules.pausedBy', s.paused.pausedBy, time(s.paused.pausedAt)), s.paused.reason ? ` — ${s.paused.reason}` : '')]
+              : open ? runBadge(open.status)
+                : s.cadenceSecs ? badge(t('schedules.active'), 'ok') : badge(t('schedules.onRequest'), 'info')),
+          h('td', { 'data-last': last ? last.status : 'none' },
+            last ? [runBadge(last.status), ' ', time(last.endedAt), last.dryRun ? ` (${t('schedules.dryRun')})` : ''] : t('schedules.neverRan')),
+          h('td', {}, s.nextDueAt ? time(s.nextDueAt) : '—'),
+          h('td', {}, h('div', { class: 'row' },
+            h('button', { type: 'button', 'data-action': 'run', disabled: open || s.paused ? true : null,
+              onclick: () => act(s.task, 'run', {}, t('schedules.requested', label)) }, t('schedules.runNow')),
+            s.hasDryRun ? h('button', { type: 'button', class: 'secondary', 'data-action': 'dry-run', disabled: open ? true : null,
+              onclick: () => act(s.task, 'run', { dryRun: true }, t('schedules.requestedDry', label)) }, t('schedules.dryRunNow')) : null,
+            s.paused
+              ? h('button', { type: 'button', 'data-action': 'resume', onclick: () => act(s.task, 'resume', undefined, t('schedules.resumed', label)) }, t('schedules.resume'))
+              : h('button', { type: 'button', class: 'secondary', 'data-action': 'pause',
+                onclick: () => act(s.task, 'pause', reason.value.trim() ? { reason: reason.value.trim() } : {}, t('schedules.pausedNow', label)) }, t('schedules.pause')))));
+      })))));
+    return true;
+  };
+  fill(ctx.main, h('h1', {}, t('schedules.title')), h('p', { class: 'muted' }, t('schedules.intro')),
+    h('div', { class: 'card row' }, field(t('schedules.reason'), reason)), box);
+  await draw();
+  return poller(draw);
+}
+
+/** One task's runs, newest first (GET /api/schedules/{task}/runs), redrawn every 2 s. */
+async function scheduleRunsPage(ctx, task) {
+  const list = h('div', { id: 'schedule-runs' });
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, t('rooms.more'));
+  const path = `/api/schedules/${encodeURIComponent(task)}/runs`;
+  let cursor = null;
+  let older = [];
+  const table = (runs) => (runs.length ? h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, [t('job.status'), t('job.by'), t('schedules.requestedAt'), t('job.startedAt'),
+      t('job.duration'), t('job.result')].map((x) => h('th', {}, x)))),
+    h('tbody', {}, runs.map((r) => h('tr', { 'data-run': r.id, 'data-status': r.status },
+      h('td', {}, runBadge(r.status), r.dryRun ? ` (${t('schedules.dryRun')})` : ''),
+      h('td', {}, byWhom(r.trigger)),
+      h('td', {}, time(r.requestedAt)),
+      h('td', {}, time(r.startedAt)),
+      h('td', {}, r.startedAt ? duration(r.startedAt, r.endedAt) : '—'),
+      h('td', {}, r.error ? h('span', { class: 'error-text' }, r.error) : null,
+        r.report ? h('details', {}, h('summary', {}, t('schedules.report')), h('pre', { 'data-report': r.id }, JSON.stringify(r.report, null, 2))) : null))))))
+    : h('p', { class: 'muted' }, t('schedules.noRuns')));
+  let first = [];
+  let drawn = '';
+  const draw = async () => {
+    const { data } = await api('GET', withQuery(path, { limit: 20 }));
+    const text = JSON.stringify(data.items);
+    if (text === drawn) return true;
+    drawn = text;
+    first = data.items;
+    if (!older.length) { cursor = data.nextCursor; more.hidden = !cursor; }
+    fill(list, table(first.concat(older.filter((r) => !first.some((f) => f.id === r.id)))));
+    return true;
+  };
+  more.addEventListener('click', async () => {
+    try {
+      const { data } = await api('GET', withQuery(path, { limit: 20, cursor }));
+      older = older.concat(data.items);
+      cursor = data.nextCursor;
+      more.hidden = !cursor;
+      fill(list, table(first.concat(older)));
+    } catch (error) { ctx.fail(error); }
+  });
+  fill(ctx.main, h('p', {}, h('a', { href: '#/schedules' }, t('schedules.back'))),
+    h('h1', {}, t('schedules.runsOf', taskLabel(task))), list, h('div', { class: 'pager' }, more));
+  await draw();
+  return poller(draw);
 }
 
 /** `#/<page>` and `#/<page>/<id>`. */
@@ -663,4 +798,5 @@ export const pages = {
   room: roomPage,
   companies: (ctx, id) => (id ? companyPage(ctx, id) : companiesPage(ctx)),
   jobs: (ctx, id) => (id ? jobPage(ctx, id) : jobsPage(ctx)),
+  schedules: (ctx, task) => (task ? scheduleRunsPage(ctx, task) : schedulesPage(ctx)),
 };

@@ -15,7 +15,8 @@
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`chatwork`]: the Chatwork API client and the token's shared rate budget.
 //! - [`webhook`]: Chatwork's webhook deliveries, verified and stored.
-//! - [`telemetry`]: logging set-up; [`text`]: small helpers for messages.
+//! - [`telemetry`]: logging set-up; [`trace`]: the X-Ray trace carried across the
+//!   queues; [`text`]: small helpers for messages.
 
 pub mod api;
 pub mod chatwork;
@@ -32,4 +33,5 @@ pub mod summary;
 pub mod sync;
 pub mod telemetry;
 pub mod text;
+pub mod trace;
 pub mod webhook;

@@ -2,6 +2,11 @@
 //! room check (every minute: it decides which rooms need a fetch, see
 //! [`check`](crate::sync::check)), the rooms sync, the fixed-interval messages sync (a
 //! fallback for when the check is switched off), the sweeper, and the retention cleanup.
+//!
+//! Every run is recorded, paused tasks are skipped and runs of one task never overlap:
+//! see [`runs`] and docs/architecture.md, "Scheduled tasks".
+
+pub mod runs;
 
 use std::time::Duration;
 
@@ -37,7 +42,126 @@ pub enum Task {
     Migrate,
 }
 
-/// What a task did.
+impl Task {
+    /// Every task, in the order the API lists them.
+    pub const ALL: [Task; 6] = [
+        Task::RoomCheck,
+        Task::RoomsSync,
+        Task::MessagesSync,
+        Task::Sweep,
+        Task::Retention,
+        Task::Migrate,
+    ];
+
+    /// The task's name (`room-check`, ...), as events, the API and the database write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::RoomCheck => "room-check",
+            Task::RoomsSync => "rooms-sync",
+            Task::MessagesSync => "messages-sync",
+            Task::Sweep => "sweep",
+            Task::Retention => "retention",
+            Task::Migrate => "migrate",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Task> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// Whether the task can say what it would do without doing it (only the two that
+    /// change or delete data on their own).
+    pub fn has_dry_run(self) -> bool {
+        matches!(self, Task::Retention | Task::Sweep)
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How often each task is scheduled; `None`: not on a schedule (switched off, or
+/// `migrate`, which an operator runs). The API shows it and the health check measures
+/// lateness and long runs by it, so it must say what EventBridge (or the local timer)
+/// really does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cadences {
+    pub room_check: Option<Duration>,
+    pub rooms_sync: Option<Duration>,
+    pub messages_sync: Option<Duration>,
+    pub sweep: Option<Duration>,
+    pub retention: Option<Duration>,
+}
+
+impl Default for Cadences {
+    /// The template's defaults: the room check every minute (and so no fixed messages
+    /// sync), rooms every 6 hours, the sweep every 5 minutes, retention daily.
+    fn default() -> Self {
+        Self {
+            room_check: Some(Duration::from_secs(60)),
+            rooms_sync: Some(Duration::from_secs(6 * 3600)),
+            messages_sync: None,
+            sweep: Some(Duration::from_secs(300)),
+            retention: Some(Duration::from_secs(86400)),
+        }
+    }
+}
+
+impl Cadences {
+    /// `ROOM_CHECK_ENABLED` (default true), `ROOM_CHECK_EVERY_MINUTES` (1),
+    /// `MESSAGES_SYNC_EVERY_MINUTES` (15, only while the room check is off) and
+    /// `ROOMS_SYNC_EVERY_HOURS` (6): the template passes its parameters to both the API
+    /// and the scheduler.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let at_least_one = |name: &'static str, value: Option<u64>| match value {
+            Some(0) => Err(ConfigError::Invalid {
+                name,
+                reason: "expected at least 1".into(),
+            }),
+            other => Ok(other),
+        };
+        let check_on: bool = env
+            .parse("ROOM_CHECK_ENABLED", "true or false")?
+            .unwrap_or(true);
+        let check_minutes = at_least_one(
+            "ROOM_CHECK_EVERY_MINUTES",
+            env.parse("ROOM_CHECK_EVERY_MINUTES", "a whole number of minutes")?,
+        )?
+        .unwrap_or(1);
+        let sync_minutes = at_least_one(
+            "MESSAGES_SYNC_EVERY_MINUTES",
+            env.parse("MESSAGES_SYNC_EVERY_MINUTES", "a whole number of minutes")?,
+        )?
+        .unwrap_or(15);
+        let rooms_hours = at_least_one(
+            "ROOMS_SYNC_EVERY_HOURS",
+            env.parse("ROOMS_SYNC_EVERY_HOURS", "a whole number of hours")?,
+        )?
+        .unwrap_or(6);
+        Ok(Self {
+            room_check: check_on.then(|| Duration::from_secs(check_minutes * 60)),
+            messages_sync: (!check_on).then(|| Duration::from_secs(sync_minutes * 60)),
+            rooms_sync: Some(Duration::from_secs(rooms_hours * 3600)),
+            ..Self::default()
+        })
+    }
+
+    /// How often `task` is scheduled.
+    pub fn of(&self, task: Task) -> Option<Duration> {
+        match task {
+            Task::RoomCheck => self.room_check,
+            Task::RoomsSync => self.rooms_sync,
+            Task::MessagesSync => self.messages_sync,
+            Task::Sweep => self.sweep,
+            Task::Retention => self.retention,
+            Task::Migrate => None,
+        }
+    }
+}
+
+/// What a task did; for a dry run (retention and sweep), what it would do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "task")]
 pub enum TaskReport {
@@ -53,6 +177,8 @@ pub enum TaskReport {
     Retention {
         deleted_jobs: u64,
         deleted_checks: u64,
+        /// Recorded runs of scheduled tasks.
+        deleted_runs: u64,
     },
     #[serde(rename = "migrate", rename_all = "camelCase")]
     Migrate { applied_migrations: usize },
@@ -69,11 +195,14 @@ pub struct ScheduleSettings {
     /// The Chatwork connections the room check reads the room lists through; without
     /// them the task fails (the other tasks never call Chatwork).
     pub connections: Option<Connections>,
+    /// How often each task is scheduled (see [`Cadences`]).
+    pub cadences: Cadences,
 }
 
 impl ScheduleSettings {
-    /// `RETENTION_DAYS`, `SWEEP_RESEND_AFTER_SECS`, `JOB_STALE_AFTER_SECS` and the room
-    /// check's settings (see [`RoomCheckSettings::from_env`]); no Chatwork client yet
+    /// `RETENTION_DAYS`, `SWEEP_RESEND_AFTER_SECS`, `JOB_STALE_AFTER_SECS`, the room
+    /// check's settings (see [`RoomCheckSettings::from_env`]) and the cadences (see
+    /// [`Cadences::from_env`]); no Chatwork client yet
     /// (see [`with_chatwork`](Self::with_chatwork)).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = SweepSettings::default();
@@ -92,6 +221,7 @@ impl ScheduleSettings {
             retention: Duration::from_secs(days * 24 * 60 * 60),
             room_check: RoomCheckSettings::from_env(env)?,
             connections: None,
+            cadences: Cadences::from_env(env)?,
         })
     }
 
@@ -119,15 +249,48 @@ pub enum TaskError {
     Check(#[from] CheckError),
     #[error("the room check needs a Chatwork client, and this process has none")]
     NoChatwork,
+    #[error("{0} has no dry run")]
+    NoDryRun(Task),
 }
 
-/// Runs one task.
+/// What retention would delete now: each delete's own count, beside it.
+async fn retention_preview(pool: &PgPool, retention: Duration) -> Result<TaskReport, sqlx::Error> {
+    Ok(TaskReport::Retention {
+        deleted_jobs: jobs::count_finished_jobs(pool, retention).await?,
+        deleted_checks: check::count_old_checks(pool, retention).await?,
+        deleted_runs: runs::count_old_runs(pool, retention).await?,
+    })
+}
+
+/// Runs one task now, unrecorded (the scheduler records its runs with
+/// [`runs::fire`] and [`runs::run_requested`]).
 pub async fn run(
     pool: &PgPool,
     queues: &dyn Queues,
     task: Task,
     settings: &ScheduleSettings,
 ) -> Result<TaskReport, TaskError> {
+    run_task(pool, queues, task, settings, false).await
+}
+
+/// Runs one task; a `dry_run` of retention or the sweep counts what it would do and
+/// changes nothing (the other tasks have no dry run and refuse one).
+pub async fn run_task(
+    pool: &PgPool,
+    queues: &dyn Queues,
+    task: Task,
+    settings: &ScheduleSettings,
+    dry_run: bool,
+) -> Result<TaskReport, TaskError> {
+    if dry_run {
+        return match task {
+            Task::Sweep => Ok(TaskReport::Sweep(
+                jobs::sweep_preview(pool, &settings.sweep).await?,
+            )),
+            Task::Retention => Ok(retention_preview(pool, settings.retention).await?),
+            other => Err(TaskError::NoDryRun(other)),
+        };
+    }
     let report = match task {
         Task::RoomCheck => {
             let connections = settings.connections.as_ref().ok_or(TaskError::NoChatwork)?;
@@ -157,9 +320,11 @@ pub async fn run(
         Task::Retention => {
             let deleted_jobs = jobs::delete_finished_jobs(pool, settings.retention).await?;
             let deleted_checks = check::delete_old_checks(pool, settings.retention).await?;
+            let deleted_runs = runs::delete_old_runs(pool, settings.retention).await?;
             TaskReport::Retention {
                 deleted_jobs,
                 deleted_checks,
+                deleted_runs,
             }
         }
         Task::Migrate => {
@@ -195,6 +360,41 @@ pub async fn room_check(
         .await?)
 }
 
+/// What a scheduler invocation is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `{"task": "<name>"}`: the task's schedule fired ([`runs::fire`]).
+    Task(Task),
+    /// `{"tick": true}`, every minute: run what people requested ([`runs::run_requested`])
+    /// and measure the tasks' health ([`runs::health`]).
+    Tick,
+}
+
+/// The event a scheduler invocation carries (see [`Event`]).
+pub fn event_of(event: &serde_json::Value) -> Option<Event> {
+    let tick = event
+        .get("tick")
+        .or_else(|| event.get("detail").and_then(|d| d.get("tick")));
+    if tick == Some(&serde_json::Value::Bool(true)) {
+        return Some(Event::Tick);
+    }
+    task_of(event).map(Event::Task)
+}
+
+/// The tick: every requested run, then the health gauges.
+pub async fn tick(
+    pool: &PgPool,
+    queues: &dyn Queues,
+    settings: &ScheduleSettings,
+) -> Result<(Vec<runs::Run>, runs::Health), sqlx::Error> {
+    let done = runs::run_requested(pool, queues, settings).await?;
+    let health = runs::health(pool, &settings.cadences).await?;
+    if health != runs::Health::default() {
+        tracing::warn!(?health, "scheduled tasks are late or running long");
+    }
+    Ok((done, health))
+}
+
 /// The task a scheduled event names: `{"task": "sweep"}` (a schedule's constant input),
 /// or an EventBridge event whose `detail` is that.
 pub fn task_of(event: &serde_json::Value) -> Option<Task> {
@@ -223,6 +423,45 @@ mod tests {
         );
         assert_eq!(task_of(&serde_json::json!({"task": "nap"})), None);
         assert_eq!(task_of(&serde_json::json!({})), None);
+        assert_eq!(
+            event_of(&serde_json::json!({"tick": true})),
+            Some(Event::Tick)
+        );
+        assert_eq!(
+            event_of(&serde_json::json!({"task": "retention"})),
+            Some(Event::Task(Task::Retention))
+        );
+        assert_eq!(event_of(&serde_json::json!({"tick": "yes"})), None);
+    }
+
+    #[test]
+    fn task_names_round_trip() {
+        for task in Task::ALL {
+            assert_eq!(Task::parse(task.as_str()), Some(task));
+            assert_eq!(
+                serde_json::to_value(task).unwrap(),
+                serde_json::json!(task.as_str())
+            );
+        }
+        assert_eq!(Task::parse("nap"), None);
+    }
+
+    #[test]
+    fn cadences_follow_the_room_check_switch() {
+        let on = Cadences::from_env(&Env::from_pairs([("ROOM_CHECK_EVERY_MINUTES", "2")])).unwrap();
+        assert_eq!(on.of(Task::RoomCheck), Some(Duration::from_secs(120)));
+        assert_eq!(on.of(Task::MessagesSync), None);
+        let off = Cadences::from_env(&Env::from_pairs([
+            ("ROOM_CHECK_ENABLED", "false"),
+            ("MESSAGES_SYNC_EVERY_MINUTES", "20"),
+            ("ROOMS_SYNC_EVERY_HOURS", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(off.of(Task::RoomCheck), None);
+        assert_eq!(off.of(Task::MessagesSync), Some(Duration::from_secs(1200)));
+        assert_eq!(off.of(Task::RoomsSync), Some(Duration::from_secs(3 * 3600)));
+        assert_eq!(off.of(Task::Migrate), None);
+        assert!(Cadences::from_env(&Env::from_pairs([("ROOMS_SYNC_EVERY_HOURS", "0")])).is_err());
     }
 
     #[test]

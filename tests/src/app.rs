@@ -314,8 +314,12 @@ async fn spawn_app_stated(
     let address = format!("http://{}", listener.local_addr().expect("bound address"));
     let auth = AuthConfig::local_jwt(env, &SecretString::from(TEST_JWT_SECRET))
         .expect("the test secret is long enough");
+    // Webhook counts reach the status page's history with each delivery, so that a test
+    // reads them at once.
     let state = shape(
-        AppState::new(db.pool.clone(), api_queues, auth).with_registry(registry),
+        AppState::new(db.pool.clone(), api_queues, auth)
+            .with_registry(registry)
+            .with_webhook_history_every(std::time::Duration::ZERO),
         &address,
     );
     let auth = state.auth.clone();

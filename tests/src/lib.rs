@@ -11,6 +11,7 @@
 //! - [`LambdaEmulator`]: `cargo lambda watch`, to invoke the function binaries with real
 //!   events.
 //! - [`FakeModel`]: a fake OpenAI-compatible chat-completions server, for summaries.
+//! - [`AwsRecorder`]: a proxy in front of moto that keeps the AWS calls made through it.
 //! - [`TcpProxy`]: a proxy a test can cut, to make Postgres unreachable for the code
 //!   under test.
 //! - [`settled_room`]: a fake Chatwork room with a settled history.
@@ -18,6 +19,7 @@
 //!   identity provider for the console's sign-in.
 
 mod app;
+mod aws_recorder;
 mod browser;
 mod db;
 mod lambda;
@@ -32,6 +34,7 @@ pub use app::{
     gateway_claims, gateway_event, response_of, spawn_app, spawn_app_configured,
     spawn_app_connecting, spawn_app_on, spawn_app_with, spawn_app_with_connections,
 };
+pub use aws_recorder::{AwsCall, AwsRecorder};
 pub use browser::{Browser, screenshot_dir};
 pub use db::{TEST_DB_PREFIX, TestDb, eventually};
 pub use lambda::LambdaEmulator;

@@ -74,6 +74,9 @@ for name, function in functions.items():
     binaries.add(binary)
     fact((ROOT / function["Properties"]["CodeUri"] / "Cargo.toml").exists(), f"{name}'s CodeUri is a crate")
     fact(function["Properties"].get("LoggingConfig", {}).get("LogFormat") == "JSON", f"{name} logs JSON")
+    # X-Ray tracing on every function (its own setting, else the global one).
+    tracing = function["Properties"].get("Tracing", glob.get("Tracing"))
+    fact(tracing == "Active", f"{name} has X-Ray tracing Active, not {tracing}")
 fact(binaries == expected_binaries, f"functions are {expected_binaries}, not {binaries}")
 
 # Every SQS event source: partial batch failures, a batch size and a concurrency cap.
@@ -233,6 +236,25 @@ fact(resources.get("ChatworkWebhookTokensSecret", {}).get("Type") == "AWS::Secre
 fact(any(a["MetricName"] == "webhook_rejected" and a["Namespace"] == "cwsync"
          and a["Dimensions"] == [{"Name": "function", "Value": "api"}] for a in alarms),
      "an alarm on refused webhook signatures")
+# Scheduled tasks: a failed run, a task overdue (three intervals without a run; no report
+# at all is the scheduler not running), a run longer than its interval; and the tick that
+# runs requested runs and reports that health every minute.
+for metric, stat, missing, what in (
+    ("schedule_runs_failed", "Sum", "notBreaching", "a scheduled task failed"),
+    ("schedule_tasks_overdue", "Maximum", "breaching", "a scheduled task is overdue"),
+    ("schedule_runs_overlong", "Maximum", "notBreaching", "a run longer than its interval"),
+):
+    found = [a for a in alarms if a.get("MetricName") == metric and a["Namespace"] == "cwsync"
+             and a["Dimensions"] == [{"Name": "function", "Value": "scheduler"}]]
+    fact(len(found) == 1 and found[0]["Statistic"] == stat and found[0]["Threshold"] == 1
+         and found[0]["TreatMissingData"] == missing, f"an alarm when {what}")
+fact(any(e["Properties"]["Input"] == '{"tick": true}' and e["Properties"]["Schedule"] == "rate(1 minute)"
+         for e in events.values()), "a minutely tick runs requested runs and measures the tasks")
+api_env = functions["ApiFunction"]["Properties"]["Environment"]["Variables"]
+for variable in ("ROOM_CHECK_ENABLED", "ROOM_CHECK_EVERY_MINUTES", "MESSAGES_SYNC_EVERY_MINUTES",
+                 "ROOMS_SYNC_EVERY_HOURS"):
+    fact(variable in env and env[variable] == api_env.get(variable),
+         f"the API and the scheduler see the same {variable}")
 fact(all(a.get("AlarmActions") == [{"Ref": "AlarmTopic"}] for a in alarms), "every alarm notifies the topic")
 fact(resources["AlarmSubscription"]["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}, "alarm e-mail parameter")
 fact("Dashboard" in resources, "a dashboard")
@@ -242,6 +264,12 @@ fact(mappings["Environments"]["staging"]["LogRetentionDays"] == 7, "staging keep
 fact(mappings["Environments"]["production"]["LogRetentionDays"] == 30, "production keeps logs 30 days")
 log_groups = [v for v in resources.values() if v["Type"] == "AWS::Logs::LogGroup"]
 fact(len(log_groups) == len(functions) + 1, "a log group per function and one for API access logs")
+# The access log names the API Gateway request and the API function's request, whose log
+# lines carry the trace id.
+access_format = json.loads(resources["HttpApi"]["Properties"]["AccessLogSettings"]["Format"])
+fact(access_format.get("requestId") == "$context.requestId"
+     and access_format.get("lambdaRequestId") == "$context.integration.requestId",
+     "the API access log carries the request id and the function's request id")
 
 # The release profile sets what `cargo lambda build --release` would otherwise fill in,
 # panic = "abort" among it: a deployed consumer must survive a handler's panic.

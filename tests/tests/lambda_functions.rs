@@ -13,9 +13,13 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsEvent;
 use cwsync::jobs::{self, ItemStatus, JobStatus};
 use cwsync::queue::{QueueName, Queues, SqsQueues};
+use cwsync::schedule::Task;
+use cwsync::schedule::runs::{self, Requested, RunStatus};
 use cwsync::summary::{SummaryDraft, SummaryDraftPayload};
 use cwsync::sync::rooms::{RoomsSync, RoomsSyncPayload};
-use cwsync_tests::{LambdaEmulator, SqsEmulator, TestDb, create_test_queues, sqs_emulator};
+use cwsync_tests::{
+    AwsRecorder, LambdaEmulator, SqsEmulator, TestDb, create_test_queues, sqs_emulator,
+};
 use fake_chatwork::{Account, FakeChatwork, FakeSettings, RoomType};
 use secrecy::ExposeSecret;
 
@@ -24,6 +28,8 @@ struct World {
     queues: SqsQueues,
     fake: FakeChatwork,
     emulator: LambdaEmulator,
+    /// The functions' AWS calls, on their way to moto.
+    aws: AwsRecorder,
 }
 
 /// Chatwork rooms 11 and 12 (which the scheduler's test registers too) and 13, with a
@@ -50,6 +56,7 @@ async fn world() -> World {
     let fake = fake_chatwork().await;
     let queues = create_test_queues(1, 4).await;
     let url = |q| queues.url(q).unwrap().to_owned();
+    let aws = AwsRecorder::start(&sqs_emulator().endpoint).await;
     let env = BTreeMap::from([
         (
             "DATABASE_URL".to_owned(),
@@ -64,10 +71,7 @@ async fn world() -> World {
             "SUMMARY_DRAFT_QUEUE_URL".to_owned(),
             url(SummaryDraft::QUEUE),
         ),
-        (
-            "AWS_ENDPOINT_URL".to_owned(),
-            sqs_emulator().endpoint.clone(),
-        ),
+        ("AWS_ENDPOINT_URL".to_owned(), aws.endpoint.clone()),
         ("AWS_REGION".to_owned(), SqsEmulator::REGION.to_owned()),
         ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
@@ -101,6 +105,7 @@ async fn world() -> World {
         db,
         queues,
         fake,
+        aws,
     }
 }
 
@@ -128,6 +133,132 @@ async fn function_binaries_answer_real_events() {
     logs_and_metrics_reach_stdout_as_cloudwatch_reads_them(&world);
     scheduler_checks_the_rooms(&world).await;
     api_receives_a_chatwork_webhook(&world).await;
+    a_sync_is_followed_by_its_trace_from_the_api_to_the_consumer(&world).await;
+}
+
+/// The trace Lambda gives the API function's invocation that starts a rooms sync: the
+/// function sends it with the job's message (`AWSTraceHeader` on the `SendMessageBatch`
+/// entry); SQS delivers it with the record, and the rooms-sync function continues it:
+/// its log lines (the record, its Chatwork request) carry the same trace id, as do the
+/// API function's (its SQS call).
+async fn a_sync_is_followed_by_its_trace_from_the_api_to_the_consumer(world: &World) {
+    let mut event: serde_json::Value = serde_json::from_str(include_str!(
+        "integration/api/fixtures/apigw-v2-rooms-cognito-admin.json"
+    ))
+    .unwrap();
+    event["rawPath"] = "/api/chatwork/rooms/sync".into();
+    event["requestContext"]["http"]["path"] = "/api/chatwork/rooms/sync".into();
+    event["requestContext"]["http"]["method"] = "POST".into();
+    let sent_before = world.aws.calls("AmazonSQS.SendMessageBatch").len();
+    let (status, response) = world.emulator.invoke("api", &event).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["statusCode"], 202, "{response}");
+    let job: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let job_id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
+
+    // The header left the API function on its SQS call.
+    let sends = world.aws.calls("AmazonSQS.SendMessageBatch");
+    assert_eq!(sends.len(), sent_before + 1, "one SendMessageBatch");
+    let entries = sends.last().unwrap().body["Entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(entries.len(), 1);
+    let sent = entries[0]["MessageSystemAttributes"]["AWSTraceHeader"].clone();
+    assert_eq!(sent["DataType"], "String", "{entries:?}");
+    let sent = sent["StringValue"]
+        .as_str()
+        .expect("AWSTraceHeader")
+        .to_owned();
+    let header = cwsync::trace::TraceHeader::parse(&sent).expect("an X-Ray header");
+    let root = header.root().to_owned();
+    // It is the invocation's own trace, as Lambda gave it to the function.
+    let lines = || -> Vec<serde_json::Value> {
+        world
+            .emulator
+            .stdout_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["traceId"] == root.as_str())
+            .collect()
+    };
+    let api_call = lines()
+        .into_iter()
+        .find(|l| l["fields"]["message"] == "close" && l["span"]["name"] == "sqs")
+        .unwrap_or_else(|| panic!("no SQS call logged with trace id {root}"));
+    assert_eq!(api_call["span"]["action"], "SendMessageBatch", "{api_call}");
+    let invocation_trace = api_call["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|span| span["xrayTraceId"].as_str());
+    assert!(
+        invocation_trace.is_some_and(|t| t.contains(&root)),
+        "the invocation's trace: {api_call}"
+    );
+
+    // SQS delivers it with the record. moto 5.2 keeps system attributes only from
+    // SendMessage, not from SendMessageBatch; where it dropped it, the record gets what
+    // SQS delivers: the header the entry carried.
+    let mut batch = receive_batch(&world.queues, RoomsSync::QUEUE).await;
+    let record = batch
+        .records
+        .iter_mut()
+        .find(|r| {
+            r.body
+                .as_deref()
+                .is_some_and(|b| b.contains(&job_id.to_string()))
+        })
+        .expect("the job's message");
+    let delivered = record
+        .attributes
+        .entry(cwsync::trace::SQS_TRACE_ATTRIBUTE.to_owned())
+        .or_insert_with(|| sent.clone());
+    assert_eq!(*delivered, sent);
+    let (status, response) = world
+        .emulator
+        .invoke("rooms-sync", &serde_json::to_value(&batch).unwrap())
+        .await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}"
+    );
+    let job = jobs::get(&world.db.pool, job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+
+    // The consumer's lines of this record carry the same trace id: the record and its
+    // Chatwork request (each span logged when it closes).
+    let traced = lines();
+    let closed = |name: &str| {
+        traced
+            .iter()
+            .filter(|l| l["fields"]["message"] == "close" && l["span"]["name"] == name)
+            .count()
+    };
+    assert!(
+        closed("chatwork") >= 1,
+        "the consumer's Chatwork request: {traced:?}"
+    );
+    assert_eq!(closed("record"), 1, "the consumer's record: {traced:?}");
+    let record_line = traced
+        .iter()
+        .find(|l| l["span"]["name"] == "record")
+        .unwrap();
+    assert_eq!(
+        record_line["span"]["trace_id"],
+        root.as_str(),
+        "{record_line}"
+    );
+    // The consumer's invocation has its own trace; the record's lines are the request's.
+    assert!(
+        traced
+            .iter()
+            .any(|l| l["span"]["name"] == "chatwork"
+                && l["spans"].to_string().contains("\"record\"")),
+        "{traced:?}"
+    );
 }
 
 /// The token of the webhook whose delivery `apigw-v2-chatwork-webhook.json` records.
@@ -178,11 +309,20 @@ async fn api_receives_a_chatwork_webhook(world: &World) {
 /// function then fetches.
 async fn scheduler_checks_the_rooms(world: &World) {
     let pool = &world.db.pool;
-    let (status, report) = world
+    let (status, run) = world
         .emulator
         .invoke("scheduler", &serde_json::json!({"task": "room-check"}))
         .await;
-    assert_eq!(status, 200, "{report}");
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        (&run["task"], &run["status"]),
+        (
+            &serde_json::json!("room-check"),
+            &serde_json::json!("completed")
+        ),
+        "{run}"
+    );
+    let report = &run["report"];
     assert_eq!(report["task"], "room-check", "{report}");
     assert_eq!(report["outcome"], "fetching", "{report}");
     assert_eq!(report["listed"], 3, "{report}");
@@ -406,13 +546,25 @@ async fn scheduler_runs_its_tasks(world: &World) {
         .execute(pool)
         .await
         .unwrap();
-    // A schedule's constant input.
-    let (status, report) = world
+    // A schedule's constant input; the answer is the run, recorded.
+    let (status, run) = world
         .emulator
         .invoke("scheduler", &serde_json::json!({"task": "messages-sync"}))
         .await;
-    assert_eq!(status, 200, "{report}");
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    let run_id: uuid::Uuid = run["id"].as_str().unwrap().parse().unwrap();
+    let recorded = runs::get(pool, run_id)
+        .await
+        .unwrap()
+        .expect("the run is recorded");
+    assert_eq!(
+        (recorded.task, recorded.trigger.as_str(), recorded.status),
+        (Task::MessagesSync, "schedule", RunStatus::Completed)
+    );
+    let report = &run["report"];
     assert_eq!(report["task"], "messages-sync", "{report}");
+    assert_eq!(recorded.report.as_ref(), Some(report));
     assert_eq!(report["created"], true);
     let job_id: uuid::Uuid = report["jobId"].as_str().unwrap().parse().unwrap();
     let job = jobs::get(pool, job_id).await.unwrap().unwrap();
@@ -434,19 +586,40 @@ async fn scheduler_runs_its_tasks(world: &World) {
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/cwsync-sweep"],
         "detail": {"task": "sweep"}
     });
-    let (status, report) = world.emulator.invoke("scheduler", &scheduled).await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["task"], "sweep", "{report}");
+    let (status, run) = world.emulator.invoke("scheduler", &scheduled).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["report"]["task"], "sweep", "{run}");
 
-    let (status, report) = world
+    let (status, run) = world
         .emulator
         .invoke("scheduler", &serde_json::json!({"task": "migrate"}))
         .await;
     assert_eq!(
-        (status, &report["task"]),
+        (status, &run["report"]["task"]),
         (200, &serde_json::json!("migrate")),
-        "{report}"
+        "{run}"
     );
+
+    // A person's dry run of retention, taken by the minutely tick.
+    let Requested::Run(asked) = runs::request(pool, Task::Retention, "admin-1", true, "r-1")
+        .await
+        .unwrap()
+    else {
+        panic!("the run is requested");
+    };
+    let (status, ticked) = world
+        .emulator
+        .invoke("scheduler", &serde_json::json!({"tick": true}))
+        .await;
+    assert_eq!(status, 200, "{ticked}");
+    let done = ticked["requestedRuns"].as_array().unwrap();
+    assert_eq!(done.len(), 1, "{ticked}");
+    assert_eq!(done[0]["id"], serde_json::json!(asked.id), "{ticked}");
+    assert_eq!(done[0]["status"], "completed", "{ticked}");
+    assert_eq!(done[0]["dryRun"], true, "{ticked}");
+    let ended = runs::get(pool, asked.id).await.unwrap().unwrap();
+    assert_eq!(ended.status, RunStatus::Completed);
+    assert!(ticked["health"]["overdue"].is_array(), "{ticked}");
 
     // An event that names no task is an error, not a crash.
     let (status, answer) = world

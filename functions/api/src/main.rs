@@ -41,7 +41,11 @@ async fn state(env: &Env) -> Result<AppState, Box<dyn std::error::Error>> {
     // Chatwork's webhook tokens: from the environment, or a secret read on the first
     // delivery (most requests are not webhooks).
     let webhooks = cwsync_lambda::webhook_keys(env)?;
-    let state = AppState::new(pool.clone(), Arc::new(queues), auth).with_webhook_keys(webhooks);
+    // The scheduled tasks' cadences, from the same settings as the template's schedules.
+    let cadences = cwsync::schedule::Cadences::from_env(env)?;
+    let state = AppState::new(pool.clone(), Arc::new(queues), auth)
+        .with_webhook_keys(webhooks)
+        .with_cadences(cadences);
     // Connecting accounts: only with a token key (the clients are built on first use).
     let secrets = Secrets::new(env).await;
     Ok(

@@ -2,6 +2,7 @@
 //! few lines: logging and metrics at cold start, configuration with secrets from Secrets
 //! Manager (read once per cold start), and the adapter from an SQS event to a consumer.
 
+pub mod logging;
 mod secrets;
 mod webhooks;
 
@@ -23,12 +24,13 @@ pub const DEFAULT_NAMESPACE: &str = "cwsync";
 /// runtime can answer before the function is cut off.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
-/// Starts logging (the runtime's own set-up: JSON when the function's `LoggingConfig`
-/// says so, level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`) and the metrics collector
+/// Starts logging (as the runtime's own set-up does: JSON when the function's
+/// `LoggingConfig` says so, level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`; with the trace
+/// id on every line and a line per closed span, see [`logging`]) and the metrics collector
 /// (CloudWatch Embedded Metric Format on stdout, flushed after each invocation, with the
 /// function as the only dimension and the request id as a property).
 pub fn init(function: &'static str, env: &cwsync::config::Env) -> &'static Collector {
-    lambda_runtime::tracing::init_default_subscriber();
+    logging::init();
     let namespace = env
         .get("METRICS_NAMESPACE")
         .unwrap_or(DEFAULT_NAMESPACE)
@@ -156,8 +158,12 @@ pub async fn run_sqs<C: BatchConsumer + 'static>(
         let consumer = consumer.clone();
         async move {
             let deadline = deadline_of(&event.context);
+            // The invocation's trace, for what is not a record's (each record continues
+            // the trace of its sender).
+            let trace = logging::invocation_trace(&event.context);
             let response: SqsBatchResponse =
-                consumer.consume(event.payload.records, deadline).await;
+                cwsync::trace::continued(trace, consumer.consume(event.payload.records, deadline))
+                    .await;
             Ok::<_, Error>(response)
         }
     });
@@ -172,7 +178,12 @@ where
     A: for<'de> serde::Deserialize<'de>,
     R: serde::Serialize,
 {
-    metrics_cloudwatch_embedded::lambda::handler::run(metrics, handler).await
+    let mut handler = handler;
+    let traced = move |event: LambdaEvent<A>| {
+        let trace = logging::invocation_trace(&event.context);
+        cwsync::trace::continued(trace, handler(event))
+    };
+    metrics_cloudwatch_embedded::lambda::handler::run(metrics, traced).await
 }
 
 /// Runs the HTTP API function: `router` behind `lambda_http`'s adapter, with the tracing
@@ -185,7 +196,11 @@ where
     S::Response: lambda_http::IntoResponse,
     S::Future: Send + 'static,
 {
-    metrics_cloudwatch_embedded::lambda::service::run_http(metrics, router).await
+    metrics_cloudwatch_embedded::lambda::service::run_http(
+        metrics,
+        logging::InvocationTrace(router),
+    )
+    .await
 }
 
 /// The Chatwork connections of a function: the bootstrap connection of

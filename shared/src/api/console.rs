@@ -58,6 +58,7 @@ static ASSETS: &[Asset] = &[
     asset!("/console/i18n.js", "i18n.js", JS),
     asset!("/console/dom.js", "dom.js", JS),
     asset!("/console/pages.js", "pages.js", JS),
+    asset!("/console/charts.js", "charts.js", JS),
 ];
 
 /// The paths the console's files are served at (what the OpenAPI test expects to find
@@ -72,6 +73,7 @@ pub const ASSET_PATHS: [&str; 9] = [
     "/console/i18n.js",
     "/console/dom.js",
     "/console/pages.js",
+    "/console/charts.js",
 ];
 
 /// The routes of the console's files.

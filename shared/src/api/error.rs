@@ -55,6 +55,8 @@ pub enum ErrorCode {
     LinkNotFound,
     /// 404: no such Chatwork connection.
     ConnectionNotFound,
+    /// 404: no such scheduled task.
+    TaskNotFound,
     /// 405: the route does not take that method.
     MethodNotAllowed,
     /// 409: the room is already linked to the company.
@@ -88,6 +90,10 @@ pub enum ErrorCode {
     ChatworkUnavailable,
     /// 409: connections cannot be added here (no token key, or no OAuth client).
     ConnectionsNotConfigured,
+    /// 409: a run of the scheduled task is already requested or running.
+    TaskRunActive,
+    /// 409: the scheduled task is paused (only a dry run may be asked for).
+    TaskPaused,
     /// 408: the body did not arrive within the server's body deadline.
     RequestTimeout,
     /// 413: the body is larger than the route accepts.

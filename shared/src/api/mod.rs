@@ -8,7 +8,7 @@
 //! - [`error`]: the error shape; `scope`: request id, size limits and panics; `serve`:
 //!   the HTTP server of the local runner and the tests.
 //! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
-//!   `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
+//!   `schedules`, `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
 //!   signature authenticates).
 //! - [`console`]: the admin console's files at `/` (outside the JSON API);
@@ -23,10 +23,12 @@ mod cursor;
 mod error;
 pub mod extract;
 mod health;
+mod history;
 mod jobs;
 pub mod oauth;
 pub mod openapi;
 mod rooms;
+mod schedules;
 mod scope;
 mod serve;
 mod status;
@@ -48,6 +50,7 @@ use utoipa_axum::{PathItemExt, routes};
 
 use crate::jobs::Registry;
 use crate::queue::Queues;
+use crate::schedule::Cadences;
 use crate::webhook::{WebhookKeySource, WebhookKeys};
 
 pub use auth::{AuthConfig, Caller, IdentitySource, MintError, Role};
@@ -58,7 +61,10 @@ pub use scope::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES, REQUEST_ID_HE
 pub use serve::{
     BodyTimedOut, HEAD_BUFFER_BYTES, PARSED_HEADER_COUNT, ServeOptions, serve, serve_with,
 };
-pub use webhook::{WebhookAck, WebhookOutcome};
+pub use webhook::{
+    DELIVERY_LOG_TARGET, DeliveryTally, WebhookAck, WebhookHistory, WebhookOutcome,
+    take_tally as take_webhook_tally,
+};
 
 /// What every request handler may use; built once per process (a Lambda's cold start).
 #[derive(Clone)]
@@ -72,8 +78,12 @@ pub struct AppState {
     /// refused).
     pub webhooks: Arc<dyn WebhookKeySource>,
     /// The Chatwork connections, to add and connect accounts (none: the routes that add
-    /// one answer 503).
+    /// one answer 409).
     pub connections: Option<crate::connections::Connections>,
+    /// How often the scheduled tasks run, as the schedules route shows it.
+    pub cadences: Arc<Cadences>,
+    /// The webhook delivery counts not yet added to the status page's history.
+    pub webhook_history: Arc<webhook::WebhookHistory>,
 }
 
 impl AppState {
@@ -86,6 +96,8 @@ impl AppState {
             registry: crate::job_types::registry(),
             webhooks: Arc::new(WebhookKeys::default()),
             connections: None,
+            cadences: Arc::new(Cadences::default()),
+            webhook_history: Arc::new(webhook::WebhookHistory::default()),
         }
     }
 
@@ -101,6 +113,18 @@ impl AppState {
             ));
         }
         self.connections = Some(connections);
+        self
+    }
+
+    /// The same state showing the scheduled tasks' `cadences`.
+    pub fn with_cadences(mut self, cadences: Cadences) -> Self {
+        self.cadences = Arc::new(cadences);
+        self
+    }
+
+    /// The same state adding webhook counts to the history at most every `every`.
+    pub fn with_webhook_history_every(mut self, every: std::time::Duration) -> Self {
+        self.webhook_history = Arc::new(webhook::WebhookHistory::new(every));
         self
     }
 
@@ -141,6 +165,7 @@ macro_rules! operations {
             connections::complete_oauth;
             connections::add_webhook;
             connections::delete_webhook;
+            history::get;
             companies::list, companies::create;
             companies::get;
             companies::rooms, companies::link;
@@ -151,6 +176,11 @@ macro_rules! operations {
             jobs::get;
             jobs::cancel;
             jobs::retry;
+            schedules::list;
+            schedules::runs;
+            schedules::run;
+            schedules::pause;
+            schedules::resume;
             webhook::chatwork;
         }
     };

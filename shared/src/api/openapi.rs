@@ -42,6 +42,7 @@ use super::error;
         (name = "companies", description = "Companies and their linked rooms"),
         (name = "summaries", description = "Summary drafts of a company's conversations"),
         (name = "jobs", description = "Watching and canceling jobs"),
+        (name = "schedules", description = "The scheduled tasks: state, history, run now, pause (admins)"),
         (name = "operations", description = "Health and this document"),
         (name = "webhooks", description = "Chatwork's webhook deliveries (authenticated by their signature, not a JWT)"),
     )

@@ -23,6 +23,9 @@
 //!   to being disabled, while the room check repairs the miss (the room's counts do not
 //!   move, so the next check fetches it).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::{Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -43,6 +46,156 @@ use crate::webhook::{
 pub const BODIES_READ_AT_ONCE: usize = 16;
 
 static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODIES_READ_AT_ONCE);
+
+/// The log target of the line each delivery writes. The local runner turns it off and
+/// prints [`take_tally`]'s summary instead (a delivery every few seconds would drown its
+/// job view); `RUST_LOG=debug` shows the lines again.
+pub const DELIVERY_LOG_TARGET: &str = "cwsync::webhook::delivery";
+
+/// Deliveries by what became of them, counted process-wide since the last [`take_tally`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryTally {
+    /// A message stored, updated or already on file.
+    pub stored: u64,
+    /// Signed, but nothing to store: an event cwsync does not keep, or a room it does not
+    /// serve (unknown, deactivated, or not named by the token that signed).
+    pub ignored: u64,
+    /// Refused: the signature was missing or did not verify.
+    pub refused: u64,
+    /// Signed and storable, but the database failed (the next room check repairs it).
+    pub failed: u64,
+}
+
+impl DeliveryTally {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Counts of deliveries by outcome, taken (and started again) at once.
+#[derive(Debug, Default)]
+struct Counts([AtomicU64; 4]);
+
+const STORED: usize = 0;
+const IGNORED: usize = 1;
+const REFUSED: usize = 2;
+const FAILED: usize = 3;
+
+impl Counts {
+    const fn new() -> Self {
+        Self([const { AtomicU64::new(0) }; 4])
+    }
+
+    fn add(&self, which: usize, n: u64) {
+        self.0[which].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> DeliveryTally {
+        let take = |which: usize| self.0[which].swap(0, Ordering::Relaxed);
+        DeliveryTally {
+            stored: take(STORED),
+            ignored: take(IGNORED),
+            refused: take(REFUSED),
+            failed: take(FAILED),
+        }
+    }
+
+    fn put_back(&self, tally: DeliveryTally) {
+        self.add(STORED, tally.stored);
+        self.add(IGNORED, tally.ignored);
+        self.add(REFUSED, tally.refused);
+        self.add(FAILED, tally.failed);
+    }
+}
+
+/// The process's deliveries since the last [`take_tally`] (the local runner's summary).
+static TALLY: Counts = Counts::new();
+
+/// The deliveries counted since the last call, which starts the count again.
+pub fn take_tally() -> DeliveryTally {
+    TALLY.take()
+}
+
+/// How often at most an API's delivery counts are added to `activity_minutes` (the
+/// status page's history), unless set otherwise.
+pub const HISTORY_FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+/// The delivery counts an API has not yet added to `activity_minutes`. A delivery adds
+/// them when the last addition is [`every`](Self::every) old or more, so deliveries cost
+/// at most one write per that time per process, refusals included (a flood of forged
+/// deliveries is one row update every few seconds). Counts a process holds when it stops
+/// are lost; counts added late land in the minute they are added in.
+#[derive(Debug)]
+pub struct WebhookHistory {
+    pending: Counts,
+    last_flush: std::sync::Mutex<Option<std::time::Instant>>,
+    every: Duration,
+}
+
+impl WebhookHistory {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            pending: Counts::new(),
+            last_flush: std::sync::Mutex::new(None),
+            every,
+        }
+    }
+
+    /// Counts one delivery, and adds the pending counts to the history when it is time.
+    async fn note(&self, pool: &sqlx::PgPool, which: usize) {
+        TALLY.add(which, 1);
+        self.pending.add(which, 1);
+        let due = {
+            let mut last = self.last_flush.lock().unwrap_or_else(|e| e.into_inner());
+            match *last {
+                Some(at) if at.elapsed() < self.every => false,
+                _ => {
+                    *last = Some(std::time::Instant::now());
+                    true
+                }
+            }
+        };
+        if due {
+            self.flush(pool).await;
+        }
+    }
+
+    /// Adds the pending counts to the current minute's row.
+    async fn flush(&self, pool: &sqlx::PgPool) {
+        let tally = self.pending.take();
+        if tally.is_empty() {
+            return;
+        }
+        let n = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+        let added = sqlx::query!(
+            r#"INSERT INTO activity_minutes AS a
+                      (minute, webhook_stored, webhook_ignored, webhook_refused, webhook_failed)
+               VALUES (date_trunc('minute', now()), $1, $2, $3, $4)
+               ON CONFLICT (minute) DO UPDATE
+                  SET webhook_stored = a.webhook_stored + EXCLUDED.webhook_stored,
+                      webhook_ignored = a.webhook_ignored + EXCLUDED.webhook_ignored,
+                      webhook_refused = a.webhook_refused + EXCLUDED.webhook_refused,
+                      webhook_failed = a.webhook_failed + EXCLUDED.webhook_failed"#,
+            n(tally.stored),
+            n(tally.ignored),
+            n(tally.refused),
+            n(tally.failed),
+        )
+        .execute(pool)
+        .await;
+        if let Err(e) = added {
+            // Kept for the next addition; the history is a picture, not a ledger.
+            self.pending.put_back(tally);
+            tracing::warn!(error = %e, "webhook counts not added to the history; kept for the next try");
+        }
+    }
+}
+
+impl Default for WebhookHistory {
+    fn default() -> Self {
+        Self::new(HISTORY_FLUSH_EVERY)
+    }
+}
 
 /// What the route did with a delivery.
 #[derive(
@@ -105,11 +258,14 @@ pub(crate) async fn chatwork(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let signature = header_signature.or_else(|| query_signature(request.uri().query()));
+    let history = &state.webhook_history;
     let Some(signature) = signature else {
+        history.note(&state.pool, REFUSED).await;
         return Err(rejected("missing", 0));
     };
     let body = read_body(request).await?;
     let Some(serves) = verified(&state, &body, &signature).await else {
+        history.note(&state.pool, REFUSED).await;
         return Err(rejected("invalid", body.len()));
     };
     let now = chrono::Utc::now().timestamp();
@@ -122,7 +278,9 @@ pub(crate) async fn chatwork(
                 Ignored::InvalidEvent(why) => why,
                 Ignored::Malformed => "",
             };
+            history.note(&state.pool, IGNORED).await;
             tracing::warn!(
+                target: DELIVERY_LOG_TARGET,
                 reason,
                 detail,
                 bytes = body.len(),
@@ -159,12 +317,19 @@ pub(crate) async fn chatwork(
         }
     };
     let outcome_name = outcome_name(outcome);
+    let counted = match outcome {
+        WebhookOutcome::Stored | WebhookOutcome::Updated | WebhookOutcome::Unchanged => STORED,
+        WebhookOutcome::NotStored => FAILED,
+        _ => IGNORED,
+    };
+    history.note(&state.pool, counted).await;
     metrics::counter!("webhook_events", "event" => kind, "outcome" => outcome_name).increment(1);
     if matches!(
         outcome,
         WebhookOutcome::RoomNotServed | WebhookOutcome::RoomUnknown
     ) {
         tracing::warn!(
+            target: DELIVERY_LOG_TARGET,
             event = kind,
             outcome = outcome_name,
             room_id = message.room_id,
@@ -173,7 +338,8 @@ pub(crate) async fn chatwork(
         );
         return Ok(Json(WebhookAck { outcome }));
     }
-    tracing::info!(
+    tracing::debug!(
+        target: DELIVERY_LOG_TARGET,
         event = kind,
         outcome = outcome_name,
         room_id = message.room_id,
@@ -236,6 +402,7 @@ async fn verified(state: &AppState, body: &[u8], signature: &str) -> Option<Serv
 fn rejected(reason: &'static str, bytes: usize) -> ApiError {
     metrics::counter!("webhook_rejected", "reason" => reason).increment(1);
     tracing::warn!(
+        target: DELIVERY_LOG_TARGET,
         reason,
         bytes,
         "webhook rejected: its signature is {reason} (nothing stored)"

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use tokio::time::Instant;
+use tracing::Instrument;
 use url::Url;
 
 use super::ChatworkConfig;
@@ -811,6 +812,28 @@ impl ChatworkClient {
         request: &Request<'_>,
         timeout: Duration,
         token: &Sending,
+    ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
+        // One span per request (logged when it closes, with its duration and the trace
+        // id); the path as shown, without the token.
+        let span = tracing::info_span!(
+            "chatwork",
+            path = %request.shown,
+            status = tracing::field::Empty,
+        );
+        let answered = self
+            .send_once(request, timeout)
+            .instrument(span.clone())
+            .await;
+        if let (_, Ok(answer)) = &answered {
+            span.record("status", answer.status);
+        }
+        answered
+    }
+
+    async fn send_once(
+        &self,
+        request: &Request<'_>,
+        timeout: Duration,
     ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
         let mut sent = self
             .inner

@@ -15,6 +15,7 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::queue::{Delivery, group_of, receive_count_of};
+use crate::trace;
 
 /// Processes `records` in order with `handle`, returning the failures to report.
 ///
@@ -34,33 +35,48 @@ where
     for record in records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let group = group_of(&record).to_owned();
+        // The trace of whoever sent the message, continued by the record's work.
+        let trace = record
+            .attributes
+            .get(trace::SQS_TRACE_ATTRIBUTE)
+            .and_then(|h| trace::TraceHeader::parse(h));
         let span = tracing::info_span!(
             "record",
             message_id = %message_id,
             group = %group,
+            trace_id = trace.as_ref().map(|t| t.root()),
             receive_count = receive_count_of(&record),
             job_id = tracing::field::Empty,
             room_id = tracing::field::Empty,
         );
         if failed_groups.contains(&group) {
-            span.in_scope(|| tracing::info!("skipped: an earlier record of its group failed"));
+            trace::continued_sync(trace, move || {
+                span.in_scope(|| tracing::info!("skipped: an earlier record of its group failed"));
+            });
             response.batch_item_failures.push(failure(message_id));
             continue;
         }
-        let outcome = AssertUnwindSafe(handle(record).instrument(span.clone()))
-            .catch_unwind()
-            .await;
-        let reason = match outcome {
-            Ok(Ok(())) => continue,
-            Ok(Err(reason)) => reason.to_string(),
-            Err(panic) => {
-                metrics::counter!("record_handler_panics").increment(1);
-                format!("the handler panicked: {}", panic_message(panic.as_ref()))
-            }
-        };
-        span.in_scope(|| tracing::warn!(%reason, "record failed; it will be retried"));
-        failed_groups.insert(group);
-        response.batch_item_failures.push(failure(message_id));
+        // Everything of the record, its span's end included, is logged in its trace.
+        let failed = trace::continued(trace, async {
+            // Moved in, so that it ends (and is logged) inside the trace.
+            let span = span;
+            let work = handle(record).instrument(span.clone());
+            let reason = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(Ok(())) => return false,
+                Ok(Err(reason)) => reason.to_string(),
+                Err(panic) => {
+                    metrics::counter!("record_handler_panics").increment(1);
+                    format!("the handler panicked: {}", panic_message(panic.as_ref()))
+                }
+            };
+            span.in_scope(|| tracing::warn!(%reason, "record failed; it will be retried"));
+            true
+        })
+        .await;
+        if failed {
+            failed_groups.insert(group);
+            response.batch_item_failures.push(failure(message_id));
+        }
     }
     response
 }

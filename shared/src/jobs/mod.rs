@@ -56,14 +56,14 @@ use crate::queue::QueueName;
 pub use connection::BatchConnection;
 pub use dead_letter::DeadLetterConsumer;
 pub use registry::{Contexts, MissingContext, RegisteredType, Registry, RetryPlan};
-pub use retention::delete_finished_jobs;
+pub use retention::{count_finished_jobs, delete_finished_jobs};
 pub use runner::{JobConsumer, RecordFailure};
 pub use start::{StartError, Started, start, start_recorded};
 pub use store::{
     Begin, CancelOutcome, Ended, JobFilter, JobRecord, Progress, cancel, cancel_recorded, finalize,
     get, items, list, progress,
 };
-pub use sweeper::{SweepReport, SweepSettings, recover_unfinished, sweep};
+pub use sweeper::{SweepReport, SweepSettings, recover_unfinished, sweep, sweep_preview};
 
 /// The version of the queue message bodies this code writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;

@@ -35,3 +35,17 @@ pub async fn delete_finished_jobs(pool: &PgPool, older_than: Duration) -> Result
     }
     Ok(deleted)
 }
+
+/// How many jobs [`delete_finished_jobs`] would delete now (retention's dry run): the
+/// same condition, counted.
+pub async fn count_finished_jobs(pool: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM jobs
+            WHERE status IN ('completed', 'failed', 'canceled')
+              AND finished_at < now() - make_interval(secs => $1)"#,
+        older_than.as_secs_f64(),
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

@@ -119,6 +119,40 @@ pub async fn sweep(
     Ok(report)
 }
 
+/// What [`sweep`] would do now, changing nothing (the scheduled task's dry run): the
+/// items it would send (at most its batch), the open jobs whose items have all ended,
+/// and the open jobs without progress it would fail.
+pub async fn sweep_preview(
+    pool: &PgPool,
+    settings: &SweepSettings,
+) -> Result<SweepReport, sqlx::Error> {
+    let counts = sqlx::query!(
+        r#"SELECT
+             (SELECT count(*) FROM (
+                 SELECT 1 FROM job_items i JOIN jobs j ON j.id = i.job_id
+                  WHERE i.status = 'pending' AND j.status IN ('queued', 'processing')
+                    AND i.created_at < now() - make_interval(secs => $1)
+                  LIMIT $2) unsent) AS "resend!",
+             (SELECT count(*) FROM jobs
+               WHERE status IN ('queued', 'processing') AND open_items = 0
+                 AND open_steps = 0) AS "finish!",
+             (SELECT count(*) FROM jobs
+               WHERE status IN ('queued', 'processing')
+                 AND updated_at < now() - make_interval(secs => $3)) AS "stale!""#,
+        settings.resend_after.as_secs_f64(),
+        settings.batch_limit,
+        settings.stale_after.as_secs_f64(),
+    )
+    .fetch_one(pool)
+    .await?;
+    let count = |n: i64| usize::try_from(n).unwrap_or(0);
+    Ok(SweepReport {
+        resent: count(counts.resend),
+        finished: count(counts.finish),
+        failed_stale: count(counts.stale),
+    })
+}
+
 /// Sends every item of an open job that has not ended, whatever its state: for a queue
 /// that lost its messages (the embedded queue across a restart). Items that were in fact
 /// delivered meanwhile are harmless: their consumer finds them ended, or runs them again,

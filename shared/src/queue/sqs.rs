@@ -14,13 +14,15 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
 use super::{
     Delivery, MAX_BATCH, OutgoingMessage, QueueConfig, QueueError, QueueName, Queues, SendError,
 };
 use crate::retry::Backoff;
+use tracing::Instrument;
 
 /// How the entries of one batch that SQS did not accept are sent again: 4 attempts in
 /// all, pausing 100-200 ms, then 200-400 ms, ...
@@ -163,6 +165,8 @@ impl SqsQueues {
 /// A batch call of SQS: the entries of its request are numbered by their place in the
 /// batch, and SQS names each entry it did not accept by that number.
 trait BatchCall {
+    /// The SQS action (the name of the call's span).
+    const ACTION: &'static str;
     /// What one entry is made of.
     type Item: ?Sized + Sync;
     type Entry: Send;
@@ -186,17 +190,29 @@ type BatchAnswer =
 struct SendBatch;
 
 impl BatchCall for SendBatch {
+    const ACTION: &'static str = "SendMessageBatch";
     type Item = OutgoingMessage;
     type Entry = SendMessageBatchRequestEntry;
 
     fn entry(id: String, message: &OutgoingMessage) -> Self::Entry {
-        SendMessageBatchRequestEntry::builder()
+        let entry = SendMessageBatchRequestEntry::builder()
             .id(id)
             .message_group_id(&message.group_id)
             .message_deduplication_id(&message.deduplication_id)
-            .message_body(&message.body)
-            .build()
-            .expect("id and body are set")
+            .message_body(&message.body);
+        // The sender's trace travels with the message; the consumer continues it.
+        let entry = match crate::trace::current() {
+            Some(trace) => entry.message_system_attributes(
+                MessageSystemAttributeNameForSends::AwsTraceHeader,
+                MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(trace.as_str())
+                    .build()
+                    .expect("the data type is set"),
+            ),
+            None => entry,
+        };
+        entry.build().expect("id and body are set")
     }
 
     async fn call(client: &Client, url: &str, entries: Vec<Self::Entry>) -> BatchAnswer {
@@ -209,6 +225,7 @@ impl BatchCall for SendBatch {
 struct DeleteBatch;
 
 impl BatchCall for DeleteBatch {
+    const ACTION: &'static str = "DeleteMessageBatch";
     type Item = str;
     type Entry = DeleteMessageBatchRequestEntry;
 
@@ -243,11 +260,19 @@ async fn batch<'a, C: BatchCall>(
 where
     C::Item: 'a,
 {
-    let entries = items
+    let entries: Vec<C::Entry> = items
         .enumerate()
         .map(|(i, item)| C::entry(i.to_string(), item))
         .collect();
+    // One span per call (logged when it closes, with its duration and the trace id).
+    let span = tracing::info_span!(
+        "sqs",
+        action = C::ACTION,
+        queue = url.rsplit('/').next().unwrap_or(url),
+        entries = entries.len(),
+    );
     let failed = C::call(client, url, entries)
+        .instrument(span)
         .await
         .map_err(|e| DisplayErrorContext(&*e).to_string())?;
     Ok(failed

@@ -703,7 +703,8 @@ fn cadence_secs(settings: &RoomCheckSettings) -> i32 {
     i32::try_from(settings.cadence.as_secs().max(1)).unwrap_or(i32::MAX)
 }
 
-/// Deletes the checks older than `age` (the retention task); returns how many.
+/// Deletes the checks older than `age` (the retention task), and the status page's other
+/// history of that age (`activity_minutes`); returns how many checks.
 pub async fn delete_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         "DELETE FROM room_checks WHERE checked_at < now() - make_interval(secs => $1::float8)",
@@ -711,7 +712,25 @@ pub async fn delete_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx
     )
     .execute(pool)
     .await?;
+    sqlx::query!(
+        "DELETE FROM activity_minutes WHERE minute < now() - make_interval(secs => $1::float8)",
+        age.as_secs_f64(),
+    )
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected())
+}
+
+/// How many checks [`delete_old_checks`] would delete now (retention's dry run).
+pub async fn count_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx::Error> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM room_checks
+            WHERE checked_at < now() - make_interval(secs => $1::float8)"#,
+        age.as_secs_f64(),
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod jobs;
 mod matrix;
 mod openapi;
 mod rooms;
+mod schedules;
 mod seed;
 mod summaries;
 mod sync;

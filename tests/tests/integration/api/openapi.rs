@@ -34,11 +34,12 @@ async fn every_documented_operation_is_routed() {
     let app = spawn_app().await;
     let admin = Who::admin();
     let operations = operations();
-    assert_eq!(operations.len(), 31);
+    assert_eq!(operations.len(), 37);
     for (method, path) in operations {
         let concrete = path
             .replace("{id}", "00000000-0000-0000-0000-000000000000")
-            .replace("{roomId}", "1");
+            .replace("{roomId}", "1")
+            .replace("{task}", "sweep");
         let response = app.call(&admin, &method, &concrete, None).await;
         assert!(
             !matches!(response.code(), "not_found" | "method_not_allowed"),

@@ -11,6 +11,7 @@ mod messages;
 mod outage;
 mod rate;
 mod rooms;
+mod schedule;
 mod webhooks;
 
 use std::sync::Arc;
