@@ -68,6 +68,9 @@ pub struct TrafficSettings {
     pub burst_within: Duration,
     /// The share of posts edited later.
     pub edit_share: f64,
+    /// Each people room's drawn rate is multiplied by this (still capped at one message
+    /// a minute): 1 is an ordinary organization, more a busier one.
+    pub people_rate_factor: f64,
 }
 
 impl Default for TrafficSettings {
@@ -83,6 +86,7 @@ impl Default for TrafficSettings {
             burst_messages: 150,
             burst_within: Duration::from_secs(120),
             edit_share: 0.05,
+            people_rate_factor: 1.0,
         }
     }
 }
@@ -118,7 +122,10 @@ impl TrafficPlan {
                     // Inverse transform sampling; 1 - u is in (0, 1].
                     let u = 1.0 - rng.f64();
                     let per_day = PARETO_MIN_PER_DAY / u.powf(1.0 / PARETO_SHAPE);
-                    (RoomKind::People, (per_day / 24.0).min(MAX_PER_HOUR))
+                    (
+                        RoomKind::People,
+                        (per_day * settings.people_rate_factor / 24.0).min(MAX_PER_HOUR),
+                    )
                 }
             };
             profiles.push(RoomProfile {
