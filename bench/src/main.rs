@@ -632,7 +632,7 @@ async fn capture_strategies(args: &Args, report: &mut Report) -> anyhow::Result<
 }
 
 /// Measurement 10: the capture benchmark over one organization's rooms split over three
-/// accounts, through one token and through three connections, side by side.
+/// accounts, through one token and through three connections, one after the other.
 async fn capture_accounts(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let settings = accounts::AccountsSettings {
         rooms: args.accounts_rooms,
@@ -644,7 +644,7 @@ async fn capture_accounts(args: &Args, report: &mut Report) -> anyhow::Result<()
     };
     let demand = accounts::demand(&settings.plan());
     say(format!(
-        "10. capture with three accounts: {} rooms, {} simulated minutes {}x faster, one token and three connections side by side",
+        "10. capture with three accounts: {} rooms, {} simulated minutes {}x faster, one token, then three connections",
         settings.rooms, args.accounts_minutes, settings.speed
     ));
     let usable = settings.usable_per_minute();
@@ -785,7 +785,7 @@ async fn capture_accounts(args: &Args, report: &mut Report) -> anyhow::Result<()
         Verdict::Info,
     ));
     report.notes.push(format!(
-        "10: measurement 8's traffic (seed, bot room, bursts, edits) over {0} rooms whose people rooms are {1}x as busy, time compressed {2}x as in 8 (each account's window 300 per {3:.1} s); A is the fake's default account (the bootstrap token), B and C accounts of the same organization added with their API tokens and stored sealed (a local key). Rooms: 40 % only A, 25 % only B, 25 % only C, 10 % shared by two or three. Each run starts from what its own connections see (a rooms sync and a messages sync through them, then a whole window of rest) and runs the room check every simulated minute; the two runs at once, each with its own fake and database. Rooms synced: rooms with messages in the database at the end; throughput: messages of the run stored per simulated minute.",
+        "10: measurement 8's traffic (seed, bot room, bursts, edits) over {0} rooms whose people rooms are {1}x as busy, time compressed {2}x as in 8 (each account's window 300 per {3:.1} s); A is the fake's default account (the bootstrap token), B and C accounts of the same organization added with their API tokens and stored sealed (a local key). Rooms: 40 % only A, 25 % only B, 25 % only C, 10 % shared by two or three. Each run starts from what its own connections see (a rooms sync and a sync of all rooms through them, then a whole window of rest) and runs the room check every simulated minute; the two runs one after the other, each with its own fake and database. Rooms synced: rooms with messages in the database at the end; throughput: messages of the run stored per simulated minute.",
         settings.rooms,
         settings.rate_factor,
         settings.speed,
