@@ -191,7 +191,7 @@ impl World {
     }
 
     /// Polls with every (source, consumer) pair concurrently until the job has ended.
-    async fn run_job<K: cwsync::jobs::JobKind>(
+    pub async fn run_job<K: cwsync::jobs::JobKind>(
         &self,
         job_id: uuid::Uuid,
         pairs: Vec<(EventSource, JobConsumer<K>)>,

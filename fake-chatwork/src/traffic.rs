@@ -68,6 +68,9 @@ pub struct TrafficSettings {
     pub burst_within: Duration,
     /// The share of posts edited later.
     pub edit_share: f64,
+    /// Each people room's drawn rate is multiplied by this (still capped at one message
+    /// a minute): 1 is an ordinary organization, more a busier one.
+    pub people_rate_factor: f64,
 }
 
 impl Default for TrafficSettings {
@@ -83,6 +86,7 @@ impl Default for TrafficSettings {
             burst_messages: 150,
             burst_within: Duration::from_secs(120),
             edit_share: 0.05,
+            people_rate_factor: 1.0,
         }
     }
 }
@@ -118,7 +122,10 @@ impl TrafficPlan {
                     // Inverse transform sampling; 1 - u is in (0, 1].
                     let u = 1.0 - rng.f64();
                     let per_day = PARETO_MIN_PER_DAY / u.powf(1.0 / PARETO_SHAPE);
-                    (RoomKind::People, (per_day / 24.0).min(MAX_PER_HOUR))
+                    (
+                        RoomKind::People,
+                        (per_day * settings.people_rate_factor / 24.0).min(MAX_PER_HOUR),
+                    )
                 }
             };
             profiles.push(RoomProfile {
@@ -269,5 +276,51 @@ mod tests {
         assert!(plan.events.iter().all(|e| e.at < settings.duration));
         // The same seed draws the same plan.
         assert_eq!(TrafficPlan::organization(&settings).events, plan.events);
+    }
+
+    #[test]
+    fn a_rate_factor_makes_the_people_rooms_busier_up_to_one_message_a_minute() {
+        let settings = TrafficSettings::default();
+        let plan = TrafficPlan::organization(&settings);
+        let busier = TrafficPlan::organization(&TrafficSettings {
+            people_rate_factor: 40.0,
+            ..settings.clone()
+        });
+        // The first people room's rate is drawn before any arrival (later draws follow
+        // the arrivals, so the rooms after it differ).
+        let (one, forty) = (plan.profiles[3], busier.profiles[3]);
+        assert_eq!(one.kind, RoomKind::People);
+        let expected = (one.per_hour * 40.0).min(MAX_PER_HOUR);
+        assert!(
+            (forty.per_hour - expected).abs() < 1e-9,
+            "{one:?} {forty:?}"
+        );
+        assert!(
+            busier
+                .profiles
+                .iter()
+                .all(|p| p.kind != RoomKind::People || p.per_hour <= MAX_PER_HOUR)
+        );
+        // The bot and the bursts are as they were.
+        assert_eq!(plan.profiles[..3], busier.profiles[..3]);
+        // Many more posts in the people rooms.
+        let people = |p: &TrafficPlan| {
+            let rooms: Vec<i64> = p
+                .profiles
+                .iter()
+                .filter(|r| r.kind == RoomKind::People)
+                .map(|r| r.room_id)
+                .collect();
+            p.events
+                .iter()
+                .filter(|e| matches!(e.event, TrafficEvent::Post { room_id } if rooms.contains(&room_id)))
+                .count()
+        };
+        assert!(
+            people(&busier) > 10 * people(&plan),
+            "{} {}",
+            people(&busier),
+            people(&plan)
+        );
     }
 }
