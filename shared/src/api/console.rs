@@ -63,7 +63,7 @@ static ASSETS: &[Asset] = &[
 
 /// The paths the console's files are served at (what the OpenAPI test expects to find
 /// undocumented).
-pub const ASSET_PATHS: [&str; 9] = [
+pub const ASSET_PATHS: [&str; 10] = [
     "/",
     "/oauth/chatwork",
     "/console/style.css",

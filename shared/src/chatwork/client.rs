@@ -821,7 +821,7 @@ impl ChatworkClient {
             status = tracing::field::Empty,
         );
         let answered = self
-            .send_once(request, timeout)
+            .send_once(request, timeout, token)
             .instrument(span.clone())
             .await;
         if let (_, Ok(answer)) = &answered {
@@ -834,6 +834,7 @@ impl ChatworkClient {
         &self,
         request: &Request<'_>,
         timeout: Duration,
+        token: &Sending,
     ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
         let mut sent = self
             .inner

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sync::client_settings;
 
-mod schedules;
 mod charts;
+mod schedules;
 
 const XSS_ROOM_NAME: &str = r#"<img src=x onerror="window.__xss=1">"#;
 const XSS_SCRIPT: &str = "<script>window.__xss=2</script>";
