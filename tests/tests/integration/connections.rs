@@ -958,3 +958,192 @@ async fn a_connections_webhook_token_speaks_for_its_accounts_rooms_only() {
         .unwrap();
     assert_eq!(gone.status(), 401);
 }
+
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Every secret a connection's life touches (its API token, OAuth access and refresh
+/// tokens before and after a refresh, the client secret, a webhook token) stays out of
+/// every log line at TRACE.
+#[tokio::test]
+async fn no_token_of_a_connection_reaches_the_logs() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    // This test runs on one thread, so every task it starts logs here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+
+    let fake = two_accounts().await;
+    let db = TestDb::new().await;
+    let pool = db.pool.clone();
+    let connections = connections_for(&fake, &pool);
+    let app = spawn_app_with_connections(db, connections.clone()).await;
+    let admin = Who::user("admin-1", "admin");
+    app.call(
+        &admin,
+        "POST",
+        "/api/chatwork/connections",
+        Some(json!({"token": B_TOKEN})),
+    )
+    .await
+    .expect(201);
+    // B again, by OAuth (a reconnect of the same account).
+    let started = app
+        .call(&admin, "POST", "/api/chatwork/connections/oauth", None)
+        .await;
+    let back = consent(
+        started.body["authorizationUrl"].as_str().unwrap(),
+        B,
+        "allow",
+    )
+    .await;
+    let done = app
+        .call(
+            &admin,
+            "POST",
+            "/api/chatwork/connections/oauth/complete",
+            Some(json!({"state": param(&back, "state"), "code": param(&back, "code")})),
+        )
+        .await;
+    done.expect(201);
+    let id: Uuid = done.body["connection"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let secrets_of = |pool: PgPool| async move {
+        let row = sqlx::query!(
+            "SELECT access_token, refresh_token, key_id FROM chatwork_connections WHERE id = $1",
+            id
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let cipher = TokenCipher::local(KEY);
+        let key_id = row.key_id.unwrap();
+        let open = |field: &'static str, bytes: Vec<u8>| {
+            let cipher = cipher.clone();
+            let key_id = key_id.clone();
+            async move {
+                cipher
+                    .open(
+                        &cwsync::connections::cipher::place(&id, field),
+                        &bytes,
+                        &key_id,
+                        None,
+                    )
+                    .await
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned()
+            }
+        };
+        vec![
+            open("access_token", row.access_token.unwrap()).await,
+            open("refresh_token", row.refresh_token.unwrap()).await,
+        ]
+    };
+    let mut secrets = secrets_of(pool.clone()).await;
+    // A refresh, and a request with the new token.
+    fake.expire_access_tokens();
+    sqlx::query!(
+        "UPDATE chatwork_connections SET access_token_expires_at = now() WHERE id = $1",
+        id
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    connections
+        .client(id)
+        .await
+        .unwrap()
+        .list_rooms(tokio::time::Instant::now() + Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(fake.refresh_count(), 1);
+    secrets.extend(secrets_of(pool.clone()).await);
+    let webhook = fake_chatwork::webhook_token();
+    app.call(
+        &admin,
+        "POST",
+        &format!("/api/chatwork/connections/{id}/webhooks"),
+        Some(json!({"token": webhook})),
+    )
+    .await
+    .expect(201);
+    secrets.extend([B_TOKEN.to_owned(), CLIENT_SECRET.to_owned(), webhook]);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("refreshed a Chatwork access token"),
+        "the logs were captured"
+    );
+    for secret in &secrets {
+        assert!(secret.len() >= 16);
+        assert!(!logs.contains(secret.as_str()), "a secret in the logs");
+    }
+}
+
+/// One account's open outage breaker leaves another's requests alone.
+#[tokio::test]
+async fn one_connections_open_breaker_never_stops_another() {
+    let fake = two_accounts().await;
+    let db = TestDb::new().await;
+    let pool = db.pool.clone();
+    let connections = connections_for(&fake, &pool);
+    let b = connect_b_by_token(&pool, &connections).await;
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
+    let a = connections.bootstrap_id().await.unwrap().unwrap();
+    // A's account fails until its breaker opens (as after a run of 5xx for it).
+    let client_of_a = connections.client(a).await.unwrap();
+    let mut opened = None;
+    for _ in 0..20 {
+        opened = client_of_a.breaker().failed().await.unwrap();
+        if opened.is_some() {
+            break;
+        }
+    }
+    assert!(opened.is_some(), "A's breaker opened");
+    let from_a = connections
+        .client(a)
+        .await
+        .unwrap()
+        .list_rooms(deadline())
+        .await;
+    assert!(
+        matches!(
+            from_a,
+            Err(cwsync::chatwork::ChatworkError::Unavailable { .. })
+        ),
+        "{from_a:?}"
+    );
+    let from_b = connections
+        .client(b)
+        .await
+        .unwrap()
+        .list_rooms(deadline())
+        .await
+        .unwrap();
+    assert_eq!(from_b.items.len(), 3);
+}
