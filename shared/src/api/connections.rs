@@ -189,6 +189,7 @@ pub(crate) async fn list(
     request_body = NewApiTokenConnection,
     responses(
         (status = 201, description = "Connected; its rooms sync started", body = Connected),
+        (status = 400, description = "A path parameter or the body cannot be read", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 422, description = "The token is malformed, or Chatwork refused it", body = ErrorBody),
@@ -241,6 +242,7 @@ pub(crate) async fn add(
     tag = "connections",
     responses(
         (status = 201, description = "Send the browser to the URL", body = OAuthStart),
+        (status = 400, description = "A path parameter or the body cannot be read", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 409, description = "No OAuth client or token key is configured here", body = ErrorBody),
@@ -308,6 +310,7 @@ fn state_place(state_hash: &[u8; 32]) -> String {
         (status = 400, description = "The state is unknown, expired, used or another admin's; consent was refused; or Chatwork refused the code", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 422, description = "A body field is missing or invalid", body = ErrorBody),
         (status = 502, description = "Chatwork could not be asked", body = ErrorBody),
         (status = 409, description = "No OAuth client or token key is configured here", body = ErrorBody),
     )
@@ -539,6 +542,7 @@ async fn save(
     request_body = ConnectionChange,
     responses(
         (status = 200, description = "The connection as it is now", body = Connection),
+        (status = 400, description = "A path parameter or the body cannot be read", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
@@ -601,6 +605,7 @@ pub(crate) async fn update(
     params(ConnectionPath),
     responses(
         (status = 204, description = "Deleted, tokens included"),
+        (status = 400, description = "A path parameter or the body cannot be read", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
@@ -697,6 +702,7 @@ pub(crate) struct WebhookPath {
     request_body = NewWebhookToken,
     responses(
         (status = 201, description = "Added", body = WebhookAdded),
+        (status = 400, description = "A path parameter or the body cannot be read", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
@@ -780,6 +786,7 @@ pub(crate) async fn add_webhook(
     params(WebhookPath),
     responses(
         (status = 204, description = "Removed"),
+        (status = 400, description = "A path parameter or the body cannot be read", body = ErrorBody),
         (status = 401, description = "No identity", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such connection or token", body = ErrorBody),
