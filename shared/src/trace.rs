@@ -11,6 +11,8 @@
 
 use std::future::Future;
 
+pub mod xray;
+
 /// The environment variable in which Lambda's runtime puts the invocation's header.
 pub const LAMBDA_TRACE_VAR: &str = "_X_AMZN_TRACE_ID";
 
@@ -61,6 +63,23 @@ impl TraceHeader {
     /// the `traceId` of every JSON log line show.
     pub fn root(&self) -> &str {
         &self.header["Root=".len().."Root=".len() + self.root_len]
+    }
+
+    /// The id of the segment the work hangs under (`Parent`), if the header names one.
+    pub fn parent(&self) -> Option<&str> {
+        self.value("Parent")
+    }
+
+    /// Whether X-Ray records this trace (`Sampled=1`).
+    pub fn sampled(&self) -> bool {
+        self.value("Sampled") == Some("1")
+    }
+
+    fn value(&self, key: &str) -> Option<&str> {
+        self.header.split(';').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == key).then_some(v)
+        })
     }
 
     /// The header as it travels (`Root=...;Parent=...;Sampled=...`).
@@ -131,12 +150,16 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(header.root(), ROOT);
+        assert_eq!(header.parent(), Some("53995c3f42cd8ad8"));
+        assert!(header.sampled());
         assert_eq!(
             header.as_str(),
             format!("Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1")
         );
         let bare = TraceHeader::parse(&format!("Parent=zz;Root={ROOT}")).unwrap();
         assert_eq!(bare.as_str(), format!("Root={ROOT}"));
+        assert_eq!(bare.parent(), None);
+        assert!(!bare.sampled());
         for bad in [
             "",
             "Parent=53995c3f42cd8ad8",

@@ -30,6 +30,8 @@ struct World {
     emulator: LambdaEmulator,
     /// The functions' AWS calls, on their way to moto.
     aws: AwsRecorder,
+    /// Where the functions' X-Ray daemon would listen (`AWS_XRAY_DAEMON_ADDRESS`).
+    xray_daemon: std::net::UdpSocket,
 }
 
 /// Chatwork rooms 11 and 12 (which the scheduler's test registers too) and 13, with a
@@ -57,7 +59,13 @@ async fn world() -> World {
     let queues = create_test_queues(1, 4).await;
     let url = |q| queues.url(q).unwrap().to_owned();
     let aws = AwsRecorder::start(&sqs_emulator().endpoint).await;
+    let xray_daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    xray_daemon.set_nonblocking(true).unwrap();
     let env = BTreeMap::from([
+        (
+            "AWS_XRAY_DAEMON_ADDRESS".to_owned(),
+            xray_daemon.local_addr().unwrap().to_string(),
+        ),
         (
             "DATABASE_URL".to_owned(),
             db.config.url.expose_secret().to_owned(),
@@ -106,6 +114,7 @@ async fn world() -> World {
         queues,
         fake,
         aws,
+        xray_daemon,
     }
 }
 
@@ -150,6 +159,9 @@ async fn a_sync_is_followed_by_its_trace_from_the_api_to_the_consumer(world: &Wo
     event["requestContext"]["http"]["path"] = "/api/chatwork/rooms/sync".into();
     event["requestContext"]["http"]["method"] = "POST".into();
     let sent_before = world.aws.calls("AmazonSQS.SendMessageBatch").len();
+    // What earlier invocations sent to the daemon is not this trace's; drop it so that
+    // the socket's buffer has room.
+    while world.xray_daemon.recv(&mut [0; 65_536]).is_ok() {}
     let (status, response) = world.emulator.invoke("api", &event).await;
     assert_eq!(status, 200, "{response}");
     assert_eq!(response["statusCode"], 202, "{response}");
@@ -259,6 +271,31 @@ async fn a_sync_is_followed_by_its_trace_from_the_api_to_the_consumer(world: &Wo
                 && l["spans"].to_string().contains("\"record\"")),
         "{traced:?}"
     );
+
+    // X-Ray's daemon got the trace's subsegments: the API function's SQS call, the
+    // consumer's Chatwork request and statements, all under the header's parent.
+    let mut buffer = [0; 65_536];
+    let mut subsegments = Vec::new();
+    while let Ok(size) = world.xray_daemon.recv(&mut buffer) {
+        let datagram = std::str::from_utf8(&buffer[..size]).unwrap();
+        let (head, document) = datagram.split_once('\n').expect("a header line");
+        assert_eq!(head, r#"{"format": "json", "version": 1}"#);
+        let document: serde_json::Value = serde_json::from_str(document).unwrap();
+        if document["trace_id"] == root.as_str() {
+            subsegments.push(document);
+        }
+    }
+    let named = |name: &str| subsegments.iter().filter(|d| d["name"] == name).count();
+    assert!(named("SQS") >= 1, "header {sent}: {subsegments:?}");
+    assert!(named("chatwork") >= 1, "{subsegments:?}");
+    assert!(named("postgres") >= 1, "{subsegments:?}");
+    for document in &subsegments {
+        assert_eq!(
+            document["parent_id"],
+            header.parent().unwrap(),
+            "{document}"
+        );
+    }
 }
 
 /// The token of the webhook whose delivery `apigw-v2-chatwork-webhook.json` records.

@@ -270,11 +270,15 @@ where
         action = C::ACTION,
         queue = url.rsplit('/').next().unwrap_or(url),
         entries = entries.len(),
+        failed = tracing::field::Empty,
     );
     let failed = C::call(client, url, entries)
-        .instrument(span)
+        .instrument(span.clone())
         .await
-        .map_err(|e| DisplayErrorContext(&*e).to_string())?;
+        .map_err(|e| {
+            span.record("failed", true);
+            DisplayErrorContext(&*e).to_string()
+        })?;
     Ok(failed
         .into_iter()
         .map(|f| Rejected {

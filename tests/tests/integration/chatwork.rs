@@ -1235,3 +1235,72 @@ async fn a_crashed_process_holds_no_budget_past_the_reset() {
     let state = budget.state().await.unwrap().unwrap();
     assert_eq!((state.remaining, state.carried, state.in_flight), (3, 0, 1));
 }
+
+/// The datagrams an X-Ray daemon receives while the client asks for `/me` inside the
+/// trace `header` (none of them carrying the token), with the layer filtered as the
+/// functions filter it.
+async fn xray_datagrams(header: &str) -> Vec<String> {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    daemon
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let layer = cwsync::trace::xray::XrayLayer::to(daemon.local_addr().unwrap()).unwrap();
+    let layer = layer.with_filter(cwsync::trace::xray::filter());
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let client = client(&fake, &db);
+    let trace = cwsync::trace::TraceHeader::parse(header);
+    cwsync::trace::continued(trace, client.me(in_secs(30)))
+        .await
+        .unwrap();
+    let mut datagrams = Vec::new();
+    let mut buffer = [0; 65_536];
+    while let Ok(size) = daemon.recv(&mut buffer) {
+        datagrams.push(String::from_utf8(buffer[..size].to_vec()).unwrap());
+    }
+    assert!(datagrams.iter().all(|d| !d.contains(fake.token())));
+    datagrams
+}
+
+#[tokio::test]
+async fn a_request_in_a_sampled_trace_reaches_xray_as_a_subsegment() {
+    const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
+    const PARENT: &str = "53995c3f42cd8ad8";
+    let datagrams = xray_datagrams(&format!("Root={ROOT};Parent={PARENT};Sampled=1")).await;
+    let documents: Vec<serde_json::Value> = datagrams
+        .iter()
+        .map(|datagram| {
+            let (header, document) = datagram.split_once('\n').expect("a header line");
+            assert_eq!(header, r#"{"format": "json", "version": 1}"#);
+            serde_json::from_str(document).unwrap()
+        })
+        .collect();
+    for document in &documents {
+        assert_eq!(document["type"], "subsegment");
+        assert_eq!(document["trace_id"], ROOT);
+        assert_eq!(document["parent_id"], PARENT);
+    }
+    let named = |name: &'static str| documents.iter().filter(move |d| d["name"] == name);
+    let requests: Vec<_> = named("chatwork").collect();
+    assert_eq!(requests.len(), 1, "{datagrams:?}");
+    assert_eq!(requests[0]["http"]["request"]["url"], "/me");
+    assert_eq!(requests[0]["http"]["response"]["status"], 200);
+    // The rate budget's statements around the request.
+    let statements: Vec<_> = named("postgres").collect();
+    assert!(!statements.is_empty(), "{datagrams:?}");
+    for statement in statements {
+        assert_eq!(statement["sql"]["database_type"], "PostgreSQL");
+        assert!(
+            statement["sql"]["sanitized_query"]
+                .as_str()
+                .is_some_and(|q| !q.is_empty())
+        );
+    }
+    assert_eq!(requests.len() + named("postgres").count(), documents.len());
+
+    let unsampled = xray_datagrams(&format!("Root={ROOT};Parent={PARENT};Sampled=0")).await;
+    assert_eq!(unsampled, Vec::<String>::new());
+}
