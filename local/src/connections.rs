@@ -136,7 +136,10 @@ pub async fn build(
             let config = crate::demo::register_oauth_client(fake, &redirect)?;
             (
                 Some(config),
-                Some(format!("the fake's consent page ({})", fake.base_url())),
+                Some(format!(
+                    "the fake's consent page ({})",
+                    fake.oauth_authorize_url()
+                )),
             )
         }
         (None, None) => (None, None),
