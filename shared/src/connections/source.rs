@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::cipher::{TokenCipher, place};
 use super::oauth::{GrantError, TokenEndpoint};
+use super::store::{SealedTokens, seal_tokens};
 use crate::chatwork::{ChatworkError, SourcedToken, TokenSource};
 
 /// An access token is refreshed this long before it expires.
@@ -198,21 +199,19 @@ impl ConnectionSource {
         match endpoint.refresh(&refresh_token).await {
             Ok(granted) => {
                 let new_refresh = granted.refresh_token.unwrap_or(refresh_token);
-                let access_place = place(&self.id, "access_token");
-                let refresh_place = place(&self.id, "refresh_token");
-                let (mut sealed, key_id, wrapped) = self
-                    .cipher
-                    .seal_all(&[
-                        (
-                            &access_place,
-                            granted.access_token.expose_secret().as_bytes(),
-                        ),
-                        (&refresh_place, new_refresh.expose_secret().as_bytes()),
-                    ])
-                    .await
-                    .map_err(|e| self.unusable(format!("its new token cannot be sealed: {e}")))?;
-                let refresh_sealed = sealed.pop().expect("two values");
-                let access_sealed = sealed.pop().expect("two values");
+                let SealedTokens {
+                    access: access_sealed,
+                    refresh: refresh_sealed,
+                    key_id,
+                    wrapped_key: wrapped,
+                } = seal_tokens(
+                    &self.cipher,
+                    self.id,
+                    &granted.access_token,
+                    Some(&new_refresh),
+                )
+                .await
+                .map_err(|e| self.unusable(format!("its new token cannot be sealed: {e}")))?;
                 let expires_at =
                     Utc::now() + chrono::Duration::from_std(granted.expires_in).unwrap_or_default();
                 let refreshed_at = sqlx::query_scalar!(
@@ -289,18 +288,15 @@ impl ConnectionSource {
             },
             None => None,
         };
-        let access_place = place(&self.id, "access_token");
-        let refresh_place = place(&self.id, "refresh_token");
-        let mut values: Vec<(&str, &[u8])> =
-            vec![(&access_place, access.expose_secret().as_bytes())];
-        if let Some(refresh) = &refresh {
-            values.push((&refresh_place, refresh.expose_secret().as_bytes()));
-        }
-        let Ok((mut sealed, key_id, wrapped)) = self.cipher.seal_all(&values).await else {
+        let Ok(SealedTokens {
+            access: access_sealed,
+            refresh: refresh_sealed,
+            key_id,
+            wrapped_key: wrapped,
+        }) = seal_tokens(&self.cipher, self.id, access, refresh.as_ref()).await
+        else {
             return;
         };
-        let refresh_sealed = (sealed.len() > 1).then(|| sealed.pop().expect("two"));
-        let access_sealed = sealed.pop().expect("one");
         let done = sqlx::query!(
             "UPDATE chatwork_connections
                 SET access_token = $2, refresh_token = $3, key_id = $4, wrapped_key = $5

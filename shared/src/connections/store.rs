@@ -98,6 +98,37 @@ pub async fn ensure_bootstrap(pool: &PgPool, token: &SecretString) -> Result<Uui
     }
 }
 
+/// A connection's tokens as sealed for its row, under one data key.
+pub(crate) struct SealedTokens {
+    pub access: Vec<u8>,
+    pub refresh: Option<Vec<u8>>,
+    pub key_id: String,
+    pub wrapped_key: Option<Vec<u8>>,
+}
+
+/// Seals a connection's access token (and refresh token) for its row `id`.
+pub(crate) async fn seal_tokens(
+    cipher: &TokenCipher,
+    id: Uuid,
+    access: &SecretString,
+    refresh: Option<&SecretString>,
+) -> Result<SealedTokens, CipherError> {
+    let access_place = place(&id, "access_token");
+    let refresh_place = place(&id, "refresh_token");
+    let mut values: Vec<(&str, &[u8])> = vec![(&access_place, access.expose_secret().as_bytes())];
+    if let Some(refresh) = refresh {
+        values.push((&refresh_place, refresh.expose_secret().as_bytes()));
+    }
+    let (mut sealed, key_id, wrapped_key) = cipher.seal_all(&values).await?;
+    let refresh = refresh.map(|_| sealed.pop().expect("two values"));
+    Ok(SealedTokens {
+        access: sealed.pop().expect("one value"),
+        refresh,
+        key_id,
+        wrapped_key,
+    })
+}
+
 /// What an admin connected: the account (`/me`) and its tokens.
 pub struct NewConnection<'a> {
     pub kind: &'a str,
@@ -134,16 +165,12 @@ pub async fn connect(
     .fetch_optional(pool)
     .await?;
     let id = existing.unwrap_or_else(Uuid::new_v4);
-    let access_place = place(&id, "access_token");
-    let refresh_place = place(&id, "refresh_token");
-    let mut values: Vec<(&str, &[u8])> =
-        vec![(&access_place, new.access_token.expose_secret().as_bytes())];
-    if let Some(refresh) = new.refresh_token {
-        values.push((&refresh_place, refresh.expose_secret().as_bytes()));
-    }
-    let (mut sealed, key_id, wrapped) = cipher.seal_all(&values).await?;
-    let refresh = (sealed.len() > 1).then(|| sealed.pop().expect("two values"));
-    let access = sealed.pop().expect("one value");
+    let SealedTokens {
+        access,
+        refresh,
+        key_id,
+        wrapped_key: wrapped,
+    } = seal_tokens(cipher, id, new.access_token, new.refresh_token).await?;
     let key = budget_key_of(id);
     let org_name = Some(new.me.organization_name.as_str()).filter(|n| !n.is_empty());
     sqlx::query!(

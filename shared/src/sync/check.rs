@@ -414,13 +414,7 @@ pub async fn run(
         .iter()
         .flat_map(|(_, _, listed)| listed.items.iter().cloned())
         .collect();
-    rooms.sort_by(|a, b| {
-        a.room_id
-            .cmp(&b.room_id)
-            .then(b.message_num.cmp(&a.message_num))
-            .then(b.last_update_time.cmp(&a.last_update_time))
-    });
-    rooms.dedup_by_key(|r| r.room_id);
+    super::one_entry_per_room(&mut rooms);
     let limitation = lists.iter().find_map(|(_, _, l)| l.limitation.clone());
 
     let seen = observe(pool, &rooms).await?;

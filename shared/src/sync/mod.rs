@@ -47,6 +47,18 @@ impl SyncContext {
     }
 }
 
+/// Several connections' room lists as one: a room several list appears once, by the entry
+/// that has moved furthest (the most messages, then the latest update).
+pub(crate) fn one_entry_per_room(rooms: &mut Vec<crate::chatwork::Room>) {
+    rooms.sort_by(|a, b| {
+        a.room_id
+            .cmp(&b.room_id)
+            .then(b.message_num.cmp(&a.message_num))
+            .then(b.last_update_time.cmp(&a.last_update_time))
+    });
+    rooms.dedup_by_key(|r| r.room_id);
+}
+
 /// Tuning of the sync handlers.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {

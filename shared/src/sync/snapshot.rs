@@ -140,14 +140,7 @@ impl Lists<'_> {
                 }
             }
         }
-        // A room several see: the entry that has moved furthest.
-        rooms.sort_by(|a, b| {
-            a.room_id
-                .cmp(&b.room_id)
-                .then(b.message_num.cmp(&a.message_num))
-                .then(b.last_update_time.cmp(&a.last_update_time))
-        });
-        rooms.dedup_by_key(|r| r.room_id);
+        super::one_entry_per_room(&mut rooms);
         Ok(rooms)
     }
 }
