@@ -13,6 +13,7 @@ mod restart;
 mod runtime;
 mod sqs_wire;
 mod stats;
+mod sweep;
 mod world;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use stats::{Invocation, PRICES, PRICES_SOURCE, cost_per_million_messages, mib};
 #[derive(Parser)]
 #[command(about = "cwsync's benchmarks: one table of every figure against its goal")]
 struct Args {
-    /// Measurements to run (1 to 10; 7 needs 6). Default: all.
+    /// Measurements to run (1 to 10, and 12; 7 needs 6). Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Rooms of the rate-limit benchmark (1).
@@ -82,6 +83,18 @@ struct Args {
     restart_rooms: usize,
     #[arg(long, default_value_t = 100)]
     restart_messages: usize,
+    /// Rooms of the load sweep (12).
+    #[arg(long, default_value_t = 2000)]
+    sweep_rooms: usize,
+    /// Simulated hours of each scenario of the load sweep (12).
+    #[arg(long, default_value_t = 24.0)]
+    sweep_hours: f64,
+    /// Loads of the sweep (12), in percent of one token's ceiling.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 10.0, 50.0, 80.0, 100.0, 150.0])]
+    sweep_loads: Vec<f64>,
+    /// Where the sweep (12) writes its plot (relative to the working directory).
+    #[arg(long, default_value = "docs/capture-sweep.svg")]
+    sweep_plot: PathBuf,
     /// Where the release binaries are (default: next to this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -183,6 +196,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted(10) {
         capture_accounts(&args, &mut report).await?;
+    }
+    if wanted(12) {
+        load_sweep(&args, &mut report)?;
     }
     let restart_lost = if wanted(9) {
         restart_mid_sync(&args, &mut report).await?
@@ -629,6 +645,186 @@ async fn capture_strategies(args: &Args, report: &mut Report) -> anyhow::Result<
         100.0 * settings.webhook_loss
     ));
     Ok(())
+}
+
+/// Measurement 12: the load sweep (see `sweep`), its rows and its plot.
+fn load_sweep(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let settings = sweep::SweepSettings {
+        rooms: args.sweep_rooms,
+        duration: Duration::from_secs_f64(args.sweep_hours * 3600.0),
+        loads: args.sweep_loads.iter().map(|l| l / 100.0).collect(),
+        ..sweep::SweepSettings::default()
+    };
+    say(format!(
+        "12. load sweep: {} rooms, {} simulated hours per scenario, loads {:?} % of one token's ceiling, {} strategies",
+        settings.rooms,
+        args.sweep_hours,
+        args.sweep_loads,
+        sweep::Strategy::ALL.len()
+    ));
+    let t = Instant::now();
+    let figures = sweep::sweep(&settings);
+    for f in &figures {
+        sweep_rows(&mut report.rows, f);
+    }
+    if let Some(dir) = args
+        .sweep_plot
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.sweep_plot, sweep::plot(&figures))
+        .with_context(|| format!("writing {}", args.sweep_plot.display()))?;
+    report.notes.push(format!(
+        "12: a discrete-event model around production's plan (cwsync::sync::plan decides every check of the plan strategies): {} rooms, Pareto rates (shape 1.1, at most 240 a minute) scaled to each load, room 1 quiet but for {:.0} bursts of 150 messages within 30 s per hour, {} simulated hours per scenario, 300 requests per 300 s, {} consumers, {:.1} s per Chatwork request; plot written to {}; took {:.1} s. Goals apply to the default (plan every 15 s).",
+        settings.rooms,
+        settings.bursts_per_hour,
+        args.sweep_hours,
+        settings.consumers,
+        settings.latency,
+        args.sweep_plot.display(),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn sweep_rows(rows: &mut Vec<Row>, f: &sweep::ScenarioFigures) {
+    let load = f.load * 100.0;
+    let default = f.strategy == sweep::Strategy::Plan15s;
+    let goal_of = |applies: bool, goal: &str, meets: bool| {
+        if default && applies {
+            (goal.to_string(), verdict(meets))
+        } else {
+            (String::new(), Verdict::Info)
+        }
+    };
+    let what = |w: &str| format!("{w}, {load:.0} % load, {}", f.strategy.short());
+    let under = f.capture_under();
+    let (goal, v) = if load <= 50.0 {
+        goal_of(
+            true,
+            "1.000 (rooms under 100 per check interval)",
+            under >= 0.9995,
+        )
+    } else if load <= 80.0 {
+        goal_of(
+            true,
+            "≥ 0.99 (rooms under 100 per check interval)",
+            under >= 0.99,
+        )
+    } else {
+        goal_of(false, "", true)
+    };
+    rows.push(row(
+        "12",
+        what("capture"),
+        format!(
+            "{:.4} overall ({} of {}); {:.4} of rooms under 100 per check interval; worst such room {:.3}; burst room {} of {}",
+            f.capture(),
+            f.stored,
+            f.posted,
+            under,
+            f.worst_under,
+            f.burst_stored,
+            f.burst_posted
+        ),
+        goal,
+        v,
+    ));
+    let (goal, v) = goal_of(
+        true,
+        "every burst of 150 in 30 s whole",
+        f.burst_stored == f.burst_posted,
+    );
+    rows.push(row(
+        "12",
+        what("bursts"),
+        format!("{} of {} stored", f.burst_stored, f.burst_posted),
+        goal,
+        v,
+    ));
+    let by_band: Vec<String> = f
+        .bands
+        .iter()
+        .zip(sweep::BANDS)
+        .filter(|(b, _)| b.rooms > 0)
+        .map(|(b, (_, name))| {
+            format!(
+                "{name}: {} rooms, {:.4}, p50 {:.0} s, p99 {:.0} s",
+                b.rooms,
+                b.stored as f64 / b.posted.max(1) as f64,
+                b.freshness.quantile(0.5),
+                b.freshness.quantile(0.99)
+            )
+        })
+        .collect();
+    let interval = if f.strategy == sweep::Strategy::Plan15s {
+        15.0
+    } else {
+        60.0
+    };
+    let fresh = f
+        .bands
+        .iter()
+        .filter(|b| b.rooms > 0 && b.stored > 0)
+        .all(|b| b.freshness.quantile(0.99) <= 2.0 * interval);
+    let (goal, v) = goal_of(
+        load <= 10.0,
+        "p99 ≤ two check intervals in every band",
+        fresh,
+    );
+    rows.push(row(
+        "12",
+        what("capture and freshness by room rate"),
+        by_band.join("; "),
+        goal,
+        v,
+    ));
+    let (goal, v) = goal_of(
+        (79.0..=81.0).contains(&load),
+        "≥ 80 on average",
+        f.messages_per_request() >= 80.0,
+    );
+    rows.push(row(
+        "12",
+        what("messages per fetch"),
+        format!("{:.1} of 100", f.messages_per_request()),
+        goal,
+        v,
+    ));
+    let (goal, v) = goal_of(true, "0 429s", f.rate_limited == 0);
+    rows.push(row(
+        "12",
+        what("Chatwork requests"),
+        format!(
+            "{} of {} allowed ({:.1} %): {} checks ({} busy), {} fetches; {} 429s; above the ceiling in {} checks (predicted loss {:.0} messages/min on average)",
+            f.requests(),
+            f.allowed,
+            100.0 * f.requests() as f64 / f.allowed.max(1) as f64,
+            f.checks,
+            f.busy_checks,
+            f.fetches,
+            f.rate_limited,
+            f.above_ceiling_checks,
+            f.predicted_loss_per_min
+        ),
+        goal,
+        v,
+    ));
+    rows.push(row(
+        "12",
+        what("cost per 1 M stored messages"),
+        format!(
+            "${:.3} (Lambda duration ${:.3} + requests ${:.3} + SQS ${:.3})",
+            f.cost.total(),
+            f.cost.lambda_duration,
+            f.cost.lambda_requests,
+            f.cost.sqs
+        ),
+        String::new(),
+        Verdict::Info,
+    ));
 }
 
 /// Measurement 10: the capture benchmark over one organization's rooms split over three

@@ -75,7 +75,7 @@ struct ServeArgs {
     listen: Option<SocketAddr>,
     /// Seconds between room checks (0: none): each reads Chatwork's room list and fetches
     /// the rooms with new or edited messages.
-    #[arg(long, env = "LOCAL_ROOM_CHECK_EVERY_SECS", default_value_t = 60)]
+    #[arg(long, env = "LOCAL_ROOM_CHECK_EVERY_SECS", default_value_t = 15)]
     check_every_secs: u64,
     /// Minutes between fixed-interval messages syncs of every active room (0: none).
     /// Default: none while the room check runs, 15 when it is off.
@@ -288,7 +288,9 @@ async fn serve(
         retention: Duration::from_secs(24 * 3600),
     };
     if let Some(every) = cadence.room_check {
+        // The local schedule runs each check on its own tick.
         settings.room_check.cadence = every;
+        settings.room_check.per_invocation = 1;
     }
     settings.cadences = cadence.cadences();
     let cadences = settings.cadences.clone();

@@ -84,6 +84,9 @@ async fn world() -> World {
         ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
         ("RUST_LOG".to_owned(), "info".to_owned()),
+        // One room check per invocation (deployed, four a minute 15 s apart: the
+        // invocation would last 45 s).
+        ("ROOM_CHECK_EVERY_SECONDS".to_owned(), "60".to_owned()),
         // What the template's LoggingConfig makes Lambda set.
         ("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned()),
         // The token as a deployed function gets it: from Secrets Manager, by ARN.

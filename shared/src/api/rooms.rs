@@ -96,6 +96,18 @@ pub struct Room {
     /// when none did.
     #[serde(rename = "lastWebhookAt")]
     pub webhook_message_at: Option<DateTime<Utc>>,
+    /// The room's message rate as the room checks observe it from `message_num`
+    /// (a moving average), per minute: what the checks' plan predicts it by.
+    #[serde(rename = "checkedRatePerMinute")]
+    pub rate_per_min: f32,
+    /// The plan's bookkeeping, not shown: the last sample of the rate, and the
+    /// `message_num` and time it was taken from.
+    #[serde(skip)]
+    pub recent_rate_per_min: f32,
+    #[serde(skip)]
+    pub rate_base_num: Option<i32>,
+    #[serde(skip)]
+    pub rate_base_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Messages not yet stored as of the last room check (its `message_num` less the one

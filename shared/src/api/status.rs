@@ -59,6 +59,44 @@ pub struct LastCheck {
     pub error: Option<String>,
 }
 
+/// Whether the rooms need more than Chatwork's budgets give, as the last check that read
+/// a room list planned (docs/architecture.md, "The plan").
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CeilingView {
+    pub checked_at: DateTime<Utc>,
+    /// More rooms needed a fetch than the check's share of the budget: slow rooms
+    /// gathered messages for a later fetch.
+    pub tight: bool,
+    /// Requests per rate window the rooms' observed rates need (each fetch bringing 100)
+    /// plus the checks.
+    pub demand_per_window: f64,
+    /// Requests per rate window the connections' budgets give after the reserve.
+    pub supply_per_window: i32,
+    /// Messages are being lost: some room outruns the check, or the budget cannot serve
+    /// every room before it passes 100 unseen.
+    pub above_ceiling: bool,
+    /// Messages a minute the plan expects lost (an estimate).
+    pub loss_per_minute: f64,
+    /// The rooms losing the most (at most 20).
+    pub losing_rooms: Vec<LosingRoomView>,
+}
+
+/// A room losing messages by the last check's estimate.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LosingRoomView {
+    pub room_id: i64,
+    pub name: String,
+    /// Its observed rate, messages per minute.
+    pub rate_per_minute: f64,
+    /// Messages a minute it loses.
+    pub loss_per_minute: f64,
+    /// Its rate passes 100 messages per check interval: only a Chatwork webhook on it
+    /// makes it whole (README, "Chatwork webhooks").
+    pub outruns_check: bool,
+}
+
 /// The token's budget as the last check that read it saw it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -143,6 +181,9 @@ pub struct SyncStatus {
     pub oldest_wait_since: Option<DateTime<Utc>>,
     /// By expected messages per check, highest first.
     pub rooms_at_risk: Vec<RoomAtRisk>,
+    /// Above Chatwork's ceiling or not, by the last check's plan; null before a check
+    /// read a room list.
+    pub ceiling: Option<CeilingView>,
     /// Newest first.
     pub gaps_last_24h: Vec<GapView>,
     /// Null when Chatwork never reported one (a paid plan).
@@ -278,6 +319,7 @@ pub(crate) async fn get(
     )
     .fetch_all(pool)
     .await?;
+    let ceiling = ceiling(pool).await?;
     let gaps_last_24h = sqlx::query_as!(
         GapView,
         r#"SELECT room_id, name, gap_detected_at AS "detected_at!",
@@ -329,7 +371,49 @@ pub(crate) async fn get(
         rooms_waiting: waiting.rooms,
         oldest_wait_since: waiting.oldest,
         rooms_at_risk,
+        ceiling,
         gaps_last_24h,
         message_limitation,
+    }))
+}
+
+/// What the last check that read a room list planned against the ceiling, with the
+/// losing rooms' names.
+async fn ceiling(pool: &sqlx::PgPool) -> Result<Option<CeilingView>, sqlx::Error> {
+    let Some(check) = sqlx::query!(
+        r#"SELECT id, checked_at, tight, demand_per_window, supply_per_window, loss_per_min
+             FROM room_checks
+            WHERE outcome <> 'failed' AND demand_per_window IS NOT NULL
+            ORDER BY checked_at DESC LIMIT 1"#
+    )
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let losing_rooms = sqlx::query_as!(
+        LosingRoomView,
+        r#"SELECT (x->>'roomId')::int8 AS "room_id!", coalesce(r.name, '') AS "name!",
+                  coalesce((x->>'ratePerMin')::float8, 0) AS "rate_per_minute!",
+                  coalesce((x->>'lossPerMin')::float8, 0) AS "loss_per_minute!",
+                  coalesce((x->>'outrunsCheck')::bool, false) AS "outruns_check!"
+             FROM room_checks c
+             CROSS JOIN LATERAL jsonb_array_elements(c.losing_rooms) WITH ORDINALITY AS e(x, n)
+             LEFT JOIN chatwork_rooms r ON r.room_id = (x->>'roomId')::int8
+            WHERE c.id = $1
+            ORDER BY e.n"#,
+        check.id
+    )
+    .fetch_all(pool)
+    .await?;
+    let loss = f64::from(check.loss_per_min);
+    Ok(Some(CeilingView {
+        checked_at: check.checked_at,
+        tight: check.tight,
+        demand_per_window: check.demand_per_window.map_or(0.0, f64::from),
+        supply_per_window: check.supply_per_window.unwrap_or(0),
+        above_ceiling: loss > 0.0,
+        loss_per_minute: loss,
+        losing_rooms,
     }))
 }

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::columns::RoomColumns;
+use super::plan::{self, Need, PlanSettings, Window};
 use super::snapshot::ListedRoom;
 use crate::chatwork::{ChatworkError, MESSAGES_PER_REQUEST, RequestMeter, Room};
 use crate::config::{ConfigError, Env};
@@ -44,55 +45,132 @@ pub struct RoomCheckSettings {
     /// Time between two scheduled checks: a check plans what the token's budget can
     /// serve before the next one.
     pub cadence: Duration,
+    /// Checks one scheduled invocation runs, `cadence` apart (EventBridge fires at most
+    /// once a minute; a cadence under a minute is several checks per invocation).
+    pub per_invocation: u32,
     /// The share of every rate window, in percent, a scheduled check leaves to syncs
     /// people start over HTTP (rounded up to whole requests).
     pub reserve_percent: u32,
     /// The longest a check waits for Chatwork's room list.
     pub list_timeout: Duration,
+    /// Chatwork's rate window (the plan paces each window's requests over its checks).
+    pub window: Duration,
+    /// Under a tight budget, the fewest unseen messages that get a room fetched before
+    /// it is at risk or waiting past `freshness_bound`.
+    pub gather_min: i64,
+    /// The longest a room waits for its fetch under a tight budget.
+    pub freshness_bound: Duration,
 }
 
 impl Default for RoomCheckSettings {
-    /// Every minute, 10 % of each window kept back, and 30 s for the room list.
+    /// Every 15 s, one check per call (the deployed scheduler's four per minutely
+    /// invocation come from [`RoomCheckSettings::from_env`]), 10 % of each window kept
+    /// back, 30 s for the room list, Chatwork's 5-minute window, and under a tight budget
+    /// rooms gather 50 messages for at most 10 minutes.
     fn default() -> Self {
         Self {
-            cadence: Duration::from_secs(60),
+            cadence: Duration::from_secs(15),
+            per_invocation: 1,
             reserve_percent: 10,
             list_timeout: Duration::from_secs(30),
+            window: Duration::from_secs(300),
+            gather_min: 50,
+            freshness_bound: Duration::from_secs(600),
         }
     }
 }
 
 impl RoomCheckSettings {
-    /// `ROOM_CHECK_EVERY_MINUTES` (the schedule's rate; default 1) and
-    /// `ROOM_CHECK_RESERVE_PERCENT` (default 10, at most 90).
+    /// `ROOM_CHECK_EVERY_SECONDS` (5 to 60, dividing 60: checks per minute; default 15),
+    /// or `ROOM_CHECK_EVERY_MINUTES` (the schedule's rate, one check per invocation),
+    /// `ROOM_CHECK_RESERVE_PERCENT` (default 10, at most 90),
+    /// `ROOM_CHECK_GATHER_MESSAGES` (default 50, 1 to 100) and
+    /// `ROOM_CHECK_FRESHNESS_MINUTES` (default 10, at least 1).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = Self::default();
+        let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.into(),
+        };
         let minutes: Option<u64> =
             env.parse("ROOM_CHECK_EVERY_MINUTES", "a whole number of minutes")?;
         if minutes == Some(0) {
-            return Err(ConfigError::Invalid {
-                name: "ROOM_CHECK_EVERY_MINUTES",
-                reason: "expected at least 1 minute".into(),
-            });
+            return Err(invalid(
+                "ROOM_CHECK_EVERY_MINUTES",
+                "expected at least 1 minute",
+            ));
+        }
+        let seconds: Option<u64> =
+            env.parse("ROOM_CHECK_EVERY_SECONDS", "a whole number of seconds")?;
+        if let Some(s) = seconds {
+            if !(5..=60).contains(&s) || 60 % s != 0 {
+                return Err(invalid(
+                    "ROOM_CHECK_EVERY_SECONDS",
+                    "expected 5 to 60 seconds, dividing a minute (5, 6, 10, 12, 15, 20, 30, 60)",
+                ));
+            }
+            if minutes.is_some_and(|m| m > 1) {
+                return Err(invalid(
+                    "ROOM_CHECK_EVERY_SECONDS",
+                    "checks under a minute apart need ROOM_CHECK_EVERY_MINUTES unset or 1",
+                ));
+            }
         }
         let reserve: Option<u32> =
             env.parse("ROOM_CHECK_RESERVE_PERCENT", "a whole number of percent")?;
         if reserve.is_some_and(|r| r > 90) {
-            return Err(ConfigError::Invalid {
-                name: "ROOM_CHECK_RESERVE_PERCENT",
-                reason: "expected at most 90 (a check must be able to plan something)".into(),
-            });
+            return Err(invalid(
+                "ROOM_CHECK_RESERVE_PERCENT",
+                "expected at most 90 (a check must be able to plan something)",
+            ));
         }
+        let gather: Option<i64> =
+            env.parse("ROOM_CHECK_GATHER_MESSAGES", "a whole number of messages")?;
+        if gather.is_some_and(|g| !(1..=MESSAGES_PER_REQUEST as i64).contains(&g)) {
+            return Err(invalid(
+                "ROOM_CHECK_GATHER_MESSAGES",
+                "expected 1 to 100 (one fetch returns at most 100)",
+            ));
+        }
+        let freshness: Option<u64> =
+            env.parse("ROOM_CHECK_FRESHNESS_MINUTES", "a whole number of minutes")?;
+        if freshness == Some(0) {
+            return Err(invalid(
+                "ROOM_CHECK_FRESHNESS_MINUTES",
+                "expected at least 1 minute",
+            ));
+        }
+        let (cadence, per_invocation) = match (seconds, minutes) {
+            (Some(s), _) => (Duration::from_secs(s), (60 / s) as u32),
+            (None, Some(m)) => (Duration::from_secs(m * 60), 1),
+            (None, None) => (defaults.cadence, 4),
+        };
         Ok(Self {
-            cadence: minutes.map_or(defaults.cadence, |m| Duration::from_secs(m * 60)),
+            cadence,
+            per_invocation,
             reserve_percent: reserve.unwrap_or(defaults.reserve_percent),
+            gather_min: gather.unwrap_or(defaults.gather_min),
+            freshness_bound: freshness
+                .map_or(defaults.freshness_bound, |m| Duration::from_secs(m * 60)),
             ..defaults
         })
     }
 
-    /// The requests of a window of `limit` a scheduled check leaves alone.
-    pub fn reserve_of(&self, limit: i64) -> i64 {
-        (limit.max(0) * i64::from(self.reserve_percent) + 99) / 100
+    /// The plan's knobs, for a scheduled check or a person's sync.
+    pub fn plan_settings(&self, trigger: CheckTrigger) -> PlanSettings {
+        PlanSettings {
+            cadence: self.cadence,
+            window: self.window,
+            reserve_percent: self.reserve_percent,
+            gather_min: self.gather_min,
+            freshness_bound: self.freshness_bound,
+            scheduled: trigger == CheckTrigger::Schedule,
+        }
+    }
+
+    /// The time constant of a room's observed rate: two rate windows.
+    fn rate_time_constant(&self) -> Duration {
+        self.window * 2
     }
 }
 
@@ -190,8 +268,32 @@ pub struct BudgetSeen {
     pub reset_at: DateTime<Utc>,
 }
 
+/// A room losing messages by a check's estimate: above Chatwork's ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LosingRoom {
+    pub room_id: i64,
+    /// Its observed rate, messages per minute.
+    pub rate_per_min: f64,
+    /// Messages a minute it loses (an estimate).
+    pub loss_per_min: f64,
+    /// Its rate passes 100 messages per check interval: only a webhook makes it whole.
+    pub outruns_check: bool,
+}
+
+impl From<plan::Losing> for LosingRoom {
+    fn from(l: plan::Losing) -> Self {
+        Self {
+            room_id: l.room_id,
+            rate_per_min: l.rate_per_min,
+            loss_per_min: l.loss_per_min,
+            outruns_check: l.outruns_check,
+        }
+    }
+}
+
 /// What one check saw and did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomCheckReport {
     pub check_id: Uuid,
@@ -211,6 +313,17 @@ pub struct RoomCheckReport {
     /// Fetches the budget allowed before the next check (a scheduled check plans no more;
     /// a person's sync plans every changed room and waits for the budget).
     pub allowance: usize,
+    /// More rooms needed a fetch than the scheduled check's share served: rooms that
+    /// were neither at risk nor waiting long gathered messages for a later fetch.
+    pub tight: bool,
+    /// Requests per rate window the rooms' observed rates need (each fetch bringing
+    /// 100) plus the checks, against what the budgets give after the reserve.
+    pub demand_per_window: f64,
+    pub supply_per_window: i64,
+    /// Messages a minute the plan expects lost at these rates and this budget (0 below
+    /// Chatwork's ceiling), and the rooms losing the most.
+    pub loss_per_min: f64,
+    pub losing_rooms: Vec<LosingRoom>,
     pub budget: Option<BudgetSeen>,
     /// The job fetching the planned rooms: the sync whose step the check was, or the job
     /// a scheduled check started (with `busy`, the sync still running).
@@ -230,6 +343,13 @@ impl RoomCheckReport {
         if self.deferred > 0 {
             detail.push_str(&format!(", {} left for the next check", self.deferred));
         }
+        if self.loss_per_min > 0.0 {
+            detail.push_str(&format!(
+                "; above the ceiling: about {:.0} messages a minute lost in {} room(s)",
+                self.loss_per_min,
+                self.losing_rooms.len()
+            ));
+        }
         detail
     }
 }
@@ -246,56 +366,11 @@ pub enum CheckError {
     },
 }
 
-/// A room that needs a fetch, as the check ranks it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A room that needs a fetch, as the check saw it.
+#[derive(Debug, Clone, PartialEq)]
 struct Candidate {
-    pub room_id: i64,
-    /// Messages the room has that no fetch has seen (0 for an edit).
-    pub unseen: i64,
-    /// Since when checks have found it needing a fetch.
-    pub waiting_since: DateTime<Utc>,
-    pub listed: CheckedRoom,
-}
-
-/// Ranks the rooms that need a fetch: the closest to [`MESSAGES_PER_REQUEST`] unseen
-/// messages first (a room past it has a gap already and keeps losing), then the one
-/// waiting longest, then by room id so that the order is total.
-fn rank(candidates: &mut [Candidate]) {
-    let limit = MESSAGES_PER_REQUEST as i64;
-    candidates.sort_by(|a, b| {
-        b.unseen
-            .min(limit)
-            .cmp(&a.unseen.min(limit))
-            .then(a.waiting_since.cmp(&b.waiting_since))
-            .then(a.room_id.cmp(&b.room_id))
-    });
-}
-
-/// How many fetches the budget serves before the next check: what the current window has
-/// left, plus the next window when it opens before the next check, each less `reserve`,
-/// less one request for the next check itself.
-fn allowance(
-    budget: Option<BudgetSeen>,
-    now: DateTime<Utc>,
-    cadence: Duration,
-    reserve: i64,
-) -> usize {
-    let Some(budget) = budget else {
-        return 0;
-    };
-    let limit = i64::from(budget.limit);
-    // A window whose reset passed is whole again (the next reservation rolls it over).
-    let remaining = if budget.reset_at <= now {
-        limit
-    } else {
-        i64::from(budget.remaining)
-    };
-    let mut can = (remaining - reserve).max(0);
-    let cadence = chrono::Duration::from_std(cadence).unwrap_or(chrono::Duration::MAX);
-    if budget.reset_at > now && budget.reset_at <= now + cadence {
-        can += (limit - reserve).max(0);
-    }
-    usize::try_from(can - 1).unwrap_or(0)
+    need: Need,
+    listed: CheckedRoom,
 }
 
 /// A check that read the room list and planned, not yet recorded.
@@ -346,6 +421,17 @@ impl Check {
         metrics::counter!("room_checks", "outcome" => report.outcome.as_str()).increment(1);
         metrics::counter!("rooms_deferred").increment(report.deferred as u64);
         metrics::gauge!("unseen_messages_max").set(report.unseen_max as f64);
+        // Above Chatwork's ceiling: messages a minute the plan expects lost (alarmed).
+        metrics::gauge!("predicted_lost_messages_per_min").set(report.loss_per_min);
+        if report.loss_per_min > 0.0 {
+            tracing::warn!(
+                loss_per_min = report.loss_per_min,
+                rooms = report.losing_rooms.len(),
+                demand_per_window = report.demand_per_window,
+                supply_per_window = report.supply_per_window,
+                "room check: above Chatwork's ceiling, messages will be lost"
+            );
+        }
         tracing::info!(
             trigger = self.trigger.as_str(),
             outcome = report.outcome.as_str(),
@@ -356,6 +442,7 @@ impl Check {
             deferred = report.deferred,
             unseen_max = report.unseen_max,
             allowance = report.allowance,
+            tight = report.tight,
             "room check"
         );
         Ok(report)
@@ -417,7 +504,7 @@ pub async fn run(
     super::one_entry_per_room(&mut rooms);
     let limitation = lists.iter().find_map(|(_, _, l)| l.limitation.clone());
 
-    let seen = observe(pool, &rooms).await?;
+    let seen = observe(pool, &rooms, settings).await?;
     let mut members: std::collections::HashMap<i64, Vec<usize>> = Default::default();
     for (index, (id, _, listed)) in lists.iter().enumerate() {
         let ids: Vec<i64> = listed.items.iter().map(|r| r.room_id).collect();
@@ -428,8 +515,6 @@ pub async fn run(
             members.entry(room_id).or_default().push(index);
         }
     }
-    let mut candidates = seen.candidates;
-    rank(&mut candidates);
     let now = Utc::now();
     // Each connection's budget: what it can serve before the next check.
     let mut budgets = Vec::with_capacity(lists.len());
@@ -443,38 +528,38 @@ pub async fn run(
             _ => None,
         });
     }
-    let mut left: Vec<i64> = budgets
+    let windows: Vec<Option<Window>> = budgets
         .iter()
-        .map(|budget| {
-            // Only the schedule leaves the reserve: it is there for syncs people start.
-            let reserve = match (trigger, budget) {
-                (CheckTrigger::Schedule, Some(b)) => settings.reserve_of(i64::from(b.limit)),
-                _ => 0,
-            };
-            allowance(*budget, now, settings.cadence, reserve) as i64
+        .map(|b| {
+            b.map(|b| Window {
+                limit: i64::from(b.limit),
+                remaining: i64::from(b.remaining),
+                reset_at: b.reset_at,
+            })
         })
         .collect();
-    let total_allowance = left.iter().sum::<i64>() as usize;
-    // Each room goes to the member with the most left; a scheduled check plans a room
-    // only while a member has some left.
-    let mut planned = Vec::new();
-    for candidate in &candidates {
-        let Some(best) = members.get(&candidate.room_id).and_then(|m| {
-            m.iter()
-                .copied()
-                .max_by_key(|&i| (left[i], std::cmp::Reverse(i)))
-        }) else {
-            continue;
-        };
-        if trigger == CheckTrigger::Schedule && left[best] <= 0 {
-            continue;
-        }
-        left[best] -= 1;
-        planned.push(CheckedRoom {
-            connection: Some(lists[best].0),
-            ..candidate.listed
-        });
-    }
+    let needs: Vec<Need> = seen.candidates.iter().map(|c| c.need).collect();
+    let plan = plan::plan(
+        &needs,
+        &members,
+        &windows,
+        now,
+        &settings.plan_settings(trigger),
+    );
+    let listed_of: std::collections::HashMap<i64, CheckedRoom> = seen
+        .candidates
+        .iter()
+        .map(|c| (c.need.room_id, c.listed))
+        .collect();
+    let planned: Vec<CheckedRoom> = plan
+        .planned
+        .iter()
+        .map(|p| CheckedRoom {
+            connection: Some(lists[p.connection].0),
+            ..listed_of[&p.room_id]
+        })
+        .collect();
+    let candidates = &seen.candidates;
     let outcome = if candidates.is_empty() {
         CheckOutcome::Current
     } else if planned.is_empty() {
@@ -491,7 +576,12 @@ pub async fn run(
         fetched: planned.len(),
         deferred: candidates.len() - planned.len(),
         unseen_max: seen.unseen_max,
-        allowance: total_allowance,
+        allowance: usize::try_from(plan.allowance).unwrap_or(0),
+        tight: plan.tight,
+        demand_per_window: plan.demand_per_window,
+        supply_per_window: plan.supply_per_window,
+        loss_per_min: plan.loss_per_min,
+        losing_rooms: plan.losing.iter().copied().map(LosingRoom::from).collect(),
         budget: combined(&budgets),
         job_id: None,
         planned: planned.iter().map(|c| c.room_id).collect(),
@@ -524,8 +614,13 @@ struct Seen {
 }
 
 /// Registers new rooms, records what the list says on every listed room whose state
-/// moved, and returns the active rooms that need a fetch; one statement.
-async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
+/// moved (and, when its `message_num` moved, a new sample of its rate), and returns the
+/// active rooms that need a fetch; one statement.
+async fn observe(
+    pool: &PgPool,
+    rooms: &[Room],
+    settings: &RoomCheckSettings,
+) -> Result<Seen, sqlx::Error> {
     let columns = RoomColumns::of(rooms);
     // A data-modifying CTE does not see the rows its siblings insert: a new room is
     // judged from the list alone (it was never fetched), an existing one by its row.
@@ -542,10 +637,11 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
                                                 chatwork_updated_at, message_count,
                                                 description_stale, checked_at,
                                                 checked_message_num, checked_last_update_time,
-                                                fetch_wanted_since)
+                                                fetch_wanted_since, rate_base_num, rate_base_at)
                SELECT l.room_id, l.name, l.room_type, l.icon_path, l.updated_at, l.message_num,
                       true, now(), l.message_num, l.updated_at,
-                      CASE WHEN l.message_num > 0 OR l.updated > 0 THEN now() END
+                      CASE WHEN l.message_num > 0 OR l.updated > 0 THEN now() END,
+                      l.message_num, now()
                  FROM listed l
                ON CONFLICT (room_id) DO NOTHING
             RETURNING r.room_id, r.message_count AS message_num, r.chatwork_updated_at AS updated_at,
@@ -561,16 +657,39 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
                                     r.webhook_messages_since_fetch) AS unseen,
                       (l.updated_at IS DISTINCT FROM r.synced_last_update_time
                        OR r.author_names_wanted_since IS NOT NULL) AS edited,
-                      r.fetch_wanted_since
+                      r.fetch_wanted_since,
+                      r.rate_per_min::float8 AS old_rate, r.recent_rate_per_min::float8 AS old_recent,
+                      r.rate_base_num, r.rate_base_at,
+                      -- Minutes since the last sample (a room never sampled starts now).
+                      greatest(extract(epoch FROM now() - coalesce(r.rate_base_at, now()))::float8, 0)
+                          / 60 AS minutes
                  FROM listed l JOIN chatwork_rooms r ON r.room_id = l.room_id
+           ), sampled AS (
+               -- A sample when `message_num` moved: the messages since the last one over
+               -- the minutes it spans, averaged in by the time it spans.
+               SELECT j.*, s.moved,
+                      CASE WHEN s.moved THEN s.sample * s.weight + j.old_rate * (1 - s.weight)
+                           ELSE j.old_rate END AS rate,
+                      CASE WHEN s.moved THEN s.sample ELSE j.old_recent END AS recent,
+                      CASE WHEN s.moved OR j.rate_base_num IS NULL THEN j.message_num
+                           ELSE j.rate_base_num END AS base_num,
+                      CASE WHEN s.moved OR j.rate_base_at IS NULL THEN now()
+                           ELSE j.rate_base_at END AS base_at
+                 FROM judged j
+                 CROSS JOIN LATERAL (
+                     SELECT j.rate_base_num IS NOT NULL AND j.message_num <> j.rate_base_num AS moved,
+                            greatest(j.message_num - coalesce(j.rate_base_num, j.message_num), 0)::float8
+                                / greatest(j.minutes, 1.0 / 60) AS sample,
+                            1 - exp(-j.minutes / $7::float8) AS weight
+                 ) s
            ), decided AS (
                SELECT j.*, (j.unseen > 0 OR j.edited) AND j.syncable AS wanted,
                       CASE WHEN (j.unseen > 0 OR j.edited) AND j.syncable
                            THEN coalesce(j.fetch_wanted_since, now()) END AS wanted_since
-                 FROM judged j
+                 FROM sampled j
            ), checked AS (
-               -- Only rooms whose state moved are written: a check every minute must not
-               -- rewrite every room every minute.
+               -- Only rooms whose state moved are written: a check every few seconds must
+               -- not rewrite every room every time.
                -- A room a webhook registered has no name yet: the list gives it one.
                UPDATE chatwork_rooms r
                   SET checked_at = now(), checked_message_num = d.message_num,
@@ -578,20 +697,26 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
                       fetch_wanted_since = d.wanted_since,
                       name = CASE WHEN d.placeholder THEN d.name ELSE r.name END,
                       room_type = CASE WHEN d.placeholder THEN d.room_type ELSE r.room_type END,
-                      icon_path = CASE WHEN d.placeholder THEN d.icon_path ELSE r.icon_path END
+                      icon_path = CASE WHEN d.placeholder THEN d.icon_path ELSE r.icon_path END,
+                      rate_per_min = least(d.rate, 1e6)::real,
+                      recent_rate_per_min = least(d.recent, 1e6)::real,
+                      rate_base_num = d.base_num, rate_base_at = d.base_at
                  FROM decided d
                 WHERE r.id = d.id
-                  AND ((r.checked_message_num, r.checked_last_update_time, r.fetch_wanted_since)
-                       IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since)
+                  AND ((r.checked_message_num, r.checked_last_update_time, r.fetch_wanted_since,
+                        r.rate_base_num)
+                       IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since, d.base_num)
                        OR (d.placeholder AND d.name <> ''))
            )
            SELECT d.room_id AS "room_id!", d.unseen AS "unseen!", d.wanted AS "wanted!",
                   d.wanted_since AS "wanted_since?", d.updated AS "updated!",
-                  d.message_num AS "message_num!", false AS "registered!"
+                  d.message_num AS "message_num!", false AS "registered!",
+                  d.rate AS "rate!", d.recent AS "recent!", d.base_at AS "base_at!"
              FROM decided d
            UNION ALL
            SELECT g.room_id, g.message_num, g.fetch_wanted_since IS NOT NULL,
-                  g.fetch_wanted_since, l.updated, g.message_num, true
+                  g.fetch_wanted_since, l.updated, g.message_num, true,
+                  0::float8, 0::float8, now()
              FROM registered g JOIN listed l ON l.room_id = g.room_id"#,
         &columns.ids,
         &columns.names,
@@ -599,10 +724,14 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
         &columns.icons,
         &columns.updated,
         &columns.counts,
+        settings.rate_time_constant().as_secs_f64() / 60.0,
     )
     .fetch_all(pool)
     .await?;
     let now = Utc::now();
+    // The last sample counts while it is recent (a burst shows in it before the
+    // average catches up); after two intervals without a move, the average alone.
+    let recent_for = chrono::Duration::from_std(settings.cadence * 2).unwrap_or_default();
     let mut seen = Seen {
         registered: 0,
         candidates: Vec::new(),
@@ -617,10 +746,18 @@ async fn observe(pool: &PgPool, rooms: &[Room]) -> Result<Seen, sqlx::Error> {
         seen.unseen_max = seen.unseen_max.max(unseen);
         seen.unseen_total += unseen;
         if row.wanted {
+            let rate = if now - row.base_at <= recent_for {
+                row.rate.max(row.recent)
+            } else {
+                row.rate
+            };
             seen.candidates.push(Candidate {
-                room_id: row.room_id,
-                unseen,
-                waiting_since: row.wanted_since.unwrap_or(now),
+                need: Need {
+                    room_id: row.room_id,
+                    unseen,
+                    rate_per_min: rate.max(0.0),
+                    waiting_since: row.wanted_since.unwrap_or(now),
+                },
                 listed: CheckedRoom {
                     room_id: row.room_id,
                     connection: None,
@@ -648,8 +785,10 @@ async fn record(
                                     rooms_changed, rooms_fetched, rooms_deferred, unseen_max,
                                     unseen_total, budget_limit, budget_remaining,
                                     budget_reset_at, allowance, job_id, message_limitation,
-                                    cadence_secs)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                                    cadence_secs, tight, demand_per_window, supply_per_window,
+                                    loss_per_min, losing_rooms)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   $18, $19, $20, $21)
            RETURNING id"#,
         trigger.as_str(),
         report.outcome.as_str(),
@@ -667,6 +806,11 @@ async fn record(
         report.job_id,
         limitation,
         cadence_secs(settings),
+        report.tight,
+        report.demand_per_window as f32,
+        i32::try_from(report.supply_per_window).unwrap_or(i32::MAX),
+        report.loss_per_min as f32,
+        serde_json::to_value(&report.losing_rooms).unwrap_or_default(),
     )
     .fetch_one(pool)
     .await
@@ -731,39 +875,9 @@ pub async fn count_old_checks(pool: &PgPool, age: Duration) -> Result<u64, sqlx:
 mod tests {
     use super::*;
 
-    fn candidate(room_id: i64, unseen: i64, waiting_secs: i64) -> Candidate {
-        Candidate {
-            room_id,
-            unseen,
-            waiting_since: DateTime::from_timestamp(1_800_000_000 - waiting_secs, 0).unwrap(),
-            listed: CheckedRoom {
-                room_id,
-                connection: None,
-                last_update_time: 1,
-                message_num: unseen,
-            },
-        }
-    }
-
-    #[test]
-    fn the_rooms_closest_to_the_limit_come_first_then_the_longest_waiting() {
-        let mut rooms = vec![
-            candidate(1, 3, 600),
-            candidate(2, 90, 0),
-            candidate(3, 0, 900),
-            candidate(4, 140, 0),
-            candidate(5, 3, 1200),
-            candidate(6, 100, 60),
-        ];
-        rank(&mut rooms);
-        let order: Vec<i64> = rooms.iter().map(|c| c.room_id).collect();
-        // 6 (100) and 4 (140, past the limit) both count as 100; 6 waited longer.
-        assert_eq!(order, [6, 4, 2, 5, 1, 3]);
-    }
-
     #[test]
     fn the_reserve_is_a_share_of_the_window() {
-        let settings = RoomCheckSettings::default();
+        let settings = RoomCheckSettings::default().plan_settings(CheckTrigger::Schedule);
         assert_eq!(settings.reserve_of(300), 30);
         assert_eq!(settings.reserve_of(12), 2, "rounded up");
         assert_eq!(settings.reserve_of(0), 0);
@@ -771,32 +885,10 @@ mod tests {
             reserve_percent: 0,
             ..RoomCheckSettings::default()
         };
-        assert_eq!(none.reserve_of(300), 0);
-    }
-
-    #[test]
-    fn the_allowance_is_what_the_budget_serves_before_the_next_check() {
-        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let cadence = Duration::from_secs(60);
-        let allowance = |budget, now, reserve| allowance(budget, now, cadence, reserve);
-        let budget = |remaining, reset_in: i64| {
-            Some(BudgetSeen {
-                limit: 300,
-                remaining,
-                reset_at: now + chrono::Duration::seconds(reset_in),
-            })
-        };
-        // The window resets in 4 minutes: only what is left, less the reserve and the
-        // next check.
-        assert_eq!(allowance(budget(299, 240), now, 30), 268);
-        assert_eq!(allowance(budget(20, 240), now, 30), 0);
-        // Without the reserve (a person's sync), all that is left.
-        assert_eq!(allowance(budget(20, 240), now, 0), 19);
-        // It resets before the next check: the next window's share counts too.
-        assert_eq!(allowance(budget(20, 30), now, 30), 269);
-        // A window whose reset passed is whole again.
-        assert_eq!(allowance(budget(0, -5), now, 30), 269);
-        assert_eq!(allowance(None, now, 30), 0);
+        assert_eq!(
+            none.plan_settings(CheckTrigger::Schedule).reserve_of(300),
+            0
+        );
     }
 
     #[test]
@@ -812,5 +904,42 @@ mod tests {
         assert!(RoomCheckSettings::from_env(&zero).is_err());
         let all = Env::from_pairs([("ROOM_CHECK_RESERVE_PERCENT", "95")]);
         assert!(RoomCheckSettings::from_env(&all).is_err());
+
+        // By default four checks a minute, one invocation each minute.
+        let defaults = RoomCheckSettings::from_env(&Env::default()).unwrap();
+        assert_eq!(defaults.cadence, Duration::from_secs(15));
+        assert_eq!(defaults.per_invocation, 4);
+        let env = Env::from_pairs([
+            ("ROOM_CHECK_EVERY_SECONDS", "20"),
+            ("ROOM_CHECK_GATHER_MESSAGES", "80"),
+            ("ROOM_CHECK_FRESHNESS_MINUTES", "5"),
+        ]);
+        let settings = RoomCheckSettings::from_env(&env).unwrap();
+        assert_eq!(settings.cadence, Duration::from_secs(20));
+        assert_eq!(settings.per_invocation, 3);
+        assert_eq!(settings.gather_min, 80);
+        assert_eq!(settings.freshness_bound, Duration::from_secs(300));
+        // A minute's schedule: one check per invocation.
+        let minute = Env::from_pairs([("ROOM_CHECK_EVERY_MINUTES", "1")]);
+        assert_eq!(
+            RoomCheckSettings::from_env(&minute).unwrap().per_invocation,
+            1
+        );
+        for (name, value) in [
+            ("ROOM_CHECK_EVERY_SECONDS", "7"),
+            ("ROOM_CHECK_EVERY_SECONDS", "90"),
+            ("ROOM_CHECK_EVERY_SECONDS", "2"),
+            ("ROOM_CHECK_GATHER_MESSAGES", "0"),
+            ("ROOM_CHECK_GATHER_MESSAGES", "101"),
+            ("ROOM_CHECK_FRESHNESS_MINUTES", "0"),
+        ] {
+            let env = Env::from_pairs([(name, value)]);
+            assert!(RoomCheckSettings::from_env(&env).is_err(), "{name}={value}");
+        }
+        let both = Env::from_pairs([
+            ("ROOM_CHECK_EVERY_SECONDS", "15"),
+            ("ROOM_CHECK_EVERY_MINUTES", "5"),
+        ]);
+        assert!(RoomCheckSettings::from_env(&both).is_err());
     }
 }

@@ -11,6 +11,7 @@
 pub mod check;
 mod columns;
 pub mod messages;
+pub mod plan;
 pub mod rooms;
 mod snapshot;
 

@@ -147,7 +147,7 @@ impl MessagesSyncMessage {
 }
 
 /// What one item did: the room check step, or one room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ItemReport {
     /// The room check step: what it saw and planned, and its Chatwork requests.
@@ -190,7 +190,7 @@ pub struct GapEstimate {
 }
 
 /// The result of a messages sync, derived from its items.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagesSyncResult {
     /// The rooms the job covers (for a sync of all rooms, those its room check planned;

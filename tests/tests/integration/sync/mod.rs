@@ -3,6 +3,7 @@
 
 use cwsync::jobs::JobSpec as _;
 
+mod ceiling;
 mod check;
 mod cost;
 mod faults;
