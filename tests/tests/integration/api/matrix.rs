@@ -195,6 +195,15 @@ fn rows() -> Vec<Row> {
             body: no_body,
             expect: [401, 403, 403, 403, 200],
         },
+        // Any role may read a file; none is stored here (the content itself:
+        // sync::extras).
+        Row {
+            method: "GET",
+            route: "/api/chatwork/rooms/{id}/files/{fileId}/content",
+            path: |_, _| "/api/chatwork/rooms/101/files/1/content".into(),
+            body: no_body,
+            expect: [401, 403, 404, 404, 404],
+        },
         Row {
             method: "GET",
             route: "/api/companies",

@@ -5,6 +5,7 @@ use cwsync::jobs::JobSpec as _;
 
 mod check;
 mod cost;
+mod extras;
 mod faults;
 mod hostile;
 mod messages;
