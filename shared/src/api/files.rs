@@ -25,9 +25,30 @@ pub(crate) struct FilePath {
     /// under `/api/chatwork/rooms/{id}` (one router cannot name one segment twice).
     #[param(value_type = String)]
     id: RoomRef,
-    /// Chatwork's id of the file.
-    #[param(minimum = 1)]
-    file_id: i64,
+    /// Chatwork's id of the file (digits).
+    #[param(value_type = String, pattern = r"^[1-9][0-9]{0,17}$")]
+    file_id: FileId,
+}
+
+/// A file id in a path: 1 to 18 digits, not 0 (path segments arrive as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(i64);
+
+impl<'de> Deserialize<'de> for FileId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
+            .map(FileId)
+            .ok_or_else(|| serde::de::Error::custom("expected a file id (digits, not 0)"))
+    }
+}
+
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 fn not_found(path: &FilePath) -> ApiError {
@@ -58,16 +79,13 @@ pub(crate) async fn content(
     _caller: Caller,
     ApiPath(path): ApiPath<FilePath>,
 ) -> Result<Response, ApiError> {
-    if path.file_id <= 0 {
-        return Err(not_found(&path));
-    }
     let room = resolve_room(&state.pool, path.id)
         .await
         .map_err(|_| not_found(&path))?;
     let file = sqlx::query!(
         r#"SELECT filename, storage_state, storage_key, stored_bytes
              FROM chatwork_files WHERE file_id = $1 AND chatwork_room_id = $2"#,
-        path.file_id,
+        path.file_id.0,
         room.id,
     )
     .fetch_optional(&state.pool)
@@ -103,7 +121,7 @@ pub(crate) async fn content(
         // Stored, then lost (a lifecycle rule's expiry, say): as good as not stored.
         Ok(None) => return Err(not_found(&path)),
         Err(e) => {
-            tracing::error!(error = %e, file_id = path.file_id, "file storage failed");
+            tracing::error!(error = %e, file_id = path.file_id.0, "file storage failed");
             return Err(unavailable(
                 "File storage is unavailable; try again.".into(),
             ));

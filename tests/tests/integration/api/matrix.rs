@@ -435,6 +435,7 @@ async fn every_route_answers_every_caller_as_designed(app: &impl Api) {
                 (404, _) if row.route.starts_with("/api/chatwork/connections") => {
                     Some("connection_not_found")
                 }
+                (404, _) if row.route.ends_with("/content") => Some("not_found"),
                 (404, _) => Some("job_not_found"),
                 _ => None,
             };

@@ -344,6 +344,16 @@ async fn a_file_is_copied_once_and_served_to_people_with_a_role_only() {
     assert_eq!(missing.status(), 404);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
+    let malformed = format!("{address}/api/chatwork/rooms/{ROOM}/files/0x1/content");
+    let answer = http
+        .get(&malformed)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_path_parameter");
     let unknown = format!("{address}/api/chatwork/rooms/{ROOM}/files/999999/content");
     assert_eq!(
         http.get(&unknown)
