@@ -1405,3 +1405,46 @@ async fn tasks_files_and_members_are_read_and_a_download_url_never_shows() {
     let path = secret.rsplit('/').next().unwrap();
     assert!(!logs.contains(path), "the download URL reached a log");
 }
+
+#[tokio::test]
+async fn a_download_without_a_length_stops_being_read_at_the_cap() {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 64 << 10;
+    const CHUNKS: usize = 200;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    // 12.5 MiB in chunks, produced as they are read, with no Content-Length.
+    let app = axum::Router::new().route(
+        "/file",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            async move {
+                let chunks = futures_util::stream::iter(0..CHUNKS).map(move |_| {
+                    counter.fetch_add(CHUNK, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; CHUNK]))
+                });
+                axum::body::Body::from_stream(chunks)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/file", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fake = FakeChatwork::start(FakeSettings::default()).await;
+    let db = TestDb::new().await;
+    let client = client(&fake, &db);
+    let error = client
+        .download(&SecretString::from(url), 1 << 20, in_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        cwsync::chatwork::DownloadError::TooLarge { cap: 1 << 20 }
+    );
+    // What left the server: the cap and what the connection's buffers took, far from all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let left = sent.load(Ordering::Relaxed);
+    assert!(left < CHUNK * CHUNKS / 2, "{left} bytes were produced");
+    assert!(fake.requests().is_empty(), "no API request");
+}
