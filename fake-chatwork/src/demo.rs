@@ -22,7 +22,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chrono::{Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Weekday};
 
 use crate::AccountSetup;
-use crate::model::{Account, FakeAccount, FakeOAuthClient, Message, Room, RoomType};
+use crate::model::FakeOAuthClient;
+use crate::model::{
+    Account, FakeAccount, File, LimitType, Member, Message, Room, RoomType, Task, TaskStatus,
+};
 
 const MINUTE: i64 = 60;
 /// Working days the history spans (two weeks).
@@ -110,6 +113,51 @@ impl Calendar {
             day.day(),
             WEEKDAYS_JA[day.weekday().num_days_from_monday() as usize]
         )
+    }
+
+    /// The `k`-th working day after the history (1 is the next one); 0 is the last day
+    /// of the history, negative ones count back into it.
+    fn workday(&self, k: i64) -> NaiveDate {
+        if k <= 0 {
+            let back = usize::try_from(-k).unwrap_or(0).min(self.days.len() - 1);
+            return self.days[self.days.len() - 1 - back];
+        }
+        let mut day = *self.days.last().expect("ten days");
+        let mut left = k;
+        while left > 0 {
+            day += Duration::days(1);
+            if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+                left -= 1;
+            }
+        }
+        day
+    }
+
+    /// A task deadline of kind `date` on working day `k` (see [`Self::workday`]): the
+    /// last second of that day in Tokyo.
+    fn due_date(&self, k: i64) -> i64 {
+        let end = self
+            .workday(k)
+            .and_hms_opt(23, 59, 59)
+            .expect("a valid time of day");
+        tokyo()
+            .from_local_datetime(&end)
+            .single()
+            .expect("a fixed offset has no gaps")
+            .timestamp()
+    }
+
+    /// A task deadline of kind `time`: working day `k` at `hour`:`minute` in Tokyo.
+    fn due_time(&self, k: i64, hour: u32, minute: u32) -> i64 {
+        let at = self
+            .workday(k)
+            .and_hms_opt(hour, minute, 0)
+            .expect("a valid time of day");
+        tokyo()
+            .from_local_datetime(&at)
+            .single()
+            .expect("a fixed offset has no gaps")
+            .timestamp()
     }
 
     /// `Jun 16`: `days` calendar days after the history's last day.
@@ -293,6 +341,8 @@ impl DemoData {
             accounting(&p),
             lunch(&p),
         ];
+        let mut rooms = rooms;
+        add_tasks_files_members(&mut rooms, &p);
         let second_rooms = vec![suzuki_my_chat(&p), aoba_proposal(&p), direct_mori(&p)];
         Self {
             accounts: p.all(),
@@ -318,6 +368,14 @@ impl DemoData {
     pub const SECOND_ACCOUNT_TOKEN: &'static str = "fake-chatwork-token-suzuki-fedcba9876543210";
     /// The room both accounts are members of (the Minato project room).
     pub const SHARED_ROOM_ID: i64 = 281_000_106;
+    /// The organization of the demo's customer (伊藤 大輔 and his colleagues), as
+    /// `GET /rooms/{id}/members` names it: the local runner's demo company bears this
+    /// name, so the members of a room it is not linked to suggest it.
+    pub const CUSTOMER_ORGANIZATION: &'static str =
+        "ミナトロジスティクス株式会社 (Minato Logistics)";
+    /// The room whose members suggest the customer's company though no link says so (the
+    /// design review, which 伊藤 joined).
+    pub const SUGGESTED_ROOM_ID: i64 = 281_000_110;
     /// The demo's OAuth client, registered by whoever knows its redirect URI
     /// ([`Self::oauth_client`]).
     pub const OAUTH_CLIENT_ID: &'static str = "fake-chatwork-demo-client";
@@ -1124,6 +1182,133 @@ fn direct_mori(p: &People) -> Room {
     );
     s.say(him, 45, "受け取りました。来週早々に返送します👍");
     s.done()
+}
+
+/// The demo's tasks, files and members: in the customer's rooms, tasks with deadlines
+/// (open with a date, open with a time, one done, one overdue) and files; in the design
+/// review, the customer's 伊藤 among the members (the company suggestion) and a task and
+/// a file of its own. Ids are fixed, so the data is the same for a day.
+fn add_tasks_files_members(rooms: &mut [Room], p: &People) {
+    let cal = &p.cal;
+    let nishikaze = crate::state::default_account().organization_name;
+    let customer = DemoData::CUSTOMER_ORGANIZATION;
+    let member = |account: &Account, organization: &str, role: &str| Member {
+        role: role.to_owned(),
+        department: if organization == customer {
+            "物流企画部".to_owned()
+        } else {
+            String::new()
+        },
+        ..Member::new(account.clone(), organization)
+    };
+    let message_of = |room: &Room, index: usize| {
+        room.messages
+            .get(index)
+            .map(|m| m.message_id.clone())
+            .unwrap_or_default()
+    };
+    let task = |id: i64, to: &Account, by: &Account, body: &str| Task {
+        task_id: id,
+        ..Task::new(to.clone(), by.clone(), body)
+    };
+    let file = |id: i64, by: &Account, name: &str, bytes: &[u8], at: i64| File {
+        file_id: id,
+        upload_time: at,
+        ..File::new(by.clone(), name, bytes.to_vec())
+    };
+    for room in rooms.iter_mut() {
+        match room.room_id {
+            281_000_104 => {
+                room.tasks.push(
+                    task(
+                        52_000_004,
+                        &p.sato,
+                        &p.ito,
+                        "電話番号の正規化ルール（ハイフンあり・なし）を文書で共有する",
+                    )
+                    .due(LimitType::Date, cal.due_date(-2)),
+                );
+                room.members = vec![
+                    member(&p.sato, &nishikaze, "admin"),
+                    member(&p.ito, customer, "admin"),
+                ];
+            }
+            281_000_106 => {
+                let first = room.messages.first().map_or(0, |m| m.send_time);
+                let mut done = task(
+                    52_000_001,
+                    &p.ito,
+                    &p.suzuki,
+                    "サンプルCSV（出荷データ）のご提供",
+                )
+                .due(LimitType::Date, cal.due_date(-2));
+                done.status = TaskStatus::Done;
+                done.message_id = message_of(room, 1);
+                let mut data = task(
+                    52_000_002,
+                    &p.ito,
+                    &p.sato,
+                    "受入テスト用の出荷データ（直近1か月分・マスキング済み）のご提供",
+                )
+                .due(LimitType::Date, cal.due_date(3));
+                data.message_id = message_of(room, room.messages.len().saturating_sub(2));
+                let demo = task(
+                    52_000_003,
+                    &p.sato,
+                    &p.suzuki,
+                    "次回定例で配送ステータス画面の実機デモ",
+                )
+                .due(LimitType::Time, cal.due_time(2, 10, 30));
+                room.tasks.extend([done, data, demo]);
+                room.files.push(file(
+                    73_000_001,
+                    &p.ito,
+                    "出荷データ_サンプル.csv",
+                    "伝票番号,お届け先,電話番号\n0001,東京都港区芝浦1-1-1,03-1234-5678\n0002,横浜市中区山下町2,0451234567\n".as_bytes(),
+                    first + 24 * 3600,
+                ));
+                room.files.push(file(
+                    73_000_002,
+                    &p.suzuki,
+                    "キックオフ議事録.pdf",
+                    b"%PDF-1.4\n% demo minutes of the kickoff\n%%EOF\n",
+                    first + 600,
+                ));
+                room.members = vec![
+                    member(&p.sato, &nishikaze, "admin"),
+                    member(&p.suzuki, &nishikaze, "admin"),
+                    member(&p.ito, customer, "member"),
+                ];
+            }
+            DemoData::SUGGESTED_ROOM_ID => {
+                let first = room.messages.first().map_or(0, |m| m.send_time);
+                room.tasks.push(
+                    task(
+                        52_000_005,
+                        &p.tanaka,
+                        &p.sato,
+                        "配送ステータス画面 A案＋折りたたみの修正版",
+                    )
+                    .due(LimitType::Date, cal.due_date(2)),
+                );
+                room.files.push(file(
+                    73_000_003,
+                    &p.tanaka,
+                    "delivery-status-A.png",
+                    b"\x89PNG\r\n\x1a\n demo image",
+                    first,
+                ));
+                room.members = vec![
+                    member(&p.sato, &nishikaze, "admin"),
+                    member(&p.suzuki, &nishikaze, "member"),
+                    member(&p.tanaka, &nishikaze, "member"),
+                    member(&p.daniel, &nishikaze, "member"),
+                    member(&p.ito, customer, "readonly"),
+                ];
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

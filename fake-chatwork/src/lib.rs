@@ -1,9 +1,10 @@
 //! A fake Chatwork API v2 server for cwsync's tests, its local runner and its benchmarks.
 //!
-//! It serves `GET /v2/me`, `GET /v2/rooms`, `GET /v2/rooms/{id}` and
-//! `GET /v2/rooms/{id}/messages` with Chatwork's JSON shapes over real HTTP on a loopback
-//! port, with Chatwork's OAuth 2.0 pages beside them on the same port, and behaves like
-//! the real API where cwsync depends on it:
+//! It serves `GET /v2/me`, `GET /v2/rooms`, `GET /v2/rooms/{id}`,
+//! `GET /v2/rooms/{id}/messages`, `GET /v2/rooms/{id}/tasks`, `GET /v2/rooms/{id}/files`,
+//! `GET /v2/rooms/{id}/files/{file_id}` and `GET /v2/rooms/{id}/members` with Chatwork's
+//! JSON shapes over real HTTP on a loopback port, with Chatwork's OAuth 2.0 pages beside
+//! them on the same port, and behaves like the real API where cwsync depends on it:
 //!
 //! - Accounts ([`FakeAccount`]): every request speaks for one. The default token
 //!   ([`FakeSettings::token`]) is [`FakeChatwork::DEFAULT_ACCOUNT_ID`]'s, a member of every
@@ -42,6 +43,15 @@
 //!   to answer is a 204 with an empty body. Messages come oldest first.
 //! - Errors are `{"errors": ["..."]}`; the token endpoint's are OAuth's
 //!   `{"error", "error_description"}`.
+//! - Tasks and files: at most 100 per answer (204 when none), with Chatwork's filters.
+//!   The room list's `task_num` counts a room's open tasks (Chatwork does not say whether
+//!   done ones count; this reading lets a reader of the list see a completion) and
+//!   `file_num` its files. `create_download_url=1` adds a `download_url` that works for
+//!   [`DOWNLOAD_URL_TTL`] of the real clock, like a presigned S3 URL: outside the API
+//!   (no token, not counted against the rate budget), answering 403 once expired. A test
+//!   expires URLs early ([`FakeChatwork::expire_download_urls`],
+//!   [`FakeChatwork::expire_next_download_urls`]) and reads the downloads answered
+//!   ([`FakeChatwork::downloads`]).
 //!
 //! A test changes the world while the fake runs (rooms, messages, edits, a room that is
 //! gone or forbidden), injects faults ([`Fault`]: server errors, hangs, network delay,
@@ -80,12 +90,13 @@ use std::time::Duration;
 
 pub use demo::DemoData;
 pub use model::{
-    Account, FakeAccount, FakeOAuthClient, Fault, FaultScope, Message, RateLimitState,
-    RateWindowRecord, RequestRecord, Room, RoomAccess, RoomType, TokenOutcome, TokenRequestRecord,
-    WindowKind,
+    Account, FakeAccount, FakeOAuthClient, Fault, FaultScope, File, LimitType, Member, Message,
+    RateLimitState, RateWindowRecord, RequestRecord, Room, RoomAccess, RoomType, Task, TaskStatus,
+    TokenOutcome, TokenRequestRecord, WindowKind,
 };
 pub use oauth::{ACCESS_TOKEN_TTL, CODE_TTL, KNOWN_SCOPES, REFRESH_TOKEN_TTL, s256_challenge};
-pub use state::MAX_MESSAGES;
+pub use server::MAX_LISTED;
+pub use state::{DOWNLOAD_URL_TTL, DownloadRecord, MAX_MESSAGES};
 pub use traffic::{
     PlaybackRecord, Posted, RoomKind, RoomProfile, Scheduled, TrafficEvent, TrafficPlan,
     TrafficSettings,
@@ -465,6 +476,65 @@ impl FakeChatwork {
     /// The ids of every room the fake knows (including gone ones).
     pub fn room_ids(&self) -> Vec<i64> {
         lock(&self.shared).rooms.keys().copied().collect()
+    }
+
+    // ---- tasks, files, members ----
+
+    /// Adds a task to a room (given an id when its `task_id` is 0); returns the id, or
+    /// `None` when the room does not exist.
+    pub fn add_task(&self, room_id: i64, task: Task) -> Option<i64> {
+        lock(&self.shared).add_task(room_id, task)
+    }
+
+    /// Marks a task done; false when the room has no such task.
+    pub fn complete_task(&self, room_id: i64, task_id: i64) -> bool {
+        lock(&self.shared).complete_task(room_id, task_id)
+    }
+
+    /// Moves a task's deadline (`LimitType::None` removes it); false when the room has no
+    /// such task.
+    pub fn set_task_deadline(
+        &self,
+        room_id: i64,
+        task_id: i64,
+        limit_type: LimitType,
+        limit_time: i64,
+    ) -> bool {
+        lock(&self.shared).set_task_deadline(room_id, task_id, limit_type, limit_time)
+    }
+
+    /// Uploads a file with these bytes to a room now (given an id when its `file_id` is
+    /// 0); returns the id, or `None` when the room does not exist.
+    pub fn add_file(&self, room_id: i64, file: File) -> Option<i64> {
+        lock(&self.shared).add_file(room_id, file)
+    }
+
+    /// Sets who `GET /rooms/{id}/members` lists for a room (empty: the fake's accounts
+    /// that are members of it). False when the room does not exist.
+    pub fn set_room_members(&self, room_id: i64, members: Vec<Member>) -> bool {
+        match lock(&self.shared).rooms.get_mut(&room_id) {
+            Some(stored) => {
+                stored.room.members = members;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every download URL issued so far stops working now (403).
+    pub fn expire_download_urls(&self) {
+        lock(&self.shared).downloads.expire_all();
+    }
+
+    /// The next `n` download URLs are issued already expired.
+    pub fn expire_next_download_urls(&self, n: u32) {
+        lock(&self.shared).downloads.expire_next(n);
+    }
+
+    /// Every request to a download URL so far, oldest first (they are not in
+    /// [`requests`](Self::requests), which logs the API).
+    pub fn downloads(&self) -> Vec<DownloadRecord> {
+        lock(&self.shared).downloads.log.clone()
     }
 
     // ---- faults ----

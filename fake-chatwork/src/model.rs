@@ -79,6 +79,13 @@ pub struct Room {
     /// Epoch seconds; moves when a message is posted or edited.
     pub last_update_time: i64,
     pub messages: Vec<Message>,
+    /// Its tasks, oldest first (`task_num` counts the open ones).
+    pub tasks: Vec<Task>,
+    /// Its files, oldest first (`file_num` counts them).
+    pub files: Vec<File>,
+    /// Who `GET /rooms/{id}/members` lists; empty: the fake's accounts that are members
+    /// of the room, with their organizations.
+    pub members: Vec<Member>,
 }
 
 impl Room {
@@ -103,6 +110,141 @@ impl Room {
             description: String::new(),
             last_update_time: 0,
             messages: Vec::new(),
+            tasks: Vec::new(),
+            files: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+}
+
+/// Whether a task is still to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Open,
+    Done,
+}
+
+/// What a task's `limit_time` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitType {
+    /// No deadline (`limit_time` 0).
+    None,
+    /// A day: `limit_time` is that day's end.
+    Date,
+    /// An instant.
+    Time,
+}
+
+/// A task of a room, as the fake stores and serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Unique across the fake; [`FakeChatwork::add_task`](crate::FakeChatwork::add_task)
+    /// gives one when it is 0.
+    pub task_id: i64,
+    /// The assignee.
+    pub account: Account,
+    pub assigned_by: Account,
+    /// The message the task was made from (a decimal string; empty for none).
+    pub message_id: String,
+    pub body: String,
+    /// Epoch seconds; 0 for [`LimitType::None`].
+    pub limit_time: i64,
+    pub limit_type: LimitType,
+    pub status: TaskStatus,
+}
+
+impl Task {
+    /// An open task without a deadline.
+    pub fn new(account: Account, assigned_by: Account, body: impl Into<String>) -> Self {
+        Self {
+            task_id: 0,
+            account,
+            assigned_by,
+            message_id: String::new(),
+            body: body.into(),
+            limit_time: 0,
+            limit_type: LimitType::None,
+            status: TaskStatus::Open,
+        }
+    }
+
+    /// The same task due at `limit_time` (epoch seconds) of `limit_type`.
+    pub fn due(self, limit_type: LimitType, limit_time: i64) -> Self {
+        let limit_time = if limit_type == LimitType::None {
+            0
+        } else {
+            limit_time
+        };
+        Self {
+            limit_type,
+            limit_time,
+            ..self
+        }
+    }
+}
+
+/// A file uploaded to a room, with its bytes (served through download URLs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// Unique across the fake; [`FakeChatwork::add_file`](crate::FakeChatwork::add_file)
+    /// gives one when it is 0.
+    pub file_id: i64,
+    /// Who uploaded it.
+    pub account: Account,
+    /// The message that announced it (a decimal string; empty for none).
+    pub message_id: String,
+    pub filename: String,
+    pub bytes: Vec<u8>,
+    /// Epoch seconds.
+    pub upload_time: i64,
+    /// What `filesize` says; `None`: the length of `bytes` (a test may make Chatwork's
+    /// word differ from what the download holds).
+    pub declared_size: Option<u64>,
+}
+
+impl File {
+    pub fn new(account: Account, filename: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self {
+            file_id: 0,
+            account,
+            message_id: String::new(),
+            filename: filename.into(),
+            bytes,
+            upload_time: 0,
+            declared_size: None,
+        }
+    }
+
+    /// The `filesize` Chatwork reports.
+    pub fn filesize(&self) -> u64 {
+        self.declared_size.unwrap_or(self.bytes.len() as u64)
+    }
+}
+
+/// A member of a room as `GET /rooms/{id}/members` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub account: Account,
+    /// `admin`, `member` or `readonly`.
+    pub role: String,
+    pub chatwork_id: String,
+    pub organization_id: i64,
+    pub organization_name: String,
+    pub department: String,
+}
+
+impl Member {
+    /// A `member` of `organization_name`.
+    pub fn new(account: Account, organization_name: impl Into<String>) -> Self {
+        Self {
+            chatwork_id: format!("user{}", account.account_id),
+            organization_id: 0,
+            organization_name: organization_name.into(),
+            department: String::new(),
+            role: "member".into(),
+            account,
         }
     }
 }
@@ -134,7 +276,7 @@ pub enum Fault {
 pub enum FaultScope {
     /// Any request with a valid token.
     Any,
-    /// Requests about this room (`/rooms/{id}` and `/rooms/{id}/messages`).
+    /// Requests about this room (`/rooms/{id}` and everything under it).
     Room(i64),
 }
 

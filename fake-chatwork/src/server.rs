@@ -16,7 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::model::{Fault, RateLimitState, RequestRecord, Room, RoomAccess};
+use crate::model::{
+    Account, Fault, File, LimitType, Member, RateLimitState, RequestRecord, Room, RoomAccess, Task,
+    TaskStatus,
+};
 use crate::state::{Admission, Caller, Credential, Refused, State};
 
 pub(crate) type Shared = Arc<Mutex<State>>;
@@ -33,9 +36,19 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/v2/rooms", get(list_rooms))
         .route("/v2/rooms/{room_id}", get(get_room))
         .route("/v2/rooms/{room_id}/messages", get(list_messages))
+        .route("/v2/rooms/{room_id}/tasks", get(list_tasks))
+        .route("/v2/rooms/{room_id}/files", get(list_files))
+        .route("/v2/rooms/{room_id}/files/{file_id}", get(get_file))
+        .route("/v2/rooms/{room_id}/members", get(list_members))
         .fallback(|| async { errors(StatusCode::NOT_FOUND, "Resource not found") })
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared.clone())
+        // Download URLs stand for presigned storage URLs: outside the API and its gate
+        // (no token, no rate budget).
+        .route(
+            &format!("{DOWNLOAD_PATH}/{{secret}}"),
+            get(download).with_state(shared.clone()),
+        )
         .merge(crate::oauth_http::router(shared))
 }
 
@@ -278,8 +291,8 @@ fn room_json(room: &Room, detail: bool) -> Value {
         "mention_num": 0,
         "mytask_num": 0,
         "message_num": room.messages.len(),
-        "file_num": 0,
-        "task_num": 0,
+        "file_num": room.files.len(),
+        "task_num": room.tasks.iter().filter(|t| t.status == TaskStatus::Open).count(),
         "icon_path": room.icon_path,
         "last_update_time": room.last_update_time,
     });
@@ -415,4 +428,245 @@ async fn list_messages(
         })
         .collect();
     axum::Json(body).into_response()
+}
+
+/// Where download URLs point (`/downloads/<secret>` on the fake's port).
+pub(crate) const DOWNLOAD_PATH: &str = "/downloads";
+
+/// Chatwork answers at most this many tasks or files per request.
+pub const MAX_LISTED: usize = 100;
+
+fn account_json(account: &Account) -> Value {
+    json!({
+        "account_id": account.account_id,
+        "name": account.name,
+        "avatar_image_url": account.avatar_image_url,
+    })
+}
+
+fn task_json(task: &Task) -> Value {
+    json!({
+        "task_id": task.task_id,
+        "account": account_json(&task.account),
+        "assigned_by_account": account_json(&task.assigned_by),
+        "message_id": task.message_id,
+        "body": task.body,
+        "limit_time": if task.limit_type == LimitType::None { 0 } else { task.limit_time },
+        "status": task.status,
+        "limit_type": task.limit_type,
+    })
+}
+
+fn file_json(file: &File) -> Value {
+    json!({
+        "file_id": file.file_id,
+        "account": account_json(&file.account),
+        "message_id": file.message_id,
+        "filename": file.filename,
+        "filesize": file.filesize(),
+        "upload_time": file.upload_time,
+    })
+}
+
+fn member_json(member: &Member) -> Value {
+    json!({
+        "account_id": member.account.account_id,
+        "role": member.role,
+        "name": member.account.name,
+        "chatwork_id": member.chatwork_id,
+        "organization_id": member.organization_id,
+        "organization_name": member.organization_name,
+        "department": member.department,
+        "avatar_image_url": member.account.avatar_image_url,
+    })
+}
+
+/// A numeric filter of the query: absent, valid, or (`Err`) the name of a malformed one,
+/// which Chatwork answers with a 400.
+fn id_filter<'a>(query: &HashMap<String, String>, name: &'a str) -> Result<Option<i64>, &'a str> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(raw) => raw.parse::<i64>().map(Some).map_err(|_| name),
+    }
+}
+
+fn invalid_value(name: &str) -> Response {
+    errors(
+        StatusCode::BAD_REQUEST,
+        &format!("Invalid value for {name}"),
+    )
+}
+
+/// A list answer: 204 with no body when empty, as Chatwork does.
+fn list_answer(values: Vec<Value>) -> Response {
+    if values.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        axum::Json(values).into_response()
+    }
+}
+
+async fn list_tasks(
+    AxumState(shared): AxumState<Shared>,
+    Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
+    };
+    if let Some(refused) = scope_refusal(&caller, "rooms.tasks:read") {
+        return refused;
+    }
+    let status = match query.get("status").map(String::as_str) {
+        None => None,
+        Some("open") => Some(TaskStatus::Open),
+        Some("done") => Some(TaskStatus::Done),
+        Some(_) => return errors(StatusCode::BAD_REQUEST, "Invalid value for status"),
+    };
+    let (account, assigned_by) = match (
+        id_filter(&query, "account_id"),
+        id_filter(&query, "assigned_by_account_id"),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(name), _) | (_, Err(name)) => return invalid_value(name),
+    };
+    let state = lock(&shared);
+    let Some(stored) = state.rooms.get(&room_id) else {
+        return errors(StatusCode::NOT_FOUND, "Room not found");
+    };
+    let tasks = stored
+        .room
+        .tasks
+        .iter()
+        .filter(|t| status.is_none_or(|s| t.status == s))
+        .filter(|t| account.is_none_or(|a| t.account.account_id == a))
+        .filter(|t| assigned_by.is_none_or(|a| t.assigned_by.account_id == a))
+        .take(MAX_LISTED)
+        .map(task_json)
+        .collect();
+    list_answer(tasks)
+}
+
+async fn list_files(
+    AxumState(shared): AxumState<Shared>,
+    Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
+    };
+    if let Some(refused) = scope_refusal(&caller, "rooms.files:read") {
+        return refused;
+    }
+    let account = match id_filter(&query, "account_id") {
+        Ok(a) => a,
+        Err(name) => return invalid_value(name),
+    };
+    let state = lock(&shared);
+    let Some(stored) = state.rooms.get(&room_id) else {
+        return errors(StatusCode::NOT_FOUND, "Room not found");
+    };
+    let files = stored
+        .room
+        .files
+        .iter()
+        .filter(|f| account.is_none_or(|a| f.account.account_id == a))
+        .take(MAX_LISTED)
+        .map(file_json)
+        .collect();
+    list_answer(files)
+}
+
+async fn get_file(
+    AxumState(shared): AxumState<Shared>,
+    Path((raw, raw_file)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
+    };
+    let Some(file_id) = raw_file.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return errors(StatusCode::BAD_REQUEST, "Invalid file_id");
+    };
+    if let Some(refused) = scope_refusal(&caller, "rooms.files:read") {
+        return refused;
+    }
+    let create = match query.get("create_download_url").map(String::as_str) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                "Invalid value for create_download_url",
+            );
+        }
+    };
+    let mut state = lock(&shared);
+    let Some(file) = state
+        .rooms
+        .get(&room_id)
+        .and_then(|r| r.room.files.iter().find(|f| f.file_id == file_id))
+    else {
+        return errors(StatusCode::NOT_FOUND, "File not found");
+    };
+    let mut value = file_json(file);
+    if create && let Some(secret) = state.issue_download(room_id, file_id) {
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        value["download_url"] = json!(format!("http://{host}{DOWNLOAD_PATH}/{secret}"));
+    }
+    axum::Json(value).into_response()
+}
+
+async fn list_members(
+    AxumState(shared): AxumState<Shared>,
+    Path(raw): Path<String>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let Some(room_id) = parse_room_id(&raw) else {
+        return invalid_room_id();
+    };
+    if let Some(refused) = scope_refusal(&caller, "rooms.members:read") {
+        return refused;
+    }
+    let state = lock(&shared);
+    if !state.rooms.contains_key(&room_id) {
+        return errors(StatusCode::NOT_FOUND, "Room not found");
+    }
+    let members: Vec<Value> = state
+        .room_members(room_id)
+        .iter()
+        .map(member_json)
+        .collect();
+    axum::Json(members).into_response()
+}
+
+/// A download URL: the bytes while it is valid, else a 403 as a presigned S3 URL answers
+/// (XML, not Chatwork's JSON).
+async fn download(AxumState(shared): AxumState<Shared>, Path(secret): Path<String>) -> Response {
+    match lock(&shared).download(&secret) {
+        Some(bytes) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        None => (
+            StatusCode::FORBIDDEN,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml"),
+            )],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+        )
+            .into_response(),
+    }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::clock::{now_ms, now_secs};
 use crate::model::{
-    Account, FakeAccount, Fault, FaultScope, Message, RateLimitState, RateWindowRecord,
-    RequestRecord, Room, RoomAccess, WindowKind,
+    Account, FakeAccount, Fault, FaultScope, File, LimitType, Member, Message, RateLimitState,
+    RateWindowRecord, RequestRecord, Room, RoomAccess, Task, TaskStatus, WindowKind,
 };
 use crate::oauth::{OAuth, Scopes};
 use crate::webhook::Webhooks;
@@ -153,6 +153,80 @@ pub(crate) struct State {
     pub webhooks: Webhooks,
     /// Bytes of garbage answers that left (`Fault::Garbage`), counted as they are sent.
     pub garbage_sent: Arc<AtomicU64>,
+    /// Download URLs issued (`create_download_url=1`), by their secret part.
+    pub downloads: Downloads,
+    /// The last task and file ids given.
+    last_task_id: i64,
+    last_file_id: i64,
+}
+
+/// How long a download URL works (Chatwork's: about 30 s).
+pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(30);
+
+/// The download URLs the fake issued, like presigned S3 URLs: anyone holding one gets
+/// the file's bytes until it expires, and a 403 after.
+#[derive(Debug, Default)]
+pub(crate) struct Downloads {
+    issued: HashMap<String, Download>,
+    /// The next this many URLs are issued already expired.
+    expire_next: u32,
+    /// Downloads answered, with what.
+    pub log: Vec<DownloadRecord>,
+    counter: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Download {
+    room_id: i64,
+    file_id: i64,
+    /// Epoch milliseconds.
+    expires_ms: u64,
+}
+
+/// One request to a download URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadRecord {
+    pub room_id: Option<i64>,
+    pub file_id: Option<i64>,
+    /// 200, or 403 for an unknown or expired URL.
+    pub status: u16,
+}
+
+impl Downloads {
+    /// A new URL's secret for a file, valid [`DOWNLOAD_URL_TTL`] (or already expired when
+    /// a test asked for that).
+    fn issue(&mut self, room_id: i64, file_id: i64, rng: &mut fastrand::Rng) -> String {
+        self.counter += 1;
+        let secret = format!("{:016x}{:016x}{}", rng.u64(..), rng.u64(..), self.counter);
+        let expires_ms = if self.expire_next > 0 {
+            self.expire_next -= 1;
+            now_ms().saturating_sub(1)
+        } else {
+            now_ms() + DOWNLOAD_URL_TTL.as_millis() as u64
+        };
+        self.issued.insert(
+            secret.clone(),
+            Download {
+                room_id,
+                file_id,
+                expires_ms,
+            },
+        );
+        secret
+    }
+
+    /// Every URL issued so far stops working now.
+    pub fn expire_all(&mut self) {
+        let now = now_ms().saturating_sub(1);
+        for d in self.issued.values_mut() {
+            d.expires_ms = d.expires_ms.min(now);
+        }
+    }
+
+    /// The next `n` URLs are issued already expired.
+    pub fn expire_next(&mut self, n: u32) {
+        self.expire_next = self.expire_next.saturating_add(n);
+    }
 }
 
 impl State {
@@ -190,6 +264,9 @@ impl State {
             message_limitation: None,
             webhooks: Webhooks::new(seed),
             garbage_sent: Arc::default(),
+            downloads: Downloads::default(),
+            last_task_id: 0,
+            last_file_id: 0,
         };
         for room in rooms {
             state.put_room(room);
@@ -211,6 +288,20 @@ impl State {
             }
         }
         room.messages.sort_by_key(|m| id_key(&m.message_id));
+        for task in &mut room.tasks {
+            if task.task_id <= 0 {
+                self.last_task_id += 1;
+                task.task_id = self.last_task_id;
+            }
+            self.last_task_id = self.last_task_id.max(task.task_id);
+        }
+        for file in &mut room.files {
+            if file.file_id <= 0 {
+                self.last_file_id += 1;
+                file.file_id = self.last_file_id;
+            }
+            self.last_file_id = self.last_file_id.max(file.file_id);
+        }
         for m in &room.messages {
             if let Ok(id) = m.message_id.parse::<u128>() {
                 self.last_id = self.last_id.max(id);
@@ -611,5 +702,119 @@ impl State {
             entry.fetched.insert(room_id, id_key(&newest.message_id));
         }
         messages[start..].to_vec()
+    }
+    // ---- tasks, files, members ----
+
+    /// Adds a task to a room (a new id when its id is 0); returns the id, `None` when the
+    /// room does not exist. The room's `last_update_time` moves, as a task's message does.
+    pub fn add_task(&mut self, room_id: i64, mut task: Task) -> Option<i64> {
+        let room = &mut self.rooms.get_mut(&room_id)?.room;
+        if task.task_id <= 0 {
+            self.last_task_id += 1;
+            task.task_id = self.last_task_id;
+        }
+        self.last_task_id = self.last_task_id.max(task.task_id);
+        let id = task.task_id;
+        room.tasks.push(task);
+        room.last_update_time = room.last_update_time.max(now_secs());
+        Some(id)
+    }
+
+    /// Changes a task in place; false when there is no such task.
+    pub fn change_task(&mut self, room_id: i64, task_id: i64, f: impl FnOnce(&mut Task)) -> bool {
+        let Some(task) = self
+            .rooms
+            .get_mut(&room_id)
+            .and_then(|r| r.room.tasks.iter_mut().find(|t| t.task_id == task_id))
+        else {
+            return false;
+        };
+        f(task);
+        true
+    }
+
+    /// Marks a task done.
+    pub fn complete_task(&mut self, room_id: i64, task_id: i64) -> bool {
+        self.change_task(room_id, task_id, |t| t.status = TaskStatus::Done)
+    }
+
+    /// Moves a task's deadline.
+    pub fn set_task_deadline(
+        &mut self,
+        room_id: i64,
+        task_id: i64,
+        limit_type: LimitType,
+        limit_time: i64,
+    ) -> bool {
+        self.change_task(room_id, task_id, |t| {
+            t.limit_type = limit_type;
+            t.limit_time = if limit_type == LimitType::None {
+                0
+            } else {
+                limit_time
+            };
+        })
+    }
+
+    /// Uploads a file to a room now (a new id when its id is 0); returns the id.
+    pub fn add_file(&mut self, room_id: i64, mut file: File) -> Option<i64> {
+        let room = &mut self.rooms.get_mut(&room_id)?.room;
+        if file.file_id <= 0 {
+            self.last_file_id += 1;
+            file.file_id = self.last_file_id;
+        }
+        self.last_file_id = self.last_file_id.max(file.file_id);
+        if file.upload_time == 0 {
+            file.upload_time = now_secs();
+        }
+        let id = file.file_id;
+        room.files.push(file);
+        room.last_update_time = room.last_update_time.max(now_secs());
+        Some(id)
+    }
+
+    /// A new download URL's secret for a file of a room; `None` when there is no such file.
+    pub fn issue_download(&mut self, room_id: i64, file_id: i64) -> Option<String> {
+        let exists = self
+            .rooms
+            .get(&room_id)
+            .is_some_and(|r| r.room.files.iter().any(|f| f.file_id == file_id));
+        exists.then(|| self.downloads.issue(room_id, file_id, &mut self.rng))
+    }
+
+    /// The bytes behind a download URL's secret while it is valid; logged either way.
+    pub fn download(&mut self, secret: &str) -> Option<Vec<u8>> {
+        let now = now_ms();
+        let found = self.downloads.issued.get(secret).cloned();
+        let bytes = found.as_ref().filter(|d| now < d.expires_ms).and_then(|d| {
+            let room = &self.rooms.get(&d.room_id)?.room;
+            let file = room.files.iter().find(|f| f.file_id == d.file_id)?;
+            Some(file.bytes.clone())
+        });
+        self.downloads.log.push(DownloadRecord {
+            room_id: found.as_ref().map(|d| d.room_id),
+            file_id: found.as_ref().map(|d| d.file_id),
+            status: if bytes.is_some() { 200 } else { 403 },
+        });
+        bytes
+    }
+
+    /// Who `GET /rooms/{id}/members` lists: the room's own list, else the fake's accounts
+    /// that are members of it.
+    pub fn room_members(&self, room_id: i64) -> Vec<Member> {
+        let Some(stored) = self.rooms.get(&room_id) else {
+            return Vec::new();
+        };
+        if !stored.room.members.is_empty() {
+            return stored.room.members.clone();
+        }
+        self.accounts
+            .values()
+            .filter(|a| a.rooms.contains(&room_id))
+            .map(|a| Member {
+                organization_id: a.info.organization_id,
+                ..Member::new(a.info.as_author(), a.info.organization_name.clone())
+            })
+            .collect()
     }
 }

@@ -56,7 +56,7 @@ impl Built {
 }
 
 /// The data folder: `LOCAL_DATA_DIR`, else `cwsync/local` in the user's cache folder.
-fn data_dir(env: &Env) -> PathBuf {
+pub(crate) fn data_dir(env: &Env) -> PathBuf {
     if let Some(dir) = env.get("LOCAL_DATA_DIR") {
         return PathBuf::from(dir);
     }

@@ -13,8 +13,10 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// The demo company: the customer whose rooms' names carry its name.
-pub const COMPANY: &str = "ミナトロジスティクス株式会社 (Minato Logistics)";
+/// The demo company: the customer whose rooms' names carry its name, named as the fake's
+/// members name their organization (so its people in a room it is not linked to
+/// suggest it).
+pub const COMPANY: &str = DemoData::CUSTOMER_ORGANIZATION;
 const COMPANY_MARK: &str = "ミナトロジスティクス";
 
 /// Starts the fake Chatwork with the demo data on `addr` (port 0: any free port).

@@ -267,12 +267,22 @@ async fn serve(
     let connections = connections::build(env, &pool, &chatwork, fake.as_deref(), addr)
         .await
         .context("setting up the Chatwork connections")?;
+    // Copied files: FILES_BUCKET or FILES_DIR, else a folder of the data folder.
+    let files_config =
+        cwsync::files::FilesConfig::from_env(env, Some(connections::data_dir(env).join("files")))?;
+    let file_store = files_config.store().await;
+    let file_copies = file_store.clone().map(|store| cwsync::files::FileCopies {
+        store,
+        max_bytes: files_config.max_bytes,
+    });
     let mut consumers = system::dead_letter_consumers(&pool, &registry);
     consumers.extend(
         system::work_consumers(
             &pool,
             &registry,
             &connections.connections,
+            file_copies,
+            cwsync::sync::check::RoomCheckSettings::from_env(env)?,
             &summary,
             queues.clone(),
         )
@@ -401,13 +411,15 @@ async fn serve(
     ));
     say(&banner);
 
-    let app = api::router(
-        api::AppState::new(pool.clone(), queues, auth)
-            .with_registry(registry)
-            .with_webhook_keys(Arc::new(webhooks.keys))
-            .with_connections(connections.connections.clone())
-            .with_cadences(cadences),
-    );
+    let mut state = api::AppState::new(pool.clone(), queues, auth)
+        .with_registry(registry)
+        .with_webhook_keys(Arc::new(webhooks.keys))
+        .with_connections(connections.connections.clone())
+        .with_cadences(cadences);
+    if let Some(store) = file_store {
+        state = state.with_files(store);
+    }
+    let app = api::router(state);
     // Our server rather than axum::serve: hyper's parser limits sit above the API's own,
     // so an oversized request gets our JSON error (see cwsync::api::serve).
     let stopping = tokio_util::sync::CancellationToken::new();

@@ -254,18 +254,24 @@ pub async fn recover(
 }
 
 /// The consumers of the work queues, one per registered job type: the rooms and messages
-/// syncs share one Chatwork client (and so one rate budget); the items a job grows by go
+/// syncs share one Chatwork client (and so one rate budget) and copy files to `files`;
+/// the items a job grows by go
 /// to `queues`; summaries are drafted by `summary` (the extractive summarizer, or
 /// the model the `SUMMARY_MODEL*` settings name).
 pub async fn work_consumers(
     pool: &PgPool,
     registry: &Registry,
     connections: &Connections,
+    files: Option<cwsync::files::FileCopies>,
+    room_check: cwsync::sync::check::RoomCheckSettings,
     summary: &SummaryContext,
     queues: Arc<dyn Queues>,
 ) -> anyhow::Result<Vec<(QueueName, Arc<dyn BatchConsumer>)>> {
+    let mut sync = SyncContext::with_connections(connections.clone());
+    sync.files = files;
+    sync.settings.room_check = room_check;
     let contexts = Contexts::new()
-        .with(Arc::new(SyncContext::with_connections(connections.clone())))
+        .with(Arc::new(sync))
         .with(Arc::new(summary.clone()));
     Ok(registry.consumers(pool, &queues, &contexts)?)
 }

@@ -14,6 +14,7 @@
 //! - [`schedule`]: the scheduled tasks (syncs, sweeper, retention).
 //! - [`api`]: the HTTP API as an axum router.
 //! - [`chatwork`]: the Chatwork API client and the token's shared rate budget.
+//! - [`files`]: where copied Chatwork files are kept (S3, or a folder locally).
 //! - [`webhook`]: Chatwork's webhook deliveries, verified and stored.
 //! - [`telemetry`]: logging set-up; [`trace`]: the X-Ray trace carried across the
 //!   queues; [`text`]: small helpers for messages.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod connections;
 pub mod consumer;
 pub mod db;
+pub mod files;
 pub mod job_types;
 pub mod jobs;
 pub mod queue;

@@ -3,8 +3,8 @@
 //! - [`TestDb`]: a freshly created and migrated database per test on the server at
 //!   `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), so tests run
 //!   in parallel and never see each other's rows; dropped again when the test ends.
-//! - [`sqs_emulator`]: moto's SQS-compatible server, started once per test process on a
-//!   free loopback port.
+//! - [`sqs_emulator`]: moto's SQS-compatible server (S3, KMS and Secrets Manager too),
+//!   started once per test process on a free loopback port.
 //! - [`spawn_app`]: the API router served on a free loopback port over a fresh database
 //!   and embedded queues, with bearer tokens; [`gateway_app`]: the same router behind
 //!   `lambda_http`'s adapter, fed API Gateway v2 events with JWT authorizer claims.
@@ -42,7 +42,10 @@ pub use model::{FakeModel, ModelReply, ModelRequest};
 pub use oidc::FakeOidc;
 pub use proxy::{TcpProxy, WireCounts};
 pub use rooms::{now_secs, settled_room};
-pub use sqs::{SqsEmulator, create_test_queues, kms_client, sqs_client, sqs_emulator};
+pub use sqs::{
+    SqsEmulator, create_test_bucket, create_test_queues, kms_client, s3_client, sqs_client,
+    sqs_emulator,
+};
 
 /// The workspace's root folder (where `Cargo.toml` and `.venv` live).
 pub fn workspace_root() -> std::path::PathBuf {

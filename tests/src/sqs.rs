@@ -158,6 +158,33 @@ pub fn kms_client() -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::from_conf(config)
 }
 
+/// An S3 client for the emulator (path-style addressing: moto serves every bucket on
+/// its one address).
+pub fn s3_client() -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(SqsEmulator::REGION))
+        .endpoint_url(&sqs_emulator().endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new("test", "test", None, None, "cwsync-tests"))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Creates a bucket of its own in the emulator (tests never share one) and returns its
+/// name.
+pub async fn create_test_bucket() -> String {
+    let name = format!("cwsync-files-{}", uuid::Uuid::new_v4().simple());
+    s3_client()
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create a bucket in moto");
+    name
+}
+
 /// Creates cwsync's FIFO queues (every job type's work queue and its dead-letter queue)
 /// under a prefix of their own (so tests never share queues), each work queue redriving
 /// to its dead-letter queue after `max_receive_count` receives, and returns them as

@@ -96,8 +96,10 @@ for name in ("RoomsSyncFunction", "MessagesSyncFunction", "SummaryDraftFunction"
     cap = functions[name]["Properties"]["Events"]["Queue"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
     fact(cap == {"Ref": "ConsumerMaximumConcurrency"}, f"{name}'s concurrency cap is a parameter")
 
-# Least privilege: no wildcard resource or action in any function's policy; the API
-# may only send to the three work queues.
+# Least privilege: no wildcard resource or action in any function's policy (but the
+# objects under rooms/ of the files bucket, which an object's ARN cannot name otherwise);
+# the API may only send to the three work queues.
+FILES_OBJECTS = {"Fn::Sub": "${FilesBucket.Arn}/rooms/*"}
 for name, function in functions.items():
     for policy in function["Properties"].get("Policies", []):
         for statement in policy.get("Statement", []):
@@ -105,7 +107,29 @@ for name, function in functions.items():
             resource = statement["Resource"]
             resources_list = resource if isinstance(resource, list) else [resource]
             fact(all("*" not in a for a in actions), f"{name}: no wildcard action in {actions}")
-            fact(all(r != "*" and "*" not in str(r) for r in resources_list), f"{name}: no wildcard resource")
+            fact(all(r == FILES_OBJECTS or (r != "*" and "*" not in str(r)) for r in resources_list),
+                 f"{name}: no wildcard resource")
+
+# Files: the messages sync may only put and the API only get, under rooms/; nobody else
+# touches the bucket. The bucket is encrypted, private, TLS-only, with a lifecycle.
+def s3_actions(name):
+    return sorted(a for p in functions[name]["Properties"].get("Policies", []) for s in p.get("Statement", [])
+                  for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]) if a.startswith("s3:"))
+fact(s3_actions("MessagesSyncFunction") == ["s3:PutObject"], "the messages sync may only put files")
+fact(s3_actions("ApiFunction") == ["s3:GetObject"], "the API may only get files")
+for name in functions:
+    if name not in ("MessagesSyncFunction", "ApiFunction"):
+        fact(s3_actions(name) == [], f"{name} does not touch the files bucket")
+bucket = resources["FilesBucket"]["Properties"]
+fact(bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+     in ("AES256", "aws:kms"), "the files bucket is encrypted")
+fact(all(bucket["PublicAccessBlockConfiguration"][k] is True for k in
+         ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")),
+     "the files bucket blocks public access")
+fact(any("AbortIncompleteMultipartUpload" in r for r in bucket["LifecycleConfiguration"]["Rules"]),
+     "the files bucket aborts incomplete uploads")
+fact(resources["FilesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+     == {"Bool": {"aws:SecureTransport": "false"}}, "the files bucket refuses plain HTTP")
 api_sqs = [s for p in functions["ApiFunction"]["Properties"]["Policies"] for s in p["Statement"]
            if any(a.startswith("sqs:") for a in s["Action"])]
 fact(len(api_sqs) == 1 and set(api_sqs[0]["Action"]) == {"sqs:SendMessage", "sqs:GetQueueAttributes"},

@@ -43,9 +43,16 @@ async fn state(env: &Env) -> Result<AppState, Box<dyn std::error::Error>> {
     let webhooks = cwsync_lambda::webhook_keys(env)?;
     // The scheduled tasks' cadences, from the same settings as the template's schedules.
     let cadences = cwsync::schedule::Cadences::from_env(env)?;
-    let state = AppState::new(pool.clone(), Arc::new(queues), auth)
+    let mut state = AppState::new(pool.clone(), Arc::new(queues), auth)
         .with_webhook_keys(webhooks)
         .with_cadences(cadences);
+    // Files' content is read from the bucket the messages sync copies to.
+    if let Some(store) = cwsync::files::FilesConfig::from_env(env, None)?
+        .store()
+        .await
+    {
+        state = state.with_files(store);
+    }
     // Connecting accounts: only with a token key (the clients are built on first use).
     let secrets = Secrets::new(env).await;
     Ok(

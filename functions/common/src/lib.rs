@@ -90,12 +90,21 @@ impl ColdStart {
 
     /// What the sync consumers run with: a Chatwork client (its token from the
     /// environment or Secrets Manager) whose rate budget lives in the pool's database,
-    /// and the room check's settings.
+    /// the room check's settings, and the bucket files are copied to (`FILES_BUCKET`,
+    /// `FILE_MAX_BYTES`).
     pub async fn sync_context(&self) -> Arc<cwsync::sync::SyncContext> {
         let connections = self.connections().await;
         let mut context = cwsync::sync::SyncContext::with_connections(connections);
         context.settings.room_check =
             self.or_exit(cwsync::sync::check::RoomCheckSettings::from_env(&self.env));
+        // Files' content: the bucket of FILES_BUCKET (no folder default in Lambda).
+        let files = self.or_exit(cwsync::files::FilesConfig::from_env(&self.env, None));
+        if let Some(store) = files.store().await {
+            context.files = Some(cwsync::files::FileCopies {
+                store,
+                max_bytes: files.max_bytes,
+            });
+        }
         Arc::new(context)
     }
 

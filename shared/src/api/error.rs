@@ -94,6 +94,9 @@ pub enum ErrorCode {
     TaskRunActive,
     /// 409: the scheduled task is paused (only a dry run may be asked for).
     TaskPaused,
+    /// 409: the file is known but its content is not stored (still to be copied, larger
+    /// than the cap, or its copy failed); the message says which.
+    FileNotStored,
     /// 408: the body did not arrive within the server's body deadline.
     RequestTimeout,
     /// 413: the body is larger than the route accepts.

@@ -7,7 +7,7 @@
 //!   naming the field.
 //! - [`error`]: the error shape; `scope`: request id, size limits and panics; `serve`:
 //!   the HTTP server of the local runner and the tests.
-//! - One module per resource: `rooms`, `sync`, `companies`, `summaries`, `jobs`,
+//! - One module per resource: `rooms`, `files`, `sync`, `companies`, `summaries`, `jobs`,
 //!   `schedules`, `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
 //!   signature authenticates).
@@ -22,6 +22,7 @@ pub mod console;
 mod cursor;
 mod error;
 pub mod extract;
+mod files;
 mod health;
 mod history;
 mod jobs;
@@ -84,6 +85,8 @@ pub struct AppState {
     pub cadences: Arc<Cadences>,
     /// The webhook delivery counts not yet added to the status page's history.
     pub webhook_history: Arc<webhook::WebhookHistory>,
+    /// Where the sync copied files' content (none: the file content route answers 503).
+    pub files: Option<Arc<dyn crate::files::FileStore>>,
 }
 
 impl AppState {
@@ -98,7 +101,14 @@ impl AppState {
             connections: None,
             cadences: Arc::new(Cadences::default()),
             webhook_history: Arc::new(webhook::WebhookHistory::default()),
+            files: None,
         }
+    }
+
+    /// The same state serving files' content from `store`.
+    pub fn with_files(mut self, store: Arc<dyn crate::files::FileStore>) -> Self {
+        self.files = Some(store);
+        self
     }
 
     /// The same state adding and connecting Chatwork accounts through `connections`, and
@@ -157,6 +167,7 @@ macro_rules! operations {
             sync::rooms;
             rooms::update;
             rooms::messages;
+            files::content;
             sync::messages;
             status::get;
             connections::list, connections::add;

@@ -32,6 +32,7 @@ use super::error;
         crate::sync::check::RoomCheckReport,
         crate::sync::messages::RoomFailure,
         crate::sync::messages::RoomGap,
+        crate::sync::extras::ExtrasResult,
         crate::summary::DraftResult,
     )),
     modifiers(&BearerAuth),

@@ -108,6 +108,20 @@ pub struct Room {
     pub rate_base_num: Option<i32>,
     #[serde(skip)]
     pub rate_base_at: Option<DateTime<Utc>>,
+    /// What Chatwork's room list said at the room checks of the room's tasks (its open
+    /// ones, in the fake's reading) and files.
+    pub checked_task_num: Option<i32>,
+    pub checked_file_num: Option<i32>,
+    /// Sync bookkeeping, not shown: the counts the last successful tasks and files syncs
+    /// recorded.
+    #[serde(skip)]
+    pub synced_task_num: Option<i32>,
+    #[serde(skip)]
+    pub synced_file_num: Option<i32>,
+    /// When the room's tasks, files and members were last synced; null if never.
+    pub tasks_synced_at: Option<DateTime<Utc>>,
+    pub files_synced_at: Option<DateTime<Utc>>,
+    pub members_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Messages not yet stored as of the last room check (its `message_num` less the one

@@ -19,9 +19,13 @@ use super::budget::{
     BudgetSettings, Grant, RateBudget, RateHeaders, RecordArgs, Reservation, max_reset_ahead,
     token_hash,
 };
+use super::download::{DownloadError, Downloaded};
 use super::error::{self, ChatworkError, clip};
 use super::meter::RequestMeter;
-use super::models::{Me, Message, Room, RoomDetail, Storable, count_replaced};
+use super::models::{
+    FileDownload, FileInfo, Me, Member, Message, Room, RoomDetail, Storable, Task, TaskStatus,
+    count_replaced,
+};
 use crate::retry::Backoff;
 
 /// How the client talks to Chatwork.
@@ -218,6 +222,13 @@ pub const MAX_MESSAGES_ANSWER_BYTES: usize = 8 << 20;
 pub const MAX_ROOMS_ANSWER_BYTES: usize = 16 << 20;
 /// ... of `GET /rooms/{id}`: one room and its description.
 pub const MAX_ROOM_ANSWER_BYTES: usize = 1 << 20;
+/// ... of `GET /rooms/{id}/tasks`: at most 100 tasks, each a message's worth of body at
+/// most, as for messages.
+pub const MAX_TASKS_ANSWER_BYTES: usize = 8 << 20;
+/// ... of `GET /rooms/{id}/files`: at most 100 files' names and uploaders.
+pub const MAX_FILES_ANSWER_BYTES: usize = 2 << 20;
+/// ... of `GET /rooms/{id}/members`: a room of some 5,000 members at 800 bytes each.
+pub const MAX_MEMBERS_ANSWER_BYTES: usize = 4 << 20;
 /// ... of an error status, of which only an excerpt is kept: the rest is not read.
 const MAX_ERROR_ANSWER_BYTES: usize = 64 << 10;
 
@@ -230,6 +241,16 @@ pub struct Listed<T> {
     /// The record of the answer in the rate budget, when the caller asked to fold it
     /// into a statement of its own ([`MessagesOptions::defer_record`]).
     pub(crate) deferred: Option<DeferredRecord>,
+}
+
+/// Which tasks [`ChatworkClient::list_tasks`] asks for (Chatwork's filters; all by
+/// default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TasksFilter {
+    pub status: Option<TaskStatus>,
+    /// The assignee.
+    pub account_id: Option<i64>,
+    pub assigned_by_account_id: Option<i64>,
 }
 
 /// How [`ChatworkClient::list_messages`] reads a room.
@@ -382,7 +403,7 @@ impl ChatworkClient {
     /// limitation when Chatwork reported one.
     pub async fn list_rooms(&self, deadline: Instant) -> Result<Listed<Room>, ChatworkError> {
         let answer = self
-            .get("/rooms", None, MAX_ROOMS_ANSWER_BYTES, deadline)
+            .get("/rooms", Vec::new(), MAX_ROOMS_ANSWER_BYTES, deadline)
             .await?;
         let limitation = answer.limitation.clone();
         let items = self.decode_list("GET /rooms", answer)?;
@@ -396,7 +417,7 @@ impl ChatworkClient {
     /// `GET /me`: the account the token speaks for.
     pub async fn me(&self, deadline: Instant) -> Result<Me, ChatworkError> {
         let answer = self
-            .get("/me", None, MAX_ROOM_ANSWER_BYTES, deadline)
+            .get("/me", Vec::new(), MAX_ROOM_ANSWER_BYTES, deadline)
             .await?;
         self.decode("GET /me", &answer.body)
     }
@@ -409,7 +430,7 @@ impl ChatworkClient {
     ) -> Result<RoomDetail, ChatworkError> {
         let path = format!("/rooms/{room_id}");
         let answer = self
-            .get(&path, None, MAX_ROOM_ANSWER_BYTES, deadline)
+            .get(&path, Vec::new(), MAX_ROOM_ANSWER_BYTES, deadline)
             .await?;
         self.decode(&format!("GET {path}"), &answer.body)
     }
@@ -429,7 +450,11 @@ impl ChatworkClient {
             defer_record,
         } = options;
         let path = format!("/rooms/{room_id}/messages");
-        let query = force.then_some(("force", "1"));
+        let query = if force {
+            vec![("force", "1".to_owned())]
+        } else {
+            Vec::new()
+        };
         let request = Request::new(&self.inner.base, &path, query, defer_record)
             .capped(MAX_MESSAGES_ANSWER_BYTES);
         let (answer, deferred) = self.call(request, deadline, prepaid).await?;
@@ -448,6 +473,102 @@ impl ChatworkClient {
                 Err(e)
             }
         }
+    }
+
+    /// `GET /rooms/{room_id}/tasks`: at most 100 of the room's tasks (Chatwork has no
+    /// paging), filtered as `filter` says. Nothing (204) is an empty list.
+    pub async fn list_tasks(
+        &self,
+        room_id: i64,
+        filter: &TasksFilter,
+        deadline: Instant,
+    ) -> Result<Vec<Task>, ChatworkError> {
+        let path = format!("/rooms/{room_id}/tasks");
+        let mut query = Vec::new();
+        if let Some(status) = filter.status {
+            query.push(("status", status.as_str().to_owned()));
+        }
+        if let Some(id) = filter.account_id {
+            query.push(("account_id", id.to_string()));
+        }
+        if let Some(id) = filter.assigned_by_account_id {
+            query.push(("assigned_by_account_id", id.to_string()));
+        }
+        let request =
+            Request::new(&self.inner.base, &path, query, false).capped(MAX_TASKS_ANSWER_BYTES);
+        let endpoint = request.endpoint.clone();
+        let (answer, _) = self.call(request, deadline, None).await?;
+        self.decode_list(&endpoint, answer)
+    }
+
+    /// `GET /rooms/{room_id}/files`: at most 100 of the room's files, those uploaded by
+    /// `account_id` when given. Nothing (204) is an empty list.
+    pub async fn list_files(
+        &self,
+        room_id: i64,
+        account_id: Option<i64>,
+        deadline: Instant,
+    ) -> Result<Vec<FileInfo>, ChatworkError> {
+        let path = format!("/rooms/{room_id}/files");
+        let query = account_id
+            .map(|id| vec![("account_id", id.to_string())])
+            .unwrap_or_default();
+        let request =
+            Request::new(&self.inner.base, &path, query, false).capped(MAX_FILES_ANSWER_BYTES);
+        let endpoint = request.endpoint.clone();
+        let (answer, _) = self.call(request, deadline, None).await?;
+        self.decode_list(&endpoint, answer)
+    }
+
+    /// `GET /rooms/{room_id}/files/{file_id}?create_download_url=1`: the file with a
+    /// download URL that works for about 30 s (kept secret: see [`FileDownload`]). A
+    /// request of the budget like any other; the download itself is not (see
+    /// [`download`](Self::download)).
+    pub async fn file_download_url(
+        &self,
+        room_id: i64,
+        file_id: i64,
+        deadline: Instant,
+    ) -> Result<FileDownload, ChatworkError> {
+        let path = format!("/rooms/{room_id}/files/{file_id}");
+        let answer = self
+            .get(
+                &path,
+                vec![("create_download_url", "1".to_owned())],
+                MAX_ROOM_ANSWER_BYTES,
+                deadline,
+            )
+            .await?;
+        self.decode(&format!("GET {path}?create_download_url=1"), &answer.body)
+    }
+
+    /// `GET /rooms/{room_id}/members`: everyone in the room.
+    pub async fn list_members(
+        &self,
+        room_id: i64,
+        deadline: Instant,
+    ) -> Result<Vec<Member>, ChatworkError> {
+        let path = format!("/rooms/{room_id}/members");
+        let answer = self
+            .get(&path, Vec::new(), MAX_MEMBERS_ANSWER_BYTES, deadline)
+            .await?;
+        let endpoint = format!("GET {path}");
+        self.decode_list(&endpoint, answer)
+    }
+
+    /// Downloads a file's content from a download URL
+    /// ([`file_download_url`](Self::file_download_url)): not a request of the API, so
+    /// neither the rate budget nor the outage breaker sees it, and no token goes with it.
+    /// Reads at most `cap` bytes (a longer answer stops being read there:
+    /// [`DownloadError::TooLarge`]); waits no longer than `deadline`. The URL is a
+    /// credential while it works: it never reaches a log or an error.
+    pub async fn download(
+        &self,
+        url: &SecretString,
+        cap: u64,
+        deadline: Instant,
+    ) -> Result<Downloaded, DownloadError> {
+        super::download::fetch(&self.inner.http, url, cap, deadline).await
     }
 
     fn decode_list<T: DeserializeOwned + Storable>(
@@ -493,7 +614,7 @@ impl ChatworkClient {
     async fn get(
         &self,
         path: &str,
-        query: Option<(&str, &str)>,
+        query: Vec<(&'static str, String)>,
         max_body: usize,
         deadline: Instant,
     ) -> Result<Answer, ChatworkError> {
@@ -512,7 +633,7 @@ impl ChatworkClient {
     /// the budget, the request, its record; then [`classify`] says what comes next.
     async fn call(
         &self,
-        request: Request<'_>,
+        request: Request,
         deadline: Instant,
         mut prepaid: Option<GrantGuard>,
     ) -> Result<(Answer, Option<DeferredRecord>), ChatworkError> {
@@ -695,7 +816,7 @@ impl ChatworkClient {
     /// outage breaker learns whether Chatwork is down, metrics and the log count it.
     async fn try_once(
         &self,
-        request: &Request<'_>,
+        request: &Request,
         mut grant: GrantGuard,
         attempt: Try,
         token: &Sending,
@@ -736,7 +857,7 @@ impl ChatworkClient {
         &self,
         result: Result<Answer, reqwest::Error>,
         rate: Option<RateHeaders>,
-        request: &Request<'_>,
+        request: &Request,
         attempt: Try,
         elapsed_ms: u64,
         token: &Sending,
@@ -809,7 +930,7 @@ impl ChatworkClient {
     /// Sends one request; returns the rate headers if an answer came, and the answer.
     async fn attempt(
         &self,
-        request: &Request<'_>,
+        request: &Request,
         timeout: Duration,
         token: &Sending,
     ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
@@ -832,7 +953,7 @@ impl ChatworkClient {
 
     async fn send_once(
         &self,
-        request: &Request<'_>,
+        request: &Request,
         timeout: Duration,
         token: &Sending,
     ) -> (Option<RateHeaders>, Result<Answer, reqwest::Error>) {
@@ -842,8 +963,8 @@ impl ChatworkClient {
             .get(&request.url)
             .header(token.name, token.value.clone())
             .timeout(timeout);
-        if let Some(pair) = request.query {
-            sent = sent.query(&[pair]);
+        if !request.query.is_empty() {
+            sent = sent.query(&request.query);
         }
         let response = match sent.send().await {
             Ok(response) => response,
@@ -1123,9 +1244,10 @@ impl Drop for DeferredRecord {
 }
 
 /// What a call sends, as its attempts send, log and report it.
-struct Request<'a> {
+struct Request {
     url: String,
-    query: Option<(&'a str, &'a str)>,
+    /// The query's pairs (none of them secret: they are logged).
+    query: Vec<(&'static str, String)>,
     /// `GET /rooms/1/messages?force=1`, as errors name it.
     endpoint: String,
     /// The path and query alone, as logs show it.
@@ -1136,11 +1258,13 @@ struct Request<'a> {
     max_body: usize,
 }
 
-impl<'a> Request<'a> {
-    fn new(base: &str, path: &str, query: Option<(&'a str, &'a str)>, defer: bool) -> Self {
-        let shown = match query {
-            Some((k, v)) => format!("{path}?{k}={v}"),
-            None => path.to_owned(),
+impl Request {
+    fn new(base: &str, path: &str, query: Vec<(&'static str, String)>, defer: bool) -> Self {
+        let shown = if query.is_empty() {
+            path.to_owned()
+        } else {
+            let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{path}?{}", pairs.join("&"))
         };
         Self {
             url: format!("{base}{path}"),

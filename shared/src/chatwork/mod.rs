@@ -1,8 +1,10 @@
 //! The Chatwork API v2 client and the token's shared rate budget (docs/architecture.md,
 //! "Chatwork's rate budget and outage breaker").
 //!
-//! - [`ChatworkClient`]: `list_rooms`, `get_room`, `list_messages(room, options)`, typed
-//!   [`models`], one error type [`ChatworkError`]. Built once per process from
+//! - [`ChatworkClient`]: `list_rooms`, `get_room`, `list_messages(room, options)`,
+//!   `list_tasks`, `list_files`, `file_download_url`, `list_members`, typed [`models`],
+//!   one error type [`ChatworkError`]; `download` of a file's download URL, outside the
+//!   budget and size-capped. Built once per process from
 //!   [`ClientSettings`] and a Postgres pool, and shared; [`ChatworkClient::metered`] gives
 //!   a handler a clone whose requests it can count ([`RequestMeter`]).
 //! - [`budget`]: the rate budget every process using the same token shares.
@@ -93,6 +95,7 @@ pub mod breaker;
 pub mod budget;
 mod client;
 mod config;
+mod download;
 mod error;
 mod meter;
 pub mod models;
@@ -102,14 +105,16 @@ pub use breaker::{BreakerSettings, OutageBreaker};
 pub use budget::{RateBudget, token_hash};
 pub use client::{
     ChatworkClient, ClientSettings, ConnectionAuth, LIMITATION_HEADER, Listed, MessagesOptions,
-    SourcedToken, TokenSource,
+    SourcedToken, TasksFilter, TokenSource,
 };
 pub(crate) use client::{DeferredRecord, GrantGuard};
 pub use config::ChatworkConfig;
+pub use download::{DownloadError, Downloaded};
 pub use error::{ChatworkError, MAX_MESSAGE_CHARS};
 pub use meter::{RequestMeter, RequestStats};
 pub use models::{
-    MESSAGES_PER_REQUEST, Me, Message, MessageAccount, Room, RoomDetail, RoomType,
+    AccountRef, FileDownload, FileInfo, LISTED_PER_REQUEST, LimitType, MESSAGES_PER_REQUEST, Me,
+    Member, Message, MessageAccount, Room, RoomDetail, RoomType, Task, TaskStatus,
     compare_message_ids, is_message_id, latest_message_id,
 };
 pub(crate) use tls::client_config as tls_client_config;

@@ -223,6 +223,223 @@ impl Storable for Message {
     }
 }
 
+/// The most tasks or files one `GET /rooms/{id}/tasks` (`/files`) returns.
+pub const LISTED_PER_REQUEST: usize = 100;
+
+/// A person as a task or a file names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRef {
+    pub account_id: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub avatar_image_url: String,
+}
+
+impl Storable for AccountRef {
+    fn make_storable(&mut self) -> usize {
+        replace_nul(&mut self.name) + replace_nul(&mut self.avatar_image_url)
+    }
+}
+
+/// Whether a task is still to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Open,
+    Done,
+}
+
+impl TaskStatus {
+    /// The text stored in `chatwork_tasks.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Done => "done",
+        }
+    }
+}
+
+/// What a task's `limit_time` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitType {
+    /// No deadline.
+    None,
+    /// A day (`limit_time` is that day's end, as Chatwork gives it).
+    Date,
+    /// An instant.
+    Time,
+}
+
+impl LimitType {
+    /// The text stored in `chatwork_tasks.limit_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Date => "date",
+            Self::Time => "time",
+        }
+    }
+}
+
+/// A task as `GET /rooms/{id}/tasks` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: i64,
+    /// The assignee.
+    pub account: AccountRef,
+    pub assigned_by_account: Option<AccountRef>,
+    /// The message the task was made from; `None` when Chatwork names none (or an id
+    /// that is not one).
+    #[serde(default, deserialize_with = "optional_message_id")]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub body: String,
+    /// Epoch seconds; 0 for none.
+    #[serde(default)]
+    pub limit_time: i64,
+    pub status: TaskStatus,
+    #[serde(default = "no_limit")]
+    pub limit_type: LimitType,
+}
+
+fn no_limit() -> LimitType {
+    LimitType::None
+}
+
+impl Task {
+    /// The deadline as stored: `None` without one (Chatwork's `none`, or a time of 0).
+    pub fn deadline(&self) -> (LimitType, Option<DateTime<Utc>>) {
+        match (self.limit_type, epoch_or_none(self.limit_time)) {
+            (LimitType::None, _) | (_, None) => (LimitType::None, None),
+            (kind, at) => (kind, at),
+        }
+    }
+}
+
+impl Storable for Task {
+    fn make_storable(&mut self) -> usize {
+        self.account.make_storable()
+            + self
+                .assigned_by_account
+                .as_mut()
+                .map_or(0, Storable::make_storable)
+            + replace_nul(&mut self.body)
+    }
+}
+
+/// A file as `GET /rooms/{id}/files` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub file_id: i64,
+    /// Who uploaded it.
+    pub account: AccountRef,
+    #[serde(default, deserialize_with = "optional_message_id")]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub filename: String,
+    /// Bytes, as Chatwork says.
+    #[serde(default)]
+    pub filesize: i64,
+    /// Epoch seconds.
+    #[serde(default)]
+    pub upload_time: i64,
+}
+
+impl FileInfo {
+    pub fn uploaded_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.upload_time.max(0), 0).unwrap_or_default()
+    }
+}
+
+impl Storable for FileInfo {
+    fn make_storable(&mut self) -> usize {
+        self.account.make_storable() + replace_nul(&mut self.filename)
+    }
+}
+
+/// A file as `GET /rooms/{id}/files/{file_id}?create_download_url=1` answers: its
+/// download URL works for about 30 s and is a credential while it does, so its `Debug`
+/// never shows it.
+#[derive(Clone, Deserialize)]
+pub struct FileDownload {
+    #[serde(flatten)]
+    pub file: FileInfo,
+    #[serde(default)]
+    pub download_url: Option<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for FileDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDownload")
+            .field("file", &self.file)
+            .field(
+                "download_url",
+                &self.download_url.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl Storable for FileDownload {
+    fn make_storable(&mut self) -> usize {
+        self.file.make_storable()
+    }
+}
+
+/// A member of a room as `GET /rooms/{id}/members` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub account_id: i64,
+    /// `admin`, `member` or `readonly`.
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub chatwork_id: String,
+    #[serde(default)]
+    pub organization_id: Option<i64>,
+    #[serde(default)]
+    pub organization_name: String,
+    #[serde(default)]
+    pub department: String,
+    #[serde(default)]
+    pub avatar_image_url: String,
+}
+
+impl Storable for Member {
+    fn make_storable(&mut self) -> usize {
+        replace_nul(&mut self.role)
+            + replace_nul(&mut self.name)
+            + replace_nul(&mut self.chatwork_id)
+            + replace_nul(&mut self.organization_name)
+            + replace_nul(&mut self.department)
+            + replace_nul(&mut self.avatar_image_url)
+    }
+}
+
+/// A message id that may be missing: an empty string, a 0 or anything that is not an id
+/// reads as `None` rather than failing the whole list.
+fn optional_message_id<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u64),
+        Nothing(()),
+    }
+    let id = match Raw::deserialize(deserializer)? {
+        Raw::Text(text) => text,
+        Raw::Number(n) => n.to_string(),
+        Raw::Nothing(()) => return Ok(None),
+    };
+    Ok((is_message_id(&id) && !id.trim_start_matches('0').is_empty()).then_some(id))
+}
+
 /// Orders two message ids by their numeric value, for decimal strings of any length
 /// ("99" < "100"; leading zeros do not count). Ids are never parsed into a machine
 /// integer: Chatwork's already have 19 digits and will outgrow `u64`. Strings that are

@@ -60,13 +60,18 @@ pub struct RoomCheckSettings {
     pub gather_min: i64,
     /// The longest a room waits for its fetch under a tight budget.
     pub freshness_bound: Duration,
+    /// Which of a room's other parts a check plans besides its messages.
+    pub extras: RoomExtras,
 }
 
 impl Default for RoomCheckSettings {
     /// Every 15 s, one check per call (the deployed scheduler's four per minutely
     /// invocation come from [`RoomCheckSettings::from_env`]), 10 % of each window kept
     /// back, 30 s for the room list, Chatwork's 5-minute window, and under a tight budget
-    /// rooms gather 50 messages for at most 10 minutes.
+    /// rooms gather 50 messages for at most 10 minutes; messages only (what a program
+    /// that builds its settings itself, a benchmark or a test of messages, measures:
+    /// deployed functions and the local runner read [`from_env`](Self::from_env), where
+    /// an unset `ROOM_EXTRAS` means every part).
     fn default() -> Self {
         Self {
             cadence: Duration::from_secs(15),
@@ -76,7 +81,51 @@ impl Default for RoomCheckSettings {
             window: Duration::from_secs(300),
             gather_min: 50,
             freshness_bound: Duration::from_secs(600),
+            extras: RoomExtras::NONE,
         }
+    }
+}
+
+/// Which of a room's parts besides its messages a check plans fetches for
+/// (`ROOM_EXTRAS`: a comma-separated list of `tasks`, `files`, `members`, or `none`).
+/// Each costs one request when it is planned (a file's copy one more): see
+/// docs/architecture.md, "Tasks, files and members".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomExtras {
+    pub tasks: bool,
+    pub files: bool,
+    pub members: bool,
+}
+
+impl RoomExtras {
+    pub const ALL: Self = Self {
+        tasks: true,
+        files: true,
+        members: true,
+    };
+    pub const NONE: Self = Self {
+        tasks: false,
+        files: false,
+        members: false,
+    };
+
+    /// `tasks,files,members`, any of them, or `none`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut extras = Self::NONE;
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "tasks" => extras.tasks = true,
+                "files" => extras.files = true,
+                "members" => extras.members = true,
+                "none" => {}
+                other => {
+                    return Err(format!(
+                        "unknown part {other:?} (expected tasks, files, members or none)"
+                    ));
+                }
+            }
+        }
+        Ok(extras)
     }
 }
 
@@ -85,7 +134,8 @@ impl RoomCheckSettings {
     /// or `ROOM_CHECK_EVERY_MINUTES` (the schedule's rate, one check per invocation),
     /// `ROOM_CHECK_RESERVE_PERCENT` (default 10, at most 90),
     /// `ROOM_CHECK_GATHER_MESSAGES` (default 50, 1 to 100) and
-    /// `ROOM_CHECK_FRESHNESS_MINUTES` (default 10, at least 1).
+    /// `ROOM_CHECK_FRESHNESS_MINUTES` (default 10, at least 1) and `ROOM_EXTRAS` (default
+    /// `tasks,files,members`).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = Self::default();
         let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
@@ -140,6 +190,13 @@ impl RoomCheckSettings {
                 "expected at least 1 minute",
             ));
         }
+        let extras = match env.get("ROOM_EXTRAS") {
+            Some(raw) => RoomExtras::parse(raw).map_err(|reason| ConfigError::Invalid {
+                name: "ROOM_EXTRAS",
+                reason,
+            })?,
+            None => RoomExtras::ALL,
+        };
         let (cadence, per_invocation) = match (seconds, minutes) {
             (Some(s), _) => (Duration::from_secs(s), (60 / s) as u32),
             (None, Some(m)) => (Duration::from_secs(m * 60), 1),
@@ -152,6 +209,7 @@ impl RoomCheckSettings {
             gather_min: gather.unwrap_or(defaults.gather_min),
             freshness_bound: freshness
                 .map_or(defaults.freshness_bound, |m| Duration::from_secs(m * 60)),
+            extras,
             ..defaults
         })
     }
@@ -187,9 +245,52 @@ pub struct CheckedRoom {
     pub last_update_time: i64,
     /// Chatwork's `message_num`.
     pub message_num: i64,
+    /// Whether its messages need a fetch (plans made before tasks and files: always).
+    #[serde(default = "always", skip_serializing_if = "is_true")]
+    pub messages: bool,
+    /// Chatwork's `task_num`, when the room's tasks need a fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<i64>,
+    /// Chatwork's `file_num`, when the room's files need a fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<i64>,
+    /// Whether the room's members need a fetch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub members: bool,
+}
+
+fn always() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl CheckedRoom {
+    /// A room whose messages alone need a fetch.
+    pub fn messages_only(room_id: i64, last_update_time: i64, message_num: i64) -> Self {
+        Self {
+            room_id,
+            connection: None,
+            last_update_time,
+            message_num,
+            messages: true,
+            tasks: None,
+            files: None,
+            members: false,
+        }
+    }
+
+    /// The requests its fetches cost: one per part (a file's copy costs one more, counted
+    /// when it is made).
+    pub fn requests(&self) -> i64 {
+        i64::from(self.messages)
+            + i64::from(self.tasks.is_some())
+            + i64::from(self.files.is_some())
+            + i64::from(self.members)
+    }
+
     /// What the room list said of it.
     pub(crate) fn listed(&self) -> ListedRoom {
         ListedRoom {
@@ -616,12 +717,21 @@ struct Seen {
 /// Registers new rooms, records what the list says on every listed room whose state
 /// moved (and, when its `message_num` moved, a new sample of its rate), and returns the
 /// active rooms that need a fetch; one statement.
+///
+/// Besides its messages, a room needs (as far as `settings.extras` allows) its tasks
+/// fetched when `task_num` differs from what its last tasks sync saw, its files when
+/// `file_num` does, and its members when it was never asked for them; a room that moved
+/// also refreshes its tasks and members once a day (a task's new deadline or a member's
+/// new organization moves no count).
 async fn observe(
     pool: &PgPool,
     rooms: &[Room],
     settings: &RoomCheckSettings,
 ) -> Result<Seen, sqlx::Error> {
+    let extras = settings.extras;
     let columns = RoomColumns::of(rooms);
+    let task_nums: Vec<i64> = rooms.iter().map(|r| r.task_num).collect();
+    let file_nums: Vec<i64> = rooms.iter().map(|r| r.file_num).collect();
     // A data-modifying CTE does not see the rows its siblings insert: a new room is
     // judged from the list alone (it was never fetched), an existing one by its row.
     let rows = sqlx::query!(
@@ -629,35 +739,43 @@ async fn observe(
                SELECT t.room_id, t.name, t.room_type, nullif(t.icon_path, '') AS icon_path,
                       t.updated,
                       CASE WHEN t.updated > 0 THEN to_timestamp(t.updated) END AS updated_at,
-                      least(greatest(t.message_num, 0), 2147483647)::int AS message_num
-                 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[])
-                        AS t(room_id, name, room_type, icon_path, updated, message_num)
+                      least(greatest(t.message_num, 0), 2147483647)::int AS message_num,
+                      least(greatest(t.task_num, 0), 2147483647)::int AS task_num,
+                      least(greatest(t.file_num, 0), 2147483647)::int AS file_num
+                 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
+                             $7::int8[], $8::int8[])
+                        AS t(room_id, name, room_type, icon_path, updated, message_num,
+                             task_num, file_num)
            ), registered AS (
                INSERT INTO chatwork_rooms AS r (room_id, name, room_type, icon_path,
                                                 chatwork_updated_at, message_count,
                                                 description_stale, checked_at,
                                                 checked_message_num, checked_last_update_time,
+                                                checked_task_num, checked_file_num,
                                                 fetch_wanted_since, rate_base_num, rate_base_at)
                SELECT l.room_id, l.name, l.room_type, l.icon_path, l.updated_at, l.message_num,
-                      true, now(), l.message_num, l.updated_at,
+                      true, now(), l.message_num, l.updated_at, l.task_num, l.file_num,
                       CASE WHEN l.message_num > 0 OR l.updated > 0 THEN now() END,
                       l.message_num, now()
                  FROM listed l
                ON CONFLICT (room_id) DO NOTHING
             RETURNING r.room_id, r.message_count AS message_num, r.chatwork_updated_at AS updated_at,
-                      r.fetch_wanted_since
+                      r.fetch_wanted_since, r.checked_task_num AS task_num,
+                      r.checked_file_num AS file_num
            ), judged AS (
                -- Messages webhooks stored since the last fetch count as seen; a room
                -- holding a message whose author a webhook could not name is fetched to
                -- learn the name.
                SELECT r.id, l.room_id, l.message_num, l.updated, l.updated_at,
+                      l.task_num, l.file_num,
                       l.name, l.room_type, l.icon_path, r.name = '' AS placeholder,
                       r.is_active AND r.left_at IS NULL AS syncable,
                       cwsync_unseen(l.message_num, r.synced_message_num,
                                     r.webhook_messages_since_fetch) AS unseen,
                       (l.updated_at IS DISTINCT FROM r.synced_last_update_time
                        OR r.author_names_wanted_since IS NOT NULL) AS edited,
-                      r.fetch_wanted_since,
+                      r.fetch_wanted_since, r.synced_task_num, r.synced_file_num,
+                      r.tasks_synced_at, r.members_synced_at,
                       r.rate_per_min::float8 AS old_rate, r.recent_rate_per_min::float8 AS old_recent,
                       r.rate_base_num, r.rate_base_at,
                       -- Minutes since the last sample (a room never sampled starts now).
@@ -680,12 +798,25 @@ async fn observe(
                      SELECT j.rate_base_num IS NOT NULL AND j.message_num <> j.rate_base_num AS moved,
                             greatest(j.message_num - coalesce(j.rate_base_num, j.message_num), 0)::float8
                                 / greatest(j.minutes, 1.0 / 60) AS sample,
-                            1 - exp(-j.minutes / $7::float8) AS weight
+                            1 - exp(-j.minutes / $12::float8) AS weight
                  ) s
            ), decided AS (
                SELECT j.*, (j.unseen > 0 OR j.edited) AND j.syncable AS wanted,
                       CASE WHEN (j.unseen > 0 OR j.edited) AND j.syncable
-                           THEN coalesce(j.fetch_wanted_since, now()) END AS wanted_since
+                           THEN coalesce(j.fetch_wanted_since, now()) END AS wanted_since,
+                      coalesce($9 AND j.syncable
+                        AND (j.task_num <> coalesce(j.synced_task_num, 0)
+                             OR ((j.unseen > 0 OR j.edited)
+                                 AND j.tasks_synced_at < now() - interval '1 day')), false)
+                        AS tasks_wanted,
+                      coalesce($10 AND j.syncable
+                        AND j.file_num <> coalesce(j.synced_file_num, 0), false)
+                        AS files_wanted,
+                      coalesce($11 AND j.syncable
+                        AND (j.members_synced_at IS NULL
+                             OR ((j.unseen > 0 OR j.edited)
+                                 AND j.members_synced_at < now() - interval '1 day')), false)
+                        AS members_wanted
                  FROM sampled j
            ), checked AS (
                -- Only rooms whose state moved are written: a check every few seconds must
@@ -694,6 +825,7 @@ async fn observe(
                UPDATE chatwork_rooms r
                   SET checked_at = now(), checked_message_num = d.message_num,
                       checked_last_update_time = d.updated_at,
+                      checked_task_num = d.task_num, checked_file_num = d.file_num,
                       fetch_wanted_since = d.wanted_since,
                       name = CASE WHEN d.placeholder THEN d.name ELSE r.name END,
                       room_type = CASE WHEN d.placeholder THEN d.room_type ELSE r.room_type END,
@@ -704,18 +836,23 @@ async fn observe(
                  FROM decided d
                 WHERE r.id = d.id
                   AND ((r.checked_message_num, r.checked_last_update_time, r.fetch_wanted_since,
-                        r.rate_base_num)
-                       IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since, d.base_num)
+                        r.checked_task_num, r.checked_file_num, r.rate_base_num)
+                       IS DISTINCT FROM (d.message_num, d.updated_at, d.wanted_since,
+                                         d.task_num, d.file_num, d.base_num)
                        OR (d.placeholder AND d.name <> ''))
            )
            SELECT d.room_id AS "room_id!", d.unseen AS "unseen!", d.wanted AS "wanted!",
                   d.wanted_since AS "wanted_since?", d.updated AS "updated!",
                   d.message_num AS "message_num!", false AS "registered!",
+                  d.task_num AS "task_num!", d.file_num AS "file_num!",
+                  d.tasks_wanted AS "tasks_wanted!", d.files_wanted AS "files_wanted!",
+                  d.members_wanted AS "members_wanted!",
                   d.rate AS "rate!", d.recent AS "recent!", d.base_at AS "base_at!"
              FROM decided d
            UNION ALL
            SELECT g.room_id, g.message_num, g.fetch_wanted_since IS NOT NULL,
                   g.fetch_wanted_since, l.updated, g.message_num, true,
+                  l.task_num, l.file_num, $9 AND l.task_num > 0, $10 AND l.file_num > 0, $11,
                   0::float8, 0::float8, now()
              FROM registered g JOIN listed l ON l.room_id = g.room_id"#,
         &columns.ids,
@@ -724,6 +861,11 @@ async fn observe(
         &columns.icons,
         &columns.updated,
         &columns.counts,
+        &task_nums,
+        &file_nums,
+        extras.tasks,
+        extras.files,
+        extras.members,
         settings.rate_time_constant().as_secs_f64() / 60.0,
     )
     .fetch_all(pool)
@@ -745,7 +887,17 @@ async fn observe(
         let unseen = i64::from(row.unseen);
         seen.unseen_max = seen.unseen_max.max(unseen);
         seen.unseen_total += unseen;
-        if row.wanted {
+        let listed = CheckedRoom {
+            room_id: row.room_id,
+            connection: None,
+            last_update_time: row.updated,
+            message_num: i64::from(row.message_num),
+            messages: row.wanted,
+            tasks: row.tasks_wanted.then_some(i64::from(row.task_num)),
+            files: row.files_wanted.then_some(i64::from(row.file_num)),
+            members: row.members_wanted,
+        };
+        if listed.requests() > 0 {
             let rate = if now - row.base_at <= recent_for {
                 row.rate.max(row.recent)
             } else {
@@ -757,13 +909,9 @@ async fn observe(
                     unseen,
                     rate_per_min: rate.max(0.0),
                     waiting_since: row.wanted_since.unwrap_or(now),
+                    requests: listed.requests(),
                 },
-                listed: CheckedRoom {
-                    room_id: row.room_id,
-                    connection: None,
-                    last_update_time: row.updated,
-                    message_num: i64::from(row.message_num),
-                },
+                listed,
             });
         }
     }
@@ -941,5 +1089,36 @@ mod tests {
             ("ROOM_CHECK_EVERY_MINUTES", "5"),
         ]);
         assert!(RoomCheckSettings::from_env(&both).is_err());
+    }
+
+    #[test]
+    fn extras_are_a_list_of_parts() {
+        assert_eq!(
+            RoomExtras::parse("tasks, files,members").unwrap(),
+            RoomExtras::ALL
+        );
+        assert_eq!(RoomExtras::parse("none").unwrap(), RoomExtras::NONE);
+        let tasks = RoomExtras::parse("tasks").unwrap();
+        assert!(tasks.tasks && !tasks.files && !tasks.members);
+        assert!(RoomExtras::parse("tasks,todo").is_err());
+        let env = Env::from_pairs([("ROOM_EXTRAS", "files")]);
+        let files = RoomCheckSettings::from_env(&env).unwrap().extras;
+        assert!(files.files && !files.tasks);
+        let unset = RoomCheckSettings::from_env(&Env::default()).unwrap();
+        assert_eq!(unset.extras, RoomExtras::ALL);
+        let room = CheckedRoom {
+            tasks: Some(3),
+            members: true,
+            ..CheckedRoom::messages_only(1, 2, 3)
+        };
+        assert_eq!(room.requests(), 3);
+        let stored = serde_json::to_value(room).unwrap();
+        assert_eq!(stored["tasks"], 3);
+        assert!(stored.get("messages").is_none(), "messages: the default");
+        let old: CheckedRoom = serde_json::from_value(serde_json::json!(
+            {"roomId": 1, "lastUpdateTime": 2, "messageNum": 3}
+        ))
+        .unwrap();
+        assert_eq!(old, CheckedRoom::messages_only(1, 2, 3));
     }
 }

@@ -1,6 +1,7 @@
 //! The two sync job types: [`rooms::RoomsSync`] (Chatwork's room list into
 //! `chatwork_rooms`) and [`messages::MessagesSync`] (each room's messages into
-//! `messages`, planned by the room check: [`check`]), and what they share: the
+//! `messages`, and its tasks, files and members: [`extras`], planned by the room check:
+//! [`check`]), and what they share: the
 //! [`SyncContext`] their consumers run with, and how a Chatwork error ends an item.
 //!
 //! Both are written to be run again after a crash anywhere: every write is one statement
@@ -10,6 +11,7 @@
 
 pub mod check;
 mod columns;
+pub mod extras;
 pub mod messages;
 pub mod plan;
 pub mod rooms;
@@ -22,6 +24,7 @@ use uuid::Uuid;
 
 use crate::chatwork::{ChatworkClient, ChatworkError};
 use crate::connections::Connections;
+use crate::files::FileCopies;
 use crate::jobs::{ErrorInfo, ItemError};
 
 /// What the sync consumers run with: the process's Chatwork connections (each with its
@@ -30,6 +33,9 @@ use crate::jobs::{ErrorInfo, ItemError};
 pub struct SyncContext {
     pub connections: Connections,
     pub settings: SyncSettings,
+    /// Where the files' content is copied, and the cap (none: files are recorded, their
+    /// content not copied).
+    pub files: Option<FileCopies>,
 }
 
 impl SyncContext {
@@ -44,7 +50,14 @@ impl SyncContext {
         Self {
             connections,
             settings: SyncSettings::default(),
+            files: None,
         }
+    }
+
+    /// The same context copying files to `files`.
+    pub fn with_files(mut self, files: FileCopies) -> Self {
+        self.files = Some(files);
+        self
     }
 }
 

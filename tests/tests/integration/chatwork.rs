@@ -14,7 +14,7 @@ use cwsync_tests::TestDb;
 use fake_chatwork::{
     FakeChatwork, FakeSettings, Fault, FaultScope, MAX_MESSAGES, RoomAccess, WindowKind,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 use url::Url;
 
@@ -1309,4 +1309,142 @@ async fn a_request_in_a_sampled_trace_reaches_xray_as_a_subsegment() {
 
     let unsampled = xray_datagrams(&format!("Root={ROOT};Parent={PARENT};Sampled=0")).await;
     assert_eq!(unsampled, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn tasks_files_and_members_are_read_and_a_download_url_never_shows() {
+    use cwsync::chatwork::{DownloadError, TaskStatus, TasksFilter};
+    const PROJECT: i64 = 281_000_106;
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    // This test runs on one thread, so every task it starts logs here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = FakeChatwork::demo().await;
+    let db = TestDb::new().await;
+    let (client, meter) = client(&fake, &db).metered();
+    tracing::callsite::rebuild_interest_cache();
+
+    let tasks = client
+        .list_tasks(PROJECT, &TasksFilter::default(), in_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 3);
+    assert!(tasks.iter().any(|t| t.status == TaskStatus::Done));
+    assert!(tasks.iter().all(|t| t.assigned_by_account.is_some()));
+    let open = TasksFilter {
+        status: Some(TaskStatus::Open),
+        ..TasksFilter::default()
+    };
+    assert_eq!(
+        client
+            .list_tasks(PROJECT, &open, in_secs(30))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.query.as_deref() == Some("status=open"))
+    );
+    // Nothing (204) is an empty list.
+    assert!(
+        client
+            .list_tasks(281_000_112, &TasksFilter::default(), in_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let files = client.list_files(PROJECT, None, in_secs(30)).await.unwrap();
+    assert_eq!(files.len(), 2);
+    let members = client.list_members(PROJECT, in_secs(30)).await.unwrap();
+    assert!(
+        members
+            .iter()
+            .any(|m| m.organization_name == fake_chatwork::DemoData::CUSTOMER_ORGANIZATION)
+    );
+
+    // A download URL: counted as a request; the download is not.
+    let detail = client
+        .file_download_url(PROJECT, files[0].file_id, in_secs(30))
+        .await
+        .unwrap();
+    let url = detail.download_url.clone().expect("a download URL");
+    let shown = format!("{detail:?}");
+    let secret = url.expose_secret().to_owned();
+    assert!(!shown.contains(&secret), "{shown}");
+    let counted = fake.counted_requests();
+    let got = client.download(&url, 1 << 20, in_secs(30)).await.unwrap();
+    assert_eq!(got.bytes.len() as i64, files[0].filesize);
+    assert_eq!(got.sha256.len(), 64);
+    assert_eq!(
+        fake.counted_requests(),
+        counted,
+        "a download is outside the budget"
+    );
+    // Over the cap: not read; expired: a 403 that asks for a new URL.
+    let too_large = client.download(&url, 4, in_secs(30)).await.unwrap_err();
+    assert_eq!(too_large, DownloadError::TooLarge { cap: 4 });
+    fake.expire_download_urls();
+    let expired = client
+        .download(&url, 1 << 20, in_secs(30))
+        .await
+        .unwrap_err();
+    assert!(expired.wants_new_url(), "{expired:?}");
+    for error in [&too_large, &expired] {
+        assert!(!error.to_string().contains(&secret));
+        assert!(!format!("{error:?}").contains(&secret));
+    }
+    assert_eq!(meter.snapshot().requests, 6);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let path = secret.rsplit('/').next().unwrap();
+    assert!(!logs.contains(path), "the download URL reached a log");
+}
+
+#[tokio::test]
+async fn a_download_without_a_length_stops_being_read_at_the_cap() {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 64 << 10;
+    const CHUNKS: usize = 200;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    // 12.5 MiB in chunks, produced as they are read, with no Content-Length.
+    let app = axum::Router::new().route(
+        "/file",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            async move {
+                let chunks = futures_util::stream::iter(0..CHUNKS).map(move |_| {
+                    counter.fetch_add(CHUNK, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; CHUNK]))
+                });
+                axum::body::Body::from_stream(chunks)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/file", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fake = FakeChatwork::start(FakeSettings::default()).await;
+    let db = TestDb::new().await;
+    let client = client(&fake, &db);
+    let error = client
+        .download(&SecretString::from(url), 1 << 20, in_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        cwsync::chatwork::DownloadError::TooLarge { cap: 1 << 20 }
+    );
+    // What left the server: the cap and what the connection's buffers took, far from all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let left = sent.load(Ordering::Relaxed);
+    assert!(left < CHUNK * CHUNKS / 2, "{left} bytes were produced");
+    assert!(fake.requests().is_empty(), "no API request");
 }

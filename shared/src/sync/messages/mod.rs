@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::SyncContext;
 use super::check::{CheckedRoom, RoomCheckReport};
+use super::extras::{self, ExtrasResult, PartReport};
 pub use super::snapshot::ListedRoom;
 use crate::jobs::{
     self, BatchConnection, Begin, ItemError, ItemRun, ItemStatus, JobItem, JobKind, JobSpec,
@@ -124,26 +125,81 @@ pub struct MessagesSyncMessage {
     /// The connection the check chose to fetch it through (else the item chooses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<Uuid>,
+    /// Another part of the room than its messages (absent: the messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<RoomPart>,
+    /// What the room list counted of that part (`task_num`, `file_num`), recorded as
+    /// synced once the fetch succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_count: Option<i64>,
+}
+
+/// A part of a room a messages sync fetches besides its messages, as an item of its own
+/// (one request each; see `crate::sync::extras`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomPart {
+    Tasks,
+    Files,
+    Members,
+}
+
+impl RoomPart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tasks => "tasks",
+            Self::Files => "files",
+            Self::Members => "members",
+        }
+    }
 }
 
 impl MessagesSyncMessage {
-    /// The message of a room a check planned.
-    fn planned(room: &CheckedRoom) -> Self {
-        Self {
-            room_id: Some(room.room_id),
-            listed: Some(room.listed()),
-            connection_id: room.connection,
-        }
-    }
-
-    /// The message of a room the job names, or one of every active room.
+    /// The messages of a room the job names, or one of every active room.
     fn room(room_id: i64) -> Self {
         Self {
             room_id: Some(room_id),
             listed: None,
             connection_id: None,
+            part: None,
+            listed_count: None,
         }
     }
+}
+
+/// The items of a room a check planned: its messages and each other part that needs a
+/// fetch, all in the room's group, so they run one after the other.
+pub(crate) fn planned_items(room: &CheckedRoom) -> Vec<PlannedItem<MessagesSyncMessage>> {
+    let base = MessagesSyncMessage {
+        room_id: Some(room.room_id),
+        listed: Some(room.listed()),
+        connection_id: room.connection,
+        part: None,
+        listed_count: None,
+    };
+    let mut items = Vec::new();
+    if room.messages {
+        items.push(room_item(base.clone()));
+    }
+    let parts = [
+        (RoomPart::Tasks, room.tasks.is_some(), room.tasks),
+        (RoomPart::Files, room.files.is_some(), room.files),
+        (RoomPart::Members, room.members, None),
+    ];
+    for (part, wanted, count) in parts {
+        if wanted {
+            items.push(PlannedItem::work(
+                MessagesSyncMessage {
+                    listed: None,
+                    part: Some(part),
+                    listed_count: count,
+                    ..base.clone()
+                },
+                item_key(room.room_id),
+            ));
+        }
+    }
+    items
 }
 
 /// What one item did: the room check step, or one room.
@@ -155,6 +211,8 @@ pub enum ItemReport {
         check: RoomCheckReport,
         requests: i64,
     },
+    /// Before `Room`: a part's report has a `listed`, which a room's never has.
+    Part(PartReport),
     Room(RoomFetch),
 }
 
@@ -211,6 +269,10 @@ pub struct MessagesSyncResult {
     /// A sync of all rooms: what its room check (the first step) saw and planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<RoomCheckReport>,
+    /// What the rooms' tasks, files and members items did (their failures are among
+    /// `errors`, their requests in `requests`).
+    #[serde(default)]
+    pub extras: ExtrasResult,
 }
 
 /// A processed room of a messages sync.
@@ -242,9 +304,14 @@ pub struct RoomGap {
 /// The item key of a sync's room check step.
 pub const CHECK_ITEM_KEY: &str = "check";
 
-/// The item key of a room.
+/// The item key of a room('s messages).
 pub fn item_key(room_id: i64) -> String {
     format!("room-{room_id}")
+}
+
+/// The item key of another part of a room: `tasks-<id>`, `files-<id>`, `members-<id>`.
+pub fn part_item_key(part: RoomPart, room_id: i64) -> String {
+    format!("{}-{room_id}", part.as_str())
 }
 
 /// What [`MessagesSync::begin`] read for the handler.
@@ -252,6 +319,8 @@ pub enum ItemRead {
     /// The room check step reads nothing there.
     Step,
     Room(Box<room::FirstRead>),
+    /// Another part of a room reads nothing there either.
+    Part,
 }
 
 type Item = JobItem<MessagesSyncMessage, ItemReport>;
@@ -288,9 +357,11 @@ impl JobSpec for MessagesSync {
     }
 
     fn item_key(message: &MessagesSyncMessage) -> String {
-        message
-            .room_id
-            .map_or_else(|| CHECK_ITEM_KEY.to_owned(), item_key)
+        match (message.room_id, message.part) {
+            (Some(room_id), Some(part)) => part_item_key(part, room_id),
+            (Some(room_id), None) => item_key(room_id),
+            (None, _) => CHECK_ITEM_KEY.to_owned(),
+        }
     }
 
     /// The rooms named, the rooms a check planned (in its order: riskiest first), every
@@ -309,7 +380,7 @@ impl JobSpec for MessagesSync {
                 ids.into_iter().map(MessagesSyncMessage::room).collect()
             }
             MessagesSyncPayload::Planned { rooms } => {
-                rooms.iter().map(MessagesSyncMessage::planned).collect()
+                return Ok(rooms.iter().flat_map(planned_items).collect());
             }
             MessagesSyncPayload::All => {
                 return Ok(vec![PlannedItem::step(
@@ -317,6 +388,8 @@ impl JobSpec for MessagesSync {
                         room_id: None,
                         listed: None,
                         connection_id: None,
+                        part: None,
+                        listed_count: None,
                     },
                     CHECK_ITEM_KEY,
                 )]);
@@ -340,7 +413,10 @@ impl JobSpec for MessagesSync {
     /// deliveries that ended the items, the check's included. A room check that failed
     /// is listed among the errors, without a room.
     fn summarize(items: &[Item]) -> MessagesSyncResult {
-        let (steps, rooms): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| i.step);
+        let (steps, work): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| i.step);
+        let is_part = |i: &&Item| i.message.as_ref().is_some_and(|m| m.part.is_some());
+        let (parts, rooms): (Vec<&Item>, Vec<&Item>) = work.into_iter().partition(is_part);
+        let extras = extras::summarize(&parts);
         let check = steps.iter().find_map(|i| match &i.result {
             Some(ItemReport::Check { check, requests }) => Some((check.clone(), *requests)),
             _ => None,
@@ -365,6 +441,7 @@ impl JobSpec for MessagesSync {
         let errors = steps
             .iter()
             .chain(rooms.iter())
+            .chain(parts.iter())
             .filter(|i| i.status == ItemStatus::Failed)
             .map(|i| RoomFailure {
                 room_id: room_of(i),
@@ -395,8 +472,9 @@ impl JobSpec for MessagesSync {
             gaps,
             stored_messages: sum(|r| r.stored.unwrap_or(0)),
             edited_messages: sum(|r| r.edited.unwrap_or(0)),
-            requests: check.as_ref().map_or(0, |c| c.1) + sum(|r| r.requests),
+            requests: check.as_ref().map_or(0, |c| c.1) + sum(|r| r.requests) + extras.requests,
             check: check.map(|c| c.0),
+            extras,
         }
     }
 
@@ -450,11 +528,14 @@ impl JobKind for MessagesSync {
         item_key: &str,
         message: &MessagesSyncMessage,
     ) -> Result<Begin<ItemRead>, sqlx::Error> {
-        match message.room_id {
-            Some(room_id) => {
+        match (message.room_id, message.part) {
+            (Some(room_id), None) => {
                 room::begin_and_read(context, db, job_id, item_key, room_id, message).await
             }
-            None => Ok(jobs::begin_item(db, job_id, item_key)
+            (Some(_), Some(_)) => Ok(jobs::begin_item(db, job_id, item_key)
+                .await?
+                .with_read(|()| ItemRead::Part)),
+            (None, _) => Ok(jobs::begin_item(db, job_id, item_key)
                 .await?
                 .with_read(|()| ItemRead::Step)),
         }
@@ -467,6 +548,22 @@ impl JobKind for MessagesSync {
         read: ItemRead,
     ) -> Result<Outcome<Self>, ItemError> {
         match (message.room_id, read) {
+            (Some(room_id), ItemRead::Part) => match message.part {
+                Some(part) => {
+                    extras::run(
+                        context,
+                        item,
+                        room_id,
+                        part,
+                        message.listed_count,
+                        message.connection_id,
+                    )
+                    .await
+                }
+                None => Err(ItemError::Retry(anyhow::anyhow!(
+                    "the item's start and its message disagree"
+                ))),
+            },
             (Some(room_id), ItemRead::Room(read)) => {
                 room::run(
                     context,

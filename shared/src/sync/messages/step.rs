@@ -3,7 +3,7 @@
 //! A person's sync plans every room that needs a fetch, whatever the budget has left
 //! now: the items wait for the shared budget as it reopens.
 
-use super::{ItemReport, MessagesSync, MessagesSyncMessage, room_item};
+use super::{ItemReport, MessagesSync, planned_items};
 use crate::chatwork::RequestMeter;
 use crate::jobs::{ItemError, ItemOutcome, ItemRun, Outcome};
 use crate::sync::check::{self, CheckError, CheckTrigger};
@@ -32,11 +32,7 @@ pub(super) async fn run(
         }
         Err(e) => return Err(ItemError::Retry(e.into())),
     };
-    let items = check
-        .planned()
-        .iter()
-        .map(|room| room_item(MessagesSyncMessage::planned(room)))
-        .collect();
+    let items = check.planned().iter().flat_map(planned_items).collect();
     let report = check
         .record(&item.pool, settings, Some(item.job_id), false)
         .await?;

@@ -195,6 +195,15 @@ fn rows() -> Vec<Row> {
             body: no_body,
             expect: [401, 403, 403, 403, 200],
         },
+        // Any role may read a file; none is stored here (the content itself:
+        // sync::extras).
+        Row {
+            method: "GET",
+            route: "/api/chatwork/rooms/{id}/files/{fileId}/content",
+            path: |_, _| "/api/chatwork/rooms/101/files/1/content".into(),
+            body: no_body,
+            expect: [401, 403, 404, 404, 404],
+        },
         Row {
             method: "GET",
             route: "/api/companies",
@@ -426,6 +435,7 @@ async fn every_route_answers_every_caller_as_designed(app: &impl Api) {
                 (404, _) if row.route.starts_with("/api/chatwork/connections") => {
                     Some("connection_not_found")
                 }
+                (404, _) if row.route.ends_with("/content") => Some("not_found"),
                 (404, _) => Some("job_not_found"),
                 _ => None,
             };

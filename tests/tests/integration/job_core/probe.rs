@@ -231,6 +231,8 @@ impl JobSpec for Probe {
                         room_id: Some(room_id),
                         listed: None,
                         connection_id: None,
+                        part: None,
+                        listed_count: None,
                     },
                     payload
                         .group_override

@@ -6,6 +6,7 @@ use cwsync::jobs::JobSpec as _;
 mod ceiling;
 mod check;
 mod cost;
+mod extras;
 mod faults;
 mod hostile;
 mod messages;
