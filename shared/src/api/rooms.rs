@@ -96,6 +96,19 @@ pub struct Room {
     /// when none did.
     #[serde(rename = "lastWebhookAt")]
     pub webhook_message_at: Option<DateTime<Utc>>,
+    /// Chatwork's `task_num` and `file_num` as the room checks last saw them.
+    pub checked_task_num: Option<i32>,
+    pub checked_file_num: Option<i32>,
+    /// Sync bookkeeping, not shown: `task_num` and `file_num` when the room's last
+    /// successful tasks (files) sync started.
+    #[serde(skip)]
+    pub synced_task_num: Option<i32>,
+    #[serde(skip)]
+    pub synced_file_num: Option<i32>,
+    /// When the room's tasks, files and members were last synced; null if never.
+    pub tasks_synced_at: Option<DateTime<Utc>>,
+    pub files_synced_at: Option<DateTime<Utc>>,
+    pub members_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Messages not yet stored as of the last room check (its `message_num` less the one
@@ -376,7 +389,7 @@ pub(crate) async fn list(
 pub(crate) struct RoomPath {
     /// Chatwork's id of the room (digits, a positive 64-bit number) or ours (a UUID).
     #[param(value_type = String, pattern = r"^([1-9][0-9]{0,17}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
-    id: RoomRef,
+    pub(crate) id: RoomRef,
 }
 
 /// What a room update may change.
