@@ -435,6 +435,7 @@ pub fn scenario(s: &SweepSettings, load: f64, strategy: Strategy) -> ScenarioFig
                             unseen: unseen as i64,
                             rate_per_min: rate,
                             waiting_since: time(since),
+                            requests: 1,
                         });
                     }
                 }

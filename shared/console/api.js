@@ -40,6 +40,29 @@ export async function api(method, path, body) {
   return { status: response.status, data };
 }
 
+/** Downloads `path` (a stored file's content) with the bearer token and saves it as
+ * `filename`: a plain link would carry no token. */
+export async function download(path, filename) {
+  const headers = {};
+  const bearer = token();
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  const response = await fetch(path, { headers, cache: 'no-store' });
+  if (!response.ok) {
+    let error = {};
+    try { error = (await response.json()).error || {}; } catch (_) { /* not JSON */ }
+    if (response.status === 401) onUnauthorized();
+    throw new ApiFailure(response.status, error.code || 'http_error', error.message || `HTTP ${response.status}`);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
 /** `path?k=v&...` without the unset values. */
 export function withQuery(path, params) {
   const query = new URLSearchParams();

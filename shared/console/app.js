@@ -36,7 +36,7 @@ const SECTIONS = [
   { path: 'status', label: 'nav.status', roles: ['admin'] },
   { path: 'connections', label: 'nav.connections', roles: ['admin'] },
   { path: 'rooms', label: 'nav.rooms', roles: ['admin'] },
-  { path: 'room', roles: ['admin'], hidden: true },
+  { path: 'room', roles: ['admin', 'writer', 'reader'], hidden: true },
   { path: 'companies', label: 'nav.companies', roles: ['admin', 'writer', 'reader'] },
   { path: 'jobs', label: 'nav.jobs', roles: ['admin', 'writer', 'reader'] },
   { path: 'schedules', label: 'nav.schedules', roles: ['admin'] },

@@ -67,9 +67,9 @@ const WORDS = {
     'rooms.name': 'Name', 'rooms.type': 'Type', 'rooms.companies': 'Companies', 'rooms.messages': 'Messages',
     'rooms.lastSync': 'Last sync', 'rooms.lastError': 'Last error', 'rooms.actions': 'Actions',
     'rooms.syncNow': 'Sync now', 'rooms.gap': 'gap ~{0}', 'rooms.left': 'left', 'rooms.never': 'never',
-    'rooms.none': 'No rooms match.', 'rooms.activeToggle': 'Sync {0}', 'rooms.show': 'Messages',
+    'rooms.none': 'No rooms match.', 'rooms.activeToggle': 'Sync {0}', 'rooms.show': 'Open',
     'rooms.more': 'More', 'rooms.updated': '{0} is now {1}.', 'rooms.on': 'active', 'rooms.off': 'inactive',
-    'room.title': 'Messages of {0}', 'room.none': 'No stored messages.', 'room.older': 'Older messages',
+    'room.none': 'No stored messages.', 'room.older': 'Older messages',
     'companies.title': 'Companies', 'companies.search': 'Search by name', 'companies.create': 'Create',
     'companies.name': 'Company name', 'companies.none': 'No companies.', 'companies.created': 'Created {0}.',
     'company.rooms': 'Linked rooms', 'company.link': 'Link', 'company.unlink': 'Unlink',
@@ -78,6 +78,25 @@ const WORDS = {
     'drafts.title': 'Summary drafts', 'drafts.request': 'Request a draft', 'drafts.from': 'From',
     'drafts.to': 'To', 'drafts.none': 'No drafts yet.', 'drafts.read': 'Read', 'drafts.sources': 'Sources',
     'drafts.model': 'Model', 'drafts.period': '{0} – {1}', 'drafts.hide': 'Close',
+    'room.tasks': 'Tasks', 'room.files': 'Files', 'room.members': 'Members', 'room.messages': 'Messages',
+    'room.page': 'Room {0}', 'room.synced': 'Last synced {0}', 'room.notSynced': 'Not synced yet.',
+    'tasks.body': 'Task', 'tasks.assignee': 'Assignee', 'tasks.assignedBy': 'Assigned by', 'tasks.deadline': 'Deadline',
+    'tasks.status': 'Status', 'tasks.room': 'Room', 'tasks.none': 'No tasks.', 'tasks.noneOpen': 'No open tasks.',
+    'tasks.noDeadline': 'none', 'tasks.open': 'open', 'tasks.done': 'done', 'tasks.overdue': 'overdue',
+    'tasks.more': 'More tasks', 'tasks.filter': 'Show', 'tasks.all': 'All', 'tasks.sort': 'Order',
+    'tasks.newest': 'Newest first', 'tasks.byDeadline': 'By deadline', 'company.tasks': 'Open tasks',
+    'company.tasksIntro': 'The open Chatwork tasks of the linked rooms, earliest deadline first.',
+    'files.name': 'File', 'files.size': 'Size', 'files.by': 'Uploaded by', 'files.at': 'Uploaded',
+    'files.state': 'Copy', 'files.none': 'No files.', 'files.more': 'More files', 'files.download': 'Download',
+    'files.state.stored': 'stored', 'files.state.pending': 'not copied yet', 'files.state.too_large': 'too large to copy',
+    'files.state.failed': 'copy failed',
+    'members.name': 'Name', 'members.organization': 'Organization', 'members.department': 'Department',
+    'members.role': 'Role', 'members.none': 'No members.',
+    'suggestions.title': 'Suggested links', 'suggestions.intro': 'Rooms whose members belong to an organization named like a company. Accepting links the room; nothing is linked without it.',
+    'suggestions.room': 'Room', 'suggestions.company': 'Company', 'suggestions.organization': 'Organization',
+    'suggestions.members': 'Members', 'suggestions.accept': 'Accept', 'suggestions.dismiss': 'Dismiss',
+    'suggestions.accepted': 'Linked {0} to {1}.', 'suggestions.dismissed': 'Dismissed the suggestion of {0}.',
+    'suggestions.none': 'No open suggestions.', 'drafts.tasksNote': 'Drafts list the Chatwork tasks of their period (overdue, added, done) before the rooms.',
     'status.title': 'Status', 'status.intro': 'How syncing is going: Chatwork, the last room check, the rate budget, rooms at risk of losing messages, and gaps. Redrawn every 10 s.',
     'status.chatwork': 'Chatwork', 'status.up': 'answering',
     'status.breakerOpen': 'Chatwork looks down since {0}: {1} failures in a row. Requests have stopped but for one probe per interval (next at {2}); syncs resume by themselves once it answers.',
@@ -180,9 +199,9 @@ const WORDS = {
     'rooms.name': '名前', 'rooms.type': '種類', 'rooms.companies': '会社', 'rooms.messages': 'メッセージ数',
     'rooms.lastSync': '最終同期', 'rooms.lastError': '最後のエラー', 'rooms.actions': '操作',
     'rooms.syncNow': '今すぐ同期', 'rooms.gap': '欠落 約{0}件', 'rooms.left': '退出済み', 'rooms.never': '未同期',
-    'rooms.none': '該当するルームはありません。', 'rooms.activeToggle': '{0} を同期する', 'rooms.show': 'メッセージ',
+    'rooms.none': '該当するルームはありません。', 'rooms.activeToggle': '{0} を同期する', 'rooms.show': '開く',
     'rooms.more': 'さらに表示', 'rooms.updated': '{0} を{1}にしました。', 'rooms.on': '有効', 'rooms.off': '無効',
-    'room.title': '{0} のメッセージ', 'room.none': '保存されたメッセージはありません。', 'room.older': '以前のメッセージ',
+    'room.none': '保存されたメッセージはありません。', 'room.older': '以前のメッセージ',
     'companies.title': '会社', 'companies.search': '名前で検索', 'companies.create': '作成',
     'companies.name': '会社名', 'companies.none': '会社はありません。', 'companies.created': '{0} を作成しました。',
     'company.rooms': '紐付けられたルーム', 'company.link': '紐付ける', 'company.unlink': '紐付けを外す',
@@ -191,6 +210,25 @@ const WORDS = {
     'drafts.title': '要約の下書き', 'drafts.request': '下書きを依頼', 'drafts.from': '開始',
     'drafts.to': '終了', 'drafts.none': '下書きはまだありません。', 'drafts.read': '読む', 'drafts.sources': '出典',
     'drafts.model': 'モデル', 'drafts.period': '{0} 〜 {1}', 'drafts.hide': '閉じる',
+    'room.tasks': 'タスク', 'room.files': 'ファイル', 'room.members': 'メンバー', 'room.messages': 'メッセージ',
+    'room.page': 'ルーム {0}', 'room.synced': '最終同期 {0}', 'room.notSynced': 'まだ同期されていません。',
+    'tasks.body': 'タスク', 'tasks.assignee': '担当者', 'tasks.assignedBy': '依頼者', 'tasks.deadline': '期限',
+    'tasks.status': '状態', 'tasks.room': 'ルーム', 'tasks.none': 'タスクはありません。', 'tasks.noneOpen': '未完了のタスクはありません。',
+    'tasks.noDeadline': 'なし', 'tasks.open': '未完了', 'tasks.done': '完了', 'tasks.overdue': '期限切れ',
+    'tasks.more': 'さらに表示', 'tasks.filter': '表示', 'tasks.all': 'すべて', 'tasks.sort': '並び順',
+    'tasks.newest': '新しい順', 'tasks.byDeadline': '期限順', 'company.tasks': '未完了のタスク',
+    'company.tasksIntro': '紐付けられたルームの未完了の Chatwork タスク（期限の早い順）。',
+    'files.name': 'ファイル', 'files.size': 'サイズ', 'files.by': 'アップロードした人', 'files.at': 'アップロード日時',
+    'files.state': 'コピー', 'files.none': 'ファイルはありません。', 'files.more': 'さらに表示', 'files.download': 'ダウンロード',
+    'files.state.stored': '保存済み', 'files.state.pending': '未コピー', 'files.state.too_large': '大きすぎるためコピーしません',
+    'files.state.failed': 'コピー失敗',
+    'members.name': '名前', 'members.organization': '組織', 'members.department': '部署',
+    'members.role': '権限', 'members.none': 'メンバーはいません。',
+    'suggestions.title': '紐付けの提案', 'suggestions.intro': 'メンバーの組織名が会社名と一致するルームです。承認するとルームを紐付けます。承認なしに紐付けることはありません。',
+    'suggestions.room': 'ルーム', 'suggestions.company': '会社', 'suggestions.organization': '組織',
+    'suggestions.members': '人数', 'suggestions.accept': '承認', 'suggestions.dismiss': '却下',
+    'suggestions.accepted': '{0} を {1} に紐付けました。', 'suggestions.dismissed': '{0} の提案を却下しました。',
+    'suggestions.none': '未処理の提案はありません。', 'drafts.tasksNote': '下書きには、期間の Chatwork タスク（期限切れ・追加・完了）がルームの前に載ります。',
     'status.title': '状況', 'status.intro': '同期の状況：Chatwork、最後のルームチェック、レート予算、メッセージを失うおそれのあるルーム、欠落。10 秒ごとに更新します。',
     'status.chatwork': 'Chatwork', 'status.up': '応答あり',
     'status.breakerOpen': '{0} から Chatwork が停止しているようです（連続 {1} 回の失敗）。一定間隔で 1 回の確認を除きリクエストを止めています（次回 {2}）。応答が戻れば同期は自動で再開します。',
@@ -264,6 +302,35 @@ export function time(iso) {
   return new Intl.DateTimeFormat(lang === 'ja' ? 'ja-JP' : 'en-GB', {
     dateStyle: 'medium', timeStyle: 'medium',
   }).format(date);
+}
+
+/** A time to the minute (a task's deadline): seconds say nothing there. */
+export function minute(iso) {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  return new Intl.DateTimeFormat(lang === 'ja' ? 'ja-JP' : 'en-GB', {
+    dateStyle: 'medium', timeStyle: 'short',
+  }).format(date);
+}
+
+/** A Chatwork day (a task's `date` deadline): the day in Tokyo, whose days Chatwork's are. */
+export function day(iso) {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  return new Intl.DateTimeFormat(lang === 'ja' ? 'ja-JP' : 'en-GB', {
+    dateStyle: 'medium', timeZone: 'Asia/Tokyo',
+  }).format(date);
+}
+
+/** A size in bytes, `12 KB`. */
+export function bytes(n) {
+  const units = ['B', 'KB', 'MB', 'GB'];
+  let value = Number(n) || 0;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${number(unit ? Math.round(value * 10) / 10 : value)} ${units[unit]}`;
 }
 
 /** A duration between two times, `1 min 5 s`. */

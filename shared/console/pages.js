@@ -1,13 +1,14 @@
 // The console's pages: Sync, Status (the room check, the budget, the outage breaker,
-// rooms at risk and gaps), Rooms (and a room's messages), Companies (and a company's
-// page with its rooms and summary drafts), Jobs (and a job's detail), Schedules (the
+// rooms at risk and gaps), Rooms (and a room's tasks, files, members and messages),
+// Companies (with the open link suggestions, and a company's page with its rooms, open
+// tasks and summary drafts), Jobs (and a job's detail), Schedules (the
 // scheduled tasks and a task's runs). A page draws what
 // the caller's role can use (the API enforces it regardless) and returns a cleanup for
 // its timers. Everything from the API is written as text.
 
-import { api, withQuery } from './api.js';
+import { api, download, withQuery } from './api.js';
 import { h, fill, field, badge, readableMarkup } from './dom.js';
-import { t, time, duration, number } from './i18n.js';
+import { t, time, minute, day, bytes, duration, number } from './i18n.js';
 import { statusCharts } from './charts.js';
 
 const POLL_MS = 2000;
@@ -258,12 +259,116 @@ async function roomsPage(ctx) {
   await load(true);
 }
 
+/** A task's deadline: an instant in the browser's zone, a Chatwork day (Tokyo's) alone. */
+function deadlineText(task) {
+  if (task.limitType === 'none' || !task.limitTime) return t('tasks.noDeadline');
+  return task.limitType === 'date' ? day(task.limitTime) : minute(task.limitTime);
+}
+
+function taskBadge(task) {
+  if (task.overdue) return badge(t('tasks.overdue'), 'bad');
+  return task.status === 'done' ? badge(t('tasks.done'), 'ok') : badge(t('tasks.open'), 'info');
+}
+
+/** Rows of tasks for a table whose head `taskHead` draws; `withRoom` adds the room. */
+function taskRows(tasks, withRoom) {
+  return tasks.map((task) => h('tr', { 'data-task': task.taskId, class: task.overdue ? 'overdue' : null },
+    h('td', { 'data-label': t('tasks.deadline') }, deadlineText(task)),
+    h('td', { 'data-label': t('tasks.status') }, taskBadge(task)),
+    h('td', { class: 'task-body', 'data-label': t('tasks.body') }, readableMarkup(task.body)),
+    h('td', { 'data-label': t('tasks.assignee') }, task.accountName),
+    h('td', { class: 'hide-narrow', 'data-label': t('tasks.assignedBy') }, task.assignedByAccountName ?? '—'),
+    withRoom ? h('td', { 'data-label': t('tasks.room') }, h('a', { href: `#/room/${task.roomId}` }, task.roomName)) : null));
+}
+
+function taskHead(withRoom) {
+  return h('thead', {}, h('tr', {}, [t('tasks.deadline'), t('tasks.status'), t('tasks.body'), t('tasks.assignee'),
+    t('tasks.assignedBy'), withRoom ? t('tasks.room') : null].filter(Boolean).map((label) => h('th', {}, label))));
+}
+
+/** When a list was last synced, and what an empty one means: nothing there, or not
+ * synced yet. */
+function syncedNote(at, empty, none) {
+  if (at) return h('p', { class: 'muted' }, t('room.synced', time(at)), empty ? ` · ${none}` : null);
+  return empty ? h('p', { class: 'muted' }, t('room.notSynced')) : null;
+}
+
+/** A room: its tasks, files and members (anyone who may read a company it is linked to),
+ * and its stored messages (admins). */
 async function roomPage(ctx, roomId) {
+  const base = `/api/chatwork/rooms/${encodeURIComponent(roomId)}`;
+
+  const taskBody = h('tbody', {});
+  const taskNote = h('div', {});
+  const taskMore = h('button', { type: 'button', class: 'secondary', hidden: true, id: 'tasks-more' }, t('tasks.more'));
+  const status = select([['', t('tasks.all')], ['open', t('tasks.open')], ['done', t('tasks.done')]], '');
+  status.id = 'task-status';
+  const sort = select([['newest', t('tasks.newest')], ['deadline', t('tasks.byDeadline')]], 'newest');
+  sort.id = 'task-sort';
+  let taskCursor = null;
+  const loadTasks = async (reset) => {
+    if (reset) { taskCursor = null; taskBody.replaceChildren(); }
+    const { data } = await api('GET', withQuery(`${base}/tasks`, {
+      status: status.value, sort: sort.value, cursor: taskCursor, limit: 50,
+    }));
+    for (const row of taskRows(data.items, false)) taskBody.appendChild(row);
+    taskCursor = data.nextCursor;
+    taskMore.hidden = !taskCursor;
+    fill(taskNote, syncedNote(data.syncedAt, !taskBody.children.length, t('tasks.none')));
+  };
+  status.addEventListener('change', () => loadTasks(true).catch(ctx.fail));
+  sort.addEventListener('change', () => loadTasks(true).catch(ctx.fail));
+  taskMore.addEventListener('click', () => loadTasks(false).catch(ctx.fail));
+
+  const fileBody = h('tbody', {});
+  const fileNote = h('div', {});
+  const fileMore = h('button', { type: 'button', class: 'secondary', hidden: true, id: 'files-more' }, t('files.more'));
+  let fileCursor = null;
+  const fileRow = (file) => {
+    const kind = { stored: 'ok', pending: 'info', too_large: 'warn', failed: 'bad' }[file.storageState] || 'info';
+    const name = file.contentPath
+      ? h('a', {
+        href: file.contentPath, class: 'file-download', 'data-action': 'download',
+        onclick: (event) => { event.preventDefault(); download(file.contentPath, file.filename).catch(ctx.fail); },
+      }, file.filename)
+      : h('span', {}, file.filename);
+    return h('tr', { 'data-file': file.fileId, 'data-state': file.storageState },
+      h('td', { 'data-label': t('files.name') }, name),
+      h('td', { 'data-label': t('files.size') }, bytes(file.filesize)),
+      h('td', { 'data-label': t('files.by') }, file.accountName),
+      h('td', { class: 'hide-narrow', 'data-label': t('files.at') }, time(file.uploadTime)),
+      h('td', { 'data-label': t('files.state') }, badge(t(`files.state.${file.storageState}`), kind),
+        file.storageError ? h('span', { class: 'error-text' }, file.storageError) : null));
+  };
+  const loadFiles = async (reset) => {
+    if (reset) { fileCursor = null; fileBody.replaceChildren(); }
+    const { data } = await api('GET', withQuery(`${base}/files`, { cursor: fileCursor, limit: 50 }));
+    for (const file of data.items) fileBody.appendChild(fileRow(file));
+    fileCursor = data.nextCursor;
+    fileMore.hidden = !fileCursor;
+    fill(fileNote, syncedNote(data.syncedAt, !fileBody.children.length, t('files.none')));
+  };
+  fileMore.addEventListener('click', () => loadFiles(false).catch(ctx.fail));
+
+  const members = h('div', { id: 'members' });
+  const loadMembers = async () => {
+    const { data } = await api('GET', `${base}/members`);
+    fill(members, syncedNote(data.syncedAt, !data.items.length, t('members.none')),
+      data.items.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'members-table' },
+      h('thead', {}, h('tr', {}, [t('members.name'), t('members.organization'), t('members.department'), t('members.role')]
+        .map((label) => h('th', {}, label)))),
+      h('tbody', {}, data.items.map((m) => h('tr', { 'data-member': m.accountId },
+        h('td', { 'data-label': t('members.name') }, m.name),
+        h('td', { 'data-label': t('members.organization') }, m.organizationName ?? '—'),
+        h('td', { class: 'hide-narrow', 'data-label': t('members.department') }, m.department ?? '—'),
+        h('td', { 'data-label': t('members.role') }, m.role)))))) : null);
+  };
+
   const list = h('div', { id: 'messages' });
   const older = h('button', { type: 'button', class: 'secondary', hidden: true }, t('room.older'));
   let cursor = null;
-  const load = async () => {
-    const { data } = await api('GET', withQuery(`/api/chatwork/rooms/${encodeURIComponent(roomId)}/messages`, { limit: 30, cursor }));
+  const loadMessages = async () => {
+    const { data } = await api('GET', withQuery(`${base}/messages`, { limit: 30, cursor }));
     for (const m of data.items) {
       list.appendChild(h('article', { class: 'message', 'data-message': m.messageId },
         h('div', { class: 'row muted' }, h('strong', {}, m.accountName ?? `ID:${m.accountId}`), h('span', {}, time(m.sendTime))),
@@ -273,10 +378,51 @@ async function roomPage(ctx, roomId) {
     cursor = data.nextCursor;
     older.hidden = !cursor;
   };
-  older.addEventListener('click', () => load().catch(ctx.fail));
-  fill(ctx.main, h('p', {}, h('a', { href: '#/rooms' }, t('back'))), h('h1', {}, t('room.title', roomName(roomId))),
-    list, h('div', { class: 'pager' }, older));
-  await load();
+  older.addEventListener('click', () => loadMessages().catch(ctx.fail));
+
+  const back = isAdmin(ctx) ? '#/rooms' : '#/companies';
+  fill(ctx.main, h('p', {}, h('a', { href: back }, t('back'))), h('h1', {}, t('room.page', roomName(roomId))),
+    h('section', { id: 'room-tasks' }, h('h2', {}, t('room.tasks')),
+      h('div', { class: 'row' }, field(t('tasks.filter'), status), field(t('tasks.sort'), sort)),
+      h('div', { class: 'table-wrap' }, h('table', { id: 'tasks-table' }, taskHead(false), taskBody)),
+      taskNote, h('div', { class: 'pager' }, taskMore)),
+    h('section', { id: 'room-files' }, h('h2', {}, t('room.files')),
+      h('div', { class: 'table-wrap' }, h('table', { id: 'files-table' },
+        h('thead', {}, h('tr', {}, [t('files.name'), t('files.size'), t('files.by'), t('files.at'), t('files.state')]
+          .map((label) => h('th', {}, label)))), fileBody)),
+      fileNote, h('div', { class: 'pager' }, fileMore)),
+    h('section', { id: 'room-members' }, h('h2', {}, t('room.members')), members),
+    isAdmin(ctx) ? h('section', {}, h('h2', {}, t('room.messages')), list, h('div', { class: 'pager' }, older)) : null);
+  await Promise.all([loadTasks(true), loadFiles(true), loadMembers(), isAdmin(ctx) ? loadMessages() : null]);
+}
+
+/** The open suggestions to link a room to a company, for an admin to decide. */
+function suggestionsCard(ctx) {
+  const box = h('section', { class: 'card', id: 'suggestions' });
+  const load = async () => {
+    const { data } = await api('GET', '/api/companies/suggestions');
+    const decide = (s, verb) => async () => {
+      try {
+        await api('POST', `/api/companies/${s.companyId}/suggestions/${s.roomId}/${verb}`);
+        ctx.notify(verb === 'accept' ? t('suggestions.accepted', s.roomName, s.companyName) : t('suggestions.dismissed', s.roomName));
+        await load();
+      } catch (e) { ctx.fail(e); }
+    };
+    fill(box, h('h2', {}, t('suggestions.title')), h('p', { class: 'muted' }, t('suggestions.intro')),
+      data.items.length ? h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, [t('suggestions.room'), t('suggestions.company'), t('suggestions.organization'),
+          t('suggestions.members'), t('rooms.actions')].map((label) => h('th', {}, label)))),
+        h('tbody', {}, data.items.map((s) => h('tr', { 'data-suggestion': `${s.companyId}:${s.roomId}` },
+          h('td', {}, h('a', { href: `#/room/${s.roomId}` }, s.roomName)),
+          h('td', {}, h('a', { href: `#/companies/${s.companyId}` }, s.companyName)),
+          h('td', {}, s.organizationName), h('td', {}, number(s.members)),
+          h('td', {}, h('div', { class: 'row' },
+            h('button', { type: 'button', 'data-action': 'accept', onclick: decide(s, 'accept') }, t('suggestions.accept')),
+            h('button', { type: 'button', class: 'secondary', 'data-action': 'dismiss', onclick: decide(s, 'dismiss') }, t('suggestions.dismiss')))))))))
+        : h('p', { class: 'muted' }, t('suggestions.none')));
+  };
+  load().catch(ctx.fail);
+  return box;
 }
 
 async function companiesPage(ctx) {
@@ -309,7 +455,7 @@ async function companiesPage(ctx) {
       } catch (e) { ctx.fail(e); }
     },
   }, field(t('companies.name'), name), h('button', { type: 'submit', id: 'company-create' }, t('companies.create'))) : null;
-  fill(ctx.main, h('h1', {}, t('companies.title')), create,
+  fill(ctx.main, h('h1', {}, t('companies.title')), create, isAdmin(ctx) ? suggestionsCard(ctx) : null,
     h('form', { class: 'row', role: 'search', onsubmit: (e) => { e.preventDefault(); load(true).catch(ctx.fail); } },
       field(t('companies.search'), search), h('button', { type: 'submit' }, t('jobs.filter'))),
     h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, t('companies.name')), h('th', {}, t('job.created')))), body)),
@@ -335,7 +481,7 @@ async function companyPage(ctx, companyId) {
       h('thead', {}, h('tr', {}, h('th', {}, t('rooms.name')), h('th', {}, t('rooms.messages')), h('th', {}, t('rooms.lastSync')),
         isWriter(ctx) ? h('th', {}, t('rooms.actions')) : null)),
       h('tbody', {}, data.items.map((room) => h('tr', { 'data-room': room.roomId },
-        h('td', {}, room.name), h('td', {}, number(room.messageCount)), h('td', {}, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
+        h('td', {}, h('a', { href: `#/room/${room.roomId}` }, room.name)), h('td', {}, number(room.messageCount)), h('td', {}, room.lastSyncAt ? time(room.lastSyncAt) : t('rooms.never')),
         isWriter(ctx) ? h('td', {}, h('button', {
           type: 'button', class: 'secondary', 'data-action': 'unlink', 'aria-label': `${t('company.unlink')}: ${room.name}`,
           onclick: async () => {
@@ -373,6 +519,14 @@ async function companyPage(ctx, companyId) {
         } catch (e) { ctx.fail(e); }
       },
     }, field(t('company.pick'), search), field(t('company.available'), choice), h('button', { type: 'submit', id: 'link-submit' }, t('company.link')));
+  };
+
+  const tasks = h('div', { id: 'company-tasks' });
+  const loadTasks = async () => {
+    const { data } = await api('GET', withQuery(`/api/companies/${company.id}/tasks`, { status: 'open' }));
+    fill(tasks, data.items.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'open-tasks' },
+      taskHead(true), h('tbody', {}, taskRows(data.items, true))))
+      : h('p', { class: 'muted' }, t('tasks.noneOpen')));
   };
 
   const loadDrafts = async () => {
@@ -421,8 +575,9 @@ async function companyPage(ctx, companyId) {
   fill(ctx.main, h('p', {}, h('a', { href: '#/companies' }, t('back'))),
     h('h1', { id: 'company-title' }, company.name),
     h('h2', {}, t('company.rooms')), rooms, isAdmin(ctx) ? linkForm() : null,
-    h('h2', {}, t('drafts.title')), requestForm, draftJob, drafts);
-  await Promise.all([loadRooms(), loadDrafts()]);
+    h('h2', {}, t('company.tasks')), h('p', { class: 'muted' }, t('company.tasksIntro')), tasks,
+    h('h2', {}, t('drafts.title')), h('p', { class: 'muted' }, t('drafts.tasksNote')), requestForm, draftJob, drafts);
+  await Promise.all([loadRooms(), loadTasks(), loadDrafts()]);
   return () => stops.forEach((stop) => stop());
 }
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ use super::auth::{Admin, Caller, Writer};
 use super::cursor::{NameSearch, NameUuidCursor, page};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestId};
-use super::rooms::{ChatworkRoomId, Room, RoomFilter, RoomRef, resolve_room, rooms_where};
+use super::rooms::{ChatworkRoomId, Room, RoomFilter, RoomIds, RoomRef, resolve_room, rooms_where};
 use super::{ApiError, AppState, ErrorCode, Limit};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -97,10 +97,10 @@ pub(crate) struct CompanyPath {
 #[into_params(parameter_in = Path)]
 pub(crate) struct CompanyRoomPath {
     /// The company's id.
-    id: Uuid,
+    pub(crate) id: Uuid,
     /// Chatwork's id of the room (digits, a positive 64-bit number) or ours (a UUID).
     #[param(rename = "roomId", value_type = String, pattern = r"^([1-9][0-9]{0,17}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
-    room_id: RoomRef,
+    pub(crate) room_id: RoomRef,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -409,16 +409,7 @@ pub(crate) async fn link(
     let mut tx = state.pool.begin().await?;
     require_company(&mut *tx, path.id).await?;
     let room = resolve_room(&mut *tx, room_ref).await?;
-    let linked_at = sqlx::query_scalar!(
-        r#"INSERT INTO company_room_links (company_id, chatwork_room_id) VALUES ($1, $2)
-           ON CONFLICT DO NOTHING
-           RETURNING created_at"#,
-        path.id,
-        room.id,
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| {
+    let link = link_room(&mut tx, path.id, room).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::AlreadyLinked,
@@ -428,21 +419,6 @@ pub(crate) async fn link(
             ),
         )
     })?;
-    let backfilled = sqlx::query!(
-        "UPDATE messages SET company_id = $1 WHERE chatwork_room_id = $2 AND company_id IS NULL",
-        path.id,
-        room.id,
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let link = Link {
-        company_id: path.id,
-        chatwork_room_id: room.id,
-        room_id: room.room_id,
-        linked_at,
-        backfilled_messages: backfilled,
-    };
     audit::record(
         &mut *tx,
         AuditEntry {
@@ -458,6 +434,43 @@ pub(crate) async fn link(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(link)))
+}
+
+/// Links `room` to `company` and gives the company to the room's stored messages that
+/// have none, in the caller's transaction; `None` when they were linked already (nothing
+/// changes). The link route and an accepted suggestion link the same way.
+pub(crate) async fn link_room(
+    tx: &mut PgConnection,
+    company: Uuid,
+    room: RoomIds,
+) -> Result<Option<Link>, sqlx::Error> {
+    let Some(linked_at) = sqlx::query_scalar!(
+        r#"INSERT INTO company_room_links (company_id, chatwork_room_id) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING
+           RETURNING created_at"#,
+        company,
+        room.id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let backfilled = sqlx::query!(
+        "UPDATE messages SET company_id = $1 WHERE chatwork_room_id = $2 AND company_id IS NULL",
+        company,
+        room.id,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(Some(Link {
+        company_id: company,
+        chatwork_room_id: room.id,
+        room_id: room.room_id,
+        linked_at,
+        backfilled_messages: backfilled,
+    }))
 }
 
 /// Unlinks a room from a company. The room's stored messages keep their company.

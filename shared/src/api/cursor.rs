@@ -132,6 +132,94 @@ impl FromStr for TimeUuidCursor {
 }
 deserialize_from_str!(TimeUuidCursor);
 
+/// A time a cursor carries, as micros; refused when Postgres could not hold it (a forged
+/// cursor must be a 400, not a 500).
+fn cursor_time(part: &str) -> Result<DateTime<Utc>, &'static str> {
+    part.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .filter(|at| (1..=9999).contains(&at.year()))
+        .ok_or(INVALID)
+}
+
+/// After the row with this time and numeric id, newest first (a room's files by upload
+/// time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeIdCursor {
+    pub at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl TimeIdCursor {
+    pub fn encode(&self) -> String {
+        encode(&[
+            &self.at.timestamp_micros().to_string(),
+            &self.id.to_string(),
+        ])
+    }
+}
+
+impl FromStr for TimeIdCursor {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts = decode(s, 2)?;
+        Ok(Self {
+            at: cursor_time(&parts[0])?,
+            id: parts[1].parse().map_err(|_| INVALID)?,
+        })
+    }
+}
+deserialize_from_str!(TimeIdCursor);
+
+/// After this task in one of the two orders tasks are listed in: `newest` (by id, newest
+/// first; `deadline` is not used) or `deadline` (earliest deadline first, tasks without
+/// one last, then by id). The order is part of the cursor, so that a page of one order is
+/// never continued in the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskCursor {
+    pub by_deadline: bool,
+    pub deadline: Option<DateTime<Utc>>,
+    pub task_id: i64,
+}
+
+impl TaskCursor {
+    pub fn encode(&self) -> String {
+        let order = if self.by_deadline {
+            "deadline"
+        } else {
+            "newest"
+        };
+        let deadline = self
+            .deadline
+            .map_or_else(|| "-".to_owned(), |at| at.timestamp_micros().to_string());
+        encode(&[order, &deadline, &self.task_id.to_string()])
+    }
+}
+
+impl FromStr for TaskCursor {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts = decode(s, 3)?;
+        let by_deadline = match parts[0].as_str() {
+            "deadline" => true,
+            "newest" => false,
+            _ => return Err(INVALID),
+        };
+        let deadline = match parts[1].as_str() {
+            "-" => None,
+            micros => Some(cursor_time(micros)?),
+        };
+        Ok(Self {
+            by_deadline,
+            deadline,
+            task_id: parts[2].parse().map_err(|_| INVALID)?,
+        })
+    }
+}
+deserialize_from_str!(TaskCursor);
+
 /// A page of `rows` read with `LIMIT limit + 1`: the extra row, when it came, says another
 /// page follows without a count. Answers the first `limit` rows and, when more followed,
 /// the cursor after the last of them (`cursor_of` that row).
@@ -232,6 +320,46 @@ mod tests {
             assert!(bad.parse::<NameUuidCursor>().is_err(), "{bad}");
             assert!(bad.parse::<TimeUuidCursor>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn task_and_file_cursors_round_trip_and_reject_garbage() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        for cursor in [
+            TaskCursor {
+                by_deadline: true,
+                deadline: Some(at),
+                task_id: 7,
+            },
+            TaskCursor {
+                by_deadline: true,
+                deadline: None,
+                task_id: 8,
+            },
+            TaskCursor {
+                by_deadline: false,
+                deadline: None,
+                task_id: 9,
+            },
+        ] {
+            assert_eq!(cursor.encode().parse::<TaskCursor>(), Ok(cursor));
+        }
+        let file = TimeIdCursor { at, id: 42 };
+        assert_eq!(file.encode().parse::<TimeIdCursor>(), Ok(file));
+        for bad in [
+            URL_SAFE_NO_PAD.encode("v1:soonest:-:1"),
+            URL_SAFE_NO_PAD.encode("v1:deadline:x:1"),
+            URL_SAFE_NO_PAD.encode("v1:deadline:-:x"),
+            URL_SAFE_NO_PAD.encode(format!("v1:deadline:{}:1", i64::MIN)),
+        ] {
+            assert!(bad.parse::<TaskCursor>().is_err(), "{bad}");
+        }
+        assert!(
+            URL_SAFE_NO_PAD
+                .encode("v1:x:1")
+                .parse::<TimeIdCursor>()
+                .is_err()
+        );
     }
 
     #[test]

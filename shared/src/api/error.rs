@@ -57,6 +57,8 @@ pub enum ErrorCode {
     ConnectionNotFound,
     /// 404: no such scheduled task.
     TaskNotFound,
+    /// 404: no suggestion links that room to that company.
+    SuggestionNotFound,
     /// 405: the route does not take that method.
     MethodNotAllowed,
     /// 409: the room is already linked to the company.
@@ -97,6 +99,8 @@ pub enum ErrorCode {
     /// 409: the file is known but its content is not stored (still to be copied, larger
     /// than the cap, or its copy failed); the message says which.
     FileNotStored,
+    /// 409: accepting a dismissed suggestion, or dismissing an accepted one.
+    SuggestionDecided,
     /// 408: the body did not arrive within the server's body deadline.
     RequestTimeout,
     /// 413: the body is larger than the route accepts.

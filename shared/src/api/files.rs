@@ -14,7 +14,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::extract::ApiPath;
-use super::rooms::{RoomRef, resolve_room};
+use super::room_extras::readable_room;
+use super::rooms::RoomRef;
 use super::{ApiError, AppState, Caller, ErrorBody, ErrorCode};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -76,10 +77,12 @@ fn not_found(path: &FilePath) -> ApiError {
 )]
 pub(crate) async fn content(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiPath(path): ApiPath<FilePath>,
 ) -> Result<Response, ApiError> {
-    let room = resolve_room(&state.pool, path.id)
+    // Whoever may list the room's files may download them: admins any room, other
+    // roles a room linked to a company.
+    let room = readable_room(&state, &caller, path.id)
         .await
         .map_err(|_| not_found(&path))?;
     let file = sqlx::query!(

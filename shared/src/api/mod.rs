@@ -7,7 +7,8 @@
 //!   naming the field.
 //! - [`error`]: the error shape; `scope`: request id, size limits and panics; `serve`:
 //!   the HTTP server of the local runner and the tests.
-//! - One module per resource: `rooms`, `files`, `sync`, `companies`, `summaries`, `jobs`,
+//! - One module per resource: `rooms`, `room_extras` (a room's tasks, files and members,
+//!   a company's tasks), `files` (a file's content), `sync`, `companies`, `suggestions`, `summaries`, `jobs`,
 //!   `schedules`, `health`; `audit` writes the audit log; [`openapi`] the OpenAPI document.
 //! - `webhook`: Chatwork's webhook deliveries at `/webhooks/chatwork` (no JWT: the
 //!   signature authenticates).
@@ -28,11 +29,13 @@ mod history;
 mod jobs;
 pub mod oauth;
 pub mod openapi;
+mod room_extras;
 mod rooms;
 mod schedules;
 mod scope;
 mod serve;
 mod status;
+mod suggestions;
 mod summaries;
 mod sync;
 pub mod time;
@@ -168,6 +171,9 @@ macro_rules! operations {
             rooms::update;
             rooms::messages;
             files::content;
+            room_extras::room_tasks;
+            room_extras::room_files;
+            room_extras::room_members;
             sync::messages;
             status::get;
             connections::list, connections::add;
@@ -181,6 +187,10 @@ macro_rules! operations {
             companies::get;
             companies::rooms, companies::link;
             companies::unlink;
+            room_extras::company_tasks;
+            suggestions::list;
+            suggestions::accept;
+            suggestions::dismiss;
             summaries::list;
             summaries::draft;
             jobs::list;

@@ -402,7 +402,7 @@ pub(crate) async fn list(
 pub(crate) struct RoomPath {
     /// Chatwork's id of the room (digits, a positive 64-bit number) or ours (a UUID).
     #[param(value_type = String, pattern = r"^([1-9][0-9]{0,17}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
-    id: RoomRef,
+    pub(crate) id: RoomRef,
 }
 
 /// What a room update may change.

@@ -18,7 +18,10 @@
 //! or the language most of the period is written in), and ask the model to write in it,
 //! in the extractive draft's groups and order: decisions, requests and deadlines, open
 //! questions (no later message answers or quotes them), other notable points. The draft
-//! opens with the same heading as the extractive one (company, period, zone).
+//! opens with the same heading as the extractive one (company, period, zone). The
+//! period's Chatwork tasks go with every request (after the company and period, with
+//! their exact assignees and deadlines, to be preferred over what the messages suggest),
+//! and the draft lists them after its heading as the extractive draft does.
 //!
 //! # Citations
 //!
@@ -145,14 +148,31 @@ impl Wording {
         }
     }
 
-    /// `Company: Acme. Period: ...` / `会社：Acme。期間：...。`
+    /// `Company: Acme. Period: ...` / `会社：Acme。期間：...。`, and the period's Chatwork
+    /// tasks when it has some.
     fn context(&self, transcript: &Transcript) -> String {
         let period = self
             .locale
             .period(transcript.period_start, transcript.period_end);
-        match self.locale.language {
-            Language::Japanese => format!("会社：{}。期間：{period}。", transcript.company),
-            Language::English => format!("Company: {}. Period: {period}.", transcript.company),
+        let tasks = transcript.tasks_section(&self.locale);
+        match (self.locale.language, tasks.is_empty()) {
+            (Language::Japanese, true) => format!("会社：{}。期間：{period}。", transcript.company),
+            (Language::English, true) => {
+                format!("Company: {}. Period: {period}.", transcript.company)
+            }
+            (Language::Japanese, false) => format!(
+                "会社：{}。期間：{period}。\n次はChatworkに登録されたこの期間のタスクです（担当者と期限は正確です）。\
+                 依頼・期限では、メッセージからの推測よりこちらを優先し、矛盾があれば指摘してください。\
+                 タスクの一覧は要約の前に別に載せるので、繰り返さないでください。\n{tasks}",
+                transcript.company
+            ),
+            (Language::English, false) => format!(
+                "Company: {}. Period: {period}.\nThese are the period's tasks as registered in Chatwork \
+                 (their assignees and deadlines are exact). Under requests and deadlines, prefer them \
+                 over what the messages suggest, and point out any contradiction. The task list is \
+                 printed before the summary, so do not repeat it.\n{tasks}",
+                transcript.company
+            ),
         }
     }
 
@@ -207,13 +227,19 @@ impl Summarizer for ChatModel {
         let mut usage = TokenUsage::default();
         let locale = self.client.settings().style.locale(transcript.texts());
         let wording = Wording { locale };
+        let tasks = transcript.tasks_section(&locale);
         if transcript.is_empty() {
+            let mut content = locale.no_messages(
+                &transcript.company,
+                transcript.period_start,
+                transcript.period_end,
+            );
+            if !tasks.is_empty() {
+                content.push('\n');
+                content.push_str(&tasks);
+            }
             return Ok(Summary {
-                content: locale.no_messages(
-                    &transcript.company,
-                    transcript.period_start,
-                    transcript.period_end,
-                ),
+                content,
                 source_links: Vec::new(),
                 token_usage: Some(usage),
                 chunks: 0,
@@ -224,7 +250,9 @@ impl Summarizer for ChatModel {
             .iter()
             .flat_map(|room| room.lines.iter().map(move |l| (room.name.as_str(), l)))
             .collect();
-        let budget = self.chunk_budget(wording.map_instructions());
+        let context = wording.context(transcript);
+        // Every request carries the context (with the tasks) besides its lines.
+        let budget = self.chunk_budget(&format!("{}{context}", wording.map_instructions()));
         let rendered: Vec<String> = lines
             .iter()
             .enumerate()
@@ -246,7 +274,6 @@ impl Summarizer for ChatModel {
             })
             .collect();
         let chunks = pack(&rendered, budget, 1);
-        let context = wording.context(transcript);
         let mut partials = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
             if checkpoint.canceled().await? {
@@ -268,7 +295,8 @@ impl Summarizer for ChatModel {
                     .await?,
             );
         }
-        let reduce_budget = self.chunk_budget(wording.reduce_instructions());
+        let reduce_budget =
+            self.chunk_budget(&format!("{}{context}", wording.reduce_instructions()));
         let mut rounds = 0;
         while partials.len() > 1 {
             rounds += 1;
@@ -304,15 +332,17 @@ impl Summarizer for ChatModel {
         }
         let summary = partials.pop().unwrap_or_default();
         let (body, source_links) = resolve_citations(&summary, &lines);
-        let mut content = format!(
-            "{}\n{}\n",
-            locale.heading(
-                &transcript.company,
-                transcript.period_start,
-                transcript.period_end
-            ),
-            body.trim()
+        let mut content = locale.heading(
+            &transcript.company,
+            transcript.period_start,
+            transcript.period_end,
         );
+        // The tasks as Chatwork holds them, never the model's rewording of them.
+        if !tasks.is_empty() {
+            content.push('\n');
+            content.push_str(&tasks);
+        }
+        content.push_str(&format!("\n{}\n", body.trim()));
         if !source_links.is_empty() {
             content.push_str(&format!("\n{}\n", locale.sources()));
             for (i, link) in source_links.iter().enumerate() {

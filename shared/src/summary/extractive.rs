@@ -24,7 +24,9 @@
 //! questions, other notable messages (a message goes to the first group it fits), each
 //! group in time order, each point with its author, local time, deadline and link. Around
 //! them: the number of messages per room, and the most active participants per room and
-//! overall. The words, times and zone are the draft's locale's ([`locale`](super::locale)).
+//! overall. Before the rooms, the company's Chatwork tasks of the period (overdue, added,
+//! done: [`Transcript::tasks_section`]), with their assignees and deadlines as Chatwork
+//! holds them. The words, times and zone are the draft's locale's ([`locale`](super::locale)).
 //! Everything is sorted by total orders (score, time, numeric message id; counts, then
 //! names), so two runs over the same messages give the same draft byte for byte.
 
@@ -280,9 +282,15 @@ fn strip_pleasantries(text: &str) -> String {
 pub fn draft(transcript: &Transcript, style: &DraftStyle) -> Summary {
     let locale = style.locale(transcript.texts());
     let (start, end) = (transcript.period_start, transcript.period_end);
+    let tasks = transcript.tasks_section(&locale);
     if transcript.is_empty() {
+        let mut content = locale.no_messages(&transcript.company, start, end);
+        if !tasks.is_empty() {
+            content.push('\n');
+            content.push_str(&tasks);
+        }
         return Summary {
-            content: locale.no_messages(&transcript.company, start, end),
+            content,
             source_links: Vec::new(),
             token_usage: None,
             chunks: 0,
@@ -297,6 +305,12 @@ pub fn draft(transcript: &Transcript, style: &DraftStyle) -> Summary {
         people.len(),
         &locale.people(&people[..people.len().min(TOP_PARTICIPANTS_OVERALL)]),
     ));
+    // Chatwork's own tasks first: what was promised, as Chatwork holds it, before what
+    // the messages' words suggest.
+    if !tasks.is_empty() {
+        content.push('\n');
+        content.push_str(&tasks);
+    }
     let mut links = Vec::new();
     for room in &transcript.rooms {
         content.push('\n');

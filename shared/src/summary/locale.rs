@@ -10,7 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 /// A language a draft can be written in.
@@ -121,6 +121,38 @@ pub enum PointKind {
     Request,
     OpenQuestion,
     Other,
+}
+
+/// Which of a draft's task lists a Chatwork task goes to, in the order the draft lists
+/// them; a task goes to one list only (see [`transcript`](super::transcript)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TaskGroup {
+    /// Open at the period's end with its deadline before that end.
+    Overdue,
+    /// First seen in the period, and not done in it.
+    Opened,
+    /// Seen done in the period.
+    Done,
+}
+
+/// A task's deadline as Chatwork states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskDeadline {
+    None,
+    /// A day (Chatwork's days are Tokyo's, whatever zone the draft is in).
+    Date(NaiveDate),
+    /// An instant, shown in the draft's zone.
+    Time(DateTime<Utc>),
+}
+
+/// A Chatwork task as a draft lists it (names and body already masked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskPoint<'a> {
+    pub assignee: &'a str,
+    pub assigned_by: Option<&'a str>,
+    pub deadline: TaskDeadline,
+    pub body: &'a str,
+    pub room: &'a str,
 }
 
 /// One resolved language and zone: the words and times of one draft.
@@ -320,6 +352,104 @@ impl Locale {
         }
     }
 
+    /// A task's deadline: `12/7(月) 18:00` or `12/7(月)` for a day, `Mon Dec 7 18:00` or
+    /// `Mon Dec 7`; the year is added when it is not the year of `reference` (the
+    /// period's end).
+    pub fn deadline(&self, deadline: TaskDeadline, reference: DateTime<Utc>) -> Option<String> {
+        let reference_year = reference.with_timezone(&self.time_zone).year();
+        let date = |d: NaiveDate| -> String {
+            let weekday = d.weekday();
+            match self.language {
+                Language::Japanese => {
+                    let year = if d.year() == reference_year {
+                        String::new()
+                    } else {
+                        format!("{}/", d.year())
+                    };
+                    format!(
+                        "{year}{}/{}({})",
+                        d.month(),
+                        d.day(),
+                        WEEKDAYS_JA[weekday.num_days_from_monday() as usize]
+                    )
+                }
+                Language::English => {
+                    let year = if d.year() == reference_year {
+                        String::new()
+                    } else {
+                        format!(", {}", d.year())
+                    };
+                    format!("{}{year}", d.format("%a %b %-d"))
+                }
+            }
+        };
+        match deadline {
+            TaskDeadline::None => None,
+            TaskDeadline::Date(day) => Some(date(day)),
+            TaskDeadline::Time(at) => {
+                let local = at.with_timezone(&self.time_zone);
+                Some(format!(
+                    "{} {}",
+                    date(local.date_naive()),
+                    local.format("%H:%M")
+                ))
+            }
+        }
+    }
+
+    /// The heading of a draft's Chatwork tasks.
+    pub fn tasks_heading(&self) -> &'static str {
+        match self.language {
+            Language::Japanese => "## Chatworkのタスク\n",
+            Language::English => "## Chatwork tasks\n",
+        }
+    }
+
+    /// A task list's heading.
+    pub fn task_group(&self, group: TaskGroup) -> &'static str {
+        match (self.language, group) {
+            (Language::Japanese, TaskGroup::Overdue) => "### 期限切れ（未完了）\n",
+            (Language::Japanese, TaskGroup::Opened) => "### 期間中に追加\n",
+            (Language::Japanese, TaskGroup::Done) => "### 期間中に完了\n",
+            (Language::English, TaskGroup::Overdue) => "### Overdue (still open)\n",
+            (Language::English, TaskGroup::Opened) => "### Added in the period\n",
+            (Language::English, TaskGroup::Done) => "### Done in the period\n",
+        }
+    }
+
+    /// `- 佐藤 健一 担当（依頼：田中）期限：12/7(月) 18:00：見積書を送る［営業］`,
+    /// `- Sato Kenichi, assigned by Tanaka, due Mon Dec 7 18:00: send the quote [Sales]`
+    pub fn task(&self, task: &TaskPoint<'_>, reference: DateTime<Utc>) -> String {
+        let deadline = self.deadline(task.deadline, reference);
+        let TaskPoint {
+            assignee,
+            assigned_by,
+            body,
+            room,
+            ..
+        } = task;
+        match self.language {
+            Language::Japanese => {
+                let by = assigned_by.map_or(String::new(), |b| format!("（依頼：{b}）"));
+                let due = deadline.map_or_else(|| "期限なし".to_owned(), |d| format!("期限：{d}"));
+                format!("- {assignee} 担当{by} {due}：{body}［{room}］\n")
+            }
+            Language::English => {
+                let by = assigned_by.map_or(String::new(), |b| format!(", assigned by {b}"));
+                let due = deadline.map_or_else(|| "no deadline".to_owned(), |d| format!("due {d}"));
+                format!("- {assignee}{by}, {due}: {body} [{room}]\n")
+            }
+        }
+    }
+
+    /// After a task list cut short: how many more there are.
+    pub fn more_tasks(&self, more: usize) -> String {
+        match self.language {
+            Language::Japanese => format!("- ほか{more}件\n"),
+            Language::English => format!("- and {more} more\n"),
+        }
+    }
+
     /// The heading of a model draft's list of links.
     pub fn sources(&self) -> &'static str {
         match self.language {
@@ -420,5 +550,52 @@ mod tests {
             ja.period(new_year, next),
             "2025年12月30日(火) 09:00 〜 2026年1月2日(金) 09:00（日本時間）"
         );
+    }
+
+    #[test]
+    fn task_deadlines_are_local_times_or_chatworks_days() {
+        let ja = Locale {
+            language: Language::Japanese,
+            time_zone: chrono_tz::Asia::Tokyo,
+        };
+        let en = Locale {
+            language: Language::English,
+            ..ja
+        };
+        let end = Utc.with_ymd_and_hms(2026, 12, 10, 0, 0, 0).unwrap();
+        let time = TaskDeadline::Time(Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap());
+        assert_eq!(ja.deadline(time, end).unwrap(), "12/7(月) 18:00");
+        assert_eq!(en.deadline(time, end).unwrap(), "Mon Dec 7 18:00");
+        let day = TaskDeadline::Date(NaiveDate::from_ymd_opt(2027, 1, 8).unwrap());
+        assert_eq!(ja.deadline(day, end).unwrap(), "2027/1/8(金)");
+        assert_eq!(en.deadline(day, end).unwrap(), "Fri Jan 8, 2027");
+        assert_eq!(ja.deadline(TaskDeadline::None, end), None);
+        let point = TaskPoint {
+            assignee: "佐藤",
+            assigned_by: Some("田中"),
+            deadline: time,
+            body: "見積書を送る",
+            room: "営業",
+        };
+        assert_eq!(
+            ja.task(&point, end),
+            "- 佐藤 担当（依頼：田中） 期限：12/7(月) 18:00：見積書を送る［営業］\n"
+        );
+        assert_eq!(
+            en.task(
+                &TaskPoint {
+                    assigned_by: None,
+                    deadline: TaskDeadline::None,
+                    ..point
+                },
+                end
+            ),
+            "- 佐藤, no deadline: 見積書を送る [営業]\n"
+        );
+        let utc = Locale {
+            time_zone: chrono_tz::UTC,
+            ..en
+        };
+        assert_eq!(utc.deadline(time, end).unwrap(), "Mon Dec 7 09:00");
     }
 }

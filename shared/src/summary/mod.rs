@@ -7,6 +7,8 @@
 //! 2. reads the company's messages of the period (`company_id`, `periodStart <= send_time
 //!    < periodEnd`), room by room in time order, and prepares them ([`transcript`]):
 //!    markup resolved ([`markup`]), e-mail addresses and phone numbers masked ([`mask`]);
+//!    and the Chatwork tasks of the company's rooms that were opened or done in the
+//!    period or are overdue at its end;
 //! 3. hands them to the process's [`Summarizer`]: the built-in [`extractive`] one, or an
 //!    OpenAI-compatible model ([`chat_model`], over the HTTP client [`chat_client`]) when
 //!    one is configured ([`SummaryConfig`]). Either writes in the language and time zone
@@ -45,7 +47,7 @@ use crate::queue::QueueName;
 use chat_client::{ChatModelSettings, ChatModelSetupError, TokenUsage};
 use chat_model::ChatModel;
 pub use config::{SummaryConfig, SummaryModelConfig};
-use transcript::{SourceLink, StoredMessage, Transcript};
+use transcript::{SourceLink, StoredMessage, StoredTask, Transcript};
 
 /// The summary draft job type.
 pub struct SummaryDraft;
@@ -278,8 +280,10 @@ impl JobKind for SummaryDraft {
             )));
         };
         let messages = gather(pool, &payload).await?;
+        let tasks = gather_tasks(pool, &payload).await?;
         let transcript =
-            Transcript::prepare(&company, payload.period_start, payload.period_end, messages);
+            Transcript::prepare(&company, payload.period_start, payload.period_end, messages)
+                .with_tasks(tasks);
         let count = transcript.message_count();
         if item.is_canceled().await? {
             return Ok(ItemOutcome::Canceled);
@@ -346,6 +350,42 @@ async fn gather(
         payload.company_id,
         payload.period_start,
         payload.period_end,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The most tasks a draft reads (it lists at most `TASKS_PER_GROUP` of each group, and
+/// counts the rest of those it read).
+const MAX_TASKS: i64 = 500;
+
+/// The Chatwork tasks of the company's rooms (linked now) that the period may have
+/// something to say of: first seen before its end, and seen in it (first, or done), or
+/// with a deadline before its end while open at the end. [`Transcript::with_tasks`]
+/// sorts them into the draft's lists.
+async fn gather_tasks(
+    pool: &PgPool,
+    payload: &SummaryDraftPayload,
+) -> Result<Vec<StoredTask>, sqlx::Error> {
+    sqlx::query_as!(
+        StoredTask,
+        r#"SELECT t.task_id, t.room_id, r.name AS room_name, t.account_name,
+                  t.assigned_by_account_name, t.body, t.limit_type, t.limit_time, t.status,
+                  t.first_seen_at, t.done_seen_at
+             FROM chatwork_tasks t
+             JOIN chatwork_rooms r ON r.id = t.chatwork_room_id
+            WHERE t.chatwork_room_id IN (SELECT l.chatwork_room_id FROM company_room_links l
+                                          WHERE l.company_id = $1)
+              AND t.first_seen_at < $3
+              AND (t.first_seen_at >= $2
+                   OR (t.done_seen_at >= $2 AND t.done_seen_at < $3)
+                   OR (t.limit_time < $3 AND (t.status = 'open' OR t.done_seen_at >= $3)))
+            ORDER BY t.limit_time NULLS LAST, t.task_id
+            LIMIT $4"#,
+        payload.company_id,
+        payload.period_start,
+        payload.period_end,
+        MAX_TASKS,
     )
     .fetch_all(pool)
     .await

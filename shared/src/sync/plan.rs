@@ -67,6 +67,9 @@ pub struct Need {
     pub rate_per_min: f64,
     /// Since when checks have found it needing a fetch.
     pub waiting_since: DateTime<Utc>,
+    /// The requests its fetch costs: one for its messages, one for each other part
+    /// (tasks, files, members) that needs a fetch too.
+    pub requests: i64,
 }
 
 impl Need {
@@ -238,7 +241,7 @@ pub fn plan(
         });
         match best {
             Some(best) if !gathering && (!settings.scheduled || left[best] > 0) => {
-                left[best] -= 1;
+                left[best] -= need.requests.max(1);
                 planned.push(Planned {
                     room_id: need.room_id,
                     connection: best,
@@ -332,6 +335,7 @@ mod tests {
             unseen,
             rate_per_min,
             waiting_since: at(-waiting_secs),
+            requests: 1,
         }
     }
 

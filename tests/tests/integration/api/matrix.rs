@@ -369,6 +369,57 @@ fn rows() -> Vec<Row> {
             body: no_body,
             expect: [401, 403, 200, 200, 200],
         },
+        // A room's tasks, files and members: anyone with a role, for a linked room (103,
+        // linked by the admin's cell of the link row above).
+        Row {
+            method: "GET",
+            route: "/api/chatwork/rooms/{id}/tasks",
+            path: |_, _| "/api/chatwork/rooms/103/tasks".into(),
+            body: no_body,
+            expect: [401, 403, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            route: "/api/chatwork/rooms/{id}/files",
+            path: |_, _| "/api/chatwork/rooms/103/files".into(),
+            body: no_body,
+            expect: [401, 403, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            route: "/api/chatwork/rooms/{id}/members",
+            path: |_, _| "/api/chatwork/rooms/103/members".into(),
+            body: no_body,
+            expect: [401, 403, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            route: "/api/companies/{id}/tasks",
+            path: |f, _| format!("/api/companies/{}/tasks", f.company),
+            body: no_body,
+            expect: [401, 403, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            route: "/api/companies/suggestions",
+            path: |_, _| "/api/companies/suggestions".into(),
+            body: no_body,
+            expect: [401, 403, 403, 403, 200],
+        },
+        Row {
+            method: "POST",
+            route: "/api/companies/{id}/suggestions/{roomId}/accept",
+            path: |f, _| format!("/api/companies/{}/suggestions/103/accept", f.company),
+            body: no_body,
+            expect: [401, 403, 403, 403, 200],
+        },
+        Row {
+            method: "POST",
+            route: "/api/companies/{id}/suggestions/{roomId}/dismiss",
+            path: |f, _| format!("/api/companies/{}/suggestions/101/dismiss", f.company),
+            body: no_body,
+            expect: [401, 403, 403, 403, 200],
+        },
     ]
 }
 
@@ -377,9 +428,12 @@ async fn fixture(app: &impl Api) -> Fixture {
     let company = seed::company(pool, "Acme").await;
     let r101 = seed::room(pool, 101, "Sales").await;
     let r102 = seed::room(pool, 102, "Support").await;
-    seed::room(pool, 103, "Ops").await;
+    let r103 = seed::room(pool, 103, "Ops").await;
     seed::link(pool, company, r101).await;
     seed::link(pool, company, r102).await;
+    // One suggestion for the admin to accept, one to dismiss.
+    seed::suggestion(pool, r103, company, "Acme").await;
+    seed::suggestion(pool, r101, company, "Acme").await;
     let mut own = Vec::new();
     let mut n = 0;
     for sub in ["reader-1", "writer-1", "admin-1"] {

@@ -9,6 +9,7 @@ mod gateway;
 mod jobs;
 mod matrix;
 mod openapi;
+mod room_extras;
 mod rooms;
 mod schedules;
 mod seed;

@@ -34,7 +34,7 @@ async fn every_documented_operation_is_routed() {
     let app = spawn_app().await;
     let admin = Who::admin();
     let operations = operations();
-    assert_eq!(operations.len(), 38);
+    assert_eq!(operations.len(), 45);
     for (method, path) in operations {
         let concrete = path
             .replace("{id}", "00000000-0000-0000-0000-000000000000")

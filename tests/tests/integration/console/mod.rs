@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::sync::client_settings;
 
 mod charts;
+mod room_extras;
 mod schedules;
 
 const XSS_ROOM_NAME: &str = r#"<img src=x onerror="window.__xss=1">"#;

@@ -6,6 +6,7 @@ use cwsync::jobs::JobSpec as _;
 
 mod extractive;
 mod model;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
