@@ -598,9 +598,9 @@ pub fn plot(figures: &[ScenarioFigures]) -> String {
     let (w, h) = (920.0, 380.0);
     let colors = ["#9a9a9a", "#e08a1e", "#1f6fb2"];
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
 <rect width="{w}" height="{h}" fill="white"/>
-"#
+"##
     );
     let loads: Vec<f64> = {
         let mut l: Vec<f64> = figures.iter().map(|f| f.load).collect();
@@ -620,9 +620,9 @@ pub fn plot(figures: &[ScenarioFigures]) -> String {
         let x = |i: usize| x0 + 20.0 + i as f64 * (pw - 40.0) / (loads.len().max(2) - 1) as f64;
         let y = |v: f64| top + ph - (v / max).clamp(0.0, 1.0) * ph;
         svg.push_str(&format!(
-            r#"<text x="{}" y="24" font-size="14" font-weight="bold">{title}</text>
+            r##"<text x="{}" y="24" font-size="14" font-weight="bold">{title}</text>
 <rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>
-"#,
+"##,
             x0
         ));
         for t in ticks {
@@ -638,16 +638,16 @@ pub fn plot(figures: &[ScenarioFigures]) -> String {
         }
         for (i, load) in loads.iter().enumerate() {
             svg.push_str(&format!(
-                r#"<text x="{}" y="{}" text-anchor="middle">{:.0} %</text>
-"#,
+                r##"<text x="{}" y="{}" text-anchor="middle">{:.0} %</text>
+"##,
                 x(i),
                 top + ph + 18.0,
                 load * 100.0
             ));
         }
         svg.push_str(&format!(
-            r#"<text x="{}" y="{}" text-anchor="middle">load (share of one token's 100 messages/s)</text>
-"#,
+            r##"<text x="{}" y="{}" text-anchor="middle">load (share of one token's 100 messages/s)</text>
+"##,
             x0 + pw / 2.0,
             top + ph + 36.0
         ));
@@ -663,16 +663,16 @@ pub fn plot(figures: &[ScenarioFigures]) -> String {
                 })
                 .collect();
             svg.push_str(&format!(
-                r#"<polyline fill="none" stroke="{c}" stroke-width="2.5" points="{}"/>
-"#,
+                r##"<polyline fill="none" stroke="{c}" stroke-width="2.5" points="{}"/>
+"##,
                 points.join(" "),
                 c = colors[k]
             ));
             for p in &points {
                 let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
                 svg.push_str(&format!(
-                    r#"<circle cx="{px}" cy="{py}" r="3.5" fill="{}"/>
-"#,
+                    r##"<circle cx="{px}" cy="{py}" r="3.5" fill="{}"/>
+"##,
                     colors[k]
                 ));
             }
@@ -700,8 +700,8 @@ pub fn plot(figures: &[ScenarioFigures]) -> String {
         let y = h - 14.0;
         let x = 60.0 + k as f64 * 290.0;
         svg.push_str(&format!(
-            r#"<line x1="{x}" x2="{}" y1="{}" y2="{}" stroke="{c}" stroke-width="3"/><text x="{}" y="{y}">{}</text>
-"#,
+            r##"<line x1="{x}" x2="{}" y1="{}" y2="{}" stroke="{c}" stroke-width="3"/><text x="{}" y="{y}">{}</text>
+"##,
             x + 24.0,
             y - 4.0,
             y - 4.0,
