@@ -677,14 +677,19 @@ fn load_sweep(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     std::fs::write(&args.sweep_plot, sweep::plot(&figures))
         .with_context(|| format!("writing {}", args.sweep_plot.display()))?;
     report.notes.push(format!(
-        "12: a discrete-event model around production's plan (cwsync::sync::plan decides every check of the plan strategies): {} rooms, Pareto rates (shape 1.1, at most 240 a minute) scaled to each load, room 1 quiet but for {:.0} bursts of 150 messages within 30 s per hour, {} simulated hours per scenario, 300 requests per 300 s, {} consumers, {:.1} s per Chatwork request; plot written to {}; took {:.1} s. Goals apply to the default (plan every 15 s).",
+        "12: a discrete-event model around production's plan (cwsync::sync::plan decides every check of the plan strategies): {} rooms, Pareto rates (shape 1.1, at most 240 a minute) scaled to each load, room 1 quiet but for {:.0} bursts of 150 messages within 30 s per hour, {} simulated hours per scenario, 300 requests per 300 s, {} consumers, {:.1} s per Chatwork request; plot written to {}; took {:.1} s. Strategies: {}. Goals apply to the default (plan every 15 s).",
         settings.rooms,
         settings.bursts_per_hour,
         args.sweep_hours,
         settings.consumers,
         settings.latency,
         args.sweep_plot.display(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        sweep::Strategy::ALL
+            .iter()
+            .map(|s| s.describe())
+            .collect::<Vec<_>>()
+            .join("; ")
     ));
     Ok(())
 }

@@ -9,13 +9,16 @@
 //!   (a request not spent by the reset is lost).
 //! - **Loss first.** Each room's observed rate predicts its unseen messages when the
 //!   plan's next chance to fetch it comes; a room predicted to pass
-//!   [`MESSAGES_PER_REQUEST`] by then would lose messages and is fetched first, the
-//!   largest predicted loss first. Then the rooms waiting past the freshness bound,
-//!   longest first; then the rest, most unseen first (most messages per request).
+//!   [`MESSAGES_PER_REQUEST`] by then would lose messages and is fetched first, the one
+//!   whose wait would lose the most first (what passes 100 by then, less what it has
+//!   lost already, at most a fetch's 100). Then the rest, the most unseen first: the
+//!   most messages per request.
 //! - **Gathering.** When more rooms need a fetch than the share serves (a tight budget),
 //!   a room neither at risk nor past the freshness bound that has fewer than
 //!   [`PlanSettings::gather_min`] unseen messages waits: its next fetch brings more
-//!   messages for the same request. Under a loose budget every room is fetched at once.
+//!   messages for the same request. A room past the freshness bound may be fetched, in
+//!   its place by unseen messages: under a tight budget, capture comes before freshness.
+//!   Under a loose budget every room is fetched at once.
 //! - **Above the ceiling.** What the rates need (requests per window) against what the
 //!   budgets give, and the rooms that lose: those whose rate outruns one fetch per check
 //!   interval, and those at risk this plan could not serve.
@@ -76,6 +79,19 @@ impl Need {
     /// Unseen messages predicted `after` from now at its rate.
     fn predicted(&self, after: Duration) -> f64 {
         self.unseen as f64 + self.rate_per_min * after.as_secs_f64() / 60.0
+    }
+
+    /// The messages a wait of `after` would lose: what passes 100 by then, less what had
+    /// passed already (lost either way), at most a fetch's 100.
+    fn loss_of_waiting(&self, after: Duration) -> f64 {
+        let limit = MESSAGES_PER_REQUEST as f64;
+        let over_now = (self.unseen as f64 - limit).max(0.0);
+        ((self.predicted(after) - limit).max(0.0) - over_now).clamp(0.0, limit)
+    }
+
+    /// The messages a fetch now brings.
+    fn brings(&self) -> i64 {
+        self.unseen.clamp(0, MESSAGES_PER_REQUEST as i64)
     }
 }
 
@@ -210,18 +226,19 @@ pub fn plan(
     };
     let mut ranked: Vec<(Urgency, &Need)> = needs.iter().map(|n| (urgency(n), n)).collect();
     ranked.sort_by(|(ua, a), (ub, b)| {
-        ua.cmp(ub)
-            .then_with(|| match ua {
-                // The largest predicted loss first; past 100 it keeps growing, so the
-                // prediction orders rooms already over too.
-                Urgency::AtRisk => b.predicted(horizon).total_cmp(&a.predicted(horizon)),
-                Urgency::Overdue => a.waiting_since.cmp(&b.waiting_since),
-                Urgency::Ready => b
-                    .unseen
-                    .min(MESSAGES_PER_REQUEST as i64)
-                    .cmp(&a.unseen.min(MESSAGES_PER_REQUEST as i64))
-                    .then(a.waiting_since.cmp(&b.waiting_since)),
+        let at_risk = |u: &Urgency| *u == Urgency::AtRisk;
+        at_risk(ub)
+            .cmp(&at_risk(ua))
+            .then_with(|| {
+                if at_risk(ua) {
+                    b.loss_of_waiting(horizon)
+                        .total_cmp(&a.loss_of_waiting(horizon))
+                } else {
+                    std::cmp::Ordering::Equal
+                }
             })
+            .then(b.brings().cmp(&a.brings()))
+            .then(a.waiting_since.cmp(&b.waiting_since))
             .then(a.room_id.cmp(&b.room_id))
     });
 
@@ -422,9 +439,9 @@ mod tests {
         assert!(!plan.tight);
         assert_eq!(order(&plan), [2, 1, 3]);
 
-        // Tight: 20 rooms need a fetch against a share of 13. The hot room and the one
-        // past the freshness bound are fetched; the slow ones gather, though the share
-        // had room for them; the one that gathered enough is fetched.
+        // Tight: 20 rooms need a fetch against a share of 13. The hot room, the one
+        // that gathered enough and the one past the freshness bound are fetched; the slow
+        // ones gather, though the share had room for them.
         let mut needs: Vec<Need> = (10..28).map(|id| need(id, 3, 0.1, 60)).collect();
         needs.push(need(1, 70, 100.0, 0));
         needs.push(need(2, 2, 0.0, 700));
@@ -437,10 +454,12 @@ mod tests {
             &settings(),
         );
         assert!(plan.tight);
-        assert_eq!(order(&plan), [1, 2, 3]);
+        // At risk first; then by the messages a fetch brings, the room past the bound
+        // too.
+        assert_eq!(order(&plan), [1, 3, 2]);
         assert_eq!(
             plan.planned.iter().map(|p| p.urgency).collect::<Vec<_>>(),
-            [Urgency::AtRisk, Urgency::Overdue, Urgency::Ready]
+            [Urgency::AtRisk, Urgency::Ready, Urgency::Overdue]
         );
     }
 
