@@ -8,6 +8,7 @@
 
 mod accounts;
 mod capture;
+mod growth;
 mod measure;
 mod restart;
 mod runtime;
@@ -31,7 +32,7 @@ use stats::{Invocation, PRICES, PRICES_SOURCE, cost_per_million_messages, mib};
 #[derive(Parser)]
 #[command(about = "cwsync's benchmarks: one table of every figure against its goal")]
 struct Args {
-    /// Measurements to run (1 to 10, and 12; 7 needs 6). Default: all.
+    /// Measurements to run (1 to 12; 7 needs 6). Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Rooms of the rate-limit benchmark (1).
@@ -95,6 +96,31 @@ struct Args {
     /// Where the sweep (12) writes its plot (relative to the working directory).
     #[arg(long, default_value = "docs/capture-sweep.svg")]
     sweep_plot: PathBuf,
+    /// Rooms of the room check's database curve (11).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
+    growth_rooms: Vec<usize>,
+    /// Checks of each kind per size in (11); the median is reported. More than five
+    /// shows the plan Postgres caches after five runs of a statement on a connection.
+    #[arg(long, default_value_t = 11)]
+    growth_check_runs: usize,
+    /// Sizes of the `messages` table in (11), in rows, smallest first (100 M takes
+    /// about an hour and 40 GB on a 2-core machine).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000_000, 10_000_000])]
+    growth_messages: Vec<i64>,
+    /// Rooms the generated messages of (11) are spread over (1 % linked to the company
+    /// drafted).
+    #[arg(long, default_value_t = 10_000)]
+    growth_message_rooms: i64,
+    /// Messages a day of (11)'s generated history: a bigger table is a longer history,
+    /// and the drafted week holds as many messages at every size.
+    #[arg(long, default_value_t = 50_000)]
+    growth_per_day: i64,
+    /// Syncs and drafts per size of the `messages` table in (11).
+    #[arg(long, default_value_t = 5)]
+    growth_runs: usize,
+    /// Only one half of (11): `check` (the room check) or `messages`.
+    #[arg(long)]
+    growth_only: Option<String>,
     /// Where the release binaries are (default: next to this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -205,6 +231,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    if wanted(11) {
+        growth_curves(&args, &mut report).await?;
+    }
 
     println!("{}", table(&report.rows));
     for note in &report.notes {
@@ -1052,6 +1081,160 @@ async fn restart_mid_sync(args: &Args, report: &mut Report) -> anyhow::Result<Op
         )));
     }
     Ok(None)
+}
+
+/// Measurement 11: the room check's database cost at growing room counts, and storing
+/// and drafting at growing sizes of `messages`.
+async fn growth_curves(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let only = args.growth_only.as_deref();
+    anyhow::ensure!(
+        matches!(only, None | Some("check") | Some("messages")),
+        "--growth-only is `check` or `messages`"
+    );
+    if only != Some("messages") {
+        let figures = growth::room_check_curve(&args.growth_rooms, args.growth_check_runs).await?;
+        growth_check_rows(&mut report.rows, &figures);
+        report.notes.push(format!(
+            "11: the room check through its public path (`sync::check::run` and the check's record) against the fake Chatwork listing every room, on a pool of one connection (a warm Lambda's), on a temporary cluster of this machine's PostgreSQL (shared_buffers 512 MB, fsync on, no autovacuum: the set-up vacuums). Medians of {} checks per kind (worst in brackets); statement times are the server's (pg_stat_statements); rows from pg_stat_user_tables; WAL from pg_current_wal_insert_lsn. Each kind starts on a new connection, so its first five runs are planned for their own parameters and the rest may use the generic plan Postgres caches. The first check runs on an empty table each time; then every room is marked synced (as if fetched) for the others.",
+            args.growth_check_runs
+        ));
+    }
+    if only != Some("check") {
+        let settings = growth::MessagesSettings {
+            sizes: args.growth_messages.clone(),
+            rooms: args.growth_message_rooms,
+            per_day: args.growth_per_day,
+            runs: args.growth_runs,
+        };
+        let figures = growth::messages_curve(&settings).await?;
+        growth_messages_rows(&mut report.rows, &figures);
+        report.notes.push(format!(
+            "11: `messages` filled with generated rows (INSERT ... SELECT generate_series, its indexes and keys dropped and built again, then VACUUM ANALYZE) over {} rooms, {} messages a day of history (1 M rows = {:.0} days), 1 % of the rooms linked to the company drafted. Storing: a messages sync of one room (also linked) bringing 100 new messages, through the job consumer, request to end; drafting: the summary job with the extractive summarizer over the last week but a day of the history. Medians of {} runs (worst in brackets); statement times are the server's (pg_stat_statements).",
+            settings.rooms,
+            settings.per_day,
+            1_000_000.0 / settings.per_day as f64,
+            settings.runs
+        ));
+    }
+    Ok(())
+}
+
+fn ms(spread: growth::Spread) -> String {
+    format!("{:.1} ms [{:.1}]", spread.median, spread.max)
+}
+
+/// Measurement 11's rows of the room check, and whether its time grows linearly.
+fn growth_check_rows(rows: &mut Vec<Row>, figures: &[growth::CheckFigures]) {
+    for f in figures {
+        let unchanged = f.kind == growth::CheckKind::Unchanged;
+        let wrote_nothing = f.rooms_inserted.max == 0.0 && f.rooms_updated.max == 0.0;
+        rows.push(row(
+            "11",
+            format!("room check, {} rooms, {}", f.rooms, f.kind.describe()),
+            format!(
+                "{} per check (median of {} [worst]): check statement {}, membership statement {}; rows written: rooms {:.0} inserted + {:.0} updated [{:.0}], memberships {:.0} [{:.0}]; WAL {:.1} kB [{:.1}]; {} rooms found changed",
+                ms(f.took_ms),
+                f.runs,
+                ms(f.statement_ms),
+                ms(f.listing_ms),
+                f.rooms_inserted.median,
+                f.rooms_updated.median,
+                f.rooms_updated.max,
+                f.memberships_written.median,
+                f.memberships_written.max,
+                f.wal_bytes.median / 1024.0,
+                f.wal_bytes.max / 1024.0,
+                f.changed
+            ),
+            if unchanged {
+                "no room row written"
+            } else {
+                "(figure)"
+            },
+            if unchanged {
+                verdict(wrote_nothing)
+            } else {
+                Verdict::Info
+            },
+        ));
+    }
+    // Linear or better: the largest size's time per room at most the smallest's (10 %
+    // for noise).
+    for kind in [
+        growth::CheckKind::First,
+        growth::CheckKind::Unchanged,
+        growth::CheckKind::OnePercent,
+    ] {
+        let of_kind: Vec<&growth::CheckFigures> =
+            figures.iter().filter(|f| f.kind == kind).collect();
+        let (Some(small), Some(large)) = (of_kind.first(), of_kind.last()) else {
+            continue;
+        };
+        if small.rooms == large.rooms {
+            continue;
+        }
+        let per_room = |f: &growth::CheckFigures| f.took_ms.median / f.rooms as f64;
+        let ratio = per_room(large) / per_room(small).max(f64::MIN_POSITIVE);
+        rows.push(row(
+            "11",
+            format!("room check's growth, {}", kind.describe()),
+            format!(
+                "time per room at {} rooms {:.2}x that at {} ({:.1} → {:.1} ms for {:.0}x the rooms)",
+                large.rooms,
+                ratio,
+                small.rooms,
+                small.took_ms.median,
+                large.took_ms.median,
+                large.rooms as f64 / small.rooms as f64
+            ),
+            "≤ 1.1x (no faster than linear)",
+            verdict(ratio <= 1.1),
+        ));
+    }
+}
+
+/// Measurement 11's rows of the `messages` table.
+fn growth_messages_rows(rows: &mut Vec<Row>, figures: &[growth::MessagesFigures]) {
+    for f in figures {
+        let millions = f.rows as f64 / 1e6;
+        rows.push(row(
+            "11",
+            format!("messages table at {millions:.1} M rows: size"),
+            format!(
+                "{:.0} MiB table + {:.0} MiB indexes; filled in {:.0} s",
+                mib(f.table_bytes.max(0) as u64),
+                mib(f.index_bytes.max(0) as u64),
+                f.fill.as_secs_f64()
+            ),
+            "(figure)",
+            Verdict::Info,
+        ));
+        rows.push(row(
+            "11",
+            format!("messages table at {millions:.1} M rows: storing 100 messages in one room"),
+            format!(
+                "{} per sync (request to end); its statements {}, of which the write {}",
+                ms(f.store_ms),
+                ms(f.store_db_ms),
+                ms(f.write_ms)
+            ),
+            "(figure)",
+            Verdict::Info,
+        ));
+        rows.push(row(
+            "11",
+            format!("messages table at {millions:.1} M rows: drafting a company summary"),
+            format!(
+                "{} per draft of {} messages (request to end); its statements {}, of which the query of the messages {}",
+                ms(f.draft_ms),
+                f.drafted_messages,
+                ms(f.draft_db_ms),
+                ms(f.gather_ms)
+            ),
+            "(figure)",
+            Verdict::Info,
+        ));
+    }
 }
 
 /// Measurement 8's rows: today's strategy, then the others, figure by figure.

@@ -59,7 +59,7 @@ pub struct RestartFigures {
 }
 
 /// A temporary Postgres cluster of this benchmark: stopped and removed when dropped.
-struct Cluster {
+pub(crate) struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
@@ -67,10 +67,18 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `initdb` and `pg_ctl start` on a free loopback port.
+    /// `initdb` and `pg_ctl start` on a free loopback port, without fsync (this
+    /// measurement counts what is lost, not how fast it is written).
     fn start() -> anyhow::Result<Cluster> {
+        Self::start_with("restart", "-c fsync=off -c max_connections=50")
+    }
+
+    /// `initdb` and `pg_ctl start` on a free loopback port with the server `options`
+    /// (`-c name=value` words), in a folder of its own named after `name`.
+    pub(crate) fn start_with(name: &str, options: &str) -> anyhow::Result<Cluster> {
         let bin = postgres_bin()?;
-        let dir = std::env::temp_dir().join(format!("cwsync-bench-pg-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("cwsync-bench-pg-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let data = dir.join("data");
@@ -102,7 +110,7 @@ impl Cluster {
             ],
         )?;
         let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=50",
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} {options}",
             path(&cluster.dir)
         );
         cluster.pg(
@@ -121,9 +129,14 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
+        self.url_of("postgres")
+    }
+
+    /// The URL of `database` on this cluster.
+    pub(crate) fn url_of(&self, database: &str) -> String {
         format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            "postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable",
             self.port
         )
     }

@@ -235,20 +235,39 @@ pub async fn set_status(
 /// Records what a connection's room list said: the rooms its account is a member of
 /// now (each one listed again is no longer refused), and when. A room it no longer
 /// lists is no longer one of its rooms.
+///
+/// Every room check lists every room, so only what changed is written: a new
+/// membership, a refusal the list lifts, a membership gone. A membership listed again
+/// as it was is left alone (rewriting it cost a row version and some 370 bytes of WAL
+/// per room per check), so a row's `listed_at` is when the account was last found a
+/// member after not being one (first listed, or listed again after a refusal), and the
+/// connection's `listed_at` when its list was last read. The rooms no longer listed are
+/// found with an anti-join, not `<> ALL(array)`: once Postgres caches a generic plan for
+/// the statement (after five runs on one connection), that comparison walks the whole
+/// array for every row, which took 10 s at 50,000 rooms. A refusal to lift is found
+/// through the partial index of refused memberships, so only those few meet the array
+/// (docs/architecture.md, "Connections").
 pub async fn record_listing(pool: &PgPool, id: Uuid, rooms: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"WITH listed AS (
                SELECT DISTINCT t.room_id FROM UNNEST($2::int8[]) AS t(room_id)
                  JOIN chatwork_rooms r ON r.room_id = t.room_id
-           ), kept AS (
-               INSERT INTO chatwork_room_connections AS m (room_id, connection_id)
-               SELECT room_id, $1 FROM listed
-               ON CONFLICT (room_id, connection_id) DO UPDATE
+           ), added AS (
+               INSERT INTO chatwork_room_connections (room_id, connection_id)
+               SELECT l.room_id, $1 FROM listed l
+                WHERE NOT EXISTS (SELECT 1 FROM chatwork_room_connections m
+                                   WHERE m.room_id = l.room_id AND m.connection_id = $1)
+               ON CONFLICT (room_id, connection_id) DO NOTHING
+           ), lifted AS (
+               UPDATE chatwork_room_connections m
                   SET listed_at = now(), refused_at = NULL
-            RETURNING m.room_id
+                WHERE m.connection_id = $1 AND m.refused_at IS NOT NULL
+                  AND m.room_id = ANY($2::int8[])
            ), gone AS (
                DELETE FROM chatwork_room_connections m
-                WHERE m.connection_id = $1 AND m.room_id <> ALL($2::int8[])
+                WHERE m.connection_id = $1
+                  AND NOT EXISTS (SELECT 1 FROM UNNEST($2::int8[]) AS t(room_id)
+                                   WHERE t.room_id = m.room_id)
            )
            UPDATE chatwork_connections
               SET listed_at = now(), rooms_listed = cardinality($2::int8[]), list_error = NULL

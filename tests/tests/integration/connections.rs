@@ -1150,3 +1150,82 @@ async fn one_connections_open_breaker_never_stops_another() {
         .unwrap();
     assert_eq!(from_b.items.len(), 3);
 }
+
+/// The memberships of a connection, each with its row version and whether it is refused.
+async fn memberships(pool: &PgPool, connection: Uuid) -> Vec<(i64, String, bool)> {
+    sqlx::query_as(
+        "SELECT room_id, xmin::text, refused_at IS NOT NULL FROM chatwork_room_connections
+          WHERE connection_id = $1 ORDER BY room_id",
+    )
+    .bind(connection)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Every room check records its connections' room lists: a list read again as it was
+/// rewrites no membership, a room listed again after a refusal is no longer refused, a
+/// room no longer listed is no longer the connection's. So it stays on a connection that
+/// has run the statement more than five times (after which Postgres may run a cached
+/// generic plan).
+#[tokio::test]
+async fn a_room_list_writes_only_the_memberships_that_changed() {
+    let db = TestDb::new().await;
+    let mut config = db.config.clone();
+    config.max_connections = 1;
+    let pool = cwsync::db::pool(&config).unwrap();
+    let connection: Uuid = sqlx::query_scalar(
+        "INSERT INTO chatwork_connections (kind, bootstrap, connected_by, budget_key)
+         VALUES ('api_token', true, 'bootstrap', decode(repeat('ab', 32), 'hex'))
+         RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO chatwork_rooms (room_id, name, room_type)
+         SELECT g, 'room ' || g, 'group' FROM generate_series(1, 5) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Room 99 is not registered: no membership for it.
+    store::record_listing(&pool, connection, &[1, 2, 3, 4, 99])
+        .await
+        .unwrap();
+    let first = memberships(&pool, connection).await;
+    let rooms = |rows: &[(i64, String, bool)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(rooms(&first), [1, 2, 3, 4]);
+
+    for _ in 0..7 {
+        store::record_listing(&pool, connection, &[4, 3, 2, 1])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        memberships(&pool, connection).await,
+        first,
+        "the same list again rewrites nothing"
+    );
+
+    store::record_refusal(&pool, connection, 2).await.unwrap();
+    assert!(memberships(&pool, connection).await[1].2, "room 2 refused");
+    store::record_listing(&pool, connection, &[2, 3, 4, 5])
+        .await
+        .unwrap();
+    let after = memberships(&pool, connection).await;
+    assert_eq!(rooms(&after), [2, 3, 4, 5], "room 1 gone, room 5 added");
+    assert!(
+        after.iter().all(|r| !r.2),
+        "room 2 listed again: no longer refused"
+    );
+    assert_eq!(after[1], first[2], "room 3 untouched");
+    assert_eq!(after[2], first[3], "room 4 untouched");
+    let listed: i32 =
+        sqlx::query_scalar("SELECT rooms_listed FROM chatwork_connections WHERE id = $1")
+            .bind(connection)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(listed, 4);
+}
