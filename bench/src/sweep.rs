@@ -367,7 +367,7 @@ pub fn scenario(s: &SweepSettings, load: f64, strategy: Strategy) -> ScenarioFig
         window: Duration::from_secs_f64(WINDOW),
         reserve_percent: RESERVE_PERCENT,
         gather_min: 50,
-        freshness_bound: Duration::from_secs(600),
+        freshness_bound: Duration::from_secs(120),
         scheduled: true,
     };
     let tau = 2.0 * WINDOW / 60.0;
@@ -415,10 +415,11 @@ pub fn scenario(s: &SweepSettings, load: f64, strategy: Strategy) -> ScenarioFig
                     let message_num = room.posted;
                     if message_num != room.base_num {
                         let minutes = ((at - room.base_at) / 60.0).max(0.0);
-                        let sample = (message_num - room.base_num) as f64 / minutes.max(1.0 / 60.0);
+                        let moved_by = (message_num - room.base_num) as f64;
+                        let sample = moved_by / minutes.max(1.0 / 60.0);
                         let weight = 1.0 - (-minutes / tau).exp();
                         room.rate = sample * weight + room.rate * (1.0 - weight);
-                        room.recent = sample;
+                        room.recent = moved_by / minutes.min(cadence / 60.0).max(1.0 / 60.0);
                         room.base_num = message_num;
                         room.base_at = at;
                     }

@@ -68,7 +68,7 @@ impl Default for RoomCheckSettings {
     /// Every 15 s, one check per call (the deployed scheduler's four per minutely
     /// invocation come from [`RoomCheckSettings::from_env`]), 10 % of each window kept
     /// back, 30 s for the room list, Chatwork's 5-minute window, and under a tight budget
-    /// rooms gather 50 messages for at most 10 minutes; messages only (what a program
+    /// rooms gather 50 messages for at most 2 minutes; messages only (what a program
     /// that builds its settings itself, a benchmark or a test of messages, measures:
     /// deployed functions and the local runner read [`from_env`](Self::from_env), where
     /// an unset `ROOM_EXTRAS` means every part).
@@ -80,7 +80,7 @@ impl Default for RoomCheckSettings {
             list_timeout: Duration::from_secs(30),
             window: Duration::from_secs(300),
             gather_min: 50,
-            freshness_bound: Duration::from_secs(600),
+            freshness_bound: Duration::from_secs(120),
             extras: RoomExtras::NONE,
         }
     }
@@ -134,7 +134,7 @@ impl RoomCheckSettings {
     /// or `ROOM_CHECK_EVERY_MINUTES` (the schedule's rate, one check per invocation),
     /// `ROOM_CHECK_RESERVE_PERCENT` (default 10, at most 90),
     /// `ROOM_CHECK_GATHER_MESSAGES` (default 50, 1 to 100) and
-    /// `ROOM_CHECK_FRESHNESS_MINUTES` (default 10, at least 1) and `ROOM_EXTRAS` (default
+    /// `ROOM_CHECK_FRESHNESS_MINUTES` (default 2, at least 1) and `ROOM_EXTRAS` (default
     /// `tasks,files,members`).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = Self::default();
@@ -788,7 +788,7 @@ async fn observe(
                SELECT j.*, s.moved,
                       CASE WHEN s.moved THEN s.sample * s.weight + j.old_rate * (1 - s.weight)
                            ELSE j.old_rate END AS rate,
-                      CASE WHEN s.moved THEN s.sample ELSE j.old_recent END AS recent,
+                      CASE WHEN s.moved THEN s.recent_sample ELSE j.old_recent END AS recent,
                       CASE WHEN s.moved OR j.rate_base_num IS NULL THEN j.message_num
                            ELSE j.rate_base_num END AS base_num,
                       CASE WHEN s.moved OR j.rate_base_at IS NULL THEN now()
@@ -797,8 +797,17 @@ async fn observe(
                  CROSS JOIN LATERAL (
                      SELECT j.rate_base_num IS NOT NULL AND j.message_num <> j.rate_base_num AS moved,
                             greatest(j.message_num - coalesce(j.rate_base_num, j.message_num), 0)::float8
-                                / greatest(j.minutes, 1.0 / 60) AS sample,
+                                AS moved_by,
                             1 - exp(-j.minutes / $12::float8) AS weight
+                 ) m
+                 CROSS JOIN LATERAL (
+                     -- The average's sample spans the time since the last one; the recent
+                     -- one at most a check interval: the check before saw the room
+                     -- unchanged, so a burst in a quiet room shows at its full rate.
+                     SELECT m.moved, m.weight,
+                            m.moved_by / greatest(j.minutes, 1.0 / 60) AS sample,
+                            m.moved_by / greatest(least(j.minutes, $13::float8), 1.0 / 60)
+                                AS recent_sample
                  ) s
            ), decided AS (
                SELECT j.*, (j.unseen > 0 OR j.edited) AND j.syncable AS wanted,
@@ -867,6 +876,7 @@ async fn observe(
         extras.files,
         extras.members,
         settings.rate_time_constant().as_secs_f64() / 60.0,
+        settings.cadence.as_secs_f64() / 60.0,
     )
     .fetch_all(pool)
     .await?;

@@ -2,19 +2,19 @@
 //! pure functions of what the check saw (no database, no clock), so that the benchmark's
 //! load sweep runs the very rules production runs (docs/architecture.md, "The plan").
 //!
-//! - **Pacing.** A scheduled check spends its share of what is left of each connection's
-//!   rate window: what is left, less the reserve for syncs people start and one request
-//!   for each check still to come in the window, spread over the checks to come. A
-//!   window's last check before its reset spends everything left, the reserve included
-//!   (a request not spent by the reset is lost).
+//! - **Pacing.** A scheduled check spends its share of each connection's window: what is
+//!   left, less the reserve for syncs people start and one request for each check still
+//!   to come, spread over those checks. A window's last check before its reset spends
+//!   everything left, the reserve included (a request not spent by the reset is lost).
+//!   When the rooms need more than the share, the budget is **tight**: as many rooms
+//!   every check would spend the window before its reset.
 //! - **Loss first.** Each room's observed rate predicts its unseen messages when the
 //!   plan's next chance to fetch it comes; a room predicted to pass
-//!   [`MESSAGES_PER_REQUEST`] by then would lose messages and is fetched first, the one
-//!   whose wait would lose the most first (what passes 100 by then, less what it has
-//!   lost already, at most a fetch's 100). Then the rest, the most unseen first: the
-//!   most messages per request.
-//! - **Gathering.** When more rooms need a fetch than the share serves (a tight budget),
-//!   a room neither at risk nor past the freshness bound that has fewer than
+//!   [`MESSAGES_PER_REQUEST`] by then would lose messages and is fetched first. Within
+//!   the rooms at risk and within the rest, the most unseen first (at most 100: the
+//!   most messages per request, which is what the budget's capture comes to), and of
+//!   those alike, the one whose wait would lose most.
+//! - **Gathering.** Under a tight budget, a room neither at risk nor past the freshness bound that has fewer than
 //!   [`PlanSettings::gather_min`] unseen messages waits: its next fetch brings more
 //!   messages for the same request. A room past the freshness bound may be fetched, in
 //!   its place by unseen messages: under a tight budget, capture comes before freshness.
@@ -141,7 +141,7 @@ pub struct Plan {
     pub planned: Vec<Planned>,
     /// Fetches the budgets allowed this check (the sum of the shares).
     pub allowance: i64,
-    /// More rooms needed a fetch than the share serves.
+    /// The rooms needed more requests than the check's share: slow rooms gathered.
     pub tight: bool,
     /// Requests a window the observed rates need (each fetch bringing 100) plus the
     /// checks, against what the budgets give after the reserve.
@@ -229,22 +229,21 @@ pub fn plan(
         let at_risk = |u: &Urgency| *u == Urgency::AtRisk;
         at_risk(ub)
             .cmp(&at_risk(ua))
-            .then_with(|| {
-                if at_risk(ua) {
-                    b.loss_of_waiting(horizon)
-                        .total_cmp(&a.loss_of_waiting(horizon))
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
             .then(b.brings().cmp(&a.brings()))
+            .then_with(|| {
+                b.loss_of_waiting(horizon)
+                    .total_cmp(&a.loss_of_waiting(horizon))
+            })
             .then(a.waiting_since.cmp(&b.waiting_since))
             .then(a.room_id.cmp(&b.room_id))
     });
 
+    // Tight: the rooms need more requests than the check's paced share: as many rooms
+    // every check would spend the windows before their resets. Then slow rooms gather.
     let mut left: Vec<i64> = windows.iter().map(|w| share(*w, now, settings)).collect();
     let allowance: i64 = left.iter().sum();
-    let tight = settings.scheduled && needs.len() as i64 > allowance;
+    let demand: i64 = needs.iter().map(|n| n.requests.max(1)).sum();
+    let tight = settings.scheduled && demand > allowance;
     let mut planned = Vec::new();
     let mut unserved = Vec::new();
     for (urgency, need) in &ranked {
@@ -287,11 +286,10 @@ pub fn plan(
     for (urgency, need) in &unserved {
         let outruns = need.rate_per_min * cadence_min > limit;
         if *urgency == Urgency::AtRisk && !outruns {
-            let over = (need.predicted(horizon) - limit).max(0.0);
             losing.push(Losing {
                 room_id: need.room_id,
                 rate_per_min: need.rate_per_min,
-                loss_per_min: over / (horizon.as_secs_f64() / 60.0),
+                loss_per_min: need.loss_of_waiting(horizon) / (horizon.as_secs_f64() / 60.0),
                 outruns_check: false,
             });
         }
@@ -410,7 +408,7 @@ mod tests {
         );
         assert_eq!(order(&plan), [2, 1]);
         assert_eq!(plan.planned[0].urgency, Urgency::AtRisk);
-        // With one fetch to give, the fast room gets it.
+        // With one fetch to give (a window that can spend 1), the fast room gets it.
         let plan = super::plan(
             &needs,
             &all_on_one(&needs),
@@ -423,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_slow_room_waits_under_a_tight_budget_and_not_under_a_loose_one() {
-        // Loose: three slow rooms, a share of 13.
+        // Loose: three slow rooms, a window that can still spend 250.
         let slow = [
             need(1, 3, 0.1, 60),
             need(2, 5, 0.2, 30),
@@ -439,7 +437,8 @@ mod tests {
         assert!(!plan.tight);
         assert_eq!(order(&plan), [2, 1, 3]);
 
-        // Tight: 20 rooms need a fetch against a share of 13. The hot room, the one
+        // Tight: 21 rooms need a fetch, and the window (reset in 20 s, 50 left) can
+        // still spend 19, a share of 15 now. The hot room, the one
         // that gathered enough and the one past the freshness bound are fetched; the slow
         // ones gather, though the share had room for them.
         let mut needs: Vec<Need> = (10..28).map(|id| need(id, 3, 0.1, 60)).collect();
@@ -449,11 +448,12 @@ mod tests {
         let plan = super::plan(
             &needs,
             &all_on_one(&needs),
-            &window(299, 300),
+            &window(50, 20),
             at(0),
             &settings(),
         );
         assert!(plan.tight);
+        assert_eq!(plan.allowance, 15);
         // At risk first; then by the messages a fetch brings, the room past the bound
         // too.
         assert_eq!(order(&plan), [1, 3, 2]);
@@ -507,20 +507,21 @@ mod tests {
     fn above_the_ceiling_the_plan_names_the_rooms_that_lose() {
         // 500 a minute outruns a 15 s check (125 per interval): 25 lost each interval,
         // 100 a minute, fetched or not.
-        // Then 30 at-risk rooms against a share of 13 (12 after the first): the 18 left
-        // lose what passes 100.
+        // Then 30 at-risk rooms against a window that can spend 19 before its reset, 15
+        // now (14 after the first): the 16 left lose what passes 100.
         let mut needs = vec![need(1, 120, 500.0, 0)];
         needs.extend((100..130).map(|id| need(id, 80, 60.0, 0)));
         needs.push(need(2, 3, 0.1, 0));
         let plan = plan(
             &needs,
             &all_on_one(&needs),
-            &window(299, 300),
+            &window(50, 20),
             at(0),
             &settings(),
         );
         assert!(plan.above_ceiling());
-        assert_eq!(plan.planned.len(), 13);
+        assert!(plan.tight);
+        assert_eq!(plan.planned.len(), 15);
         let first = plan.losing[0];
         assert_eq!(first.room_id, 1);
         assert!(first.outruns_check);
@@ -528,9 +529,9 @@ mod tests {
         // Each unserved at-risk room: 80 + 60 × 22.5 s = 102.5 by the next chance, 2.5
         // over, per 22.5 s.
         let unserved: Vec<&Losing> = plan.losing.iter().filter(|l| !l.outruns_check).collect();
-        assert_eq!(unserved.len(), 18);
+        assert_eq!(unserved.len(), 16);
         assert!((unserved[0].loss_per_min - 2.5 / 0.375).abs() < 1e-9);
-        assert!((plan.loss_per_min - (100.0 + 18.0 * 2.5 / 0.375)).abs() < 1e-6);
+        assert!((plan.loss_per_min - (100.0 + 16.0 * 2.5 / 0.375)).abs() < 1e-6);
         // 500 + 30 × 60 + 0.1 a minute, 5 minutes, 100 a request; plus 20 checks.
         let expected = (500.0 + 1800.0 + 0.1) * 5.0 / 100.0 + 20.0;
         assert!((plan.demand_per_window - expected).abs() < 1e-9);

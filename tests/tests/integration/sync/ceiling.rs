@@ -112,6 +112,7 @@ async fn above_the_ceiling_the_status_route_names_the_rooms_that_lose() {
         reserve_percent: 0,
         ..RoomCheckSettings::default()
     };
+    // A share of 14 (half of the 28 the window can spend) for 10 rooms: all now.
     let first = rig.check_with(&every_five_minutes).await;
     assert_eq!(first.fetched, 10);
     assert_eq!(first.loss_per_min, 0.0, "{first:?}");

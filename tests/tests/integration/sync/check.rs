@@ -248,7 +248,7 @@ async fn under_a_short_budget_the_riskiest_rooms_go_first_and_the_rest_next_time
         reserve_percent,
         ..RoomCheckSettings::default()
     };
-    // 29 left after the list, one for the next check: half of 28.
+    // 29 left after the list, one for the next check: half of 28 now, for six rooms.
     let first = rig.check_with(&every_five_minutes(0)).await;
     assert_eq!(first.allowance, 14);
     assert_eq!(first.fetched, 6); // 7 requests used, 23 left.
@@ -294,7 +294,7 @@ async fn under_a_short_budget_the_riskiest_rooms_go_first_and_the_rest_next_time
     tokio::time::sleep(SETTLE).await;
 
     // 21 left after the list: a reserve of 17 (56 % of 30, rounded up) and the next
-    // check's request leave 3, half of it now.
+    // check's request leave 3, half of it now, for five rooms: tight.
     let report = rig.check_with(&every_five_minutes(56)).await;
     assert_eq!(report.outcome, CheckOutcome::Fetching);
     assert_eq!(report.allowance, 2);
