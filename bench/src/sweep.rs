@@ -247,10 +247,23 @@ fn rates(s: &SweepSettings, load: f64) -> Vec<f64> {
     rates
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+/// A time of the model, ordered totally (the event queue's key).
+#[derive(Debug, Clone, Copy)]
 struct At(f64);
 
+impl PartialEq for At {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
 impl Eq for At {}
+
+impl PartialOrd for At {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Ord for At {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

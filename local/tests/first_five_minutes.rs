@@ -356,6 +356,15 @@ async fn first_five_minutes(extra_env: Vec<(String, String)>) {
     for group in ["### 依頼・期限", "### 未回答の質問"] {
         assert!(content.contains(group), "{group}: {content}");
     }
+    // And the company's Chatwork tasks as the first sync read them, deadlines in Tokyo
+    // time (the demo's review is due at 10:30 in Tokyo).
+    assert!(content.contains("## Chatworkのタスク"), "{content}");
+    assert!(
+        content
+            .lines()
+            .any(|l| l.contains("次回定例で配送ステータス画面の実機デモ") && l.contains("10:30")),
+        "{content}"
+    );
     assert!(
         draft["sourceLinks"]
             .as_array()

@@ -371,6 +371,18 @@ mod tests {
         plan.planned.iter().map(|p| p.room_id).collect()
     }
 
+    /// A scheduled check's plan of `needs`, all on one connection whose window, reset in
+    /// `reset_in` s, has `remaining` left.
+    fn plan_one(needs: &[Need], remaining: i64, reset_in: i64) -> Plan {
+        plan(
+            needs,
+            &all_on_one(needs),
+            &window(remaining, reset_in),
+            at(0),
+            &settings(),
+        )
+    }
+
     #[test]
     fn the_share_spreads_what_is_left_over_the_checks_to_come() {
         let s = settings();
@@ -399,13 +411,7 @@ mod tests {
         // 60 unseen at 200 a minute: 75 more by the next chance (22.5 s), 135 > 100.
         // 90 unseen, quiet: stays at 90.
         let needs = [need(1, 90, 0.0, 30), need(2, 60, 200.0, 0)];
-        let plan = plan(
-            &needs,
-            &all_on_one(&needs),
-            &window(299, 300),
-            at(0),
-            &settings(),
-        );
+        let plan = plan_one(&needs, 299, 300);
         assert_eq!(order(&plan), [2, 1]);
         assert_eq!(plan.planned[0].urgency, Urgency::AtRisk);
         // With one fetch to give (a window that can spend 1), the fast room gets it.
@@ -427,13 +433,7 @@ mod tests {
             need(2, 5, 0.2, 30),
             need(3, 1, 0.0, 10),
         ];
-        let plan = plan(
-            &slow,
-            &all_on_one(&slow),
-            &window(299, 300),
-            at(0),
-            &settings(),
-        );
+        let plan = plan_one(&slow, 299, 300);
         assert!(!plan.tight);
         assert_eq!(order(&plan), [2, 1, 3]);
 
@@ -445,13 +445,7 @@ mod tests {
         needs.push(need(1, 70, 100.0, 0));
         needs.push(need(2, 2, 0.0, 700));
         needs.push(need(3, 55, 1.0, 120));
-        let plan = super::plan(
-            &needs,
-            &all_on_one(&needs),
-            &window(50, 20),
-            at(0),
-            &settings(),
-        );
+        let plan = plan_one(&needs, 50, 20);
         assert!(plan.tight);
         assert_eq!(plan.allowance, 15);
         // At risk first; then by the messages a fetch brings, the room past the bound
@@ -512,13 +506,7 @@ mod tests {
         let mut needs = vec![need(1, 120, 500.0, 0)];
         needs.extend((100..130).map(|id| need(id, 80, 60.0, 0)));
         needs.push(need(2, 3, 0.1, 0));
-        let plan = plan(
-            &needs,
-            &all_on_one(&needs),
-            &window(50, 20),
-            at(0),
-            &settings(),
-        );
+        let plan = plan_one(&needs, 50, 20);
         assert!(plan.above_ceiling());
         assert!(plan.tight);
         assert_eq!(plan.planned.len(), 15);
@@ -541,13 +529,7 @@ mod tests {
     #[test]
     fn under_the_ceiling_nothing_is_reported_lost() {
         let needs = [need(1, 40, 20.0, 0), need(2, 3, 0.5, 0)];
-        let plan = plan(
-            &needs,
-            &all_on_one(&needs),
-            &window(299, 300),
-            at(0),
-            &settings(),
-        );
+        let plan = plan_one(&needs, 299, 300);
         assert!(!plan.above_ceiling());
         assert!(plan.losing.is_empty());
     }
