@@ -299,6 +299,18 @@ async fn a_file_is_copied_once_and_served_to_people_with_a_role_only() {
     let reader = auth
         .mint_local_token("reader-1", Role::Reader, Duration::from_secs(600))
         .unwrap();
+    // A reader sees the rooms of companies: not this one until it is linked to one.
+    let unlinked = http.get(&url).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(unlinked.status(), 404);
+    sqlx::query(
+        "WITH c AS (INSERT INTO companies (name) VALUES ('Files Inc.') RETURNING id)
+         INSERT INTO company_room_links (company_id, chatwork_room_id)
+         SELECT c.id, r.id FROM c, chatwork_rooms r WHERE r.room_id = $1",
+    )
+    .bind(ROOM)
+    .execute(extras.rig.pool())
+    .await
+    .unwrap();
     let answer = http.get(&url).bearer_auth(&reader).send().await.unwrap();
     assert_eq!(answer.status(), 200);
     let headers = answer.headers().clone();
