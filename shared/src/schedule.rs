@@ -18,7 +18,9 @@ use crate::config::{ConfigError, Env};
 use crate::connections::Connections;
 use crate::jobs::{self, StartError, SweepSettings};
 use crate::queue::Queues;
-use crate::sync::check::{self, CheckError, CheckTrigger, RoomCheckReport, RoomCheckSettings};
+use crate::sync::check::{
+    self, CheckError, CheckOutcome, CheckTrigger, RoomCheckReport, RoomCheckSettings,
+};
 use crate::sync::messages::{MessagesSync, MessagesSyncPayload};
 use crate::sync::rooms::{RoomsSync, RoomsSyncPayload};
 
@@ -341,7 +343,9 @@ pub async fn run_task(
 /// The room-check task: [`RoomCheckSettings::per_invocation`] checks, `cadence` apart
 /// (EventBridge fires a schedule at most once a minute; checks every 15 s are four per
 /// invocation, idle in between: see docs/architecture.md, "Checks under a minute
-/// apart"). Returns the last check's report; a check that fails ends the run.
+/// apart"). Returns the report of the last check that was not `busy` (the checks after
+/// one that started a job usually find it still running), else the last; a check that
+/// fails ends the run.
 pub async fn room_checks(
     pool: &PgPool,
     queues: &dyn Queues,
@@ -352,7 +356,10 @@ pub async fn room_checks(
     let mut report = room_check(pool, queues, connections, settings).await?;
     for n in 1..settings.per_invocation.max(1) {
         tokio::time::sleep_until(start + settings.cadence * n).await;
-        report = room_check(pool, queues, connections, settings).await?;
+        let next = room_check(pool, queues, connections, settings).await?;
+        if next.outcome != CheckOutcome::Busy || report.outcome == CheckOutcome::Busy {
+            report = next;
+        }
     }
     Ok(report)
 }

@@ -428,14 +428,14 @@ async fn a_file_over_the_cap_is_recorded_and_not_copied() {
     );
 
     let (address, auth) = serve_api(&extras).await;
-    let reader = auth
-        .mint_local_token("reader-1", Role::Reader, Duration::from_secs(600))
+    let admin = auth
+        .mint_local_token("admin-1", Role::Admin, Duration::from_secs(600))
         .unwrap();
     let answer = reqwest::Client::new()
         .get(format!(
             "{address}/api/chatwork/rooms/{ROOM}/files/{large}/content"
         ))
-        .bearer_auth(&reader)
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap();

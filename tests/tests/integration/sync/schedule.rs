@@ -14,7 +14,8 @@ use super::{Backend, SyncRig, client_settings, messages_requests, poster, room_w
 impl SyncRig {
     fn schedule_settings(&self) -> ScheduleSettings {
         let client = ChatworkClient::new(client_settings(&self.fake), self.pool().clone()).unwrap();
-        ScheduleSettings::from_env(&Env::default())
+        // One room check per invocation (deployed, four 15 s apart).
+        ScheduleSettings::from_env(&Env::from_pairs([("ROOM_CHECK_EVERY_SECONDS", "60")]))
             .unwrap()
             .with_chatwork(client)
     }
