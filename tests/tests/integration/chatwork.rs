@@ -1420,10 +1420,10 @@ async fn a_download_without_a_length_stops_being_read_at_the_cap() {
     use futures_util::StreamExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
     const CHUNK: usize = 64 << 10;
-    const CHUNKS: usize = 200;
+    const CHUNKS: usize = 1600;
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
-    // 12.5 MiB in chunks, produced as they are read, with no Content-Length.
+    // 100 MiB in chunks, produced as they are read, with no Content-Length.
     let app = axum::Router::new().route(
         "/file",
         axum::routing::get(move || {
@@ -1451,9 +1451,10 @@ async fn a_download_without_a_length_stops_being_read_at_the_cap() {
         error,
         cwsync::chatwork::DownloadError::TooLarge { cap: 1 << 20 }
     );
-    // What left the server: the cap and what the connection's buffers took, far from all.
+    // What left the server: the cap and what the connection's buffers took (loopback's
+    // grow to a few MiB), far from all.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let left = sent.load(Ordering::Relaxed);
-    assert!(left < CHUNK * CHUNKS / 2, "{left} bytes were produced");
+    assert!(left < 32 << 20, "{left} bytes were produced");
     assert!(fake.requests().is_empty(), "no API request");
 }
