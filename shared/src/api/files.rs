@@ -22,9 +22,10 @@ use super::{ApiError, AppState, Caller, ErrorBody, ErrorCode};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct FilePath {
-    /// Chatwork's id of the room (digits) or ours (a UUID). Named `id` as in every route
-    /// under `/api/chatwork/rooms/{id}` (one router cannot name one segment twice).
-    #[param(value_type = String)]
+    /// Chatwork's id of the room (digits, a positive 64-bit number) or ours (a UUID).
+    /// Named `id` as in every route under `/api/chatwork/rooms/{id}` (one router cannot
+    /// name one segment twice).
+    #[param(value_type = String, pattern = r"^([1-9][0-9]{0,17}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     id: RoomRef,
     /// Chatwork's id of the file (digits).
     #[param(value_type = String, pattern = r"^[1-9][0-9]{0,17}$")]
