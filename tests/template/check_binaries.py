@@ -33,7 +33,7 @@ def check(path):
         return f"machine {e_machine}, not arm64"
     if e_type == ET_DYN:
         return ("a position-independent executable (PIE): .cargo/config.toml should build the "
-                "Lambda target with relocation-model=static (README, \"Security notes\")")
+                "Lambda target linked with -no-pie (README, \"Security notes\")")
     if e_type != ET_EXEC:
         return f"ELF type {e_type}, not an executable"
     return None
